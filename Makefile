@@ -1,0 +1,41 @@
+# Munition's two commands: `make demo` and `make test`.
+SHELL := /bin/bash
+export MIX_ENV ?= test
+
+.PHONY: test demo deps elixir rust-checks elixir-checks consumer bench
+
+elixir:
+	@if ! command -v mix >/dev/null 2>&1; then \
+	  if command -v apt-get >/dev/null 2>&1; then \
+	    echo "Installing Elixir and Erlang from Debian's packages"; \
+	    SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	    $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q elixir erlang-dev; \
+	  else \
+	    echo "Munition needs Elixir (>= 1.14) and Erlang/OTP with its NIF headers (erlang-dev)."; \
+	    echo "apt-get is not available here: install them with your system's package manager and run make again."; \
+	    exit 1; \
+	  fi; \
+	fi
+	@command -v cargo >/dev/null 2>&1 || { echo "Munition needs Rust's cargo: install Rust (https://rustup.rs) and run make again."; exit 1; }
+
+rust-checks:
+	cargo fmt --all -- --check
+	cargo clippy --release --all-targets -- -D warnings
+	cargo test --release
+
+elixir-checks: elixir
+	mix format --check-formatted
+	mix compile --warnings-as-errors --force
+
+test: elixir rust-checks elixir-checks
+	mix test
+	$(MAKE) consumer
+
+consumer: elixir
+	cd test/consumer && MIX_ENV=dev mix run -e 'Consumer.smoke()'
+
+demo: elixir
+	MIX_ENV=dev mix run examples/demo.exs
+
+bench: elixir
+	MIX_ENV=bench mix run bench/fire.exs

@@ -1,0 +1,276 @@
+defmodule Munition do
+  @external_resource "README.md"
+  @moduledoc "README.md"
+             |> File.read!()
+             |> String.split("<!-- MDOC -->")
+             |> Enum.fetch!(1)
+
+  require Logger
+
+  alias Munition.Host.{Capabilities, Functions}
+  alias Munition.Instance.{Manager, State}
+
+  @typedoc "Wasm bytes, WAT text, or a module from `compile/2`."
+  @type wasm :: binary() | Munition.Module.t()
+
+  @type crash_reason :: :fuel_exhausted | :trap | :timeout | :memory_limit | :host_error
+  @type error_reason ::
+          {:invalid_module, String.t()}
+          | {:function_not_found, String.t()}
+          | {:bad_args, String.t()}
+          | {:bad_result, String.t()}
+          | {:capability_denied, [%{module: String.t(), name: String.t(), needs: atom() | nil}]}
+          | {:memory_limit, String.t()}
+          | {:instantiation_failed, String.t()}
+          | {:runtime_failure, String.t()}
+
+  @fire_defaults [
+    fuel: nil,
+    timeout: nil,
+    max_memory: nil,
+    capabilities: [],
+    host_functions: [],
+    runtime: Munition.Runtime.Wasmtime,
+    forensics: :full,
+    result: :values,
+    alloc: "alloc",
+    dump_dir: nil
+  ]
+
+  @doc """
+  Runs `function` of `wasm` with `args` in a fresh instance, and throws the
+  instance away.
+
+  `args` are integers and floats, checked against the export's signature
+  (`i32` takes `-2^31..2^32-1`, `i64` likewise for 64 bits, `f32`/`f64` take
+  floats), and binaries (see "Binary data" in the README: each binary is copied
+  into guest memory through the guest's allocator and passed as pointer and
+  length).
+
+  ## Options
+
+    * `:fuel` - fuel units for the call (start function included). Defaults to
+      `Munition.Fuel.Policy.default_fuel/0` (`10_000_000`).
+    * `:timeout` - milliseconds the guest may run, start function included.
+      Defaults to `5_000`. The guest is stopped by the engine at its deadline.
+    * `:max_memory` - bytes of linear memory the guest may have. Defaults to
+      64 MiB. Growing past it is `{:crash, :memory_limit, dump}`; a module whose
+      initial memory is already over it is `{:error, {:memory_limit, message}}`.
+    * `:capabilities` - capabilities granted to this call (see
+      `Munition.Host.Capabilities`). Defaults to `[]`: any import is refused.
+    * `:host_functions` - Elixir host functions for this call (see
+      `Munition.Host.Functions`). Defaults to `[]`.
+    * `:forensics` - `:full` (default), `:minimal` (no memory bytes) or `false`
+      (no capture; crashes return `{:crash, reason, nil}`).
+    * `:result` - `:values` (default) or `:binary`: read the function's
+      `(ptr, len)` result back as a binary.
+    * `:alloc` - the guest export that allocates memory for binary arguments.
+      Defaults to `"alloc"`.
+    * `:dump_dir` - a directory where the dump of every crash is written (see
+      `Munition.Forensics.Dump.write_to_dir/2`), for an audit trail. Defaults to
+      `config :munition, :dump_dir` (unset: nothing is written). A dump that
+      cannot be written is logged, and the call's result is unchanged.
+    * `:runtime` - a `Munition.Runtime`. Defaults to `Munition.Runtime.Wasmtime`.
+
+  ## Returns
+
+    * `{:ok, result, metadata}` - `result` is the value of a one-result function,
+      `nil` for none, a list for several. `metadata` holds `:fuel_consumed`,
+      `:fuel_remaining`, `:execution_time_us`, `:module_hash`, `:capabilities`
+      and `:log`.
+    * `{:crash, reason, %Munition.Forensics.Dump{}}` - the guest failed;
+      `reason` is one of `:fuel_exhausted`, `:trap`, `:timeout`,
+      `:memory_limit`, `:host_error`.
+    * `{:error, reason}` - nothing ran or it could not run; see `t:error_reason/0`.
+
+  ## Examples
+
+      iex> wat = ~s{(module (func (export "add") (param i32 i32) (result i32)
+      ...>   local.get 0 local.get 1 i32.add))}
+      iex> {:ok, 5, %{fuel_consumed: fuel}} = Munition.fire(wat, "add", [2, 3])
+      iex> fuel > 0
+      true
+
+      iex> {:crash, :trap, dump} = Munition.fire(~s{(module (func (export "f") unreachable))}, "f", [])
+      iex> dump.trap
+      :unreachable
+  """
+  @spec fire(wasm(), String.t(), list(), keyword()) ::
+          {:ok, term(), map()}
+          | {:crash, crash_reason(), Munition.Forensics.Dump.t() | nil}
+          | {:error, error_reason()}
+  def fire(wasm, function, args, opts \\ []) do
+    check_function!(function)
+    check_args!(args)
+    opts = Keyword.validate!(opts, @fire_defaults)
+    runtime = runtime!(opts[:runtime])
+    host_functions = Functions.normalize!(opts[:host_functions])
+    capabilities = Capabilities.expand!(opts[:capabilities], host_functions)
+    timeout = positive!(:timeout, opts[:timeout] || Munition.Runtime.Config.default_timeout())
+    max_memory = positive!(:max_memory, opts[:max_memory] || Munition.Runtime.Config.default_max_memory())
+    forensics = one_of!(:forensics, opts[:forensics], [:full, :minimal, false])
+    result = one_of!(:result, opts[:result], [:values, :binary])
+
+    with {:ok, module} <- to_module(wasm, runtime),
+         {:ok, links} <- Capabilities.resolve(module, capabilities, host_functions) do
+      state = %State{
+        module: module,
+        function: function,
+        args: args,
+        capabilities: capabilities,
+        fuel: Munition.Fuel.Policy.resolve!(opts[:fuel], module, function)
+      }
+
+      state
+      |> Manager.execute(%{
+        runtime: runtime,
+        timeout: timeout,
+        max_memory: max_memory,
+        links: links,
+        host_functions: host_functions,
+        forensics: forensics,
+        result: result,
+        alloc: opts[:alloc]
+      })
+      |> tap(&record(&1, state, opts[:dump_dir] || Munition.Runtime.Config.dump_dir()))
+    end
+  end
+
+  defp record({:ok, _result, meta}, state, _dump_dir) do
+    Munition.Fuel.Meter.record(
+      state.module.hash,
+      state.function,
+      :ok,
+      meta.fuel_consumed,
+      meta.execution_time_us
+    )
+  end
+
+  defp record({:crash, reason, dump}, state, dump_dir) do
+    {fuel, time} = if dump, do: {dump.fuel_consumed, dump.execution_time_us}, else: {state.fuel, 0}
+    Munition.Fuel.Meter.record(state.module.hash, state.function, reason, fuel, time)
+
+    if dump && dump_dir do
+      case Munition.Forensics.Dump.write_to_dir(dump, dump_dir) do
+        {:ok, _path} ->
+          :ok
+
+        {:error, reason} ->
+          Logger.warning("Munition could not write a crash dump to #{dump_dir}: #{inspect(reason)}")
+      end
+    end
+  end
+
+  defp record({:error, _reason}, _state, _dump_dir), do: :ok
+
+  @doc """
+  Compiles `wasm` (bytes or WAT text) without running it.
+
+  Compiled modules are cached by content hash, so compiling the same bytes again
+  is cheap; keeping the returned module and passing it to `fire/4` also skips
+  hashing the bytes.
+
+  ## Options
+
+    * `:runtime` - a `Munition.Runtime`. Defaults to `Munition.Runtime.Wasmtime`.
+
+  ## Examples
+
+      iex> {:ok, module} = Munition.compile(~s{(module (func (export "f")))})
+      iex> Enum.map(module.exports, & &1.name)
+      ["f"]
+      iex> {:error, {:invalid_module, _message}} = Munition.compile(<<0, 1, 2>>)
+  """
+  @spec compile(binary(), keyword()) :: {:ok, Munition.Module.t()} | {:error, {:invalid_module, String.t()}}
+  def compile(wasm, opts \\ []) do
+    opts = Keyword.validate!(opts, runtime: Munition.Runtime.Wasmtime)
+    unless is_binary(wasm), do: raise(ArgumentError, "wasm must be a binary, got: #{inspect(wasm)}")
+    runtime!(opts[:runtime]).compile(wasm, [])
+  end
+
+  @doc """
+  Checks `wasm` without running anything: that it compiles and, when
+  `:capabilities` is given, that every import would be granted.
+
+  ## Options
+
+    * `:capabilities` - when given, imports not covered are
+      `{:error, {:capability_denied, [...]}}`, as `fire/4` would report them.
+    * `:host_functions` - host functions whose imports count as available.
+    * `:runtime` - a `Munition.Runtime`.
+
+  ## Examples
+
+      iex> Munition.validate(~s{(module (import "munition" "get_time_ms" (func (result i64))))}, capabilities: [])
+      {:error, {:capability_denied, [%{module: "munition", name: "get_time_ms", needs: :time}]}}
+      iex> Munition.validate(~s{(module (import "munition" "get_time_ms" (func (result i64))))}, capabilities: [:time])
+      :ok
+  """
+  @spec validate(wasm(), keyword()) :: :ok | {:error, error_reason()}
+  def validate(wasm, opts \\ []) do
+    opts = Keyword.validate!(opts, [:capabilities, host_functions: [], runtime: Munition.Runtime.Wasmtime])
+    runtime = runtime!(opts[:runtime])
+    host_functions = Functions.normalize!(opts[:host_functions])
+
+    with {:ok, module} <- to_module(wasm, runtime) do
+      case opts[:capabilities] do
+        nil ->
+          :ok
+
+        capabilities ->
+          granted = Capabilities.expand!(capabilities, host_functions)
+
+          case Capabilities.resolve(module, granted, host_functions) do
+            {:ok, _links} -> :ok
+            error -> error
+          end
+      end
+    end
+  end
+
+  defp to_module(%Munition.Module{} = module, _runtime), do: {:ok, module}
+  defp to_module(bytes, runtime) when is_binary(bytes), do: runtime.compile(bytes, [])
+
+  defp to_module(other, _runtime) do
+    raise ArgumentError, "wasm must be wasm bytes, WAT text or a %Munition.Module{}, got: #{inspect(other)}"
+  end
+
+  defp check_function!(function) when is_binary(function), do: :ok
+
+  defp check_function!(other) do
+    raise ArgumentError, "function must be the export's name as a string, got: #{inspect(other)}"
+  end
+
+  defp check_args!(args) when is_list(args) do
+    Enum.each(args, fn
+      arg when is_number(arg) or is_binary(arg) -> :ok
+      arg -> raise ArgumentError, "arguments must be integers, floats or binaries, got: #{inspect(arg)}"
+    end)
+  end
+
+  defp check_args!(other), do: raise(ArgumentError, "args must be a list, got: #{inspect(other)}")
+
+  defp runtime!(runtime) when is_atom(runtime) do
+    if Code.ensure_loaded?(runtime) and function_exported?(runtime, :instantiate, 2) do
+      runtime
+    else
+      raise ArgumentError, "runtime must be a module implementing Munition.Runtime, got: #{inspect(runtime)}"
+    end
+  end
+
+  defp runtime!(other), do: raise(ArgumentError, "runtime must be a module, got: #{inspect(other)}")
+
+  defp positive!(_name, value) when is_integer(value) and value > 0, do: value
+
+  defp positive!(name, value) do
+    raise ArgumentError, "#{name} must be a positive integer, got: #{inspect(value)}"
+  end
+
+  defp one_of!(name, value, allowed) do
+    if value in allowed do
+      value
+    else
+      raise ArgumentError, "#{name} must be one of #{inspect(allowed)}, got: #{inspect(value)}"
+    end
+  end
+end

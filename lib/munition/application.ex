@@ -1,0 +1,13 @@
+defmodule Munition.Application do
+  @moduledoc false
+  use Application
+
+  @impl true
+  def start(_type, _args) do
+    children = [
+      {Task.Supervisor, name: Munition.TaskSupervisor}
+    ]
+
+    Supervisor.start_link(children, strategy: :one_for_one, name: Munition.Supervisor)
+  end
+end

@@ -1,0 +1,76 @@
+defmodule Munition.Forensics.Capture do
+  @moduledoc """
+  Turns the state of a failed store into a `Munition.Forensics.Dump`.
+
+  The manager calls `capture/4` on every failure path (a trap in a call or in a
+  start function, fuel exhaustion, timeout, memory limit, a failing host
+  function), right after the failure and before anything else runs in the
+  store, and before the store is released. It must never raise: a capture that
+  cannot read the store still returns a dump with what is known.
+  """
+
+  alias Munition.Forensics.Dump
+  alias Munition.Instance.State
+
+  @munition_version Mix.Project.config()[:version]
+
+  @doc """
+  Captures `instance` (a failed store of `runtime`) into a dump, with `mode`
+  `:full` (memory bytes included) or `:minimal` (everything but memory bytes).
+  """
+  @spec capture(module(), term(), State.t(), :full | :minimal) :: Dump.t()
+  def capture(runtime, instance, %State{} = state, mode) do
+    base = base(state)
+
+    case runtime.capture(instance, mode) do
+      {:ok, native} ->
+        %{
+          base
+          | reason: native.reason,
+            trap: native.trap,
+            message: native.message,
+            backtrace: native.backtrace,
+            fuel_given: native.fuel_given,
+            fuel_consumed: native.fuel_consumed,
+            fuel_remaining: native.fuel_remaining,
+            execution_time_us: native.execution_time_us,
+            memories: native.memories,
+            globals: native.globals,
+            log: native.log
+        }
+
+      {:error, {_kind, message}} ->
+        %{base | message: "capture failed: #{message}"}
+    end
+  end
+
+  @doc """
+  A dump for a failure that left no store to read (the native call did not
+  answer in time and was abandoned): the context and the reason only.
+  """
+  @spec without_store(State.t(), atom(), atom(), String.t()) :: Dump.t()
+  def without_store(%State{} = state, reason, trap, message) do
+    %{base(state) | reason: reason, trap: trap, message: message, fuel_given: state.fuel}
+  end
+
+  defp base(%State{module: module} = state) do
+    %Dump{
+      module_hash: module.hash,
+      imports: module.imports,
+      exports: module.exports,
+      function: state.function,
+      args: state.args,
+      capabilities: state.capabilities,
+      fuel_given: state.fuel,
+      wasmtime_version: wasmtime_version(),
+      munition_version: @munition_version,
+      captured_at: DateTime.utc_now()
+    }
+  end
+
+  defp wasmtime_version do
+    Munition.Runtime.Config.features().version
+  rescue
+    _ -> nil
+  end
+end

@@ -1,0 +1,158 @@
+defmodule Munition.Host.Capabilities do
+  @moduledoc """
+  Capabilities: what a guest may reach on the host, granted per call.
+
+  The check happens when imports are resolved, before any guest code runs: a
+  module that imports anything not granted does not instantiate, and
+  `Munition.fire/4` returns
+  `{:error, {:capability_denied, [%{module: m, name: n, needs: capability_or_nil}]}}`
+  listing every refused import, with the capability that would grant it where
+  one exists. Calls pay nothing for the check afterwards.
+
+  ## Built-in host functions
+
+  | capability | import module | import name        | signature                                | what it does |
+  |------------|---------------|--------------------|------------------------------------------|--------------|
+  | `:time`    | `"munition"`  | `get_time_ms`      | `() -> i64`                              | wall clock, milliseconds since the Unix epoch |
+  | `:time`    | `"munition"`  | `get_monotonic_ns` | `() -> i64`                              | monotonic nanoseconds since the instance was created |
+  | `:random`  | `"munition"`  | `get_random`       | `() -> i64`                              | 64 random bits from the OS CSPRNG |
+  | `:random`  | `"munition"`  | `random_bytes`     | `(ptr: i32, len: i32) -> ()`             | fills guest memory `[ptr, ptr+len)` from the OS CSPRNG |
+  | `:log`     | `"munition"`  | `log`              | `(level: i32, ptr: i32, len: i32) -> ()` | records a log line (bytes `[ptr, ptr+len)`) |
+  | `:abort`   | `"env"`       | `abort`            | `(msg: i32, file: i32, line: i32, col: i32) -> ()` | AssemblyScript's abort: ends the call as a `:trap` crash with trap `:abort` and the message |
+
+  A host function given a range outside the guest's memory ends the call as a
+  `:trap` crash with trap `:memory_out_of_bounds` (never touching host memory).
+
+  Log lines are kept up to `Munition.Runtime.Config.log_limit/0` bytes per call
+  (later lines are counted, not kept), returned in the metadata of a successful
+  call as `:log` and in every dump.
+
+  ## Groups
+
+    * `:basic` - `[:time, :log, :abort]`
+    * `:all` - every built-in capability
+
+  Capabilities of Elixir host functions (`Munition.Host.Functions`) are the atoms
+  those functions declare; granting one that no built-in and no host function of
+  the call declares is an `ArgumentError`.
+  """
+
+  @builtins [
+    %{capability: :time, module: "munition", name: "get_time_ms", params: [], results: [:i64]},
+    %{capability: :time, module: "munition", name: "get_monotonic_ns", params: [], results: [:i64]},
+    %{capability: :random, module: "munition", name: "get_random", params: [], results: [:i64]},
+    %{capability: :random, module: "munition", name: "random_bytes", params: [:i32, :i32], results: []},
+    %{capability: :log, module: "munition", name: "log", params: [:i32, :i32, :i32], results: []},
+    %{capability: :abort, module: "env", name: "abort", params: [:i32, :i32, :i32, :i32], results: []}
+  ]
+
+  @builtin_capabilities @builtins |> Enum.map(& &1.capability) |> Enum.uniq()
+  @groups %{basic: [:time, :log, :abort], all: @builtin_capabilities}
+
+  @doc "The built-in host functions, one map per import (see the table above)."
+  @spec builtins() :: [map()]
+  def builtins, do: @builtins
+
+  @doc "Capabilities that unlock built-in host functions."
+  @spec builtin_capabilities() :: [atom()]
+  def builtin_capabilities, do: @builtin_capabilities
+
+  @doc """
+  Validates `capabilities` and expands groups, returning a sorted list.
+
+  `host_functions` are the `Munition.Host.Function` structs of the call: their
+  capabilities are known too.
+
+      iex> Munition.Host.Capabilities.expand!([:basic, :random])
+      [:abort, :log, :random, :time]
+  """
+  @spec expand!([atom()], [Munition.Host.Function.t()]) :: [atom()]
+  def expand!(capabilities, host_functions \\ [])
+
+  def expand!(capabilities, host_functions) when is_list(capabilities) do
+    known = @builtin_capabilities ++ Enum.map(host_functions, & &1.capability)
+
+    capabilities
+    |> Enum.flat_map(fn
+      capability when is_map_key(@groups, capability) ->
+        Map.fetch!(@groups, capability)
+
+      capability when is_atom(capability) ->
+        if capability in known do
+          [capability]
+        else
+          raise ArgumentError,
+                "unknown capability: #{inspect(capability)} (known: #{inspect(Enum.uniq(known) ++ Map.keys(@groups))})"
+        end
+
+      other ->
+        raise ArgumentError, "capabilities must be atoms, got: #{inspect(other)}"
+    end)
+    |> Enum.uniq()
+    |> Enum.sort()
+  end
+
+  def expand!(other, _host_functions) do
+    raise ArgumentError, "capabilities must be a list of atoms, got: #{inspect(other)}"
+  end
+
+  @doc """
+  Decides what each import of `module` links to, given the `granted` (expanded)
+  capabilities and the call's host functions.
+
+  Returns `{:ok, links}` for the native side, or
+  `{:error, {:capability_denied, denied}}` listing every import that is not granted.
+  """
+  @spec resolve(Munition.Module.t(), [atom()], [Munition.Host.Function.t()]) ::
+          {:ok, [map()]} | {:error, {:capability_denied, [map()]}}
+  def resolve(%Munition.Module{imports: imports}, granted, host_functions) do
+    indexed = Enum.with_index(host_functions)
+
+    {links, denied} =
+      Enum.reduce(imports, {[], []}, fn import, {links, denied} ->
+        case link(import, granted, indexed) do
+          {:ok, link} -> {[link | links], denied}
+          {:denied, needs} -> {links, [%{module: import.module, name: import.name, needs: needs} | denied]}
+        end
+      end)
+
+    if denied == [],
+      do: {:ok, Enum.reverse(links)},
+      else: {:error, {:capability_denied, Enum.reverse(denied)}}
+  end
+
+  defp link(%{kind: :func} = import, granted, host_functions) do
+    host = Enum.find(host_functions, fn {f, _} -> f.module == import.module and f.name == import.name end)
+    builtin = Enum.find(@builtins, &(&1.module == import.module and &1.name == import.name))
+
+    cond do
+      host != nil ->
+        {function, index} = host
+
+        if function.capability in granted,
+          do: {:ok, link_to(import, nil, index, function.params, function.results)},
+          else: {:denied, function.capability}
+
+      builtin != nil ->
+        if builtin.capability in granted,
+          do: {:ok, link_to(import, builtin.name, nil, builtin.params, builtin.results)},
+          else: {:denied, builtin.capability}
+
+      true ->
+        {:denied, nil}
+    end
+  end
+
+  defp link(_import, _granted, _host_functions), do: {:denied, nil}
+
+  defp link_to(import, builtin, host_index, params, results) do
+    %{
+      module: import.module,
+      name: import.name,
+      builtin: builtin,
+      host_index: host_index,
+      params: params,
+      results: results
+    }
+  end
+end

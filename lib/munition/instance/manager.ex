@@ -1,0 +1,240 @@
+defmodule Munition.Instance.Manager do
+  @moduledoc """
+  Runs one execution: compile -> instantiate -> execute -> capture -> cleanup.
+
+  The guest runs in a task under `Munition.TaskSupervisor`; the calling process
+  waits for it, serves the guest's calls to Elixir host functions meanwhile, and
+  enforces the timeout. The native side enforces the same deadline on its own
+  (epoch interruption), so a guest past its deadline stops running instead of
+  merely being abandoned. The wait here only gives up on the task
+  `#{1_000} ms` after the deadline (the grace for capturing a large memory),
+  which happens only if the native side failed to stop the guest.
+
+  Every failure path that leaves a store behind is captured before the store is
+  released; the store is released on every path.
+  """
+
+  alias Munition.Forensics.Capture
+  alias Munition.Host.Functions
+  alias Munition.Instance.State
+
+  @grace_ms 1_000
+
+  @type plan :: %{
+          runtime: module(),
+          timeout: pos_integer(),
+          max_memory: pos_integer(),
+          links: [map()],
+          host_functions: [Munition.Host.Function.t()],
+          forensics: :full | :minimal | false,
+          result: :values | :binary,
+          alloc: String.t()
+        }
+
+  @doc """
+  Runs `state` (a compiled module, the function, its arguments, fuel and
+  capabilities) under `plan`. Returns what `Munition.fire/4` returns.
+  """
+  @spec execute(State.t(), plan()) ::
+          {:ok, term(), map()} | {:crash, atom(), Munition.Forensics.Dump.t() | nil} | {:error, term()}
+  def execute(%State{} = state, plan) do
+    state = %{state | started_at: System.monotonic_time(:millisecond)}
+
+    config = %{
+      fuel: state.fuel,
+      timeout_ms: plan.timeout,
+      max_memory: plan.max_memory,
+      links: plan.links,
+      log_limit: Munition.Runtime.Config.log_limit(),
+      host_pid: if(plan.host_functions == [], do: nil, else: self())
+    }
+
+    task = start_task(fn -> run(state, config, plan) end)
+    await(task, state, plan, state.started_at + plan.timeout + @grace_ms, [])
+  end
+
+  defp start_task(fun) do
+    if Process.whereis(Munition.TaskSupervisor) do
+      Task.Supervisor.async_nolink(Munition.TaskSupervisor, fun)
+    else
+      # Without the application (a bare script), the task is linked instead.
+      Task.async(fun)
+    end
+  end
+
+  defp await(task, state, plan, give_up_at, serving) do
+    wait = max(give_up_at - System.monotonic_time(:millisecond), 0)
+    ref = task.ref
+
+    receive do
+      {^ref, result} ->
+        Process.demonitor(ref, [:flush])
+        stop_serving(serving)
+        result
+
+      {:DOWN, ^ref, :process, _pid, reason} ->
+        stop_serving(serving)
+        {:error, {:runtime_failure, Exception.format_exit(reason)}}
+
+      {:munition_host_call, call, index, args, fuel} ->
+        function = Enum.at(plan.host_functions, index)
+        pid = Functions.serve(function, call, args, fuel)
+        await(task, state, plan, give_up_at, [pid | serving])
+    after
+      wait ->
+        Task.shutdown(task, :brutal_kill)
+        stop_serving(serving)
+
+        {:crash, :timeout,
+         Capture.without_store(
+           state,
+           :timeout,
+           :interrupt,
+           "the guest did not return within #{plan.timeout} ms plus #{@grace_ms} ms of grace; the call was abandoned"
+         )}
+    end
+  end
+
+  defp stop_serving(pids), do: Enum.each(pids, &Process.exit(&1, :kill))
+
+  # Runs inside the task: everything that touches the store.
+  defp run(state, config, plan) do
+    runtime = plan.runtime
+
+    case runtime.instantiate(state.module, config) do
+      {:error, _} = error ->
+        error
+
+      {:crash, reason, instance} ->
+        try do
+          crash(runtime, instance, State.advance(state, :crashed), reason, plan)
+        after
+          runtime.cleanup(instance)
+        end
+
+      {:ok, instance} ->
+        state = %{State.advance(state, :instantiated) | instance: instance}
+
+        try do
+          call(runtime, instance, state, plan)
+        after
+          runtime.cleanup(instance)
+        end
+    end
+  end
+
+  defp call(runtime, instance, state, plan) do
+    with {:ok, params} <- lower_args(runtime, instance, state, plan) do
+      case runtime.call(instance, state.function, params) do
+        {:ok, values, meta} -> lift_result(runtime, instance, state, values, meta, plan)
+        {:crash, reason} -> crash(runtime, instance, state, reason, plan)
+        {:error, _} = error -> error
+      end
+    end
+  end
+
+  # Binary arguments are copied into guest memory through the guest's
+  # allocator and passed as (pointer, length); see "Binary data" in the README.
+  defp lower_args(runtime, instance, state, plan) do
+    Enum.reduce_while(state.args, {:ok, []}, fn
+      arg, {:ok, acc} when is_binary(arg) ->
+        case copy_in(runtime, instance, state, arg, plan) do
+          {:ok, ptr} -> {:cont, {:ok, acc ++ [ptr, byte_size(arg)]}}
+          other -> {:halt, other}
+        end
+
+      arg, {:ok, acc} ->
+        {:cont, {:ok, acc ++ [arg]}}
+    end)
+  end
+
+  defp copy_in(runtime, instance, state, bytes, plan) do
+    case runtime.call(instance, plan.alloc, [byte_size(bytes)]) do
+      {:ok, [ptr], _meta} when is_integer(ptr) ->
+        case runtime.write_memory(instance, to_unsigned(ptr), bytes) do
+          :ok ->
+            {:ok, ptr}
+
+          {:error, {:out_of_bounds, message}} ->
+            out_of_bounds(runtime, instance, state, plan, "#{plan.alloc} returned #{ptr}: #{message}")
+
+          {:error, _} = error ->
+            error
+        end
+
+      {:ok, other, _meta} ->
+        {:error, {:bad_args, "#{plan.alloc}(len) must return one i32 pointer, returned #{inspect(other)}"}}
+
+      {:crash, reason} ->
+        crash(runtime, instance, state, reason, plan)
+
+      {:error, {:function_not_found, _}} ->
+        {:error,
+         {:bad_args,
+          "binary arguments need the guest to export #{plan.alloc}(len) -> ptr (see the :alloc option)"}}
+
+      {:error, _} = error ->
+        error
+    end
+  end
+
+  defp lift_result(runtime, instance, state, values, meta, plan) do
+    meta = Map.merge(meta, %{module_hash: state.module.hash, capabilities: state.capabilities})
+
+    case plan.result do
+      :values ->
+        {:ok, unwrap(values), meta}
+
+      :binary ->
+        case binary_range(values) do
+          {:ok, ptr, len} ->
+            case runtime.read_memory(instance, ptr, len) do
+              {:ok, bytes} ->
+                {:ok, bytes, meta}
+
+              {:error, {:out_of_bounds, message}} ->
+                out_of_bounds(runtime, instance, state, plan, "result #{message}")
+
+              {:error, _} = error ->
+                error
+            end
+
+          :error ->
+            {:error,
+             {:bad_result,
+              "result: :binary needs (ptr: i32, len: i32) or one i64 (ptr << 32 | len), got: #{inspect(values)}"}}
+        end
+    end
+  end
+
+  defp unwrap([]), do: nil
+  defp unwrap([value]), do: value
+  defp unwrap(values), do: values
+
+  defp binary_range([ptr, len]) when is_integer(ptr) and is_integer(len),
+    do: {:ok, to_unsigned(ptr), to_unsigned(len)}
+
+  defp binary_range([packed]) when is_integer(packed) do
+    <<ptr::32, len::32>> = <<packed::64>>
+    {:ok, ptr, len}
+  end
+
+  defp binary_range(_), do: :error
+
+  # i32 results come back signed; pointers and lengths are unsigned.
+  defp to_unsigned(value) when value < 0, do: value + 0x1_0000_0000
+  defp to_unsigned(value), do: value
+
+  defp out_of_bounds(runtime, instance, state, plan, message) do
+    {:crash, :trap, dump} = crash(runtime, instance, state, :trap, plan)
+    dump = dump && %{dump | reason: :trap, trap: :memory_out_of_bounds, message: message}
+    {:crash, :trap, dump}
+  end
+
+  defp crash(_runtime, _instance, _state, reason, %{forensics: false}), do: {:crash, reason, nil}
+
+  defp crash(runtime, instance, state, reason, plan) do
+    dump = Capture.capture(runtime, instance, State.advance(state, :crashed), plan.forensics)
+    {:crash, reason, %{dump | reason: reason}}
+  end
+end

@@ -1,0 +1,37 @@
+defmodule Munition.Module do
+  @moduledoc """
+  A compiled guest module, from `Munition.compile/2`.
+
+  Keep one around to fire the same module many times without hashing its bytes
+  on every call. Fields:
+
+    * `:hash` - lowercase hex SHA-256 of the bytes (wasm or WAT) it was compiled from
+    * `:imports` - `[%{module: m, name: n, kind: :func | :memory | :table | :global | :tag, params: [...], results: [...]}]`
+    * `:exports` - `[%{name: n, kind: kind, params: [...], results: [...]}]`
+    * `:memories` - declared memories (`:min_pages`, `:max_pages`, `:page_size`, `:memory64`, `:imported`)
+    * `:stats` - static complexity figures (code size, functions, loops and their
+      nesting, calls, data size, memory pages), used by `Munition.Fuel.Policy`
+  """
+
+  @enforce_keys [:resource, :hash]
+  defstruct [:resource, :hash, imports: [], exports: [], memories: [], stats: %{}]
+
+  @type t :: %__MODULE__{
+          resource: reference(),
+          hash: String.t(),
+          imports: [map()],
+          exports: [map()],
+          memories: [map()],
+          stats: map()
+        }
+
+  @doc "The export named `name`, or `nil`."
+  @spec export(t(), String.t()) :: map() | nil
+  def export(%__MODULE__{exports: exports}, name), do: Enum.find(exports, &(&1.name == name))
+
+  defimpl Inspect do
+    def inspect(module, _opts) do
+      "#Munition.Module<hash: \"#{String.slice(module.hash, 0, 12)}…\", exports: #{length(module.exports)}, imports: #{length(module.imports)}>"
+    end
+  end
+end

@@ -1,0 +1,42 @@
+defmodule Munition.Native do
+  @moduledoc false
+  # The NIF stubs and their loading, nothing else. Everything here is called
+  # through Munition.Runtime.Wasmtime, which owns the vocabulary.
+
+  @on_load :load_nif
+
+  def load_nif do
+    path = :filename.join(:code.priv_dir(:munition), ~c"native/munition_native")
+
+    case :erlang.load_nif(path, 0) do
+      :ok ->
+        :ok
+
+      {:error, {reason, text}} ->
+        IO.warn("""
+        Munition could not load its native library (#{reason}): #{text}
+        Expected it at #{path}.so. It is built by `mix compile` with Rust's cargo;
+        install Rust and run `mix compile` (or `make test`) to build it.
+        """)
+
+        :ok
+    end
+  end
+
+  def module_compile(_bytes, _cache_capacity), do: :erlang.nif_error(:nif_not_loaded)
+  def module_cache_stats, do: :erlang.nif_error(:nif_not_loaded)
+  def module_cache_clear, do: :erlang.nif_error(:nif_not_loaded)
+  def instance_new(_module, _config), do: :erlang.nif_error(:nif_not_loaded)
+  def instance_call(_instance, _function, _params), do: :erlang.nif_error(:nif_not_loaded)
+  def instance_memory_read(_instance, _ptr, _len), do: :erlang.nif_error(:nif_not_loaded)
+  def instance_memory_write(_instance, _ptr, _bytes), do: :erlang.nif_error(:nif_not_loaded)
+  def instance_capture(_instance, _mode), do: :erlang.nif_error(:nif_not_loaded)
+  def instance_cleanup(_instance), do: :erlang.nif_error(:nif_not_loaded)
+  def host_reply(_call, _reply, _result_types), do: :erlang.nif_error(:nif_not_loaded)
+  def host_read(_call, _ptr, _len), do: :erlang.nif_error(:nif_not_loaded)
+  def host_write(_call, _ptr, _bytes), do: :erlang.nif_error(:nif_not_loaded)
+  def memory_search(_haystack, _pattern, _limit), do: :erlang.nif_error(:nif_not_loaded)
+  def zstd_decompress(_data, _max_size), do: :erlang.nif_error(:nif_not_loaded)
+  def zstd_compress(_data), do: :erlang.nif_error(:nif_not_loaded)
+  def engine_info, do: :erlang.nif_error(:nif_not_loaded)
+end

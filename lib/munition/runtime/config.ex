@@ -1,0 +1,47 @@
+defmodule Munition.Runtime.Config do
+  @moduledoc """
+  Munition's configuration from the application environment, and what the
+  engine can do.
+
+  Keys under `config :munition`:
+
+    * `:module_cache_size` - compiled modules kept, least recently used evicted.
+      Defaults to `128`; `0` disables the cache.
+    * `:default_timeout` - milliseconds. Defaults to `5_000`.
+    * `:default_max_memory` - bytes. Defaults to `67_108_864` (64 MiB).
+    * `:log_limit` - bytes of guest log lines kept per call. Defaults to `65_536`.
+    * `:dump_dir` - when set, every crash's dump is written there (see `Munition.fire/4`).
+    * Fuel budgets live under `Munition.Fuel.Policy`.
+  """
+
+  @doc "Compiled modules kept in the native cache."
+  @spec module_cache_size() :: non_neg_integer()
+  def module_cache_size, do: Application.get_env(:munition, :module_cache_size, 128)
+
+  @doc "Default `:timeout` of `Munition.fire/4`, in milliseconds."
+  @spec default_timeout() :: pos_integer()
+  def default_timeout, do: Application.get_env(:munition, :default_timeout, 5_000)
+
+  @doc "Default `:max_memory` of `Munition.fire/4`, in bytes."
+  @spec default_max_memory() :: pos_integer()
+  def default_max_memory, do: Application.get_env(:munition, :default_max_memory, 64 * 1024 * 1024)
+
+  @doc "Bytes of guest log lines kept per call."
+  @spec log_limit() :: non_neg_integer()
+  def log_limit, do: Application.get_env(:munition, :log_limit, 65_536)
+
+  @doc "Default directory for crash dumps, or `nil`."
+  @spec dump_dir() :: Path.t() | nil
+  def dump_dir, do: Application.get_env(:munition, :dump_dir)
+
+  @doc """
+  What the engine offers: `%{engine: :wasmtime, version: "48.0.8", features: [...]}`
+  with features among `:fuel`, `:epochs`, `:pooling`, `:coredump`, `:fibers`.
+  """
+  @spec features() :: map()
+  def features, do: Munition.Runtime.Wasmtime.info()
+
+  @doc "Whether the engine has `feature`."
+  @spec feature?(atom()) :: boolean()
+  def feature?(feature), do: feature in features().features
+end

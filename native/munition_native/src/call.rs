@@ -1,0 +1,247 @@
+//! Calling an export of a live instance, and converting values between Erlang
+//! terms and wasm.
+
+use std::time::Instant;
+
+use rustler::{Atom, Encoder, Env, ResourceArc, Term};
+use wasmtime::{Val, ValType};
+
+use crate::atoms;
+use crate::engine::GuestRunning;
+use crate::error::{MunitionError, MunitionResult};
+use crate::host::BridgeEnv;
+use crate::instance::{run_on_fiber, InstanceRef};
+use crate::module::val_type_atom;
+use crate::OwnedBytes;
+
+/// A wasm value on its way to Elixir. Floats that Erlang cannot represent
+/// (NaN and the infinities) become the atoms `:nan`, `:infinity` and
+/// `:neg_infinity`; a v128 becomes a 16-byte little-endian binary.
+pub struct WasmValue(pub Val);
+
+impl Encoder for WasmValue {
+    fn encode<'a>(&self, env: Env<'a>) -> Term<'a> {
+        match &self.0 {
+            Val::I32(v) => v.encode(env),
+            Val::I64(v) => v.encode(env),
+            Val::F32(bits) => encode_float(f32::from_bits(*bits) as f64, env),
+            Val::F64(bits) => encode_float(f64::from_bits(*bits), env),
+            Val::V128(v) => crate::bytes_term(env, &v.as_u128().to_le_bytes()),
+            _ => atoms::ref_().encode(env),
+        }
+    }
+}
+
+fn encode_float(value: f64, env: Env<'_>) -> Term<'_> {
+    if value.is_nan() {
+        atoms::nan().encode(env)
+    } else if value == f64::INFINITY {
+        atoms::infinity().encode(env)
+    } else if value == f64::NEG_INFINITY {
+        atoms::neg_infinity().encode(env)
+    } else {
+        value.encode(env)
+    }
+}
+
+/// Converts one Elixir argument to the parameter type the export declares.
+/// i32 takes -2^31..2^32-1 (signed or unsigned spelling of the same bits),
+/// i64 likewise for 64 bits; floats take Elixir floats only.
+pub fn to_val(term: Term, ty: &ValType, position: usize) -> MunitionResult<Val> {
+    let bad = |what: String| MunitionError::BadArgs(format!("argument {position}: {what}"));
+    match ty {
+        ValType::I32 => {
+            let v: i64 = term
+                .decode()
+                .map_err(|_| bad(format!("expected an integer for i32, got: {term:?}")))?;
+            if !(i32::MIN as i64..=u32::MAX as i64).contains(&v) {
+                return Err(bad(format!("{v} is out of range for i32")));
+            }
+            Ok(Val::I32(v as i32))
+        }
+        ValType::I64 => {
+            if let Ok(v) = term.decode::<i64>() {
+                Ok(Val::I64(v))
+            } else if let Ok(v) = term.decode::<u64>() {
+                Ok(Val::I64(v as i64))
+            } else if term.is_integer() {
+                Err(bad(format!("{term:?} is out of range for i64")))
+            } else {
+                Err(bad(format!("expected an integer for i64, got: {term:?}")))
+            }
+        }
+        ValType::F32 => {
+            let v: f64 = decode_float(term)
+                .ok_or_else(|| bad(format!("expected a float for f32, got: {term:?}")))?;
+            Ok(Val::F32((v as f32).to_bits()))
+        }
+        ValType::F64 => {
+            let v: f64 = decode_float(term)
+                .ok_or_else(|| bad(format!("expected a float for f64, got: {term:?}")))?;
+            Ok(Val::F64(v.to_bits()))
+        }
+        other => Err(bad(format!(
+            "parameters of type {other} cannot be passed from Elixir"
+        ))),
+    }
+}
+
+fn decode_float(term: Term) -> Option<f64> {
+    if term.is_float() {
+        term.decode::<f64>().ok()
+    } else {
+        None
+    }
+}
+
+#[derive(rustler::NifMap)]
+#[rustler(encode)]
+pub struct CallMeta {
+    pub fuel_consumed: u64,
+    pub fuel_remaining: u64,
+    pub execution_time_us: u64,
+    pub log: Vec<(i32, OwnedBytes)>,
+}
+
+/// `{:returned, values, meta}` or `{:crashed, reason}`; the capture of a crash
+/// is a separate NIF so the caller decides how much of it to take.
+pub enum CallOutcome {
+    Returned(Vec<WasmValue>, CallMeta),
+    Crashed(Atom),
+}
+
+impl Encoder for CallOutcome {
+    fn encode<'b>(&self, env: Env<'b>) -> Term<'b> {
+        match self {
+            CallOutcome::Returned(values, meta) => (atoms::returned(), values, meta).encode(env),
+            CallOutcome::Crashed(reason) => (atoms::crashed(), *reason).encode(env),
+        }
+    }
+}
+
+/// Calls `function` with `params`. Argument errors come back as
+/// `{:error, {:bad_args, _}}` before any guest code runs.
+#[rustler::nif(schedule = "DirtyCpu")]
+fn instance_call<'a>(
+    env: Env<'a>,
+    instance: ResourceArc<InstanceRef>,
+    function: String,
+    params: Vec<Term<'a>>,
+) -> MunitionResult<CallOutcome> {
+    let mut guard = instance.lock();
+    let live = guard
+        .as_mut()
+        .ok_or_else(|| MunitionError::InvalidState("instance was cleaned up".into()))?;
+    let wasm_instance = live.instance.ok_or_else(|| {
+        MunitionError::InvalidState("instance did not finish instantiating".into())
+    })?;
+    let func = wasm_instance
+        .get_func(&mut live.store, &function)
+        .ok_or_else(|| MunitionError::FunctionNotFound(function.clone()))?;
+    let ty = func.ty(&live.store);
+
+    if params.len() != ty.params().len() {
+        return Err(MunitionError::BadArgs(format!(
+            "{function} takes {} argument(s) ({:?}), got {}",
+            ty.params().len(),
+            ty.params().map(|t| val_type_atom(&t)).collect::<Vec<_>>(),
+            params.len()
+        )));
+    }
+    let vals = params
+        .iter()
+        .zip(ty.params())
+        .enumerate()
+        .map(|(position, (term, ty))| to_val(*term, &ty, position))
+        .collect::<MunitionResult<Vec<Val>>>()?;
+    let mut results: Vec<Val> = ty
+        .results()
+        .map(|t| Val::default_for_ty(&t).unwrap_or(Val::I32(0)))
+        .collect();
+
+    let started = Instant::now();
+    let outcome = {
+        let _running = GuestRunning::start();
+        let _bridge = BridgeEnv::enter(env, live.store.data().bridge.clone());
+        run_on_fiber(func.call_async(&mut live.store, &vals, &mut results))
+    };
+    live.elapsed += started.elapsed();
+
+    match outcome {
+        Ok(()) => {
+            let fuel_remaining = live.fuel_remaining();
+            Ok(CallOutcome::Returned(
+                results.into_iter().map(WasmValue).collect(),
+                CallMeta {
+                    fuel_consumed: live.fuel_given.saturating_sub(fuel_remaining),
+                    fuel_remaining,
+                    execution_time_us: live.elapsed.as_micros() as u64,
+                    log: live.store.data().log.to_terms(),
+                },
+            ))
+        }
+        Err(error) => Ok(CallOutcome::Crashed(live.fail(error).atom())),
+    }
+}
+
+fn guest_memory(live: &mut crate::instance::Live) -> MunitionResult<wasmtime::Memory> {
+    live.instance
+        .and_then(|instance| instance.get_memory(&mut live.store, "memory"))
+        .ok_or_else(|| {
+            MunitionError::OutOfBounds("the guest exports no memory named \"memory\"".into())
+        })
+}
+
+/// Reads guest memory for the binary ABI (`result: :binary`).
+#[rustler::nif]
+fn instance_memory_read(
+    instance: ResourceArc<InstanceRef>,
+    ptr: u64,
+    len: u64,
+) -> MunitionResult<OwnedBytes> {
+    let mut guard = instance.lock();
+    let live = guard
+        .as_mut()
+        .ok_or_else(|| MunitionError::InvalidState("instance was cleaned up".into()))?;
+    let memory = guest_memory(live)?;
+    let data = memory.data(&live.store);
+    usize::try_from(ptr)
+        .ok()
+        .zip(usize::try_from(len).ok())
+        .and_then(|(start, len)| data.get(start..start.checked_add(len)?))
+        .map(|bytes| OwnedBytes(bytes.to_vec()))
+        .ok_or_else(|| {
+            MunitionError::OutOfBounds(format!(
+                "range {ptr}+{len} is outside guest memory of {} bytes",
+                data.len()
+            ))
+        })
+}
+
+/// Writes a binary argument into guest memory (at a pointer the guest's
+/// allocator returned).
+#[rustler::nif]
+fn instance_memory_write(
+    instance: ResourceArc<InstanceRef>,
+    ptr: u64,
+    bytes: rustler::Binary,
+) -> MunitionResult<Atom> {
+    let mut guard = instance.lock();
+    let live = guard
+        .as_mut()
+        .ok_or_else(|| MunitionError::InvalidState("instance was cleaned up".into()))?;
+    let memory = guest_memory(live)?;
+    let data = memory.data_mut(&mut live.store);
+    let size = data.len();
+    let target = usize::try_from(ptr)
+        .ok()
+        .and_then(|start| data.get_mut(start..start.checked_add(bytes.len())?))
+        .ok_or_else(|| {
+            MunitionError::OutOfBounds(format!(
+                "range {ptr}+{} is outside guest memory of {size} bytes",
+                bytes.len()
+            ))
+        })?;
+    target.copy_from_slice(bytes.as_slice());
+    Ok(atoms::ok())
+}

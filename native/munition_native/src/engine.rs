@@ -1,0 +1,99 @@
+//! The process-wide Wasmtime engine, the epoch ticker that enforces deadlines,
+//! and the facts `Munition.Runtime.Config` reports about them.
+//!
+//! One engine serves every call: compiled code is shared through it, and a
+//! module compiled once can be instantiated in any number of fresh stores.
+
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread::{self, Thread};
+use std::time::Duration;
+
+use once_cell::sync::Lazy;
+use wasmtime::{Config, Engine, WasmBacktraceDetails};
+
+/// How often the ticker advances the epoch while a guest runs. A guest past its
+/// deadline is stopped at the next tick, so this is the worst-case overshoot
+/// (plus scheduling noise).
+pub const EPOCH_TICK: Duration = Duration::from_millis(2);
+
+/// Wasm stack a guest may use. Guests run on a fiber stack of
+/// `FIBER_STACK_SIZE` bytes that Munition owns, never on the dirty scheduler's
+/// own (much smaller) stack, so deep recursion is a `stack_overflow` trap and
+/// not a segfault of the VM. The difference is head room for host functions.
+pub const MAX_WASM_STACK: usize = 512 * 1024;
+pub const FIBER_STACK_SIZE: usize = 2 * 1024 * 1024;
+
+/// Frames kept in a backtrace (Wasmtime's default is 20).
+pub const MAX_BACKTRACE_FRAMES: usize = 256;
+
+pub static ENGINE: Lazy<Engine> = Lazy::new(|| {
+    let mut config = Config::new();
+    config
+        .consume_fuel(true)
+        .epoch_interruption(true)
+        .max_wasm_stack(MAX_WASM_STACK)
+        .async_stack_size(FIBER_STACK_SIZE)
+        .wasm_backtrace_max_frames(NonZeroUsize::new(MAX_BACKTRACE_FRAMES))
+        .wasm_backtrace_details(WasmBacktraceDetails::Enable)
+        .coredump_on_trap(true);
+    Engine::new(&config).expect("the static Wasmtime configuration is valid")
+});
+
+/// Calls currently inside wasm; the ticker sleeps while this is zero so an idle
+/// VM pays nothing for deadlines.
+static ACTIVE_GUESTS: AtomicUsize = AtomicUsize::new(0);
+
+static TICKER: Lazy<Thread> = Lazy::new(|| {
+    thread::Builder::new()
+        .name("munition-epoch".into())
+        .spawn(|| loop {
+            if ACTIVE_GUESTS.load(Ordering::Acquire) == 0 {
+                // Spurious wake-ups are fine: the loop re-checks.
+                thread::park();
+                continue;
+            }
+            thread::sleep(EPOCH_TICK);
+            ENGINE.increment_epoch();
+        })
+        .expect("spawning the epoch ticker thread")
+        .thread()
+        .clone()
+});
+
+/// Marks a guest as running for as long as it lives, so the ticker advances
+/// the epoch and deadlines are enforced.
+pub struct GuestRunning(());
+
+impl GuestRunning {
+    pub fn start() -> Self {
+        if ACTIVE_GUESTS.fetch_add(1, Ordering::AcqRel) == 0 {
+            TICKER.unpark();
+        }
+        GuestRunning(())
+    }
+}
+
+impl Drop for GuestRunning {
+    fn drop(&mut self) {
+        ACTIVE_GUESTS.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The Wasmtime version this NIF was built against (kept in step with Cargo.toml).
+pub const WASMTIME_VERSION: &str = "48.0.8";
+
+/// `{wasmtime_version, [feature]}` for `Munition.Runtime.Config`.
+#[rustler::nif]
+fn engine_info() -> (String, Vec<rustler::Atom>) {
+    use crate::atoms;
+    Lazy::force(&ENGINE);
+    let features = vec![
+        atoms::fuel(),
+        atoms::epochs(),
+        atoms::pooling(),
+        atoms::coredump(),
+        atoms::fibers(),
+    ];
+    (WASMTIME_VERSION.to_string(), features)
+}

@@ -1,0 +1,64 @@
+//! The one error type every fallible NIF returns.
+//!
+//! Each variant reaches Elixir as `{:error, {kind, detail}}`: `kind` is an atom a
+//! caller can match, `detail` is the `Display` text (or, for denied imports, the
+//! list of what was refused).
+
+use rustler::{Encoder, Env, Term};
+
+use crate::atoms;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MunitionError {
+    #[error("{0}")]
+    InvalidModule(String),
+    #[error("{0}")]
+    FunctionNotFound(String),
+    #[error("{0}")]
+    BadArgs(String),
+    #[error("{} import(s) not granted", .0.len())]
+    CapabilityDenied(Vec<DeniedImport>),
+    #[error("{0}")]
+    MemoryLimit(String),
+    #[error("{0}")]
+    Instantiation(String),
+    /// The instance was used after cleanup, or a call was made on an instance
+    /// whose instantiation failed.
+    #[error("{0}")]
+    InvalidState(String),
+    #[error("{0}")]
+    OutOfBounds(String),
+    /// Bytes that do not decode: a corrupt or hostile compressed frame.
+    #[error("{0}")]
+    BadData(String),
+}
+
+/// An import the call's capabilities do not cover, with the capability that
+/// would cover it where one exists.
+#[derive(Debug, Clone, rustler::NifMap)]
+pub struct DeniedImport {
+    pub module: String,
+    pub name: String,
+    pub needs: Option<rustler::Atom>,
+}
+
+impl Encoder for MunitionError {
+    fn encode<'a>(&self, env: Env<'a>) -> Term<'a> {
+        let kind = match self {
+            MunitionError::InvalidModule(_) => atoms::invalid_module(),
+            MunitionError::FunctionNotFound(_) => atoms::function_not_found(),
+            MunitionError::BadArgs(_) => atoms::bad_args(),
+            MunitionError::CapabilityDenied(denied) => {
+                return (atoms::capability_denied(), denied).encode(env)
+            }
+            MunitionError::MemoryLimit(_) => atoms::memory_limit(),
+            MunitionError::Instantiation(_) => atoms::instantiation_failed(),
+            MunitionError::InvalidState(_) => atoms::invalid_state(),
+            MunitionError::OutOfBounds(_) => atoms::out_of_bounds(),
+            MunitionError::BadData(_) => atoms::bad_data(),
+        };
+        (kind, self.to_string()).encode(env)
+    }
+}
+
+pub type MunitionResult<T> = Result<T, MunitionError>;
