@@ -54,7 +54,7 @@ defmodule Munition do
     * `:timeout` - milliseconds the guest may run, start function included.
       Defaults to `5_000`. The guest is stopped by the engine at its deadline.
     * `:max_memory` - bytes of linear memory the guest may have. Defaults to
-      64 MiB. Growing past it is `{:crash, :memory_limit, dump}`; a module whose
+      64 MiB, at most 4 GiB. Growing past it is `{:crash, :memory_limit, dump}`; a module whose
       initial memory is already over it is `{:error, {:memory_limit, message}}`.
     * `:capabilities` - capabilities granted to this call (see
       `Munition.Host.Capabilities`). Defaults to `[]`: any import is refused.
@@ -107,7 +107,7 @@ defmodule Munition do
     host_functions = Functions.normalize!(opts[:host_functions])
     capabilities = Capabilities.expand!(opts[:capabilities], host_functions)
     timeout = positive!(:timeout, opts[:timeout] || Munition.Runtime.Config.default_timeout())
-    max_memory = positive!(:max_memory, opts[:max_memory] || Munition.Runtime.Config.default_max_memory())
+    max_memory = max_memory!(opts[:max_memory] || Munition.Runtime.Config.default_max_memory())
     forensics = one_of!(:forensics, opts[:forensics], [:full, :minimal, false])
     result = one_of!(:result, opts[:result], [:values, :binary])
 
@@ -259,6 +259,16 @@ defmodule Munition do
   end
 
   defp runtime!(other), do: raise(ArgumentError, "runtime must be a module, got: #{inspect(other)}")
+
+  # A 32-bit memory's whole range: the native pool reserves slots of that size.
+  @max_memory_limit 4 * 1024 * 1024 * 1024
+
+  defp max_memory!(value) when is_integer(value) and value > 0 and value <= @max_memory_limit, do: value
+
+  defp max_memory!(value) do
+    raise ArgumentError,
+          "max_memory must be a positive integer of at most #{@max_memory_limit} bytes, got: #{inspect(value)}"
+  end
 
   defp positive!(_name, value) when is_integer(value) and value > 0, do: value
 

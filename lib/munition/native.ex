@@ -28,10 +28,12 @@ defmodule Munition.Native do
   def module_cache_clear, do: :erlang.nif_error(:nif_not_loaded)
   def instance_new(_module, _config), do: :erlang.nif_error(:nif_not_loaded)
   def instance_call(_instance, _function, _params), do: :erlang.nif_error(:nif_not_loaded)
+  def instance_resume(_instance), do: :erlang.nif_error(:nif_not_loaded)
   def instance_memory_read(_instance, _ptr, _len), do: :erlang.nif_error(:nif_not_loaded)
   def instance_memory_write(_instance, _ptr, _bytes), do: :erlang.nif_error(:nif_not_loaded)
   def instance_capture(_instance, _mode), do: :erlang.nif_error(:nif_not_loaded)
   def instance_cleanup(_instance), do: :erlang.nif_error(:nif_not_loaded)
+  def instance_live_count, do: :erlang.nif_error(:nif_not_loaded)
   def host_reply(_call, _reply, _result_types), do: :erlang.nif_error(:nif_not_loaded)
   def host_read(_call, _ptr, _len), do: :erlang.nif_error(:nif_not_loaded)
   def host_write(_call, _ptr, _bytes), do: :erlang.nif_error(:nif_not_loaded)
@@ -39,4 +41,10 @@ defmodule Munition.Native do
   def zstd_decompress(_data, _max_size), do: :erlang.nif_error(:nif_not_loaded)
   def zstd_compress(_data), do: :erlang.nif_error(:nif_not_loaded)
   def engine_info, do: :erlang.nif_error(:nif_not_loaded)
+  def zstd_frame_size(_data), do: :erlang.nif_error(:nif_not_loaded)
+  def memory_regions(_haystack, _min_gap, _limit), do: :erlang.nif_error(:nif_not_loaded)
+  def memory_diff(_a, _b, _min_gap, _limit), do: :erlang.nif_error(:nif_not_loaded)
+
+  def memory_strings(_haystack, _min_len, _max_len, _utf8, _limit),
+    do: :erlang.nif_error(:nif_not_loaded)
 end

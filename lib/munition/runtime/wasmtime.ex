@@ -36,22 +36,44 @@ defmodule Munition.Runtime.Wasmtime do
   @impl true
   def instantiate(%Munition.Module{resource: resource}, config) do
     case Native.instance_new(resource, config) do
-      {:ok, {:ready, instance}} -> {:ok, instance}
-      {:ok, {:crashed, reason, instance}} -> {:crash, reason, instance}
-      {:error, {:instantiation_failed, message}} -> {:error, {:instantiation_failed, message}}
-      {:error, _} = error -> error
+      {:ok, {instance, progress}} ->
+        case finish(instance, progress) do
+          :ready -> {:ok, instance}
+          {:crashed, reason} -> {:crash, reason, instance}
+          {:error, _} = error -> error
+        end
+
+      {:error, _} = error ->
+        error
     end
   end
 
   @impl true
   def call(instance, function, args) do
     case Native.instance_call(instance, function, args) do
-      {:ok, {:returned, values, meta}} -> {:ok, values, meta}
-      {:ok, {:crashed, reason}} -> {:crash, reason}
-      {:error, {:function_not_found, name}} -> {:error, {:function_not_found, name}}
+      {:ok, progress} ->
+        case finish(instance, progress) do
+          {:returned, values, meta} -> {:ok, values, meta}
+          {:crashed, reason} -> {:crash, reason}
+          {:error, _} = error -> error
+        end
+
+      {:error, _} = error ->
+        error
+    end
+  end
+
+  # The guest runs in slices of a few milliseconds; between them the dirty
+  # scheduler is free for other work. Resume until it finishes one way or the
+  # other (the native deadline bounds how long that takes).
+  defp finish(instance, :yielded) do
+    case Native.instance_resume(instance) do
+      {:ok, progress} -> finish(instance, progress)
       {:error, _} = error -> error
     end
   end
+
+  defp finish(_instance, progress), do: progress
 
   @impl true
   def read_memory(instance, ptr, len), do: Native.instance_memory_read(instance, ptr, len)

@@ -1,16 +1,12 @@
 //! Calling an export of a live instance, and converting values between Erlang
 //! terms and wasm.
 
-use std::time::Instant;
-
 use rustler::{Atom, Encoder, Env, ResourceArc, Term};
 use wasmtime::{Val, ValType};
 
 use crate::atoms;
-use crate::engine::GuestRunning;
 use crate::error::{MunitionError, MunitionResult};
-use crate::host::BridgeEnv;
-use crate::instance::{run_on_fiber, InstanceRef};
+use crate::instance::{advance, InstanceRef, Live, Progress, Step};
 use crate::module::val_type_atom;
 use crate::OwnedBytes;
 
@@ -103,35 +99,17 @@ pub struct CallMeta {
     pub log: Vec<(i32, OwnedBytes)>,
 }
 
-/// `{:returned, values, meta}` or `{:crashed, reason}`; the capture of a crash
-/// is a separate NIF so the caller decides how much of it to take.
-pub enum CallOutcome {
-    Returned(Vec<WasmValue>, CallMeta),
-    Crashed(Atom),
-}
-
-impl Encoder for CallOutcome {
-    fn encode<'b>(&self, env: Env<'b>) -> Term<'b> {
-        match self {
-            CallOutcome::Returned(values, meta) => (atoms::returned(), values, meta).encode(env),
-            CallOutcome::Crashed(reason) => (atoms::crashed(), *reason).encode(env),
-        }
-    }
-}
-
-/// Calls `function` with `params`. Argument errors come back as
-/// `{:error, {:bad_args, _}}` before any guest code runs.
+/// Calls `function` with `params` and runs the first slice of it. Argument
+/// errors come back as `{:error, {:bad_args, _}}` before any guest code runs.
 #[rustler::nif(schedule = "DirtyCpu")]
 fn instance_call<'a>(
     env: Env<'a>,
     instance: ResourceArc<InstanceRef>,
     function: String,
     params: Vec<Term<'a>>,
-) -> MunitionResult<CallOutcome> {
-    let mut guard = instance.lock();
-    let live = guard
-        .as_mut()
-        .ok_or_else(|| MunitionError::InvalidState("instance was cleaned up".into()))?;
+) -> MunitionResult<Progress> {
+    let mut slot = instance.lock();
+    let live = slot.idle()?;
     let wasm_instance = live.instance.ok_or_else(|| {
         MunitionError::InvalidState("instance did not finish instantiating".into())
     })?;
@@ -159,32 +137,14 @@ fn instance_call<'a>(
         .map(|t| Val::default_for_ty(&t).unwrap_or(Val::I32(0)))
         .collect();
 
-    let started = Instant::now();
-    let outcome = {
-        let _running = GuestRunning::start();
-        let _bridge = BridgeEnv::enter(env, live.store.data().bridge.clone());
-        run_on_fiber(func.call_async(&mut live.store, &vals, &mut results))
-    };
-    live.elapsed += started.elapsed();
-
-    match outcome {
-        Ok(()) => {
-            let fuel_remaining = live.fuel_remaining();
-            Ok(CallOutcome::Returned(
-                results.into_iter().map(WasmValue).collect(),
-                CallMeta {
-                    fuel_consumed: live.fuel_given.saturating_sub(fuel_remaining),
-                    fuel_remaining,
-                    execution_time_us: live.elapsed.as_micros() as u64,
-                    log: live.store.data().log.to_terms(),
-                },
-            ))
-        }
-        Err(error) => Ok(CallOutcome::Crashed(live.fail(error).atom())),
-    }
+    slot.start(|mut live| async move {
+        let result = func.call_async(&mut live.store, &vals, &mut results).await;
+        (live, result.map(|()| Step::Returned(results)))
+    })?;
+    advance(env, &mut slot)
 }
 
-fn guest_memory(live: &mut crate::instance::Live) -> MunitionResult<wasmtime::Memory> {
+fn guest_memory(live: &mut Live) -> MunitionResult<wasmtime::Memory> {
     live.instance
         .and_then(|instance| instance.get_memory(&mut live.store, "memory"))
         .ok_or_else(|| {
@@ -199,10 +159,8 @@ fn instance_memory_read(
     ptr: u64,
     len: u64,
 ) -> MunitionResult<OwnedBytes> {
-    let mut guard = instance.lock();
-    let live = guard
-        .as_mut()
-        .ok_or_else(|| MunitionError::InvalidState("instance was cleaned up".into()))?;
+    let mut slot = instance.lock();
+    let live = slot.idle()?;
     let memory = guest_memory(live)?;
     let data = memory.data(&live.store);
     usize::try_from(ptr)
@@ -226,10 +184,8 @@ fn instance_memory_write(
     ptr: u64,
     bytes: rustler::Binary,
 ) -> MunitionResult<Atom> {
-    let mut guard = instance.lock();
-    let live = guard
-        .as_mut()
-        .ok_or_else(|| MunitionError::InvalidState("instance was cleaned up".into()))?;
+    let mut slot = instance.lock();
+    let live = slot.idle()?;
     let memory = guest_memory(live)?;
     let data = memory.data_mut(&mut live.store);
     let size = data.len();

@@ -6,7 +6,7 @@ use wasmtime::{FrameInfo, Global, Memory, Mutability, WasmBacktrace, WasmCoreDum
 
 use crate::atoms;
 use crate::call::WasmValue;
-use crate::error::{MunitionError, MunitionResult};
+use crate::error::MunitionResult;
 use crate::instance::{InstanceRef, Live};
 use crate::module::val_type_atom;
 use crate::OwnedBytes;
@@ -145,10 +145,8 @@ fn state_handles(live: &mut Live) -> (Vec<Memory>, Vec<Global>) {
 #[rustler::nif(schedule = "DirtyCpu")]
 fn instance_capture(instance: ResourceArc<InstanceRef>, mode: Atom) -> MunitionResult<Capture> {
     let full = mode == atoms::full();
-    let mut guard = instance.lock();
-    let live = guard
-        .as_mut()
-        .ok_or_else(|| MunitionError::InvalidState("instance was cleaned up".into()))?;
+    let mut slot = instance.lock();
+    let live = slot.idle()?;
 
     let (memories, globals) = state_handles(live);
     let imported_globals = live.module.info.imported_globals;

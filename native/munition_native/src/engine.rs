@@ -10,12 +10,20 @@ use std::thread::{self, Thread};
 use std::time::Duration;
 
 use once_cell::sync::Lazy;
-use wasmtime::{Config, Engine, WasmBacktraceDetails};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, WasmBacktraceDetails,
+};
 
 /// How often the ticker advances the epoch while a guest runs. A guest past its
 /// deadline is stopped at the next tick, so this is the worst-case overshoot
 /// (plus scheduling noise).
-pub const EPOCH_TICK: Duration = Duration::from_millis(2);
+pub const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// How long a guest runs before it hands its scheduler thread back (checked at
+/// epoch ticks, so a slice lasts between `SLICE` and `SLICE + EPOCH_TICK`).
+/// Between slices other dirty work, including other guests, gets its turn, so
+/// runaway guests cannot starve the VM's dirty schedulers.
+pub const SLICE: Duration = Duration::from_millis(2);
 
 /// Wasm stack a guest may use. Guests run on a fiber stack of
 /// `FIBER_STACK_SIZE` bytes that Munition owns, never on the dirty scheduler's
@@ -27,8 +35,40 @@ pub const FIBER_STACK_SIZE: usize = 2 * 1024 * 1024;
 /// Frames kept in a backtrace (Wasmtime's default is 20).
 pub const MAX_BACKTRACE_FRAMES: usize = 256;
 
+/// Instances (and so memories, tables and fiber stacks) that can be alive at
+/// once. Each `fire/4` holds one until it returns; past this, instantiation
+/// fails with `{:error, {:overloaded, _}}` instead of queueing.
+pub const MAX_CONCURRENT_INSTANCES: u32 = 1000;
+
+/// Table elements a guest may have (per table); slots are sized for this.
+pub const MAX_TABLE_ELEMENTS: usize = 100_000;
+
+/// The largest `max_memory` a call may ask for: a 32-bit memory's whole range.
+pub const MAX_MEMORY_BYTES: u64 = 4 << 30;
+
+/// Fresh instances come from Wasmtime's pooling allocator: memories, tables and
+/// fiber stacks are slots reserved once and reset between uses (zeroed; no
+/// state survives), so a call pays for neither `mmap` nor `munmap`, whose TLB
+/// shootdowns dominated the cost of a call with the on-demand allocator.
+fn pooling() -> PoolingAllocationConfig {
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_core_instances(MAX_CONCURRENT_INSTANCES)
+        .total_memories(MAX_CONCURRENT_INSTANCES)
+        .total_tables(MAX_CONCURRENT_INSTANCES)
+        .total_stacks(MAX_CONCURRENT_INSTANCES)
+        .max_memories_per_module(1)
+        .max_tables_per_module(4)
+        .table_elements(MAX_TABLE_ELEMENTS)
+        .max_memory_size(MAX_MEMORY_BYTES as usize)
+        // Small memories and tables are reset with memset rather than madvise.
+        .linear_memory_keep_resident(64 * 1024)
+        .table_keep_resident(64 * 1024);
+    pool
+}
+
 pub static ENGINE: Lazy<Engine> = Lazy::new(|| {
     let mut config = Config::new();
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling()));
     config
         .consume_fuel(true)
         .epoch_interruption(true)

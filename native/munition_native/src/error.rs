@@ -28,6 +28,9 @@ pub enum MunitionError {
     InvalidState(String),
     #[error("{0}")]
     OutOfBounds(String),
+    /// Every instance slot is in use (see `engine::MAX_CONCURRENT_INSTANCES`).
+    #[error("{0}")]
+    Overloaded(String),
     /// Bytes that do not decode: a corrupt or hostile compressed frame.
     #[error("{0}")]
     BadData(String),
@@ -55,6 +58,7 @@ impl Encoder for MunitionError {
             MunitionError::Instantiation(_) => atoms::instantiation_failed(),
             MunitionError::InvalidState(_) => atoms::invalid_state(),
             MunitionError::OutOfBounds(_) => atoms::out_of_bounds(),
+            MunitionError::Overloaded(_) => atoms::overloaded(),
             MunitionError::BadData(_) => atoms::bad_data(),
         };
         (kind, self.to_string()).encode(env)

@@ -1,18 +1,27 @@
 //! A live instance: a fresh store (fuel, deadline, memory limit) with one
 //! instance of a compiled module in it. Instances are never reused; each
 //! `fire/4` makes one and drops it.
+//!
+//! Guest code runs on a Wasmtime fiber (a stack Munition owns, never the
+//! scheduler thread's own small stack) and in slices: after about
+//! `engine::SLICE` the guest yields, the NIF returns `:yielded`, and the
+//! Elixir side calls `instance_resume/1` for the next slice. Between slices the
+//! dirty scheduler thread is free for other work, so runaway guests cannot
+//! starve the VM.
 
 use std::future::Future;
-use std::pin::pin;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use rustler::{Atom, LocalPid, Resource, ResourceArc};
-use wasmtime::{Error, Instance, ResourceLimiter, Store, Trap, UpdateDeadline};
+use rustler::{Atom, Encoder, Env, LocalPid, Resource, ResourceArc, Term};
+use wasmtime::{Error, Instance, ResourceLimiter, Store, Trap, UpdateDeadline, Val};
 
 use crate::atoms;
-use crate::engine::{GuestRunning, ENGINE};
+use crate::call::{CallMeta, WasmValue};
+use crate::engine::{GuestRunning, ENGINE, SLICE};
 use crate::error::{MunitionError, MunitionResult};
 use crate::host::{self, BridgeEnv, GuestLog, HostBridge, Link};
 use crate::module::{CompiledModule, ModuleRef};
@@ -85,17 +94,57 @@ impl ResourceLimiter for GuestLimits {
     }
 }
 
+/// When the current slice of guest execution began, shared between the
+/// store's epoch callback and the NIF that polls the guest.
+pub struct SliceClock {
+    origin: Instant,
+    slice_started_ns: AtomicU64,
+}
+
+impl SliceClock {
+    fn new() -> Self {
+        SliceClock { origin: Instant::now(), slice_started_ns: AtomicU64::new(0) }
+    }
+
+    fn start_slice(&self) {
+        let now = self.origin.elapsed().as_nanos() as u64;
+        self.slice_started_ns.store(now, Ordering::Relaxed);
+    }
+
+    fn slice_elapsed(&self) -> Duration {
+        let now = self.origin.elapsed().as_nanos() as u64;
+        Duration::from_nanos(now.saturating_sub(self.slice_started_ns.load(Ordering::Relaxed)))
+    }
+}
+
 /// Everything a store carries besides the guest.
 pub struct HostState {
     pub limits: GuestLimits,
+    pub clock: Arc<SliceClock>,
     pub deadline: Instant,
     pub timed_out: bool,
     pub log: GuestLog,
     /// Set by a host function that failed the call (an `abort`, an Elixir host
-    /// function that raised or timed out, a wild pointer): the reason and the
-    /// message that go into the dump.
+    /// function that raised or timed out, a wild pointer): the reason, trap
+    /// kind and message that go into the dump.
     pub host_failure: Option<(Reason, Atom, String)>,
     pub bridge: Option<Arc<HostBridge>>,
+}
+
+/// Stores alive right now, for tests and operators: every `fire/4` must bring
+/// this back to where it was.
+static LIVE_STORES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+impl Drop for HostState {
+    fn drop(&mut self) {
+        LIVE_STORES.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Number of guest stores currently alive.
+#[rustler::nif]
+fn instance_live_count() -> usize {
+    LIVE_STORES.load(Ordering::Relaxed)
 }
 
 /// A failure kept until the capture reads it.
@@ -106,6 +155,7 @@ pub struct Failure {
     pub error: Error,
 }
 
+/// An instance between guest executions: its store is here to read.
 pub struct Live {
     pub store: Store<HostState>,
     pub instance: Option<Instance>,
@@ -115,25 +165,163 @@ pub struct Live {
     pub failure: Option<Failure>,
 }
 
+impl Live {
+    /// Records a failure of the guest and returns its reason.
+    pub fn fail(&mut self, error: Error) -> Reason {
+        let (reason, trap, message) = classify(self.store.data(), &error);
+        self.failure = Some(Failure { reason, trap, message, error });
+        reason
+    }
+
+    pub fn fuel_remaining(&self) -> u64 {
+        self.store.get_fuel().unwrap_or(0)
+    }
+}
+
+/// What a guest execution produced when it finished.
+pub enum Step {
+    Instantiated(Instance),
+    Returned(Vec<Val>),
+}
+
+/// A guest execution in progress. It owns the `Live` (and so the store) until
+/// it finishes; dropping it cancels the guest (Wasmtime unwinds the fiber).
+type GuestFuture = Pin<Box<dyn Future<Output = (Live, wasmtime::Result<Step>)> + Send>>;
+
+pub enum Slot {
+    Idle(Live),
+    Running {
+        future: GuestFuture,
+        clock: Arc<SliceClock>,
+        bridge: Option<Arc<HostBridge>>,
+        elapsed: Duration,
+    },
+    /// Cleaned up: the store and its memory were released at once instead of
+    /// when the garbage collector got to the handle.
+    Gone,
+}
+
+impl Slot {
+    /// The idle instance, or why it cannot be used now.
+    pub fn idle(&mut self) -> MunitionResult<&mut Live> {
+        match self {
+            Slot::Idle(live) => Ok(live),
+            Slot::Running { .. } => {
+                Err(MunitionError::InvalidState("the guest is still running".into()))
+            }
+            Slot::Gone => Err(MunitionError::InvalidState("instance was cleaned up".into())),
+        }
+    }
+
+    /// Starts a guest execution on the idle instance; `advance` runs it.
+    pub fn start<F, Fut>(&mut self, run: F) -> MunitionResult<()>
+    where
+        F: FnOnce(Live) -> Fut,
+        Fut: Future<Output = (Live, wasmtime::Result<Step>)> + Send + 'static,
+    {
+        self.idle()?;
+        let Slot::Idle(live) = std::mem::replace(self, Slot::Gone) else {
+            unreachable!("checked by idle() above")
+        };
+        let clock = live.store.data().clock.clone();
+        let bridge = live.store.data().bridge.clone();
+        let elapsed = live.elapsed;
+        *self = Slot::Running { future: Box::pin(run(live)), clock, bridge, elapsed };
+        Ok(())
+    }
+
+    /// Runs the guest for one slice on this thread. `Ok(None)` means it
+    /// yielded; otherwise the slot is idle again with the step or the failure.
+    fn poll_slice(&mut self, env: Env) -> MunitionResult<Option<Result<Step, Reason>>> {
+        let Slot::Running { future, clock, bridge, elapsed } = self else {
+            return Err(MunitionError::InvalidState("no guest execution to resume".into()));
+        };
+        let started = Instant::now();
+        let poll = {
+            let _running = GuestRunning::start();
+            let _bridge = BridgeEnv::enter(env, bridge.clone());
+            clock.start_slice();
+            future.as_mut().poll(&mut Context::from_waker(Waker::noop()))
+        };
+        *elapsed += started.elapsed();
+        let Poll::Ready((mut live, result)) = poll else {
+            return Ok(None);
+        };
+        live.elapsed = *elapsed;
+        if let Err(error) = &result {
+            if error.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() {
+                let message = crate::error_chain(error);
+                *self = Slot::Idle(live);
+                return Err(MunitionError::Overloaded(message));
+            }
+        }
+        let outcome = result.map_err(|error| live.fail(error));
+        *self = Slot::Idle(live);
+        Ok(Some(outcome))
+    }
+}
+
 pub struct InstanceRef {
-    /// `None` after cleanup: the store and its memory are released at once
-    /// instead of when the garbage collector gets to the handle.
-    live: Mutex<Option<Live>>,
+    slot: Mutex<Slot>,
 }
 
 #[rustler::resource_impl]
 impl Resource for InstanceRef {}
 
-// The store sits behind a mutex whose poisoning we tolerate on purpose: a
-// panic mid-call leaves at worst a store that fails its next call.
+// The slot sits behind a mutex whose poisoning we tolerate on purpose: a panic
+// mid-call leaves at worst a store that fails its next use.
 impl std::panic::RefUnwindSafe for InstanceRef {}
 
 impl InstanceRef {
-    pub fn lock(&self) -> MutexGuard<'_, Option<Live>> {
-        self.live
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    pub fn lock(&self) -> MutexGuard<'_, Slot> {
+        self.slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// Where a guest execution stands after a slice: finished one way or the
+/// other, or yielded (call `instance_resume/1` for the next slice).
+pub enum Progress {
+    Ready,
+    Returned(Vec<Val>, CallMeta),
+    Crashed(Atom),
+    Yielded,
+}
+
+impl Encoder for Progress {
+    fn encode<'a>(&self, env: Env<'a>) -> Term<'a> {
+        match self {
+            Progress::Ready => atoms::ready().encode(env),
+            Progress::Returned(values, meta) => {
+                let values: Vec<WasmValue> = values.iter().cloned().map(WasmValue).collect();
+                (atoms::returned(), values, meta).encode(env)
+            }
+            Progress::Crashed(reason) => (atoms::crashed(), *reason).encode(env),
+            Progress::Yielded => atoms::yielded().encode(env),
+        }
+    }
+}
+
+/// Runs one slice of the slot's guest execution and reports where it stands.
+pub fn advance(env: Env, slot: &mut Slot) -> MunitionResult<Progress> {
+    Ok(match slot.poll_slice(env)? {
+        None => Progress::Yielded,
+        Some(Err(reason)) => Progress::Crashed(reason.atom()),
+        Some(Ok(Step::Instantiated(instance))) => {
+            slot.idle()?.instance = Some(instance);
+            Progress::Ready
+        }
+        Some(Ok(Step::Returned(values))) => {
+            let live = slot.idle()?;
+            let fuel_remaining = live.fuel_remaining();
+            let meta = CallMeta {
+                fuel_consumed: live.fuel_given.saturating_sub(fuel_remaining),
+                fuel_remaining,
+                execution_time_us: live.elapsed.as_micros() as u64,
+                log: live.store.data().log.to_terms(),
+            };
+            Progress::Returned(values, meta)
+        }
+    })
 }
 
 #[derive(rustler::NifMap)]
@@ -147,22 +335,7 @@ pub struct InstanceConfig {
     pub host_pid: Option<LocalPid>,
 }
 
-/// Polls a Wasmtime future to completion on this thread. The guest runs on a
-/// fiber stack Wasmtime allocated (see `engine::FIBER_STACK_SIZE`), not on the
-/// dirty scheduler's stack. Nothing in Munition yields, so the first poll
-/// normally finishes the work.
-pub fn run_on_fiber<F: Future>(future: F) -> F::Output {
-    let mut future = pin!(future);
-    let mut cx = Context::from_waker(Waker::noop());
-    loop {
-        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
-            return output;
-        }
-        std::thread::yield_now();
-    }
-}
-
-/// Maps a failed guest execution to a reason and a trap kind.
+/// Maps a failed guest execution to a reason, a trap kind and a message.
 pub fn classify(state: &HostState, error: &Error) -> (Reason, Atom, String) {
     let message = crate::error_chain(error);
     if let Some((reason, kind, host_message)) = &state.host_failure {
@@ -200,69 +373,40 @@ pub fn trap_atom(trap: &Trap) -> Atom {
     }
 }
 
-impl Live {
-    /// Records a failure of the guest and returns its reason.
-    pub fn fail(&mut self, error: Error) -> Reason {
-        let (reason, trap, message) = classify(self.store.data(), &error);
-        self.failure = Some(Failure {
-            reason,
-            trap,
-            message,
-            error,
-        });
-        reason
-    }
-
-    pub fn fuel_remaining(&self) -> u64 {
-        self.store.get_fuel().unwrap_or(0)
-    }
-}
-
-pub enum Instantiated {
-    Ready(ResourceArc<InstanceRef>),
-    /// The start function failed; the handle is kept for the capture.
-    Crashed(Atom, ResourceArc<InstanceRef>),
-}
-
-impl rustler::Encoder for Instantiated {
-    fn encode<'a>(&self, env: rustler::Env<'a>) -> rustler::Term<'a> {
-        match self {
-            Instantiated::Ready(handle) => (atoms::ready(), handle).encode(env),
-            Instantiated::Crashed(reason, handle) => {
-                (atoms::crashed(), *reason, handle).encode(env)
-            }
-        }
-    }
-}
-
 fn new_store(
     config: &InstanceConfig,
     bridge: Option<Arc<HostBridge>>,
 ) -> MunitionResult<Store<HostState>> {
+    let clock = Arc::new(SliceClock::new());
     let state = HostState {
         limits: GuestLimits {
             max_memory: usize::try_from(config.max_memory).unwrap_or(usize::MAX),
-            max_table_elements: 1_000_000,
+            max_table_elements: crate::engine::MAX_TABLE_ELEMENTS,
             memory_limit_hit: false,
         },
+        clock: clock.clone(),
         deadline: Instant::now() + Duration::from_millis(config.timeout_ms),
         timed_out: false,
         log: GuestLog::new(config.log_limit as usize),
         host_failure: None,
         bridge,
     };
+    LIVE_STORES.fetch_add(1, Ordering::Relaxed);
     let mut store = Store::new(&ENGINE, state);
     store.limiter(|state| &mut state.limits);
     store
         .set_fuel(config.fuel)
         .map_err(|e| MunitionError::InvalidState(crate::error_chain(&e)))?;
-    // The epoch ticker calls back at every tick; the guest is interrupted on
-    // the first tick past its wall-clock deadline.
+    // The epoch ticker calls back at every tick: the guest is interrupted on
+    // the first tick past its wall-clock deadline, and yields its scheduler
+    // thread once it has run for a slice.
     store.set_epoch_deadline(1);
-    store.epoch_deadline_callback(|mut ctx| {
+    store.epoch_deadline_callback(move |mut ctx| {
         if Instant::now() >= ctx.data().deadline {
             ctx.data_mut().timed_out = true;
             Ok(UpdateDeadline::Interrupt)
+        } else if clock.slice_elapsed() >= SLICE {
+            Ok(UpdateDeadline::Yield(1))
         } else {
             Ok(UpdateDeadline::Continue(1))
         }
@@ -270,7 +414,7 @@ fn new_store(
     Ok(store)
 }
 
-/// Checks what can be refused before any guest code runs: memories whose
+/// Refuses before any guest code runs what can be refused: memories whose
 /// initial size is already over the limit.
 fn preflight(module: &CompiledModule, max_memory: u64) -> MunitionResult<()> {
     for (index, memory) in module.info.memories.iter().enumerate() {
@@ -285,58 +429,51 @@ fn preflight(module: &CompiledModule, max_memory: u64) -> MunitionResult<()> {
     Ok(())
 }
 
-/// Instantiates a module in a fresh store. The start function, if any, runs
-/// here under the call's fuel, deadline and memory limit.
+/// Instantiates a module in a fresh store and runs the first slice of its
+/// start function, if any, under the call's fuel, deadline and memory limit.
+/// Returns the handle with `:ready`, `{:crashed, reason}` or `:yielded`.
 #[rustler::nif(schedule = "DirtyCpu")]
 fn instance_new(
-    env: rustler::Env,
+    env: Env,
     module: ResourceArc<ModuleRef>,
     config: InstanceConfig,
-) -> MunitionResult<Instantiated> {
+) -> MunitionResult<(ResourceArc<InstanceRef>, Progress)> {
     let compiled = module.0.clone();
     preflight(&compiled, config.max_memory)?;
     let bridge = config.host_pid.map(|pid| Arc::new(HostBridge::new(pid)));
-    let mut store = new_store(&config, bridge.clone())?;
+    let mut store = new_store(&config, bridge)?;
     let imports = host::resolve_imports(&mut store, &compiled, &config.links)?;
 
-    let started = Instant::now();
-    let result = {
-        let _running = GuestRunning::start();
-        let _bridge = BridgeEnv::enter(env, bridge);
-        run_on_fiber(Instance::new_async(&mut store, &compiled.module, &imports))
-    };
-    let mut live = Live {
+    let mut slot = Slot::Idle(Live {
         store,
         instance: None,
         module: compiled,
         fuel_given: config.fuel,
-        elapsed: started.elapsed(),
+        elapsed: Duration::ZERO,
         failure: None,
-    };
-    match result {
-        Ok(instance) => {
-            live.instance = Some(instance);
-            let handle = ResourceArc::new(InstanceRef {
-                live: Mutex::new(Some(live)),
-            });
-            Ok(Instantiated::Ready(handle))
-        }
-        Err(error) => {
-            // Imports were type-checked in `resolve_imports`, so what fails here
-            // is the guest: its start function, or a segment that does not fit.
-            let reason = live.fail(error).atom();
-            let handle = ResourceArc::new(InstanceRef {
-                live: Mutex::new(Some(live)),
-            });
-            Ok(Instantiated::Crashed(reason, handle))
-        }
-    }
+    });
+    // Imports were type-checked in `resolve_imports`, so what fails here is
+    // the guest: its start function, or a segment that does not fit.
+    slot.start(|mut live| async move {
+        let module = live.module.module.clone();
+        let result = Instance::new_async(&mut live.store, &module, &imports).await;
+        (live, result.map(Step::Instantiated))
+    })?;
+    let progress = advance(env, &mut slot)?;
+    Ok((ResourceArc::new(InstanceRef { slot: Mutex::new(slot) }), progress))
 }
 
-/// Drops the store now. Later use of the handle is `{:error, {:invalid_state, _}}`.
+/// Runs the next slice of a guest execution that yielded.
+#[rustler::nif(schedule = "DirtyCpu")]
+fn instance_resume(env: Env, instance: ResourceArc<InstanceRef>) -> MunitionResult<Progress> {
+    advance(env, &mut instance.lock())
+}
+
+/// Drops the store now, cancelling a guest that is still mid-execution. Later
+/// use of the handle is `{:error, {:invalid_state, _}}`.
 #[rustler::nif]
 fn instance_cleanup(instance: ResourceArc<InstanceRef>) -> Atom {
-    let live = instance.lock().take();
-    drop(live);
+    let slot = std::mem::replace(&mut *instance.lock(), Slot::Gone);
+    drop(slot);
     atoms::ok()
 }

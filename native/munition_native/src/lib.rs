@@ -52,10 +52,10 @@ pub fn error_chain(error: &wasmtime::Error) -> String {
 
 mod atoms {
     rustler::atoms! {
-        ok, error, ready, crashed, returned, full, minimal,
+        ok, error, ready, crashed, returned, yielded, full, minimal,
         // error kinds
         invalid_module, function_not_found, bad_args, capability_denied,
-        memory_limit, instantiation_failed, invalid_state, out_of_bounds, bad_data,
+        memory_limit, instantiation_failed, invalid_state, out_of_bounds, bad_data, overloaded,
         // crash reasons
         fuel_exhausted, trap, timeout, host_error,
         // trap kinds
