@@ -5,6 +5,7 @@ defmodule Munition.Application do
   @impl true
   def start(_type, _args) do
     children = [
+      Munition.Fuel.Meter,
       {Task.Supervisor, name: Munition.TaskSupervisor}
     ]
 

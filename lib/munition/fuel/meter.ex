@@ -1,12 +1,722 @@
 defmodule Munition.Fuel.Meter do
   @moduledoc """
-  Records the outcome of every call, per module hash and function.
+  Records the outcome of every call, per module hash and function, and keeps
+  statistics that answer "how much fuel does this guest really use?".
+
+  `Munition.fire/4` calls `record/5` after every call. For each
+  `{module_hash, function}` the meter keeps:
+
+    * calls and outcomes by reason: `:ok`, `:fuel_exhausted`, `:trap`,
+      `:timeout`, `:memory_limit`, `:host_error`, and `:other` for any reason
+      added later;
+    * fuel consumed by all calls and by successful calls alone (count, sum, min,
+      max, mean, p50/p95/p99), and execution time in microseconds likewise;
+    * a sliding window of the last 60 minutes in one-minute buckets (calls,
+      outcomes, fuel and time sums and maxima per minute), so a trend is visible
+      next to the totals.
+
+  Read them with `stats/2` and `top/2`; clear them with `reset/0`.
+  `Munition.Fuel.Policy` reads the successful calls' fuel for `fuel: :adaptive`.
+
+  ## Cost and concurrency
+
+  Recording never goes through a process. Each key owns one fixed-size
+  `:atomics` array (counters, min/max updated by compare-and-swap, histograms,
+  window); a public ETS table with read and write concurrency maps the key to
+  its array. A call that records does one ETS lookup and about twenty atomic
+  operations (see `bench/meter.exs` for its cost next to a `fire/4`).
+
+  ## Bounded memory
+
+  Whatever the number of calls, a key costs one array of fixed size (about
+  13 KiB), because percentiles come from log-scale
+  histograms rather than kept samples: 8 buckets per power of two, so values
+  below 16 are exact and a percentile is at most 12.5% above the true value (it
+  is the upper edge of the bucket holding that rank, clamped to the observed
+  min and max: an over-estimate, the safe side for a budget). Values from
+  `2^40` up share the last bucket.
+
+  The number of keys is capped by `config :munition, :meter, max_keys: n`
+  (default `1_000`). Past the cap, the least recently recorded tenth of the
+  keys is evicted by the caller that adds a new key; a call that would add a key
+  while another caller is evicting and the table is already 10% over the cap is
+  not recorded. `memory/0` reports what the meter holds.
+
+  ## Accuracy
+
+  Totals are exact. The window may miss the few calls that record at the very
+  moment a minute's bucket is recycled, and a call that records at the moment
+  its key is evicted or the meter is reset is lost.
+
+  ## When the meter is not running
+
+  The meter's process (started by Munition's application) owns the table.
+  Without it, for example in a script that did not start the application,
+  `record/5` does nothing, `stats/2` returns `nil`, `top/2` returns `[]`, and
+  `Munition.fire/4` works without history.
   """
+
+  use GenServer
+  import Bitwise
+
+  @table __MODULE__
+
+  @outcomes [:ok, :fuel_exhausted, :trap, :timeout, :memory_limit, :host_error, :other]
+
+  @max_u64 0xFFFF_FFFF_FFFF_FFFF
+
+  # Histogram: values 0..15 have a bucket each; above, 8 buckets per power of
+  # two; values of 2^40 and more share the last bucket.
+  @sub_bits 3
+  @sub 8
+  @max_exp 40
+  @buckets @sub + (@max_exp - @sub_bits) * @sub
+
+  # Layout of a key's :atomics array (1-based).
+  @last_seen 1
+  @outcome_base 2
+  @fuel_sum 9
+  @fuel_min 10
+  @fuel_max 11
+  @ok_sum 12
+  @ok_min 13
+  @ok_max 14
+  @time_sum 15
+  @time_min 16
+  @time_max 17
+  @hist_ok 18
+  @hist_crash @hist_ok + @buckets
+  @hist_time @hist_crash + @buckets
+
+  # Window: @window_minutes slots of @slot_size: stamp (minute + 1, 0 when
+  # empty, @max_u64 while being recycled), 7 outcomes, fuel sum, fuel max, time
+  # sum, time max.
+  @window_minutes 60
+  @slot_size 12
+  @window_base @hist_time + @buckets
+  @size @window_base + @window_minutes * @slot_size - 1
+
+  @default_max_keys 1_000
+
+  @typedoc "Count, sum, min, max, mean and percentiles of a measure; `nil`s when nothing was recorded."
+  @type summary :: %{
+          count: non_neg_integer(),
+          sum: non_neg_integer(),
+          min: non_neg_integer() | nil,
+          max: non_neg_integer() | nil,
+          mean: float() | nil,
+          p50: non_neg_integer() | nil,
+          p95: non_neg_integer() | nil,
+          p99: non_neg_integer() | nil
+        }
+
+  @type outcome :: :ok | :fuel_exhausted | :trap | :timeout | :memory_limit | :host_error | :other
+
+  @type stats :: %{
+          module_hash: String.t(),
+          function: String.t(),
+          calls: non_neg_integer(),
+          crashes: non_neg_integer(),
+          outcomes: %{outcome() => non_neg_integer()},
+          fuel: summary(),
+          ok_fuel: summary(),
+          time_us: summary(),
+          last_seen: DateTime.t(),
+          window: map()
+        }
+
+  ## Process
+
+  @doc "Starts the meter, which owns its ETS table. Munition's application starts it."
+  @spec start_link(keyword()) :: GenServer.on_start()
+  def start_link(opts \\ []), do: GenServer.start_link(__MODULE__, opts, name: __MODULE__)
+
+  @impl true
+  def init(_opts) do
+    :ets.new(@table, [:set, :public, :named_table, read_concurrency: true, write_concurrency: true])
+    {:ok, nil}
+  end
+
+  ## Recording
 
   @doc """
   Records one call. Never fails and never blocks the caller; does nothing when
   the meter is not running.
+
+  `outcome` is `:ok` or the crash reason; reasons the meter does not know count
+  as `:other`. `fuel_consumed` and `execution_time_us` are non-negative
+  integers; a call with anything else is ignored.
+
+  ## Examples
+
+      iex> Munition.Fuel.Meter.record("f00d", "run", :ok, 1_200, 35)
+      :ok
   """
   @spec record(String.t(), String.t(), atom(), non_neg_integer(), non_neg_integer()) :: :ok
-  def record(_module_hash, _function, _outcome, _fuel_consumed, _execution_time_us), do: :ok
+  def record(module_hash, function, outcome, fuel_consumed, execution_time_us) do
+    record_at(module_hash, function, outcome, fuel_consumed, execution_time_us, now_ms())
+  end
+
+  # Recording at a given wall-clock time, so tests can drive the window.
+  @doc false
+  def record_at(hash, function, outcome, fuel, time, now_ms)
+      when is_binary(hash) and is_binary(function) and is_atom(outcome) and is_integer(fuel) and
+             fuel >= 0 and is_integer(time) and time >= 0 do
+    case :ets.whereis(@table) do
+      :undefined -> :ok
+      table -> do_record(table, {hash, function}, outcome, fuel, time, now_ms)
+    end
+  rescue
+    # The table can disappear between whereis and use (meter stopping): the
+    # caller's result must not depend on the meter.
+    ArgumentError -> :ok
+  end
+
+  def record_at(_hash, _function, _outcome, _fuel, _time, _now_ms), do: :ok
+
+  defp do_record(table, key, outcome, fuel, time, now_ms) do
+    case ref_for(table, key, now_ms) do
+      nil ->
+        :ok
+
+      ref ->
+        fuel = min(fuel, @max_u64)
+        time = min(time, @max_u64)
+        index = outcome_index(outcome)
+
+        :atomics.put(ref, @last_seen, now_ms)
+        :atomics.add(ref, @outcome_base + index, 1)
+        :atomics.add(ref, @fuel_sum, fuel)
+        put_min(ref, @fuel_min, fuel)
+        put_max(ref, @fuel_max, fuel)
+        :atomics.add(ref, @time_sum, time)
+        put_min(ref, @time_min, time)
+        put_max(ref, @time_max, time)
+        :atomics.add(ref, @hist_time + bucket(time), 1)
+
+        if index == 0 do
+          :atomics.add(ref, @ok_sum, fuel)
+          put_min(ref, @ok_min, fuel)
+          put_max(ref, @ok_max, fuel)
+          :atomics.add(ref, @hist_ok + bucket(fuel), 1)
+        else
+          :atomics.add(ref, @hist_crash + bucket(fuel), 1)
+        end
+
+        record_window(ref, div(now_ms, 60_000), index, fuel, time, 0)
+    end
+  end
+
+  for {outcome, index} <- Enum.with_index(@outcomes) do
+    defp outcome_index(unquote(outcome)), do: unquote(index)
+  end
+
+  defp outcome_index(_other), do: length(@outcomes) - 1
+
+  defp ref_for(table, key, now_ms) do
+    case :ets.lookup(table, key) do
+      [{_key, ref}] -> ref
+      [] -> add_key(table, key, now_ms)
+    end
+  end
+
+  defp add_key(table, key, now_ms) do
+    max_keys = max_keys()
+    size = :ets.info(table, :size)
+
+    if size < max_keys or (evict(table, max_keys) and :ets.info(table, :size) < max_keys) or
+         size < max_keys + max(div(max_keys, 10), 1) do
+      ref = new_ref(now_ms)
+
+      if :ets.insert_new(table, {key, ref}) do
+        ref
+      else
+        # Another caller added it first: count into theirs.
+        case :ets.lookup(table, key) do
+          [{_key, theirs}] -> theirs
+          [] -> nil
+        end
+      end
+    end
+  end
+
+  defp new_ref(now_ms) do
+    ref = :atomics.new(@size, signed: false)
+    :atomics.put(ref, @last_seen, now_ms)
+
+    for i <- [@fuel_min, @ok_min, @time_min], do: :atomics.put(ref, i, @max_u64)
+    ref
+  end
+
+  # Evicts the least recently recorded tenth of the keys. One caller at a time
+  # (the :evicting row is the lock); returns whether this caller evicted.
+  defp evict(table, max_keys) do
+    if :ets.insert_new(table, {:evicting, self()}) do
+      try do
+        keys = :ets.select(table, [{{{:"$1", :"$2"}, :"$3"}, [], [{{{{:"$1", :"$2"}}, :"$3"}}]}])
+        excess = length(keys) - max_keys + max(div(max_keys, 10), 1)
+
+        keys
+        |> Enum.map(fn {key, ref} -> {:atomics.get(ref, @last_seen), key} end)
+        |> Enum.sort()
+        |> Enum.take(max(excess, 0))
+        |> Enum.each(fn {_seen, key} -> :ets.delete(table, key) end)
+
+        true
+      after
+        :ets.delete(table, :evicting)
+      end
+    else
+      false
+    end
+  end
+
+  defp max_keys do
+    case Application.get_env(:munition, :meter, [])[:max_keys] do
+      n when is_integer(n) and n > 0 -> n
+      _ -> @default_max_keys
+    end
+  end
+
+  defp put_min(ref, i, value) do
+    current = :atomics.get(ref, i)
+    if value < current, do: cas_min(ref, i, current, value), else: :ok
+  end
+
+  defp cas_min(ref, i, current, value) do
+    case :atomics.compare_exchange(ref, i, current, value) do
+      :ok -> :ok
+      now when value < now -> cas_min(ref, i, now, value)
+      _ -> :ok
+    end
+  end
+
+  defp put_max(ref, i, value) do
+    current = :atomics.get(ref, i)
+    if value > current, do: cas_max(ref, i, current, value), else: :ok
+  end
+
+  defp cas_max(ref, i, current, value) do
+    case :atomics.compare_exchange(ref, i, current, value) do
+      :ok -> :ok
+      now when value > now -> cas_max(ref, i, now, value)
+      _ -> :ok
+    end
+  end
+
+  # A slot is recycled by the first caller of a new minute: it claims the slot
+  # by swapping the stamp to @max_u64, zeroes it, then stamps it. Callers that
+  # find it claimed retry a few times, then give up on the window (the totals
+  # have the call).
+  defp record_window(_ref, _minute, _index, _fuel, _time, 20), do: :ok
+
+  defp record_window(ref, minute, index, fuel, time, attempt) do
+    base = slot_base(minute)
+    stamp = minute + 1
+
+    case :atomics.get(ref, base) do
+      ^stamp ->
+        :atomics.add(ref, base + 1 + index, 1)
+        :atomics.add(ref, base + 8, fuel)
+        put_max(ref, base + 9, fuel)
+        :atomics.add(ref, base + 10, time)
+        put_max(ref, base + 11, time)
+
+      @max_u64 ->
+        # Another caller is recycling the slot: let it finish.
+        :erlang.yield()
+        record_window(ref, minute, index, fuel, time, attempt + 1)
+
+      old when old < stamp ->
+        if :atomics.compare_exchange(ref, base, old, @max_u64) == :ok do
+          for i <- 1..(@slot_size - 1), do: :atomics.put(ref, base + i, 0)
+          :atomics.put(ref, base, stamp)
+        end
+
+        record_window(ref, minute, index, fuel, time, attempt + 1)
+
+      _newer ->
+        # The clock went back: this minute's slot already holds a later one.
+        :ok
+    end
+
+    :ok
+  end
+
+  defp slot_base(minute), do: @window_base + rem(minute, @window_minutes) * @slot_size
+
+  defp now_ms, do: System.system_time(:millisecond)
+
+  ## Histogram
+
+  @doc false
+  # The bucket of a value; public for tests.
+  def bucket(value) when value < 2 * @sub, do: value
+
+  def bucket(value) do
+    exp = msb(value, 0)
+
+    if exp >= @max_exp do
+      @buckets - 1
+    else
+      shift = exp - @sub_bits
+      @sub + shift * @sub + (bsr(value, shift) - @sub)
+    end
+  end
+
+  @doc false
+  # The largest value a bucket holds (the last bucket has no bound).
+  def bucket_max(bucket) when bucket < 2 * @sub, do: bucket
+  def bucket_max(bucket) when bucket >= @buckets - 1, do: @max_u64
+
+  def bucket_max(bucket) do
+    shift = div(bucket - @sub, @sub)
+    mantissa = rem(bucket - @sub, @sub) + @sub
+    bsl(mantissa + 1, shift) - 1
+  end
+
+  defp msb(v, acc) when v >= 0x1_0000_0000, do: msb(bsr(v, 32), acc + 32)
+  defp msb(v, acc) when v >= 0x1_0000, do: msb(bsr(v, 16), acc + 16)
+  defp msb(v, acc) when v >= 0x100, do: msb(bsr(v, 8), acc + 8)
+  defp msb(v, acc) when v >= 0x10, do: msb(bsr(v, 4), acc + 4)
+  defp msb(v, acc) when v >= 0x4, do: msb(bsr(v, 2), acc + 2)
+  defp msb(v, acc) when v >= 0x2, do: acc + 1
+  defp msb(_v, acc), do: acc
+
+  ## Reading
+
+  @doc """
+  Statistics of `function` of a module (its hash or the `%Munition.Module{}`),
+  or `nil` when nothing is recorded for it (or the meter is not running).
+
+  The map holds `:calls`, `:crashes`, `:outcomes` (a count for every reason),
+  `:fuel` (all calls), `:ok_fuel` (successful calls only) and `:time_us`, each a
+  `t:summary/0`, `:last_seen`, and `:window`: the last 60 minutes with the same
+  counts and `:fuel`/`:time_us` as `%{sum, max, mean}`, plus `:per_minute`, a
+  list of `%{minute: DateTime, calls, crashes, outcomes, fuel_sum, fuel_max,
+  time_us_sum, time_us_max}` for the minutes that had calls, oldest first.
+
+  ## Examples
+
+      iex> Munition.Fuel.Meter.reset()
+      iex> Munition.Fuel.Meter.record("c0ffee", "run", :ok, 100, 10)
+      iex> Munition.Fuel.Meter.record("c0ffee", "run", :trap, 40, 30)
+      iex> stats = Munition.Fuel.Meter.stats("c0ffee", "run")
+      iex> {stats.calls, stats.crashes, stats.outcomes.trap}
+      {2, 1, 1}
+      iex> Map.take(stats.fuel, [:count, :sum, :min, :max, :mean])
+      %{count: 2, sum: 140, min: 40, max: 100, mean: 70.0}
+      iex> stats.ok_fuel.p99
+      100
+      iex> Munition.Fuel.Meter.stats("c0ffee", "other")
+      nil
+  """
+  @spec stats(String.t() | Munition.Module.t(), String.t()) :: stats() | nil
+  def stats(module_or_hash, function) do
+    key = key!(module_or_hash, function)
+
+    with ref when ref != nil <- lookup(key) do
+      build_stats(key, ref, now_ms())
+    end
+  end
+
+  @doc false
+  def stats_at(module_or_hash, function, now_ms) do
+    key = key!(module_or_hash, function)
+
+    with ref when ref != nil <- lookup(key) do
+      build_stats(key, ref, now_ms)
+    end
+  end
+
+  @doc """
+  The number of successful calls of `function` of a module and the `quantile`
+  (between 0 and 1) of their fuel, as `{samples, fuel}`; `{0, nil}` without
+  history. Cheaper than `stats/2`: this is what `fuel: :adaptive` reads on
+  every call.
+
+  ## Examples
+
+      iex> Munition.Fuel.Meter.reset()
+      iex> for fuel <- 1..10, do: Munition.Fuel.Meter.record("beef", "run", :ok, fuel, 1)
+      iex> Munition.Fuel.Meter.record("beef", "run", :fuel_exhausted, 1_000, 1)
+      iex> Munition.Fuel.Meter.successful_fuel("beef", "run", 0.5)
+      {10, 5}
+      iex> Munition.Fuel.Meter.successful_fuel("beef", "run", 0.99)
+      {10, 10}
+      iex> Munition.Fuel.Meter.successful_fuel("dead", "run", 0.99)
+      {0, nil}
+  """
+  @spec successful_fuel(String.t() | Munition.Module.t(), String.t(), float()) ::
+          {non_neg_integer(), non_neg_integer() | nil}
+  def successful_fuel(module_or_hash, function, quantile)
+      when is_number(quantile) and quantile > 0 and quantile <= 1 do
+    case lookup(key!(module_or_hash, function)) do
+      nil ->
+        {0, nil}
+
+      ref ->
+        case :atomics.get(ref, @outcome_base) do
+          0 ->
+            {0, nil}
+
+          n ->
+            min = :atomics.get(ref, @ok_min)
+            max = :atomics.get(ref, @ok_max)
+            # Ranks above the answer: walk down from the top bucket (few steps
+            # for a high quantile).
+            above = n - rank(n, quantile)
+            value = walk_down(ref, @hist_ok, bucket(max), bucket(min), above, 0)
+            {n, value |> min(max) |> max(min)}
+        end
+    end
+  end
+
+  defp walk_down(ref, base, bucket, lowest, above, seen) do
+    seen = seen + :atomics.get(ref, base + bucket)
+
+    if seen > above or bucket <= lowest,
+      do: bucket_max(bucket),
+      else: walk_down(ref, base, bucket - 1, lowest, above, seen)
+  end
+
+  @doc """
+  The `n` keys with the most fuel consumed in total (`by: :fuel`, the default),
+  the most crashes (`by: :crashes`) or the most calls (`by: :calls`), as
+  `stats/2` maps, largest first.
+
+  ## Examples
+
+      iex> Munition.Fuel.Meter.reset()
+      iex> Munition.Fuel.Meter.record("aa", "hot", :ok, 9_000, 1)
+      iex> Munition.Fuel.Meter.record("bb", "cold", :trap, 10, 1)
+      iex> Munition.Fuel.Meter.top(1, by: :fuel) |> Enum.map(& &1.function)
+      ["hot"]
+      iex> Munition.Fuel.Meter.top(1, by: :crashes) |> Enum.map(& &1.function)
+      ["cold"]
+  """
+  @spec top(non_neg_integer(), keyword()) :: [stats()]
+  def top(n, opts \\ [])
+
+  def top(n, opts) when is_integer(n) and n >= 0 do
+    opts = Keyword.validate!(opts, by: :fuel)
+
+    score =
+      case opts[:by] do
+        :fuel -> fn ref -> :atomics.get(ref, @fuel_sum) end
+        :crashes -> fn ref -> Enum.sum(for i <- 1..6, do: :atomics.get(ref, @outcome_base + i)) end
+        :calls -> fn ref -> Enum.sum(for i <- 0..6, do: :atomics.get(ref, @outcome_base + i)) end
+        other -> raise ArgumentError, "by must be :fuel, :crashes or :calls, got: #{inspect(other)}"
+      end
+
+    now = now_ms()
+
+    entries()
+    |> Enum.map(fn {key, ref} -> {score.(ref), key, ref} end)
+    |> Enum.sort_by(fn {score, key, _ref} -> {score, key} end, :desc)
+    |> Enum.take(n)
+    |> Enum.map(fn {_score, key, ref} -> build_stats(key, ref, now) end)
+  end
+
+  def top(n, _opts), do: raise(ArgumentError, "n must be a non-negative integer, got: #{inspect(n)}")
+
+  @doc """
+  Forgets everything recorded. Returns `:ok`, also when the meter is not running.
+  """
+  @spec reset() :: :ok
+  def reset do
+    case :ets.whereis(@table) do
+      :undefined -> :ok
+      table -> :ets.delete_all_objects(table)
+    end
+
+    :ok
+  rescue
+    ArgumentError -> :ok
+  end
+
+  @doc """
+  Bytes the meter holds: its table and every key's counters. Constant for a
+  fixed set of keys, whatever the number of calls.
+  """
+  @spec memory() :: non_neg_integer()
+  def memory do
+    case :ets.whereis(@table) do
+      :undefined ->
+        0
+
+      table ->
+        words = :ets.info(table, :memory)
+
+        counters =
+          entries()
+          |> Enum.map(fn {_key, ref} -> :atomics.info(ref).memory end)
+          |> Enum.sum()
+
+        words * :erlang.system_info(:wordsize) + counters
+    end
+  rescue
+    ArgumentError -> 0
+  end
+
+  @doc "The number of `{module_hash, function}` keys the meter tracks."
+  @spec size() :: non_neg_integer()
+  def size, do: length(entries())
+
+  defp entries do
+    case :ets.whereis(@table) do
+      :undefined -> []
+      table -> :ets.select(table, [{{{:"$1", :"$2"}, :"$3"}, [], [{{{{:"$1", :"$2"}}, :"$3"}}]}])
+    end
+  rescue
+    ArgumentError -> []
+  end
+
+  defp lookup(key) do
+    case :ets.whereis(@table) do
+      :undefined ->
+        nil
+
+      table ->
+        case :ets.lookup(table, key) do
+          [{_key, ref}] -> ref
+          [] -> nil
+        end
+    end
+  rescue
+    ArgumentError -> nil
+  end
+
+  defp key!(%Munition.Module{hash: hash}, function) when is_binary(function), do: {hash, function}
+  defp key!(hash, function) when is_binary(hash) and is_binary(function), do: {hash, function}
+
+  defp key!(module, function) when is_binary(function) do
+    raise ArgumentError, "expected a module hash or a %Munition.Module{}, got: #{inspect(module)}"
+  end
+
+  defp key!(_module, function) do
+    raise ArgumentError, "function must be a string, got: #{inspect(function)}"
+  end
+
+  defp build_stats({hash, function}, ref, now_ms) do
+    values = ref |> read_all() |> List.to_tuple()
+    at = fn i -> elem(values, i - 1) end
+    hist = fn base -> for b <- 0..(@buckets - 1), do: at.(base + b) end
+
+    counts = for i <- 0..6, do: at.(@outcome_base + i)
+    outcomes = Enum.zip(@outcomes, counts) |> Map.new()
+    calls = Enum.sum(counts)
+    ok = outcomes.ok
+
+    ok_hist = hist.(@hist_ok)
+    all_hist = Enum.zip_with(ok_hist, hist.(@hist_crash), &+/2)
+
+    %{
+      module_hash: hash,
+      function: function,
+      calls: calls,
+      crashes: calls - ok,
+      outcomes: outcomes,
+      fuel: summary(calls, at.(@fuel_sum), at.(@fuel_min), at.(@fuel_max), all_hist),
+      ok_fuel: summary(ok, at.(@ok_sum), at.(@ok_min), at.(@ok_max), ok_hist),
+      time_us: summary(calls, at.(@time_sum), at.(@time_min), at.(@time_max), hist.(@hist_time)),
+      last_seen: DateTime.from_unix!(at.(@last_seen), :millisecond),
+      window: window(at, div(now_ms, 60_000))
+    }
+  end
+
+  defp read_all(ref), do: for(i <- 1..@size, do: :atomics.get(ref, i))
+
+  defp summary(0, _sum, _min, _max, _hist) do
+    %{count: 0, sum: 0, min: nil, max: nil, mean: nil, p50: nil, p95: nil, p99: nil}
+  end
+
+  defp summary(count, sum, min, max, hist) do
+    [p50, p95, p99] = percentiles(hist, count, [0.5, 0.95, 0.99])
+    clamp = fn p -> p |> min(max) |> max(min) end
+
+    %{
+      count: count,
+      sum: sum,
+      min: min,
+      max: max,
+      mean: sum / count,
+      p50: clamp.(p50),
+      p95: clamp.(p95),
+      p99: clamp.(p99)
+    }
+  end
+
+  # The upper edge of the bucket holding each quantile's rank (nearest-rank
+  # method), for ascending quantiles.
+  defp percentiles(hist, count, quantiles) do
+    ranks = Enum.map(quantiles, &rank(count, &1))
+
+    {found, _seen, _left} =
+      hist
+      |> Enum.with_index()
+      |> Enum.reduce({[], 0, ranks}, fn
+        _bucket, {_found, _seen, []} = acc ->
+          acc
+
+        {n, bucket}, {found, seen, ranks} ->
+          seen = seen + n
+          {hit, rest} = Enum.split_while(ranks, &(&1 <= seen))
+          {found ++ List.duplicate(bucket_max(bucket), length(hit)), seen, rest}
+      end)
+
+    found
+  end
+
+  defp rank(count, quantile), do: max(ceil(quantile * count), 1)
+
+  defp window(at, minute) do
+    slots =
+      for slot <- 0..(@window_minutes - 1),
+          base = @window_base + slot * @slot_size,
+          stamp = at.(base),
+          stamp != 0 and stamp != @max_u64,
+          m = stamp - 1,
+          m > minute - @window_minutes and m <= minute do
+        outcomes = Map.new(Enum.with_index(@outcomes), fn {o, i} -> {o, at.(base + 1 + i)} end)
+        calls = outcomes |> Map.values() |> Enum.sum()
+
+        %{
+          minute: DateTime.from_unix!(m * 60),
+          calls: calls,
+          crashes: calls - outcomes.ok,
+          outcomes: outcomes,
+          fuel_sum: at.(base + 8),
+          fuel_max: at.(base + 9),
+          time_us_sum: at.(base + 10),
+          time_us_max: at.(base + 11)
+        }
+      end
+      |> Enum.sort_by(&DateTime.to_unix(&1.minute))
+
+    calls = Enum.sum(Enum.map(slots, & &1.calls))
+    fuel_sum = Enum.sum(Enum.map(slots, & &1.fuel_sum))
+    time_sum = Enum.sum(Enum.map(slots, & &1.time_us_sum))
+
+    %{
+      minutes: @window_minutes,
+      calls: calls,
+      crashes: Enum.sum(Enum.map(slots, & &1.crashes)),
+      outcomes: Map.new(@outcomes, fn o -> {o, Enum.sum(Enum.map(slots, & &1.outcomes[o]))} end),
+      fuel: %{
+        sum: fuel_sum,
+        max: Enum.max(Enum.map(slots, & &1.fuel_max), fn -> nil end),
+        mean: mean(fuel_sum, calls)
+      },
+      time_us: %{
+        sum: time_sum,
+        max: Enum.max(Enum.map(slots, & &1.time_us_max), fn -> nil end),
+        mean: mean(time_sum, calls)
+      },
+      per_minute: slots
+    }
+  end
+
+  defp mean(_sum, 0), do: nil
+  defp mean(sum, count), do: sum / count
 end
