@@ -4,14 +4,14 @@
 //!
 //! Guest code runs on a Wasmtime fiber (a stack Munition owns, never the
 //! scheduler thread's own small stack) and in slices: after about
-//! `engine::SLICE` the guest yields, the NIF returns `:yielded`, and the
+//! `engine::SLICE` the NIF returns `:yielded` with the guest suspended, and the
 //! Elixir side calls `instance_resume/1` for the next slice. Between slices the
 //! dirty scheduler thread is free for other work, so runaway guests cannot
 //! starve the VM.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -21,7 +21,7 @@ use wasmtime::{Error, Instance, ResourceLimiter, Store, Trap, UpdateDeadline, Va
 
 use crate::atoms;
 use crate::call::{CallMeta, WasmValue};
-use crate::engine::{GuestRunning, ENGINE, SLICE};
+use crate::engine::{GuestRunning, ENGINE, FUEL_YIELD_INTERVAL, SLICE};
 use crate::error::{MunitionError, MunitionResult};
 use crate::host::{self, BridgeEnv, GuestLog, HostBridge, Link};
 use crate::module::{CompiledModule, ModuleRef};
@@ -94,33 +94,9 @@ impl ResourceLimiter for GuestLimits {
     }
 }
 
-/// When the current slice of guest execution began, shared between the
-/// store's epoch callback and the NIF that polls the guest.
-pub struct SliceClock {
-    origin: Instant,
-    slice_started_ns: AtomicU64,
-}
-
-impl SliceClock {
-    fn new() -> Self {
-        SliceClock { origin: Instant::now(), slice_started_ns: AtomicU64::new(0) }
-    }
-
-    fn start_slice(&self) {
-        let now = self.origin.elapsed().as_nanos() as u64;
-        self.slice_started_ns.store(now, Ordering::Relaxed);
-    }
-
-    fn slice_elapsed(&self) -> Duration {
-        let now = self.origin.elapsed().as_nanos() as u64;
-        Duration::from_nanos(now.saturating_sub(self.slice_started_ns.load(Ordering::Relaxed)))
-    }
-}
-
 /// Everything a store carries besides the guest.
 pub struct HostState {
     pub limits: GuestLimits,
-    pub clock: Arc<SliceClock>,
     pub deadline: Instant,
     pub timed_out: bool,
     pub log: GuestLog,
@@ -192,7 +168,6 @@ pub enum Slot {
     Idle(Live),
     Running {
         future: GuestFuture,
-        clock: Arc<SliceClock>,
         bridge: Option<Arc<HostBridge>>,
         elapsed: Duration,
     },
@@ -223,25 +198,33 @@ impl Slot {
         let Slot::Idle(live) = std::mem::replace(self, Slot::Gone) else {
             unreachable!("checked by idle() above")
         };
-        let clock = live.store.data().clock.clone();
         let bridge = live.store.data().bridge.clone();
         let elapsed = live.elapsed;
-        *self = Slot::Running { future: Box::pin(run(live)), clock, bridge, elapsed };
+        *self = Slot::Running { future: Box::pin(run(live)), bridge, elapsed };
         Ok(())
     }
 
-    /// Runs the guest for one slice on this thread. `Ok(None)` means it
-    /// yielded; otherwise the slot is idle again with the step or the failure.
+    /// Runs the guest for one slice on this thread. `Ok(None)` means the slice
+    /// ended with the guest still running; otherwise the slot is idle again
+    /// with the step or the failure.
+    ///
+    /// The guest suspends itself every `FUEL_YIELD_INTERVAL` units of fuel; it
+    /// is resumed at once until it has run for `SLICE`.
     fn poll_slice(&mut self, env: Env) -> MunitionResult<Option<Result<Step, Reason>>> {
-        let Slot::Running { future, clock, bridge, elapsed } = self else {
+        let Slot::Running { future, bridge, elapsed } = self else {
             return Err(MunitionError::InvalidState("no guest execution to resume".into()));
         };
         let started = Instant::now();
         let poll = {
             let _running = GuestRunning::start();
             let _bridge = BridgeEnv::enter(env, bridge.clone());
-            clock.start_slice();
-            future.as_mut().poll(&mut Context::from_waker(Waker::noop()))
+            let mut cx = Context::from_waker(Waker::noop());
+            loop {
+                match future.as_mut().poll(&mut cx) {
+                    Poll::Pending if started.elapsed() < SLICE => continue,
+                    poll => break poll,
+                }
+            }
         };
         *elapsed += started.elapsed();
         let Poll::Ready((mut live, result)) = poll else {
@@ -377,14 +360,12 @@ fn new_store(
     config: &InstanceConfig,
     bridge: Option<Arc<HostBridge>>,
 ) -> MunitionResult<Store<HostState>> {
-    let clock = Arc::new(SliceClock::new());
     let state = HostState {
         limits: GuestLimits {
             max_memory: usize::try_from(config.max_memory).unwrap_or(usize::MAX),
             max_table_elements: crate::engine::MAX_TABLE_ELEMENTS,
             memory_limit_hit: false,
         },
-        clock: clock.clone(),
         deadline: Instant::now() + Duration::from_millis(config.timeout_ms),
         timed_out: false,
         log: GuestLog::new(config.log_limit as usize),
@@ -397,16 +378,20 @@ fn new_store(
     store
         .set_fuel(config.fuel)
         .map_err(|e| MunitionError::InvalidState(crate::error_chain(&e)))?;
-    // The epoch ticker calls back at every tick: the guest is interrupted on
-    // the first tick past its wall-clock deadline, and yields its scheduler
-    // thread once it has run for a slice.
+    // Suspension points for slicing. They come from fuel rather than from
+    // epochs because an epoch-driven suspension or interrupt does not write the
+    // fuel counter back to the store (Wasmtime 48 keeps it in a register), and
+    // the dump of a timed-out guest must say how much fuel it burnt.
+    store
+        .fuel_async_yield_interval(Some(FUEL_YIELD_INTERVAL))
+        .map_err(|e| MunitionError::InvalidState(crate::error_chain(&e)))?;
+    // The epoch ticker calls back at every tick; the guest is interrupted on
+    // the first tick past its wall-clock deadline.
     store.set_epoch_deadline(1);
-    store.epoch_deadline_callback(move |mut ctx| {
+    store.epoch_deadline_callback(|mut ctx| {
         if Instant::now() >= ctx.data().deadline {
             ctx.data_mut().timed_out = true;
             Ok(UpdateDeadline::Interrupt)
-        } else if clock.slice_elapsed() >= SLICE {
-            Ok(UpdateDeadline::Yield(1))
         } else {
             Ok(UpdateDeadline::Continue(1))
         }

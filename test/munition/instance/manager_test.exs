@@ -1,0 +1,99 @@
+defmodule Munition.Instance.ManagerTest do
+  # Timing and scheduler tests: they run alone so other tests' load does not
+  # blur what they measure.
+  use ExUnit.Case, async: false
+
+  alias Munition.Forensics.Dump
+
+  @spin ~s{(module (func (export "spin") (loop br 0)))}
+  @add ~s{(module (func (export "add") (param i32 i32) (result i32) local.get 0 local.get 1 i32.add))}
+  @plenty 1_000_000_000_000_000
+
+  defp elapsed_ms(fun) do
+    started = System.monotonic_time(:millisecond)
+    result = fun.()
+    {System.monotonic_time(:millisecond) - started, result}
+  end
+
+  describe "timeout" do
+    test "an endless loop with fuel to spare is stopped by the engine within 50 ms of its deadline" do
+      baseline = Munition.Native.instance_live_count()
+
+      {ms, result} = elapsed_ms(fn -> Munition.fire(@spin, "spin", [], fuel: @plenty, timeout: 300) end)
+
+      assert {:crash, :timeout, %Dump{trap: :interrupt} = dump} = result
+      # The engine stopped it (the abandoned-task fallback has another message).
+      assert dump.message =~ "interrupt"
+      assert dump.fuel_consumed > 0
+      assert ms >= 300
+      assert ms < 350, "stopped #{ms - 300} ms after the deadline"
+      # Really stopped, not just abandoned: its store is gone when fire/4 returns.
+      assert Munition.Native.instance_live_count() == baseline
+    end
+
+    test "a guest whose caller dies is cancelled, not left running" do
+      baseline = Munition.Native.instance_live_count()
+      caller = spawn(fn -> Munition.fire(@spin, "spin", [], fuel: @plenty, timeout: 60_000) end)
+      Process.sleep(100)
+      assert Munition.Native.instance_live_count() == baseline + 1
+      Process.exit(caller, :kill)
+
+      assert eventually(fn -> Munition.Native.instance_live_count() == baseline end),
+             "the guest kept running after its caller was killed"
+    end
+  end
+
+  describe "scheduling" do
+    test "two dirty schedulers' worth of runaway guests do not stop a short call" do
+      runaways = :erlang.system_info(:dirty_cpu_schedulers)
+
+      tasks =
+        for _ <- 1..runaways do
+          Task.async(fn -> Munition.fire(@spin, "spin", [], fuel: @plenty, timeout: 3_000) end)
+        end
+
+      Process.sleep(100)
+      {ms, result} = elapsed_ms(fn -> Munition.fire(@add, "add", [2, 3]) end)
+      assert {:ok, 5, _} = result
+      # Far less than the runaways' 3 s: the short call got a slice between theirs.
+      assert ms < 1_000
+
+      for task <- tasks, do: assert({:crash, :timeout, _} = Task.await(task, 10_000))
+    end
+  end
+
+  describe "VM stack hazard" do
+    # A guest that recurses forever on a dirty scheduler thread's own stack
+    # kills the VM with a segfault. Munition runs guests on its own stacks; this
+    # starts a separate VM with tiny dirty-scheduler stacks (+sssdcpu 20, in
+    # kilowords) and checks that the VM survives and reports the trap.
+    test "infinite recursion is a trap even with small dirty scheduler stacks" do
+      paths =
+        Path.join(Mix.Project.build_path(), "lib/*/ebin")
+        |> Path.wildcard()
+        |> Enum.flat_map(&["-pa", &1])
+
+      script = """
+      {:ok, _} = Application.ensure_all_started(:munition)
+      wat = ~s{(module (func $down (export "down") call $down))}
+      {:crash, :trap, dump} = Munition.fire(wat, "down", [])
+      {:ok, 3, _} = Munition.fire(~s{(module (func (export "f") (result i32) i32.const 3))}, "f", [])
+      IO.puts("survived " <> Atom.to_string(dump.trap))
+      """
+
+      {out, status} =
+        System.cmd("elixir", ["--erl", "+sssdcpu 20"] ++ paths ++ ["-e", script], stderr_to_stdout: true)
+
+      assert status == 0, out
+      assert out =~ "survived stack_overflow"
+    end
+  end
+
+  defp eventually(check, tries \\ 50) do
+    cond do
+      check.() -> true
+      tries == 0 -> false
+      true -> Process.sleep(20) && eventually(check, tries - 1)
+    end
+  end
+end
