@@ -14,26 +14,36 @@ defmodule Munition.Host.Context do
 
   @type t :: %__MODULE__{call: reference(), function: String.t(), fuel_remaining: non_neg_integer()}
 
-  @doc "Reads `len` bytes of guest memory at `ptr`."
-  @spec read(t(), non_neg_integer(), non_neg_integer()) ::
-          {:ok, binary()} | {:error, :out_of_bounds | :call_ended}
-  def read(%__MODULE__{call: call}, ptr, len)
-      when is_integer(ptr) and ptr >= 0 and is_integer(len) and len >= 0 do
-    call |> Munition.Native.host_read(ptr, len) |> normalize()
+  # Guest i32 values reach host functions signed; as pointers and lengths
+  # they are unsigned, so -16 means 0xFFFF_FFF0.
+  defguardp is_i32_or_u32(value) when is_integer(value) and value >= -0x8000_0000 and value <= 0xFFFF_FFFF
+
+  @doc """
+  Reads `len` bytes of guest memory at `ptr`. Both are taken as unsigned 32-bit
+  values, as a guest passes them (a negative `i32` is the same bits unsigned).
+  """
+  @spec read(t(), integer(), integer()) :: {:ok, binary()} | {:error, :out_of_bounds | :call_ended}
+  def read(%__MODULE__{call: call}, ptr, len) when is_i32_or_u32(ptr) and is_i32_or_u32(len) do
+    call |> Munition.Native.host_read(unsigned(ptr), unsigned(len)) |> normalize()
   end
 
-  def read(_ctx, ptr, len), do: {:error, {:bad_range, ptr, len}} |> bad_range()
+  def read(_ctx, ptr, len) do
+    raise ArgumentError, "guest memory ranges take 32-bit integers, got: #{inspect(ptr)} and #{inspect(len)}"
+  end
 
-  @doc "Writes `bytes` into guest memory at `ptr`."
-  @spec write(t(), non_neg_integer(), binary()) :: :ok | {:error, :out_of_bounds | :call_ended}
-  def write(%__MODULE__{call: call}, ptr, bytes) when is_integer(ptr) and ptr >= 0 and is_binary(bytes) do
-    case Munition.Native.host_write(call, ptr, bytes) do
+  @doc "Writes `bytes` into guest memory at `ptr` (an unsigned 32-bit value, as for `read/3`)."
+  @spec write(t(), integer(), binary()) :: :ok | {:error, :out_of_bounds | :call_ended}
+  def write(%__MODULE__{call: call}, ptr, bytes) when is_i32_or_u32(ptr) and is_binary(bytes) do
+    case Munition.Native.host_write(call, unsigned(ptr), bytes) do
       {:ok, :ok} -> :ok
       other -> normalize(other)
     end
   end
 
-  def write(_ctx, ptr, bytes), do: {:error, {:bad_range, ptr, bytes}} |> bad_range()
+  def write(_ctx, ptr, bytes) do
+    raise ArgumentError,
+          "guest memory writes take a 32-bit integer pointer and a binary, got: #{inspect(ptr)} and #{inspect(bytes)}"
+  end
 
   @doc "Fuel the guest had left when it called the host function."
   @spec fuel_remaining(t()) :: non_neg_integer()
@@ -43,8 +53,6 @@ defmodule Munition.Host.Context do
   defp normalize({:error, {:out_of_bounds, _}}), do: {:error, :out_of_bounds}
   defp normalize({:error, {:invalid_state, _}}), do: {:error, :call_ended}
 
-  defp bad_range({:error, {:bad_range, ptr, other}}) do
-    raise ArgumentError,
-          "guest memory ranges take a non-negative integer pointer, got: #{inspect(ptr)} with #{inspect(other)}"
-  end
+  defp unsigned(value) when value < 0, do: value + 0x1_0000_0000
+  defp unsigned(value), do: value
 end

@@ -1,0 +1,164 @@
+defmodule Munition.Host.CapabilitiesTest do
+  use ExUnit.Case, async: true
+  doctest Munition.Host.Capabilities
+
+  alias Munition.Forensics.Dump
+  alias Munition.Host.Capabilities
+
+  @time """
+  (module
+    (import "munition" "get_time_ms" (func $now (result i64)))
+    (import "munition" "get_monotonic_ns" (func $mono (result i64)))
+    (func (export "now") (result i64) call $now)
+    (func (export "elapsed") (result i64) (local i64) (local.set 0 (call $mono)) (i64.sub (call $mono) (local.get 0))))
+  """
+
+  @random """
+  (module
+    (import "munition" "get_random" (func $random (result i64)))
+    (import "munition" "random_bytes" (func $fill (param i32 i32)))
+    (memory (export "memory") 1)
+    (func (export "two") (result i64 i64) call $random call $random)
+    (func (export "fill") (param $ptr i32) (param $len i32) (result i32 i32)
+      (call $fill (local.get $ptr) (local.get $len)) (local.get $ptr) (local.get $len)))
+  """
+
+  @log """
+  (module
+    (import "munition" "log" (func $log (param i32 i32 i32)))
+    (memory (export "memory") 1)
+    (data (i32.const 0) "hello from the guest")
+    (func (export "twice") (call $log (i32.const 1) (i32.const 0) (i32.const 5)) (call $log (i32.const 3) (i32.const 11) (i32.const 9)))
+    (func (export "flood") (local $i i32)
+      (loop $again
+        (call $log (i32.const 0) (i32.const 0) (i32.const 20))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br_if $again (i32.lt_u (local.get $i) (i32.const 10000)))))
+    (func (export "then_trap") (call $log (i32.const 2) (i32.const 0) (i32.const 5)) unreachable)
+    (func (export "wild") (call $log (i32.const 1) (i32.const 65530) (i32.const 100))))
+  """
+
+  # AssemblyScript strings: UTF-16LE, their byte length in the u32 before them.
+  @abort """
+  (module
+    (import "env" "abort" (func $abort (param i32 i32 i32 i32)))
+    (memory (export "memory") 1)
+    (data (i32.const 60) "\\0a\\00\\00\\00b\\00o\\00o\\00m\\00!\\00")
+    (data (i32.const 96) "\\08\\00\\00\\00a\\00.\\00t\\00s\\00")
+    (func $assert_positive (export "run") (call $abort (i32.const 64) (i32.const 100) (i32.const 12) (i32.const 3))))
+  """
+
+  describe "expand!/2" do
+    test "expands groups and sorts" do
+      assert Capabilities.expand!([:basic]) == [:abort, :log, :time]
+      assert Capabilities.expand!([:all]) == [:abort, :log, :random, :time]
+      assert Capabilities.expand!([]) == []
+    end
+
+    test "unknown capabilities raise ArgumentError naming them" do
+      assert_raise ArgumentError, ~r/unknown capability: :network/, fn -> Capabilities.expand!([:network]) end
+      assert_raise ArgumentError, ~r/got: "time"/, fn -> Capabilities.expand!(["time"]) end
+      assert_raise ArgumentError, ~r/got: :time/, fn -> Capabilities.expand!(:time) end
+    end
+
+    test "the granted set is recorded in metadata and dumps" do
+      assert {:ok, _, %{capabilities: [:abort, :log, :time]}} =
+               Munition.fire(@time, "now", [], capabilities: [:basic])
+
+      assert {:crash, :trap, %Dump{capabilities: [:log]}} =
+               Munition.fire(@log, "then_trap", [], capabilities: [:log])
+    end
+  end
+
+  describe ":time" do
+    test "granted: wall clock and monotonic clock" do
+      assert {:ok, now, _} = Munition.fire(@time, "now", [], capabilities: [:time])
+      assert abs(now - System.os_time(:millisecond)) < 5_000
+      assert {:ok, elapsed, _} = Munition.fire(@time, "elapsed", [], capabilities: [:time])
+      assert elapsed >= 0
+    end
+
+    test "denied: every missing import, with the capability that grants it" do
+      assert {:error, {:capability_denied, denied}} = Munition.fire(@time, "now", [])
+
+      assert denied == [
+               %{module: "munition", name: "get_time_ms", needs: :time},
+               %{module: "munition", name: "get_monotonic_ns", needs: :time}
+             ]
+    end
+  end
+
+  describe ":random" do
+    test "granted: random numbers and random bytes in guest memory" do
+      assert {:ok, [a, b], _} = Munition.fire(@random, "two", [], capabilities: [:random])
+      assert a != b
+
+      assert {:ok, bytes, _} =
+               Munition.fire(@random, "fill", [100, 64], capabilities: [:random], result: :binary)
+
+      assert byte_size(bytes) == 64
+      assert bytes != <<0::512>>
+    end
+
+    test "a wild pointer is a crash, not a write outside the guest" do
+      assert {:crash, :trap, %Dump{trap: :memory_out_of_bounds, message: message}} =
+               Munition.fire(@random, "fill", [65_000, 1_000], capabilities: [:random])
+
+      assert message =~ "random_bytes"
+    end
+
+    test "denied" do
+      assert {:error, {:capability_denied, [%{needs: :random}, %{needs: :random}]}} =
+               Munition.fire(@random, "two", [], capabilities: [:time])
+    end
+  end
+
+  describe ":log" do
+    test "granted: lines are returned in metadata with their level" do
+      assert {:ok, nil, %{log: [{1, "hello"}, {3, "the guest"}]}} =
+               Munition.fire(@log, "twice", [], capabilities: [:log])
+    end
+
+    test "lines are kept in the dump of a crash" do
+      assert {:crash, :trap, %Dump{log: [{2, "hello"}]}} =
+               Munition.fire(@log, "then_trap", [], capabilities: [:log])
+    end
+
+    test "the log is size-capped" do
+      assert {:ok, nil, %{log: lines}} = Munition.fire(@log, "flood", [], capabilities: [:log])
+      kept = lines |> Enum.map(fn {_, line} -> byte_size(line) end) |> Enum.sum()
+      assert kept <= Munition.Runtime.Config.log_limit()
+      assert length(lines) < 10_000
+    end
+
+    test "a range outside memory is a crash" do
+      assert {:crash, :trap, %Dump{trap: :memory_out_of_bounds}} =
+               Munition.fire(@log, "wild", [], capabilities: [:log])
+    end
+
+    test "denied" do
+      assert {:error, {:capability_denied, [%{module: "munition", name: "log", needs: :log}]}} =
+               Munition.fire(@log, "twice", [])
+    end
+  end
+
+  describe ":abort" do
+    test "granted: AssemblyScript's abort is a crash whose dump carries the message" do
+      assert {:crash, :trap, %Dump{} = dump} = Munition.fire(@abort, "run", [], capabilities: [:abort])
+      assert dump.trap == :abort
+      assert dump.message == "abort: boom! at a.ts:12:3"
+      assert [%{func_name: "assert_positive"} | _] = dump.backtrace
+    end
+
+    test "denied" do
+      assert {:error, {:capability_denied, [%{module: "env", name: "abort", needs: :abort}]}} =
+               Munition.fire(@abort, "run", [])
+    end
+  end
+
+  test "an import of a built-in with the wrong signature cannot be linked" do
+    wat = ~s{(module (import "munition" "get_time_ms" (func (result i32))))}
+    assert {:error, {:instantiation_failed, message}} = Munition.fire(wat, "f", [], capabilities: [:time])
+    assert message =~ "get_time_ms"
+  end
+end
