@@ -69,9 +69,220 @@ pub fn find_all(haystack: &[u8], pattern: &[u8], limit: usize) -> Vec<u64> {
     offsets
 }
 
+/// Size of the blocks the scans test for all-zero at once: guest memories are
+/// mostly zero pages, and a whole-block OR test lets the compiler vectorise
+/// the common case instead of branching on every byte.
+const BLOCK: usize = 64;
+
+fn is_zero(block: &[u8]) -> bool {
+    block.iter().fold(0u8, |acc, b| acc | b) == 0
+}
+
+/// The content size a zstd frame declares, read from its header without
+/// decompressing anything, so a dump reader can refuse a frame before it
+/// allocates for it.
+#[rustler::nif]
+fn zstd_frame_size(data: Binary) -> MunitionResult<u64> {
+    match zstd::zstd_safe::get_frame_content_size(data.as_slice()) {
+        Ok(Some(size)) => Ok(size),
+        Ok(None) => Err(MunitionError::BadData(
+            "zstd frame does not declare its size".into(),
+        )),
+        Err(_) => Err(MunitionError::BadData("not a zstd frame".into())),
+    }
+}
+
+/// The non-zero extents of `haystack` as `{start, length}`, merging extents
+/// separated by fewer than `min_gap` zero bytes, at most `limit` of them.
+#[rustler::nif(schedule = "DirtyCpu")]
+fn memory_regions(haystack: Binary, min_gap: u64, limit: usize) -> Vec<(u64, u64)> {
+    regions(haystack.as_slice(), min_gap as usize, limit)
+}
+
+pub fn regions(bytes: &[u8], min_gap: usize, limit: usize) -> Vec<(u64, u64)> {
+    let min_gap = min_gap.max(1);
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    // Current extent as [start, end) of non-zero bytes (end = one past the last non-zero).
+    let mut current: Option<(usize, usize)> = None;
+    let mut i = 0;
+    while i < bytes.len() {
+        if i % BLOCK == 0 && i + BLOCK <= bytes.len() && is_zero(&bytes[i..i + BLOCK]) {
+            i += BLOCK;
+            continue;
+        }
+        if bytes[i] != 0 {
+            current = match current {
+                Some((start, end)) if i - end < min_gap => Some((start, i + 1)),
+                Some((start, end)) => {
+                    out.push((start as u64, (end - start) as u64));
+                    if out.len() >= limit {
+                        return out;
+                    }
+                    Some((i, i + 1))
+                }
+                None => Some((i, i + 1)),
+            };
+        }
+        i += 1;
+    }
+    if let Some((start, end)) = current {
+        if out.len() < limit {
+            out.push((start as u64, (end - start) as u64));
+        }
+    }
+    out
+}
+
+/// The byte ranges `{start, length}` where `a` and `b` differ, merging ranges
+/// separated by fewer than `min_gap` equal bytes, at most `limit` of them. The
+/// tail of the longer input counts as different.
+#[rustler::nif(schedule = "DirtyCpu")]
+fn memory_diff(a: Binary, b: Binary, min_gap: u64, limit: usize) -> Vec<(u64, u64)> {
+    diff(a.as_slice(), b.as_slice(), min_gap as usize, limit)
+}
+
+pub fn diff(a: &[u8], b: &[u8], min_gap: usize, limit: usize) -> Vec<(u64, u64)> {
+    let min_gap = min_gap.max(1);
+    let common = a.len().min(b.len());
+    let longest = a.len().max(b.len());
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    let mut current: Option<(usize, usize)> = None;
+    let push = |out: &mut Vec<(u64, u64)>, (start, end): (usize, usize)| {
+        out.push((start as u64, (end - start) as u64));
+    };
+    let mut i = 0;
+    while i < common {
+        if i % BLOCK == 0 && i + BLOCK <= common && a[i..i + BLOCK] == b[i..i + BLOCK] {
+            i += BLOCK;
+            continue;
+        }
+        if a[i] != b[i] {
+            current = match current {
+                Some((start, end)) if i - end < min_gap => Some((start, i + 1)),
+                Some(range) => {
+                    push(&mut out, range);
+                    if out.len() >= limit {
+                        return out;
+                    }
+                    Some((i, i + 1))
+                }
+                None => Some((i, i + 1)),
+            };
+        }
+        i += 1;
+    }
+    if longest > common {
+        current = match current {
+            Some((start, end)) if common - end < min_gap => Some((start, longest)),
+            Some(range) => {
+                push(&mut out, range);
+                Some((common, longest))
+            }
+            None => Some((common, longest)),
+        };
+    }
+    if let Some(range) = current {
+        if out.len() < limit {
+            push(&mut out, range);
+        }
+    }
+    out.truncate(limit);
+    out
+}
+
+/// Printable runs of at least `min_len` characters, like the `strings` tool,
+/// as `{offset, bytes}`, at most `limit` of them. Printable is ASCII 0x20-0x7E
+/// and tab; with `utf8` also every well-formed multi-byte UTF-8 sequence
+/// (which never encodes a C0 or C1 control). Runs are cut at `max_len` bytes.
+#[rustler::nif(schedule = "DirtyCpu")]
+fn memory_strings(
+    haystack: Binary,
+    min_len: usize,
+    max_len: usize,
+    utf8: bool,
+    limit: usize,
+) -> Vec<(u64, OwnedBytes)> {
+    let bytes = haystack.as_slice();
+    strings(bytes, min_len, max_len, utf8, limit)
+        .into_iter()
+        .map(|(start, end)| (start as u64, OwnedBytes(bytes[start..end].to_vec())))
+        .collect()
+}
+
+/// Length in bytes of the printable character starting `bytes`, or 0.
+fn printable_char(bytes: &[u8], utf8: bool) -> usize {
+    match bytes[0] {
+        b'\t' | 0x20..=0x7E => 1,
+        0xC2..=0xF4 if utf8 => {
+            let width = match bytes[0] {
+                0xC2..=0xDF => 2,
+                0xE0..=0xEF => 3,
+                _ => 4,
+            };
+            match bytes.get(..width).map(std::str::from_utf8) {
+                // C1 controls (U+0080..U+009F) are not printable.
+                Some(Ok(s)) if !s.chars().any(char::is_control) => width,
+                _ => 0,
+            }
+        }
+        _ => 0,
+    }
+}
+
+pub fn strings(
+    bytes: &[u8],
+    min_len: usize,
+    max_len: usize,
+    utf8: bool,
+    limit: usize,
+) -> Vec<(usize, usize)> {
+    let min_len = min_len.max(1);
+    let max_len = max_len.max(min_len);
+    let mut out = Vec::new();
+    // Run start and its length in characters.
+    let mut run: Option<(usize, usize)> = None;
+    let mut i = 0;
+    let flush = |out: &mut Vec<(usize, usize)>, run: Option<(usize, usize)>, end: usize| {
+        if let Some((start, chars)) = run {
+            if chars >= min_len {
+                out.push((start, end));
+            }
+        }
+    };
+    while i < bytes.len() && out.len() < limit {
+        if run.is_none()
+            && i % BLOCK == 0
+            && i + BLOCK <= bytes.len()
+            && is_zero(&bytes[i..i + BLOCK])
+        {
+            i += BLOCK;
+            continue;
+        }
+        let width = printable_char(&bytes[i..], utf8);
+        if width == 0 {
+            flush(&mut out, run.take(), i);
+            i += 1;
+            continue;
+        }
+        run = match run {
+            Some((start, _)) if i + width - start > max_len => {
+                flush(&mut out, Some((start, min_len)), i);
+                Some((i, 1))
+            }
+            Some((start, chars)) => Some((start, chars + 1)),
+            None => Some((i, 1)),
+        };
+        i += width;
+    }
+    if out.len() < limit {
+        flush(&mut out, run, i.min(bytes.len()));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{decompress_bounded, find_all};
+    use super::{decompress_bounded, diff, find_all, regions, strings};
 
     #[test]
     fn decompression_refuses_frames_over_the_bound() {
@@ -88,5 +299,66 @@ mod tests {
         assert_eq!(find_all(b"aaaa", b"aa", 2), vec![0, 1]);
         assert_eq!(find_all(b"abc", b"", 10), Vec::<u64>::new());
         assert_eq!(find_all(b"abc", b"zz", 10), Vec::<u64>::new());
+    }
+
+    #[test]
+    fn regions_are_the_non_zero_extents_with_small_gaps_merged() {
+        let mut mem = vec![0u8; 1 << 16];
+        mem[100..106].copy_from_slice(b"SECRET");
+        mem[110] = 1;
+        mem[5000] = 7;
+        mem[(1 << 16) - 1] = 9;
+        assert_eq!(
+            regions(&mem, 1, 100),
+            vec![(100, 6), (110, 1), (5000, 1), (65535, 1)]
+        );
+        assert_eq!(
+            regions(&mem, 8, 100),
+            vec![(100, 11), (5000, 1), (65535, 1)]
+        );
+        assert_eq!(regions(&mem, 8, 2), vec![(100, 11), (5000, 1)]);
+        assert_eq!(regions(&[0u8; 1000], 1, 10), vec![]);
+        assert_eq!(regions(&[1u8; 3], 1, 10), vec![(0, 3)]);
+    }
+
+    #[test]
+    fn diff_reports_changed_ranges_and_the_longer_tail() {
+        let a = vec![0u8; 4096];
+        let mut b = a.clone();
+        b[10] = 1;
+        b[12] = 1;
+        b[3000..3004].copy_from_slice(b"abcd");
+        assert_eq!(diff(&a, &b, 1, 10), vec![(10, 1), (12, 1), (3000, 4)]);
+        assert_eq!(diff(&a, &b, 4, 10), vec![(10, 3), (3000, 4)]);
+        assert_eq!(diff(&a, &a, 1, 10), vec![]);
+        let mut longer = a.clone();
+        longer.extend_from_slice(&[0u8; 10]);
+        assert_eq!(diff(&a, &longer, 1, 10), vec![(4096, 10)]);
+        assert_eq!(diff(&a, &b, 1, 1), vec![(10, 1)]);
+    }
+
+    #[test]
+    fn strings_finds_ascii_and_utf8_runs_with_offsets() {
+        let mut mem = vec![0u8; 300];
+        mem[70..76].copy_from_slice(b"hello!");
+        mem[80..82].copy_from_slice(b"no");
+        let word = "héllo wörld".as_bytes();
+        mem[200..200 + word.len()].copy_from_slice(word);
+        assert_eq!(
+            strings(&mem, 4, 1024, true, 100),
+            vec![(70, 76), (200, 200 + word.len())]
+        );
+        // "héllo wörld" in ASCII only: "llo w" (5) and "rld" (3, too short).
+        assert_eq!(
+            strings(&mem, 4, 1024, false, 100),
+            vec![(70, 76), (203, 208)]
+        );
+        assert_eq!(strings(&mem, 4, 1024, true, 1), vec![(70, 76)]);
+        // C1 controls and lone continuation bytes are not printable.
+        assert_eq!(
+            strings(&[0xC2, 0x85, b'a', b'b'], 2, 1024, true, 10),
+            vec![(2, 4)]
+        );
+        assert_eq!(strings(b"abcdef", 2, 4, true, 10), vec![(0, 4), (4, 6)]);
     }
 }
