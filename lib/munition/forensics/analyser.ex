@@ -1,0 +1,472 @@
+defmodule Munition.Forensics.Analyser do
+  @moduledoc """
+  Answers "what was this guest doing when it died?" from a
+  `Munition.Forensics.Dump`: searches, strings, reads and hexdumps of guest
+  memory, its non-zero regions, a short human-readable summary, and the
+  differences between two dumps of the same module.
+
+  The byte scans run in Rust (`memchr` for search, block-wise zero skipping
+  for regions, strings and diff), so they stay fast on large memories; regex
+  search runs in PCRE through `:re`. The analyser only reads dumps: it never
+  changes one and never runs guest code.
+
+  Every function taking a memory takes the option `:memory`, the memory index
+  (default `0`). Errors are those of `Munition.Forensics.Dump.memory/2`:
+  `{:error, :no_memory}`, `{:error, :not_captured}` (a `forensics: :minimal`
+  dump) or `{:error, {:bad_data, message}}` (a memory that does not
+  decompress), plus `{:error, :out_of_bounds}` for reads outside memory and
+  `{:error, :different_modules}` from `diff/3`.
+  """
+
+  alias Munition.Forensics.Dump
+
+  @type memory_error :: :no_memory | :not_captured | {:bad_data, String.t()}
+
+  @default_limit 10_000
+
+  @doc """
+  Every offset at which `pattern` occurs in guest memory, in ascending order
+  (overlapping matches included).
+
+  `pattern` is a binary (exact bytes) or a `Regex`; a regex gives
+  `{offset, matched_bytes}` pairs. Compile regexes without the `u` modifier:
+  guest memory is bytes, not UTF-8 text.
+
+  ## Options
+
+    * `:memory` - memory index. Defaults to `0`.
+    * `:limit` - the most matches returned. Defaults to `10_000`.
+
+  ## Examples
+
+      iex> wat = ~s{(module (memory 1) (data (i32.const 64) "hunter2") (func (export "f") unreachable))}
+      iex> {:crash, :trap, dump} = Munition.fire(wat, "f", [])
+      iex> Munition.Forensics.Analyser.search(dump, "hunter2")
+      {:ok, [64]}
+      iex> Munition.Forensics.Analyser.search(dump, ~r/hunt[a-z]+\\d/)
+      {:ok, [{64, "hunter2"}]}
+  """
+  @spec search(Dump.t(), binary() | Regex.t(), keyword()) ::
+          {:ok, [non_neg_integer()] | [{non_neg_integer(), binary()}]} | {:error, memory_error()}
+  def search(dump, pattern, opts \\ [])
+
+  def search(%Dump{} = dump, pattern, opts) when is_binary(pattern) do
+    opts = Keyword.validate!(opts, memory: 0, limit: @default_limit)
+
+    with {:ok, bytes} <- Dump.memory(dump, opts[:memory]) do
+      {:ok, Munition.Native.memory_search(bytes, pattern, limit!(opts[:limit]))}
+    end
+  end
+
+  def search(%Dump{} = dump, %Regex{re_pattern: re}, opts) do
+    opts = Keyword.validate!(opts, memory: 0, limit: @default_limit)
+    limit = limit!(opts[:limit])
+
+    with {:ok, bytes} <- Dump.memory(dump, opts[:memory]) do
+      {:ok, regex_scan(bytes, re, 0, limit, [])}
+    end
+  end
+
+  def search(%Dump{}, pattern, _opts) do
+    raise ArgumentError, "pattern must be a binary or a Regex, got: #{inspect(pattern)}"
+  end
+
+  # One match at a time from where the last began, so overlapping matches are
+  # found as with a binary pattern and the limit stops the scan early.
+  defp regex_scan(_bytes, _re, _from, 0, acc), do: Enum.reverse(acc)
+
+  defp regex_scan(bytes, re, from, limit, acc) when from <= byte_size(bytes) do
+    case :re.run(bytes, re, [{:offset, from}, {:capture, :first, :index}]) do
+      {:match, [{start, len}]} ->
+        regex_scan(bytes, re, start + 1, limit - 1, [{start, binary_part(bytes, start, len)} | acc])
+
+      _ ->
+        Enum.reverse(acc)
+    end
+  end
+
+  defp regex_scan(_bytes, _re, _from, _limit, acc), do: Enum.reverse(acc)
+
+  @doc """
+  Printable runs in guest memory, like the `strings` tool: `{offset, string}`
+  in ascending order.
+
+  Printable is ASCII `0x20..0x7E` and tab, and with `encoding: :utf8` also
+  every well-formed UTF-8 multi-byte character that is not a control.
+
+  ## Options
+
+    * `:min_length` - the fewest characters a run must have. Defaults to `4`.
+    * `:max_length` - runs longer than this many bytes are split. Defaults to `4096`.
+    * `:encoding` - `:utf8` (default) or `:ascii`.
+    * `:memory` - memory index. Defaults to `0`.
+    * `:limit` - the most runs returned. Defaults to `10_000`.
+
+  ## Examples
+
+      iex> wat = ~S{(module (memory 1) (data (i32.const 16) "héllo wörld\\00ok") (func (export "f") unreachable))}
+      iex> {:crash, :trap, dump} = Munition.fire(wat, "f", [])
+      iex> Munition.Forensics.Analyser.strings(dump)
+      {:ok, [{16, "héllo wörld"}]}
+      iex> Munition.Forensics.Analyser.strings(dump, encoding: :ascii, min_length: 2)
+      {:ok, [{19, "llo w"}, {26, "rld"}, {30, "ok"}]}
+  """
+  @spec strings(Dump.t(), keyword()) :: {:ok, [{non_neg_integer(), binary()}]} | {:error, memory_error()}
+  def strings(%Dump{} = dump, opts \\ []) do
+    opts =
+      Keyword.validate!(opts,
+        min_length: 4,
+        max_length: 4096,
+        encoding: :utf8,
+        memory: 0,
+        limit: @default_limit
+      )
+
+    utf8 =
+      case opts[:encoding] do
+        :utf8 -> true
+        :ascii -> false
+        other -> raise ArgumentError, "encoding must be :utf8 or :ascii, got: #{inspect(other)}"
+      end
+
+    min = limit!(opts[:min_length])
+    max = limit!(opts[:max_length])
+
+    with {:ok, bytes} <- Dump.memory(dump, opts[:memory]) do
+      {:ok, Munition.Native.memory_strings(bytes, min, max, utf8, limit!(opts[:limit]))}
+    end
+  end
+
+  @doc """
+  `length` bytes of guest memory from `offset`.
+
+  ## Options
+
+    * `:memory` - memory index. Defaults to `0`.
+
+  ## Examples
+
+      iex> wat = ~s{(module (memory 1) (data (i32.const 8) "abc") (func (export "f") unreachable))}
+      iex> {:crash, :trap, dump} = Munition.fire(wat, "f", [])
+      iex> Munition.Forensics.Analyser.read(dump, 8, 4)
+      {:ok, <<"abc", 0>>}
+      iex> Munition.Forensics.Analyser.read(dump, 65_535, 2)
+      {:error, :out_of_bounds}
+  """
+  @spec read(Dump.t(), non_neg_integer(), non_neg_integer(), keyword()) ::
+          {:ok, binary()} | {:error, :out_of_bounds | memory_error()}
+  def read(%Dump{} = dump, offset, length, opts \\ []) do
+    opts = Keyword.validate!(opts, memory: 0)
+    non_negative!(:offset, offset)
+    non_negative!(:length, length)
+
+    with {:ok, bytes} <- Dump.memory(dump, opts[:memory]) do
+      if offset + length <= byte_size(bytes),
+        do: {:ok, binary_part(bytes, offset, length)},
+        else: {:error, :out_of_bounds}
+    end
+  end
+
+  @doc """
+  `length` bytes of guest memory from `offset` as a hexdump: offset, sixteen
+  bytes in hex, and their printable ASCII, as `hexdump -C` prints them.
+
+  ## Options
+
+    * `:memory` - memory index. Defaults to `0`.
+
+  ## Examples
+
+      iex> wat = ~s{(module (memory 1) (data (i32.const 8) "abc") (func (export "f") unreachable))}
+      iex> {:crash, :trap, dump} = Munition.fire(wat, "f", [])
+      iex> {:ok, text} = Munition.Forensics.Analyser.hexdump(dump, 8, 4)
+      iex> text
+      "00000008  61 62 63 00                                       |abc.|\\n"
+  """
+  @spec hexdump(Dump.t(), non_neg_integer(), non_neg_integer(), keyword()) ::
+          {:ok, String.t()} | {:error, :out_of_bounds | memory_error()}
+  def hexdump(%Dump{} = dump, offset, length, opts \\ []) do
+    with {:ok, bytes} <- read(dump, offset, length, opts) do
+      {:ok, format_hex(bytes, offset)}
+    end
+  end
+
+  @doc false
+  def format_hex(bytes, offset) do
+    for {chunk, i} <- Enum.with_index(chunks(bytes, 16)), into: "" do
+      hex = chunk |> :binary.bin_to_list() |> Enum.map(&hex_byte/1)
+      {left, right} = Enum.split(hex, 8)
+      hex_text = String.pad_trailing(Enum.join(left, " ") <> "  " <> Enum.join(right, " "), 49)
+      ascii = for <<b <- chunk>>, into: "", do: if(b in 0x20..0x7E, do: <<b>>, else: ".")
+      address = String.pad_leading(Integer.to_string(offset + i * 16, 16), 8, "0") |> String.downcase()
+      "#{address}  #{hex_text} |#{ascii}|\n"
+    end
+  end
+
+  defp hex_byte(b), do: b |> Integer.to_string(16) |> String.pad_leading(2, "0") |> String.downcase()
+
+  defp chunks(<<>>, _size), do: []
+  defp chunks(bytes, size) when byte_size(bytes) <= size, do: [bytes]
+
+  defp chunks(bytes, size) do
+    <<chunk::binary-size(size), rest::binary>> = bytes
+    [chunk | chunks(rest, size)]
+  end
+
+  @doc """
+  The non-zero extents of guest memory as `{offset, length}`, in ascending
+  order: a map of what the guest actually used.
+
+  ## Options
+
+    * `:min_gap` - extents separated by fewer zero bytes than this are merged.
+      Defaults to `16`.
+    * `:memory` - memory index. Defaults to `0`.
+    * `:limit` - the most extents returned. Defaults to `10_000`.
+
+  ## Examples
+
+      iex> wat = ~s{(module (memory 1) (data (i32.const 100) "abc") (data (i32.const 4096) "z") (func (export "f") unreachable))}
+      iex> {:crash, :trap, dump} = Munition.fire(wat, "f", [])
+      iex> Munition.Forensics.Analyser.regions(dump)
+      {:ok, [{100, 3}, {4096, 1}]}
+  """
+  @spec regions(Dump.t(), keyword()) ::
+          {:ok, [{non_neg_integer(), pos_integer()}]} | {:error, memory_error()}
+  def regions(%Dump{} = dump, opts \\ []) do
+    opts = Keyword.validate!(opts, min_gap: 16, memory: 0, limit: @default_limit)
+
+    with {:ok, bytes} <- Dump.memory(dump, opts[:memory]) do
+      {:ok, Munition.Native.memory_regions(bytes, limit!(opts[:min_gap]), limit!(opts[:limit]))}
+    end
+  end
+
+  @doc """
+  What differs between two dumps of the same module: for each memory index,
+  the byte ranges `{offset, length}` that differ (a memory that grew differs
+  over its new tail), and the globals whose values differ.
+
+  Returns `{:ok, %{memories: [%{index: i, ranges: ranges}], globals:
+  [%{index: i, export: name, a: value_a, b: value_b}]}}`, listing only what
+  differs, or `{:error, :different_modules}` when the module hashes differ.
+
+  ## Options
+
+    * `:min_gap` - ranges separated by fewer equal bytes are merged. Defaults to `1`.
+    * `:limit` - the most ranges per memory. Defaults to `10_000`.
+  """
+  @spec diff(Dump.t(), Dump.t(), keyword()) ::
+          {:ok, %{memories: [map()], globals: [map()]}}
+          | {:error, :different_modules | memory_error()}
+  def diff(%Dump{} = a, %Dump{} = b, opts \\ []) do
+    opts = Keyword.validate!(opts, min_gap: 1, limit: @default_limit)
+
+    if a.module_hash != b.module_hash do
+      {:error, :different_modules}
+    else
+      with {:ok, memories} <- diff_memories(a, b, limit!(opts[:min_gap]), limit!(opts[:limit])) do
+        {:ok, %{memories: memories, globals: diff_globals(a, b)}}
+      end
+    end
+  end
+
+  defp diff_memories(a, b, min_gap, limit) do
+    indexes = Enum.map(a.memories ++ b.memories, & &1.index) |> Enum.uniq() |> Enum.sort()
+
+    Enum.reduce_while(indexes, {:ok, []}, fn index, {:ok, acc} ->
+      with {:ok, bytes_a} <- memory_or_empty(a, index),
+           {:ok, bytes_b} <- memory_or_empty(b, index) do
+        case Munition.Native.memory_diff(bytes_a, bytes_b, min_gap, limit) do
+          [] -> {:cont, {:ok, acc}}
+          ranges -> {:cont, {:ok, [%{index: index, ranges: ranges} | acc]}}
+        end
+      else
+        error -> {:halt, error}
+      end
+    end)
+    |> case do
+      {:ok, acc} -> {:ok, Enum.reverse(acc)}
+      error -> error
+    end
+  end
+
+  defp memory_or_empty(dump, index) do
+    case Dump.memory(dump, index) do
+      {:error, :no_memory} -> {:ok, <<>>}
+      other -> other
+    end
+  end
+
+  defp diff_globals(a, b) do
+    by_index = fn dump -> Map.new(dump.globals, &{&1.index, &1}) end
+    {ga, gb} = {by_index.(a), by_index.(b)}
+
+    (Map.keys(ga) ++ Map.keys(gb))
+    |> Enum.uniq()
+    |> Enum.sort()
+    |> Enum.flat_map(fn index ->
+      {x, y} = {ga[index], gb[index]}
+      {va, vb} = {x && x.value, y && y.value}
+
+      if va === vb,
+        do: [],
+        else: [%{index: index, export: (x || y).export, a: va, b: vb}]
+    end)
+  end
+
+  @doc """
+  A short human-readable report of `dump`: reason, trap and message, the top
+  frames of the backtrace, fuel and time, globals, the memory map and the
+  most notable strings (the longest printable runs).
+
+  ## Options
+
+    * `:frames` - backtrace frames shown. Defaults to `10`.
+    * `:strings` - strings shown. Defaults to `10`.
+  """
+  @spec summary(Dump.t(), keyword()) :: String.t()
+  def summary(%Dump{} = dump, opts \\ []) do
+    opts = Keyword.validate!(opts, frames: 10, strings: 10)
+
+    [
+      "Munition crash dump (format #{dump.version})\n",
+      line("reason", "#{inspect(dump.reason)} (trap: #{inspect(dump.trap)})"),
+      line("message", dump.message),
+      line("function", "#{dump.function}(#{Enum.map_join(dump.args, ", ", &inspect/1)})"),
+      line("module", dump.module_hash),
+      line("captured", dump.captured_at && DateTime.to_iso8601(dump.captured_at)),
+      line("versions", "munition #{dump.munition_version}, wasmtime #{dump.wasmtime_version}"),
+      line(
+        "fuel",
+        "#{dump.fuel_consumed} consumed of #{dump.fuel_given} (#{dump.fuel_remaining} left), #{dump.execution_time_us} µs"
+      ),
+      line("capabilities", inspect(dump.capabilities)),
+      backtrace_section(dump.backtrace, opts[:frames]),
+      globals_section(dump.globals),
+      memory_section(dump),
+      strings_section(dump, opts[:strings]),
+      log_section(dump.log)
+    ]
+    |> IO.iodata_to_binary()
+  end
+
+  defp line(label, value), do: "  #{String.pad_trailing(label <> ":", 14)}#{value || "-"}\n"
+
+  defp backtrace_section([], _shown), do: "\nbacktrace: none\n"
+
+  defp backtrace_section(frames, shown) do
+    lines =
+      frames
+      |> Enum.take(shown)
+      |> Enum.with_index()
+      |> Enum.map(fn {frame, i} -> "  ##{i} #{describe_frame(frame)}\n" end)
+
+    more = if length(frames) > shown, do: "  … #{length(frames) - shown} more frames\n", else: []
+    ["\nbacktrace (innermost first):\n", lines, more]
+  end
+
+  @doc false
+  def describe_frame(frame) do
+    name = frame[:func_name] || "<func #{frame.func_index}>"
+
+    offset = if frame[:module_offset], do: " @ 0x#{Integer.to_string(frame.module_offset, 16)}", else: ""
+
+    source =
+      if frame[:file],
+        do:
+          " (#{frame.file}#{if frame[:line], do: ":#{frame.line}"}#{if frame[:column], do: ":#{frame.column}"})",
+        else: ""
+
+    "#{name} [func #{frame.func_index}]#{offset}#{source}"
+  end
+
+  defp globals_section([]), do: "\nglobals: none\n"
+
+  defp globals_section(globals) do
+    lines =
+      Enum.map(globals, fn g ->
+        mut = if g.mutable, do: "mut ", else: ""
+        export = if g[:export], do: " (export #{inspect(g.export)})", else: ""
+        "  global #{g.index}: #{mut}#{g.type} = #{inspect(g.value)}#{export}\n"
+      end)
+
+    ["\nglobals:\n", lines]
+  end
+
+  defp memory_section(%Dump{memories: []}), do: "\nmemory: none\n"
+
+  defp memory_section(%Dump{memories: memories} = dump) do
+    lines =
+      Enum.map(memories, fn memory ->
+        head =
+          "  memory #{memory.index}: #{memory.pages} pages of #{memory.page_size} bytes (#{human(memory.size)})"
+
+        case regions(dump, memory: memory.index, min_gap: 256) do
+          {:ok, regions} ->
+            used = regions |> Enum.map(&elem(&1, 1)) |> Enum.sum()
+            compressed = if memory.data, do: ", #{human(byte_size(memory.data))} compressed", else: ""
+            shown = Enum.take(regions, 8)
+
+            [
+              head,
+              ", #{human(used)} non-zero in #{length(regions)} regions#{compressed}\n",
+              Enum.map(shown, fn {start, len} ->
+                "    0x#{hex(start)}..0x#{hex(start + len)}  #{human(len)}\n"
+              end),
+              if(length(regions) > 8, do: "    … #{length(regions) - 8} more regions\n", else: [])
+            ]
+
+          {:error, :not_captured} ->
+            [head, ", bytes not captured (forensics: :minimal)\n"]
+
+          {:error, reason} ->
+            [head, ", unreadable: #{inspect(reason)}\n"]
+        end
+      end)
+
+    ["\nmemory:\n", lines]
+  end
+
+  defp strings_section(%Dump{memories: []}, _shown), do: []
+
+  defp strings_section(dump, shown) do
+    case strings(dump, min_length: 6, max_length: 200, limit: 100_000) do
+      {:ok, []} ->
+        "\nnotable strings: none\n"
+
+      {:ok, found} ->
+        lines =
+          found
+          |> Enum.sort_by(fn {offset, s} -> {-byte_size(s), offset} end)
+          |> Enum.take(shown)
+          |> Enum.sort()
+          |> Enum.map(fn {offset, s} -> "  0x#{hex(offset)}  #{inspect(s, binaries: :as_strings)}\n" end)
+
+        ["\nnotable strings (longest #{min(shown, length(found))} of #{length(found)}):\n", lines]
+
+      {:error, _} ->
+        []
+    end
+  end
+
+  defp log_section([]), do: []
+
+  defp log_section(log) do
+    ["\nlog (last 5):\n", log |> Enum.take(-5) |> Enum.map(fn {level, l} -> "  [#{level}] #{l}\n" end)]
+  end
+
+  defp hex(n), do: n |> Integer.to_string(16) |> String.pad_leading(8, "0") |> String.downcase()
+
+  @doc false
+  def human(bytes) when bytes >= 1024 * 1024, do: "#{Float.round(bytes / (1024 * 1024), 1)} MiB"
+  def human(bytes) when bytes >= 1024, do: "#{Float.round(bytes / 1024, 1)} KiB"
+  def human(bytes), do: "#{bytes} B"
+
+  defp limit!(n) when is_integer(n) and n > 0, do: n
+  defp limit!(other), do: raise(ArgumentError, "expected a positive integer, got: #{inspect(other)}")
+
+  defp non_negative!(_name, n) when is_integer(n) and n >= 0, do: :ok
+
+  defp non_negative!(name, other),
+    do: raise(ArgumentError, "#{name} must be a non-negative integer, got: #{inspect(other)}")
+end
