@@ -49,8 +49,10 @@ defmodule Munition do
 
   ## Options
 
-    * `:fuel` - fuel units for the call (start function included). Defaults to
-      `Munition.Fuel.Policy.default_fuel/0` (`10_000_000`).
+    * `:fuel` - the call's fuel budget (start function included): a positive
+      integer, a profile (`:strict`, `:default`, `:generous`, or one configured),
+      `:auto` or `:adaptive` (see `Munition.Fuel.Policy`). Defaults to
+      `10_000_000`.
     * `:timeout` - milliseconds the guest may run, start function included.
       Defaults to `5_000`. The guest is stopped by the engine at its deadline.
     * `:max_memory` - bytes of linear memory the guest may have. Defaults to
@@ -144,9 +146,12 @@ defmodule Munition do
       meta.fuel_consumed,
       meta.execution_time_us
     )
+
+    forward_log(meta.log, state)
   end
 
   defp record({:crash, reason, dump}, state, dump_dir) do
+    if dump, do: forward_log(dump.log, state)
     {fuel, time} = if dump, do: {dump.fuel_consumed, dump.execution_time_us}, else: {state.fuel, 0}
     Munition.Fuel.Meter.record(state.module.hash, state.function, reason, fuel, time)
 
@@ -162,6 +167,20 @@ defmodule Munition do
   end
 
   defp record({:error, _reason}, _state, _dump_dir), do: :ok
+
+  defp forward_log([], _state), do: :ok
+
+  defp forward_log(lines, state) do
+    if Munition.Runtime.Config.forward_guest_logs?() do
+      prefix = "guest #{String.slice(state.module.hash, 0, 12)} #{state.function}: "
+      Enum.each(lines, fn {level, line} -> Logger.log(logger_level(level), [prefix, line]) end)
+    end
+  end
+
+  defp logger_level(0), do: :debug
+  defp logger_level(1), do: :info
+  defp logger_level(2), do: :warning
+  defp logger_level(_), do: :error
 
   @doc """
   Compiles `wasm` (bytes or WAT text) without running it.

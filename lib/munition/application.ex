@@ -5,8 +5,7 @@ defmodule Munition.Application do
   @impl true
   def start(_type, _args) do
     children = [
-      Munition.Fuel.Meter,
-      {Task.Supervisor, name: Munition.TaskSupervisor}
+      Munition.Fuel.Meter
     ]
 
     Supervisor.start_link(children, strategy: :one_for_one, name: Munition.Supervisor)

@@ -10,6 +10,9 @@ defmodule Munition.Runtime.Config do
     * `:default_timeout` - milliseconds. Defaults to `5_000`.
     * `:default_max_memory` - bytes. Defaults to `67_108_864` (64 MiB).
     * `:log_limit` - bytes of guest log lines kept per call. Defaults to `65_536`.
+    * `:forward_guest_logs` - when `true`, guest log lines (capability `:log`)
+      are also sent to `Logger` after each call: level 0 as debug, 1 info,
+      2 warning, 3 and above error. Defaults to `false`.
     * `:dump_dir` - when set, every crash's dump is written there (see `Munition.fire/4`).
     * Fuel budgets live under `Munition.Fuel.Policy`.
   """
@@ -29,6 +32,10 @@ defmodule Munition.Runtime.Config do
   @doc "Bytes of guest log lines kept per call."
   @spec log_limit() :: non_neg_integer()
   def log_limit, do: Application.get_env(:munition, :log_limit, 65_536)
+
+  @doc "Whether guest log lines are forwarded to `Logger`."
+  @spec forward_guest_logs?() :: boolean()
+  def forward_guest_logs?, do: Application.get_env(:munition, :forward_guest_logs, false) == true
 
   @doc "Default directory for crash dumps, or `nil`."
   @spec dump_dir() :: Path.t() | nil

@@ -1,0 +1,46 @@
+defmodule Munition.Runtime.ConfigTest do
+  # Changes the application environment: not async.
+  use ExUnit.Case, async: false
+  import ExUnit.CaptureLog
+
+  alias Munition.Runtime.Config
+
+  test "reports the engine's version and features" do
+    assert %{engine: :wasmtime, version: "48.0.8", features: features} = Config.features()
+    for feature <- [:fuel, :epochs, :pooling, :coredump, :fibers], do: assert(Config.feature?(feature))
+    refute Config.feature?(:threads)
+  end
+
+  test "defaults come from the application environment" do
+    Application.put_env(:munition, :default_timeout, 50)
+    on_exit(fn -> Application.delete_env(:munition, :default_timeout) end)
+
+    spin = ~s{(module (func (export "f") (loop br 0)))}
+    assert {:crash, :timeout, _} = Munition.fire(spin, "f", [], fuel: 1_000_000_000_000)
+  end
+
+  test "the compiled-module cache is bounded by :module_cache_size" do
+    Application.put_env(:munition, :module_cache_size, 2)
+    on_exit(fn -> Application.delete_env(:munition, :module_cache_size) end)
+
+    for n <- 1..5,
+        do: {:ok, _} = Munition.compile(~s{(module (func (export "f") (result i32) i32.const #{n}))})
+
+    assert {:ok, {entries, 2}} = {:ok, Munition.Native.module_cache_stats()}
+    assert entries <= 2
+  end
+
+  test "guest logs are forwarded to Logger when asked" do
+    Application.put_env(:munition, :forward_guest_logs, true)
+    on_exit(fn -> Application.delete_env(:munition, :forward_guest_logs) end)
+
+    wat = """
+    (module (import "munition" "log" (func $log (param i32 i32 i32))) (memory (export "memory") 1)
+      (data (i32.const 0) "careful now") (func (export "f") (call $log (i32.const 2) (i32.const 0) (i32.const 11))))
+    """
+
+    log = capture_log(fn -> assert {:ok, nil, _} = Munition.fire(wat, "f", [], capabilities: [:log]) end)
+    assert log =~ "careful now"
+    assert log =~ "[warning]" or log =~ "[warn]"
+  end
+end
