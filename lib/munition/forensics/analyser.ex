@@ -327,6 +327,8 @@ defmodule Munition.Forensics.Analyser do
   @spec summary(Dump.t(), keyword()) :: String.t()
   def summary(%Dump{} = dump, opts \\ []) do
     opts = Keyword.validate!(opts, frames: 10, strings: 10)
+    # Each memory is decompressed once for the whole report.
+    raw = Map.new(dump.memories, &{&1.index, Dump.memory(dump, &1.index)})
 
     [
       "Munition crash dump (format #{dump.version})\n",
@@ -343,8 +345,8 @@ defmodule Munition.Forensics.Analyser do
       line("capabilities", inspect(dump.capabilities)),
       backtrace_section(dump.backtrace, opts[:frames]),
       globals_section(dump.globals),
-      memory_section(dump),
-      strings_section(dump, opts[:strings]),
+      memory_section(dump.memories, raw),
+      strings_section(raw[0], opts[:strings]),
       log_section(dump.log)
     ]
     |> IO.iodata_to_binary()
@@ -393,23 +395,24 @@ defmodule Munition.Forensics.Analyser do
     ["\nglobals:\n", lines]
   end
 
-  defp memory_section(%Dump{memories: []}), do: "\nmemory: none\n"
+  defp memory_section([], _raw), do: "\nmemory: none\n"
 
-  defp memory_section(%Dump{memories: memories} = dump) do
+  defp memory_section(memories, raw) do
     lines =
       Enum.map(memories, fn memory ->
         head =
           "  memory #{memory.index}: #{memory.pages} pages of #{memory.page_size} bytes (#{human(memory.size)})"
 
-        case regions(dump, memory: memory.index, min_gap: 256) do
-          {:ok, regions} ->
+        case raw[memory.index] do
+          {:ok, bytes} ->
+            regions = Munition.Native.memory_regions(bytes, 256, @default_limit)
             used = regions |> Enum.map(&elem(&1, 1)) |> Enum.sum()
             compressed = if memory.data, do: ", #{human(byte_size(memory.data))} compressed", else: ""
             shown = Enum.take(regions, 8)
 
             [
               head,
-              ", #{human(used)} non-zero in #{length(regions)} regions#{compressed}\n",
+              ", #{human(used)} in #{length(regions)} non-zero regions#{compressed}\n",
               Enum.map(shown, fn {start, len} ->
                 "    0x#{hex(start)}..0x#{hex(start + len)}  #{human(len)}\n"
               end),
@@ -427,14 +430,12 @@ defmodule Munition.Forensics.Analyser do
     ["\nmemory:\n", lines]
   end
 
-  defp strings_section(%Dump{memories: []}, _shown), do: []
-
-  defp strings_section(dump, shown) do
-    case strings(dump, min_length: 6, max_length: 200, limit: 100_000) do
-      {:ok, []} ->
+  defp strings_section({:ok, bytes}, shown) do
+    case Munition.Native.memory_strings(bytes, 6, 200, true, 100_000) do
+      [] ->
         "\nnotable strings: none\n"
 
-      {:ok, found} ->
+      found ->
         lines =
           found
           |> Enum.sort_by(fn {offset, s} -> {-byte_size(s), offset} end)
@@ -443,11 +444,10 @@ defmodule Munition.Forensics.Analyser do
           |> Enum.map(fn {offset, s} -> "  0x#{hex(offset)}  #{inspect(s, binaries: :as_strings)}\n" end)
 
         ["\nnotable strings (longest #{min(shown, length(found))} of #{length(found)}):\n", lines]
-
-      {:error, _} ->
-        []
     end
   end
+
+  defp strings_section(_no_memory, _shown), do: []
 
   defp log_section([]), do: []
 

@@ -1,18 +1,33 @@
 //! Scans over guest memory that would be slow in Elixir.
 
-use rustler::Binary;
+use rustler::{Binary, Env, NewBinary};
 
 use crate::error::{MunitionError, MunitionResult};
 use crate::OwnedBytes;
 
 /// Decompresses one zstd frame, refusing before any work a frame that does not
 /// declare its size or declares more than `max_size` bytes (no zstd bombs).
+///
+/// Decompresses straight into the Erlang binary: a 64 MiB memory is then
+/// allocated and written once, not decompressed into a `Vec` and copied.
 #[rustler::nif(schedule = "DirtyCpu")]
-fn zstd_decompress(data: Binary, max_size: u64) -> MunitionResult<OwnedBytes> {
-    decompress_bounded(data.as_slice(), max_size).map(OwnedBytes)
+fn zstd_decompress<'a>(env: Env<'a>, data: Binary, max_size: u64) -> MunitionResult<Binary<'a>> {
+    let declared = declared_size(data.as_slice(), max_size)?;
+    let size = usize::try_from(declared)
+        .map_err(|_| MunitionError::BadData("zstd frame too large for this host".into()))?;
+    let mut binary = NewBinary::new(env, size);
+    let written = zstd::bulk::Decompressor::new()
+        .and_then(|mut d| d.decompress_to_buffer(data.as_slice(), binary.as_mut_slice()))
+        .map_err(|e| MunitionError::BadData(format!("zstd: {e}")))?;
+    if written != size {
+        return Err(MunitionError::BadData(
+            "zstd frame is shorter than it declares".into(),
+        ));
+    }
+    Ok(binary.into())
 }
 
-pub fn decompress_bounded(data: &[u8], max_size: u64) -> MunitionResult<Vec<u8>> {
+fn declared_size(data: &[u8], max_size: u64) -> MunitionResult<u64> {
     let declared = match zstd::zstd_safe::get_frame_content_size(data) {
         Ok(Some(size)) => size,
         Ok(None) => {
@@ -27,6 +42,12 @@ pub fn decompress_bounded(data: &[u8], max_size: u64) -> MunitionResult<Vec<u8>>
             "zstd frame declares {declared} bytes, over the bound of {max_size}"
         )));
     }
+    Ok(declared)
+}
+
+#[cfg(test)]
+pub fn decompress_bounded(data: &[u8], max_size: u64) -> MunitionResult<Vec<u8>> {
+    let declared = declared_size(data, max_size)?;
     let bytes = zstd::bulk::decompress(data, declared as usize)
         .map_err(|e| MunitionError::BadData(format!("zstd: {e}")))?;
     if bytes.len() as u64 != declared {
@@ -195,17 +216,21 @@ pub fn diff(a: &[u8], b: &[u8], min_gap: usize, limit: usize) -> Vec<(u64, u64)>
 /// and tab; with `utf8` also every well-formed multi-byte UTF-8 sequence
 /// (which never encodes a C0 or C1 control). Runs are cut at `max_len` bytes.
 #[rustler::nif(schedule = "DirtyCpu")]
-fn memory_strings(
-    haystack: Binary,
+fn memory_strings<'a>(
+    haystack: Binary<'a>,
     min_len: usize,
     max_len: usize,
     utf8: bool,
     limit: usize,
-) -> Vec<(u64, OwnedBytes)> {
-    let bytes = haystack.as_slice();
-    strings(bytes, min_len, max_len, utf8, limit)
+) -> Vec<(u64, Binary<'a>)> {
+    // Sub-binaries of the memory: no copy per string, which matters when
+    // noise-like memory holds hundreds of thousands of short runs.
+    strings(haystack.as_slice(), min_len, max_len, utf8, limit)
         .into_iter()
-        .map(|(start, end)| (start as u64, OwnedBytes(bytes[start..end].to_vec())))
+        .filter_map(|(start, end)| {
+            let run = haystack.make_subbinary(start, end - start).ok()?;
+            Some((start as u64, run))
+        })
         .collect()
 }
 

@@ -112,7 +112,7 @@ defmodule Munition.Forensics.AnalyserTest do
       assert text =~ ~r/#1 stash_secret \[func 0\]/
       assert text =~ "fuel:         #{dump.fuel_consumed} consumed of #{dump.fuel_given}"
       assert text =~ "global 0: mut i32 = 30000"
-      assert text =~ "memory 0: 1 pages of 65536 bytes (64.0 KiB), 35 B non-zero in 3 regions"
+      assert text =~ "memory 0: 1 pages of 65536 bytes (64.0 KiB), 35 B in 3 non-zero regions"
       assert text =~ ~s{0x00000400  "greeting: héllo wörld"}
       assert text =~ ~s{0x00007530  "s3cr3t!!"}
     end
