@@ -92,13 +92,18 @@ defmodule Mix.Tasks.Munition.Inspect do
     offsets = check(Analyser.search(dump, bytes, memory: memory, limit: 1_000_000))
     Mix.shell().info("#{length(offsets)} match(es) of #{inspect(bytes, binaries: :as_strings)}")
 
+    # Each match with what follows it, up to a 16-byte line (less at the
+    # end of memory).
     Enum.each(offsets, fn offset ->
-      context = min(byte_size(bytes), 16)
+      text =
+        Enum.find_value([max(16, byte_size(bytes)), byte_size(bytes)], "0x#{hex(offset)}", fn len ->
+          case Analyser.hexdump(dump, offset, len, memory: memory) do
+            {:ok, text} -> String.trim_trailing(text)
+            _ -> nil
+          end
+        end)
 
-      case Analyser.hexdump(dump, offset, context, memory: memory) do
-        {:ok, text} -> Mix.shell().info(String.trim_trailing(text))
-        _ -> Mix.shell().info("0x#{hex(offset)}")
-      end
+      Mix.shell().info(text)
     end)
   end
 
