@@ -145,7 +145,12 @@ impl Live {
     /// Records a failure of the guest and returns its reason.
     pub fn fail(&mut self, error: Error) -> Reason {
         let (reason, trap, message) = classify(self.store.data(), &error);
-        self.failure = Some(Failure { reason, trap, message, error });
+        self.failure = Some(Failure {
+            reason,
+            trap,
+            message,
+            error,
+        });
         reason
     }
 
@@ -181,10 +186,12 @@ impl Slot {
     pub fn idle(&mut self) -> MunitionResult<&mut Live> {
         match self {
             Slot::Idle(live) => Ok(live),
-            Slot::Running { .. } => {
-                Err(MunitionError::InvalidState("the guest is still running".into()))
-            }
-            Slot::Gone => Err(MunitionError::InvalidState("instance was cleaned up".into())),
+            Slot::Running { .. } => Err(MunitionError::InvalidState(
+                "the guest is still running".into(),
+            )),
+            Slot::Gone => Err(MunitionError::InvalidState(
+                "instance was cleaned up".into(),
+            )),
         }
     }
 
@@ -200,7 +207,11 @@ impl Slot {
         };
         let bridge = live.store.data().bridge.clone();
         let elapsed = live.elapsed;
-        *self = Slot::Running { future: Box::pin(run(live)), bridge, elapsed };
+        *self = Slot::Running {
+            future: Box::pin(run(live)),
+            bridge,
+            elapsed,
+        };
         Ok(())
     }
 
@@ -211,8 +222,15 @@ impl Slot {
     /// The guest suspends itself every `FUEL_YIELD_INTERVAL` units of fuel; it
     /// is resumed at once until it has run for `SLICE`.
     fn poll_slice(&mut self, env: Env) -> MunitionResult<Option<Result<Step, Reason>>> {
-        let Slot::Running { future, bridge, elapsed } = self else {
-            return Err(MunitionError::InvalidState("no guest execution to resume".into()));
+        let Slot::Running {
+            future,
+            bridge,
+            elapsed,
+        } = self
+        else {
+            return Err(MunitionError::InvalidState(
+                "no guest execution to resume".into(),
+            ));
         };
         let started = Instant::now();
         let poll = {
@@ -232,7 +250,10 @@ impl Slot {
         };
         live.elapsed = *elapsed;
         if let Err(error) = &result {
-            if error.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() {
+            if error
+                .downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+                .is_some()
+            {
                 let message = crate::error_chain(error);
                 *self = Slot::Idle(live);
                 return Err(MunitionError::Overloaded(message));
@@ -257,7 +278,9 @@ impl std::panic::RefUnwindSafe for InstanceRef {}
 
 impl InstanceRef {
     pub fn lock(&self) -> MutexGuard<'_, Slot> {
-        self.slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.slot
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -445,7 +468,12 @@ fn instance_new(
         (live, result.map(Step::Instantiated))
     })?;
     let progress = advance(env, &mut slot)?;
-    Ok((ResourceArc::new(InstanceRef { slot: Mutex::new(slot) }), progress))
+    Ok((
+        ResourceArc::new(InstanceRef {
+            slot: Mutex::new(slot),
+        }),
+        progress,
+    ))
 }
 
 /// Runs the next slice of a guest execution that yielded.

@@ -272,11 +272,8 @@ fn scan_body(body: &wasmparser::FunctionBody, stats: &mut ModuleStats) -> wasmpa
             Operator::Block { .. } | Operator::If { .. } | Operator::TryTable { .. } => {
                 open.push(false)
             }
-            Operator::End => {
-                if open.pop() == Some(true) {
-                    loop_depth -= 1;
-                }
-            }
+            // Every `End` closes a block (the guard pops it); only a loop's lowers the depth.
+            Operator::End if open.pop() == Some(true) => loop_depth -= 1,
             Operator::Call { .. }
             | Operator::CallIndirect { .. }
             | Operator::ReturnCall { .. }
