@@ -29,8 +29,8 @@ defmodule Munition.Forensics.Analyser do
   (overlapping matches included).
 
   `pattern` is a binary (exact bytes) or a `Regex`; a regex gives
-  `{offset, matched_bytes}` pairs. Compile regexes without the `u` modifier:
-  guest memory is bytes, not UTF-8 text.
+  `{offset, matched_bytes}` pairs. Guest memory is bytes, not UTF-8 text: a
+  regex with the `u` modifier is matched without it.
 
   ## Options
 
@@ -58,9 +58,10 @@ defmodule Munition.Forensics.Analyser do
     end
   end
 
-  def search(%Dump{} = dump, %Regex{re_pattern: re}, opts) do
+  def search(%Dump{} = dump, %Regex{} = regex, opts) do
     opts = Keyword.validate!(opts, memory: 0, limit: @default_limit)
     limit = limit!(opts[:limit])
+    re = byte_regex(regex)
 
     with {:ok, bytes} <- Dump.memory(dump, opts[:memory]) do
       {:ok, regex_scan(bytes, re, 0, limit, [])}
@@ -70,6 +71,20 @@ defmodule Munition.Forensics.Analyser do
   def search(%Dump{}, pattern, _opts) do
     raise ArgumentError, "pattern must be a binary or a Regex, got: #{inspect(pattern)}"
   end
+
+  # PCRE refuses a non-UTF-8 subject for a `u` regex, and guest memory is
+  # rarely valid UTF-8 as a whole: recompile such a regex for bytes.
+  defp byte_regex(%Regex{re_pattern: {:re_pattern, _groups, 1, _, _}} = regex) do
+    opts =
+      case regex.opts do
+        opts when is_binary(opts) -> String.replace(opts, "u", "")
+        opts when is_list(opts) -> opts -- [:unicode, :ucp]
+      end
+
+    Regex.compile!(regex.source, opts).re_pattern
+  end
+
+  defp byte_regex(%Regex{re_pattern: re}), do: re
 
   # One match at a time from where the last began, so overlapping matches are
   # found as with a binary pattern and the limit stops the scan early.

@@ -41,6 +41,9 @@ defmodule Munition.Forensics.AnalyserTest do
       dump = crash(300)
       assert Analyser.search(dump, ~r/s3c\w+!+/) == {:ok, [{300, "s3cr3t!!"}]}
       assert Analyser.search(dump, ~r/l+/, limit: 2) == {:ok, [{1037, "ll"}, {1038, "l"}]}
+      # Memory is not valid UTF-8 as a whole; a `u` regex still searches it.
+      assert Analyser.search(dump, ~r/S3CR3T/iu) == {:ok, [{300, "s3cr3t"}]}
+      assert Analyser.search(dump, ~r/\xde\xad/) == {:ok, [{2048, <<0xDE, 0xAD>>}]}
     end
 
     test "limit and memory options" do

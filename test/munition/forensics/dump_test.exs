@@ -214,3 +214,33 @@ defmodule Munition.Forensics.DumpTest do
     end
   end
 end
+
+defmodule Munition.Forensics.DumpDirConfigTest do
+  # Sets the application environment, which is global.
+  use ExUnit.Case, async: false
+
+  alias Munition.Forensics.Dump
+
+  test "config :munition, :dump_dir makes fire/4 keep every crash's dump" do
+    dir = Path.join(System.tmp_dir!(), "munition-dump-config-#{System.unique_integer([:positive])}")
+    Application.put_env(:munition, :dump_dir, dir)
+
+    on_exit(fn ->
+      Application.delete_env(:munition, :dump_dir)
+      File.rm_rf!(dir)
+    end)
+
+    {:crash, :trap, dump} = Munition.fire(~s{(module (func $oops (export "f") unreachable))}, "f", [])
+    assert [file] = File.ls!(dir)
+    assert {:ok, ^dump} = Dump.read(Path.join(dir, file))
+    assert [%{func_name: "oops"}] = dump.backtrace
+  end
+
+  test "config :munition, :dump_max_memory_size bounds what a reader accepts" do
+    {:crash, :trap, dump} = Munition.fire(~s{(module (memory 2) (func (export "f") unreachable))}, "f", [])
+    bytes = Dump.serialize(dump)
+    Application.put_env(:munition, :dump_max_memory_size, 65_536)
+    on_exit(fn -> Application.delete_env(:munition, :dump_max_memory_size) end)
+    assert Dump.deserialize(bytes) == {:error, {:too_large, 131_072, 65_536}}
+  end
+end
