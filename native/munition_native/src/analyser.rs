@@ -235,22 +235,39 @@ fn memory_strings<'a>(
 }
 
 /// Length in bytes of the printable character starting `bytes`, or 0.
+///
+/// Validates UTF-8 by hand (the RFC 3629 table of well-formed sequences)
+/// rather than through `str::from_utf8`: this runs once per byte of memory,
+/// and noise-like memory makes most bytes candidates.
 fn printable_char(bytes: &[u8], utf8: bool) -> usize {
-    match bytes[0] {
-        b'\t' | 0x20..=0x7E => 1,
-        0xC2..=0xF4 if utf8 => {
-            let width = match bytes[0] {
-                0xC2..=0xDF => 2,
-                0xE0..=0xEF => 3,
-                _ => 4,
-            };
-            match bytes.get(..width).map(std::str::from_utf8) {
-                // C1 controls (U+0080..U+009F) are not printable.
-                Some(Ok(s)) if !s.chars().any(char::is_control) => width,
-                _ => 0,
-            }
-        }
-        _ => 0,
+    let lead = bytes[0];
+    if lead == b'\t' || (0x20..=0x7E).contains(&lead) {
+        return 1;
+    }
+    if !utf8 {
+        return 0;
+    }
+    let cont = |i: usize, lo: u8, hi: u8| bytes.get(i).is_some_and(|b| (lo..=hi).contains(b));
+    let tail = |from: usize, to: usize| (from..to).all(|i| cont(i, 0x80, 0xBF));
+    let ok = match lead {
+        // U+0080..U+009F are the C1 controls: not printable.
+        0xC2 => cont(1, 0xA0, 0xBF),
+        0xC3..=0xDF => cont(1, 0x80, 0xBF),
+        0xE0 => cont(1, 0xA0, 0xBF) && tail(2, 3),
+        0xED => cont(1, 0x80, 0x9F) && tail(2, 3),
+        0xE1..=0xEC | 0xEE..=0xEF => tail(1, 3),
+        0xF0 => cont(1, 0x90, 0xBF) && tail(2, 4),
+        0xF1..=0xF3 => tail(1, 4),
+        0xF4 => cont(1, 0x80, 0x8F) && tail(2, 4),
+        _ => return 0,
+    };
+    if !ok {
+        return 0;
+    }
+    match lead {
+        0xC2..=0xDF => 2,
+        0xE0..=0xEF => 3,
+        _ => 4,
     }
 }
 
@@ -360,6 +377,39 @@ mod tests {
         longer.extend_from_slice(&[0u8; 10]);
         assert_eq!(diff(&a, &longer, 1, 10), vec![(4096, 10)]);
         assert_eq!(diff(&a, &b, 1, 1), vec![(10, 1)]);
+    }
+
+    #[test]
+    fn printable_char_agrees_with_std_utf8_decoding() {
+        let expected = |bytes: &[u8]| -> usize {
+            for width in 1..=bytes.len().min(4) {
+                if let Ok(s) = std::str::from_utf8(&bytes[..width]) {
+                    let c = s.chars().next().unwrap_or('\0');
+                    return if c == '\t' || !c.is_control() {
+                        width
+                    } else {
+                        0
+                    };
+                }
+            }
+            0
+        };
+        let mut samples: Vec<Vec<u8>> = Vec::new();
+        for a in 0..=255u8 {
+            for b in [0x00, 0x7F, 0x80, 0x8F, 0x90, 0x9F, 0xA0, 0xBF, 0xC0, 0xFF] {
+                for c in [0x80, 0xBF, 0x41] {
+                    samples.push(vec![a, b, c, 0x80]);
+                    samples.push(vec![a, b]);
+                }
+            }
+        }
+        for sample in samples {
+            assert_eq!(
+                super::printable_char(&sample, true),
+                expected(&sample),
+                "{sample:x?}"
+            );
+        }
     }
 
     #[test]
