@@ -155,6 +155,37 @@ defmodule Munition.Forensics.DumpTest do
                {:error, {:malformed, :memory}}
     end
 
+    test "a crafted header cannot nest without bound or flood the atom table" do
+      file = fn header ->
+        body =
+          <<0x89, "MUNDUMP", 1::little-16, 0::little-16, byte_size(header)::little-32>> <>
+            header <> <<0::little-32>>
+
+        body <> <<:erlang.crc32(body)::little-32>>
+      end
+
+      args_map = fn value -> <<0x0A, 1::little-32, 0x06, 4::little-32, "args", value::binary>> end
+
+      deep = String.duplicate(<<0x08, 1::little-32>>, 100) <> <<0x00>>
+      assert Dump.deserialize(file.(args_map.(deep))) == {:error, {:malformed, :too_deep}}
+
+      atoms =
+        for i <- 1..300, into: <<0x08, 300::little-32>> do
+          name = "munition_test_never_an_atom_#{System.unique_integer([:positive])}_#{i}"
+          <<0x07, byte_size(name)::little-16, name::binary>>
+        end
+
+      assert Dump.deserialize(file.(args_map.(atoms))) == {:error, {:malformed, :too_many_atoms}}
+
+      # A list claiming four billion items in a few bytes fails on the bytes,
+      # without allocating for the count.
+      huge = <<0x08, 0xFFFFFFFF::little-32, 0x00>>
+      assert Dump.deserialize(file.(args_map.(huge))) == {:error, {:malformed, :value}}
+
+      # The framing itself is fine: an empty header map reads as an empty dump.
+      assert {:ok, %Dump{reason: nil, memories: []}} = Dump.deserialize(file.(<<0x0A, 0::little-32>>))
+    end
+
     test "a header field with the wrong shape is malformed" do
       assert {:error, {:malformed, :backtrace}} =
                %Dump{backtrace: [%{func_index: "zero"}]} |> Dump.serialize() |> Dump.deserialize()
