@@ -104,6 +104,7 @@ defmodule Munition.MixProject do
       licenses: ["Apache-2.0"],
       links: %{},
       files: ~w(lib native/munition_native/src native/munition_native/Cargo.toml
+                native/munition_core/src native/munition_core/Cargo.toml
                 Cargo.toml Cargo.lock mix.exs README.md CHANGELOG.md)
     ]
   end

@@ -11,10 +11,6 @@ use crate::instance::{InstanceRef, Live};
 use crate::module::val_type_atom;
 use crate::OwnedBytes;
 
-/// zstd level for memory snapshots: level 1 already shrinks mostly-zero
-/// memories by orders of magnitude and keeps a 64 MiB capture fast.
-const MEMORY_ZSTD_LEVEL: i32 = 1;
-
 #[derive(rustler::NifMap)]
 #[rustler(encode)]
 pub struct Frame {
@@ -86,13 +82,8 @@ fn snapshot_memory(live: &Live, index: u32, memory: &Memory, full: bool) -> Memo
         pages: memory.size(&live.store),
         page_size: memory.page_size(&live.store),
         size: bytes.len() as u64,
-        data: full.then(|| OwnedBytes(compress(bytes))),
+        data: full.then(|| OwnedBytes(munition_core::memory::compress(bytes))),
     }
-}
-
-pub fn compress(bytes: &[u8]) -> Vec<u8> {
-    // Compressing an in-memory slice cannot fail short of allocation failure.
-    zstd::bulk::compress(bytes, MEMORY_ZSTD_LEVEL).unwrap_or_default()
 }
 
 fn snapshot_global(live: &mut Live, index: u32, global: &Global) -> GlobalSnapshot {

@@ -43,6 +43,31 @@ defmodule Munition.Instance.ManagerTest do
     end
   end
 
+  describe "cleanup" do
+    test "no store outlives its call, whatever the outcome" do
+      baseline = Munition.Native.instance_live_count()
+
+      for _ <- 1..50 do
+        {:ok, 5, _} = Munition.fire(@add, "add", [2, 3])
+        {:crash, :trap, _} = Munition.fire(~s{(module (func (export "f") unreachable))}, "f", [])
+        {:crash, :fuel_exhausted, _} = Munition.fire(@spin, "spin", [], fuel: 1_000)
+      end
+
+      assert Munition.Native.instance_live_count() == baseline
+    end
+
+    test "a host function that outlives the deadline leaves no store behind" do
+      baseline = Munition.Native.instance_live_count()
+      wat = ~s{(module (import "env" "wait" (func $wait)) (func (export "f") call $wait))}
+      host = {"env", "wait", {[], []}, :wait, fn _ctx -> Process.sleep(5_000) end}
+
+      assert {:crash, :timeout, _} =
+               Munition.fire(wat, "f", [], host_functions: [host], capabilities: [:wait], timeout: 100)
+
+      assert Munition.Native.instance_live_count() == baseline
+    end
+  end
+
   describe "scheduling" do
     test "two dirty schedulers' worth of runaway guests do not stop a short call" do
       runaways = :erlang.system_info(:dirty_cpu_schedulers)

@@ -1,0 +1,209 @@
+//! Static facts about a module's binary that Wasmtime's `Module` does not
+//! give: its content hash, its memories, the export names of its globals, and
+//! the complexity figures the fuel policy reads. Free of the VM, so it is
+//! unit-tested with `cargo test`.
+
+use std::collections::HashMap;
+
+use sha2::{Digest, Sha256};
+use wasmparser::{Operator, Payload};
+
+#[derive(Clone, Debug)]
+#[cfg_attr(feature = "nif", derive(rustler::NifMap))]
+pub struct MemoryInfo {
+    pub min_pages: u64,
+    pub max_pages: Option<u64>,
+    pub page_size: u64,
+    pub memory64: bool,
+    pub imported: bool,
+}
+
+/// Static complexity figures, read by `Munition.Fuel.Policy` for `fuel: :auto`.
+#[derive(Clone, Debug, Default)]
+#[cfg_attr(feature = "nif", derive(rustler::NifMap))]
+pub struct ModuleStats {
+    pub code_size: u64,
+    pub function_count: u64,
+    pub instruction_count: u64,
+    pub loop_count: u64,
+    pub max_loop_depth: u64,
+    pub call_count: u64,
+    pub data_size: u64,
+    pub memory_pages: u64,
+    pub has_start: bool,
+}
+
+/// Content hash of a module's bytes, as lowercase hex.
+pub fn content_hash(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    let mut hex = String::with_capacity(64);
+    for byte in digest {
+        hex.push_str(&format!("{byte:02x}"));
+    }
+    hex
+}
+
+pub struct Scan {
+    pub stats: ModuleStats,
+    pub memories: Vec<MemoryInfo>,
+    /// Export name of each global, by global index (None when not exported).
+    pub global_export_names: Vec<Option<String>>,
+    /// Number of imported globals: defined global `i` has index `imported + i`.
+    pub imported_globals: u32,
+}
+
+/// One pass over the binary for what Wasmtime's `Module` does not tell us.
+pub fn scan(wasm: &[u8]) -> wasmparser::Result<Scan> {
+    let mut stats = ModuleStats::default();
+    let mut memories = Vec::new();
+    let mut global_count = 0u32;
+    let mut imported_globals = 0u32;
+    let mut global_exports: HashMap<u32, String> = HashMap::new();
+
+    for payload in wasmparser::Parser::new(0).parse_all(wasm) {
+        match payload? {
+            Payload::ImportSection(reader) => {
+                for imports in reader {
+                    for import in imports? {
+                        let (_, import) = import?;
+                        match import.ty {
+                            wasmparser::TypeRef::Global(_) => {
+                                imported_globals += 1;
+                                global_count += 1;
+                            }
+                            wasmparser::TypeRef::Memory(m) => {
+                                memories.push(memory_info(&m, true));
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+            }
+            Payload::MemorySection(reader) => {
+                for memory in reader {
+                    memories.push(memory_info(&memory?, false));
+                }
+            }
+            Payload::GlobalSection(reader) => global_count += reader.count(),
+            Payload::ExportSection(reader) => {
+                for export in reader {
+                    let export = export?;
+                    if export.kind == wasmparser::ExternalKind::Global {
+                        global_exports.insert(export.index, export.name.to_string());
+                    }
+                }
+            }
+            Payload::StartSection { .. } => stats.has_start = true,
+            Payload::DataSection(reader) => {
+                for data in reader {
+                    stats.data_size += data?.data.len() as u64;
+                }
+            }
+            Payload::CodeSectionEntry(body) => {
+                stats.function_count += 1;
+                stats.code_size += body.range().len() as u64;
+                scan_body(&body, &mut stats)?;
+            }
+            _ => {}
+        }
+    }
+
+    stats.memory_pages = memories.iter().map(|m| m.min_pages).sum();
+    let global_export_names = (0..global_count)
+        .map(|index| global_exports.remove(&index))
+        .collect();
+    Ok(Scan {
+        stats,
+        memories,
+        global_export_names,
+        imported_globals,
+    })
+}
+
+fn memory_info(ty: &wasmparser::MemoryType, imported: bool) -> MemoryInfo {
+    MemoryInfo {
+        min_pages: ty.initial,
+        max_pages: ty.maximum,
+        page_size: ty.page_size_log2.map_or(65536, |log2| 1u64 << log2),
+        memory64: ty.memory64,
+        imported,
+    }
+}
+
+/// Counts instructions, calls and loops (with their deepest nesting) in one body.
+fn scan_body(body: &wasmparser::FunctionBody, stats: &mut ModuleStats) -> wasmparser::Result<()> {
+    // One entry per open block: whether it is a loop.
+    let mut open: Vec<bool> = Vec::new();
+    let mut loop_depth = 0u64;
+    let mut reader = body.get_operators_reader()?;
+    while !reader.eof() {
+        let op = reader.read()?;
+        stats.instruction_count += 1;
+        match op {
+            Operator::Loop { .. } => {
+                open.push(true);
+                loop_depth += 1;
+                stats.loop_count += 1;
+                stats.max_loop_depth = stats.max_loop_depth.max(loop_depth);
+            }
+            Operator::Block { .. } | Operator::If { .. } | Operator::TryTable { .. } => {
+                open.push(false)
+            }
+            // Every `End` closes a block (the guard pops it); only a loop's lowers the depth.
+            Operator::End if open.pop() == Some(true) => loop_depth -= 1,
+            Operator::Call { .. }
+            | Operator::CallIndirect { .. }
+            | Operator::ReturnCall { .. }
+            | Operator::ReturnCallIndirect { .. }
+            | Operator::CallRef { .. }
+            | Operator::ReturnCallRef { .. } => stats.call_count += 1,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_is_lowercase_hex_sha256() {
+        assert_eq!(
+            content_hash(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn scan_counts_nested_loops_and_calls() {
+        let wasm = wat::parse_str(
+            r#"(module
+                 (global $g (mut i32) (i32.const 0))
+                 (global (export "counter") (mut i32) (i32.const 0))
+                 (memory 2)
+                 (data (i32.const 0) "hello")
+                 (func $f)
+                 (func (export "run")
+                   (loop (block (loop (call $f) (br 1))))
+                   (loop)))"#,
+        )
+        .unwrap();
+        let scan = scan(&wasm).unwrap();
+        assert_eq!(scan.stats.function_count, 2);
+        assert_eq!(scan.stats.loop_count, 3);
+        assert_eq!(scan.stats.max_loop_depth, 2);
+        assert_eq!(scan.stats.call_count, 1);
+        assert_eq!(scan.stats.data_size, 5);
+        assert_eq!(scan.stats.memory_pages, 2);
+        assert_eq!(
+            scan.global_export_names,
+            vec![None, Some("counter".to_string())]
+        );
+    }
+
+    #[test]
+    fn scan_rejects_garbage() {
+        assert!(scan(b"\0asm\x01\0\0\0\x0a\xff").is_err());
+    }
+}
