@@ -50,7 +50,7 @@ defmodule Munition.Instance.Manager do
     }
 
     task = start_task(fn -> run(state, config, plan) end)
-    await(task, state, plan, state.started_at + plan.timeout + @grace_ms, [])
+    await(task, state, plan, state.started_at + plan.timeout + @grace_ms, %{})
   end
 
   # A plain linked task, not one started through a Task.Supervisor: going
@@ -67,6 +67,10 @@ defmodule Munition.Instance.Manager do
     end)
   end
 
+  # `serving` maps the monitor of each process running a host function to
+  # the guest call it answers, so a process that dies without replying is
+  # answered for: the guest gets a host error at once instead of waiting for
+  # its deadline.
   defp await(task, state, plan, give_up_at, serving) do
     wait = max(give_up_at - System.monotonic_time(:millisecond), 0)
     ref = task.ref
@@ -84,7 +88,21 @@ defmodule Munition.Instance.Manager do
       {:munition_host_call, call, index, args, fuel} ->
         function = Enum.at(plan.host_functions, index)
         pid = Functions.serve(function, call, args, fuel)
-        await(task, state, plan, give_up_at, [pid | serving])
+        monitor = Process.monitor(pid)
+        await(task, state, plan, give_up_at, Map.put(serving, monitor, {pid, call}))
+
+      {:DOWN, monitor, :process, _pid, reason} when is_map_key(serving, monitor) ->
+        {{_pid, call}, serving} = Map.pop(serving, monitor)
+
+        if reason != :normal do
+          Munition.Native.host_reply(
+            call,
+            {:error, "the host function's process exited: #{inspect(reason)}"},
+            []
+          )
+        end
+
+        await(task, state, plan, give_up_at, serving)
     after
       wait ->
         Task.shutdown(task, :brutal_kill)
@@ -100,7 +118,12 @@ defmodule Munition.Instance.Manager do
     end
   end
 
-  defp stop_serving(pids), do: Enum.each(pids, &Process.exit(&1, :kill))
+  defp stop_serving(serving) do
+    Enum.each(serving, fn {monitor, {pid, _call}} ->
+      Process.demonitor(monitor, [:flush])
+      Process.exit(pid, :kill)
+    end)
+  end
 
   # Runs inside the task: everything that touches the store.
   defp run(state, config, plan) do

@@ -65,15 +65,29 @@ defmodule Munition.Runtime.Wasmtime do
 
   # The guest runs in slices of a few milliseconds; between them the dirty
   # scheduler is free for other work. Resume until it finishes one way or the
-  # other (the native deadline bounds how long that takes).
-  defp finish(instance, :yielded) do
+  # other (the native deadline bounds how long that takes). A guest waiting
+  # for an Elixir host function is resumed when the native side says its
+  # answer (or a memory request) is there, or at its deadline.
+  defp finish(instance, :yielded), do: resume(instance)
+
+  defp finish(instance, {:waiting, ms}) do
+    receive do
+      :munition_wake -> :ok
+    after
+      ms -> :ok
+    end
+
+    resume(instance)
+  end
+
+  defp finish(_instance, progress), do: progress
+
+  defp resume(instance) do
     case Native.instance_resume(instance) do
       {:ok, progress} -> finish(instance, progress)
       {:error, _} = error -> error
     end
   end
-
-  defp finish(_instance, progress), do: progress
 
   @impl true
   def read_memory(instance, ptr, len), do: Native.instance_memory_read(instance, ptr, len)

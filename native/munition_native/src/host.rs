@@ -6,12 +6,17 @@
 //! links exactly the `links` it is given and refuses every other import, so an
 //! import can never reach the host without having been granted.
 
+use std::future::Future;
+use std::ops::Range;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use rustler::{Atom, Binary, Env, LocalPid, Resource, ResourceArc, Term};
-use wasmtime::{Caller, Error, Extern, Func, FuncType, Memory, Store, Val, ValType};
+use wasmtime::{Caller, Error, Extern, Func, FuncType, Memory, Store, Trap, Val, ValType};
 
 use crate::atoms;
 use crate::call::WasmValue;
@@ -58,13 +63,15 @@ impl GuestLog {
             .collect()
     }
 
-    fn push(&mut self, level: i32, line: Vec<u8>) {
+    /// Keeps the line if it fits in what is left of the limit; checked
+    /// before copying, so a guest logging huge ranges costs no host memory.
+    fn push(&mut self, level: i32, line: &[u8]) {
         if self.bytes + line.len() > self.limit {
             self.dropped += 1;
             return;
         }
         self.bytes += line.len();
-        self.lines.push((level, line));
+        self.lines.push((level, line.to_vec()));
     }
 }
 
@@ -179,30 +186,65 @@ fn guest_memory(caller: &mut Caller<'_, HostState>) -> Option<Memory> {
     caller.get_export("memory").and_then(Extern::into_memory)
 }
 
-/// Reads `len` bytes at `ptr` of the guest's exported `memory`, or fails the
-/// call with a `memory_out_of_bounds` trap naming the host function.
-fn read_guest(
+/// The byte range `[ptr, ptr + len)` of the guest's exported `memory`, checked
+/// without copying anything, or a `memory_out_of_bounds` failure naming the
+/// host function.
+fn guest_range(
     caller: &mut Caller<'_, HostState>,
     func: &str,
     ptr: i32,
     len: i32,
-) -> Result<Vec<u8>, Error> {
-    let memory = guest_memory(caller);
-    let bytes = memory.and_then(|m| {
-        let data = m.data(&*caller);
-        let start = ptr as u32 as usize;
-        let end = start.checked_add(len as u32 as usize)?;
-        data.get(start..end).map(<[u8]>::to_vec)
-    });
-    bytes.ok_or_else(|| {
-        host_fail(
+) -> Result<(Memory, Range<usize>), Error> {
+    let start = ptr as u32 as usize;
+    let end = start + len as u32 as usize;
+    match guest_memory(caller) {
+        Some(memory) if end <= memory.data_size(&*caller) => Ok((memory, start..end)),
+        _ => Err(host_fail(
             caller,
             Reason::Trap,
             atoms::memory_out_of_bounds(),
-            format!("{func}: guest passed range {ptr}+{len} outside its memory"),
-        )
-    })
+            format!(
+                "{func}: guest passed range {}+{} outside its memory",
+                ptr as u32, len as u32
+            ),
+        )),
+    }
 }
+
+/// Bytes a built-in may handle per unit of fuel: work proportional to a
+/// guest-chosen length is paid for like the guest's own instructions, so a
+/// loop of large calls exhausts its budget instead of running for free.
+const BYTES_PER_FUEL: u64 = 8;
+
+fn charge_fuel(caller: &mut Caller<'_, HostState>, bytes: usize) -> Result<(), Error> {
+    let cost = (bytes as u64).div_ceil(BYTES_PER_FUEL);
+    let fuel = caller.get_fuel()?;
+    if cost > fuel {
+        caller.set_fuel(0)?;
+        return Err(Trap::OutOfFuel.into());
+    }
+    caller.set_fuel(fuel - cost)?;
+    Ok(())
+}
+
+/// Fails the call as a timeout when its deadline has passed: a built-in that
+/// works through a large range checks this between chunks, since epoch
+/// interruption only reaches wasm code.
+fn check_deadline(caller: &mut Caller<'_, HostState>, func: &str) -> Result<(), Error> {
+    if Instant::now() < caller.data().deadline {
+        return Ok(());
+    }
+    caller.data_mut().timed_out = true;
+    Err(host_fail(
+        caller,
+        Reason::Timeout,
+        atoms::interrupt(),
+        format!("{func}: the deadline passed while the host function ran"),
+    ))
+}
+
+/// Chunk size of `random_bytes`, between deadline checks.
+const RANDOM_CHUNK: usize = 64 * 1024;
 
 fn builtin_func(store: &mut Store<HostState>, ty: FuncType, name: &str) -> Func {
     match name {
@@ -227,22 +269,25 @@ fn builtin_func(store: &mut Store<HostState>, ty: FuncType, name: &str) -> Func 
         "random_bytes" => Func::new(store, ty, |mut caller, params, _| {
             let (ptr, len) = (params[0].unwrap_i32(), params[1].unwrap_i32());
             // Check the range first: a wild pointer must crash, not be filled.
-            read_guest(&mut caller, "random_bytes", ptr, len)?;
-            let memory = guest_memory(&mut caller).expect("checked by read_guest");
-            let start = ptr as u32 as usize;
-            let target = &mut memory.data_mut(&mut caller)[start..start + len as u32 as usize];
-            getrandom::fill(target).map_err(|e| Error::msg(format!("random_bytes: {e}")))?;
+            let (memory, range) = guest_range(&mut caller, "random_bytes", ptr, len)?;
+            charge_fuel(&mut caller, range.len())?;
+            let mut start = range.start;
+            while start < range.end {
+                check_deadline(&mut caller, "random_bytes")?;
+                let end = (start + RANDOM_CHUNK).min(range.end);
+                getrandom::fill(&mut memory.data_mut(&mut caller)[start..end])
+                    .map_err(|e| Error::msg(format!("random_bytes: {e}")))?;
+                start = end;
+            }
             Ok(())
         }),
         "log" => Func::new(store, ty, |mut caller, params, _| {
             let level = params[0].unwrap_i32();
-            let line = read_guest(
-                &mut caller,
-                "log",
-                params[1].unwrap_i32(),
-                params[2].unwrap_i32(),
-            )?;
-            caller.data_mut().log.push(level, line);
+            let (ptr, len) = (params[1].unwrap_i32(), params[2].unwrap_i32());
+            let (memory, range) = guest_range(&mut caller, "log", ptr, len)?;
+            charge_fuel(&mut caller, range.len())?;
+            let (data, state) = memory.data_and_store_mut(&mut caller);
+            state.log.push(level, &data[range]);
             Ok(())
         }),
         "abort" => Func::new(store, ty, |mut caller, params, _| {
@@ -287,9 +332,13 @@ fn assemblyscript_string(caller: &mut Caller<'_, HostState>, ptr: i32) -> String
 //
 // A guest's call to an Elixir host function sends
 // `{:munition_host_call, call, index, args, fuel_remaining}` to the process
-// serving the call (see `Munition.Instance.Manager`) and blocks its own thread
-// on a channel. While it waits it serves reads and writes of its memory for
-// the Elixir side, until the reply arrives or the call's deadline passes.
+// serving the call (see `Munition.Instance.Manager`) and suspends the guest
+// (its fiber) until the answer is on the call's channel. The NIF that was
+// running the guest returns `{:waiting, ms}`, which frees the dirty scheduler
+// thread; every message put on the channel also sends `:munition_wake` to the
+// process driving the guest, which resumes it. Resumed, the guest serves the
+// Elixir side's reads and writes of its memory, until the reply arrives or
+// the call's deadline passes.
 // ---------------------------------------------------------------------------
 
 pub enum HostMessage {
@@ -307,19 +356,31 @@ pub enum HostMessage {
 }
 
 pub struct HostBridge {
-    pid: LocalPid,
+    /// The process that runs Elixir host functions (the caller of `fire/4`).
+    server: LocalPid,
+    /// The process that drives the guest with `instance_*` NIF calls: woken
+    /// when a suspended guest has something to read on its channel.
+    driver: LocalPid,
     /// The environment of the NIF call currently running this store's guest.
     /// Sending from a dirty scheduler thread must go through that environment;
     /// it is set for the duration of each NIF call and cleared after.
-    env: std::sync::atomic::AtomicPtr<rustler::sys::ErlNifEnv>,
+    env: AtomicPtr<rustler::sys::ErlNifEnv>,
+    /// Whether the guest is suspended waiting for an Elixir host function.
+    waiting: AtomicBool,
 }
 
 impl HostBridge {
-    pub fn new(pid: LocalPid) -> Self {
+    pub fn new(server: LocalPid, driver: LocalPid) -> Self {
         HostBridge {
-            pid,
-            env: std::sync::atomic::AtomicPtr::new(std::ptr::null_mut()),
+            server,
+            driver,
+            env: AtomicPtr::new(std::ptr::null_mut()),
+            waiting: AtomicBool::new(false),
         }
+    }
+
+    pub fn waiting(&self) -> bool {
+        self.waiting.load(Ordering::Acquire)
     }
 }
 
@@ -330,9 +391,7 @@ pub struct BridgeEnv(Option<Arc<HostBridge>>);
 impl BridgeEnv {
     pub fn enter(env: Env<'_>, bridge: Option<Arc<HostBridge>>) -> Self {
         if let Some(bridge) = &bridge {
-            bridge
-                .env
-                .store(env.as_c_arg(), std::sync::atomic::Ordering::Release);
+            bridge.env.store(env.as_c_arg(), Ordering::Release);
         }
         BridgeEnv(bridge)
     }
@@ -341,9 +400,7 @@ impl BridgeEnv {
 impl Drop for BridgeEnv {
     fn drop(&mut self) {
         if let Some(bridge) = &self.0 {
-            bridge
-                .env
-                .store(std::ptr::null_mut(), std::sync::atomic::Ordering::Release);
+            bridge.env.store(std::ptr::null_mut(), Ordering::Release);
         }
     }
 }
@@ -352,80 +409,127 @@ impl Drop for BridgeEnv {
 /// memory requests go through it.
 pub struct HostCallRef {
     sender: Sender<HostMessage>,
+    driver: LocalPid,
 }
 
 #[rustler::resource_impl]
 impl Resource for HostCallRef {}
 
+impl HostCallRef {
+    /// Puts `message` on the guest's channel and wakes the process driving the
+    /// guest so it resumes it. `false` when the guest no longer listens.
+    fn deliver(&self, env: Env, message: HostMessage) -> bool {
+        let delivered = self.sender.send(message).is_ok();
+        if delivered {
+            // A wake for a guest that is not suspended is harmless: it finds
+            // nothing new and suspends again.
+            let _ = env.send(&self.driver, atoms::munition_wake());
+        }
+        delivered
+    }
+}
+
+/// Completes on its second poll: suspends the guest's fiber once.
+struct SuspendOnce(bool);
+
+impl Future for SuspendOnce {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<()> {
+        if self.0 {
+            Poll::Ready(())
+        } else {
+            self.0 = true;
+            Poll::Pending
+        }
+    }
+}
+
 fn elixir_func(store: &mut Store<HostState>, ty: FuncType, index: u32, name: String) -> Func {
-    let result_types: Vec<ValType> = ty.results().collect();
-    Func::new(store, ty, move |mut caller, params, results| {
-        let Some(bridge) = caller.data().bridge.clone() else {
-            return Err(host_fail(
-                &mut caller,
-                Reason::HostError,
-                atoms::host_error(),
-                format!("{name}: no process serves host functions"),
-            ));
-        };
-        let env_ptr = bridge.env.load(std::sync::atomic::Ordering::Acquire);
-        if env_ptr.is_null() {
-            return Err(host_fail(
-                &mut caller,
-                Reason::HostError,
-                atoms::host_error(),
-                format!("{name}: called outside a Munition call"),
-            ));
-        }
-        let (sender, receiver) = crossbeam_channel::unbounded();
-        let call = ResourceArc::new(HostCallRef { sender });
-        let fuel = caller.get_fuel().unwrap_or(0);
-        // SAFETY: `env_ptr` is the environment of the NIF call that is running
-        // this guest on this very thread (set by `BridgeEnv` for its duration).
-        let env = unsafe { Env::new(&(), env_ptr) };
-        let args: Vec<WasmValue> = params.iter().cloned().map(WasmValue).collect();
-        let message = (atoms::munition_host_call(), call, index, args, fuel);
-        if env.send(&bridge.pid, message).is_err() {
-            return Err(host_fail(
-                &mut caller,
-                Reason::HostError,
-                atoms::host_error(),
-                format!("{name}: the serving process is gone"),
-            ));
-        }
-        serve_until_reply(&mut caller, &receiver, &name, &result_types, results)
+    let result_types: Arc<[ValType]> = ty.results().collect();
+    let name: Arc<str> = name.into();
+    Func::new_async(store, ty, move |mut caller, params, results| {
+        let (name, result_types) = (name.clone(), result_types.clone());
+        Box::new(async move {
+            let (bridge, receiver) = send_host_call(&mut caller, &name, index, params)?;
+            let values = await_reply(&mut caller, &bridge, &receiver, &name).await?;
+            if values.len() != result_types.len()
+                || values
+                    .iter()
+                    .zip(result_types.iter())
+                    .any(|(value, ty)| !value.ty(&caller).map(|vt| vt.matches(ty)).unwrap_or(false))
+            {
+                return Err(host_fail(
+                    &mut caller,
+                    Reason::HostError,
+                    atoms::host_error(),
+                    format!("{name}: returned values that do not match its declared results"),
+                ));
+            }
+            results.clone_from_slice(&values);
+            Ok(())
+        })
     })
 }
 
-fn serve_until_reply(
+/// Sends the call to the serving process; returns the channel its answer
+/// will come on.
+fn send_host_call(
     caller: &mut Caller<'_, HostState>,
+    name: &str,
+    index: u32,
+    params: &[Val],
+) -> Result<(Arc<HostBridge>, Receiver<HostMessage>), Error> {
+    let bridge = caller.data().bridge.clone();
+    let env_ptr = bridge
+        .as_ref()
+        .map_or(std::ptr::null_mut(), |b| b.env.load(Ordering::Acquire));
+    let Some(bridge) = bridge.filter(|_| !env_ptr.is_null()) else {
+        return Err(host_fail(
+            caller,
+            Reason::HostError,
+            atoms::host_error(),
+            format!("{name}: no process serves host functions"),
+        ));
+    };
+    let (sender, receiver) = crossbeam_channel::unbounded();
+    let call = ResourceArc::new(HostCallRef {
+        sender,
+        driver: bridge.driver,
+    });
+    let fuel = caller.get_fuel().unwrap_or(0);
+    // SAFETY: `env_ptr` is the environment of the NIF call that is running
+    // this guest on this very thread (set by `BridgeEnv` for its duration).
+    let env = unsafe { Env::new(&(), env_ptr) };
+    let args: Vec<WasmValue> = params.iter().cloned().map(WasmValue).collect();
+    let message = (atoms::munition_host_call(), call, index, args, fuel);
+    if env.send(&bridge.server, message).is_err() {
+        return Err(host_fail(
+            caller,
+            Reason::HostError,
+            atoms::host_error(),
+            format!("{name}: the serving process is gone"),
+        ));
+    }
+    Ok((bridge, receiver))
+}
+
+/// Waits, suspended, for the host function's reply, serving its memory
+/// requests meanwhile.
+async fn await_reply(
+    caller: &mut Caller<'_, HostState>,
+    bridge: &HostBridge,
     receiver: &Receiver<HostMessage>,
     name: &str,
-    result_types: &[ValType],
-    results: &mut [Val],
-) -> Result<(), Error> {
-    let deadline = caller.data().deadline;
+) -> Result<Vec<Val>, Error> {
     loop {
-        match receiver.recv_deadline(deadline) {
+        match receiver.try_recv() {
             Ok(HostMessage::Reply(Ok(values))) => {
                 if caller.data().host_failure.is_some() {
+                    // A wild pointer seen while serving a memory request.
                     return Err(Error::msg(format!("{name}: failed")));
                 }
-                if values.len() != result_types.len()
-                    || values
-                        .iter()
-                        .zip(result_types)
-                        .any(|(v, t)| !v.ty(&*caller).map(|vt| vt.matches(t)).unwrap_or(false))
-                {
-                    return Err(host_fail(
-                        caller,
-                        Reason::HostError,
-                        atoms::host_error(),
-                        format!("{name}: returned values that do not match its declared results"),
-                    ));
-                }
-                results.clone_from_slice(&values);
-                return Ok(());
+                return Ok(values);
             }
             Ok(HostMessage::Reply(Err(message))) => {
                 return Err(host_fail(
@@ -472,7 +576,7 @@ fn serve_until_reply(
                 }
                 let _ = answer.send(written.is_some());
             }
-            Err(RecvTimeoutError::Timeout) => {
+            Err(TryRecvError::Empty) if Instant::now() >= caller.data().deadline => {
                 caller.data_mut().timed_out = true;
                 return Err(host_fail(
                     caller,
@@ -481,7 +585,12 @@ fn serve_until_reply(
                     format!("{name}: host function did not return before the deadline"),
                 ));
             }
-            Err(RecvTimeoutError::Disconnected) => {
+            Err(TryRecvError::Empty) => {
+                bridge.waiting.store(true, Ordering::Release);
+                SuspendOnce(false).await;
+                bridge.waiting.store(false, Ordering::Release);
+            }
+            Err(TryRecvError::Disconnected) => {
                 return Err(host_fail(
                     caller,
                     Reason::HostError,
@@ -524,7 +633,12 @@ fn decode_results(term: Term, types: &[Atom]) -> Result<Vec<Val>, String> {
 
 /// The Elixir side's answer: `{:ok, value_or_values}` or `{:error, message}`.
 #[rustler::nif]
-fn host_reply(call: ResourceArc<HostCallRef>, reply: Term, result_types: Vec<Atom>) -> Atom {
+fn host_reply(
+    env: Env,
+    call: ResourceArc<HostCallRef>,
+    reply: Term,
+    result_types: Vec<Atom>,
+) -> Atom {
     let message = match reply.decode::<(Atom, Term)>() {
         Ok((tag, value)) if tag == atoms::ok() => decode_results(value, &result_types),
         Ok((tag, value)) if tag == atoms::error() => Err(value
@@ -533,23 +647,28 @@ fn host_reply(call: ResourceArc<HostCallRef>, reply: Term, result_types: Vec<Ato
         _ => Err(format!("host function returned {reply:?}")),
     };
     // The guest may have stopped waiting (deadline): then nobody hears this.
-    let _ = call.sender.send(HostMessage::Reply(message));
+    call.deliver(env, HostMessage::Reply(message));
     atoms::ok()
 }
 
-/// How long an Elixir memory request waits for the guest's thread.
-const MEMORY_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long an Elixir memory request waits for the guest to serve it.
+const MEMORY_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
-#[rustler::nif]
+// Memory requests block until the suspended guest is resumed and serves them,
+// so they run on dirty I/O schedulers rather than holding a normal one.
+#[rustler::nif(schedule = "DirtyIo")]
 fn host_read(
+    env: Env,
     call: ResourceArc<HostCallRef>,
     ptr: u64,
     len: u64,
 ) -> MunitionResult<crate::OwnedBytes> {
     let (answer, response) = crossbeam_channel::bounded(1);
-    call.sender
-        .send(HostMessage::Read { ptr, len, answer })
-        .map_err(|_| MunitionError::InvalidState("the guest call has ended".into()))?;
+    if !call.deliver(env, HostMessage::Read { ptr, len, answer }) {
+        return Err(MunitionError::InvalidState(
+            "the guest call has ended".into(),
+        ));
+    }
     match response.recv_timeout(MEMORY_REQUEST_TIMEOUT) {
         Ok(Some(bytes)) => Ok(crate::OwnedBytes(bytes)),
         Ok(None) => Err(MunitionError::OutOfBounds(format!("{len} bytes at {ptr}"))),
@@ -559,16 +678,24 @@ fn host_read(
     }
 }
 
-#[rustler::nif]
-fn host_write(call: ResourceArc<HostCallRef>, ptr: u64, bytes: Binary) -> MunitionResult<Atom> {
+#[rustler::nif(schedule = "DirtyIo")]
+fn host_write(
+    env: Env,
+    call: ResourceArc<HostCallRef>,
+    ptr: u64,
+    bytes: Binary,
+) -> MunitionResult<Atom> {
     let (answer, response) = crossbeam_channel::bounded(1);
-    call.sender
-        .send(HostMessage::Write {
-            ptr,
-            bytes: bytes.as_slice().to_vec(),
-            answer,
-        })
-        .map_err(|_| MunitionError::InvalidState("the guest call has ended".into()))?;
+    let message = HostMessage::Write {
+        ptr,
+        bytes: bytes.as_slice().to_vec(),
+        answer,
+    };
+    if !call.deliver(env, message) {
+        return Err(MunitionError::InvalidState(
+            "the guest call has ended".into(),
+        ));
+    }
     match response.recv_timeout(MEMORY_REQUEST_TIMEOUT) {
         Ok(true) => Ok(atoms::ok()),
         Ok(false) => Err(MunitionError::OutOfBounds(format!(

@@ -174,6 +174,7 @@ pub enum Slot {
     Running {
         future: GuestFuture,
         bridge: Option<Arc<HostBridge>>,
+        deadline: Instant,
         elapsed: Duration,
     },
     /// Cleaned up: the store and its memory were released at once instead of
@@ -207,24 +208,27 @@ impl Slot {
         };
         let bridge = live.store.data().bridge.clone();
         let elapsed = live.elapsed;
+        let deadline = live.store.data().deadline;
         *self = Slot::Running {
             future: Box::pin(run(live)),
             bridge,
+            deadline,
             elapsed,
         };
         Ok(())
     }
 
-    /// Runs the guest for one slice on this thread. `Ok(None)` means the slice
-    /// ended with the guest still running; otherwise the slot is idle again
-    /// with the step or the failure.
+    /// Runs the guest for one slice on this thread: until it finishes (the
+    /// slot is idle again, with the step or the failure), until it has run for
+    /// `SLICE`, or until it suspends to wait for an Elixir host function.
     ///
-    /// The guest suspends itself every `FUEL_YIELD_INTERVAL` units of fuel; it
-    /// is resumed at once until it has run for `SLICE`.
-    fn poll_slice(&mut self, env: Env) -> MunitionResult<Option<Result<Step, Reason>>> {
+    /// The guest also suspends itself every `FUEL_YIELD_INTERVAL` units of
+    /// fuel; within a slice it is resumed at once.
+    fn poll_slice(&mut self, env: Env) -> MunitionResult<SliceEnd> {
         let Slot::Running {
             future,
             bridge,
+            deadline,
             elapsed,
         } = self
         else {
@@ -239,6 +243,9 @@ impl Slot {
             let mut cx = Context::from_waker(Waker::noop());
             loop {
                 match future.as_mut().poll(&mut cx) {
+                    Poll::Pending if bridge.as_ref().is_some_and(|b| b.waiting()) => {
+                        break Poll::Pending
+                    }
                     Poll::Pending if started.elapsed() < SLICE => continue,
                     poll => break poll,
                 }
@@ -246,7 +253,12 @@ impl Slot {
         };
         *elapsed += started.elapsed();
         let Poll::Ready((mut live, result)) = poll else {
-            return Ok(None);
+            return Ok(match bridge {
+                Some(bridge) if bridge.waiting() => {
+                    SliceEnd::Waiting(deadline.saturating_duration_since(Instant::now()))
+                }
+                _ => SliceEnd::Yielded,
+            });
         };
         live.elapsed = *elapsed;
         if let Err(error) = &result {
@@ -261,8 +273,17 @@ impl Slot {
         }
         let outcome = result.map_err(|error| live.fail(error));
         *self = Slot::Idle(live);
-        Ok(Some(outcome))
+        Ok(SliceEnd::Done(outcome))
     }
+}
+
+/// How a slice ended.
+enum SliceEnd {
+    Done(Result<Step, Reason>),
+    /// Ran out its time; resume at once.
+    Yielded,
+    /// Suspended until an Elixir host function answers, at most this long.
+    Waiting(Duration),
 }
 
 pub struct InstanceRef {
@@ -291,6 +312,9 @@ pub enum Progress {
     Returned(Vec<Val>, CallMeta),
     Crashed(Atom),
     Yielded,
+    /// Waiting for an Elixir host function: resume on `:munition_wake`, or
+    /// after this many milliseconds (the deadline) at the latest.
+    Waiting(u64),
 }
 
 impl Encoder for Progress {
@@ -303,6 +327,7 @@ impl Encoder for Progress {
             }
             Progress::Crashed(reason) => (atoms::crashed(), *reason).encode(env),
             Progress::Yielded => atoms::yielded().encode(env),
+            Progress::Waiting(ms) => (atoms::waiting(), *ms).encode(env),
         }
     }
 }
@@ -310,13 +335,15 @@ impl Encoder for Progress {
 /// Runs one slice of the slot's guest execution and reports where it stands.
 pub fn advance(env: Env, slot: &mut Slot) -> MunitionResult<Progress> {
     Ok(match slot.poll_slice(env)? {
-        None => Progress::Yielded,
-        Some(Err(reason)) => Progress::Crashed(reason.atom()),
-        Some(Ok(Step::Instantiated(instance))) => {
+        SliceEnd::Yielded => Progress::Yielded,
+        // Rounded up, so the driver does not wake just before the deadline.
+        SliceEnd::Waiting(left) => Progress::Waiting(left.as_millis() as u64 + 1),
+        SliceEnd::Done(Err(reason)) => Progress::Crashed(reason.atom()),
+        SliceEnd::Done(Ok(Step::Instantiated(instance))) => {
             slot.idle()?.instance = Some(instance);
             Progress::Ready
         }
-        Some(Ok(Step::Returned(values))) => {
+        SliceEnd::Done(Ok(Step::Returned(values))) => {
             let live = slot.idle()?;
             let fuel_remaining = live.fuel_remaining();
             let meta = CallMeta {
@@ -448,7 +475,9 @@ fn instance_new(
 ) -> MunitionResult<(ResourceArc<InstanceRef>, Progress)> {
     let compiled = module.0.clone();
     preflight(&compiled, config.max_memory)?;
-    let bridge = config.host_pid.map(|pid| Arc::new(HostBridge::new(pid)));
+    let bridge = config
+        .host_pid
+        .map(|server| Arc::new(HostBridge::new(server, env.pid())));
     let mut store = new_store(&config, bridge)?;
     let imports = host::resolve_imports(&mut store, &compiled, &config.links)?;
 

@@ -100,6 +100,17 @@ defmodule Munition.Host.CapabilitiesTest do
       assert bytes != <<0::512>>
     end
 
+    test "bytes are paid for in fuel" do
+      # 64 KiB at 8 bytes per unit of fuel is 8192 units: more than the budget.
+      assert {:crash, :fuel_exhausted, _} =
+               Munition.fire(@random, "fill", [0, 65_536], capabilities: [:random], fuel: 5_000)
+
+      assert {:ok, _, %{fuel_consumed: fuel}} =
+               Munition.fire(@random, "fill", [0, 65_536], capabilities: [:random])
+
+      assert fuel > 8_192
+    end
+
     test "a wild pointer is a crash, not a write outside the guest" do
       assert {:crash, :trap, %Dump{trap: :memory_out_of_bounds, message: message}} =
                Munition.fire(@random, "fill", [65_000, 1_000], capabilities: [:random])

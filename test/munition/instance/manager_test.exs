@@ -2,6 +2,7 @@ defmodule Munition.Instance.ManagerTest do
   # Timing and scheduler tests: they run alone so other tests' load does not
   # blur what they measure.
   use ExUnit.Case, async: false
+  import Bitwise
 
   alias Munition.Forensics.Dump
 
@@ -84,6 +85,67 @@ defmodule Munition.Instance.ManagerTest do
       assert ms < 1_000
 
       for task <- tasks, do: assert({:crash, :timeout, _} = Task.await(task, 10_000))
+    end
+  end
+
+  describe "host functions and scheduling" do
+    test "guests waiting on slow Elixir host functions do not hold dirty schedulers" do
+      wat = ~s{(module (import "env" "wait" (func $wait)) (func (export "f") call $wait))}
+      host = {"env", "wait", {[], []}, :wait, fn _ctx -> Process.sleep(1_500) end}
+      waiting = 2 * :erlang.system_info(:dirty_cpu_schedulers)
+
+      tasks =
+        for _ <- 1..waiting do
+          Task.async(fn -> Munition.fire(wat, "f", [], host_functions: [host], capabilities: [:wait]) end)
+        end
+
+      Process.sleep(100)
+      {ms, result} = elapsed_ms(fn -> Munition.fire(@add, "add", [2, 3]) end)
+      assert {:ok, 5, _} = result
+      assert ms < 500, "a short call waited #{ms} ms behind guests waiting on host functions"
+
+      for task <- tasks, do: assert({:ok, nil, _} = Task.await(task, 10_000))
+    end
+
+    test "a host function whose process dies is a host error at once, not a timeout" do
+      wat = ~s{(module (import "env" "die" (func $die)) (func (export "f") call $die))}
+      host = {"env", "die", {[], []}, :die, fn _ctx -> Process.exit(self(), :kill) end}
+
+      {ms, result} =
+        elapsed_ms(fn ->
+          Munition.fire(wat, "f", [], host_functions: [host], capabilities: [:die], timeout: 5_000)
+        end)
+
+      assert {:crash, :host_error, %Dump{message: message}} = result
+      assert message =~ "exited: :killed"
+      assert ms < 1_000
+    end
+
+    test "a built-in working through a large range still stops at the deadline" do
+      wat = """
+      (module (import "munition" "random_bytes" (func $fill (param i32 i32)))
+        (memory (export "memory") 1024)
+        (func (export "f") (loop (call $fill (i32.const 0) (i32.const 67108864)) (br 0))))
+      """
+
+      # Compiling is not part of the deadline: do it first. Capture without
+      # memory bytes: compressing 64 MiB of random bytes takes longer than the
+      # overshoot measured here.
+      {:ok, module} = Munition.compile(wat)
+
+      {ms, result} =
+        elapsed_ms(fn ->
+          Munition.fire(module, "f", [],
+            capabilities: [:random],
+            fuel: @plenty,
+            timeout: 200,
+            max_memory: 128 <<< 20,
+            forensics: :minimal
+          )
+        end)
+
+      assert {:crash, :timeout, _} = result
+      assert ms < 250, "stopped #{ms - 200} ms after the deadline"
     end
   end
 
