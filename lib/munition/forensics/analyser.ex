@@ -286,29 +286,28 @@ defmodule Munition.Forensics.Analyser do
   end
 
   defp diff_memories(a, b, min_gap, limit) do
-    indexes = Enum.map(a.memories ++ b.memories, & &1.index) |> Enum.uniq() |> Enum.sort()
+    with {:ok, in_a} <- memories_by_index(a),
+         {:ok, in_b} <- memories_by_index(b) do
+      indexes = (Map.keys(in_a) ++ Map.keys(in_b)) |> Enum.uniq() |> Enum.sort()
 
-    Enum.reduce_while(indexes, {:ok, []}, fn index, {:ok, acc} ->
-      with {:ok, bytes_a} <- memory_or_empty(a, index),
-           {:ok, bytes_b} <- memory_or_empty(b, index) do
-        case Munition.Native.memory_diff(bytes_a, bytes_b, min_gap, limit) do
-          [] -> {:cont, {:ok, acc}}
-          ranges -> {:cont, {:ok, [%{index: index, ranges: ranges} | acc]}}
-        end
-      else
-        error -> {:halt, error}
-      end
-    end)
-    |> case do
-      {:ok, acc} -> {:ok, Enum.reverse(acc)}
-      error -> error
+      # A memory only one dump has is compared with an empty one.
+      memories =
+        for index <- indexes,
+            bytes_a = Map.get(in_a, index, <<>>),
+            bytes_b = Map.get(in_b, index, <<>>),
+            ranges = Munition.Native.memory_diff(bytes_a, bytes_b, min_gap, limit),
+            ranges != [],
+            do: %{index: index, ranges: ranges}
+
+      {:ok, memories}
     end
   end
 
-  defp memory_or_empty(dump, index) do
-    case Dump.memory(dump, index) do
-      {:error, :no_memory} -> {:ok, <<>>}
-      other -> other
+  defp memories_by_index(dump) do
+    indexes = Enum.map(dump.memories, & &1.index)
+
+    with {:ok, bytes} <- Dump.memories_bytes(dump, indexes) do
+      {:ok, indexes |> Enum.zip(bytes) |> Map.new()}
     end
   end
 

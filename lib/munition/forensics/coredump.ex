@@ -34,14 +34,14 @@ defmodule Munition.Forensics.Coredump do
   @doc """
   The coredump bytes of `dump`, or `{:error, :not_captured}` for a dump taken
   with `forensics: :minimal` (without memory bytes a coredump would claim
-  zeros the guest never had), or the error of `Dump.memory/2`.
+  zeros the guest never had), or the error of `Dump.memories_bytes/2`.
   """
   @spec build(Dump.t()) :: {:ok, binary()} | {:error, atom() | tuple()}
   def build(%Dump{} = dump) do
     memories = Enum.sort_by(dump.memories, & &1.index)
     globals = Enum.sort_by(dump.globals, & &1.index)
 
-    with {:ok, memory_bytes} <- memory_bytes(dump, memories) do
+    with {:ok, memory_bytes} <- Dump.memories_bytes(dump, Enum.map(memories, & &1.index)) do
       name = "#{dump.module_hash || "unknown"}.wasm"
 
       sections = [
@@ -65,19 +65,6 @@ defmodule Munition.Forensics.Coredump do
       ]
 
       {:ok, IO.iodata_to_binary([<<0, "asm", 1, 0, 0, 0>> | sections])}
-    end
-  end
-
-  defp memory_bytes(dump, memories) do
-    Enum.reduce_while(memories, {:ok, []}, fn memory, {:ok, acc} ->
-      case Dump.memory(dump, memory.index) do
-        {:ok, bytes} -> {:cont, {:ok, [bytes | acc]}}
-        error -> {:halt, error}
-      end
-    end)
-    |> case do
-      {:ok, acc} -> {:ok, Enum.reverse(acc)}
-      error -> error
     end
   end
 

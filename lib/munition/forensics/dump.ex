@@ -29,7 +29,8 @@ defmodule Munition.Forensics.Dump do
       `[%{index, type, mutable, value, export}]`
     * `:module_hash`, `:imports`, `:exports` - of the module that ran
     * `:function`, `:args` - what was called
-    * `:capabilities` - the granted, expanded capabilities
+    * `:capabilities` - the granted, expanded capabilities (read from a file,
+      a capability whose atom does not exist in the reading VM is a string)
     * `:log` - guest log lines `[{level, line}]` (capability `:log`)
     * `:wasmtime_version`, `:munition_version`, `:captured_at` (UTC `DateTime`)
 
@@ -58,8 +59,8 @@ defmodule Munition.Forensics.Dump do
   | ----- | --------------------------------------------------------------------- |
   | 4     | memory index                                                          |
   | 8     | size in pages                                                         |
-  | 8     | page size in bytes                                                    |
-  | 8     | `S`, size of the memory in bytes                                      |
+  | 8     | page size in bytes, a power of two                                    |
+  | 8     | `S`, size of the memory in bytes: size in pages times page size       |
   | 1     | `1` when the bytes were captured, `0` for a `forensics: :minimal` dump |
   | 8     | `L`, length of the data that follows (`0` when not captured)           |
   | `L`   | one zstd frame (RFC 8878) whose header declares content size `S`      |
@@ -75,7 +76,7 @@ defmodule Munition.Forensics.Dump do
   | `0x04` | big integer | sign byte (`0` positive, `1` negative), 4-byte length, magnitude bytes (little-endian) |
   | `0x05` | float       | 8 bytes, IEEE 754 binary64                                     |
   | `0x06` | bytes       | 4-byte length, bytes (UTF-8 text where the field is text)      |
-  | `0x07` | symbol      | 2-byte length (at most 255), UTF-8 name (an Elixir atom)       |
+  | `0x07` | symbol      | 2-byte length (at most 255), UTF-8 name (an Elixir atom, see below) |
   | `0x08` | list        | 4-byte count, that many values                                 |
   | `0x09` | tuple       | 4-byte count, that many values                                 |
   | `0x0A` | map         | 4-byte count, that many key value, value value pairs           |
@@ -88,8 +89,18 @@ defmodule Munition.Forensics.Dump do
   values described under Fields (maps inside them, such as a backtrace frame,
   have symbol keys), and `"captured_at"`: an integer, microseconds since the
   Unix epoch (UTC), or nil. Readers ignore keys they do not know. A global's
-  `value` is an integer, a float, the symbol `nan`, `infinity` or
-  `neg_infinity`, 16 bytes for a v128, or the symbol `ref`.
+  `type` is the symbol `i32`, `i64`, `f32`, `f64`, `v128` or `ref` (every
+  reference type), and its `value` an integer for `i32` and `i64`, a float or
+  the symbol `nan`, `infinity` or `neg_infinity` for `f32` and `f64`, 16 bytes
+  for `v128`, and the symbol `ref` for `ref`.
+
+  Readers never create atoms: the atom table is never garbage collected, so a
+  reader that did would let a stream of crafted files exhaust it and stop the
+  VM. A symbol is read as the atom of that name when the atom already exists
+  (every symbol Munition writes does, save capabilities declared by host
+  functions whose module is not loaded), and as a string otherwise. A field
+  that must be an atom is then malformed: `reason`, `trap` and a global's
+  `type` and `value` must each be one of the atoms listed above.
 
   ## Errors
 
@@ -102,8 +113,9 @@ defmodule Munition.Forensics.Dump do
     * `{:error, :trailing_bytes}` - bytes after the checksum
     * `{:error, {:malformed, what}}` - the checksum holds but the content does
       not follow the format; `what` is an atom naming the part (`:flags`,
-      `:header`, `:value`, `:too_deep`, `:too_many_atoms`, `:memory`, or the
-      field that has the wrong shape)
+      `:header`, `:value`, `:too_deep`, `:memory`, or the field that has the
+      wrong shape, such as `:reason` for a symbol that is not one of the
+      reasons above)
     * `{:error, {:too_large, declared, bound}}` - a memory (or all of them
       together, or the file itself) declares more bytes than the bound; refused
       before anything is decompressed
@@ -151,8 +163,31 @@ defmodule Munition.Forensics.Dump do
   @default_max_memory_size 4 * 1024 * 1024 * 1024 + 16 * 1024 * 1024
   # Nesting a hostile header could ask for; real dumps need four levels.
   @max_depth 32
-  # Atoms a single dump may add to the atom table (which is never collected).
-  @atom_budget 256
+
+  # The atoms a field must hold, as the moduledoc lists them. Checked after
+  # decoding, which maps a symbol to an atom only when that atom exists.
+  @reasons [:fuel_exhausted, :trap, :timeout, :memory_limit, :host_error]
+  @traps [
+    :unreachable,
+    :integer_divide_by_zero,
+    :integer_overflow,
+    :memory_out_of_bounds,
+    :stack_overflow,
+    :indirect_call_to_null,
+    :bad_signature,
+    :table_out_of_bounds,
+    :bad_conversion_to_integer,
+    :heap_misaligned,
+    :null_reference,
+    :allocation_too_large,
+    :out_of_fuel,
+    :interrupt,
+    :memory_limit,
+    :abort,
+    :host_error,
+    :unknown
+  ]
+  @value_types [:i32, :i64, :f32, :f64, :v128, :ref]
 
   # Value tags of the header encoding (see the moduledoc).
   @t_nil 0x00
@@ -377,6 +412,47 @@ defmodule Munition.Forensics.Dump do
     end
   end
 
+  @doc """
+  The decompressed bytes of each memory in `indexes`, in that order, or the
+  first error of `memory/2` (in the order of `indexes`).
+
+  `indexes` defaults to `:all`: every memory of the dump, in ascending index
+  order. All the bytes are held at once: a caller that needs only one memory
+  should use `memory/2`.
+
+  ## Examples
+
+      iex> {:crash, :trap, dump} = Munition.fire(~s{(module (memory 1) (func (export "f") unreachable))}, "f", [])
+      iex> {:ok, [bytes]} = Munition.Forensics.Dump.memories_bytes(dump)
+      iex> byte_size(bytes)
+      65536
+      iex> Munition.Forensics.Dump.memories_bytes(dump, [0, 1])
+      {:error, :no_memory}
+  """
+  @spec memories_bytes(t(), [non_neg_integer()] | :all) :: {:ok, [binary()]} | {:error, atom() | tuple()}
+  def memories_bytes(dump, indexes \\ :all)
+
+  def memories_bytes(%__MODULE__{memories: memories} = dump, :all),
+    do: memories_bytes(dump, memories |> Enum.map(& &1.index) |> Enum.sort())
+
+  def memories_bytes(%__MODULE__{} = dump, indexes) when is_list(indexes) do
+    indexes
+    |> Enum.reduce_while({:ok, []}, fn index, {:ok, acc} ->
+      case memory(dump, index) do
+        {:ok, bytes} -> {:cont, {:ok, [bytes | acc]}}
+        error -> {:halt, error}
+      end
+    end)
+    |> case do
+      {:ok, acc} -> {:ok, Enum.reverse(acc)}
+      error -> error
+    end
+  end
+
+  def memories_bytes(%__MODULE__{}, indexes) do
+    raise ArgumentError, "indexes must be a list of memory indexes, got: #{inspect(indexes)}"
+  end
+
   ## Encoding
 
   defp encode_memory(%{index: index, pages: pages, page_size: page_size, size: size, data: data}) do
@@ -505,10 +581,10 @@ defmodule Munition.Forensics.Dump do
   end
 
   defp decode_header(header) do
-    case decode_value(header, 0, @atom_budget) do
-      {%{} = map, "", _budget} -> {:ok, map}
-      {_other, "", _budget} -> {:error, {:malformed, :header}}
-      {_value, _rest, _budget} -> {:error, {:malformed, :header}}
+    case decode_value(header, 0) do
+      {%{} = map, ""} -> {:ok, map}
+      {_other, ""} -> {:error, {:malformed, :header}}
+      {_value, _rest} -> {:error, {:malformed, :header}}
     end
   end
 
@@ -530,6 +606,11 @@ defmodule Munition.Forensics.Dump do
       flag not in [0, 1] or (flag == 0 and len != 0) ->
         {:error, {:malformed, :memory}}
 
+      # Readers such as the coredump writer divide by and take the log of
+      # the page size: a crafted zero must not reach them.
+      page_size == 0 or Bitwise.band(page_size, page_size - 1) != 0 or pages * page_size != size ->
+        {:error, {:malformed, :memory}}
+
       flag == 1 and Munition.Native.zstd_frame_size(data) != {:ok, size} ->
         {:error, {:malformed, :memory}}
 
@@ -544,62 +625,62 @@ defmodule Munition.Forensics.Dump do
     %{index: index, pages: pages, page_size: page_size, size: size, data: if(flag == 1, do: data)}
   end
 
-  # {value, rest, atom_budget}; throws {:malformed, what} on bytes that do not decode.
-  defp decode_value(_bytes, depth, _budget) when depth > @max_depth, do: throw({:malformed, :too_deep})
+  # {value, rest}; throws {:malformed, what} on bytes that do not decode.
+  defp decode_value(_bytes, depth) when depth > @max_depth, do: throw({:malformed, :too_deep})
 
-  defp decode_value(<<@t_nil, rest::binary>>, _d, b), do: {nil, rest, b}
-  defp decode_value(<<@t_false, rest::binary>>, _d, b), do: {false, rest, b}
-  defp decode_value(<<@t_true, rest::binary>>, _d, b), do: {true, rest, b}
-  defp decode_value(<<@t_int, v::little-signed-64, rest::binary>>, _d, b), do: {v, rest, b}
+  defp decode_value(<<@t_nil, rest::binary>>, _d), do: {nil, rest}
+  defp decode_value(<<@t_false, rest::binary>>, _d), do: {false, rest}
+  defp decode_value(<<@t_true, rest::binary>>, _d), do: {true, rest}
+  defp decode_value(<<@t_int, v::little-signed-64, rest::binary>>, _d), do: {v, rest}
 
-  defp decode_value(<<@t_bigint, sign, len::little-32, mag::binary-size(len), rest::binary>>, _d, b)
+  defp decode_value(<<@t_bigint, sign, len::little-32, mag::binary-size(len), rest::binary>>, _d)
        when sign in [0, 1] do
     v = :binary.decode_unsigned(mag, :little)
-    {if(sign == 1, do: -v, else: v), rest, b}
+    {if(sign == 1, do: -v, else: v), rest}
   end
 
-  defp decode_value(<<@t_float, v::little-float-64, rest::binary>>, _d, b), do: {v, rest, b}
+  defp decode_value(<<@t_float, v::little-float-64, rest::binary>>, _d), do: {v, rest}
 
-  defp decode_value(<<@t_bytes, len::little-32, v::binary-size(len), rest::binary>>, _d, b),
-    do: {v, rest, b}
+  defp decode_value(<<@t_bytes, len::little-32, v::binary-size(len), rest::binary>>, _d),
+    do: {v, rest}
 
-  defp decode_value(<<@t_atom, len::little-16, name::binary-size(len), rest::binary>>, _d, b)
+  defp decode_value(<<@t_atom, len::little-16, name::binary-size(len), rest::binary>>, _d)
        when len <= 255 do
     unless String.valid?(name), do: throw({:malformed, :value})
-
-    try do
-      {String.to_existing_atom(name), rest, b}
-    rescue
-      ArgumentError ->
-        if b <= 0, do: throw({:malformed, :too_many_atoms})
-        {String.to_atom(name), rest, b - 1}
-    end
+    {symbol(name), rest}
   end
 
-  defp decode_value(<<@t_list, count::little-32, rest::binary>>, d, b) do
-    {items, rest, b} = decode_many(rest, count, d + 1, b, [])
-    {items, rest, b}
+  defp decode_value(<<@t_list, count::little-32, rest::binary>>, d), do: decode_many(rest, count, d + 1, [])
+
+  defp decode_value(<<@t_tuple, count::little-32, rest::binary>>, d) do
+    {items, rest} = decode_many(rest, count, d + 1, [])
+    {List.to_tuple(items), rest}
   end
 
-  defp decode_value(<<@t_tuple, count::little-32, rest::binary>>, d, b) do
-    {items, rest, b} = decode_many(rest, count, d + 1, b, [])
-    {List.to_tuple(items), rest, b}
+  defp decode_value(<<@t_map, count::little-32, rest::binary>>, d) do
+    {items, rest} = decode_many(rest, count * 2, d + 1, [])
+    {items |> Enum.chunk_every(2) |> Map.new(fn [k, v] -> {k, v} end), rest}
   end
 
-  defp decode_value(<<@t_map, count::little-32, rest::binary>>, d, b) do
-    {items, rest, b} = decode_many(rest, count * 2, d + 1, b, [])
-    {items |> Enum.chunk_every(2) |> Map.new(fn [k, v] -> {k, v} end), rest, b}
-  end
+  defp decode_value(_bytes, _d), do: throw({:malformed, :value})
 
-  defp decode_value(_bytes, _d, _b), do: throw({:malformed, :value})
+  # Never String.to_atom/1: atoms are never collected, so every file read
+  # could add atoms for good, and enough crafted files would fill the table
+  # and bring the VM down. A name that is not an atom yet stays a string;
+  # build/1 refuses it where the format requires an atom.
+  defp symbol(name) do
+    String.to_existing_atom(name)
+  rescue
+    ArgumentError -> name
+  end
 
   # Reads item by item, so a count larger than the bytes can hold fails when
   # the bytes run out instead of allocating for the count.
-  defp decode_many(rest, 0, _d, b, acc), do: {Enum.reverse(acc), rest, b}
+  defp decode_many(rest, 0, _d, acc), do: {Enum.reverse(acc), rest}
 
-  defp decode_many(rest, count, d, b, acc) do
-    {value, rest, b} = decode_value(rest, d, b)
-    decode_many(rest, count - 1, d, b, [value | acc])
+  defp decode_many(rest, count, d, acc) do
+    {value, rest} = decode_value(rest, d)
+    decode_many(rest, count - 1, d, [value | acc])
   end
 
   # Checks each field's shape, so a dump that passed the checksum but was
@@ -628,7 +709,8 @@ defmodule Munition.Forensics.Dump do
     if valid?(field, value), do: {:ok, value}, else: :error
   end
 
-  defp valid?(field, v) when field in [:reason, :trap], do: is_atom(v)
+  defp valid?(:reason, v), do: is_nil(v) or v in @reasons
+  defp valid?(:trap, v), do: is_nil(v) or v in @traps
 
   defp valid?(field, v)
        when field in [:message, :module_hash, :function, :wasmtime_version, :munition_version],
@@ -641,7 +723,7 @@ defmodule Munition.Forensics.Dump do
   defp valid?(:globals, v), do: list_of?(v, &global?/1)
   defp valid?(field, v) when field in [:imports, :exports], do: list_of?(v, &is_map/1)
   defp valid?(:args, v), do: is_list(v)
-  defp valid?(:capabilities, v), do: list_of?(v, &is_atom/1)
+  defp valid?(:capabilities, v), do: list_of?(v, &(is_atom(&1) or is_binary(&1)))
   defp valid?(:log, v), do: is_list(v)
 
   defp list_of?(v, check), do: is_list(v) and Enum.all?(v, check)
@@ -653,8 +735,14 @@ defmodule Munition.Forensics.Dump do
 
   defp frame?(_), do: false
 
-  defp global?(%{index: i, type: t, mutable: m} = g) when is_integer(i) and i >= 0 and is_atom(t),
-    do: is_boolean(m) and (is_nil(g[:export]) or is_binary(g[:export]))
+  defp global?(%{index: i, type: t, mutable: m, value: v} = g)
+       when is_integer(i) and i >= 0 and t in @value_types and is_boolean(m),
+       do: global_value?(t, v) and (is_nil(g[:export]) or is_binary(g[:export]))
 
   defp global?(_), do: false
+
+  defp global_value?(t, v) when t in [:i32, :i64], do: is_integer(v)
+  defp global_value?(t, v) when t in [:f32, :f64], do: is_float(v) or v in [:nan, :infinity, :neg_infinity]
+  defp global_value?(:v128, v), do: is_binary(v) and byte_size(v) == 16
+  defp global_value?(:ref, v), do: v == :ref
 end

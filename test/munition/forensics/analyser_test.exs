@@ -140,6 +140,18 @@ defmodule Munition.Forensics.AnalyserTest do
       assert Analyser.diff(a, a) == {:ok, %{memories: [], globals: []}}
     end
 
+    test "compares a memory only one dump has with an empty memory" do
+      a = crash(100)
+      whole = [%{index: 0, ranges: [{0, 65_536}]}]
+      assert {:ok, %{memories: ^whole}} = Analyser.diff(a, %{a | memories: []})
+      assert {:ok, %{memories: ^whole}} = Analyser.diff(%{a | memories: []}, a)
+    end
+
+    test "a minimal dump has no bytes to compare" do
+      assert Analyser.diff(crash(0), crash(0, forensics: :minimal)) == {:error, :not_captured}
+      assert Analyser.diff(crash(0, forensics: :minimal), crash(0)) == {:error, :not_captured}
+    end
+
     test "refuses dumps of different modules" do
       {:crash, :trap, other} = Munition.fire(~s{(module (func (export "f") unreachable))}, "f", [])
       assert Analyser.diff(crash(0), other) == {:error, :different_modules}

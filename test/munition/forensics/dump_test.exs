@@ -26,6 +26,31 @@ defmodule Munition.Forensics.DumpTest do
     dump
   end
 
+  # A dump file with a valid checksum and no memories whose header is `fields`:
+  # values are written as the format says, {:symbol, name} as a symbol whether
+  # or not `name` is an atom, and {:raw, bytes} as the encoded bytes given.
+  def crafted(fields) do
+    header = value(fields)
+
+    body =
+      <<0x89, "MUNDUMP", 1::little-16, 0::little-16, byte_size(header)::little-32>> <>
+        header <> <<0::little-32>>
+
+    body <> <<:erlang.crc32(body)::little-32>>
+  end
+
+  defp value({:raw, bytes}), do: bytes
+  defp value({:symbol, name}), do: <<0x07, byte_size(name)::little-16, name::binary>>
+  defp value(bytes) when is_binary(bytes), do: <<0x06, byte_size(bytes)::little-32, bytes::binary>>
+
+  defp value(list) when is_list(list),
+    do: IO.iodata_to_binary([<<0x08, length(list)::little-32>> | Enum.map(list, &value/1)])
+
+  defp value(map) when is_map(map) do
+    pairs = Enum.map(map, fn {k, v} -> [value(k), value(v)] end)
+    IO.iodata_to_binary([<<0x0A, map_size(map)::little-32>> | pairs])
+  end
+
   defp tmp_dir(name) do
     dir = Path.join(System.tmp_dir!(), "munition-dump-test-#{name}-#{System.unique_integer([:positive])}")
     File.rm_rf!(dir)
@@ -59,7 +84,8 @@ defmodule Munition.Forensics.DumpTest do
           globals: [
             %{index: 0, type: :v128, mutable: false, value: <<1::128>>, export: nil},
             %{index: 1, type: :f32, mutable: true, value: :nan, export: "x"},
-            %{index: 2, type: :funcref, mutable: false, value: :ref, export: nil}
+            # Every reference type is captured as :ref.
+            %{index: 2, type: :ref, mutable: false, value: :ref, export: nil}
           ]
       }
 
@@ -110,18 +136,61 @@ defmodule Munition.Forensics.DumpTest do
       end
     end
 
-    test "corruption with a recomputed checksum is still an error or a well-formed dump", %{bytes: bytes} do
+    test "corruption with a recomputed checksum is a documented error or a dump every reader accepts",
+         %{bytes: bytes} do
       body = binary_part(bytes, 0, byte_size(bytes) - 4)
+      <<_::binary-size(12), header_len::little-32, _::binary>> = body
+      header_end = 16 + header_len
+      fields = ~w(reason trap message backtrace fuel_given fuel_consumed fuel_remaining
+                  execution_time_us globals module_hash imports exports function args
+                  capabilities log wasmtime_version munition_version captured_at)a
+      malformed = [:header, :value, :too_deep, :memory | fields]
 
-      for offset <- 12..(byte_size(body) - 1), mask <- [0x01, 0x7F, 0xFF] do
-        <<head::binary-size(offset), byte, tail::binary>> = body
-        corrupted = <<head::binary, Bitwise.bxor(byte, mask), tail::binary>>
+      results =
+        for offset <- 12..(byte_size(body) - 1), mask <- [0x01, 0x7F, 0xFF] do
+          <<head::binary-size(offset), byte, tail::binary>> = body
+          corrupted = <<head::binary, Bitwise.bxor(byte, mask), tail::binary>>
+          file = corrupted <> <<:erlang.crc32(corrupted)::little-32>>
+          where = "offset #{offset} mask #{mask}"
 
-        case Dump.deserialize(corrupted <> <<:erlang.crc32(corrupted)::little-32>>) do
-          {:ok, %Dump{}} -> :ok
-          {:error, _reason} -> :ok
+          case Dump.deserialize(file) do
+            {:ok, %Dump{} = dump} ->
+              # The header is lenient where the moduledoc says so (unknown
+              # keys are ignored, symbols that are not atoms read as strings),
+              # so a decoded header need not re-encode to the same bytes; but
+              # it must be a dump that encodes, decodes to itself, and that
+              # the coredump writer and the analyser take without raising.
+              reserialized = Dump.serialize(dump)
+              assert Dump.deserialize(reserialized) == {:ok, dump}, where
+              assert {tag, _} = Dump.to_coredump(dump), where
+              assert tag in [:ok, :error], where
+              assert is_binary(Munition.Forensics.Analyser.summary(dump)), where
+
+              # Memory records have no leniency: what decodes is what was there.
+              if offset >= header_end, do: assert(reserialized == file, where)
+              :ok
+
+            {:error, :truncated} ->
+              :error
+
+            {:error, :trailing_bytes} ->
+              :error
+
+            {:error, {:malformed, what}} ->
+              assert what in malformed, "#{where}: #{inspect(what)}"
+              :error
+
+            {:error, {:too_large, declared, bound}} ->
+              assert declared > bound, where
+              :error
+
+            other ->
+              flunk("#{where}: undocumented result #{inspect(other)}")
+          end
         end
-      end
+
+      # Both outcomes occur, so neither branch above is dead.
+      assert Enum.uniq(Enum.sort(results)) == [:error, :ok]
     end
 
     test "random bytes are an error" do
@@ -155,35 +224,61 @@ defmodule Munition.Forensics.DumpTest do
                {:error, {:malformed, :memory}}
     end
 
-    test "a crafted header cannot nest without bound or flood the atom table" do
-      file = fn header ->
-        body =
-          <<0x89, "MUNDUMP", 1::little-16, 0::little-16, byte_size(header)::little-32>> <>
-            header <> <<0::little-32>>
-
-        body <> <<:erlang.crc32(body)::little-32>>
-      end
-
-      args_map = fn value -> <<0x0A, 1::little-32, 0x06, 4::little-32, "args", value::binary>> end
-
+    test "a crafted header cannot nest without bound or claim more items than its bytes hold" do
       deep = String.duplicate(<<0x08, 1::little-32>>, 100) <> <<0x00>>
-      assert Dump.deserialize(file.(args_map.(deep))) == {:error, {:malformed, :too_deep}}
-
-      atoms =
-        for i <- 1..300, into: <<0x08, 300::little-32>> do
-          name = "munition_test_never_an_atom_#{System.unique_integer([:positive])}_#{i}"
-          <<0x07, byte_size(name)::little-16, name::binary>>
-        end
-
-      assert Dump.deserialize(file.(args_map.(atoms))) == {:error, {:malformed, :too_many_atoms}}
+      assert Dump.deserialize(crafted(%{"args" => {:raw, deep}})) == {:error, {:malformed, :too_deep}}
 
       # A list claiming four billion items in a few bytes fails on the bytes,
       # without allocating for the count.
       huge = <<0x08, 0xFFFFFFFF::little-32, 0x00>>
-      assert Dump.deserialize(file.(args_map.(huge))) == {:error, {:malformed, :value}}
+      assert Dump.deserialize(crafted(%{"args" => {:raw, huge}})) == {:error, {:malformed, :value}}
 
       # The framing itself is fine: an empty header map reads as an empty dump.
-      assert {:ok, %Dump{reason: nil, memories: []}} = Dump.deserialize(file.(<<0x0A, 0::little-32>>))
+      assert {:ok, %Dump{reason: nil, memories: []}} = Dump.deserialize(crafted(%{}))
+    end
+
+    test "a symbol that is not an atom yet is read as a string, where a string may stand" do
+      name = "munition_test_capability_#{System.unique_integer([:positive])}"
+
+      assert {:ok, %Dump{capabilities: [:log, ^name], args: [^name]}} =
+               Dump.deserialize(
+                 crafted(%{"capabilities" => [{:symbol, "log"}, {:symbol, name}], "args" => [{:symbol, name}]})
+               )
+
+      assert_raise ArgumentError, fn -> String.to_existing_atom(name) end
+    end
+
+    test "reason, trap and a global's type and value outside the format's atoms are malformed" do
+      fresh = {:symbol, "munition_test_reason_#{System.unique_integer([:positive])}"}
+      assert Dump.deserialize(crafted(%{"reason" => fresh})) == {:error, {:malformed, :reason}}
+
+      # Existing atoms are not enough: they must be the ones the format lists.
+      assert {:error, {:malformed, :reason}} =
+               %Dump{reason: :erlang} |> Dump.serialize() |> Dump.deserialize()
+
+      assert {:error, {:malformed, :trap}} = %Dump{trap: :ok} |> Dump.serialize() |> Dump.deserialize()
+
+      global = %{index: 0, type: :i32, mutable: false, value: 1, export: nil}
+
+      for bad <- [%{global | type: :funcref}, %{global | value: 1.5}, %{global | type: :f64, value: :ref}] do
+        assert {:error, {:malformed, :globals}} =
+                 %Dump{globals: [bad]} |> Dump.serialize() |> Dump.deserialize(),
+               inspect(bad)
+      end
+    end
+
+    test "a memory record whose pages, page size and size disagree is malformed" do
+      dump = crash([1], forensics: :minimal)
+      [memory] = dump.memories
+
+      for bad <- [
+            %{memory | page_size: 0, size: 0},
+            %{memory | page_size: 3, pages: 2, size: 6},
+            %{memory | pages: 3}
+          ] do
+        assert Dump.deserialize(Dump.serialize(%{dump | memories: [bad]})) == {:error, {:malformed, :memory}},
+               inspect(bad)
+      end
     end
 
     test "a header field with the wrong shape is malformed" do
@@ -192,6 +287,27 @@ defmodule Munition.Forensics.DumpTest do
 
       assert {:error, {:malformed, :fuel_given}} =
                %Dump{fuel_given: -1} |> Dump.serialize() |> Dump.deserialize()
+    end
+  end
+
+  describe "memories_bytes/2" do
+    test "decompresses every memory, in the order asked for" do
+      dump = crash([64])
+      {:ok, memory} = Dump.memory(dump, 0)
+      assert binary_part(memory, 64, 8) == "s3cr3t!!"
+      assert Dump.memories_bytes(dump) == {:ok, [memory]}
+      assert Dump.memories_bytes(dump, [0, 0]) == {:ok, [memory, memory]}
+      assert Dump.memories_bytes(dump, []) == {:ok, []}
+    end
+
+    test "answers the first error of memory/2" do
+      assert Dump.memories_bytes(crash(), [0, 7]) == {:error, :no_memory}
+      assert Dump.memories_bytes(crash([1], forensics: :minimal)) == {:error, :not_captured}
+      assert Dump.memories_bytes(%Dump{}) == {:ok, []}
+    end
+
+    test "indexes that are not a list are an ArgumentError" do
+      assert_raise ArgumentError, ~r/got: 0/, fn -> Dump.memories_bytes(%Dump{}, 0) end
     end
   end
 
@@ -273,5 +389,38 @@ defmodule Munition.Forensics.DumpDirConfigTest do
     Application.put_env(:munition, :dump_max_memory_size, 65_536)
     on_exit(fn -> Application.delete_env(:munition, :dump_max_memory_size) end)
     assert Dump.deserialize(bytes) == {:error, {:too_large, 131_072, 65_536}}
+  end
+end
+
+defmodule Munition.Forensics.DumpAtomTableTest do
+  # Counts the atoms of the whole VM: nothing else may run meanwhile.
+  use ExUnit.Case, async: false
+
+  alias Munition.Forensics.{Dump, DumpTest}
+
+  test "decoding crafted dumps never adds atoms, however many fresh symbols they carry" do
+    # 50 files of 200 symbol names each that no code has made atoms of.
+    files =
+      for file <- 1..50 do
+        names = for i <- 1..200, do: "munition_fresh_#{file}_#{i}_#{System.unique_integer([:positive])}"
+        symbols = Enum.map(names, &{:symbol, &1})
+        {names, DumpTest.crafted(%{"args" => symbols, "capabilities" => symbols})}
+      end
+
+    # Load and exercise every module on the path first, so that only the
+    # decoding of the crafted files is counted.
+    warm_up = [{:symbol, "log"}, {:symbol, "munition_warm_up_#{System.unique_integer([:positive])}"}]
+    assert {:ok, _} = Dump.deserialize(DumpTest.crafted(%{"capabilities" => warm_up}))
+    before = :erlang.system_info(:atom_count)
+
+    for {names, bytes} <- files do
+      assert {:ok, %Dump{args: ^names, capabilities: ^names}} = Dump.deserialize(bytes)
+    end
+
+    assert :erlang.system_info(:atom_count) == before
+
+    for {names, _bytes} <- files, name <- names do
+      assert_raise ArgumentError, fn -> String.to_existing_atom(name) end
+    end
   end
 end
