@@ -54,7 +54,7 @@ defmodule Munition do
       `:auto` or `:adaptive` (see `Munition.Fuel.Policy`). Defaults to
       `10_000_000`.
     * `:timeout` - milliseconds the guest may run, start function included.
-      Defaults to `5_000`. The guest is stopped by the engine at its deadline.
+      Defaults to `5_000`, at most `86_400_000` (a day). The guest is stopped by the engine at its deadline.
     * `:max_memory` - bytes of linear memory the guest may have. Defaults to
       64 MiB, at most 4 GiB. Growing past it is `{:crash, :memory_limit, dump}`; a module whose
       initial memory is already over it is `{:error, {:memory_limit, message}}`.
@@ -108,7 +108,7 @@ defmodule Munition do
     runtime = runtime!(opts[:runtime])
     host_functions = Functions.normalize!(opts[:host_functions])
     capabilities = Capabilities.expand!(opts[:capabilities], host_functions)
-    timeout = positive!(:timeout, opts[:timeout] || Munition.Runtime.Config.default_timeout())
+    timeout = timeout!(opts[:timeout] || Munition.Runtime.Config.default_timeout())
     max_memory = max_memory!(opts[:max_memory] || Munition.Runtime.Config.default_max_memory())
     forensics = one_of!(:forensics, opts[:forensics], [:full, :minimal, false])
     result = one_of!(:result, opts[:result], [:values, :binary])
@@ -289,10 +289,15 @@ defmodule Munition do
           "max_memory must be a positive integer of at most #{@max_memory_limit} bytes, got: #{inspect(value)}"
   end
 
-  defp positive!(_name, value) when is_integer(value) and value > 0, do: value
+  # A day: far beyond any sensible guest call, and well inside what
+  # `receive ... after` and the native deadline can represent.
+  @max_timeout 86_400_000
 
-  defp positive!(name, value) do
-    raise ArgumentError, "#{name} must be a positive integer, got: #{inspect(value)}"
+  defp timeout!(value) when is_integer(value) and value > 0 and value <= @max_timeout, do: value
+
+  defp timeout!(value) do
+    raise ArgumentError,
+          "timeout must be a positive integer of at most #{@max_timeout} ms, got: #{inspect(value)}"
   end
 
   defp one_of!(name, value, allowed) do

@@ -121,8 +121,16 @@ defmodule MunitionTest do
         Munition.fire(@add, "add", [1, 2], fuel: -1)
       end
 
-      assert_raise ArgumentError, ~r/timeout must be a positive integer, got: 0/, fn ->
+      assert_raise ArgumentError, ~r/timeout must be a positive integer.*got: 0/, fn ->
         Munition.fire(@add, "add", [1, 2], timeout: 0)
+      end
+
+      assert_raise ArgumentError, ~r/timeout .*got: 5000000000/, fn ->
+        Munition.fire(@add, "add", [1, 2], timeout: 5_000_000_000)
+      end
+
+      assert_raise ArgumentError, ~r/fuel .*got: 1180591620717411303424/, fn ->
+        Munition.fire(@add, "add", [1, 2], fuel: 1 <<< 70)
       end
 
       assert_raise ArgumentError, ~r/unknown keys \[:bogus\]/, fn ->
@@ -224,6 +232,13 @@ defmodule MunitionTest do
       assert {:ok, 1, _} = Munition.fire(wat, "grow", [], max_memory: 32 * 65_536)
     end
 
+    test "a module with more than one memory is unsupported" do
+      assert {:error, {:unsupported, message}} =
+               Munition.fire(~s{(module (memory 1) (memory 1) (func (export "f")))}, "f", [])
+
+      assert message =~ "2 memories"
+    end
+
     test "a module whose initial memory is over max_memory does not run" do
       wat = ~s{(module (memory 100) (func (export "f")))}
       assert {:error, {:memory_limit, message}} = Munition.fire(wat, "f", [], max_memory: 65_536)
@@ -291,8 +306,17 @@ defmodule MunitionTest do
       assert {:ok, nil, _} = Munition.fire(module, "write", [])
       assert {:ok, [0, 0], _} = Munition.fire(module, "read", [])
 
-      # Also across a crash that leaves memory dirty.
-      assert {:ok, [0, 0], _} = Munition.fire(wat, "read", [])
+      # Also after a call that crashed with its memory and global written.
+      crash =
+        String.replace(
+          wat,
+          ~s{(global.set $g (i32.const 77)))},
+          ~s{(global.set $g (i32.const 77)) unreachable)}
+        )
+
+      {:ok, crashing} = Munition.compile(crash)
+      assert {:crash, :trap, %{globals: [%{value: 77}]}} = Munition.fire(crashing, "write", [])
+      assert {:ok, [0, 0], _} = Munition.fire(crashing, "read", [])
     end
   end
 
@@ -327,6 +351,13 @@ defmodule MunitionTest do
     test "accepts a valid module and rejects garbage" do
       assert :ok = Munition.validate(@add)
       assert {:error, {:invalid_module, _}} = Munition.validate("garbage")
+    end
+
+    test "with capabilities, refuses a granted import whose signature is wrong, as fire/4 does" do
+      wat = ~s{(module (import "munition" "get_time_ms" (func (result i32))) (func (export "f")))}
+      assert {:error, {:instantiation_failed, message}} = Munition.validate(wat, capabilities: [:time])
+      assert message =~ "get_time_ms"
+      assert {:error, {:instantiation_failed, ^message}} = Munition.fire(wat, "f", [], capabilities: [:time])
     end
 
     test "with capabilities, lists every import that would be refused" do

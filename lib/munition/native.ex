@@ -23,6 +23,7 @@ defmodule Munition.Native do
     end
   end
 
+  def module_lookup(_bytes, _cache_capacity), do: :erlang.nif_error(:nif_not_loaded)
   def module_compile(_bytes, _cache_capacity), do: :erlang.nif_error(:nif_not_loaded)
   def module_cache_stats, do: :erlang.nif_error(:nif_not_loaded)
   def module_cache_clear, do: :erlang.nif_error(:nif_not_loaded)

@@ -154,11 +154,14 @@ defmodule Munition.Fuel.Policy do
       iex> Munition.Fuel.Policy.resolve!(:auto, module, "f")
       10_000
       iex> Munition.Fuel.Policy.resolve!(0, module, "f")
-      ** (ArgumentError) fuel must be a positive integer, a profile (:default, :generous, :strict), :auto or :adaptive, got: 0
+      ** (ArgumentError) fuel must be a positive integer (at most 2^63-1), a profile (:default, :generous, :strict), :auto or :adaptive, got: 0
   """
+  # Wasmtime keeps fuel in a signed 64-bit counter.
+  @max_fuel 0x7FFF_FFFF_FFFF_FFFF
+
   @spec resolve!(term(), Munition.Module.t(), String.t()) :: pos_integer()
   def resolve!(nil, _module, _function), do: default_fuel()
-  def resolve!(fuel, _module, _function) when is_integer(fuel) and fuel > 0, do: fuel
+  def resolve!(fuel, _module, _function) when is_integer(fuel) and fuel > 0 and fuel <= @max_fuel, do: fuel
   def resolve!(:auto, module, _function), do: for_module(module)
 
   def resolve!(:adaptive, module, function) do
@@ -183,7 +186,8 @@ defmodule Munition.Fuel.Policy do
     names = profiles |> Map.keys() |> Enum.sort() |> Enum.map_join(", ", &inspect/1)
 
     raise ArgumentError,
-          "fuel must be a positive integer, a profile (#{names}), :auto or :adaptive, got: #{inspect(value)}"
+          "fuel must be a positive integer (at most 2^63-1), a profile (#{names}), :auto or :adaptive, " <>
+            "got: #{inspect(value)}"
   end
 
   @doc """

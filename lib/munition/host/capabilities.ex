@@ -100,18 +100,37 @@ defmodule Munition.Host.Capabilities do
   Decides what each import of `module` links to, given the `granted` (expanded)
   capabilities and the call's host functions.
 
-  Returns `{:ok, links}` for the native side, or
-  `{:error, {:capability_denied, denied}}` listing every import that is not granted.
+  Returns `{:ok, links}` for the native side,
+  `{:error, {:capability_denied, denied}}` listing every import that is not
+  granted, or `{:error, {:instantiation_failed, message}}` for a granted import
+  whose signature differs from the host function's.
   """
   @spec resolve(Munition.Module.t(), [atom()], [Munition.Host.Function.t()]) ::
-          {:ok, [map()]} | {:error, {:capability_denied, [map()]}}
-  def resolve(%Munition.Module{imports: imports}, granted, host_functions) do
+          {:ok, [map()]} | {:error, {:capability_denied, [map()]} | {:instantiation_failed, String.t()}}
+  def resolve(%Munition.Module{} = module, granted, host_functions) do
+    with {:ok, links} <- link_all(module, granted, host_functions) do
+      case Enum.find(links, fn {import, link} ->
+             {import.params, import.results} != {link.params, link.results}
+           end) do
+        nil ->
+          {:ok, Enum.map(links, fn {_import, link} -> link end)}
+
+        {import, link} ->
+          {:error,
+           {:instantiation_failed,
+            "import #{import.module}.#{import.name} has signature #{inspect(import.params)} -> " <>
+              "#{inspect(import.results)}, but the host function is #{inspect(link.params)} -> #{inspect(link.results)}"}}
+      end
+    end
+  end
+
+  defp link_all(%Munition.Module{imports: imports}, granted, host_functions) do
     indexed = Enum.with_index(host_functions)
 
     {links, denied} =
       Enum.reduce(imports, {[], []}, fn import, {links, denied} ->
         case link(import, granted, indexed) do
-          {:ok, link} -> {[link | links], denied}
+          {:ok, link} -> {[{import, link} | links], denied}
           {:denied, needs} -> {links, [%{module: import.module, name: import.name, needs: needs} | denied]}
         end
       end)

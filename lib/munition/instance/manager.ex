@@ -38,19 +38,21 @@ defmodule Munition.Instance.Manager do
   @spec execute(State.t(), plan()) ::
           {:ok, term(), map()} | {:crash, atom(), Munition.Forensics.Dump.t() | nil} | {:error, term()}
   def execute(%State{} = state, plan) do
-    state = %{state | started_at: System.monotonic_time(:millisecond)}
+    with :ok <- check_binary_abi(state, plan) do
+      state = %{state | started_at: System.monotonic_time(:millisecond)}
 
-    config = %{
-      fuel: state.fuel,
-      timeout_ms: plan.timeout,
-      max_memory: plan.max_memory,
-      links: plan.links,
-      log_limit: Munition.Runtime.Config.log_limit(),
-      host_pid: if(plan.host_functions == [], do: nil, else: self())
-    }
+      config = %{
+        fuel: state.fuel,
+        timeout_ms: plan.timeout,
+        max_memory: plan.max_memory,
+        links: plan.links,
+        log_limit: Munition.Runtime.Config.log_limit(),
+        host_pid: if(plan.host_functions == [], do: nil, else: self())
+      }
 
-    task = start_task(fn -> run(state, config, plan) end)
-    await(task, state, plan, state.started_at + plan.timeout + @grace_ms, %{})
+      task = start_task(fn -> run(state, config, plan) end)
+      await(task, state, plan, state.started_at + plan.timeout + @grace_ms, %{})
+    end
   end
 
   # A plain linked task, not one started through a Task.Supervisor: going
@@ -153,11 +155,37 @@ defmodule Munition.Instance.Manager do
 
   defp call(runtime, instance, state, plan) do
     with {:ok, params} <- lower_args(runtime, instance, state, plan) do
+      state = State.advance(state, :called)
+
       case runtime.call(instance, state.function, params) do
         {:ok, values, meta} -> lift_result(runtime, instance, state, values, meta, plan)
         {:crash, reason} -> crash(runtime, instance, state, reason, plan)
         {:error, _} = error -> error
       end
+    end
+  end
+
+  # The binary ABI, checked against the exports' signatures before anything
+  # runs: `alloc(i32) -> i32` when there are binary arguments, and a
+  # `(i32, i32)` or `i64` result for `result: :binary`.
+  defp check_binary_abi(%State{module: module} = state, plan) do
+    alloc = Munition.Module.export(module, plan.alloc)
+    function = Munition.Module.export(module, state.function)
+
+    cond do
+      Enum.any?(state.args, &is_binary/1) and not match?(%{params: [:i32], results: [:i32]}, alloc) ->
+        {:error,
+         {:bad_args,
+          "binary arguments need the guest to export #{plan.alloc}(len: i32) -> ptr: i32 (see the :alloc option)"}}
+
+      # A missing function is reported as such by the call.
+      plan.result == :binary and function != nil and function.results not in [[:i32, :i32], [:i64]] ->
+        {:error,
+         {:bad_result,
+          "result: :binary needs #{state.function} to return (ptr: i32, len: i32) or one i64 (ptr << 32 | len)"}}
+
+      true ->
+        :ok
     end
   end
 
@@ -178,7 +206,7 @@ defmodule Munition.Instance.Manager do
 
   defp copy_in(runtime, instance, state, bytes, plan) do
     case runtime.call(instance, plan.alloc, [byte_size(bytes)]) do
-      {:ok, [ptr], _meta} when is_integer(ptr) ->
+      {:ok, [ptr], _meta} ->
         case runtime.write_memory(instance, to_unsigned(ptr), bytes) do
           :ok ->
             {:ok, ptr}
@@ -190,16 +218,8 @@ defmodule Munition.Instance.Manager do
             error
         end
 
-      {:ok, other, _meta} ->
-        {:error, {:bad_args, "#{plan.alloc}(len) must return one i32 pointer, returned #{inspect(other)}"}}
-
       {:crash, reason} ->
         crash(runtime, instance, state, reason, plan)
-
-      {:error, {:function_not_found, _}} ->
-        {:error,
-         {:bad_args,
-          "binary arguments need the guest to export #{plan.alloc}(len) -> ptr (see the :alloc option)"}}
 
       {:error, _} = error ->
         error
@@ -207,6 +227,7 @@ defmodule Munition.Instance.Manager do
   end
 
   defp lift_result(runtime, instance, state, values, meta, plan) do
+    state = State.advance(state, :returned)
     meta = Map.merge(meta, %{module_hash: state.module.hash, capabilities: state.capabilities})
 
     case plan.result do
@@ -214,23 +235,17 @@ defmodule Munition.Instance.Manager do
         {:ok, unwrap(values), meta}
 
       :binary ->
-        case binary_range(values) do
-          {:ok, ptr, len} ->
-            case runtime.read_memory(instance, ptr, len) do
-              {:ok, bytes} ->
-                {:ok, bytes, meta}
+        {ptr, len} = binary_range(values)
 
-              {:error, {:out_of_bounds, message}} ->
-                out_of_bounds(runtime, instance, state, plan, "result #{message}")
+        case runtime.read_memory(instance, ptr, len) do
+          {:ok, bytes} ->
+            {:ok, bytes, meta}
 
-              {:error, _} = error ->
-                error
-            end
+          {:error, {:out_of_bounds, message}} ->
+            out_of_bounds(runtime, instance, state, plan, "result #{message}")
 
-          :error ->
-            {:error,
-             {:bad_result,
-              "result: :binary needs (ptr: i32, len: i32) or one i64 (ptr << 32 | len), got: #{inspect(values)}"}}
+          {:error, _} = error ->
+            error
         end
     end
   end
@@ -239,15 +254,13 @@ defmodule Munition.Instance.Manager do
   defp unwrap([value]), do: value
   defp unwrap(values), do: values
 
-  defp binary_range([ptr, len]) when is_integer(ptr) and is_integer(len),
-    do: {:ok, to_unsigned(ptr), to_unsigned(len)}
+  # The shapes were checked against the export's signature.
+  defp binary_range([ptr, len]), do: {to_unsigned(ptr), to_unsigned(len)}
 
-  defp binary_range([packed]) when is_integer(packed) do
+  defp binary_range([packed]) do
     <<ptr::32, len::32>> = <<packed::64>>
-    {:ok, ptr, len}
+    {ptr, len}
   end
-
-  defp binary_range(_), do: :error
 
   # i32 results come back signed; pointers and lengths are unsigned.
   defp to_unsigned(value) when value < 0, do: value + 0x1_0000_0000

@@ -16,21 +16,29 @@ defmodule Munition.Runtime.Wasmtime do
   def compile(bytes, opts \\ []) do
     cache_size = Keyword.get_lazy(opts, :cache_size, &Munition.Runtime.Config.module_cache_size/0)
 
-    case Native.module_compile(bytes, cache_size) do
-      {:ok, {resource, info}} ->
-        {:ok,
-         %Munition.Module{
-           resource: resource,
-           hash: info.hash,
-           imports: info.imports,
-           exports: info.exports,
-           memories: info.memories,
-           stats: info.stats
-         }}
-
-      {:error, _} = error ->
-        error
+    # A cache hit is answered on this scheduler; only compiling goes dirty.
+    case Native.module_lookup(bytes, cache_size) do
+      {resource, info} -> {:ok, to_module(resource, info)}
+      nil -> compile_dirty(bytes, cache_size)
     end
+  end
+
+  defp compile_dirty(bytes, cache_size) do
+    case Native.module_compile(bytes, cache_size) do
+      {:ok, {resource, info}} -> {:ok, to_module(resource, info)}
+      {:error, _} = error -> error
+    end
+  end
+
+  defp to_module(resource, info) do
+    %Munition.Module{
+      resource: resource,
+      hash: info.hash,
+      imports: info.imports,
+      exports: info.exports,
+      memories: info.memories,
+      stats: info.stats
+    }
   end
 
   @impl true

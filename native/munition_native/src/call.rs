@@ -1,7 +1,7 @@
 //! Calling an export of a live instance, and converting values between Erlang
 //! terms and wasm.
 
-use rustler::{Atom, Encoder, Env, ResourceArc, Term};
+use rustler::{Atom, Binary, Encoder, Env, NewBinary, ResourceArc, Term};
 use wasmtime::{Val, ValType};
 
 use crate::atoms;
@@ -152,37 +152,41 @@ fn guest_memory(live: &mut Live) -> MunitionResult<wasmtime::Memory> {
         })
 }
 
-/// Reads guest memory for the binary ABI (`result: :binary`).
-#[rustler::nif]
-fn instance_memory_read(
+/// Reads guest memory for the binary ABI (`result: :binary`), straight into
+/// the binary it returns. Dirty: a guest decides how much there is to copy.
+#[rustler::nif(schedule = "DirtyCpu")]
+fn instance_memory_read<'a>(
+    env: Env<'a>,
     instance: ResourceArc<InstanceRef>,
     ptr: u64,
     len: u64,
-) -> MunitionResult<OwnedBytes> {
+) -> MunitionResult<Binary<'a>> {
     let mut slot = instance.lock();
     let live = slot.idle()?;
     let memory = guest_memory(live)?;
     let data = memory.data(&live.store);
-    usize::try_from(ptr)
+    let bytes = usize::try_from(ptr)
         .ok()
         .zip(usize::try_from(len).ok())
         .and_then(|(start, len)| data.get(start..start.checked_add(len)?))
-        .map(|bytes| OwnedBytes(bytes.to_vec()))
         .ok_or_else(|| {
             MunitionError::OutOfBounds(format!(
                 "range {ptr}+{len} is outside guest memory of {} bytes",
                 data.len()
             ))
-        })
+        })?;
+    let mut binary = NewBinary::new(env, bytes.len());
+    binary.as_mut_slice().copy_from_slice(bytes);
+    Ok(binary.into())
 }
 
 /// Writes a binary argument into guest memory (at a pointer the guest's
-/// allocator returned).
-#[rustler::nif]
+/// allocator returned). Dirty: the caller decides how much there is to copy.
+#[rustler::nif(schedule = "DirtyCpu")]
 fn instance_memory_write(
     instance: ResourceArc<InstanceRef>,
     ptr: u64,
-    bytes: rustler::Binary,
+    bytes: Binary,
 ) -> MunitionResult<Atom> {
     let mut slot = instance.lock();
     let live = slot.idle()?;

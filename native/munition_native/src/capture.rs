@@ -104,32 +104,49 @@ fn snapshot_global(live: &mut Live, index: u32, global: &Global) -> GlobalSnapsh
     }
 }
 
-/// Memories and globals to read: all of them from the coredump Wasmtime
-/// attached to the trap (including non-exported globals such as a stack
-/// pointer), or the exported ones when there was no coredump.
-fn state_handles(live: &mut Live) -> (Vec<Memory>, Vec<Global>) {
+/// Memories and globals to read, with their indices: all of them from the
+/// coredump Wasmtime attached to the trap (including non-exported globals such
+/// as a stack pointer), or, when the failure was found outside wasm (a binary
+/// result out of bounds) and there is no coredump, the exported ones, each
+/// once, under the index its export names.
+fn state_handles(live: &mut Live) -> (Vec<(u32, Memory)>, Vec<(u32, Global)>) {
     if let Some(dump) = live
         .failure
         .as_ref()
         .and_then(|f| f.error.downcast_ref::<WasmCoreDump>())
     {
-        return (dump.memories().to_vec(), dump.globals().to_vec());
+        // Imports of memories and globals are refused, so the store's
+        // memories and globals are the module's own, in index order.
+        let memories = (0..).zip(dump.memories().iter().cloned()).collect();
+        let globals = (0..).zip(dump.globals().iter().cloned()).collect();
+        return (memories, globals);
     }
     let Some(instance) = live.instance else {
         return (vec![], vec![]);
     };
-    let exports: Vec<_> = instance
+    let exports: Vec<(String, wasmtime::Extern)> = instance
         .exports(&mut live.store)
-        .map(|e| e.into_extern())
+        .map(|e| (e.name().to_string(), e.into_extern()))
         .collect();
+    // A module has at most one memory (see `engine::pooling`).
     let memories = exports
         .iter()
-        .filter_map(|e| e.clone().into_memory())
-        .collect();
-    let globals = exports
+        .find_map(|(_, e)| e.clone().into_memory())
+        .map(|m| vec![(0, m)])
+        .unwrap_or_default();
+    let names = &live.module.info.global_export_names;
+    let mut globals: Vec<(u32, Global)> = exports
         .iter()
-        .filter_map(|e| e.clone().into_global())
+        .filter_map(|(name, e)| {
+            let global = e.clone().into_global()?;
+            let index = names
+                .iter()
+                .position(|n| n.as_deref() == Some(name.as_str()))?;
+            Some((index as u32, global))
+        })
         .collect();
+    globals.sort_by_key(|(index, _)| *index);
+    globals.dedup_by_key(|(index, _)| *index);
     (memories, globals)
 }
 
@@ -140,16 +157,13 @@ fn instance_capture(instance: ResourceArc<InstanceRef>, mode: Atom) -> MunitionR
     let live = slot.idle()?;
 
     let (memories, globals) = state_handles(live);
-    let imported_globals = live.module.info.imported_globals;
     let memory_snapshots = memories
         .iter()
-        .enumerate()
-        .map(|(i, m)| snapshot_memory(live, i as u32, m, full))
+        .map(|(index, m)| snapshot_memory(live, *index, m, full))
         .collect();
     let global_snapshots = globals
         .iter()
-        .enumerate()
-        .map(|(i, g)| snapshot_global(live, imported_globals + i as u32, g))
+        .map(|(index, g)| snapshot_global(live, *index, g))
         .collect();
 
     let failure = live.failure.as_ref();

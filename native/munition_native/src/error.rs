@@ -20,6 +20,9 @@ pub enum MunitionError {
     CapabilityDenied(Vec<DeniedImport>),
     #[error("{0}")]
     MemoryLimit(String),
+    /// Valid wasm that Munition does not run (more than one memory).
+    #[error("{0}")]
+    Unsupported(String),
     #[error("{0}")]
     Instantiation(String),
     /// The instance was used after cleanup, or a call was made on an instance
@@ -55,6 +58,7 @@ impl Encoder for MunitionError {
                 return (atoms::capability_denied(), denied).encode(env)
             }
             MunitionError::MemoryLimit(_) => atoms::memory_limit(),
+            MunitionError::Unsupported(_) => atoms::unsupported(),
             MunitionError::Instantiation(_) => atoms::instantiation_failed(),
             MunitionError::InvalidState(_) => atoms::invalid_state(),
             MunitionError::OutOfBounds(_) => atoms::out_of_bounds(),

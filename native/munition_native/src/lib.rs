@@ -55,7 +55,7 @@ mod atoms {
         ok, error, ready, crashed, returned, yielded, full, minimal,
         // error kinds
         invalid_module, function_not_found, bad_args, capability_denied,
-        memory_limit, instantiation_failed, invalid_state, out_of_bounds, bad_data, overloaded,
+        memory_limit, instantiation_failed, invalid_state, out_of_bounds, bad_data, overloaded, unsupported,
         // crash reasons
         fuel_exhausted, trap, timeout, host_error,
         // trap kinds

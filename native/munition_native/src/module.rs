@@ -41,8 +41,6 @@ pub struct ModuleInfo {
     pub stats: ModuleStats,
     /// Export name of each global, by global index (None when not exported).
     pub global_export_names: Vec<Option<String>>,
-    /// Number of imported globals: defined global `i` has index `imported + i`.
-    pub imported_globals: u32,
 }
 
 #[derive(Clone, rustler::NifMap)]
@@ -91,9 +89,17 @@ fn extern_kind(ty: &ExternType) -> (rustler::Atom, Vec<rustler::Atom>, Vec<rustl
 pub fn compile(bytes: &[u8], hash: String) -> MunitionResult<CompiledModule> {
     let wasm = wat::parse_bytes(bytes)
         .map_err(|e| MunitionError::InvalidModule(format!("cannot parse WAT: {e}")))?;
+    let scan = scan(&wasm).map_err(|e| MunitionError::InvalidModule(e.to_string()))?;
+    // Valid wasm that Munition's instance slots cannot hold (see
+    // `engine::pooling`) is refused here, by name, rather than at every call.
+    if scan.memories.len() > 1 {
+        return Err(MunitionError::Unsupported(format!(
+            "the module has {} memories; Munition supports one",
+            scan.memories.len()
+        )));
+    }
     let module = Module::new(&ENGINE, &wasm)
         .map_err(|e| MunitionError::InvalidModule(crate::error_chain(&e)))?;
-    let scan = scan(&wasm).map_err(|e| MunitionError::InvalidModule(e.to_string()))?;
 
     let imports = module
         .imports()
@@ -128,7 +134,6 @@ pub fn compile(bytes: &[u8], hash: String) -> MunitionResult<CompiledModule> {
         memories: scan.memories,
         stats: scan.stats,
         global_export_names: scan.global_export_names,
-        imported_globals: scan.imported_globals,
     };
     Ok(CompiledModule { module, info })
 }
@@ -159,6 +164,31 @@ fn cache_put(hash: String, module: Arc<CompiledModule>, capacity: usize) {
     cache.put(hash, module);
 }
 
+/// Modules compiled since the VM started (cache hits excluded).
+static COMPILATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Inputs up to this size are looked up in the cache on a normal scheduler:
+/// hashing them takes microseconds, less than a trip to a dirty scheduler.
+const INLINE_LOOKUP_LIMIT: usize = 64 * 1024;
+
+fn handle(compiled: Arc<CompiledModule>) -> (ResourceArc<ModuleRef>, ModuleInfo) {
+    let info = compiled.info.clone();
+    (ResourceArc::new(ModuleRef(compiled)), info)
+}
+
+/// A compiled module from the cache, without compiling: `{:ok, {handle,
+/// info}}`, or `:miss` (also for inputs too large to hash here).
+#[rustler::nif]
+fn module_lookup(
+    bytes: Binary,
+    cache_capacity: usize,
+) -> Option<(ResourceArc<ModuleRef>, ModuleInfo)> {
+    if bytes.len() > INLINE_LOOKUP_LIMIT {
+        return None;
+    }
+    cache_get(&content_hash(bytes.as_slice()), cache_capacity).map(handle)
+}
+
 /// Compiles (or fetches from the cache) a module. `cache_capacity` 0 disables
 /// the cache for this call.
 #[rustler::nif(schedule = "DirtyCpu")]
@@ -171,21 +201,25 @@ fn module_compile(
         Some(hit) => hit,
         None => {
             let compiled = Arc::new(compile(bytes.as_slice(), hash.clone())?);
+            COMPILATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             cache_put(hash, compiled.clone(), cache_capacity);
             compiled
         }
     };
-    let info = compiled.info.clone();
-    Ok((ResourceArc::new(ModuleRef(compiled)), info))
+    Ok(handle(compiled))
 }
 
-/// `{entries, capacity}` of the module cache.
+/// `{entries, capacity, compilations}` of the module cache.
 #[rustler::nif]
-fn module_cache_stats() -> (usize, usize) {
+fn module_cache_stats() -> (usize, usize, u64) {
     let cache = CACHE
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    (cache.len(), cache.cap().get())
+    (
+        cache.len(),
+        cache.cap().get(),
+        COMPILATIONS.load(std::sync::atomic::Ordering::Relaxed),
+    )
 }
 
 #[rustler::nif]

@@ -189,6 +189,40 @@ defmodule Munition.Host.FunctionsTest do
       assert [%{pages: 1}] = dump.memories
     end
 
+    test "a result that is not (i32, i32) or one i64 is refused before anything runs" do
+      wat = ~s{(module (memory (export "memory") 1) (func (export "one") (result i32) i32.const 0))}
+      assert {:error, {:bad_result, message}} = Munition.fire(wat, "one", [], result: :binary)
+      assert message =~ "(ptr: i32, len: i32) or one i64"
+    end
+
+    test "an allocator returning a pointer outside memory is a crash whose dump names the globals" do
+      wat = """
+      (module (memory (export "memory") 1)
+        (global $hidden (mut i32) (i32.const 11))
+        (global $a (export "a") (mut i32) (i32.const 22))
+        (global $b (export "b") i32 (i32.const 33))
+        (func (export "alloc") (param i32) (result i32) (global.set $a (i32.const 23)) i32.const -16)
+        (func (export "take") (param i32 i32)))
+      """
+
+      assert {:crash, :trap, %Dump{trap: :memory_out_of_bounds, message: message} = dump} =
+               Munition.fire(wat, "take", ["bytes"])
+
+      assert message =~ "alloc returned"
+      # No trap happened inside wasm, so the exported globals are what can be
+      # read, each under its own index and name.
+      assert [%{index: 1, export: "a", value: 23}, %{index: 2, export: "b", value: 33}] = dump.globals
+      assert [%{index: 0, pages: 1}] = dump.memories
+    end
+
+    test "an allocator with the wrong signature is refused" do
+      wat =
+        ~s{(module (memory (export "memory") 1) (func (export "alloc") (param i64) (result i64) i64.const 0) (func (export "take") (param i32 i32)))}
+
+      assert {:error, {:bad_args, message}} = Munition.fire(wat, "take", ["x"])
+      assert message =~ "alloc(len: i32) -> ptr: i32"
+    end
+
     test "binary arguments need the guest's allocator" do
       assert {:error, {:bad_args, message}} =
                Munition.fire(@upcase, "upcase", ["x"], result: :binary, alloc: "malloc")

@@ -7,7 +7,8 @@ defmodule Munition.Runtime.ConfigTest do
 
   test "reports the engine's version and features" do
     assert %{engine: :wasmtime, version: "48.0.8", features: features} = Config.features()
-    for feature <- [:fuel, :epochs, :pooling, :coredump, :fibers], do: assert(Config.feature?(feature))
+    assert Enum.sort(features) == [:coredump, :epochs, :fibers, :fuel, :pooling]
+    for feature <- features, do: assert(Config.feature?(feature))
     refute Config.feature?(:threads)
   end
 
@@ -26,8 +27,18 @@ defmodule Munition.Runtime.ConfigTest do
     for n <- 1..5,
         do: {:ok, _} = Munition.compile(~s{(module (func (export "f") (result i32) i32.const #{n}))})
 
-    assert {:ok, {entries, 2}} = {:ok, Munition.Native.module_cache_stats()}
+    assert {entries, 2, _compilations} = Munition.Native.module_cache_stats()
     assert entries <= 2
+  end
+
+  test "a second fire of the same bytes does not compile again" do
+    wat = ~s{(module (func (export "f") (result i32) i32.const #{System.unique_integer([:positive])}))}
+    {_, _, before} = Munition.Native.module_cache_stats()
+    assert {:ok, _, %{module_hash: hash}} = Munition.fire(wat, "f", [])
+    assert {:ok, _, %{module_hash: ^hash}} = Munition.fire(wat, "f", [])
+    assert {:ok, _} = Munition.compile(wat)
+    assert {_, _, after_} = Munition.Native.module_cache_stats()
+    assert after_ - before == 1
   end
 
   test "guest logs are forwarded to Logger when asked" do
