@@ -104,12 +104,15 @@ fn snapshot_global(live: &mut Live, index: u32, global: &Global) -> GlobalSnapsh
     }
 }
 
+/// Handles with their wasm indices.
+type Indexed<T> = Vec<(u32, T)>;
+
 /// Memories and globals to read, with their indices: all of them from the
 /// coredump Wasmtime attached to the trap (including non-exported globals such
 /// as a stack pointer), or, when the failure was found outside wasm (a binary
 /// result out of bounds) and there is no coredump, the exported ones, each
 /// once, under the index its export names.
-fn state_handles(live: &mut Live) -> (Vec<(u32, Memory)>, Vec<(u32, Global)>) {
+fn state_handles(live: &mut Live) -> (Indexed<Memory>, Indexed<Global>) {
     if let Some(dump) = live
         .failure
         .as_ref()
@@ -135,7 +138,7 @@ fn state_handles(live: &mut Live) -> (Vec<(u32, Memory)>, Vec<(u32, Global)>) {
         .map(|m| vec![(0, m)])
         .unwrap_or_default();
     let names = &live.module.info.global_export_names;
-    let mut globals: Vec<(u32, Global)> = exports
+    let mut globals: Indexed<Global> = exports
         .iter()
         .filter_map(|(name, e)| {
             let global = e.clone().into_global()?;
