@@ -1,6 +1,7 @@
 defmodule Munition.Fuel.MeterTest do
   # The meter is global: every test resets it.
   use ExUnit.Case, async: false
+  import Munition.AppEnv
 
   alias Munition.Fuel.Meter
 
@@ -27,18 +28,6 @@ defmodule Munition.Fuel.MeterTest do
   defp expected_percentile(sorted, q) do
     exact = Enum.at(sorted, max(ceil(q * length(sorted)), 1) - 1)
     {exact, min(Meter.bucket_max(Meter.bucket(exact)), List.last(sorted))}
-  end
-
-  defp put_env(key, value) do
-    previous = Application.fetch_env(:munition, key)
-    Application.put_env(:munition, key, value)
-
-    on_exit(fn ->
-      case previous do
-        {:ok, old} -> Application.put_env(:munition, key, old)
-        :error -> Application.delete_env(:munition, key)
-      end
-    end)
   end
 
   setup do

@@ -1,6 +1,7 @@
 defmodule Munition.Fuel.PolicyTest do
   # Reads and writes the application environment and the global meter.
   use ExUnit.Case, async: false
+  import Munition.AppEnv
 
   alias Munition.Fuel.{Meter, Policy}
 
@@ -39,18 +40,6 @@ defmodule Munition.Fuel.PolicyTest do
   defp compile!(wat) do
     {:ok, module} = Munition.compile(wat)
     module
-  end
-
-  defp put_env(key, value) do
-    previous = Application.fetch_env(:munition, key)
-    Application.put_env(:munition, key, value)
-
-    on_exit(fn ->
-      case previous do
-        {:ok, old} -> Application.put_env(:munition, key, old)
-        :error -> Application.delete_env(:munition, key)
-      end
-    end)
   end
 
   setup do

@@ -1,6 +1,7 @@
 defmodule Munition.Runtime.ConfigTest do
   # Changes the application environment: not async.
   use ExUnit.Case, async: false
+  import Munition.AppEnv
   import ExUnit.CaptureLog
 
   alias Munition.Runtime.Config
@@ -13,16 +14,14 @@ defmodule Munition.Runtime.ConfigTest do
   end
 
   test "defaults come from the application environment" do
-    Application.put_env(:munition, :default_timeout, 50)
-    on_exit(fn -> Application.delete_env(:munition, :default_timeout) end)
+    put_env(:default_timeout, 50)
 
     spin = ~s{(module (func (export "f") (loop br 0)))}
     assert {:crash, :timeout, _} = Munition.fire(spin, "f", [], fuel: 1_000_000_000_000)
   end
 
   test "the compiled-module cache is bounded by :module_cache_size" do
-    Application.put_env(:munition, :module_cache_size, 2)
-    on_exit(fn -> Application.delete_env(:munition, :module_cache_size) end)
+    put_env(:module_cache_size, 2)
 
     for n <- 1..5,
         do: {:ok, _} = Munition.compile(~s{(module (func (export "f") (result i32) i32.const #{n}))})
@@ -42,8 +41,7 @@ defmodule Munition.Runtime.ConfigTest do
   end
 
   test "guest logs are forwarded to Logger when asked" do
-    Application.put_env(:munition, :forward_guest_logs, true)
-    on_exit(fn -> Application.delete_env(:munition, :forward_guest_logs) end)
+    put_env(:forward_guest_logs, true)
 
     wat = """
     (module (import "munition" "log" (func $log (param i32 i32 i32))) (memory (export "memory") 1)
