@@ -43,31 +43,23 @@ defmodule Munition.Runtime.Wasmtime do
 
   @impl true
   def instantiate(%Munition.Module{resource: resource}, config) do
-    case Native.instance_new(resource, config) do
-      {:ok, {instance, progress}} ->
-        case finish(instance, progress) do
-          :ready -> {:ok, instance}
-          {:crashed, reason} -> {:crash, reason, instance}
-          {:error, _} = error -> error
-        end
-
-      {:error, _} = error ->
-        error
+    with {:ok, {instance, progress}} <- Native.instance_new(resource, config) do
+      case finish(instance, progress) do
+        :ready -> {:ok, instance}
+        {:crashed, reason} -> {:crash, reason, instance}
+        {:error, _} = error -> error
+      end
     end
   end
 
   @impl true
   def call(instance, function, args) do
-    case Native.instance_call(instance, function, args) do
-      {:ok, progress} ->
-        case finish(instance, progress) do
-          {:returned, values, meta} -> {:ok, values, meta}
-          {:crashed, reason} -> {:crash, reason}
-          {:error, _} = error -> error
-        end
-
-      {:error, _} = error ->
-        error
+    with {:ok, progress} <- Native.instance_call(instance, function, args) do
+      case finish(instance, progress) do
+        {:returned, values, meta} -> {:ok, values, meta}
+        {:crashed, reason} -> {:crash, reason}
+        {:error, _} = error -> error
+      end
     end
   end
 
