@@ -18,13 +18,13 @@ defmodule Munition.Host.Functions do
 
   ## How a call runs
 
-  The guest's thread blocks while `fun` runs in a process of its own (spawned by
-  the process that called `fire/4`), which answers over a channel. If `fun`
-  raises, exits or returns values of the wrong type, the guest's call ends as
-  `{:crash, :host_error, dump}` with the message in the dump; if it is still
+  The guest waits, suspended, while `fun` runs in a process of its own
+  (spawned by the process that called `fire/4`), which answers over a channel;
+  the waiting guest holds no scheduler thread. If `fun` raises, exits, is
+  killed or returns values of the wrong type, the guest's call ends at once as
+  `{:crash, :host_error, dump}` with the reason in the dump; if it is still
   running at the call's deadline, the guest's call ends as
-  `{:crash, :timeout, dump}`, the native thread is released, and the process
-  running `fun` is killed.
+  `{:crash, :timeout, dump}` and the process running `fun` is killed.
   """
 
   alias Munition.Host.Function
