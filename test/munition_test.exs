@@ -193,6 +193,18 @@ defmodule MunitionTest do
       assert %DateTime{} = dump.captured_at
     end
 
+    test "frames carry source file and line when the module has DWARF" do
+      # test/fixtures/dwarf/guest.rs, built with line tables (see the file).
+      wasm = File.read!("test/fixtures/dwarf/guest.wasm")
+
+      assert {:crash, :trap, %Dump{trap: :unreachable, backtrace: [inner, outer | _]}} =
+               Munition.fire(wasm, "divide", [1, 0])
+
+      assert %{func_name: "check_divisor", line: line} = inner
+      assert is_integer(line)
+      assert %{func_name: "divide", file: "fixtures/guest.rs", line: 24} = outer
+    end
+
     test "fuel exhaustion is a crash with the fuel accounted" do
       wat = ~s{(module (func (export "spin") (loop br 0)))}
       assert {:crash, :fuel_exhausted, dump} = Munition.fire(wat, "spin", [], fuel: 10_000)
