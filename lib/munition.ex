@@ -134,28 +134,19 @@ defmodule Munition do
         result: result,
         alloc: opts[:alloc]
       })
-      |> tap(&record(&1, state, opts[:dump_dir] || Munition.Runtime.Config.dump_dir()))
+      |> tap(&report(&1, state, opts[:dump_dir] || Munition.Runtime.Config.dump_dir()))
     end
   end
 
-  defp record({:ok, _result, meta}, state, _dump_dir) do
-    Munition.Fuel.Meter.record(
-      state.module.hash,
-      state.function,
-      :ok,
-      meta.fuel_consumed,
-      meta.execution_time_us
-    )
+  # Usage is recorded by the manager; what is left is for the operator.
+  defp report({:ok, _result, meta}, state, _dump_dir), do: forward_log(meta.log, state)
 
-    forward_log(meta.log, state)
-  end
+  defp report({:crash, _reason, nil}, _state, _dump_dir), do: :ok
 
-  defp record({:crash, reason, dump}, state, dump_dir) do
-    if dump, do: forward_log(dump.log, state)
-    {fuel, time} = if dump, do: {dump.fuel_consumed, dump.execution_time_us}, else: {state.fuel, 0}
-    Munition.Fuel.Meter.record(state.module.hash, state.function, reason, fuel, time)
+  defp report({:crash, _reason, dump}, state, dump_dir) do
+    forward_log(dump.log, state)
 
-    if dump && dump_dir do
+    if dump_dir do
       case Munition.Forensics.Dump.write_to_dir(dump, dump_dir) do
         {:ok, _path} ->
           :ok
@@ -166,7 +157,7 @@ defmodule Munition do
     end
   end
 
-  defp record({:error, _reason}, _state, _dump_dir), do: :ok
+  defp report({:error, _reason}, _state, _dump_dir), do: :ok
 
   defp forward_log([], _state), do: :ok
 

@@ -15,6 +15,7 @@ defmodule Munition.Instance.Manager do
   """
 
   alias Munition.Forensics.Capture
+  alias Munition.Fuel.Meter
   alias Munition.Host.Functions
   alias Munition.Instance.State
 
@@ -109,6 +110,8 @@ defmodule Munition.Instance.Manager do
       wait ->
         Task.shutdown(task, :brutal_kill)
         stop_serving(serving)
+        # What it burnt is unknown: the budget is the bound.
+        Meter.record(state.module.hash, state.function, :timeout, state.fuel, plan.timeout * 1000)
 
         {:crash, :timeout,
          Capture.without_store(
@@ -228,6 +231,7 @@ defmodule Munition.Instance.Manager do
 
   defp lift_result(runtime, instance, state, values, meta, plan) do
     state = State.advance(state, :returned)
+    Meter.record(state.module.hash, state.function, :ok, meta.fuel_consumed, meta.execution_time_us)
     meta = Map.merge(meta, %{module_hash: state.module.hash, capabilities: state.capabilities})
 
     case plan.result do
@@ -272,10 +276,12 @@ defmodule Munition.Instance.Manager do
     {:crash, :trap, dump}
   end
 
-  defp crash(_runtime, _instance, _state, reason, %{forensics: false}), do: {:crash, reason, nil}
-
+  # Every crash is captured, at least minimally: the meter needs its fuel and
+  # time even when the caller wants no dump (`forensics: false`).
   defp crash(runtime, instance, state, reason, plan) do
-    dump = Capture.capture(runtime, instance, State.advance(state, :crashed), plan.forensics)
-    {:crash, reason, %{dump | reason: reason}}
+    mode = if plan.forensics == false, do: :minimal, else: plan.forensics
+    dump = %{Capture.capture(runtime, instance, State.advance(state, :crashed), mode) | reason: reason}
+    Meter.record(state.module.hash, state.function, reason, dump.fuel_consumed, dump.execution_time_us)
+    {:crash, reason, if(plan.forensics, do: dump)}
   end
 end

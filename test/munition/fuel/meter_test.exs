@@ -96,6 +96,18 @@ defmodule Munition.Fuel.MeterTest do
       assert Meter.stats(module, "boom").outcomes.trap == 1
     end
 
+    test "a crash without a dump (forensics: false) is recorded with its real fuel" do
+      module = compile!(~s{(module (func (export "f") (param i32) (drop (local.get 0)) unreachable))})
+      assert {:crash, :trap, %{fuel_consumed: fuel}} = Munition.fire(module, "f", [1])
+      Meter.reset()
+
+      assert {:crash, :trap, nil} = Munition.fire(module, "f", [1], forensics: false)
+      stats = Meter.stats(module, "f")
+      assert stats.outcomes.trap == 1
+      assert stats.fuel.max == fuel
+      assert fuel < Munition.Fuel.Policy.default_fuel()
+    end
+
     test "percentiles are exact when every call uses the same fuel" do
       module = compile!(counter_wat("same"))
       for _ <- 1..40, do: {:ok, nil, %{fuel_consumed: 804}} = Munition.fire(module, "f", [100])
