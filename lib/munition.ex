@@ -63,7 +63,8 @@ defmodule Munition do
     * `:host_functions` - Elixir host functions for this call (see
       `Munition.Host.Functions`). Defaults to `[]`.
     * `:forensics` - `:full` (default), `:minimal` (no memory bytes) or `false`
-      (no capture; crashes return `{:crash, reason, nil}`).
+      (no dump: crashes return `{:crash, reason, nil}`; a minimal capture is
+      still taken for the meter's figures).
     * `:result` - `:values` (default) or `:binary`: read the function's
       `(ptr, len)` result back as a binary.
     * `:alloc` - the guest export that allocates memory for binary arguments.
