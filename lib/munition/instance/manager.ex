@@ -2,16 +2,17 @@ defmodule Munition.Instance.Manager do
   @moduledoc """
   Runs one execution: compile -> instantiate -> execute -> capture -> cleanup.
 
-  The guest runs in a task linked to the calling process, which
-  waits for it, serves the guest's calls to Elixir host functions meanwhile, and
-  enforces the timeout. The native side enforces the same deadline on its own
-  (epoch interruption), so a guest past its deadline stops running instead of
-  merely being abandoned. The wait here only gives up on the task
-  `#{1_000} ms` after the deadline (the grace for capturing a large memory),
-  which happens only if the native side failed to stop the guest.
+  The guest runs in a task linked to the calling process, which waits for it,
+  serves the guest's calls to Elixir host functions meanwhile, and enforces the
+  timeout. The native side enforces the same deadline on its own (epoch
+  interruption), so a guest past its deadline stops running instead of merely
+  being abandoned. The wait here gives up on the task only one second after the
+  deadline (the grace for capturing a large memory), which happens only if the
+  native side failed to stop the guest.
 
   Every failure path that leaves a store behind is captured before the store is
-  released; the store is released on every path.
+  released; the store is released on every path; and every execution's fuel and
+  time are recorded in `Munition.Fuel.Meter`.
   """
 
   alias Munition.Forensics.Capture
