@@ -23,11 +23,26 @@ defmodule Munition.Runtime do
   @callback compile(bytes :: binary(), opts :: keyword()) ::
               {:ok, Munition.Module.t()} | {:error, {:invalid_module, String.t()}}
 
+  @typedoc """
+  The guest is suspended until an Elixir host function answers: serve the
+  `{:munition_host_call, call, index, args, fuel}` messages sent to the
+  instance's `host_pid` (the process driving it), wait for `:munition_wake` (or at most `ms`
+  milliseconds, its deadline), then `resume/1`.
+  """
+  @type waiting :: {:waiting, ms :: non_neg_integer()}
+
   @callback instantiate(Munition.Module.t(), instance_config()) ::
-              {:ok, instance()} | {:crash, crash_reason(), instance()} | {:error, term()}
+              {:ok, instance()}
+              | {:crash, crash_reason(), instance()}
+              | {:waiting, non_neg_integer(), instance()}
+              | {:error, term()}
 
   @callback call(instance(), function :: String.t(), args :: [number()]) ::
-              {:ok, [term()], map()} | {:crash, crash_reason()} | {:error, term()}
+              {:ok, [term()], map()} | {:crash, crash_reason()} | waiting() | {:error, term()}
+
+  @doc "Continues a guest that was waiting: `:ready` when it was instantiating."
+  @callback resume(instance()) ::
+              :ready | {:ok, [term()], map()} | {:crash, crash_reason()} | waiting() | {:error, term()}
 
   @callback read_memory(instance(), ptr :: non_neg_integer(), len :: non_neg_integer()) ::
               {:ok, binary()} | {:error, term()}

@@ -2,9 +2,9 @@ defmodule Munition.Instance.Manager do
   @moduledoc """
   Runs one execution: compile -> instantiate -> execute -> capture -> cleanup.
 
-  The guest runs in a task linked to the calling process, which waits for it,
-  serves the guest's calls to Elixir host functions meanwhile, and enforces the
-  timeout. The native side enforces the same deadline on its own (epoch
+  The guest runs in a task linked to the calling process, which waits for it
+  and enforces the timeout; the task drives the guest and serves its calls to
+  Elixir host functions. The native side enforces the same deadline on its own (epoch
   interruption), so a guest past its deadline stops running instead of merely
   being abandoned. The wait here gives up on the task only one second after the
   deadline (the grace for capturing a large memory), which happens only if the
@@ -42,18 +42,8 @@ defmodule Munition.Instance.Manager do
   def execute(%State{} = state, plan) do
     with :ok <- check_binary_abi(state, plan) do
       state = %{state | started_at: System.monotonic_time(:millisecond)}
-
-      config = %{
-        fuel: state.fuel,
-        timeout_ms: plan.timeout,
-        max_memory: plan.max_memory,
-        links: plan.links,
-        log_limit: Munition.Runtime.Config.log_limit(),
-        host_pid: if(plan.host_functions == [], do: nil, else: self())
-      }
-
-      task = start_task(fn -> run(state, config, plan) end)
-      await(task, state, plan, state.started_at + plan.timeout + @grace_ms, %{})
+      task = start_task(fn -> run(state, plan) end)
+      await(task, state, plan, state.started_at + plan.timeout + @grace_ms)
     end
   end
 
@@ -71,46 +61,17 @@ defmodule Munition.Instance.Manager do
     end)
   end
 
-  # `serving` maps the monitor of each process running a host function to
-  # the guest call it answers, so a process that dies without replying is
-  # answered for: the guest gets a host error at once instead of waiting for
-  # its deadline.
-  defp await(task, state, plan, give_up_at, serving) do
+  defp await(task, state, plan, give_up_at) do
     wait = max(give_up_at - System.monotonic_time(:millisecond), 0)
-    ref = task.ref
 
-    receive do
-      {^ref, result} ->
-        Process.demonitor(ref, [:flush])
-        stop_serving(serving)
+    case Task.yield(task, wait) || Task.shutdown(task, :brutal_kill) do
+      {:ok, result} ->
         result
 
-      {:DOWN, ^ref, :process, _pid, reason} ->
-        stop_serving(serving)
+      {:exit, reason} ->
         {:error, {:runtime_failure, Exception.format_exit(reason)}}
 
-      {:munition_host_call, call, index, args, fuel} ->
-        function = Enum.at(plan.host_functions, index)
-        pid = Functions.serve(function, call, args, fuel)
-        monitor = Process.monitor(pid)
-        await(task, state, plan, give_up_at, Map.put(serving, monitor, {pid, call}))
-
-      {:DOWN, monitor, :process, _pid, reason} when is_map_key(serving, monitor) ->
-        {{_pid, call}, serving} = Map.pop(serving, monitor)
-
-        if reason != :normal do
-          Munition.Native.host_reply(
-            call,
-            {:error, "the host function's process exited: #{inspect(reason)}"},
-            []
-          )
-        end
-
-        await(task, state, plan, give_up_at, serving)
-    after
-      wait ->
-        Task.shutdown(task, :brutal_kill)
-        stop_serving(serving)
+      nil ->
         # What it burnt is unknown: the budget is the bound.
         Meter.record(state.module.hash, state.function, :timeout, state.fuel, plan.timeout * 1000)
 
@@ -124,36 +85,103 @@ defmodule Munition.Instance.Manager do
     end
   end
 
-  defp stop_serving(serving) do
-    Enum.each(serving, fn {monitor, {pid, _call}} ->
-      Process.demonitor(monitor, [:flush])
-      Process.exit(pid, :kill)
-    end)
-  end
-
-  # Runs inside the task: everything that touches the store.
-  defp run(state, config, plan) do
+  # Runs inside the task: everything that touches the store. The task is also
+  # the process the guest sends its calls to Elixir host functions to, so it
+  # serves them itself while the guest waits (see `drive/4`).
+  defp run(state, plan) do
     runtime = plan.runtime
 
+    config = %{
+      fuel: state.fuel,
+      timeout_ms: plan.timeout,
+      max_memory: plan.max_memory,
+      links: plan.links,
+      log_limit: Munition.Runtime.Config.log_limit(),
+      host_pid: if(plan.host_functions == [], do: nil, else: self())
+    }
+
+    try do
+      with {:instance, instance, outcome} <- instantiate(runtime, state, config, plan) do
+        try do
+          case outcome do
+            :ready ->
+              call(runtime, instance, %{State.advance(state, :instantiated) | instance: instance}, plan)
+
+            {:crash, reason} ->
+              crash(runtime, instance, State.advance(state, :crashed), reason, plan)
+
+            {:error, _} = error ->
+              error
+          end
+        after
+          runtime.cleanup(instance)
+        end
+      end
+    after
+      stop_serving()
+    end
+  end
+
+  # Instantiation runs the start function, which may crash or wait on a host
+  # function too; either way there is an instance to capture and release.
+  defp instantiate(runtime, state, config, plan) do
     case runtime.instantiate(state.module, config) do
-      {:error, _} = error ->
-        error
+      {:ok, instance} -> {:instance, instance, :ready}
+      {:crash, reason, instance} -> {:instance, instance, {:crash, reason}}
+      {:waiting, ms, instance} -> {:instance, instance, drive(runtime, instance, {:waiting, ms}, plan)}
+      {:error, _} = error -> error
+    end
+  end
 
-      {:crash, reason, instance} ->
-        try do
-          crash(runtime, instance, State.advance(state, :crashed), reason, plan)
-        after
-          runtime.cleanup(instance)
+  # A guest waiting for an Elixir host function: serve the call, wait for the
+  # answer (the native side wakes this process) or the deadline, resume.
+  # Anything else is where the guest stands for good.
+  defp drive(runtime, instance, {:waiting, ms}, plan) do
+    serve_until_woken(System.monotonic_time(:millisecond) + ms, plan)
+    drive(runtime, instance, runtime.resume(instance), plan)
+  end
+
+  defp drive(_runtime, _instance, outcome, _plan), do: outcome
+
+  # The process running the current host function, its monitor and the guest
+  # call it answers. A guest makes one host call at a time, so there is at
+  # most one; it lives in this task's dictionary so the task's `after` can
+  # stop it whatever happened.
+  @serving :munition_host_function
+
+  defp serve_until_woken(wake_by, plan) do
+    receive do
+      :munition_wake ->
+        :ok
+
+      {:munition_host_call, call, index, args, fuel} ->
+        function = Enum.at(plan.host_functions, index)
+        pid = Functions.serve(function, call, args, fuel)
+        Process.put(@serving, {pid, Process.monitor(pid), call})
+        serve_until_woken(wake_by, plan)
+
+      {:DOWN, monitor, :process, _pid, reason} ->
+        # A host function's process that dies without replying is answered
+        # for: the guest gets a host error at once instead of waiting for its
+        # deadline. (The reply wakes this process.)
+        with {_pid, ^monitor, call} when reason != :normal <- Process.get(@serving) do
+          Munition.Native.host_reply(
+            call,
+            {:error, "the host function's process exited: #{inspect(reason)}"},
+            []
+          )
         end
 
-      {:ok, instance} ->
-        state = %{State.advance(state, :instantiated) | instance: instance}
+        serve_until_woken(wake_by, plan)
+    after
+      max(wake_by - System.monotonic_time(:millisecond), 0) -> :ok
+    end
+  end
 
-        try do
-          call(runtime, instance, state, plan)
-        after
-          runtime.cleanup(instance)
-        end
+  defp stop_serving do
+    with {pid, monitor, _call} <- Process.delete(@serving) do
+      Process.demonitor(monitor, [:flush])
+      Process.exit(pid, :kill)
     end
   end
 
@@ -161,7 +189,7 @@ defmodule Munition.Instance.Manager do
     with {:ok, params} <- lower_args(runtime, instance, state, plan) do
       state = State.advance(state, :called)
 
-      case runtime.call(instance, state.function, params) do
+      case drive(runtime, instance, runtime.call(instance, state.function, params), plan) do
         {:ok, values, meta} -> lift_result(runtime, instance, state, values, meta, plan)
         {:crash, reason} -> crash(runtime, instance, state, reason, plan)
         {:error, _} = error -> error
@@ -209,7 +237,7 @@ defmodule Munition.Instance.Manager do
   end
 
   defp copy_in(runtime, instance, state, bytes, plan) do
-    case runtime.call(instance, plan.alloc, [byte_size(bytes)]) do
+    case drive(runtime, instance, runtime.call(instance, plan.alloc, [byte_size(bytes)]), plan) do
       {:ok, [ptr], _meta} ->
         case runtime.write_memory(instance, to_unsigned(ptr), bytes) do
           :ok ->

@@ -47,6 +47,7 @@ defmodule Munition.Runtime.Wasmtime do
       case finish(instance, progress) do
         :ready -> {:ok, instance}
         {:crashed, reason} -> {:crash, reason, instance}
+        {:waiting, ms} -> {:waiting, ms, instance}
         {:error, _} = error -> error
       end
     end
@@ -55,39 +56,34 @@ defmodule Munition.Runtime.Wasmtime do
   @impl true
   def call(instance, function, args) do
     with {:ok, progress} <- Native.instance_call(instance, function, args) do
-      case finish(instance, progress) do
-        {:returned, values, meta} -> {:ok, values, meta}
-        {:crashed, reason} -> {:crash, reason}
-        {:error, _} = error -> error
-      end
+      outcome(instance, progress)
+    end
+  end
+
+  @impl true
+  def resume(instance) do
+    with {:ok, progress} <- Native.instance_resume(instance) do
+      outcome(instance, progress)
+    end
+  end
+
+  defp outcome(instance, progress) do
+    case finish(instance, progress) do
+      {:returned, values, meta} -> {:ok, values, meta}
+      {:crashed, reason} -> {:crash, reason}
+      other -> other
     end
   end
 
   # The guest runs in slices of a few milliseconds; between them the dirty
   # scheduler is free for other work. Resume until it finishes one way or the
-  # other (the native deadline bounds how long that takes). A guest waiting
-  # for an Elixir host function is resumed when the native side says its
-  # answer (or a memory request) is there, or at its deadline.
-  defp finish(instance, :yielded), do: resume(instance)
-
-  defp finish(instance, {:waiting, ms}) do
-    receive do
-      :munition_wake -> :ok
-    after
-      ms -> :ok
-    end
-
-    resume(instance)
+  # other (the native deadline bounds how long that takes), or until it waits
+  # for an Elixir host function, which is the caller's to serve.
+  defp finish(instance, :yielded) do
+    with {:ok, progress} <- Native.instance_resume(instance), do: finish(instance, progress)
   end
 
   defp finish(_instance, progress), do: progress
-
-  defp resume(instance) do
-    case Native.instance_resume(instance) do
-      {:ok, progress} -> finish(instance, progress)
-      {:error, _} = error -> error
-    end
-  end
 
   @impl true
   def read_memory(instance, ptr, len), do: Native.instance_memory_read(instance, ptr, len)

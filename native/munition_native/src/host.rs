@@ -332,13 +332,13 @@ fn assemblyscript_string(caller: &mut Caller<'_, HostState>, ptr: i32) -> String
 //
 // A guest's call to an Elixir host function sends
 // `{:munition_host_call, call, index, args, fuel_remaining}` to the process
-// serving the call (see `Munition.Instance.Manager`) and suspends the guest
-// (its fiber) until the answer is on the call's channel. The NIF that was
-// running the guest returns `{:waiting, ms}`, which frees the dirty scheduler
-// thread; every message put on the channel also sends `:munition_wake` to the
-// process driving the guest, which resumes it. Resumed, the guest serves the
-// Elixir side's reads and writes of its memory, until the reply arrives or
-// the call's deadline passes.
+// that drives the guest (the task of `Munition.Instance.Manager`) and suspends
+// the guest (its fiber) until the answer is on the call's channel. The NIF
+// that was running the guest returns `{:waiting, ms}`, which frees the dirty
+// scheduler thread; that process runs the host function and waits. Every
+// message put on the channel also sends it `:munition_wake`, and it resumes
+// the guest. Resumed, the guest serves the Elixir side's reads and writes of
+// its memory, until the reply arrives or the call's deadline passes.
 // ---------------------------------------------------------------------------
 
 pub enum HostMessage {
@@ -356,10 +356,9 @@ pub enum HostMessage {
 }
 
 pub struct HostBridge {
-    /// The process that runs Elixir host functions (the caller of `fire/4`).
-    server: LocalPid,
-    /// The process that drives the guest with `instance_*` NIF calls: woken
-    /// when a suspended guest has something to read on its channel.
+    /// The process that drives the guest with `instance_*` NIF calls: it gets
+    /// the host calls, and is woken when a suspended guest has something to
+    /// read on its channel.
     driver: LocalPid,
     /// The environment of the NIF call currently running this store's guest.
     /// Sending from a dirty scheduler thread must go through that environment;
@@ -370,9 +369,8 @@ pub struct HostBridge {
 }
 
 impl HostBridge {
-    pub fn new(server: LocalPid, driver: LocalPid) -> Self {
+    pub fn new(driver: LocalPid) -> Self {
         HostBridge {
-            server,
             driver,
             env: AtomicPtr::new(std::ptr::null_mut()),
             waiting: AtomicBool::new(false),
@@ -503,7 +501,7 @@ fn send_host_call(
     let env = unsafe { Env::new(&(), env_ptr) };
     let args: Vec<WasmValue> = params.iter().cloned().map(WasmValue).collect();
     let message = (atoms::munition_host_call(), call, index, args, fuel);
-    if env.send(&bridge.server, message).is_err() {
+    if env.send(&bridge.driver, message).is_err() {
         return Err(host_fail(
             caller,
             Reason::HostError,

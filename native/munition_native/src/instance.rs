@@ -364,7 +364,8 @@ pub struct InstanceConfig {
     pub max_memory: u64,
     pub links: Vec<Link>,
     pub log_limit: u64,
-    /// The process that serves Elixir host functions, when there are any.
+    /// The process that drives the guest and serves its Elixir host functions,
+    /// when there are any (it must be the one making the `instance_*` calls).
     pub host_pid: Option<LocalPid>,
 }
 
@@ -477,7 +478,7 @@ fn instance_new(
     preflight(&compiled, config.max_memory)?;
     let bridge = config
         .host_pid
-        .map(|server| Arc::new(HostBridge::new(server, env.pid())));
+        .map(|driver| Arc::new(HostBridge::new(driver)));
     let mut store = new_store(&config, bridge)?;
     let imports = host::resolve_imports(&mut store, &compiled, &config.links)?;
 
