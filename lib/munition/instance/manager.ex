@@ -161,13 +161,16 @@ defmodule Munition.Instance.Manager do
         serve_until_woken(wake_by, plan)
 
       {:DOWN, monitor, :process, _pid, reason} ->
-        # A host function's process that dies without replying is answered
-        # for: the guest gets a host error at once instead of waiting for its
-        # deadline. (The reply wakes this process.)
-        with {_pid, ^monitor, call} when reason != :normal <- Process.get(@serving) do
+        # A host function's process that ends without replying (killed, or
+        # exiting by itself) is answered for: the guest gets a host error at
+        # once instead of waiting for its deadline; the reply wakes this
+        # process. If it did reply, the guest has taken that reply and closed
+        # the channel (its wake came before this message), and this one goes
+        # nowhere.
+        with {_pid, ^monitor, call} <- Process.get(@serving) do
           Munition.Native.host_reply(
             call,
-            {:error, "the host function's process exited: #{inspect(reason)}"},
+            {:error, "the host function's process ended without replying: #{inspect(reason)}"},
             []
           )
         end

@@ -117,7 +117,21 @@ defmodule Munition.Instance.ManagerTest do
         end)
 
       assert {:crash, :host_error, %Dump{message: message}} = result
-      assert message =~ "exited: :killed"
+      assert message =~ "ended without replying: :killed"
+      assert ms < 1_000
+    end
+
+    test "a host function whose process exits normally without replying is a host error too" do
+      wat = ~s{(module (import "env" "quit" (func $quit)) (func (export "f") call $quit))}
+      host = {"env", "quit", {[], []}, :quit, fn _ctx -> Process.exit(self(), :normal) end}
+
+      {ms, result} =
+        elapsed_ms(fn ->
+          Munition.fire(wat, "f", [], host_functions: [host], capabilities: [:quit], timeout: 5_000)
+        end)
+
+      assert {:crash, :host_error, %Dump{message: message}} = result
+      assert message =~ "ended without replying: :normal"
       assert ms < 1_000
     end
 
