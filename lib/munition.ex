@@ -43,9 +43,9 @@ defmodule Munition do
 
   `args` are integers and floats, checked against the export's signature
   (`i32` takes `-2^31..2^32-1`, `i64` likewise for 64 bits, `f32`/`f64` take
-  floats), and binaries (see "Binary data" in the README: each binary is copied
-  into guest memory through the guest's allocator and passed as pointer and
-  length).
+  floats and `:nan`, `:infinity`, `:neg_infinity`), and binaries (see "Binary
+  data" in the README: each binary is copied into guest memory through the
+  guest's allocator and passed as pointer and length).
 
   ## Options
 
@@ -254,8 +254,12 @@ defmodule Munition do
 
   defp check_args!(args) when is_list(args) do
     Enum.each(args, fn
-      arg when is_number(arg) or is_binary(arg) -> :ok
-      arg -> raise ArgumentError, "arguments must be integers, floats or binaries, got: #{inspect(arg)}"
+      arg when is_number(arg) or is_binary(arg) or arg in [:nan, :infinity, :neg_infinity] ->
+        :ok
+
+      arg ->
+        raise ArgumentError,
+              "arguments must be integers, floats (or :nan, :infinity, :neg_infinity) or binaries, got: #{inspect(arg)}"
     end)
   end
 

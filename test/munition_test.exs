@@ -70,6 +70,13 @@ defmodule MunitionTest do
       assert {:ok, :neg_infinity, _} = Munition.fire(wat, "inf", [])
     end
 
+    test "a caller that traps exits finds nothing of the call in its mailbox" do
+      Process.flag(:trap_exit, true)
+      assert {:ok, 5, _} = Munition.fire(@add, "add", [2, 3])
+      assert {:crash, :trap, _} = Munition.fire(~s{(module (func (export "f") unreachable))}, "f", [])
+      refute_receive _, 50
+    end
+
     test "a compiled module can be fired directly" do
       {:ok, module} = Munition.compile(@add)
       assert {:ok, 7, %{module_hash: hash}} = Munition.fire(module, "add", [3, 4])

@@ -24,7 +24,7 @@ defmodule Munition.Host.Context do
   """
   @spec read(t(), integer(), integer()) :: {:ok, binary()} | {:error, :out_of_bounds | :call_ended}
   def read(%__MODULE__{call: call}, ptr, len) when is_i32_or_u32(ptr) and is_i32_or_u32(len) do
-    call |> Munition.Native.host_read(unsigned(ptr), unsigned(len)) |> normalize()
+    call |> Munition.Native.host_read(unsigned(ptr), unsigned(len)) |> await_answer()
   end
 
   def read(_ctx, ptr, len) do
@@ -34,10 +34,7 @@ defmodule Munition.Host.Context do
   @doc "Writes `bytes` into guest memory at `ptr` (an unsigned 32-bit value, as for `read/3`)."
   @spec write(t(), integer(), binary()) :: :ok | {:error, :out_of_bounds | :call_ended}
   def write(%__MODULE__{call: call}, ptr, bytes) when is_i32_or_u32(ptr) and is_binary(bytes) do
-    case Munition.Native.host_write(call, unsigned(ptr), bytes) do
-      {:ok, :ok} -> :ok
-      other -> normalize(other)
-    end
+    call |> Munition.Native.host_write(unsigned(ptr), bytes) |> await_answer()
   end
 
   def write(_ctx, ptr, bytes) do
@@ -49,9 +46,21 @@ defmodule Munition.Host.Context do
   @spec fuel_remaining(t()) :: non_neg_integer()
   def fuel_remaining(%__MODULE__{fuel_remaining: fuel}), do: fuel
 
-  defp normalize({:ok, bytes}), do: {:ok, bytes}
-  defp normalize({:error, {:out_of_bounds, _}}), do: {:error, :out_of_bounds}
-  defp normalize({:error, {:invalid_state, _}}), do: {:error, :call_ended}
+  # The request is queued for the guest, which serves it when its driver
+  # resumes it and answers with a message: no scheduler thread waits. The
+  # guest's call ending first (its deadline) leaves no one to answer; this
+  # process is then killed with it, and the `after` is only a backstop.
+  @answer_timeout 60_000
+
+  defp await_answer({:ok, tag}) do
+    receive do
+      {:munition_memory, ^tag, answer} -> answer
+    after
+      @answer_timeout -> {:error, :call_ended}
+    end
+  end
+
+  defp await_answer({:error, {:invalid_state, _}}), do: {:error, :call_ended}
 
   defp unsigned(value) when value < 0, do: value + 0x1_0000_0000
   defp unsigned(value), do: value

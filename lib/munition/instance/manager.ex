@@ -49,14 +49,17 @@ defmodule Munition.Instance.Manager do
 
   # A plain linked task, not one started through a Task.Supervisor: going
   # through the supervisor process doubled the cost of a small call (measured
-  # with bench/fire.exs). The task cannot take the caller down with it: its
-  # body rescues everything, and on timeout it is shut down (unlinked first).
+  # with bench/fire.exs). The link makes the task (and so the guest) die with
+  # the caller. The task cannot take the caller down with it: its body catches
+  # everything, and on timeout it is shut down (unlinked first).
   defp start_task(fun) do
     Task.async(fn ->
       try do
         fun.()
       rescue
         exception -> {:error, {:runtime_failure, Exception.message(exception)}}
+      catch
+        kind, value -> {:error, {:runtime_failure, Exception.format(kind, value)}}
       end
     end)
   end
@@ -66,6 +69,16 @@ defmodule Munition.Instance.Manager do
 
     case Task.yield(task, wait) || Task.shutdown(task, :brutal_kill) do
       {:ok, result} ->
+        # A caller that traps exits must not find the task's exit in its
+        # mailbox: unlink (no exit signal can follow) and drop one sent already.
+        Process.unlink(task.pid)
+
+        receive do
+          {:EXIT, pid, _reason} when pid == task.pid -> :ok
+        after
+          0 -> :ok
+        end
+
         result
 
       {:exit, reason} ->

@@ -40,16 +40,17 @@ fn encode_float(value: f64, env: Env<'_>) -> Term<'_> {
     }
 }
 
-/// Converts one Elixir argument to the parameter type the export declares.
-/// i32 takes -2^31..2^32-1 (signed or unsigned spelling of the same bits),
-/// i64 likewise for 64 bits; floats take Elixir floats only.
-pub fn to_val(term: Term, ty: &ValType, position: usize) -> MunitionResult<Val> {
-    let bad = |what: String| MunitionError::BadArgs(format!("argument {position}: {what}"));
+/// Converts one Elixir value (`label` says which, for errors: "argument 0")
+/// to the wasm type declared for it. i32 takes -2^31..2^32-1 (signed or
+/// unsigned spelling of the same bits), i64 likewise for 64 bits; floats take
+/// Elixir floats and `:nan`, `:infinity`, `:neg_infinity`.
+pub fn to_val(term: Term, ty: &ValType, label: &str) -> MunitionResult<Val> {
+    let bad = |what: String| MunitionError::BadArgs(format!("{label}: {what}"));
     match ty {
         ValType::I32 => {
             let v: i64 = term
                 .decode()
-                .map_err(|_| bad(format!("expected an integer for i32, got: {term:?}")))?;
+                .map_err(|_| bad(format!("expected an integer for i32, got: {}", brief(term))))?;
             if !(i32::MIN as i64..=u32::MAX as i64).contains(&v) {
                 return Err(bad(format!("{v} is out of range for i32")));
             }
@@ -61,19 +62,22 @@ pub fn to_val(term: Term, ty: &ValType, position: usize) -> MunitionResult<Val> 
             } else if let Ok(v) = term.decode::<u64>() {
                 Ok(Val::I64(v as i64))
             } else if term.is_integer() {
-                Err(bad(format!("{term:?} is out of range for i64")))
+                Err(bad(format!("{} is out of range for i64", brief(term))))
             } else {
-                Err(bad(format!("expected an integer for i64, got: {term:?}")))
+                Err(bad(format!(
+                    "expected an integer for i64, got: {}",
+                    brief(term)
+                )))
             }
         }
         ValType::F32 => {
             let v: f64 = decode_float(term)
-                .ok_or_else(|| bad(format!("expected a float for f32, got: {term:?}")))?;
+                .ok_or_else(|| bad(format!("expected a float for f32, got: {}", brief(term))))?;
             Ok(Val::F32((v as f32).to_bits()))
         }
         ValType::F64 => {
             let v: f64 = decode_float(term)
-                .ok_or_else(|| bad(format!("expected a float for f64, got: {term:?}")))?;
+                .ok_or_else(|| bad(format!("expected a float for f64, got: {}", brief(term))))?;
             Ok(Val::F64(v.to_bits()))
         }
         other => Err(bad(format!(
@@ -82,9 +86,34 @@ pub fn to_val(term: Term, ty: &ValType, position: usize) -> MunitionResult<Val> 
     }
 }
 
+/// A term for an error message, cut short: a caller's or host function's
+/// mistake may be a huge term, and the message must stay small.
+pub fn brief(term: Term) -> String {
+    let mut text = format!("{term:?}");
+    if text.len() > 200 {
+        let mut end = 200;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
+    text
+}
+
+/// An Elixir float, or one of the atoms Munition uses for the floats Erlang
+/// cannot represent (as `WasmValue` encodes them), so they round-trip.
 fn decode_float(term: Term) -> Option<f64> {
     if term.is_float() {
-        term.decode::<f64>().ok()
+        return term.decode::<f64>().ok();
+    }
+    let atom = term.decode::<Atom>().ok()?;
+    if atom == atoms::nan() {
+        Some(f64::NAN)
+    } else if atom == atoms::infinity() {
+        Some(f64::INFINITY)
+    } else if atom == atoms::neg_infinity() {
+        Some(f64::NEG_INFINITY)
     } else {
         None
     }
@@ -130,7 +159,7 @@ fn instance_call<'a>(
         .iter()
         .zip(ty.params())
         .enumerate()
-        .map(|(position, (term, ty))| to_val(*term, &ty, position))
+        .map(|(position, (term, ty))| to_val(*term, &ty, &format!("argument {position}")))
         .collect::<MunitionResult<Vec<Val>>>()?;
     let mut results: Vec<Val> = ty
         .results()

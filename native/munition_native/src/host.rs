@@ -9,13 +9,13 @@
 use std::future::Future;
 use std::ops::Range;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
-use rustler::{Atom, Binary, Env, LocalPid, Resource, ResourceArc, Term};
+use rustler::{Atom, Binary, Encoder, Env, LocalPid, Resource, ResourceArc, Term};
 use wasmtime::{Caller, Error, Extern, Func, FuncType, Memory, Store, Trap, Val, ValType};
 
 use crate::atoms;
@@ -343,15 +343,19 @@ fn assemblyscript_string(caller: &mut Caller<'_, HostState>, ptr: i32) -> String
 
 pub enum HostMessage {
     Reply(Result<Vec<Val>, String>),
+    /// A memory request of the host function's process `reply_to`; the guest
+    /// answers it with `{:munition_memory, tag, result}`.
     Read {
         ptr: u64,
         len: u64,
-        answer: Sender<Option<Vec<u8>>>,
+        reply_to: LocalPid,
+        tag: u64,
     },
     Write {
         ptr: u64,
         bytes: Vec<u8>,
-        answer: Sender<bool>,
+        reply_to: LocalPid,
+        tag: u64,
     },
 }
 
@@ -512,6 +516,39 @@ fn send_host_call(
     Ok((bridge, receiver))
 }
 
+/// The range `[ptr, ptr + len)` of the guest's exported memory, if inside it.
+fn guest_bytes(caller: &mut Caller<'_, HostState>, ptr: u64, len: u64) -> Option<Range<usize>> {
+    let memory = guest_memory(caller)?;
+    let start = usize::try_from(ptr).ok()?;
+    let end = start.checked_add(usize::try_from(len).ok()?)?;
+    (end <= memory.data_size(&*caller)).then_some(start..end)
+}
+
+/// Answers a memory request: `{:munition_memory, tag, {:ok, bytes} | :ok |
+/// {:error, :out_of_bounds}}`, sent through the environment of the NIF call
+/// that is running the guest.
+fn answer_memory(
+    bridge: &HostBridge,
+    reply_to: &LocalPid,
+    tag: u64,
+    result: Result<Option<&[u8]>, ()>,
+) {
+    let env_ptr = bridge.env.load(Ordering::Acquire);
+    if env_ptr.is_null() {
+        return;
+    }
+    // SAFETY: as in `send_host_call`: the environment of the NIF call running
+    // this guest on this thread.
+    let env = unsafe { Env::new(&(), env_ptr) };
+    let answer = match result {
+        Ok(Some(bytes)) => (atoms::ok(), crate::bytes_term(env, bytes)).encode(env),
+        Ok(None) => atoms::ok().encode(env),
+        Err(()) => (atoms::error(), atoms::out_of_bounds()).encode(env),
+    };
+    // The requester may be gone; nobody is left to tell.
+    let _ = env.send(reply_to, (atoms::munition_memory(), tag, answer));
+}
+
 /// Waits, suspended, for the host function's reply, serving its memory
 /// requests meanwhile.
 async fn await_reply(
@@ -537,31 +574,34 @@ async fn await_reply(
                     format!("{name}: {message}"),
                 ));
             }
-            Ok(HostMessage::Read { ptr, len, answer }) => {
-                let bytes = guest_memory(caller).and_then(|m| {
-                    let start = usize::try_from(ptr).ok()?;
-                    let end = start.checked_add(usize::try_from(len).ok()?)?;
-                    m.data(&*caller).get(start..end).map(<[u8]>::to_vec)
-                });
-                if bytes.is_none() {
+            Ok(HostMessage::Read {
+                ptr,
+                len,
+                reply_to,
+                tag,
+            }) => {
+                let range = guest_bytes(caller, ptr, len);
+                let Some(range) = range else {
                     host_fail(
                         caller,
                         Reason::Trap,
                         atoms::memory_out_of_bounds(),
                         format!("{name}: read of {len} bytes at {ptr} is outside guest memory"),
                     );
-                }
-                let _ = answer.send(bytes);
+                    answer_memory(bridge, &reply_to, tag, Err(()));
+                    continue;
+                };
+                let memory = guest_memory(caller).expect("checked by guest_bytes");
+                let bytes = &memory.data(&*caller)[range];
+                answer_memory(bridge, &reply_to, tag, Ok(Some(bytes)));
             }
-            Ok(HostMessage::Write { ptr, bytes, answer }) => {
-                let written = guest_memory(caller).and_then(|m| {
-                    let start = usize::try_from(ptr).ok()?;
-                    let end = start.checked_add(bytes.len())?;
-                    m.data_mut(&mut *caller)
-                        .get_mut(start..end)
-                        .map(|target| target.copy_from_slice(&bytes))
-                });
-                if written.is_none() {
+            Ok(HostMessage::Write {
+                ptr,
+                bytes,
+                reply_to,
+                tag,
+            }) => {
+                let Some(range) = guest_bytes(caller, ptr, bytes.len() as u64) else {
                     host_fail(
                         caller,
                         Reason::Trap,
@@ -571,8 +611,12 @@ async fn await_reply(
                             bytes.len()
                         ),
                     );
-                }
-                let _ = answer.send(written.is_some());
+                    answer_memory(bridge, &reply_to, tag, Err(()));
+                    continue;
+                };
+                let memory = guest_memory(caller).expect("checked by guest_bytes");
+                memory.data_mut(&mut *caller)[range].copy_from_slice(&bytes);
+                answer_memory(bridge, &reply_to, tag, Ok(None));
             }
             Err(TryRecvError::Empty) if Instant::now() >= caller.data().deadline => {
                 caller.data_mut().timed_out = true;
@@ -609,8 +653,13 @@ fn decode_results(term: Term, types: &[Atom]) -> Result<Vec<Val>, String> {
     let terms: Vec<Term> = if types.len() == 1 {
         vec![term]
     } else {
-        term.decode()
-            .map_err(|_| format!("expected a list of {} results, got: {term:?}", types.len()))?
+        term.decode().map_err(|_| {
+            format!(
+                "expected a list of {} results, got: {}",
+                types.len(),
+                crate::call::brief(term)
+            )
+        })?
     };
     if terms.len() != types.len() {
         return Err(format!(
@@ -622,9 +671,10 @@ fn decode_results(term: Term, types: &[Atom]) -> Result<Vec<Val>, String> {
     terms
         .iter()
         .zip(types)
-        .map(|(t, ty)| {
+        .enumerate()
+        .map(|(position, (t, ty))| {
             let ty = atom_val_type(ty).ok_or("unsupported result type")?;
-            crate::call::to_val(*t, &ty, 0).map_err(|e| e.to_string())
+            crate::call::to_val(*t, &ty, &format!("result {position}")).map_err(|e| e.to_string())
         })
         .collect()
 }
@@ -642,66 +692,61 @@ fn host_reply(
         Ok((tag, value)) if tag == atoms::error() => Err(value
             .decode::<String>()
             .unwrap_or_else(|_| format!("{value:?}"))),
-        _ => Err(format!("host function returned {reply:?}")),
+        _ => Err(format!(
+            "host function returned {}",
+            crate::call::brief(reply)
+        )),
     };
     // The guest may have stopped waiting (deadline): then nobody hears this.
     call.deliver(env, HostMessage::Reply(message));
     atoms::ok()
 }
 
-/// How long an Elixir memory request waits for the guest to serve it.
-const MEMORY_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Tags matching memory answers to requests.
+static MEMORY_TAGS: AtomicU64 = AtomicU64::new(0);
 
-// Memory requests block until the suspended guest is resumed and serves them,
-// so they run on dirty I/O schedulers rather than holding a normal one.
-#[rustler::nif(schedule = "DirtyIo")]
-fn host_read(
-    env: Env,
-    call: ResourceArc<HostCallRef>,
-    ptr: u64,
-    len: u64,
-) -> MunitionResult<crate::OwnedBytes> {
-    let (answer, response) = crossbeam_channel::bounded(1);
-    if !call.deliver(env, HostMessage::Read { ptr, len, answer }) {
-        return Err(MunitionError::InvalidState(
+/// Queues a read of guest memory for the suspended guest to serve, and wakes
+/// its driver. Returns the tag of the `{:munition_memory, tag, result}` answer
+/// that the calling process will receive: nothing blocks while the guest is
+/// scheduled.
+#[rustler::nif]
+fn host_read(env: Env, call: ResourceArc<HostCallRef>, ptr: u64, len: u64) -> MunitionResult<u64> {
+    let tag = MEMORY_TAGS.fetch_add(1, Ordering::Relaxed);
+    let message = HostMessage::Read {
+        ptr,
+        len,
+        reply_to: env.pid(),
+        tag,
+    };
+    if call.deliver(env, message) {
+        Ok(tag)
+    } else {
+        Err(MunitionError::InvalidState(
             "the guest call has ended".into(),
-        ));
-    }
-    match response.recv_timeout(MEMORY_REQUEST_TIMEOUT) {
-        Ok(Some(bytes)) => Ok(crate::OwnedBytes(bytes)),
-        Ok(None) => Err(MunitionError::OutOfBounds(format!("{len} bytes at {ptr}"))),
-        Err(_) => Err(MunitionError::InvalidState(
-            "the guest call has ended".into(),
-        )),
+        ))
     }
 }
 
-#[rustler::nif(schedule = "DirtyIo")]
+/// Queues a write of guest memory, as `host_read/3` does a read.
+#[rustler::nif]
 fn host_write(
     env: Env,
     call: ResourceArc<HostCallRef>,
     ptr: u64,
     bytes: Binary,
-) -> MunitionResult<Atom> {
-    let (answer, response) = crossbeam_channel::bounded(1);
+) -> MunitionResult<u64> {
+    let tag = MEMORY_TAGS.fetch_add(1, Ordering::Relaxed);
     let message = HostMessage::Write {
         ptr,
         bytes: bytes.as_slice().to_vec(),
-        answer,
+        reply_to: env.pid(),
+        tag,
     };
-    if !call.deliver(env, message) {
-        return Err(MunitionError::InvalidState(
+    if call.deliver(env, message) {
+        Ok(tag)
+    } else {
+        Err(MunitionError::InvalidState(
             "the guest call has ended".into(),
-        ));
-    }
-    match response.recv_timeout(MEMORY_REQUEST_TIMEOUT) {
-        Ok(true) => Ok(atoms::ok()),
-        Ok(false) => Err(MunitionError::OutOfBounds(format!(
-            "{} bytes at {ptr}",
-            bytes.len()
-        ))),
-        Err(_) => Err(MunitionError::InvalidState(
-            "the guest call has ended".into(),
-        )),
+        ))
     }
 }

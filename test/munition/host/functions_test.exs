@@ -40,6 +40,20 @@ defmodule Munition.Host.FunctionsTest do
       assert meta.capabilities == [:kv]
     end
 
+    test "NaN and infinities pass through a float host function both ways" do
+      wat = """
+      (module (import "env" "same" (func $same (param f64) (result f64)))
+        (func (export "f") (param f64) (result f64) (call $same (local.get 0))))
+      """
+
+      host = {"env", "same", {[:f64], [:f64]}, :same, fn _ctx, x -> x end}
+
+      for value <- [:nan, :infinity, :neg_infinity, 1.5] do
+        assert {:ok, ^value, _} =
+                 Munition.fire(wat, "f", [value], host_functions: [host], capabilities: [:same])
+      end
+    end
+
     test "are refused unless their capability is granted" do
       host = lookup(fn _ctx, key -> key end)
 

@@ -121,6 +121,28 @@ defmodule Munition.Instance.ManagerTest do
       assert ms < 1_000
     end
 
+    test "a host function's process dies with a caller that is killed" do
+      wat = ~s{(module (import "env" "wait" (func $wait)) (func (export "f") call $wait))}
+      test = self()
+
+      host =
+        {"env", "wait", {[], []}, :wait,
+         fn _ctx -> send(test, {:host, self()}) && Process.sleep(:infinity) end}
+
+      baseline = Munition.Native.instance_live_count()
+
+      caller =
+        spawn(fn ->
+          Munition.fire(wat, "f", [], host_functions: [host], capabilities: [:wait], timeout: 60_000)
+        end)
+
+      assert_receive {:host, host_pid}, 1_000
+      ref = Process.monitor(host_pid)
+      Process.exit(caller, :kill)
+      assert_receive {:DOWN, ^ref, :process, ^host_pid, :killed}, 1_000
+      assert eventually(fn -> Munition.Native.instance_live_count() == baseline end)
+    end
+
     test "a host function whose process exits normally without replying is a host error too" do
       wat = ~s{(module (import "env" "quit" (func $quit)) (func (export "f") call $quit))}
       host = {"env", "quit", {[], []}, :quit, fn _ctx -> Process.exit(self(), :normal) end}
