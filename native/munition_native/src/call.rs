@@ -5,6 +5,7 @@ use rustler::{Atom, Binary, Encoder, Env, NewBinary, ResourceArc, Term};
 use wasmtime::{Val, ValType};
 
 use crate::atoms;
+use crate::engine::FIRST_SLICE;
 use crate::error::{MunitionError, MunitionResult};
 use crate::instance::{advance, InstanceRef, Live, Progress, Step};
 use crate::module::val_type_atom;
@@ -130,7 +131,7 @@ pub struct CallMeta {
 
 /// Calls `function` with `params` and runs the first slice of it. Argument
 /// errors come back as `{:error, {:bad_args, _}}` before any guest code runs.
-#[rustler::nif(schedule = "DirtyCpu")]
+#[rustler::nif]
 fn instance_call<'a>(
     env: Env<'a>,
     instance: ResourceArc<InstanceRef>,
@@ -170,7 +171,7 @@ fn instance_call<'a>(
         let result = func.call_async(&mut live.store, &vals, &mut results).await;
         (live, result.map(|()| Step::Returned(results)))
     })?;
-    advance(env, &mut slot)
+    advance(env, &mut slot, FIRST_SLICE)
 }
 
 fn guest_memory(live: &mut Live) -> MunitionResult<wasmtime::Memory> {

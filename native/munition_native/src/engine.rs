@@ -24,6 +24,14 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 /// guests cannot starve the VM's dirty schedulers.
 pub const SLICE: Duration = Duration::from_millis(2);
 
+/// The first slice of an instantiation or a call runs on the caller's normal
+/// scheduler, for at most this long: most guest calls finish within it and so
+/// never pay for a trip to a dirty scheduler (waking one costs more than many
+/// small calls). A guest still running after it continues on dirty
+/// schedulers, `SLICE` at a time. Well under the BEAM's 1 ms guideline for
+/// normal-scheduler NIFs, and the guest is on its own stack either way.
+pub const FIRST_SLICE: Duration = Duration::from_micros(100);
+
 /// Fuel between the guest's suspension points (where the slice clock is read
 /// and the fuel counter is saved). Small enough that a slice ends close to
 /// `SLICE`, large enough that suspending costs well under 1% of the run.

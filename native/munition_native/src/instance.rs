@@ -3,8 +3,10 @@
 //! `fire/4` makes one and drops it.
 //!
 //! Guest code runs on a Wasmtime fiber (a stack Munition owns, never the
-//! scheduler thread's own small stack) and in slices: after about
-//! `engine::SLICE` the NIF returns `:yielded` with the guest suspended, and the
+//! scheduler thread's own small stack) and in slices: the first one, short,
+//! on the caller's normal scheduler (`engine::FIRST_SLICE`), then about
+//! `engine::SLICE` each on dirty ones. After a slice the NIF returns
+//! `:yielded` with the guest suspended, and the
 //! Elixir side calls `instance_resume/1` for the next slice. Between slices the
 //! dirty scheduler thread is free for other work, so runaway guests cannot
 //! starve the VM.
@@ -21,7 +23,7 @@ use wasmtime::{Error, Instance, ResourceLimiter, Store, Trap, UpdateDeadline, Va
 
 use crate::atoms;
 use crate::call::{CallMeta, WasmValue};
-use crate::engine::{GuestRunning, ENGINE, FUEL_YIELD_INTERVAL, SLICE};
+use crate::engine::{GuestRunning, ENGINE, FIRST_SLICE, FUEL_YIELD_INTERVAL, SLICE};
 use crate::error::{MunitionError, MunitionResult};
 use crate::host::{self, BridgeEnv, GuestLog, HostBridge, Link};
 use crate::module::{CompiledModule, ModuleRef};
@@ -224,7 +226,7 @@ impl Slot {
     ///
     /// The guest also suspends itself every `FUEL_YIELD_INTERVAL` units of
     /// fuel; within a slice it is resumed at once.
-    fn poll_slice(&mut self, env: Env) -> MunitionResult<SliceEnd> {
+    fn poll_slice(&mut self, env: Env, slice: Duration) -> MunitionResult<SliceEnd> {
         let Slot::Running {
             future,
             bridge,
@@ -246,7 +248,7 @@ impl Slot {
                     Poll::Pending if bridge.as_ref().is_some_and(|b| b.waiting()) => {
                         break Poll::Pending
                     }
-                    Poll::Pending if started.elapsed() < SLICE => continue,
+                    Poll::Pending if started.elapsed() < slice => continue,
                     poll => break poll,
                 }
             }
@@ -333,8 +335,8 @@ impl Encoder for Progress {
 }
 
 /// Runs one slice of the slot's guest execution and reports where it stands.
-pub fn advance(env: Env, slot: &mut Slot) -> MunitionResult<Progress> {
-    Ok(match slot.poll_slice(env)? {
+pub fn advance(env: Env, slot: &mut Slot, slice: Duration) -> MunitionResult<Progress> {
+    Ok(match slot.poll_slice(env, slice)? {
         SliceEnd::Yielded => Progress::Yielded,
         // Rounded up, so the driver does not wake just before the deadline.
         SliceEnd::Waiting(left) => Progress::Waiting(left.as_millis() as u64 + 1),
@@ -467,8 +469,10 @@ fn preflight(module: &CompiledModule, max_memory: u64) -> MunitionResult<()> {
 
 /// Instantiates a module in a fresh store and runs the first slice of its
 /// start function, if any, under the call's fuel, deadline and memory limit.
-/// Returns the handle with `:ready`, `{:crashed, reason}` or `:yielded`.
-#[rustler::nif(schedule = "DirtyCpu")]
+/// Returns the handle with `:ready`, `{:crashed, reason}`, `:yielded` or
+/// `{:waiting, ms}`. On a normal scheduler: the first slice is short
+/// (`FIRST_SLICE`); `instance_resume/1` continues on dirty ones.
+#[rustler::nif]
 fn instance_new(
     env: Env,
     module: ResourceArc<ModuleRef>,
@@ -497,7 +501,7 @@ fn instance_new(
         let result = Instance::new_async(&mut live.store, &module, &imports).await;
         (live, result.map(Step::Instantiated))
     })?;
-    let progress = advance(env, &mut slot)?;
+    let progress = advance(env, &mut slot, FIRST_SLICE)?;
     Ok((
         ResourceArc::new(InstanceRef {
             slot: Mutex::new(slot),
@@ -509,7 +513,7 @@ fn instance_new(
 /// Runs the next slice of a guest execution that yielded.
 #[rustler::nif(schedule = "DirtyCpu")]
 fn instance_resume(env: Env, instance: ResourceArc<InstanceRef>) -> MunitionResult<Progress> {
-    advance(env, &mut instance.lock())
+    advance(env, &mut instance.lock(), SLICE)
 }
 
 /// Drops the store now, cancelling a guest that is still mid-execution. Later

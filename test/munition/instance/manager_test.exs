@@ -88,6 +88,36 @@ defmodule Munition.Instance.ManagerTest do
     end
   end
 
+  describe "normal schedulers" do
+    test "stay responsive while runaway guests run" do
+      # Guests start on the caller's normal scheduler for a short first slice
+      # and continue on dirty ones: plain processes keep getting their turn.
+      tasks =
+        for _ <- 1..8 do
+          Task.async(fn -> Munition.fire(@spin, "spin", [], fuel: @plenty, timeout: 1_500) end)
+        end
+
+      Process.sleep(100)
+
+      worst =
+        for _ <- 1..20, reduce: 0 do
+          worst ->
+            {ms, :pong} =
+              elapsed_ms(fn ->
+                pid = spawn(fn -> receive(do: ({:ping, from} -> send(from, :pong))) end)
+                send(pid, {:ping, self()})
+                receive(do: (:pong -> :pong))
+              end)
+
+            Process.sleep(10)
+            max(worst, ms)
+        end
+
+      assert worst < 50, "a message round trip took #{worst} ms"
+      for task <- tasks, do: assert({:crash, :timeout, _} = Task.await(task, 10_000))
+    end
+  end
+
   describe "host functions and scheduling" do
     test "guests waiting on slow Elixir host functions do not hold dirty schedulers" do
       wat = ~s{(module (import "env" "wait" (func $wait)) (func (export "f") call $wait))}
