@@ -705,20 +705,16 @@ fn host_reply(
 /// Tags matching memory answers to requests.
 static MEMORY_TAGS: AtomicU64 = AtomicU64::new(0);
 
-/// Queues a read of guest memory for the suspended guest to serve, and wakes
-/// its driver. Returns the tag of the `{:munition_memory, tag, result}` answer
-/// that the calling process will receive: nothing blocks while the guest is
-/// scheduled.
-#[rustler::nif]
-fn host_read(env: Env, call: ResourceArc<HostCallRef>, ptr: u64, len: u64) -> MunitionResult<u64> {
+/// Queues a memory request for the suspended guest to serve, and wakes its
+/// driver. Returns the tag of the `{:munition_memory, tag, result}` answer the
+/// calling process will receive: nothing blocks while the guest is scheduled.
+fn request_memory(
+    env: Env,
+    call: &HostCallRef,
+    message: impl FnOnce(LocalPid, u64) -> HostMessage,
+) -> MunitionResult<u64> {
     let tag = MEMORY_TAGS.fetch_add(1, Ordering::Relaxed);
-    let message = HostMessage::Read {
-        ptr,
-        len,
-        reply_to: env.pid(),
-        tag,
-    };
-    if call.deliver(env, message) {
+    if call.deliver(env, message(env.pid(), tag)) {
         Ok(tag)
     } else {
         Err(MunitionError::InvalidState(
@@ -727,7 +723,16 @@ fn host_read(env: Env, call: ResourceArc<HostCallRef>, ptr: u64, len: u64) -> Mu
     }
 }
 
-/// Queues a write of guest memory, as `host_read/3` does a read.
+#[rustler::nif]
+fn host_read(env: Env, call: ResourceArc<HostCallRef>, ptr: u64, len: u64) -> MunitionResult<u64> {
+    request_memory(env, &call, |reply_to, tag| HostMessage::Read {
+        ptr,
+        len,
+        reply_to,
+        tag,
+    })
+}
+
 #[rustler::nif]
 fn host_write(
     env: Env,
@@ -735,18 +740,11 @@ fn host_write(
     ptr: u64,
     bytes: Binary,
 ) -> MunitionResult<u64> {
-    let tag = MEMORY_TAGS.fetch_add(1, Ordering::Relaxed);
-    let message = HostMessage::Write {
+    let bytes = bytes.as_slice().to_vec();
+    request_memory(env, &call, |reply_to, tag| HostMessage::Write {
         ptr,
-        bytes: bytes.as_slice().to_vec(),
-        reply_to: env.pid(),
+        bytes,
+        reply_to,
         tag,
-    };
-    if call.deliver(env, message) {
-        Ok(tag)
-    } else {
-        Err(MunitionError::InvalidState(
-            "the guest call has ended".into(),
-        ))
-    }
+    })
 }
