@@ -102,7 +102,13 @@ defmodule Munition.Runtime.Wasmtime do
   end
 
   @impl true
-  def cleanup(instance), do: Native.instance_cleanup(instance)
+  def cleanup(instance) do
+    # A large memory is released on a dirty scheduler (see the NIF).
+    case Native.instance_cleanup(instance) do
+      :ok -> :ok
+      :large -> Native.instance_cleanup_dirty(instance)
+    end
+  end
 
   @impl true
   def info do

@@ -516,11 +516,35 @@ fn instance_resume(env: Env, instance: ResourceArc<InstanceRef>) -> MunitionResu
     advance(env, &mut instance.lock(), SLICE)
 }
 
-/// Drops the store now, cancelling a guest that is still mid-execution. Later
-/// use of the handle is `{:error, {:invalid_state, _}}`.
+/// Memory up to which a store is released on a normal scheduler. Releasing
+/// resets the memory's pool slot, which costs in proportion to the pages the
+/// guest touched: about 8 ms for 64 MiB here, too long for a normal scheduler.
+const INLINE_RELEASE_LIMIT: usize = 4 * 1024 * 1024;
+
+/// Drops the store now, cancelling a guest that is still mid-execution; later
+/// use of the handle is `{:error, {:invalid_state, _}}`. Returns `:ok`, or
+/// `:large` without releasing a store whose memory is over
+/// `INLINE_RELEASE_LIMIT`: release that one with `instance_cleanup_dirty/1`.
 #[rustler::nif]
 fn instance_cleanup(instance: ResourceArc<InstanceRef>) -> Atom {
-    let slot = std::mem::replace(&mut *instance.lock(), Slot::Gone);
-    drop(slot);
+    let mut slot = instance.lock();
+    let large = match &mut *slot {
+        Slot::Idle(live) => live.instance.is_some_and(|i| {
+            i.get_memory(&mut live.store, "memory")
+                .is_some_and(|m| m.data_size(&live.store) > INLINE_RELEASE_LIMIT)
+        }),
+        _ => false,
+    };
+    if large {
+        return atoms::large();
+    }
+    drop(std::mem::replace(&mut *slot, Slot::Gone));
+    atoms::ok()
+}
+
+/// `instance_cleanup/1` for stores with large memories.
+#[rustler::nif(schedule = "DirtyCpu")]
+fn instance_cleanup_dirty(instance: ResourceArc<InstanceRef>) -> Atom {
+    drop(std::mem::replace(&mut *instance.lock(), Slot::Gone));
     atoms::ok()
 }

@@ -70,7 +70,7 @@ mod atoms {
         fuel, epochs, pooling, coredump, fibers,
         // metadata keys
         fuel_consumed, fuel_remaining, execution_time_us,
-        munition_host_call, munition_wake, munition_memory, waiting,
+        munition_host_call, munition_wake, munition_memory, waiting, large,
     }
 }
 
