@@ -57,6 +57,28 @@ defmodule Munition.Instance.ManagerTest do
       assert Munition.Native.instance_live_count() == baseline
     end
 
+    test "a store with a large memory is released off the normal schedulers" do
+      {:ok, module} = Munition.compile(~s{(module (memory (export "memory") 128) (func (export "f")))})
+
+      config = %{
+        fuel: 1_000,
+        timeout_ms: 1_000,
+        max_memory: 16 <<< 20,
+        links: [],
+        log_limit: 0,
+        host_pid: nil
+      }
+
+      baseline = Munition.Native.instance_live_count()
+
+      {:ok, instance} = Munition.Runtime.Wasmtime.instantiate(module, config)
+      # 8 MiB: over the inline limit, so the normal-scheduler NIF declines.
+      assert Munition.Native.instance_cleanup(instance) == :large
+      assert Munition.Native.instance_live_count() == baseline + 1
+      assert Munition.Native.instance_cleanup_dirty(instance) == :ok
+      assert Munition.Native.instance_live_count() == baseline
+    end
+
     test "a host function that outlives the deadline leaves no store behind" do
       baseline = Munition.Native.instance_live_count()
       wat = ~s{(module (import "env" "wait" (func $wait)) (func (export "f") call $wait))}
