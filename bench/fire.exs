@@ -6,21 +6,14 @@
 # the same module passed as a %Munition.Module{} (no hashing), and fresh bytes
 # every time (a compile per call).
 
+Code.require_file("support/timing.exs", __DIR__)
+alias Munition.Bench.Timing
+
 defmodule Bench do
   def run(label, n, fun) do
-    # Warm up.
-    for _ <- 1..min(n, 200), do: fun.()
-
-    times =
-      for _ <- 1..n do
-        t0 = System.monotonic_time(:nanosecond)
-        fun.()
-        System.monotonic_time(:nanosecond) - t0
-      end
-      |> Enum.sort()
-
-    median = Enum.at(times, div(n, 2)) / 1000
-    p99 = Enum.at(times, min(n - 1, round(n * 0.99))) / 1000
+    times = Timing.sample(n, fun, min(n, 200))
+    median = Timing.percentile(times, 0.5) / 1000
+    p99 = Timing.percentile(times, 0.99) / 1000
     IO.puts(String.pad_trailing(label, 46) <> "n=#{n}  median #{fmt(median)} µs  p99 #{fmt(p99)} µs")
   end
 

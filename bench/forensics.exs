@@ -9,23 +9,19 @@
 # `:minimal` and `false` (the difference is the capture), the compression
 # ratio, and the analyser's search/regions/strings over the 64 MiB.
 
+Code.require_file("support/timing.exs", __DIR__)
+
 defmodule ForensicsBench do
+  alias Munition.Bench.Timing
+
+  # Returns the median in microseconds, as the callers compare them.
   def time(label, n, fun) do
-    fun.()
-
-    times =
-      for _ <- 1..n do
-        t0 = System.monotonic_time(:microsecond)
-        fun.()
-        System.monotonic_time(:microsecond) - t0
-      end
-      |> Enum.sort()
-
-    median = Enum.at(times, div(n, 2))
+    times = Timing.sample(n, fun, 1)
+    median = div(Timing.percentile(times, 0.5), 1000)
 
     IO.puts(
       String.pad_trailing(label, 58) <>
-        "median #{fmt(median / 1000)} ms  max #{fmt(List.last(times) / 1000)} ms"
+        "median #{fmt(median / 1000)} ms  max #{fmt(List.last(times) / 1_000_000)} ms"
     )
 
     median

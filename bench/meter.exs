@@ -7,19 +7,16 @@
 
 alias Munition.Fuel.{Meter, Policy}
 
+Code.require_file("support/timing.exs", __DIR__)
+
 defmodule Bench do
-  def sample(count, fun) do
-    for _ <- 1..count do
-      t0 = :erlang.monotonic_time(:nanosecond)
-      fun.()
-      :erlang.monotonic_time(:nanosecond) - t0
-    end
-    |> Enum.sort()
-  end
+  alias Munition.Bench.Timing
+
+  def sample(count, fun), do: Timing.sample(count, fun)
 
   def report(label, sorted) do
     n = length(sorted)
-    at = fn q -> Enum.at(sorted, min(n - 1, ceil(q * n) - 1)) end
+    at = &Timing.percentile(sorted, &1)
     mean = Enum.sum(sorted) / n
 
     IO.puts(
