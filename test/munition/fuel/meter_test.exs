@@ -1,22 +1,12 @@
 defmodule Munition.Fuel.MeterTest do
   # The meter is global: every test resets it.
   use ExUnit.Case, async: false
+  import Munition.Fixtures, only: [counter_wat: 1]
   import Munition.AppEnv
 
   alias Munition.Fuel.Meter
 
   doctest Munition.Fuel.Meter
-
-  # Runs its loop `n` times: 4 + 8 * n fuel, which the tests read back from
-  # fire/4's metadata rather than trust.
-  defp counter_wat(tag) do
-    ~s{(module (; #{tag} ;) (func (export "f") (param i32)
-      (block (loop
-        (br_if 1 (i32.eqz (local.get 0)))
-        (local.set 0 (i32.sub (local.get 0) (i32.const 1)))
-        (br 0))))
-      (func (export "boom") unreachable))}
-  end
 
   defp compile!(wat) do
     {:ok, module} = Munition.compile(wat)

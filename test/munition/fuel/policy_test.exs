@@ -1,20 +1,12 @@
 defmodule Munition.Fuel.PolicyTest do
   # Reads and writes the application environment and the global meter.
   use ExUnit.Case, async: false
+  import Munition.Fixtures, only: [counter_wat: 1]
   import Munition.AppEnv
 
   alias Munition.Fuel.{Meter, Policy}
 
   doctest Munition.Fuel.Policy
-
-  # Runs its loop `n` times: exactly 4 + 8 * n fuel.
-  defp counter_wat(tag) do
-    ~s{(module (; #{tag} ;) (func (export "f") (param i32)
-      (block (loop
-        (br_if 1 (i32.eqz (local.get 0)))
-        (local.set 0 (i32.sub (local.get 0) (i32.const 1)))
-        (br 0)))))}
-  end
 
   # Runs its inner loop n * n times.
   defp nested_wat do
