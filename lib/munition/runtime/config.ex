@@ -17,6 +17,13 @@ defmodule Munition.Runtime.Config do
     * Fuel budgets live under `Munition.Fuel.Policy`.
   """
 
+  @doc """
+  The `Munition.Runtime` used when a call names none (`config :munition, :runtime`).
+  Defaults to `Munition.Runtime.Wasmtime`.
+  """
+  @spec runtime() :: module()
+  def runtime, do: Application.get_env(:munition, :runtime, Munition.Runtime.Wasmtime)
+
   @doc "Compiled modules kept in the native cache."
   @spec module_cache_size() :: non_neg_integer()
   def module_cache_size, do: Application.get_env(:munition, :module_cache_size, 128)

@@ -115,4 +115,16 @@ defmodule Munition.Runtime.Wasmtime do
     {version, features} = Native.engine_info()
     %{engine: :wasmtime, version: version, features: features}
   end
+
+  # Captured memory: compressed in dumps, scanned by the analyser.
+
+  def compress_memory(bytes), do: {:ok, Native.zstd_compress(bytes)}
+  def decompress_memory(data, max_size), do: Native.zstd_decompress(data, max_size)
+  def decompressed_size(data), do: Native.zstd_frame_size(data)
+  def search_memory(bytes, pattern, limit), do: Native.memory_search(bytes, pattern, limit)
+  def memory_regions(bytes, min_gap, limit), do: Native.memory_regions(bytes, min_gap, limit)
+  def diff_memory(a, b, min_gap, limit), do: Native.memory_diff(a, b, min_gap, limit)
+
+  def memory_strings(bytes, min_len, max_len, utf8, limit),
+    do: Native.memory_strings(bytes, min_len, max_len, utf8, limit)
 end

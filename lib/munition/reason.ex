@@ -1,0 +1,108 @@
+defmodule Munition.Reason do
+  @moduledoc """
+  Munition's vocabulary of outcomes, written once and used from here: the
+  reasons of `{:crash, reason, dump}`, the trap kinds of `dump.trap`, and the
+  reasons of `{:error, reason}`.
+
+  The native side has its own copy of the first two (it produces them); its
+  lists are checked against these by a test through `c:Munition.Runtime.info/0`.
+
+  ## Crash reasons
+
+  The guest ran and failed: `#{inspect([:fuel_exhausted, :trap, :timeout, :memory_limit, :host_error])}`.
+
+  ## Trap kinds
+
+  Which trap, in `Munition.Forensics.Dump`'s `:trap`: the engine's own
+  (`:unreachable`, `:integer_divide_by_zero`, `:integer_overflow`,
+  `:memory_out_of_bounds`, `:stack_overflow`, `:indirect_call_to_null`,
+  `:bad_signature`, `:table_out_of_bounds`, `:bad_conversion_to_integer`,
+  `:heap_misaligned`, `:null_reference`, `:allocation_too_large`), the bounds
+  (`:out_of_fuel`, `:interrupt` for the deadline, `:memory_limit`), the host
+  (`:abort` when the guest called `abort`, `:host_error`), and `:unknown`.
+
+  ## Error reasons
+
+  Nothing ran, or it could not run: each is `{kind, detail}`.
+
+    * `{:invalid_module, message}` - the bytes are not a valid module
+    * `{:unsupported, message}` - valid wasm Munition does not run
+    * `{:function_not_found, name}` - no such export
+    * `{:bad_args, message}` - arguments that do not fit the signature or the binary ABI
+    * `{:bad_result, message}` - `result: :binary` on a function that cannot return one
+    * `{:capability_denied, [%{module: m, name: n, needs: capability | nil}]}` - imports not granted
+    * `{:memory_limit, message}` - the initial memory is already over `:max_memory`
+    * `{:instantiation_failed, message}` - the module could not be instantiated
+    * `{:overloaded, message}` - every instance slot is in use
+    * `{:runtime_failure, message}` - the runtime itself failed (a bug: please report it)
+  """
+
+  @crash_reasons [:fuel_exhausted, :trap, :timeout, :memory_limit, :host_error]
+
+  @trap_kinds [
+    :unreachable,
+    :integer_divide_by_zero,
+    :integer_overflow,
+    :memory_out_of_bounds,
+    :stack_overflow,
+    :indirect_call_to_null,
+    :bad_signature,
+    :table_out_of_bounds,
+    :bad_conversion_to_integer,
+    :heap_misaligned,
+    :null_reference,
+    :allocation_too_large,
+    :out_of_fuel,
+    :interrupt,
+    :memory_limit,
+    :abort,
+    :host_error,
+    :unknown
+  ]
+
+  @error_kinds [
+    :invalid_module,
+    :unsupported,
+    :function_not_found,
+    :bad_args,
+    :bad_result,
+    :capability_denied,
+    :memory_limit,
+    :instantiation_failed,
+    :overloaded,
+    :runtime_failure
+  ]
+
+  union = fn atoms -> atoms |> Enum.reverse() |> Enum.reduce(&{:|, [], [&1, &2]}) end
+
+  @typedoc "Why a guest that ran failed."
+  @type crash :: unquote(union.(@crash_reasons))
+
+  @typedoc "Which trap stopped a guest."
+  @type trap :: unquote(union.(@trap_kinds))
+
+  @typedoc "Why nothing ran, or could not run."
+  @type error ::
+          {:invalid_module, String.t()}
+          | {:unsupported, String.t()}
+          | {:function_not_found, String.t()}
+          | {:bad_args, String.t()}
+          | {:bad_result, String.t()}
+          | {:capability_denied, [%{module: String.t(), name: String.t(), needs: atom() | nil}]}
+          | {:memory_limit, String.t()}
+          | {:instantiation_failed, String.t()}
+          | {:overloaded, String.t()}
+          | {:runtime_failure, String.t()}
+
+  @doc "Every crash reason."
+  @spec crash_reasons() :: [crash()]
+  def crash_reasons, do: @crash_reasons
+
+  @doc "Every trap kind."
+  @spec trap_kinds() :: [trap()]
+  def trap_kinds, do: @trap_kinds
+
+  @doc "The first element of every error reason."
+  @spec error_kinds() :: [atom()]
+  def error_kinds, do: @error_kinds
+end
