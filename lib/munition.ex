@@ -13,16 +13,11 @@ defmodule Munition do
   @typedoc "Wasm bytes, WAT text, or a module from `compile/2`."
   @type wasm :: binary() | Munition.Module.t()
 
-  @type crash_reason :: :fuel_exhausted | :trap | :timeout | :memory_limit | :host_error
-  @type error_reason ::
-          {:invalid_module, String.t()}
-          | {:function_not_found, String.t()}
-          | {:bad_args, String.t()}
-          | {:bad_result, String.t()}
-          | {:capability_denied, [%{module: String.t(), name: String.t(), needs: atom() | nil}]}
-          | {:memory_limit, String.t()}
-          | {:instantiation_failed, String.t()}
-          | {:runtime_failure, String.t()}
+  @typedoc "Why a guest failed: see `Munition.Reason`."
+  @type crash_reason :: Munition.Reason.crash()
+
+  @typedoc "Why nothing ran, or could not run: see `Munition.Reason`."
+  @type error_reason :: Munition.Reason.error()
 
   @fire_defaults [
     fuel: nil,
@@ -30,7 +25,7 @@ defmodule Munition do
     max_memory: nil,
     capabilities: [],
     host_functions: [],
-    runtime: Munition.Runtime.Wasmtime,
+    runtime: nil,
     forensics: :full,
     result: :values,
     alloc: "alloc",
@@ -73,7 +68,8 @@ defmodule Munition do
       `Munition.Forensics.Dump.write_to_dir/2`), for an audit trail. Defaults to
       `config :munition, :dump_dir` (unset: nothing is written). A dump that
       cannot be written is logged, and the call's result is unchanged.
-    * `:runtime` - a `Munition.Runtime`. Defaults to `Munition.Runtime.Wasmtime`.
+    * `:runtime` - a `Munition.Runtime`. Defaults to `config :munition, :runtime`,
+      or `Munition.Runtime.Wasmtime`.
 
   ## Returns
 
@@ -120,21 +116,21 @@ defmodule Munition do
         module: module,
         function: function,
         args: args,
-        capabilities: capabilities,
-        fuel: Munition.Fuel.Policy.resolve!(opts[:fuel], module, function)
-      }
-
-      state
-      |> Manager.execute(%{
         runtime: runtime,
+        fuel: Munition.Fuel.Policy.resolve!(opts[:fuel], module, function),
         timeout: timeout,
         max_memory: max_memory,
+        capabilities: capabilities,
         links: links,
         host_functions: host_functions,
         forensics: forensics,
         result: result,
-        alloc: opts[:alloc]
-      })
+        alloc: opts[:alloc],
+        log_limit: Munition.Runtime.Config.log_limit()
+      }
+
+      state
+      |> Manager.execute()
       |> tap(&report(&1, state, opts[:dump_dir] || Munition.Runtime.Config.dump_dir()))
     end
   end
@@ -183,7 +179,8 @@ defmodule Munition do
 
   ## Options
 
-    * `:runtime` - a `Munition.Runtime`. Defaults to `Munition.Runtime.Wasmtime`.
+    * `:runtime` - a `Munition.Runtime`. Defaults to `config :munition, :runtime`,
+      or `Munition.Runtime.Wasmtime`.
 
   ## Examples
 
@@ -192,9 +189,10 @@ defmodule Munition do
       ["f"]
       iex> {:error, {:invalid_module, _message}} = Munition.compile(<<0, 1, 2>>)
   """
-  @spec compile(binary(), keyword()) :: {:ok, Munition.Module.t()} | {:error, {:invalid_module, String.t()}}
+  @spec compile(binary(), keyword()) ::
+          {:ok, Munition.Module.t()} | {:error, {:invalid_module | :unsupported, String.t()}}
   def compile(wasm, opts \\ []) do
-    opts = Keyword.validate!(opts, runtime: Munition.Runtime.Wasmtime)
+    opts = Keyword.validate!(opts, runtime: nil)
     unless is_binary(wasm), do: raise(ArgumentError, "wasm must be a binary, got: #{inspect(wasm)}")
     runtime!(opts[:runtime]).compile(wasm, [])
   end
@@ -219,7 +217,7 @@ defmodule Munition do
   """
   @spec validate(wasm(), keyword()) :: :ok | {:error, error_reason()}
   def validate(wasm, opts \\ []) do
-    opts = Keyword.validate!(opts, [:capabilities, host_functions: [], runtime: Munition.Runtime.Wasmtime])
+    opts = Keyword.validate!(opts, [:capabilities, host_functions: [], runtime: nil])
     runtime = runtime!(opts[:runtime])
     host_functions = Functions.normalize!(opts[:host_functions])
 
@@ -264,6 +262,8 @@ defmodule Munition do
   end
 
   defp check_args!(other), do: raise(ArgumentError, "args must be a list, got: #{inspect(other)}")
+
+  defp runtime!(nil), do: Munition.Runtime.Config.runtime()
 
   defp runtime!(runtime) when is_atom(runtime) do
     if Code.ensure_loaded?(runtime) and function_exported?(runtime, :instantiate, 2) do

@@ -1,57 +1,188 @@
 defmodule Munition.Runtime do
   @moduledoc """
-  The contract between `Munition.Instance.Manager` and a WebAssembly engine.
+  The contract between Munition and a WebAssembly engine, and the only way to
+  one: nothing outside a module implementing this behaviour reaches the
+  engine's native code.
 
   `Munition.Runtime.Wasmtime` is the implementation Munition ships. A runtime
-  owns compiling, instantiating in a fresh store, calling, capturing the state of
-  a failed store, and releasing it; the manager owns the order of those steps,
-  the timeout and the forensics. A runtime must never reuse a store between
-  instances.
+  owns compiling, instantiating in a fresh store, running guest code in
+  slices, guest memory, capturing the state of a failed store, releasing it,
+  the host-call protocol of Elixir host functions, and the codec and scans of
+  captured memory. `Munition.Instance.Manager` owns the order of the steps,
+  the driver loop, the timeout and the forensics.
+
+  A runtime must never reuse a store between instances, must stop a guest at
+  the deadline given in `t:Munition.Instance.State.t/0`, and must never run a
+  guest on a scheduler thread's own stack.
+
+  ## Running a guest: progress
+
+  `c:instantiate/2`, `c:call/3` and `c:resume/1` run guest code for one slice
+  and say where it stands (`t:progress/0`):
+
+    * `:ready` - instantiated (start function done); call exports now.
+    * `{:returned, values, meta}` - the call returned `values`; `meta` has
+      `:fuel_consumed`, `:fuel_remaining`, `:execution_time_us` and `:log`.
+    * `{:crashed, reason}` - the guest failed (`t:Munition.Reason.crash/0`);
+      `c:capture/2` reads why and what the store held.
+    * `:yielded` - the slice ran out; call `c:resume/1` at once.
+    * `{:waiting, ms}` - the guest is suspended on an Elixir host function:
+      serve the `{:munition_host_call, call, index, args, fuel}` messages sent
+      to the state's `:host_pid` (see `Munition.Host.Calls`), wait for
+      `:munition_wake` or at most `ms` milliseconds (its deadline), then
+      `c:resume/1`.
+
+  The manager loops on `:yielded` and `{:waiting, ms}` in one place
+  (`Munition.Instance.Manager`); the runtime never loops on its own, so the
+  caller's process stays in control between slices.
   """
 
+  @typedoc "A live instance of a runtime: a fresh store with one module instantiated in it."
   @type instance :: term()
-  @type instance_config :: %{
-          fuel: pos_integer(),
-          timeout_ms: non_neg_integer(),
-          max_memory: pos_integer(),
-          links: [map()],
-          log_limit: non_neg_integer(),
-          host_pid: pid() | nil
-        }
-  @type crash_reason :: :fuel_exhausted | :trap | :timeout | :memory_limit | :host_error
 
-  @callback compile(bytes :: binary(), opts :: keyword()) ::
-              {:ok, Munition.Module.t()} | {:error, {:invalid_module, String.t()}}
+  @typedoc "One call of an Elixir host function, as the runtime hands it out."
+  @type host_call :: term()
 
-  @typedoc """
-  The guest is suspended until an Elixir host function answers: serve the
-  `{:munition_host_call, call, index, args, fuel}` messages sent to the
-  instance's `host_pid` (the process driving it), wait for `:munition_wake` (or at most `ms`
-  milliseconds, its deadline), then `resume/1`.
+  @typedoc "Where a guest execution stands after a slice (see the moduledoc)."
+  @type progress ::
+          :ready
+          | {:returned, [term()], map()}
+          | {:crashed, Munition.Reason.crash()}
+          | :yielded
+          | {:waiting, non_neg_integer()}
+
+  @typedoc "A native failure: `{kind, message}`, `kind` among `Munition.Reason.error_kinds/0` or `:invalid_state`, `:out_of_bounds`, `:bad_data`."
+  @type failure :: {:error, {atom(), term()}}
+
+  ## Modules
+
+  @doc """
+  Compiles `bytes` (wasm or WAT), or finds them in the runtime's cache of
+  compiled modules. Returns `{:ok, module}`, `{:error, {:invalid_module,
+  message}}`, or `{:error, {:unsupported, message}}` for valid wasm the
+  runtime does not run.
   """
-  @type waiting :: {:waiting, ms :: non_neg_integer()}
+  @callback compile(bytes :: binary(), opts :: keyword()) ::
+              {:ok, Munition.Module.t()} | {:error, {:invalid_module | :unsupported, String.t()}}
 
-  @callback instantiate(Munition.Module.t(), instance_config()) ::
-              {:ok, instance()}
-              | {:crash, crash_reason(), instance()}
-              | {:waiting, non_neg_integer(), instance()}
-              | {:error, term()}
+  @doc """
+  The built-in host functions the runtime implements, one map per import:
+  `%{capability: atom, module: String.t(), name: String.t(), params: [type],
+  results: [type]}`. `Munition.Host.Capabilities` grants imports from it.
+  """
+  @callback builtins() :: [map()]
 
-  @callback call(instance(), function :: String.t(), args :: [number()]) ::
-              {:ok, [term()], map()} | {:crash, crash_reason()} | waiting() | {:error, term()}
+  @doc """
+  What the engine is: `%{engine: atom, version: String.t(), features: [atom],
+  crash_reasons: [atom], trap_kinds: [atom]}`. The two lists are the
+  vocabulary the native side can produce, a subset of `Munition.Reason`'s.
+  """
+  @callback info() :: map()
 
-  @doc "Continues a guest that was waiting: `:ready` when it was instantiating."
-  @callback resume(instance()) ::
-              :ready | {:ok, [term()], map()} | {:crash, crash_reason()} | waiting() | {:error, term()}
+  @doc "Stores alive right now: every call must bring this back to where it was."
+  @callback live_count() :: non_neg_integer()
 
+  ## Instances
+
+  @doc """
+  Creates a fresh store for `state` (its `:fuel`, `:timeout`, `:max_memory`,
+  `:links`, `:log_limit` and `:host_pid`), instantiates `module` in it and runs
+  the first slice of its start function. Returns `{:ok, instance, progress}`
+  (the caller must `c:cleanup/1` the instance, whatever comes next), or
+  `{:error, reason}` when no store was left behind: `{:memory_limit, _}`,
+  `{:instantiation_failed, _}`, `{:overloaded, _}`.
+  """
+  @callback instantiate(Munition.Module.t(), Munition.Instance.State.t()) ::
+              {:ok, instance(), progress()} | failure()
+
+  @doc """
+  Calls export `function` with `params` (numbers only: the binary ABI is
+  lowered before) and runs the first slice. Returns `{:ok, progress}`, or
+  `{:error, {:function_not_found, name}}`, `{:error, {:bad_args, message}}`.
+  """
+  @callback call(instance(), function :: String.t(), params :: [number() | atom()]) ::
+              {:ok, progress()} | failure()
+
+  @doc "Runs the next slice of a guest that yielded or waited. Returns `{:ok, progress}`."
+  @callback resume(instance()) :: {:ok, progress()} | failure()
+
+  @doc """
+  Reads `len` bytes at `ptr` of the exported memory named `"memory"` of an
+  idle instance. `{:error, {:out_of_bounds, message}}` when outside it.
+  """
   @callback read_memory(instance(), ptr :: non_neg_integer(), len :: non_neg_integer()) ::
-              {:ok, binary()} | {:error, term()}
+              {:ok, binary()} | failure()
 
-  @callback write_memory(instance(), ptr :: non_neg_integer(), binary()) :: :ok | {:error, term()}
+  @doc "Writes `bytes` at `ptr` of the exported `\"memory\"`, as `c:read_memory/3` reads."
+  @callback write_memory(instance(), ptr :: non_neg_integer(), binary()) :: :ok | failure()
 
-  @callback capture(instance(), :full | :minimal) :: {:ok, map()} | {:error, term()}
+  @doc """
+  Reads a failed store: `{:ok, map}` with `:reason`, `:trap`, `:message`,
+  `:backtrace`, `:fuel_given`, `:fuel_consumed`, `:fuel_remaining`,
+  `:execution_time_us`, `:memories` (bytes compressed with
+  `c:compress_memory/1`, or none with `:minimal`), `:globals` and `:log`.
+  """
+  @callback capture(instance(), :full | :minimal) :: {:ok, map()} | failure()
 
+  @doc "Releases the store now, cancelling a guest still mid-execution. Always `:ok`."
   @callback cleanup(instance()) :: :ok
 
-  @callback info() :: map()
+  ## Host calls
+
+  @doc """
+  Answers a guest's call of an Elixir host function: `reply` is `{:ok,
+  value_or_values}` or `{:error, message}`, converted to `result_types`. A
+  guest that stopped waiting (its deadline) ignores it. Always `:ok`.
+  """
+  @callback host_reply(host_call(), reply :: {:ok, term()} | {:error, term()}, result_types :: [atom()]) ::
+              :ok
+
+  @doc """
+  Asks the waiting guest of `call` for `len` bytes at `ptr` of its memory.
+  Returns `{:ok, tag}`: the answer arrives as `{:munition_memory, tag, {:ok,
+  bytes} | {:error, :out_of_bounds}}`; or `{:error, {:invalid_state, _}}` when
+  the guest's call has ended.
+  """
+  @callback host_read(host_call(), ptr :: non_neg_integer(), len :: non_neg_integer()) ::
+              {:ok, term()} | failure()
+
+  @doc "As `c:host_read/3`, writing `bytes`; the answer is `:ok` or `{:error, :out_of_bounds}`."
+  @callback host_write(host_call(), ptr :: non_neg_integer(), binary()) :: {:ok, term()} | failure()
+
+  ## Captured memory
+
+  @doc "Compresses a memory for a dump (one zstd frame declaring its size)."
+  @callback compress_memory(binary()) :: {:ok, binary()} | failure()
+
+  @doc "Decompresses what `c:compress_memory/1` made, refusing frames larger than `max_size`."
+  @callback decompress_memory(binary(), max_size :: non_neg_integer()) :: {:ok, binary()} | failure()
+
+  @doc "The size a compressed frame declares, read without decompressing."
+  @callback decompressed_size(binary()) :: {:ok, non_neg_integer()} | failure()
+
+  @doc "Offsets of up to `limit` occurrences of `pattern` in `bytes`."
+  @callback search_memory(binary(), pattern :: binary(), limit :: non_neg_integer()) ::
+              [non_neg_integer()]
+
+  @doc "Non-zero regions of `bytes` as `{start, end}`, merging gaps under `min_gap` zero bytes."
+  @callback memory_regions(binary(), min_gap :: non_neg_integer(), limit :: non_neg_integer()) ::
+              [{non_neg_integer(), non_neg_integer()}]
+
+  @doc "Ranges where two memories differ as `{start, end}`, merging gaps under `min_gap`."
+  @callback diff_memory(binary(), binary(), min_gap :: non_neg_integer(), limit :: non_neg_integer()) ::
+              [{non_neg_integer(), non_neg_integer()}]
+
+  @doc "Printable strings of `min_len..max_len` bytes (UTF-8 when `utf8`, else ASCII) with their offsets."
+  @callback memory_strings(
+              binary(),
+              min_len :: pos_integer(),
+              max_len :: pos_integer(),
+              utf8 :: boolean(),
+              limit :: non_neg_integer()
+            ) :: [{non_neg_integer(), binary()}]
+
+  @doc "The compiled-module cache: `{entries, capacity, compilations}`. For tests and operators."
+  @callback cache_stats() :: {non_neg_integer(), non_neg_integer(), non_neg_integer()}
+
+  @optional_callbacks cache_stats: 0
 end

@@ -2,7 +2,7 @@ defmodule Munition.Forensics.Capture do
   @moduledoc """
   Turns the state of a failed store into a `Munition.Forensics.Dump`.
 
-  The manager calls `capture/4` on every failure path (a trap in a call or in a
+  The manager calls `capture/3` on every failure path (a trap in a call or in a
   start function, fuel exhaustion, timeout, memory limit, a failing host
   function), right after the failure and before anything else runs in the
   store, and before the store is released. It must never raise: a capture that
@@ -15,14 +15,15 @@ defmodule Munition.Forensics.Capture do
   @munition_version Mix.Project.config()[:version]
 
   @doc """
-  Captures `instance` (a failed store of `runtime`) into a dump, with `mode`
-  `:full` (memory bytes included) or `:minimal` (everything but memory bytes).
+  Captures `instance` (a failed store of `state.runtime`) into a dump, with
+  `mode` `:full` (memory bytes included) or `:minimal` (everything but memory
+  bytes).
   """
-  @spec capture(module(), term(), State.t(), :full | :minimal) :: Dump.t()
-  def capture(runtime, instance, %State{} = state, mode) do
+  @spec capture(State.t(), Munition.Runtime.instance(), :full | :minimal) :: Dump.t()
+  def capture(%State{} = state, instance, mode) do
     base = base(state)
 
-    case runtime.capture(instance, mode) do
+    case state.runtime.capture(instance, mode) do
       {:ok, native} ->
         %{
           base
@@ -62,14 +63,16 @@ defmodule Munition.Forensics.Capture do
       args: state.args,
       capabilities: state.capabilities,
       fuel_given: state.fuel,
-      wasmtime_version: wasmtime_version(),
+      wasmtime_version: engine_version(state.runtime),
       munition_version: @munition_version,
       captured_at: DateTime.utc_now()
     }
   end
 
-  defp wasmtime_version do
-    Munition.Runtime.Config.features().version
+  # The version of the engine that ran the guest. A dump must come back even
+  # if the runtime cannot say (its native library failed to load).
+  defp engine_version(runtime) do
+    runtime.info().version
   rescue
     _ -> nil
   end

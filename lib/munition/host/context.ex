@@ -10,9 +10,16 @@ defmodule Munition.Host.Context do
   the guest's fault, recorded in the dump, and never touches host memory.
   """
 
-  defstruct [:call, :function, :fuel_remaining]
+  alias Munition.Instance.BinaryABI
 
-  @type t :: %__MODULE__{call: reference(), function: String.t(), fuel_remaining: non_neg_integer()}
+  defstruct [:call, :runtime, :function, :fuel_remaining]
+
+  @type t :: %__MODULE__{
+          call: Munition.Runtime.host_call(),
+          runtime: module(),
+          function: String.t(),
+          fuel_remaining: non_neg_integer()
+        }
 
   # Guest i32 values reach host functions signed; as pointers and lengths
   # they are unsigned, so -16 means 0xFFFF_FFF0.
@@ -23,8 +30,9 @@ defmodule Munition.Host.Context do
   values, as a guest passes them (a negative `i32` is the same bits unsigned).
   """
   @spec read(t(), integer(), integer()) :: {:ok, binary()} | {:error, :out_of_bounds | :call_ended}
-  def read(%__MODULE__{call: call}, ptr, len) when is_i32_or_u32(ptr) and is_i32_or_u32(len) do
-    call |> Munition.Native.host_read(unsigned(ptr), unsigned(len)) |> await_answer()
+  def read(%__MODULE__{call: call, runtime: runtime}, ptr, len)
+      when is_i32_or_u32(ptr) and is_i32_or_u32(len) do
+    call |> runtime.host_read(BinaryABI.unsigned(ptr), BinaryABI.unsigned(len)) |> await_answer()
   end
 
   def read(_ctx, ptr, len) do
@@ -33,8 +41,9 @@ defmodule Munition.Host.Context do
 
   @doc "Writes `bytes` into guest memory at `ptr` (an unsigned 32-bit value, as for `read/3`)."
   @spec write(t(), integer(), binary()) :: :ok | {:error, :out_of_bounds | :call_ended}
-  def write(%__MODULE__{call: call}, ptr, bytes) when is_i32_or_u32(ptr) and is_binary(bytes) do
-    call |> Munition.Native.host_write(unsigned(ptr), bytes) |> await_answer()
+  def write(%__MODULE__{call: call, runtime: runtime}, ptr, bytes)
+      when is_i32_or_u32(ptr) and is_binary(bytes) do
+    call |> runtime.host_write(BinaryABI.unsigned(ptr), bytes) |> await_answer()
   end
 
   def write(_ctx, ptr, bytes) do
@@ -61,7 +70,4 @@ defmodule Munition.Host.Context do
   end
 
   defp await_answer({:error, {:invalid_state, _}}), do: {:error, :call_ended}
-
-  defp unsigned(value) when value < 0, do: value + 0x1_0000_0000
-  defp unsigned(value), do: value
 end

@@ -19,7 +19,8 @@ defmodule Munition.Host.Functions do
   ## How a call runs
 
   The guest waits, suspended, while `fun` runs in a process of its own
-  (spawned by the task that drives the guest), which answers over a channel;
+  (spawned by the task that drives the guest, see `Munition.Host.Calls`),
+  which answers over a channel;
   the waiting guest holds no scheduler thread. If `fun` raises, exits, is
   killed or returns values of the wrong type, the guest's call ends at once as
   `{:crash, :host_error, dump}` with the reason in the dump; if it is still
@@ -112,50 +113,5 @@ defmodule Munition.Host.Functions do
 
   def normalize!(other) do
     raise ArgumentError, "host_functions must be a list, got: #{inspect(other)}"
-  end
-
-  @doc false
-  # Runs one guest call of a host function in a process of its own and sends
-  # the reply to the waiting guest. Returns the pid so the driver can kill it
-  # when the guest's call ends first. The process also dies with the driver:
-  # a watchdog linked to it kills it when the driver goes down, however the
-  # driver ends (killed with its caller, or shut down past the grace period).
-  @spec serve(Function.t(), reference(), [term()], non_neg_integer()) :: pid()
-  def serve(%Function{} = function, call, args, fuel_remaining) do
-    driver = self()
-
-    spawn(fn ->
-      watchdog = watch(driver)
-      context = %Munition.Host.Context{call: call, function: function.name, fuel_remaining: fuel_remaining}
-
-      reply =
-        try do
-          {:ok, apply(function.fun, [context | args])}
-        rescue
-          exception -> {:error, Exception.message(exception)}
-        catch
-          kind, value -> {:error, "#{kind}: #{inspect(value, limit: 20, printable_limit: 200)}"}
-        end
-
-      Munition.Native.host_reply(call, reply, function.results)
-      # A guest may make thousands of host calls in one execution: do not
-      # leave a watchdog per call waiting for the driver.
-      Process.unlink(watchdog)
-      Process.exit(watchdog, :kill)
-    end)
-  end
-
-  # Linked, so it goes when the host function's process is killed; the
-  # process stops it when it ends normally.
-  defp watch(driver) do
-    host = self()
-
-    spawn_link(fn ->
-      ref = Process.monitor(driver)
-
-      receive do
-        {:DOWN, ^ref, :process, _pid, _reason} -> Process.exit(host, :kill)
-      end
-    end)
   end
 end

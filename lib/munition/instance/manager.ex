@@ -1,49 +1,48 @@
 defmodule Munition.Instance.Manager do
   @moduledoc """
-  Runs one execution: compile -> instantiate -> execute -> capture -> cleanup.
+  Runs one execution: instantiate -> call -> capture -> cleanup, for a
+  `Munition.Instance.State` that `Munition.fire/4` built (module compiled,
+  imports resolved, bounds checked).
 
   The guest runs in a task linked to the calling process, which waits for it
-  and enforces the timeout; the task drives the guest and serves its calls to
-  Elixir host functions. The native side enforces the same deadline on its own (epoch
-  interruption), so a guest past its deadline stops running instead of merely
-  being abandoned. The wait here gives up on the task only one second after the
-  deadline (the grace for capturing a large memory), which happens only if the
-  native side failed to stop the guest.
+  and enforces the timeout; the task drives the guest (`drive/3`, the one
+  loop over the runtime's slices) and serves its calls to Elixir host
+  functions (`Munition.Host.Calls`). The native side enforces the same
+  deadline on its own (epoch interruption), so a guest past its deadline
+  stops running instead of merely being abandoned. The wait here gives up on
+  the task only one second after the deadline (the grace for capturing a
+  large memory), which happens only if the native side failed to stop the
+  guest.
 
-  Every failure path that leaves a store behind is captured before the store is
-  released; the store is released on every path; and every execution's fuel and
-  time are recorded in `Munition.Fuel.Meter`.
+  Every failure path that leaves a store behind is captured before the store
+  is released; once the runtime hands out an instance, it is released on
+  every path; and every execution's fuel and time are recorded in
+  `Munition.Fuel.Meter`.
   """
 
   alias Munition.Forensics.Capture
   alias Munition.Fuel.Meter
-  alias Munition.Host.Functions
-  alias Munition.Instance.State
+  alias Munition.Host.Calls
+  alias Munition.Instance.{BinaryABI, State}
 
   @grace_ms 1_000
 
-  @type plan :: %{
-          runtime: module(),
-          timeout: pos_integer(),
-          max_memory: pos_integer(),
-          links: [map()],
-          host_functions: [Munition.Host.Function.t()],
-          forensics: :full | :minimal | false,
-          result: :values | :binary,
-          alloc: String.t()
-        }
+  @typedoc "What `Munition.fire/4` returns."
+  @type result ::
+          {:ok, term(), map()}
+          | {:crash, Munition.Reason.crash(), Munition.Forensics.Dump.t() | nil}
+          | {:error, Munition.Reason.error()}
 
   @doc """
-  Runs `state` (a compiled module, the function, its arguments, fuel and
-  capabilities) under `plan`. Returns what `Munition.fire/4` returns.
+  Runs `state` (a compiled module, the function, its arguments, its bounds
+  and links). Returns what `Munition.fire/4` returns.
   """
-  @spec execute(State.t(), plan()) ::
-          {:ok, term(), map()} | {:crash, atom(), Munition.Forensics.Dump.t() | nil} | {:error, term()}
-  def execute(%State{} = state, plan) do
-    with :ok <- check_binary_abi(state, plan) do
+  @spec execute(State.t()) :: result()
+  def execute(%State{} = state) do
+    with :ok <- BinaryABI.check(state) do
       state = %{state | started_at: System.monotonic_time(:millisecond)}
-      task = start_task(fn -> run(state, plan) end)
-      await(task, state, plan, state.started_at + plan.timeout + @grace_ms)
+      task = start_task(fn -> run(state) end)
+      await(task, state, state.started_at + state.timeout + @grace_ms)
     end
   end
 
@@ -64,7 +63,7 @@ defmodule Munition.Instance.Manager do
     end)
   end
 
-  defp await(task, state, plan, give_up_at) do
+  defp await(task, state, give_up_at) do
     wait = max(give_up_at - System.monotonic_time(:millisecond), 0)
 
     case Task.yield(task, wait) || Task.shutdown(task, :brutal_kill) do
@@ -86,215 +85,107 @@ defmodule Munition.Instance.Manager do
 
       nil ->
         # What it burnt is unknown: the budget is the bound.
-        Meter.record(state.module.hash, state.function, :timeout, state.fuel, plan.timeout * 1000)
+        Meter.record(state.module.hash, state.function, :timeout, state.fuel, state.timeout * 1000)
 
         {:crash, :timeout,
          Capture.without_store(
            state,
            :timeout,
            :interrupt,
-           "the guest did not return within #{plan.timeout} ms plus #{@grace_ms} ms of grace; the call was abandoned"
+           "the guest did not return within #{state.timeout} ms plus #{@grace_ms} ms of grace; the call was abandoned"
          )}
     end
   end
 
   # Runs inside the task: everything that touches the store. The task is also
-  # the process the guest sends its calls to Elixir host functions to, so it
-  # serves them itself while the guest waits (see `drive/4`).
-  defp run(state, plan) do
-    runtime = plan.runtime
+  # the process the guest sends its calls to Elixir host functions to.
+  defp run(state) do
+    state = if state.host_functions == [], do: state, else: %{state | host_pid: self()}
 
-    config = %{
-      fuel: state.fuel,
-      timeout_ms: plan.timeout,
-      max_memory: plan.max_memory,
-      links: plan.links,
-      log_limit: Munition.Runtime.Config.log_limit(),
-      host_pid: if(plan.host_functions == [], do: nil, else: self())
-    }
-
-    try do
-      with {:instance, instance, outcome} <- instantiate(runtime, state, config, plan) do
+    case state.runtime.instantiate(state.module, state) do
+      {:ok, instance, progress} ->
         try do
-          case outcome do
-            :ready ->
-              call(runtime, instance, %{State.advance(state, :instantiated) | instance: instance}, plan)
-
-            {:crash, reason} ->
-              crash(runtime, instance, State.advance(state, :crashed), reason, plan)
-
-            {:error, _} = error ->
-              error
+          # Instantiation runs the start function, which may crash or wait on
+          # a host function too.
+          case drive(state, instance, {:ok, progress}) do
+            {:ok, :ready} -> call(state, instance)
+            {:ok, {:crashed, reason}} -> crash(state, instance, reason)
+            other -> unexpected(other)
           end
         after
-          runtime.cleanup(instance)
+          Calls.stop()
+          state.runtime.cleanup(instance)
         end
-      end
-    after
-      stop_serving()
-    end
-  end
-
-  # Instantiation runs the start function, which may crash or wait on a host
-  # function too; either way there is an instance to capture and release.
-  defp instantiate(runtime, state, config, plan) do
-    case runtime.instantiate(state.module, config) do
-      {:ok, instance} -> {:instance, instance, :ready}
-      {:crash, reason, instance} -> {:instance, instance, {:crash, reason}}
-      {:waiting, ms, instance} -> {:instance, instance, drive(runtime, instance, {:waiting, ms}, plan)}
-      {:error, _} = error -> error
-    end
-  end
-
-  # A guest waiting for an Elixir host function: serve the call, wait for the
-  # answer (the native side wakes this process) or the deadline, resume.
-  # Anything else is where the guest stands for good.
-  defp drive(runtime, instance, {:waiting, ms}, plan) do
-    serve_until_woken(System.monotonic_time(:millisecond) + ms, plan)
-    drive(runtime, instance, runtime.resume(instance), plan)
-  end
-
-  defp drive(_runtime, _instance, outcome, _plan), do: outcome
-
-  # The process running the current host function, its monitor and the guest
-  # call it answers. A guest makes one host call at a time, so there is at
-  # most one; it lives in this task's dictionary so the task's `after` can
-  # stop it whatever happened.
-  @serving :munition_host_function
-
-  defp serve_until_woken(wake_by, plan) do
-    receive do
-      :munition_wake ->
-        :ok
-
-      {:munition_host_call, call, index, args, fuel} ->
-        function = Enum.at(plan.host_functions, index)
-        pid = Functions.serve(function, call, args, fuel)
-        Process.put(@serving, {pid, Process.monitor(pid), call})
-        serve_until_woken(wake_by, plan)
-
-      {:DOWN, monitor, :process, _pid, reason} ->
-        # A host function's process that ends without replying (killed, or
-        # exiting by itself) is answered for: the guest gets a host error at
-        # once instead of waiting for its deadline; the reply wakes this
-        # process. If it did reply, the guest has taken that reply and closed
-        # the channel (its wake came before this message), and this one goes
-        # nowhere.
-        with {_pid, ^monitor, call} <- Process.get(@serving) do
-          Munition.Native.host_reply(
-            call,
-            {:error, "the host function's process ended without replying: #{inspect(reason)}"},
-            []
-          )
-        end
-
-        serve_until_woken(wake_by, plan)
-    after
-      max(wake_by - System.monotonic_time(:millisecond), 0) -> :ok
-    end
-  end
-
-  defp stop_serving do
-    with {pid, monitor, _call} <- Process.delete(@serving) do
-      Process.demonitor(monitor, [:flush])
-      Process.exit(pid, :kill)
-    end
-  end
-
-  defp call(runtime, instance, state, plan) do
-    with {:ok, params} <- lower_args(runtime, instance, state, plan) do
-      state = State.advance(state, :called)
-
-      case drive(runtime, instance, runtime.call(instance, state.function, params), plan) do
-        {:ok, values, meta} -> lift_result(runtime, instance, state, values, meta, plan)
-        {:crash, reason} -> crash(runtime, instance, state, reason, plan)
-        {:error, _} = error -> error
-      end
-    end
-  end
-
-  # The binary ABI, checked against the exports' signatures before anything
-  # runs: `alloc(i32) -> i32` when there are binary arguments, and a
-  # `(i32, i32)` or `i64` result for `result: :binary`.
-  defp check_binary_abi(%State{module: module} = state, plan) do
-    alloc = Munition.Module.export(module, plan.alloc)
-    function = Munition.Module.export(module, state.function)
-
-    cond do
-      Enum.any?(state.args, &is_binary/1) and not match?(%{params: [:i32], results: [:i32]}, alloc) ->
-        {:error,
-         {:bad_args,
-          "binary arguments need the guest to export #{plan.alloc}(len: i32) -> ptr: i32 (see the :alloc option)"}}
-
-      # A missing function is reported as such by the call.
-      plan.result == :binary and function != nil and function.results not in [[:i32, :i32], [:i64]] ->
-        {:error,
-         {:bad_result,
-          "result: :binary needs #{state.function} to return (ptr: i32, len: i32) or one i64 (ptr << 32 | len)"}}
-
-      true ->
-        :ok
-    end
-  end
-
-  # Binary arguments are copied into guest memory through the guest's
-  # allocator and passed as (pointer, length); see "Binary data" in the README.
-  defp lower_args(runtime, instance, state, plan) do
-    Enum.reduce_while(state.args, {:ok, []}, fn
-      arg, {:ok, acc} when is_binary(arg) ->
-        case copy_in(runtime, instance, state, arg, plan) do
-          {:ok, ptr} -> {:cont, {:ok, acc ++ [ptr, byte_size(arg)]}}
-          other -> {:halt, other}
-        end
-
-      arg, {:ok, acc} ->
-        {:cont, {:ok, acc ++ [arg]}}
-    end)
-  end
-
-  defp copy_in(runtime, instance, state, bytes, plan) do
-    case drive(runtime, instance, runtime.call(instance, plan.alloc, [byte_size(bytes)]), plan) do
-      {:ok, [ptr], _meta} ->
-        case runtime.write_memory(instance, to_unsigned(ptr), bytes) do
-          :ok ->
-            {:ok, ptr}
-
-          {:error, {:out_of_bounds, message}} ->
-            out_of_bounds(runtime, instance, state, plan, "#{plan.alloc} returned #{ptr}: #{message}")
-
-          {:error, _} = error ->
-            error
-        end
-
-      {:crash, reason} ->
-        crash(runtime, instance, state, reason, plan)
 
       {:error, _} = error ->
         error
     end
   end
 
-  defp lift_result(runtime, instance, state, values, meta, plan) do
-    state = State.advance(state, :returned)
+  # The one driver loop: a guest that used up its slice is resumed at once; a
+  # guest waiting for an Elixir host function has the call served, then is
+  # resumed when woken (or at its deadline). Anything else is where the guest
+  # stands for good.
+  defp drive(state, instance, {:ok, :yielded}) do
+    drive(state, instance, state.runtime.resume(instance))
+  end
+
+  defp drive(state, instance, {:ok, {:waiting, ms}}) do
+    Calls.serve_until_woken(state, ms)
+    drive(state, instance, state.runtime.resume(instance))
+  end
+
+  defp drive(_state, _instance, outcome), do: outcome
+
+  defp call(state, instance) do
+    with {:ok, params} <- BinaryABI.lower(state.args, &copy_in(state, instance, &1)) do
+      case drive(state, instance, state.runtime.call(instance, state.function, params)) do
+        {:ok, {:returned, values, meta}} -> returned(state, instance, values, meta)
+        {:ok, {:crashed, reason}} -> crash(state, instance, reason)
+        other -> unexpected(other)
+      end
+    end
+  end
+
+  # A binary argument: the guest's allocator makes room, then the bytes are
+  # copied in.
+  defp copy_in(state, instance, bytes) do
+    case drive(state, instance, state.runtime.call(instance, state.alloc, [byte_size(bytes)])) do
+      {:ok, {:returned, [ptr], _meta}} ->
+        case state.runtime.write_memory(instance, BinaryABI.unsigned(ptr), bytes) do
+          :ok ->
+            {:ok, ptr}
+
+          {:error, {:out_of_bounds, message}} ->
+            out_of_bounds(state, instance, "#{state.alloc} returned #{ptr}: #{message}")
+
+          {:error, _} = error ->
+            error
+        end
+
+      {:ok, {:crashed, reason}} ->
+        crash(state, instance, reason)
+
+      other ->
+        unexpected(other)
+    end
+  end
+
+  defp returned(state, instance, values, meta) do
     Meter.record(state.module.hash, state.function, :ok, meta.fuel_consumed, meta.execution_time_us)
     meta = Map.merge(meta, %{module_hash: state.module.hash, capabilities: state.capabilities})
 
-    case plan.result do
+    case state.result do
       :values ->
         {:ok, unwrap(values), meta}
 
       :binary ->
-        {ptr, len} = binary_range(values)
+        {ptr, len} = BinaryABI.result_range(values)
 
-        case runtime.read_memory(instance, ptr, len) do
-          {:ok, bytes} ->
-            {:ok, bytes, meta}
-
-          {:error, {:out_of_bounds, message}} ->
-            out_of_bounds(runtime, instance, state, plan, "result #{message}")
-
-          {:error, _} = error ->
-            error
+        case state.runtime.read_memory(instance, ptr, len) do
+          {:ok, bytes} -> {:ok, bytes, meta}
+          {:error, {:out_of_bounds, message}} -> out_of_bounds(state, instance, "result #{message}")
+          {:error, _} = error -> error
         end
     end
   end
@@ -303,30 +194,26 @@ defmodule Munition.Instance.Manager do
   defp unwrap([value]), do: value
   defp unwrap(values), do: values
 
-  # The shapes were checked against the export's signature.
-  defp binary_range([ptr, len]), do: {to_unsigned(ptr), to_unsigned(len)}
+  # The runtime's own errors pass through; a progress that cannot come at
+  # this point (the runtime broke its contract) is a runtime failure, never
+  # silently something else.
+  defp unexpected({:error, _} = error), do: error
 
-  defp binary_range([packed]) do
-    <<ptr::32, len::32>> = <<packed::64>>
-    {ptr, len}
-  end
+  defp unexpected(other),
+    do: {:error, {:runtime_failure, "unexpected progress from the runtime: #{inspect(other)}"}}
 
-  # i32 results come back signed; pointers and lengths are unsigned.
-  defp to_unsigned(value) when value < 0, do: value + 0x1_0000_0000
-  defp to_unsigned(value), do: value
-
-  defp out_of_bounds(runtime, instance, state, plan, message) do
-    {:crash, :trap, dump} = crash(runtime, instance, state, :trap, plan)
+  defp out_of_bounds(state, instance, message) do
+    {:crash, :trap, dump} = crash(state, instance, :trap)
     dump = dump && %{dump | reason: :trap, trap: :memory_out_of_bounds, message: message}
     {:crash, :trap, dump}
   end
 
   # Every crash is captured, at least minimally: the meter needs its fuel and
   # time even when the caller wants no dump (`forensics: false`).
-  defp crash(runtime, instance, state, reason, plan) do
-    mode = if plan.forensics == false, do: :minimal, else: plan.forensics
-    dump = %{Capture.capture(runtime, instance, State.advance(state, :crashed), mode) | reason: reason}
+  defp crash(state, instance, reason) do
+    mode = if state.forensics == false, do: :minimal, else: state.forensics
+    dump = %{Capture.capture(state, instance, mode) | reason: reason}
     Meter.record(state.module.hash, state.function, reason, dump.fuel_consumed, dump.execution_time_us)
-    {:crash, reason, if(plan.forensics, do: dump)}
+    {:crash, reason, if(state.forensics, do: dump)}
   end
 end

@@ -1,39 +1,65 @@
 defmodule Munition.Instance.State do
   @moduledoc """
-  Where one execution is in its lifecycle, and what it knows so far.
+  One call, as far as it is known: built once by `Munition.fire/4` from the
+  checked options and carried unchanged to the runtime, which reads its
+  bounds (`:fuel`, `:timeout`, `:max_memory`, `:links`, `:log_limit`,
+  `:host_pid`) when it makes the store. The forensic capture reads the
+  context from it (function, arguments, capabilities, fuel given).
 
-  The manager moves it through `:compiled -> :instantiated -> :called` and ends
-  in `:returned`, `:crashed` or `:failed`. The forensic capture reads the
-  context from it (function, arguments, capabilities, fuel given), and a future
-  pool will keep one per pooled instance.
+  Fields:
+
+    * `:module` - the compiled `Munition.Module`
+    * `:function`, `:args` - the export and the arguments as given
+    * `:runtime` - the `Munition.Runtime` that runs it
+    * `:fuel` - the resolved budget (start function included)
+    * `:timeout` - milliseconds from `:started_at` to the deadline
+    * `:max_memory` - bytes of linear memory the guest may have
+    * `:capabilities` - the expanded, granted capabilities
+    * `:links` - what each import links to, from `Munition.Host.Capabilities.resolve/3`
+    * `:host_functions` - the call's `Munition.Host.Function`s (`:links` index into it)
+    * `:forensics`, `:result`, `:alloc` - as the options of `Munition.fire/4`
+    * `:log_limit` - bytes of guest log lines kept
+    * `:host_pid` - the process that drives the guest and serves its Elixir
+      host functions; set by that process, `nil` when there are none
+    * `:started_at` - monotonic milliseconds when the execution started
   """
 
-  @type phase :: :compiled | :instantiated | :called | :returned | :crashed | :failed
-
-  @enforce_keys [:module, :function, :args]
+  @enforce_keys [:module, :function, :args, :runtime, :fuel, :timeout, :max_memory]
   defstruct [
     :module,
     :function,
     :args,
-    :instance,
-    phase: :compiled,
+    :runtime,
+    :fuel,
+    :timeout,
+    :max_memory,
+    :host_pid,
+    :started_at,
     capabilities: [],
-    fuel: 0,
-    started_at: nil
+    links: [],
+    host_functions: [],
+    forensics: :full,
+    result: :values,
+    alloc: "alloc",
+    log_limit: 65_536
   ]
 
   @type t :: %__MODULE__{
           module: Munition.Module.t(),
           function: String.t(),
           args: list(),
-          instance: term(),
-          phase: phase(),
+          runtime: module(),
+          fuel: pos_integer(),
+          timeout: pos_integer(),
+          max_memory: pos_integer(),
           capabilities: [atom()],
-          fuel: non_neg_integer(),
+          links: [tuple()],
+          host_functions: [Munition.Host.Function.t()],
+          forensics: :full | :minimal | false,
+          result: :values | :binary,
+          alloc: String.t(),
+          log_limit: non_neg_integer(),
+          host_pid: pid() | nil,
           started_at: integer() | nil
         }
-
-  @doc "Moves to `phase`."
-  @spec advance(t(), phase()) :: t()
-  def advance(%__MODULE__{} = state, phase), do: %{state | phase: phase}
 end

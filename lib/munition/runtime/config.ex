@@ -5,6 +5,8 @@ defmodule Munition.Runtime.Config do
 
   Keys under `config :munition`:
 
+    * `:runtime` - the `Munition.Runtime` of calls that name none. Defaults to
+      `Munition.Runtime.Wasmtime`.
     * `:module_cache_size` - compiled modules kept, least recently used evicted.
       Defaults to `128`; `0` disables the cache.
     * `:default_timeout` - milliseconds. Defaults to `5_000`.
@@ -49,13 +51,15 @@ defmodule Munition.Runtime.Config do
   def dump_dir, do: Application.get_env(:munition, :dump_dir)
 
   @doc """
-  What the engine offers: `%{engine: :wasmtime, version: "48.0.8", features: [...]}`
-  with features among `:fuel`, `:epochs`, `:pooling`, `:coredump`, `:fibers`.
+  What the engine of `runtime` (the configured one by default) offers, as its
+  `c:Munition.Runtime.info/0` says: for Wasmtime `%{engine: :wasmtime,
+  version: "48.0.8", features: [...]}` with features among `:fuel`, `:epochs`,
+  `:pooling`, `:coredump`, `:fibers`.
   """
-  @spec features() :: map()
-  def features, do: Munition.Runtime.Wasmtime.info()
+  @spec features(module()) :: map()
+  def features(runtime \\ runtime()), do: runtime.info()
 
-  @doc "Whether the engine has `feature`."
-  @spec feature?(atom()) :: boolean()
-  def feature?(feature), do: feature in features().features
+  @doc "Whether the engine of `runtime` (the configured one by default) has `feature`."
+  @spec feature?(atom(), module()) :: boolean()
+  def feature?(feature, runtime \\ runtime()), do: feature in features(runtime).features
 end

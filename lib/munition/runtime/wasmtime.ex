@@ -1,16 +1,20 @@
 defmodule Munition.Runtime.Wasmtime do
   @moduledoc """
-  The Wasmtime runtime, through Munition's NIF.
+  The Wasmtime runtime, through Munition's NIF: the only module that calls
+  `Munition.Native`.
 
   Turns native results into Munition's vocabulary; holds no state of its own.
   Guests run on a fiber stack the NIF owns (so deep recursion is a
-  `:stack_overflow` trap, not a crash of the VM), metered by fuel and stopped at
-  their deadline by epoch interruption.
+  `:stack_overflow` trap, not a crash of the VM), metered by fuel, stopped at
+  their deadline by epoch interruption, and in slices (see
+  `Munition.Runtime`). The callbacks are documented there.
   """
 
   @behaviour Munition.Runtime
 
   alias Munition.Native
+
+  ## Modules
 
   @impl true
   def compile(bytes, opts \\ []) do
@@ -42,48 +46,28 @@ defmodule Munition.Runtime.Wasmtime do
   end
 
   @impl true
-  def instantiate(%Munition.Module{resource: resource}, config) do
-    with {:ok, {instance, progress}} <- Native.instance_new(resource, config) do
-      case finish(instance, progress) do
-        :ready -> {:ok, instance}
-        {:crashed, reason} -> {:crash, reason, instance}
-        {:waiting, ms} -> {:waiting, ms, instance}
-        {:error, _} = error -> error
-      end
+  def builtins, do: Native.host_builtins()
+
+  @impl true
+  def live_count, do: Native.instance_live_count()
+
+  @impl true
+  def cache_stats, do: Native.module_cache_stats()
+
+  ## Instances
+
+  @impl true
+  def instantiate(%Munition.Module{resource: resource}, %Munition.Instance.State{} = state) do
+    with {:ok, {instance, progress}} <- Native.instance_new(resource, state) do
+      {:ok, instance, progress}
     end
   end
 
   @impl true
-  def call(instance, function, args) do
-    with {:ok, progress} <- Native.instance_call(instance, function, args) do
-      outcome(instance, progress)
-    end
-  end
+  def call(instance, function, params), do: Native.instance_call(instance, function, params)
 
   @impl true
-  def resume(instance) do
-    with {:ok, progress} <- Native.instance_resume(instance) do
-      outcome(instance, progress)
-    end
-  end
-
-  defp outcome(instance, progress) do
-    case finish(instance, progress) do
-      {:returned, values, meta} -> {:ok, values, meta}
-      {:crashed, reason} -> {:crash, reason}
-      other -> other
-    end
-  end
-
-  # The guest runs in slices of a few milliseconds; between them the dirty
-  # scheduler is free for other work. Resume until it finishes one way or the
-  # other (the native deadline bounds how long that takes), or until it waits
-  # for an Elixir host function, which is the caller's to serve.
-  defp finish(instance, :yielded) do
-    with {:ok, progress} <- Native.instance_resume(instance), do: finish(instance, progress)
-  end
-
-  defp finish(_instance, progress), do: progress
+  def resume(instance), do: Native.instance_resume(instance)
 
   @impl true
   def read_memory(instance, ptr, len), do: Native.instance_memory_read(instance, ptr, len)
@@ -110,21 +94,44 @@ defmodule Munition.Runtime.Wasmtime do
     end
   end
 
+  ## Host calls
+
+  @impl true
+  def host_reply(call, reply, result_types), do: Native.host_reply(call, reply, result_types)
+
+  @impl true
+  def host_read(call, ptr, len), do: Native.host_read(call, ptr, len)
+
+  @impl true
+  def host_write(call, ptr, bytes), do: Native.host_write(call, ptr, bytes)
+
   @impl true
   def info do
     {version, features} = Native.engine_info()
     %{engine: :wasmtime, version: version, features: features}
   end
 
-  # Captured memory: compressed in dumps, scanned by the analyser.
+  ## Captured memory: compressed in dumps, scanned by the analyser.
 
+  @impl true
   def compress_memory(bytes), do: {:ok, Native.zstd_compress(bytes)}
+
+  @impl true
   def decompress_memory(data, max_size), do: Native.zstd_decompress(data, max_size)
+
+  @impl true
   def decompressed_size(data), do: Native.zstd_frame_size(data)
+
+  @impl true
   def search_memory(bytes, pattern, limit), do: Native.memory_search(bytes, pattern, limit)
+
+  @impl true
   def memory_regions(bytes, min_gap, limit), do: Native.memory_regions(bytes, min_gap, limit)
+
+  @impl true
   def diff_memory(a, b, min_gap, limit), do: Native.memory_diff(a, b, min_gap, limit)
 
+  @impl true
   def memory_strings(bytes, min_len, max_len, utf8, limit),
     do: Native.memory_strings(bytes, min_len, max_len, utf8, limit)
 end

@@ -362,7 +362,7 @@ pub fn advance(env: Env, slot: &mut Slot, slice: Duration) -> MunitionResult<Pro
 #[derive(rustler::NifMap)]
 pub struct InstanceConfig {
     pub fuel: u64,
-    pub timeout_ms: u64,
+    pub timeout: u64,
     pub max_memory: u64,
     pub links: Vec<Link>,
     pub log_limit: u64,
@@ -419,7 +419,7 @@ fn new_store(
             max_table_elements: crate::engine::MAX_TABLE_ELEMENTS,
             memory_limit_hit: false,
         },
-        deadline: Instant::now() + Duration::from_millis(config.timeout_ms),
+        deadline: Instant::now() + Duration::from_millis(config.timeout),
         timed_out: false,
         log: GuestLog::new(config.log_limit as usize),
         host_failure: None,

@@ -18,7 +18,7 @@ defmodule Munition.Instance.ManagerTest do
 
   describe "timeout" do
     test "an endless loop with fuel to spare is stopped by the engine within 50 ms of its deadline" do
-      baseline = Munition.Native.instance_live_count()
+      baseline = Munition.Runtime.Wasmtime.live_count()
 
       {ms, result} = elapsed_ms(fn -> Munition.fire(@spin, "spin", [], fuel: @plenty, timeout: 300) end)
 
@@ -29,24 +29,24 @@ defmodule Munition.Instance.ManagerTest do
       assert ms >= 300
       assert ms < 350, "stopped #{ms - 300} ms after the deadline"
       # Really stopped, not just abandoned: its store is gone when fire/4 returns.
-      assert Munition.Native.instance_live_count() == baseline
+      assert Munition.Runtime.Wasmtime.live_count() == baseline
     end
 
     test "a guest whose caller dies is cancelled, not left running" do
-      baseline = Munition.Native.instance_live_count()
+      baseline = Munition.Runtime.Wasmtime.live_count()
       caller = spawn(fn -> Munition.fire(@spin, "spin", [], fuel: @plenty, timeout: 60_000) end)
       Process.sleep(100)
-      assert Munition.Native.instance_live_count() == baseline + 1
+      assert Munition.Runtime.Wasmtime.live_count() == baseline + 1
       Process.exit(caller, :kill)
 
-      assert eventually(fn -> Munition.Native.instance_live_count() == baseline end),
+      assert eventually(fn -> Munition.Runtime.Wasmtime.live_count() == baseline end),
              "the guest kept running after its caller was killed"
     end
   end
 
   describe "cleanup" do
     test "no store outlives its call, whatever the outcome" do
-      baseline = Munition.Native.instance_live_count()
+      baseline = Munition.Runtime.Wasmtime.live_count()
 
       for _ <- 1..50 do
         {:ok, 5, _} = Munition.fire(@add, "add", [2, 3])
@@ -54,40 +54,44 @@ defmodule Munition.Instance.ManagerTest do
         {:crash, :fuel_exhausted, _} = Munition.fire(@spin, "spin", [], fuel: 1_000)
       end
 
-      assert Munition.Native.instance_live_count() == baseline
+      assert Munition.Runtime.Wasmtime.live_count() == baseline
     end
 
     test "a store with a large memory is released off the normal schedulers" do
       {:ok, module} = Munition.compile(~s{(module (memory (export "memory") 128) (func (export "f")))})
 
-      config = %{
+      state = %Munition.Instance.State{
+        module: module,
+        function: "f",
+        args: [],
+        runtime: Munition.Runtime.Wasmtime,
         fuel: 1_000,
-        timeout_ms: 1_000,
+        timeout: 1_000,
         max_memory: 16 <<< 20,
-        links: [],
-        log_limit: 0,
-        host_pid: nil
+        log_limit: 0
       }
 
-      baseline = Munition.Native.instance_live_count()
+      baseline = Munition.Runtime.Wasmtime.live_count()
 
-      {:ok, instance} = Munition.Runtime.Wasmtime.instantiate(module, config)
-      # 8 MiB: over the inline limit, so the normal-scheduler NIF declines.
+      {:ok, instance, :ready} = Munition.Runtime.Wasmtime.instantiate(module, state)
+      # 8 MiB: over the inline limit, so the normal-scheduler NIF declines
+      # (this test looks below the adapter on purpose) and the adapter
+      # releases it on a dirty scheduler.
       assert Munition.Native.instance_cleanup(instance) == :large
-      assert Munition.Native.instance_live_count() == baseline + 1
-      assert Munition.Native.instance_cleanup_dirty(instance) == :ok
-      assert Munition.Native.instance_live_count() == baseline
+      assert Munition.Runtime.Wasmtime.live_count() == baseline + 1
+      assert Munition.Runtime.Wasmtime.cleanup(instance) == :ok
+      assert Munition.Runtime.Wasmtime.live_count() == baseline
     end
 
     test "a host function that outlives the deadline leaves no store behind" do
-      baseline = Munition.Native.instance_live_count()
+      baseline = Munition.Runtime.Wasmtime.live_count()
       wat = ~s{(module (import "env" "wait" (func $wait)) (func (export "f") call $wait))}
       host = {"env", "wait", {[], []}, :wait, fn _ctx -> Process.sleep(5_000) end}
 
       assert {:crash, :timeout, _} =
                Munition.fire(wat, "f", [], host_functions: [host], capabilities: [:wait], timeout: 100)
 
-      assert Munition.Native.instance_live_count() == baseline
+      assert Munition.Runtime.Wasmtime.live_count() == baseline
     end
   end
 
@@ -181,7 +185,7 @@ defmodule Munition.Instance.ManagerTest do
         {"env", "wait", {[], []}, :wait,
          fn _ctx -> send(test, {:host, self()}) && Process.sleep(:infinity) end}
 
-      baseline = Munition.Native.instance_live_count()
+      baseline = Munition.Runtime.Wasmtime.live_count()
 
       caller =
         spawn(fn ->
@@ -192,7 +196,7 @@ defmodule Munition.Instance.ManagerTest do
       ref = Process.monitor(host_pid)
       Process.exit(caller, :kill)
       assert_receive {:DOWN, ^ref, :process, ^host_pid, :killed}, 1_000
-      assert eventually(fn -> Munition.Native.instance_live_count() == baseline end)
+      assert eventually(fn -> Munition.Runtime.Wasmtime.live_count() == baseline end)
     end
 
     test "a host function whose process exits normally without replying is a host error too" do

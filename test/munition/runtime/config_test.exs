@@ -26,17 +26,17 @@ defmodule Munition.Runtime.ConfigTest do
     for n <- 1..5,
         do: {:ok, _} = Munition.compile(~s{(module (func (export "f") (result i32) i32.const #{n}))})
 
-    assert {entries, 2, _compilations} = Munition.Native.module_cache_stats()
+    assert {entries, 2, _compilations} = Munition.Runtime.Wasmtime.cache_stats()
     assert entries <= 2
   end
 
   test "a second fire of the same bytes does not compile again" do
     wat = ~s{(module (func (export "f") (result i32) i32.const #{System.unique_integer([:positive])}))}
-    {_, _, before} = Munition.Native.module_cache_stats()
+    {_, _, before} = Munition.Runtime.Wasmtime.cache_stats()
     assert {:ok, _, %{module_hash: hash}} = Munition.fire(wat, "f", [])
     assert {:ok, _, %{module_hash: ^hash}} = Munition.fire(wat, "f", [])
     assert {:ok, _} = Munition.compile(wat)
-    assert {_, _, after_} = Munition.Native.module_cache_stats()
+    assert {_, _, after_} = Munition.Runtime.Wasmtime.cache_stats()
     assert after_ - before == 1
   end
 

@@ -1,0 +1,118 @@
+defmodule Munition.Host.Calls do
+  @moduledoc false
+  # Serves a suspended guest's calls to Elixir host functions, in the process
+  # that drives the guest (the manager's task).
+  #
+  # The runtime sends that process `{:munition_host_call, call, index, args,
+  # fuel}`; the function runs in a process of its own, so that a slow or
+  # misbehaving function never blocks the driver, and its reply goes back
+  # through the runtime, which wakes the driver with `:munition_wake`. A guest
+  # makes one host call at a time, so there is at most one such process; it
+  # lives in the driver's dictionary so that `stop/0` can kill it whatever
+  # happened.
+
+  alias Munition.Host.{Context, Function}
+  alias Munition.Instance.State
+
+  @serving :munition_host_function
+
+  @doc false
+  # Serves host calls until the runtime wakes this process or `ms` pass (the
+  # guest's deadline): then the driver resumes the guest.
+  @spec serve_until_woken(State.t(), non_neg_integer()) :: :ok
+  def serve_until_woken(%State{} = state, ms) do
+    loop(state, System.monotonic_time(:millisecond) + ms)
+  end
+
+  defp loop(state, wake_by) do
+    receive do
+      :munition_wake ->
+        :ok
+
+      {:munition_host_call, call, index, args, fuel} ->
+        function = Enum.at(state.host_functions, index)
+        pid = spawn_call(state.runtime, function, call, args, fuel)
+        Process.put(@serving, {pid, Process.monitor(pid), call})
+        loop(state, wake_by)
+
+      {:DOWN, monitor, :process, _pid, reason} ->
+        # A host function's process that ends without replying (killed, or
+        # exiting by itself) is answered for: the guest gets a host error at
+        # once instead of waiting for its deadline; the reply wakes this
+        # process. If it did reply, the guest has taken that reply and closed
+        # the channel (its wake came before this message), and this one goes
+        # nowhere.
+        with {_pid, ^monitor, call} <- Process.get(@serving) do
+          state.runtime.host_reply(
+            call,
+            {:error, "the host function's process ended without replying: #{inspect(reason)}"},
+            []
+          )
+        end
+
+        loop(state, wake_by)
+    after
+      max(wake_by - System.monotonic_time(:millisecond), 0) -> :ok
+    end
+  end
+
+  @doc false
+  # Kills the host function still running, if any: its guest call is over.
+  @spec stop() :: :ok
+  def stop do
+    with {pid, monitor, _call} <- Process.delete(@serving) do
+      Process.demonitor(monitor, [:flush])
+      Process.exit(pid, :kill)
+    end
+
+    :ok
+  end
+
+  # Runs one guest call of a host function in a process of its own and sends
+  # the reply to the waiting guest. The process also dies with the driver: a
+  # watchdog linked to it kills it when the driver goes down, however the
+  # driver ends (killed with its caller, or shut down past the grace period).
+  defp spawn_call(runtime, %Function{} = function, call, args, fuel_remaining) do
+    driver = self()
+
+    spawn(fn ->
+      watchdog = watch(driver)
+
+      context = %Context{
+        call: call,
+        runtime: runtime,
+        function: function.name,
+        fuel_remaining: fuel_remaining
+      }
+
+      reply =
+        try do
+          {:ok, apply(function.fun, [context | args])}
+        rescue
+          exception -> {:error, Exception.message(exception)}
+        catch
+          kind, value -> {:error, "#{kind}: #{inspect(value, limit: 20, printable_limit: 200)}"}
+        end
+
+      runtime.host_reply(call, reply, function.results)
+      # A guest may make thousands of host calls in one execution: do not
+      # leave a watchdog per call waiting for the driver.
+      Process.unlink(watchdog)
+      Process.exit(watchdog, :kill)
+    end)
+  end
+
+  # Linked, so it goes when the host function's process is killed; the
+  # process stops it when it ends normally.
+  defp watch(driver) do
+    host = self()
+
+    spawn_link(fn ->
+      ref = Process.monitor(driver)
+
+      receive do
+        {:DOWN, ^ref, :process, _pid, _reason} -> Process.exit(host, :kill)
+      end
+    end)
+  end
+end
