@@ -5,7 +5,8 @@ defmodule Munition.Application do
   @impl true
   def start(_type, _args) do
     children = [
-      Munition.Fuel.Meter
+      Munition.Fuel.Meter,
+      Munition.Instance.Slots
     ]
 
     Supervisor.start_link(children, strategy: :one_for_one, name: Munition.Supervisor)

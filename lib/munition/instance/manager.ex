@@ -23,7 +23,7 @@ defmodule Munition.Instance.Manager do
   alias Munition.Forensics.Capture
   alias Munition.Fuel.Meter
   alias Munition.Host.Calls
-  alias Munition.Instance.{BinaryABI, State}
+  alias Munition.Instance.{BinaryABI, Slots, State}
 
   @grace_ms 1_000
 
@@ -102,7 +102,7 @@ defmodule Munition.Instance.Manager do
   defp run(state) do
     state = if state.host_functions == [], do: state, else: %{state | host_pid: self()}
 
-    case state.runtime.instantiate(state.module, state) do
+    case instantiate(state) do
       {:ok, instance, progress} ->
         try do
           # Instantiation runs the start function, which may crash or wait on
@@ -115,10 +115,32 @@ defmodule Munition.Instance.Manager do
         after
           Calls.stop()
           state.runtime.cleanup(instance)
+          Slots.released()
         end
 
       {:error, _} = error ->
         error
+    end
+  end
+
+  # Backpressure: every instance slot in use is not an answer while the
+  # deadline has not passed; wait for a slot (see `Munition.Instance.Slots`)
+  # and try again with what is left of the timeout.
+  defp instantiate(state), do: instantiate(state, state.started_at + state.timeout, :back)
+
+  defp instantiate(state, deadline, place) do
+    case state.runtime.instantiate(state.module, state) do
+      {:error, {:overloaded, _}} ->
+        with :ok <- Slots.await(deadline, place),
+             left when left > 0 <- deadline - System.monotonic_time(:millisecond) do
+          # The store's deadline stays the call's: it gets what is left.
+          instantiate(%{state | timeout: left}, deadline, :front)
+        else
+          _ -> {:error, {:overloaded, "every instance slot stayed in use until the call's deadline"}}
+        end
+
+      other ->
+        other
     end
   end
 
