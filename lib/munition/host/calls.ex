@@ -1,7 +1,7 @@
 defmodule Munition.Host.Calls do
   @moduledoc false
   # Serves a suspended guest's calls to Elixir host functions, in the process
-  # that drives the guest (the manager's task).
+  # that drives the guest (the caller of Munition.fire/4, see the manager).
   #
   # The runtime sends that process `{:munition_host_call, call, index, args,
   # fuel}`; the function runs in a process of its own, so that a slow or
@@ -30,6 +30,9 @@ defmodule Munition.Host.Calls do
         :ok
 
       {:munition_host_call, call, index, args, fuel} ->
+        # The previous call's process has replied (the guest went on): its
+        # monitor goes, so no DOWN outlives the execution.
+        with {_pid, monitor, _call} <- Process.get(@serving), do: Process.demonitor(monitor, [:flush])
         function = Enum.at(state.host_functions, index)
         pid = spawn_call(state.runtime, function, call, args, fuel)
         Process.put(@serving, {pid, Process.monitor(pid), call})
@@ -66,6 +69,20 @@ defmodule Munition.Host.Calls do
     end
 
     :ok
+  end
+
+  @doc false
+  # Drops the runtime's wake-ups and host calls left in the driver's mailbox
+  # once its guest is released (no more can come then): the driver is the
+  # caller of `Munition.fire/4`, whose mailbox must hold nothing of the call.
+  @spec flush() :: :ok
+  def flush do
+    receive do
+      :munition_wake -> flush()
+      {:munition_host_call, _call, _index, _args, _fuel} -> flush()
+    after
+      0 -> :ok
+    end
   end
 
   # Runs one guest call of a host function in a process of its own and sends

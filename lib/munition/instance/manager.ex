@@ -4,15 +4,28 @@ defmodule Munition.Instance.Manager do
   `Munition.Instance.State` that `Munition.fire/4` built (module compiled,
   imports resolved, bounds checked).
 
-  The guest runs in a task linked to the calling process, which waits for it
-  and enforces the timeout; the task drives the guest (`drive/3`, the one
-  loop over the runtime's slices) and serves its calls to Elixir host
-  functions (`Munition.Host.Calls`). The native side enforces the same
-  deadline on its own (epoch interruption), so a guest past its deadline
-  stops running instead of merely being abandoned. The wait here gives up on
-  the task only one second after the deadline (the grace for capturing a
-  large memory), which happens only if the native side failed to stop the
-  guest.
+  ## Who drives the guest
+
+  The calling process itself: it makes the runtime's calls, one slice at a
+  time (`drive/3`, the one loop over the runtime's slices), and serves the
+  guest's calls to Elixir host functions (`Munition.Host.Calls`). There is no
+  task per call: a task cost more than the guest's whole native work (a
+  spawn, a monitor and two messages per call), and each of its jobs is done
+  without one:
+
+    * **The guest stops at its deadline.** The engine interrupts it (epoch
+      interruption, see `Munition.Runtime`), and between slices this process
+      checks the deadline too: a guest still running one second past it (the
+      grace for capturing a large memory) is abandoned and released, and the
+      call is `{:crash, :timeout, dump}`.
+    * **The caller always gets its answer.** A slice lasts at most a few
+      milliseconds, so the caller regains control often; anything the runtime
+      raises is `{:error, {:runtime_failure, message}}`.
+    * **A dying caller cancels its guest.** The instance belongs to the
+      caller's heap: when the caller dies, the native store is dropped with
+      it, which cancels the guest mid-slice at its next suspension point.
+    * **Nothing is left in the caller's mailbox.** The runtime's wake-ups and
+      the host-call monitors are flushed before `execute/1` returns.
 
   Every failure path that leaves a store behind is captured before the store
   is released; once the runtime hands out an instance, it is released on
@@ -40,65 +53,12 @@ defmodule Munition.Instance.Manager do
   @spec execute(State.t()) :: result()
   def execute(%State{} = state) do
     with :ok <- BinaryABI.check(state) do
-      state = %{state | started_at: System.monotonic_time(:millisecond)}
-      task = start_task(fn -> run(state) end)
-      await(task, state, state.started_at + state.timeout + @grace_ms)
+      run(%{state | started_at: System.monotonic_time(:millisecond)})
     end
   end
 
-  # A plain linked task, not one started through a Task.Supervisor: going
-  # through the supervisor process doubled the cost of a small call (measured
-  # with bench/fire.exs). The link makes the task (and so the guest) die with
-  # the caller. The task cannot take the caller down with it: its body catches
-  # everything, and on timeout it is shut down (unlinked first).
-  defp start_task(fun) do
-    Task.async(fn ->
-      try do
-        fun.()
-      rescue
-        exception -> {:error, {:runtime_failure, Exception.message(exception)}}
-      catch
-        kind, value -> {:error, {:runtime_failure, Exception.format(kind, value)}}
-      end
-    end)
-  end
-
-  defp await(task, state, give_up_at) do
-    wait = max(give_up_at - System.monotonic_time(:millisecond), 0)
-
-    case Task.yield(task, wait) || Task.shutdown(task, :brutal_kill) do
-      {:ok, result} ->
-        # A caller that traps exits must not find the task's exit in its
-        # mailbox: unlink (no exit signal can follow) and drop one sent already.
-        Process.unlink(task.pid)
-
-        receive do
-          {:EXIT, pid, _reason} when pid == task.pid -> :ok
-        after
-          0 -> :ok
-        end
-
-        result
-
-      {:exit, reason} ->
-        {:error, {:runtime_failure, Exception.format_exit(reason)}}
-
-      nil ->
-        # What it burnt is unknown: the budget is the bound.
-        Meter.record(state.module.hash, state.function, :timeout, state.fuel, state.timeout * 1000)
-
-        {:crash, :timeout,
-         Capture.without_store(
-           state,
-           :timeout,
-           :interrupt,
-           "the guest did not return within #{state.timeout} ms plus #{@grace_ms} ms of grace; the call was abandoned"
-         )}
-    end
-  end
-
-  # Runs inside the task: everything that touches the store. The task is also
-  # the process the guest sends its calls to Elixir host functions to.
+  # Everything that touches the store. The caller is also the process the
+  # guest sends its calls to Elixir host functions to.
   defp run(state) do
     state = if state.host_functions == [], do: state, else: %{state | host_pid: self()}
 
@@ -110,17 +70,20 @@ defmodule Munition.Instance.Manager do
           case drive(state, instance, {:ok, progress}) do
             {:ok, :ready} -> call(state, instance)
             {:ok, {:crashed, reason}} -> crash(state, instance, reason)
-            other -> unexpected(other)
+            other -> unexpected(state, other)
           end
         after
           Calls.stop()
           state.runtime.cleanup(instance)
           Slots.released()
+          Calls.flush()
         end
 
       {:error, _} = error ->
         error
     end
+  rescue
+    exception -> {:error, {:runtime_failure, Exception.message(exception)}}
   end
 
   # Backpressure: every instance slot in use is not an answer while the
@@ -149,12 +112,17 @@ defmodule Munition.Instance.Manager do
   # resumed when woken (or at its deadline). Anything else is where the guest
   # stands for good.
   defp drive(state, instance, {:ok, :yielded}) do
-    drive(state, instance, state.runtime.resume(instance))
+    if abandoned?(state),
+      do: :abandoned,
+      else: drive(state, instance, state.runtime.resume(instance))
   end
 
   defp drive(state, instance, {:ok, {:waiting, ms}}) do
     Calls.serve_until_woken(state, ms)
-    drive(state, instance, state.runtime.resume(instance))
+
+    if abandoned?(state),
+      do: :abandoned,
+      else: drive(state, instance, state.runtime.resume(instance))
   end
 
   defp drive(_state, _instance, outcome), do: outcome
@@ -164,7 +132,7 @@ defmodule Munition.Instance.Manager do
       case drive(state, instance, state.runtime.call(instance, state.function, params)) do
         {:ok, {:returned, values, meta}} -> returned(state, instance, values, meta)
         {:ok, {:crashed, reason}} -> crash(state, instance, reason)
-        other -> unexpected(other)
+        other -> unexpected(state, other)
       end
     end
   end
@@ -189,7 +157,7 @@ defmodule Munition.Instance.Manager do
         crash(state, instance, reason)
 
       other ->
-        unexpected(other)
+        unexpected(state, other)
     end
   end
 
@@ -216,13 +184,33 @@ defmodule Munition.Instance.Manager do
   defp unwrap([value]), do: value
   defp unwrap(values), do: values
 
-  # The runtime's own errors pass through; a progress that cannot come at
-  # this point (the runtime broke its contract) is a runtime failure, never
-  # silently something else.
-  defp unexpected({:error, _} = error), do: error
+  # The runtime's own errors pass through; a guest abandoned past its
+  # deadline is a timeout; a progress that cannot come at this point (the
+  # runtime broke its contract) is a runtime failure, never silently
+  # something else.
+  defp unexpected(_state, {:error, _} = error), do: error
+  defp unexpected(state, :abandoned), do: abandon(state)
 
-  defp unexpected(other),
+  defp unexpected(_state, other),
     do: {:error, {:runtime_failure, "unexpected progress from the runtime: #{inspect(other)}"}}
+
+  # The backstop, for a guest the engine failed to stop: past the deadline and
+  # its grace, the guest is abandoned (the `after` in `run/1` releases it).
+  defp abandoned?(state),
+    do: System.monotonic_time(:millisecond) > state.started_at + state.timeout + @grace_ms
+
+  defp abandon(state) do
+    # What it burnt is unknown: the budget is the bound.
+    Meter.record(state.module.hash, state.function, :timeout, state.fuel, state.timeout * 1000)
+
+    {:crash, :timeout,
+     Capture.without_store(
+       state,
+       :timeout,
+       :interrupt,
+       "the guest did not return within #{state.timeout} ms plus #{@grace_ms} ms of grace; the call was abandoned"
+     )}
+  end
 
   defp out_of_bounds(state, instance, message) do
     {:crash, :trap, dump} = crash(state, instance, :trap)
