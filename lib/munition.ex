@@ -9,6 +9,7 @@ defmodule Munition do
 
   alias Munition.Host.{Capabilities, Functions}
   alias Munition.Instance.{Manager, State}
+  alias Munition.Options
 
   @typedoc "Wasm bytes, WAT text, or a module from `compile/2`."
   @type wasm :: binary() | Munition.Module.t()
@@ -18,19 +19,6 @@ defmodule Munition do
 
   @typedoc "Why nothing ran, or could not run: see `Munition.Reason`."
   @type error_reason :: Munition.Reason.error()
-
-  @fire_defaults [
-    fuel: nil,
-    timeout: nil,
-    max_memory: nil,
-    capabilities: [],
-    host_functions: [],
-    runtime: nil,
-    forensics: :full,
-    result: :values,
-    alloc: "alloc",
-    dump_dir: nil
-  ]
 
   @doc """
   Runs `function` of `wasm` with `args` in a fresh instance, and throws the
@@ -99,40 +87,27 @@ defmodule Munition do
           | {:crash, crash_reason(), Munition.Forensics.Dump.t() | nil}
           | {:error, error_reason()}
   def fire(wasm, function, args, opts \\ []) do
-    check_function!(function)
-    check_args!(args)
-    opts = Keyword.validate!(opts, @fire_defaults)
-    runtime = runtime!(opts[:runtime])
-    host_functions = Functions.normalize!(opts[:host_functions])
-    capabilities = Capabilities.expand!(opts[:capabilities], host_functions)
-    timeout = timeout!(opts[:timeout] || Munition.Runtime.Config.default_timeout())
-    max_memory = max_memory!(opts[:max_memory] || Munition.Runtime.Config.default_max_memory())
-    forensics = one_of!(:forensics, opts[:forensics], [:full, :minimal, false])
-    result = one_of!(:result, opts[:result], [:values, :binary])
+    function = Options.function!(function)
+    args = Options.args!(args)
+    options = Options.fire!(opts)
 
-    with {:ok, module} <- to_module(wasm, runtime),
-         {:ok, links} <- Capabilities.resolve(module, capabilities, host_functions) do
-      state = %State{
-        module: module,
-        function: function,
-        args: args,
-        runtime: runtime,
-        fuel: Munition.Fuel.Policy.resolve!(opts[:fuel], module, function),
-        timeout: timeout,
-        max_memory: max_memory,
-        capabilities: capabilities,
-        links: links,
-        host_functions: host_functions,
-        forensics: forensics,
-        result: result,
-        alloc: opts[:alloc],
-        log_limit: Munition.Runtime.Config.log_limit()
-      }
-
-      state
-      |> Manager.execute()
-      |> tap(&report(&1, state, opts[:dump_dir] || Munition.Runtime.Config.dump_dir()))
+    with {:ok, module} <- to_module(wasm, options.runtime),
+         {:ok, links} <- Capabilities.resolve(module, options.capabilities, options.host_functions) do
+      fuel = Munition.Fuel.Policy.resolve!(options.fuel, module, function)
+      execute(Options.state(options, module, links, function, args, fuel), options.dump_dir)
     end
+  end
+
+  @doc false
+  # Runs a call's State and reports its outcome: shared with `fire_pooled/4`.
+  @spec execute(State.t(), Path.t() | nil) ::
+          {:ok, term(), map()}
+          | {:crash, crash_reason(), Munition.Forensics.Dump.t() | nil}
+          | {:error, error_reason()}
+  def execute(%State{} = state, dump_dir) do
+    state
+    |> Manager.execute()
+    |> tap(&report(&1, state, dump_dir))
   end
 
   # Usage is recorded by the manager; what is left is for the operator.
@@ -194,7 +169,7 @@ defmodule Munition do
   def compile(wasm, opts \\ []) do
     opts = Keyword.validate!(opts, runtime: nil)
     unless is_binary(wasm), do: raise(ArgumentError, "wasm must be a binary, got: #{inspect(wasm)}")
-    runtime!(opts[:runtime]).compile(wasm, [])
+    Options.runtime!(opts[:runtime]).compile(wasm, [])
   end
 
   @doc """
@@ -218,7 +193,7 @@ defmodule Munition do
   @spec validate(wasm(), keyword()) :: :ok | {:error, error_reason()}
   def validate(wasm, opts \\ []) do
     opts = Keyword.validate!(opts, [:capabilities, host_functions: [], runtime: nil])
-    runtime = runtime!(opts[:runtime])
+    runtime = Options.runtime!(opts[:runtime])
     host_functions = Functions.normalize!(opts[:host_functions])
 
     with {:ok, module} <- to_module(wasm, runtime) do
@@ -242,65 +217,5 @@ defmodule Munition do
 
   defp to_module(other, _runtime) do
     raise ArgumentError, "wasm must be wasm bytes, WAT text or a %Munition.Module{}, got: #{inspect(other)}"
-  end
-
-  defp check_function!(function) when is_binary(function), do: :ok
-
-  defp check_function!(other) do
-    raise ArgumentError, "function must be the export's name as a string, got: #{inspect(other)}"
-  end
-
-  defp check_args!(args) when is_list(args) do
-    Enum.each(args, fn
-      arg when is_number(arg) or is_binary(arg) or arg in [:nan, :infinity, :neg_infinity] ->
-        :ok
-
-      arg ->
-        raise ArgumentError,
-              "arguments must be integers, floats (or :nan, :infinity, :neg_infinity) or binaries, got: #{inspect(arg)}"
-    end)
-  end
-
-  defp check_args!(other), do: raise(ArgumentError, "args must be a list, got: #{inspect(other)}")
-
-  defp runtime!(nil), do: Munition.Runtime.Config.runtime()
-
-  defp runtime!(runtime) when is_atom(runtime) do
-    if Code.ensure_loaded?(runtime) and function_exported?(runtime, :instantiate, 2) do
-      runtime
-    else
-      raise ArgumentError, "runtime must be a module implementing Munition.Runtime, got: #{inspect(runtime)}"
-    end
-  end
-
-  defp runtime!(other), do: raise(ArgumentError, "runtime must be a module, got: #{inspect(other)}")
-
-  # A 32-bit memory's whole range: the native pool reserves slots of that size.
-  @max_memory_limit 4 * 1024 * 1024 * 1024
-
-  defp max_memory!(value) when is_integer(value) and value > 0 and value <= @max_memory_limit, do: value
-
-  defp max_memory!(value) do
-    raise ArgumentError,
-          "max_memory must be a positive integer of at most #{@max_memory_limit} bytes, got: #{inspect(value)}"
-  end
-
-  # A day: far beyond any sensible guest call, and well inside what
-  # `receive ... after` and the native deadline can represent.
-  @max_timeout 86_400_000
-
-  defp timeout!(value) when is_integer(value) and value > 0 and value <= @max_timeout, do: value
-
-  defp timeout!(value) do
-    raise ArgumentError,
-          "timeout must be a positive integer of at most #{@max_timeout} ms, got: #{inspect(value)}"
-  end
-
-  defp one_of!(name, value, allowed) do
-    if value in allowed do
-      value
-    else
-      raise ArgumentError, "#{name} must be one of #{inspect(allowed)}, got: #{inspect(value)}"
-    end
   end
 end

@@ -1,0 +1,172 @@
+defmodule Munition.Options do
+  @moduledoc false
+  # The options of Munition.fire/4 and Munition.Pool, checked in one place:
+  # each check raises ArgumentError naming the value. fire/4 checks them on
+  # every call; a pool checks its defaults once when it starts and, on each
+  # pooled call, only the options that call gives.
+
+  alias Munition.Host.{Capabilities, Functions}
+  alias Munition.Instance.State
+  alias Munition.Runtime.Config
+
+  # What decides how imports link: fixed for a pool's lifetime.
+  @link_defaults [capabilities: [], host_functions: [], runtime: nil]
+  # What may differ from call to call.
+  @call_defaults [
+    fuel: nil,
+    timeout: nil,
+    max_memory: nil,
+    forensics: :full,
+    result: :values,
+    alloc: "alloc",
+    dump_dir: nil
+  ]
+
+  @doc false
+  # All of fire/4's options, checked; a map.
+  @spec fire!(keyword()) :: map()
+  def fire!(opts) do
+    opts = Keyword.validate!(opts, @link_defaults ++ @call_defaults)
+    runtime = runtime!(opts[:runtime])
+    host_functions = Functions.normalize!(opts[:host_functions])
+    capabilities = Capabilities.expand!(opts[:capabilities], host_functions)
+
+    opts
+    |> Keyword.take(Keyword.keys(@call_defaults))
+    |> call!()
+    |> Map.merge(%{runtime: runtime, host_functions: host_functions, capabilities: capabilities})
+  end
+
+  @doc false
+  # The per-call options (`fuel`, `timeout`, `max_memory`, `forensics`,
+  # `result`, `alloc`, `dump_dir`), checked; unset ones take the defaults.
+  @spec call!(keyword()) :: map()
+  def call!(opts) do
+    opts = Keyword.validate!(opts, @call_defaults)
+
+    %{
+      # The fuel spec is checked when it is resolved against a module.
+      fuel: opts[:fuel],
+      timeout: timeout!(opts[:timeout] || Config.default_timeout()),
+      max_memory: max_memory!(opts[:max_memory] || Config.default_max_memory()),
+      forensics: one_of!(:forensics, opts[:forensics], [:full, :minimal, false]),
+      result: one_of!(:result, opts[:result], [:values, :binary]),
+      alloc: alloc!(opts[:alloc]),
+      dump_dir: opts[:dump_dir] || Config.dump_dir()
+    }
+  end
+
+  @doc false
+  # Overrides `base` (from fire!/1 or call!/1) with the per-call options
+  # `opts` gives; only those are checked. The fuel spec is left to the caller.
+  @spec override!(map(), keyword()) :: map()
+  def override!(base, []), do: base
+
+  def override!(base, opts) do
+    case Keyword.split(opts, Keyword.keys(@call_defaults)) do
+      {given, []} ->
+        checked = given |> call!() |> Map.take(Keyword.keys(given))
+        Map.merge(base, checked)
+
+      {_given, other} ->
+        raise ArgumentError,
+              "a pooled call takes only #{inspect(Keyword.keys(@call_defaults))}; " <>
+                "#{inspect(Keyword.keys(other))} are fixed when the pool starts"
+    end
+  end
+
+  @doc false
+  # The State of one call.
+  @spec state(map(), Munition.Module.t(), [tuple()], String.t(), list(), pos_integer()) :: State.t()
+  def state(options, module, links, function, args, fuel) do
+    %State{
+      module: module,
+      function: function,
+      args: args,
+      runtime: options.runtime,
+      fuel: fuel,
+      timeout: options.timeout,
+      max_memory: options.max_memory,
+      capabilities: options.capabilities,
+      links: links,
+      host_functions: options.host_functions,
+      forensics: options.forensics,
+      result: options.result,
+      alloc: options.alloc,
+      log_limit: Config.log_limit()
+    }
+  end
+
+  @doc false
+  @spec function!(term()) :: String.t()
+  def function!(function) when is_binary(function), do: function
+
+  def function!(other) do
+    raise ArgumentError, "function must be the export's name as a string, got: #{inspect(other)}"
+  end
+
+  @doc false
+  @spec args!(term()) :: list()
+  def args!(args) when is_list(args) do
+    Enum.each(args, fn
+      arg when is_number(arg) or is_binary(arg) or arg in [:nan, :infinity, :neg_infinity] ->
+        :ok
+
+      arg ->
+        raise ArgumentError,
+              "arguments must be integers, floats (or :nan, :infinity, :neg_infinity) or binaries, got: #{inspect(arg)}"
+    end)
+
+    args
+  end
+
+  def args!(other), do: raise(ArgumentError, "args must be a list, got: #{inspect(other)}")
+
+  @doc false
+  @spec runtime!(term()) :: module()
+  def runtime!(nil), do: Config.runtime()
+
+  def runtime!(runtime) when is_atom(runtime) do
+    if Code.ensure_loaded?(runtime) and function_exported?(runtime, :instantiate, 2) do
+      runtime
+    else
+      raise ArgumentError, "runtime must be a module implementing Munition.Runtime, got: #{inspect(runtime)}"
+    end
+  end
+
+  def runtime!(other), do: raise(ArgumentError, "runtime must be a module, got: #{inspect(other)}")
+
+  # A 32-bit memory's whole range: the native pool reserves slots of that size.
+  @max_memory_limit 4 * 1024 * 1024 * 1024
+
+  defp max_memory!(value) when is_integer(value) and value > 0 and value <= @max_memory_limit, do: value
+
+  defp max_memory!(value) do
+    raise ArgumentError,
+          "max_memory must be a positive integer of at most #{@max_memory_limit} bytes, got: #{inspect(value)}"
+  end
+
+  # A day: far beyond any sensible guest call, and well inside what
+  # `receive ... after` and the native deadline can represent.
+  @max_timeout 86_400_000
+
+  defp timeout!(value) when is_integer(value) and value > 0 and value <= @max_timeout, do: value
+
+  defp timeout!(value) do
+    raise ArgumentError,
+          "timeout must be a positive integer of at most #{@max_timeout} ms, got: #{inspect(value)}"
+  end
+
+  defp alloc!(name) when is_binary(name), do: name
+
+  defp alloc!(other),
+    do: raise(ArgumentError, "alloc must be an export's name as a string, got: #{inspect(other)}")
+
+  defp one_of!(name, value, allowed) do
+    if value in allowed do
+      value
+    else
+      raise ArgumentError, "#{name} must be one of #{inspect(allowed)}, got: #{inspect(value)}"
+    end
+  end
+end
