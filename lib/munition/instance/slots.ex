@@ -43,9 +43,15 @@ defmodule Munition.Instance.Slots do
   end
 
   @doc false
-  # Waits until a slot may be free (`:ok`: try again) or `deadline` passes.
+  # Waits until a slot may be free (`:ok`: try again) or `deadline` passes
+  # (`:timeout`; also without the application, when there is no line).
   @spec await(integer(), :back | :front) :: :ok | :timeout
-  def await(deadline, place \\ :back), do: Waiters.await(__MODULE__, deadline, place)
+  def await(deadline, place \\ :back) do
+    case Waiters.await(__MODULE__, deadline, place) do
+      :gone -> :timeout
+      other -> other
+    end
+  end
 
   @doc false
   # Called after a store is released: wakes the oldest waiter, if any.

@@ -24,25 +24,31 @@ defmodule Munition.Instance.Waiters do
   def count(counter), do: :atomics.get(counter, 1)
 
   @doc false
-  # Waits in `server`'s line until woken (`:ok`: try again) or until
-  # `deadline` (monotonic milliseconds) passes (`:timeout`). `place` is
-  # `:back` for a first wait, `:front` for a waiter that was woken and lost
-  # its turn to a newcomer.
-  @spec await(pid() | atom(), integer(), :back | :front) :: :ok | :timeout
+  # Waits in `server`'s line until woken (`:ok`: try again), until `deadline`
+  # (monotonic milliseconds) passes (`:timeout`), or until the server is gone
+  # (`:gone`). `place` is `:back` for a first wait, `:front` for a waiter
+  # that was woken and lost its turn to a newcomer.
+  @spec await(pid() | atom(), integer(), :back | :front) :: :ok | :timeout | :gone
   def await(server, deadline, place) do
     case GenServer.whereis(server) do
       nil ->
-        :timeout
+        :gone
 
       pid ->
-        ref = make_ref()
+        ref = Process.monitor(pid)
         send(pid, {:wait, self(), ref, place})
 
         receive do
-          {^ref, :retry} -> :ok
+          {^ref, :retry} ->
+            Process.demonitor(ref, [:flush])
+            :ok
+
+          {:DOWN, ^ref, :process, _pid, _reason} ->
+            :gone
         after
           max(deadline - System.monotonic_time(:millisecond), 0) ->
             send(pid, {:cancel, ref})
+            Process.demonitor(ref, [:flush])
             # A wake that crossed the cancel is dropped: the deadline has passed.
             receive do
               {^ref, :retry} -> :timeout
