@@ -91,4 +91,4 @@ fi
 
 echo "Running Dialyzer on $ebin (PLT $plt)"
 # Exit status: 0 no warnings, 2 warnings, 1 an error; set -e passes either on.
-dialyzer --plt "$plt" -pa "$elixir_ebin" --no_indentation "${WARNINGS[@]}" "$ebin"
+dialyzer --plt "$plt" -pa "$elixir_ebin" --fullpath --no_indentation "${WARNINGS[@]}" "$ebin"
