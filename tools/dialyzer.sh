@@ -90,5 +90,10 @@ if [ ! -f "$plt" ]; then
 fi
 
 echo "Running Dialyzer on $ebin (PLT $plt)"
-# Exit status: 0 no warnings, 2 warnings, 1 an error; set -e passes either on.
-dialyzer --plt "$plt" -pa "$elixir_ebin" --fullpath --no_indentation "${WARNINGS[@]}" "$ebin"
+# Exit status: 0 no warnings, 2 warnings, 1 an error (such as a damaged PLT).
+status=0
+dialyzer --plt "$plt" -pa "$elixir_ebin" --fullpath --no_indentation "${WARNINGS[@]}" "$ebin" || status=$?
+if [ "$status" = 1 ]; then
+  echo "Dialyzer failed; if the PLT is damaged, delete $plt and run again to rebuild it." >&2
+fi
+exit "$status"
