@@ -74,7 +74,7 @@ if [ ! -f "$plt" ]; then
   echo "Building the PLT $plt (once per OTP and Elixir version; a minute or more)"
   mkdir -p "$plt_dir"
   tmp="$plt.$$.tmp"
-  trap 'rm -f "$tmp"' EXIT
+  trap 'rm -f "$tmp" "$tmp.log"' EXIT
   # The OTP and Elixir code has warnings and calls to applications left out of
   # the PLT (inets, ssl, ...); they are not ours, so the output is kept quiet.
   # Built under a temporary name and renamed, so an interrupted or concurrent
