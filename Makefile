@@ -1,8 +1,8 @@
-# Munition's two commands: `make demo` and `make test`.
+# Munition's two commands: `make demo` and `make test`; `make check` runs Dialyzer.
 SHELL := /bin/bash
 export MIX_ENV ?= test
 
-.PHONY: test demo deps elixir rust-checks elixir-checks consumer bench
+.PHONY: test demo deps elixir rust-checks elixir-checks consumer bench check
 
 elixir:
 	@if ! command -v mix >/dev/null 2>&1; then \
@@ -33,6 +33,12 @@ test: elixir rust-checks elixir-checks
 
 consumer: elixir
 	cd test/consumer && MIX_ENV=dev mix run -e 'Consumer.smoke()'
+
+# Dialyzer on the compiled code (installs erlang-dialyzer if missing); fails on
+# any warning. The PLT is cached in ~/.cache/munition, keyed on the OTP and
+# Elixir versions: the first run builds it (a minute or more), later runs reuse it.
+check: elixir
+	bash tools/dialyzer.sh
 
 demo: elixir
 	MIX_ENV=dev mix run examples/demo.exs
