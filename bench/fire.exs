@@ -36,6 +36,9 @@ end)
 
 Bench.run("fire/4, %Munition.Module{}", 20_000, fn -> {:ok, 5, _} = Munition.fire(module, "add", [2, 3]) end)
 
+{:ok, _} = Munition.Pool.start_link(name: :bench_adder, wasm: add)
+Bench.run("fire_pooled/4", 20_000, fn -> {:ok, 5, _} = Munition.fire_pooled(:bench_adder, "add", [2, 3]) end)
+
 Bench.run("fire/4, fresh bytes each call (compile)", 300, fn ->
   n = System.unique_integer([:positive])
 

@@ -98,6 +98,48 @@ defmodule Munition do
     end
   end
 
+  @doc """
+  Runs `function` of the module of the `Munition.Pool` named `name`, in a
+  fresh instance, as `fire/4` would: same results, forensics, metering,
+  deadline and isolation. The pool did the preparation once (compiling,
+  capabilities and links, fuel policy, option checks); each call still gets a
+  brand-new store and instance.
+
+  ## Options
+
+  The per-call options of `fire/4` (`:fuel`, `:timeout`, `:max_memory`,
+  `:forensics`, `:result`, `:alloc`, `:dump_dir`), overriding the pool's
+  defaults. Capabilities, host functions and the runtime are fixed when the
+  pool starts; passing them raises `ArgumentError`.
+
+  ## Returns
+
+  What `fire/4` returns, or `{:error, {:overloaded, _}}` when every place of
+  the pool stayed busy until the call's deadline, or
+  `{:error, {:pool_unavailable, _}}` when no pool `name` is running.
+
+  ## Examples
+
+      iex> {:ok, _pid} = Munition.Pool.start_link(name: :doc_adder, wasm: ~s{(module (func (export "add") (param i32 i32) (result i32) local.get 0 local.get 1 i32.add))})
+      iex> {:ok, 5, _meta} = Munition.fire_pooled(:doc_adder, "add", [2, 3])
+      iex> GenServer.stop(:doc_adder)
+      iex> Munition.fire_pooled(:doc_adder, "add", [2, 3])
+      {:error, {:pool_unavailable, "no pool named :doc_adder is running"}}
+  """
+  @spec fire_pooled(atom(), String.t(), list(), keyword()) ::
+          {:ok, term(), map()}
+          | {:crash, crash_reason(), Munition.Forensics.Dump.t() | nil}
+          | {:error, error_reason()}
+  def fire_pooled(name, function, args, opts \\ []) do
+    function = Options.function!(function)
+    args = Options.args!(args)
+
+    case Munition.Pool.fetch(name) do
+      nil -> {:error, {:pool_unavailable, "no pool named #{inspect(name)} is running"}}
+      pool -> Munition.Pool.fire(pool, function, args, opts)
+    end
+  end
+
   @doc false
   # Runs a call's State and reports its outcome: shared with `fire_pooled/4`.
   @spec execute(State.t(), Path.t() | nil) ::

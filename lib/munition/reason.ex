@@ -33,7 +33,9 @@ defmodule Munition.Reason do
     * `{:capability_denied, [%{module: m, name: n, needs: capability | nil}]}` - imports not granted
     * `{:memory_limit, message}` - the initial memory is already over `:max_memory`
     * `{:instantiation_failed, message}` - the module could not be instantiated
-    * `{:overloaded, message}` - every instance slot is in use
+    * `{:overloaded, message}` - every instance slot (or every place of a
+      `Munition.Pool`) stayed in use until the call's deadline
+    * `{:pool_unavailable, message}` - no `Munition.Pool` of that name is running
     * `{:runtime_failure, message}` - the runtime itself failed (a bug: please report it)
   """
 
@@ -70,6 +72,7 @@ defmodule Munition.Reason do
     :memory_limit,
     :instantiation_failed,
     :overloaded,
+    :pool_unavailable,
     :runtime_failure
   ]
 
@@ -92,6 +95,7 @@ defmodule Munition.Reason do
           | {:memory_limit, String.t()}
           | {:instantiation_failed, String.t()}
           | {:overloaded, String.t()}
+          | {:pool_unavailable, String.t()}
           | {:runtime_failure, String.t()}
 
   @doc "Every crash reason."

@@ -1,0 +1,333 @@
+defmodule Munition.Pool do
+  @moduledoc """
+  A module prepared once for many calls: `Munition.fire_pooled/4` runs it with
+  the isolation of `Munition.fire/4` at a fraction of the cost.
+
+      children = [
+        {Munition.Pool, name: :resizer, wasm: File.read!("resize.wasm"), size: 16,
+         capabilities: [:log], fuel: :auto, timeout: 200}
+      ]
+
+      Munition.fire_pooled(:resizer, "resize", [image], result: :binary)
+
+  `start_link/1` compiles the module once, resolves its capabilities and host
+  functions into links once, resolves the fuel policy once (`:adaptive` stays
+  per call, since it follows the history), and checks the per-call defaults
+  once. What is pooled is that preparation, never an instance: every pooled
+  call still gets a brand-new store and instance out of the engine's pooling
+  allocator, so nothing is reset between calls because nothing is reused
+  (the "memory reset, fuel reset, state clearing" of instance pools does not
+  arise). Memory and globals one call writes are invisible to the next.
+
+  ## Options
+
+    * `:name` - the pool's name, an atom (required). `fire_pooled/4` finds it by it.
+    * `:wasm` - bytes, WAT text or a `%Munition.Module{}` (required).
+    * `:size` - how many of the pool's calls run at once; more wait in line,
+      in order, until their deadline. Defaults to `100`.
+    * `:capabilities`, `:host_functions`, `:runtime` - as for `Munition.fire/4`,
+      fixed for the pool's lifetime.
+    * `:fuel`, `:timeout`, `:max_memory`, `:forensics`, `:result`, `:alloc`,
+      `:dump_dir` - defaults for the pool's calls, as for `Munition.fire/4`;
+      each call may override them.
+
+  ## What a pooled call returns
+
+  Exactly what `Munition.fire/4` returns, with the same forensics and
+  metering, plus two errors of the pool's own:
+
+    * `{:error, {:overloaded, message}}` - every one of the pool's `:size`
+      places stayed busy until the call's deadline (nothing ran);
+    * `{:error, {:pool_unavailable, message}}` - no pool of that name is
+      running (never started, stopped, or being restarted by its supervisor).
+
+  ## Stopping
+
+  A pool that stops answers its waiting callers `{:error, {:pool_unavailable,
+  _}}` at once. Calls already running need nothing from the pool's process
+  (they run in their callers, see `Munition.Instance.Manager`): they end on
+  their own, within their own bounds, and are answered as usual. A caller
+  killed mid-call gives its place back: places held by dead processes are
+  reclaimed as soon as someone waits.
+  """
+
+  use GenServer
+
+  alias Munition.Instance.Waiters
+  alias Munition.Options
+
+  @enforce_keys [:name, :pid, :module, :links, :options, :size, :counters, :holders]
+  defstruct @enforce_keys
+
+  @type t :: %__MODULE__{}
+
+  # Indexes in the pool's :atomics counters. Waiters.count/1 reads index 1.
+  @waiting 1
+  @running 2
+  @completed 3
+  @crashed 4
+  @failed 5
+
+  @retry_ms 5
+
+  @doc false
+  def child_spec(opts) do
+    %{id: {__MODULE__, Keyword.get(opts, :name)}, start: {__MODULE__, :start_link, [opts]}}
+  end
+
+  @doc """
+  Starts a pool (see the moduledoc for the options). Returns `{:ok, pid}`, or
+  `{:error, reason}` with the reason `Munition.fire/4` would give for the
+  module (`{:invalid_module, _}`, `{:capability_denied, _}`, ...). A caller's
+  mistake in the options raises `ArgumentError`.
+  """
+  @spec start_link(keyword()) :: GenServer.on_start()
+  def start_link(opts) do
+    {pool_opts, fire_opts} = Keyword.split(opts, [:name, :wasm, :size])
+    pool_opts = Keyword.validate!(pool_opts, [:name, :wasm, size: 100])
+
+    name =
+      case pool_opts[:name] do
+        name when is_atom(name) and name not in [nil, true, false] -> name
+        other -> raise ArgumentError, "a pool's name must be an atom, got: #{inspect(other)}"
+      end
+
+    size =
+      case pool_opts[:size] do
+        size when is_integer(size) and size > 0 -> size
+        other -> raise ArgumentError, "a pool's size must be a positive integer, got: #{inspect(other)}"
+      end
+
+    wasm = pool_opts[:wasm] || raise ArgumentError, "a pool needs :wasm, the module to run"
+    options = Options.fire!(fire_opts)
+    GenServer.start_link(__MODULE__, {name, wasm, size, options}, name: name)
+  end
+
+  @doc """
+  What the pool `name` is doing: `%{size: n, running: n, waiting: n,
+  completed: n, crashed: n, failed: n}`, where `completed`, `crashed` and
+  `failed` count the calls that ended in `{:ok, ...}`, `{:crash, ...}` and
+  `{:error, ...}`. `nil` when no such pool runs.
+  """
+  @spec stats(atom()) :: map() | nil
+  def stats(name) do
+    case fetch(name) do
+      nil ->
+        nil
+
+      pool ->
+        c = pool.counters
+
+        %{
+          size: pool.size,
+          running: :atomics.get(c, @running),
+          waiting: :atomics.get(c, @waiting),
+          completed: :atomics.get(c, @completed),
+          crashed: :atomics.get(c, @crashed),
+          failed: :atomics.get(c, @failed)
+        }
+    end
+  end
+
+  @doc false
+  # The running pool `name`, or nil.
+  @spec fetch(atom()) :: t() | nil
+  def fetch(name) do
+    case :persistent_term.get({__MODULE__, name}, nil) do
+      %__MODULE__{pid: pid} = pool -> if Process.alive?(pid), do: pool
+      nil -> nil
+    end
+  end
+
+  @doc false
+  # Runs one call of `pool` (see Munition.fire_pooled/4).
+  @spec fire(t(), String.t(), list(), keyword()) ::
+          {:ok, term(), map()} | {:crash, atom(), term()} | {:error, Munition.Reason.error()}
+  def fire(%__MODULE__{} = pool, function, args, opts) do
+    options = Options.override!(pool.options, opts)
+    fuel = Munition.Fuel.Policy.resolve!(options.fuel, pool.module, function)
+    state = Options.state(options, pool.module, pool.links, function, args, fuel)
+    deadline = System.monotonic_time(:millisecond) + options.timeout
+
+    with {:ok, holder} <- checkout(pool, deadline, :back) do
+      result =
+        try do
+          Munition.execute(state, options.dump_dir)
+        after
+          checkin(pool, holder)
+        end
+
+      :atomics.add(pool.counters, outcome_index(result), 1)
+      result
+    else
+      error ->
+        :atomics.add(pool.counters, @failed, 1)
+        error
+    end
+  end
+
+  defp outcome_index({:ok, _, _}), do: @completed
+  defp outcome_index({:crash, _, _}), do: @crashed
+  defp outcome_index({:error, _}), do: @failed
+
+  # A place in the pool: taken with one atomic add when there is room and no
+  # one waits (a waiter woken from the line may take it regardless: it is
+  # next). Each holder is recorded in an ETS table, so a place whose caller
+  # was killed mid-call can be found and reclaimed.
+  defp checkout(pool, deadline, place) do
+    c = pool.counters
+
+    cond do
+      place == :back and :atomics.get(c, @waiting) > 0 ->
+        wait(pool, deadline, place)
+
+      :atomics.add_get(c, @running, 1) <= pool.size ->
+        holder = {self(), make_ref()}
+
+        try do
+          :ets.insert(pool.holders, {holder})
+          {:ok, holder}
+        rescue
+          # The pool stopped since it was looked up: its table went with it.
+          ArgumentError ->
+            :atomics.sub(c, @running, 1)
+            {:error, {:pool_unavailable, "pool #{inspect(pool.name)} stopped"}}
+        end
+
+      true ->
+        :atomics.sub(c, @running, 1)
+        wait(pool, deadline, place)
+    end
+  end
+
+  defp wait(pool, deadline, place) do
+    case Waiters.await(pool.pid, deadline, place) do
+      :ok ->
+        checkout(pool, deadline, :front)
+
+      :timeout ->
+        {:error,
+         {:overloaded,
+          "all #{pool.size} places of pool #{inspect(pool.name)} stayed busy until the call's deadline"}}
+
+      :gone ->
+        {:error, {:pool_unavailable, "pool #{inspect(pool.name)} stopped"}}
+    end
+  end
+
+  defp checkin(pool, holder) do
+    # The table goes with the pool's process: a call that outlived its pool
+    # has nothing to give back.
+    try do
+      :ets.delete(pool.holders, holder)
+    rescue
+      ArgumentError -> :ok
+    end
+
+    :atomics.sub(pool.counters, @running, 1)
+    if :atomics.get(pool.counters, @waiting) > 0, do: send(pool.pid, :released)
+  end
+
+  ## The pool's process: it prepares the module, owns the line of waiting
+  ## callers and the table of holders, and publishes the pool.
+
+  @impl true
+  def init({name, wasm, size, options}) do
+    # Waiting callers are answered when the pool stops, however it stops.
+    Process.flag(:trap_exit, true)
+
+    with {:ok, module} <- to_module(wasm, options.runtime),
+         {:ok, links} <-
+           Munition.Host.Capabilities.resolve(module, options.capabilities, options.host_functions) do
+      # Everything but :adaptive is the same for every function of the module.
+      fuel =
+        case options.fuel do
+          :adaptive -> :adaptive
+          spec -> Munition.Fuel.Policy.resolve!(spec, module, "")
+        end
+
+      counters = :atomics.new(5, signed: true)
+
+      pool = %__MODULE__{
+        name: name,
+        pid: self(),
+        module: module,
+        links: links,
+        options: %{options | fuel: fuel},
+        size: size,
+        counters: counters,
+        holders: :ets.new(__MODULE__, [:set, :public, write_concurrency: true])
+      }
+
+      :persistent_term.put({__MODULE__, name}, pool)
+      {:ok, %{pool: pool, line: Waiters.new(counters), timer: nil}}
+    else
+      {:error, reason} -> {:stop, reason}
+    end
+  end
+
+  defp to_module(%Munition.Module{} = module, _runtime), do: {:ok, module}
+  defp to_module(bytes, runtime) when is_binary(bytes), do: runtime.compile(bytes, [])
+
+  defp to_module(other, _runtime),
+    do:
+      raise(
+        ArgumentError,
+        "wasm must be wasm bytes, WAT text or a %Munition.Module{}, got: #{inspect(other)}"
+      )
+
+  @impl true
+  def handle_info({:wait, pid, ref, place}, state) do
+    state = %{state | line: Waiters.add(state.line, pid, ref, place)}
+    {:noreply, state |> reclaim() |> wake_free() |> schedule()}
+  end
+
+  def handle_info(:released, state), do: {:noreply, state |> wake_free() |> schedule()}
+
+  def handle_info(:retry, state),
+    do: {:noreply, %{state | timer: nil} |> reclaim() |> wake_free() |> schedule()}
+
+  def handle_info({:cancel, ref}, state), do: {:noreply, %{state | line: Waiters.cancel(state.line, ref)}}
+
+  def handle_info({:DOWN, monitor, :process, _pid, _reason}, state),
+    do: {:noreply, %{state | line: Waiters.down(state.line, monitor)}}
+
+  def handle_info({:EXIT, _pid, reason}, state), do: {:stop, reason, state}
+
+  @impl true
+  def terminate(_reason, state) do
+    # The pool is unpublished first, so no caller joins the line any more;
+    # those in it see this process go down and are answered :pool_unavailable.
+    :persistent_term.erase({__MODULE__, state.pool.name})
+    :ok
+  end
+
+  # Places held by processes that died mid-call are given back.
+  defp reclaim(state) do
+    pool = state.pool
+
+    for {{pid, _ref} = holder} <- :ets.tab2list(pool.holders), not Process.alive?(pid) do
+      :ets.delete(pool.holders, holder)
+      :atomics.sub(pool.counters, @running, 1)
+    end
+
+    state
+  end
+
+  # Wakes as many waiters as there are free places; one that loses its place
+  # to a newcomer waits again at the front.
+  defp wake_free(state) do
+    free = state.pool.size - :atomics.get(state.pool.counters, @running)
+    %{state | line: Enum.reduce(1..max(free, 0)//1, state.line, fn _, line -> Waiters.wake(line) end)}
+  end
+
+  # While anyone waits, places are checked every @retry_ms: one freed by a
+  # caller killed mid-call sends no notice.
+  defp schedule(%{timer: nil} = state) do
+    if Waiters.empty?(state.line),
+      do: state,
+      else: %{state | timer: Process.send_after(self(), :retry, @retry_ms)}
+  end
+
+  defp schedule(state), do: state
+end

@@ -1,0 +1,252 @@
+defmodule Munition.PoolTest do
+  use ExUnit.Case, async: true
+
+  alias Munition.Forensics.Dump
+  alias Munition.Pool
+
+  @add ~s{(module (func (export "add") (param i32 i32) (result i32) local.get 0 local.get 1 i32.add)
+    (func (export "boom") unreachable))}
+
+  @long 60_000
+
+  defp unique_name, do: :"pool_#{System.unique_integer([:positive])}"
+
+  defp start_pool!(opts) do
+    name = unique_name()
+    start_supervised!({Pool, [name: name] ++ opts})
+    name
+  end
+
+  # A guest that calls the host function test.hold, which tells the test
+  # process and waits for :go: a call that stays running until released.
+  @held ~s{(module (import "test" "hold" (func $hold)) (func (export "f") call $hold))}
+
+  defp hold_function(test) do
+    {"test", "hold", {[], []}, :hold,
+     fn _ctx ->
+       send(test, {:holding, self()})
+
+       receive do
+         :go -> :ok
+       end
+     end}
+  end
+
+  defp start_held_call(name) do
+    test = self()
+
+    caller =
+      spawn(fn -> send(test, {:held_done, self(), Munition.fire_pooled(name, "f", [], timeout: @long)}) end)
+
+    assert_receive {:holding, holder}, @long
+    {caller, holder}
+  end
+
+  # Polls a condition the pool reaches on its own (no time bound is asserted).
+  defp until(fun) do
+    unless fun.() do
+      receive do
+      after
+        1 -> until(fun)
+      end
+    end
+  end
+
+  describe "fire_pooled/4" do
+    test "returns exactly what fire/4 returns" do
+      name = start_pool!(wasm: @add)
+
+      assert {:ok, 5, meta} = Munition.fire_pooled(name, "add", [2, 3])
+      assert {:ok, 5, fire_meta} = Munition.fire(@add, "add", [2, 3])
+      assert Map.keys(meta) == Map.keys(fire_meta)
+      assert meta.module_hash == fire_meta.module_hash
+      assert meta.fuel_consumed == fire_meta.fuel_consumed
+
+      assert {:crash, :trap, %Dump{trap: :unreachable, function: "boom"}} =
+               Munition.fire_pooled(name, "boom", [])
+
+      assert {:error, {:function_not_found, "nope"}} = Munition.fire_pooled(name, "nope", [])
+      assert Munition.fire_pooled(name, "add", [1]) == Munition.fire(@add, "add", [1])
+    end
+
+    test "a secret written to memory and to a global by one call is invisible to the next" do
+      wat = ~s{(module (memory (export "memory") 1) (global $g (mut i64) (i64.const 0))
+        (func (export "write") (i64.store (i32.const 64) (i64.const 0x5345435245540000)) (global.set $g (i64.const 42)))
+        (func (export "read") (result i64 i64) (i64.load (i32.const 64)) (global.get $g)))}
+
+      name = start_pool!(wasm: wat, size: 1)
+
+      for _ <- 1..100 do
+        assert {:ok, nil, _} = Munition.fire_pooled(name, "write", [])
+        assert {:ok, [0, 0], _} = Munition.fire_pooled(name, "read", [])
+      end
+    end
+
+    test "per-call options override the pool's defaults; links are fixed" do
+      spin = ~s{(module (memory (export "memory") 1) (func (export "spin") (loop br 0))
+        (func (export "pair") (result i32 i32) i32.const 0 i32.const 2))}
+
+      name = start_pool!(wasm: spin, fuel: 1_000, forensics: false)
+
+      assert {:crash, :fuel_exhausted, nil} = Munition.fire_pooled(name, "spin", [])
+
+      assert {:crash, :fuel_exhausted, %Dump{fuel_given: 5_000}} =
+               Munition.fire_pooled(name, "spin", [], fuel: 5_000, forensics: :full)
+
+      assert {:crash, :timeout, %Dump{trap: :interrupt}} =
+               Munition.fire_pooled(name, "spin", [],
+                 fuel: 1_000_000_000_000,
+                 timeout: 20,
+                 forensics: :minimal
+               )
+
+      assert {:ok, <<0, 0>>, _} = Munition.fire_pooled(name, "pair", [], result: :binary)
+
+      assert_raise ArgumentError, ~r/fixed when the pool starts/, fn ->
+        Munition.fire_pooled(name, "spin", [], capabilities: [:time])
+      end
+
+      assert_raise ArgumentError, ~r/timeout/, fn -> Munition.fire_pooled(name, "spin", [], timeout: -1) end
+    end
+
+    test "fuel :auto is resolved once at start, :adaptive per call" do
+      name = start_pool!(wasm: @add, fuel: :auto)
+      assert is_integer(Pool.fetch(name).options.fuel)
+
+      name = start_pool!(wasm: @add, fuel: :adaptive)
+      assert Pool.fetch(name).options.fuel == :adaptive
+      assert {:ok, 5, _} = Munition.fire_pooled(name, "add", [2, 3])
+    end
+
+    test "an unknown pool is :pool_unavailable" do
+      assert {:error, {:pool_unavailable, _}} = Munition.fire_pooled(:no_such_pool, "f", [])
+    end
+  end
+
+  describe "size and waiting" do
+    test ":size bounds the calls running at once; more wait, and stats say so" do
+      name = start_pool!(wasm: @held, size: 2, host_functions: [hold_function(self())], capabilities: [:hold])
+
+      {_c1, h1} = start_held_call(name)
+      {_c2, h2} = start_held_call(name)
+      test = self()
+      spawn(fn -> send(test, {:third, Munition.fire_pooled(name, "f", [], timeout: @long)}) end)
+      until(fn -> Pool.stats(name).waiting == 1 end)
+
+      assert %{size: 2, running: 2, waiting: 1, completed: 0} = Pool.stats(name)
+      refute_received {:holding, _}
+
+      send(h1, :go)
+      assert_receive {:held_done, _, {:ok, nil, _}}, @long
+      assert_receive {:holding, h3}, @long
+      send(h2, :go)
+      send(h3, :go)
+      assert_receive {:held_done, _, {:ok, nil, _}}, @long
+      assert_receive {:third, {:ok, nil, _}}, @long
+
+      assert %{running: 0, waiting: 0, completed: 3, crashed: 0, failed: 0} = Pool.stats(name)
+    end
+
+    test "a call still waiting at its deadline is :overloaded, and counted as failed" do
+      name = start_pool!(wasm: @held, size: 1, host_functions: [hold_function(self())], capabilities: [:hold])
+      {_caller, holder} = start_held_call(name)
+
+      assert {:error, {:overloaded, message}} = Munition.fire_pooled(name, "f", [], timeout: 10)
+      assert message =~ "busy"
+      assert %{failed: 1} = Pool.stats(name)
+
+      send(holder, :go)
+      assert_receive {:held_done, _, {:ok, nil, _}}, @long
+    end
+
+    test "a caller killed mid-call gives its place back" do
+      name = start_pool!(wasm: @held, size: 1, host_functions: [hold_function(self())], capabilities: [:hold])
+      {caller, _holder} = start_held_call(name)
+      monitor = Process.monitor(caller)
+      Process.exit(caller, :kill)
+      assert_receive {:DOWN, ^monitor, :process, _, :killed}
+
+      # The next call finds the place reclaimed.
+      {_caller, holder} = start_held_call(name)
+      send(holder, :go)
+      assert_receive {:held_done, _, {:ok, nil, _}}, @long
+      assert %{running: 0, waiting: 0} = Pool.stats(name)
+    end
+
+    test "stopping the pool answers its waiters, and running calls end as usual" do
+      name = unique_name()
+
+      {:ok, pid} =
+        Pool.start_link(
+          name: name,
+          wasm: @held,
+          size: 1,
+          host_functions: [hold_function(self())],
+          capabilities: [:hold]
+        )
+
+      Process.unlink(pid)
+      {_caller, holder} = start_held_call(name)
+      test = self()
+      spawn(fn -> send(test, {:waiter, Munition.fire_pooled(name, "f", [], timeout: @long)}) end)
+      until(fn -> Pool.stats(name).waiting == 1 end)
+
+      GenServer.stop(pid)
+      assert_receive {:waiter, {:error, {:pool_unavailable, _}}}, @long
+      assert {:error, {:pool_unavailable, _}} = Munition.fire_pooled(name, "f", [])
+
+      send(holder, :go)
+      assert_receive {:held_done, _, {:ok, nil, _}}, @long
+    end
+
+    test "a pool under a supervisor is restarted and serves again" do
+      name = unique_name()
+      {:ok, sup} = Supervisor.start_link([{Pool, name: name, wasm: @add}], strategy: :one_for_one)
+      pid = Process.whereis(name)
+      monitor = Process.monitor(pid)
+      Process.exit(pid, :kill)
+      assert_receive {:DOWN, ^monitor, :process, _, :killed}
+
+      until(fn -> match?(%Pool{pid: new} when new != pid, Pool.fetch(name)) end)
+      assert {:ok, 5, _} = Munition.fire_pooled(name, "add", [2, 3])
+      Supervisor.stop(sup)
+    end
+  end
+
+  describe "start_link/1" do
+    test "a module that cannot run is an error tuple, as fire/4 would say" do
+      Process.flag(:trap_exit, true)
+      assert {:error, {:invalid_module, _}} = Pool.start_link(name: unique_name(), wasm: <<0, 1, 2>>)
+
+      assert {:error, {:capability_denied, [%{name: "get_time_ms", needs: :time}]}} =
+               Pool.start_link(
+                 name: unique_name(),
+                 wasm: ~s{(module (import "munition" "get_time_ms" (func (result i64))))}
+               )
+    end
+
+    test "a caller's mistake raises ArgumentError naming the value" do
+      assert_raise ArgumentError, ~r/name must be an atom, got: "x"/, fn ->
+        Pool.start_link(name: "x", wasm: @add)
+      end
+
+      assert_raise ArgumentError, ~r/size must be a positive integer, got: 0/, fn ->
+        Pool.start_link(name: unique_name(), wasm: @add, size: 0)
+      end
+
+      assert_raise ArgumentError, ~r/needs :wasm/, fn -> Pool.start_link(name: unique_name()) end
+
+      assert_raise ArgumentError, ~r/max_memory/, fn ->
+        Pool.start_link(name: unique_name(), wasm: @add, max_memory: -5)
+      end
+
+      assert_raise ArgumentError, ~r/unknown capability/, fn ->
+        Pool.start_link(name: unique_name(), wasm: @add, capabilities: [:nope])
+      end
+    end
+
+    test "stats of an unknown pool is nil" do
+      assert Pool.stats(:no_such_pool) == nil
+    end
+  end
+end
