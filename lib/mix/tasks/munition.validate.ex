@@ -1,0 +1,144 @@
+defmodule Mix.Tasks.Munition.Validate do
+  @shortdoc "Says what a wasm module imports and exports, and what Munition would refuse"
+
+  @moduledoc """
+  Checks a wasm module (binary `.wasm` or WAT text) the way `Munition.fire/4`
+  would, without running it.
+
+      mix munition.validate PATH [--cap time,log]
+
+  Prints the module's imports, each with the capability that grants it (or
+  `-` when nothing can), its exports with their signatures and its memories,
+  then what would be refused with the capabilities given by `--cap`
+  (comma-separated, groups such as `basic` allowed; none by default, as for
+  `fire/4`).
+
+  Exits with a non-zero status when the module is invalid or unsupported, or
+  when an import would be refused.
+  """
+
+  use Mix.Task
+
+  alias Munition.Host.Capabilities
+
+  @switches [cap: :string]
+
+  @impl Mix.Task
+  def run(argv) do
+    {opts, args, invalid} = OptionParser.parse(argv, strict: @switches)
+
+    if invalid != [],
+      do: Mix.raise("Invalid option(s): #{Enum.map_join(invalid, ", ", &elem(&1, 0))}\n\n#{usage()}")
+
+    path =
+      case args do
+        [path] -> path
+        _ -> Mix.raise("Expected exactly one module path\n\n#{usage()}")
+      end
+
+    Mix.Task.run("app.start", [])
+    bytes = read!(path)
+    capabilities = capabilities!(opts[:cap])
+
+    module =
+      case Munition.compile(bytes) do
+        {:ok, module} -> module
+        {:error, reason} -> Mix.raise("#{path} does not compile: #{inspect(reason)}")
+      end
+
+    Mix.shell().info(describe(module))
+
+    case Capabilities.resolve(module, capabilities, []) do
+      {:ok, _links} ->
+        Mix.shell().info("\nnothing refused with capabilities #{inspect(capabilities)}")
+
+      {:error, {:capability_denied, denied}} ->
+        lines = Enum.map(denied, fn d -> "  #{d.module}.#{d.name}  needs: #{needs(d.needs)}" end)
+        Mix.shell().info(Enum.join(["\nrefused with capabilities #{inspect(capabilities)}:" | lines], "\n"))
+        Mix.raise("#{length(denied)} import(s) would be refused")
+
+      {:error, reason} ->
+        Mix.raise("would not instantiate: #{inspect(reason)}")
+    end
+  end
+
+  @doc false
+  # The module's imports (with the capability each needs), exports and
+  # memories, as text. Shared with `mix munition.fire`.
+  @spec describe(Munition.Module.t()) :: String.t()
+  def describe(%Munition.Module{} = module) do
+    builtins = Capabilities.builtins()
+
+    imports =
+      Enum.map(module.imports, fn import ->
+        needs =
+          Enum.find_value(
+            builtins,
+            &(&1.module == import.module and &1.name == import.name and &1.capability)
+          )
+
+        "  #{import.module}.#{import.name}  #{import.kind}#{signature(import)}  needs: #{needs(needs)}"
+      end)
+
+    exports =
+      Enum.map(module.exports, fn export -> "  #{export.name}  #{export.kind}#{signature(export)}" end)
+
+    memories =
+      module.memories
+      |> Enum.with_index()
+      |> Enum.map(fn {memory, index} ->
+        max = if memory.max_pages, do: "#{memory.max_pages}", else: "none"
+        "  memory #{index}: #{memory.min_pages} pages min, #{max} max, #{memory.page_size} bytes a page"
+      end)
+
+    [
+      "module #{module.hash}",
+      section("imports", imports),
+      section("exports", exports),
+      section("memories", memories)
+    ]
+    |> Enum.join("\n")
+  end
+
+  defp section(title, []), do: "#{title}: none"
+  defp section(title, lines), do: Enum.join(["#{title}:" | lines], "\n")
+
+  defp signature(%{kind: :func, params: params, results: results}),
+    do: " (#{Enum.join(params, ", ")}) -> (#{Enum.join(results, ", ")})"
+
+  defp signature(_), do: ""
+
+  defp needs(nil), do: "- (no capability grants it)"
+  defp needs(capability), do: inspect(capability)
+
+  @doc false
+  # Reads a module file, or raises Mix.Error naming it.
+  @spec read!(Path.t()) :: binary()
+  def read!(path) do
+    case File.read(path) do
+      {:ok, bytes} -> bytes
+      {:error, reason} -> Mix.raise("Cannot read #{path}: #{:file.format_error(reason)}")
+    end
+  end
+
+  @doc false
+  # `--cap time,log` as expanded capabilities; an unknown one is a Mix error.
+  @spec capabilities!(String.t() | nil) :: [atom()]
+  def capabilities!(nil), do: []
+
+  def capabilities!(text) do
+    names = text |> String.split(",", trim: true) |> Enum.map(&String.trim/1)
+    known = Map.new(Capabilities.builtin_capabilities() ++ [:basic, :all], &{Atom.to_string(&1), &1})
+
+    names
+    |> Enum.map(fn name ->
+      Map.get(known, name) ||
+        Mix.raise(
+          "Unknown capability: #{name} (known: #{known |> Map.keys() |> Enum.sort() |> Enum.join(", ")})"
+        )
+    end)
+    |> Capabilities.expand!()
+  end
+
+  defp usage, do: "Usage: mix munition.validate PATH [--cap CAP,...]"
+end

@@ -1,0 +1,75 @@
+defmodule Mix.Tasks.Munition.FireTest do
+  # Mix.shell is global to the VM.
+  use ExUnit.Case, async: false
+
+  import ExUnit.CaptureIO
+
+  @guest ~S"""
+  (module
+    (import "munition" "log" (func $log (param i32 i32 i32)))
+    (memory (export "memory") 1)
+    (data (i32.const 0) "hello from the guest")
+    (func (export "add") (param i32 i32) (result i32) local.get 0 local.get 1 i32.add)
+    (func (export "half") (param f64) (result f64) local.get 0 f64.const 2 f64.div)
+    (func (export "greet") (result i32 i32) (call $log (i32.const 1) (i32.const 0) (i32.const 20)) i32.const 0 i32.const 5)
+    (func (export "alloc") (param i32) (result i32) i32.const 1024)
+    (func (export "len") (param i32 i32) (result i32) local.get 1)
+    (func (export "spin") (loop br 0))
+    (func (export "boom") unreachable))
+  """
+
+  setup do
+    path = Path.join(System.tmp_dir!(), "munition-fire-test-#{System.unique_integer([:positive])}.wat")
+    File.write!(path, @guest)
+    on_exit(fn -> File.rm(path) end)
+    %{path: path}
+  end
+
+  defp fire(args) do
+    Mix.Task.reenable("munition.fire")
+    capture_io(fn -> Mix.Task.run("munition.fire", args) end)
+  end
+
+  test "prints the result and its metadata", %{path: path} do
+    out = fire([path, "add", "2", "0x28", "--cap", "log"])
+    assert out =~ "result: 42"
+    assert out =~ ~r/fuel:   \d+ consumed, \d+ left/
+    assert out =~ "module: "
+  end
+
+  test "floats, binary arguments and binary results, with the guest's log", %{path: path} do
+    assert fire([path, "half", "3.0", "--cap", "log"]) =~ "result: 1.5"
+    assert fire([path, "len", "some bytes", "--cap", "log"]) =~ "result: 10"
+
+    out = fire([path, "greet", "--cap", "log", "--binary"])
+    assert out =~ ~s{result: "hello"}
+    assert out =~ "log 1: hello from the guest"
+  end
+
+  test "a crash prints the dump's summary and exits non-zero", %{path: path} do
+    out =
+      capture_io(fn ->
+        assert_raise Mix.Error, ~r/crashed: :trap \(trap: :unreachable\)/, fn ->
+          Mix.Task.reenable("munition.fire")
+          Mix.Task.run("munition.fire", [path, "boom", "--cap", "log"])
+        end
+      end)
+
+    assert out =~ "reason:       :trap (trap: :unreachable)"
+
+    capture_io(fn ->
+      assert_raise Mix.Error, ~r/:fuel_exhausted/, fn ->
+        fire([path, "spin", "--cap", "log", "--fuel", "1000"])
+      end
+    end)
+  end
+
+  test "what cannot run exits non-zero with the reason", %{path: path} do
+    assert_raise Mix.Error, ~r/capability_denied/, fn -> fire([path, "add", "1", "2"]) end
+    assert_raise Mix.Error, ~r/function_not_found/, fn -> fire([path, "nope", "--cap", "log"]) end
+    assert_raise Mix.Error, ~r/Unknown capability: nope/, fn -> fire([path, "add", "--cap", "nope"]) end
+    assert_raise Mix.Error, ~r/--fuel takes/, fn -> fire([path, "add", "--fuel", "lots"]) end
+    assert_raise Mix.Error, ~r/Expected a module path/, fn -> fire([path]) end
+    assert_raise Mix.Error, ~r/Cannot read/, fn -> fire(["/nonexistent/x.wasm", "f"]) end
+  end
+end

@@ -1,0 +1,57 @@
+defmodule Mix.Tasks.Munition.ValidateTest do
+  # Mix.shell is global to the VM.
+  use ExUnit.Case, async: false
+
+  import ExUnit.CaptureIO
+
+  @guest ~S"""
+  (module
+    (import "munition" "get_time_ms" (func (result i64)))
+    (import "env" "mystery" (func (param i32)))
+    (memory (export "memory") 2 10)
+    (func (export "run") (param i32 i64) (result f32) f32.const 1))
+  """
+
+  setup do
+    path = Path.join(System.tmp_dir!(), "munition-validate-test-#{System.unique_integer([:positive])}.wat")
+    File.write!(path, @guest)
+    on_exit(fn -> File.rm(path) end)
+    %{path: path}
+  end
+
+  defp validate(args) do
+    Mix.Task.reenable("munition.validate")
+    capture_io(fn -> Mix.Task.run("munition.validate", args) end)
+  end
+
+  test "lists imports with the capability each needs, exports with signatures, memories, and what is refused",
+       %{path: path} do
+    out =
+      capture_io(fn ->
+        assert_raise Mix.Error, ~r/1 import\(s\) would be refused/, fn ->
+          Mix.Task.reenable("munition.validate")
+          Mix.Task.run("munition.validate", [path, "--cap", "time"])
+        end
+      end)
+
+    assert out =~ "munition.get_time_ms  func () -> (i64)  needs: :time"
+    assert out =~ "env.mystery  func (i32) -> ()  needs: - (no capability grants it)"
+    assert out =~ "run  func (i32, i64) -> (f32)"
+    assert out =~ "memory 0: 2 pages min, 10 max"
+    assert out =~ "refused with capabilities [:time]:\n  env.mystery"
+  end
+
+  test "exits zero when nothing would be refused" do
+    path = Path.join(System.tmp_dir!(), "munition-validate-ok-#{System.unique_integer([:positive])}.wat")
+    File.write!(path, ~s{(module (import "munition" "log" (func (param i32 i32 i32))) (func (export "f")))})
+    on_exit(fn -> File.rm(path) end)
+    assert validate([path, "--cap", "basic"]) =~ "nothing refused with capabilities [:abort, :log, :time]"
+  end
+
+  test "an invalid module exits non-zero" do
+    path = Path.join(System.tmp_dir!(), "munition-validate-bad-#{System.unique_integer([:positive])}.wasm")
+    File.write!(path, <<0, 97, 115, 109, 1, 0, 0, 0, 99>>)
+    on_exit(fn -> File.rm(path) end)
+    assert_raise Mix.Error, ~r/does not compile: \{:invalid_module/, fn -> validate([path]) end
+  end
+end
