@@ -5,7 +5,7 @@ use munition_core::memory;
 use rustler::{Binary, Env, NewBinary};
 
 use crate::error::{MunitionError, MunitionResult};
-use crate::OwnedBytes;
+use crate::term::OwnedBytes;
 
 /// Decompresses one zstd frame, refusing before any work a frame that does not
 /// declare its size or declares more than `max_size` bytes (no zstd bombs).

@@ -5,11 +5,11 @@ use rustler::{Atom, ResourceArc};
 use wasmtime::{FrameInfo, Global, Memory, Mutability, WasmBacktrace, WasmCoreDump};
 
 use crate::atoms;
-use crate::call::WasmValue;
 use crate::error::MunitionResult;
-use crate::instance::{InstanceRef, Live};
-use crate::module::val_type_atom;
-use crate::OwnedBytes;
+use crate::execution::Live;
+use crate::instance::InstanceRef;
+use crate::term::OwnedBytes;
+use crate::value::{val_type_atom, WasmValue};
 
 #[derive(rustler::NifMap)]
 #[rustler(encode)]
@@ -186,7 +186,7 @@ fn instance_capture(instance: ResourceArc<InstanceRef>, mode: Atom) -> MunitionR
     let log = &live.store.data().log;
     Ok(Capture {
         reason: failure.map(|f| f.reason.atom()),
-        trap: failure.map(|f| f.trap),
+        trap: failure.map(|f| f.trap.atom()),
         message: failure.map(|f| f.message.clone()),
         backtrace,
         fuel_given: live.fuel_given,

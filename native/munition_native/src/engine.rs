@@ -10,9 +10,12 @@ use std::thread::{self, Thread};
 use std::time::Duration;
 
 use once_cell::sync::Lazy;
+use rustler::Atom;
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, WasmBacktraceDetails,
 };
+
+use crate::atoms;
 
 /// How often the ticker advances the epoch while a guest runs. A guest past its
 /// deadline is stopped at the next tick, so this is the worst-case overshoot
@@ -137,8 +140,7 @@ pub const WASMTIME_VERSION: &str = "48.0.8";
 
 /// `{wasmtime_version, [feature]}` for `Munition.Runtime.Config`.
 #[rustler::nif]
-fn engine_info() -> (String, Vec<rustler::Atom>) {
-    use crate::atoms;
+fn engine_info() -> (String, Vec<Atom>) {
     Lazy::force(&ENGINE);
     let features = vec![
         atoms::fuel(),

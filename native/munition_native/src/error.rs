@@ -1,4 +1,5 @@
-//! The one error type every fallible NIF returns.
+//! The one error type every fallible NIF returns, and the one-line text of a
+//! Wasmtime error that goes into its messages.
 //!
 //! Each variant reaches Elixir as `{:error, {kind, detail}}`: `kind` is an atom a
 //! caller can match, `detail` is the `Display` text (or, for denied imports, the
@@ -70,3 +71,22 @@ impl Encoder for MunitionError {
 }
 
 pub type MunitionResult<T> = Result<T, MunitionError>;
+
+/// An error and its causes on one line, outermost first. Wasmtime attaches
+/// the backtrace and the coredump as context layers whose text is a whole
+/// multi-line report; those are read structurally by the capture and left out.
+pub fn error_chain(error: &wasmtime::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if text.starts_with("error while executing at wasm backtrace:")
+            || text.starts_with("wasm coredump generated while executing")
+        {
+            continue;
+        }
+        if !parts.contains(&text) {
+            parts.push(text);
+        }
+    }
+    parts.join(": ")
+}
