@@ -37,25 +37,43 @@ defmodule Munition.Host.Capabilities do
   the call declares is an `ArgumentError`.
   """
 
-  @builtins [
-    %{capability: :time, module: "munition", name: "get_time_ms", params: [], results: [:i64]},
-    %{capability: :time, module: "munition", name: "get_monotonic_ns", params: [], results: [:i64]},
-    %{capability: :random, module: "munition", name: "get_random", params: [], results: [:i64]},
-    %{capability: :random, module: "munition", name: "random_bytes", params: [:i32, :i32], results: []},
-    %{capability: :log, module: "munition", name: "log", params: [:i32, :i32, :i32], results: []},
-    %{capability: :abort, module: "env", name: "abort", params: [:i32, :i32, :i32, :i32], results: []}
-  ]
+  # The built-ins themselves (which capability grants which import, with
+  # which signature) are the runtime's: `builtins/0` reads its table once and
+  # keeps it in :persistent_term. The table above documents it.
+  @basic [:time, :log, :abort]
+  @groups [:all, :basic]
 
-  @builtin_capabilities @builtins |> Enum.map(& &1.capability) |> Enum.uniq()
-  @groups %{basic: [:time, :log, :abort], all: @builtin_capabilities}
-
-  @doc "The built-in host functions, one map per import (see the table above)."
+  @doc """
+  The built-in host functions, one map per import (see the table above), as
+  the runtime (`Munition.Runtime.Config.runtime/0`) reports them:
+  `%{capability: atom, module: string, name: string, params: [type], results: [type]}`.
+  """
   @spec builtins() :: [map()]
-  def builtins, do: @builtins
+  def builtins, do: table().builtins
 
   @doc "Capabilities that unlock built-in host functions."
   @spec builtin_capabilities() :: [atom()]
-  def builtin_capabilities, do: @builtin_capabilities
+  def builtin_capabilities, do: table().capabilities
+
+  defp table do
+    runtime = Munition.Runtime.Config.runtime()
+    key = {__MODULE__, runtime}
+
+    case :persistent_term.get(key, nil) do
+      nil ->
+        builtins = runtime.builtins()
+        table = %{builtins: builtins, capabilities: builtins |> Enum.map(& &1.capability) |> Enum.uniq()}
+        # Written once per runtime module: putting an equal value again is a no-op.
+        :persistent_term.put(key, table)
+        table
+
+      table ->
+        table
+    end
+  end
+
+  defp group(:basic, _table), do: @basic
+  defp group(:all, table), do: table.capabilities
 
   @doc """
   Validates `capabilities` and expands groups, returning a sorted list.
@@ -70,19 +88,20 @@ defmodule Munition.Host.Capabilities do
   def expand!(capabilities, host_functions \\ [])
 
   def expand!(capabilities, host_functions) when is_list(capabilities) do
-    known = @builtin_capabilities ++ Enum.map(host_functions, & &1.capability)
+    table = table()
+    known = table.capabilities ++ Enum.map(host_functions, & &1.capability)
 
     capabilities
     |> Enum.flat_map(fn
-      capability when is_map_key(@groups, capability) ->
-        Map.fetch!(@groups, capability)
+      capability when capability in @groups ->
+        group(capability, table)
 
       capability when is_atom(capability) ->
         if capability in known do
           [capability]
         else
           raise ArgumentError,
-                "unknown capability: #{inspect(capability)} (known: #{inspect(Enum.uniq(known) ++ Map.keys(@groups))})"
+                "unknown capability: #{inspect(capability)} (known: #{inspect(Enum.uniq(known) ++ @groups)})"
         end
 
       other ->
@@ -126,10 +145,11 @@ defmodule Munition.Host.Capabilities do
 
   defp link_all(%Munition.Module{imports: imports}, granted, host_functions) do
     indexed = Enum.with_index(host_functions)
+    builtins = builtins()
 
     {links, denied} =
       Enum.reduce(imports, {[], []}, fn import, {links, denied} ->
-        case link(import, granted, indexed) do
+        case link(import, granted, indexed, builtins) do
           {:ok, link} -> {[{import, link} | links], denied}
           {:denied, needs} -> {links, [%{module: import.module, name: import.name, needs: needs} | denied]}
         end
@@ -140,9 +160,9 @@ defmodule Munition.Host.Capabilities do
       else: {:error, {:capability_denied, Enum.reverse(denied)}}
   end
 
-  defp link(%{kind: :func} = import, granted, host_functions) do
+  defp link(%{kind: :func} = import, granted, host_functions, builtins) do
     host = Enum.find(host_functions, fn {f, _} -> f.module == import.module and f.name == import.name end)
-    builtin = Enum.find(@builtins, &(&1.module == import.module and &1.name == import.name))
+    builtin = Enum.find(builtins, &(&1.module == import.module and &1.name == import.name))
 
     cond do
       host != nil ->
@@ -162,7 +182,7 @@ defmodule Munition.Host.Capabilities do
     end
   end
 
-  defp link(_import, _granted, _host_functions), do: {:denied, nil}
+  defp link(_import, _granted, _host_functions, _builtins), do: {:denied, nil}
 
   defp link_to(import, builtin, host_index, params, results) do
     %{

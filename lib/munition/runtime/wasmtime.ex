@@ -116,6 +116,13 @@ defmodule Munition.Runtime.Wasmtime do
     %{engine: :wasmtime, version: version, features: features}
   end
 
+  @doc """
+  The built-in host functions of the native side, one map per import:
+  `%{capability: atom, module: string, name: string, params: [type], results: [type]}`.
+  `Munition.Host.Capabilities` grants by this table.
+  """
+  def builtins, do: Native.host_builtins()
+
   # Captured memory: compressed in dumps, scanned by the analyser.
 
   def compress_memory(bytes), do: {:ok, Native.zstd_compress(bytes)}

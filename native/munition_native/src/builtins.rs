@@ -1,6 +1,8 @@
 //! The built-in host functions behind Munition's capabilities: one table says
-//! under which import name each is found, with which signature, and how it is
-//! made. The capability each belongs to is in `Munition.Host.Capabilities`.
+//! which capability grants each, under which import name, with which
+//! signature, and how it is made. The table is the only place these facts are
+//! written: linking reads it, and `host_builtins/0` hands it to
+//! `Munition.Host.Capabilities`, which grants by it.
 //!
 //! Work a built-in does in proportion to a guest-chosen length is paid for in
 //! fuel and checked against the deadline, and every range a guest passes is
@@ -9,14 +11,19 @@
 use std::ops::Range;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use rustler::Atom;
 use wasmtime::{Caller, Error, Func, FuncType, Memory, Store, Trap, Val, ValType};
 
+use crate::atoms;
 use crate::guest_memory;
 use crate::store::{host_fail, host_timeout, HostState};
 use crate::trap::{Reason, TrapKind};
+use crate::value::val_type_atom;
 
 /// One built-in host function.
 pub struct Builtin {
+    /// The capability that grants it (an atom of `crate::atoms`).
+    pub capability: fn() -> Atom,
     pub module: &'static str,
     pub name: &'static str,
     pub params: &'static [ValType],
@@ -31,6 +38,7 @@ pub static BUILTINS: [Builtin; 6] = {
     use ValType::{I32, I64};
     [
         Builtin {
+            capability: atoms::time,
             module: "munition",
             name: "get_time_ms",
             params: &[],
@@ -38,6 +46,7 @@ pub static BUILTINS: [Builtin; 6] = {
             make: get_time_ms,
         },
         Builtin {
+            capability: atoms::time,
             module: "munition",
             name: "get_monotonic_ns",
             params: &[],
@@ -45,6 +54,7 @@ pub static BUILTINS: [Builtin; 6] = {
             make: get_monotonic_ns,
         },
         Builtin {
+            capability: atoms::random,
             module: "munition",
             name: "get_random",
             params: &[],
@@ -52,6 +62,7 @@ pub static BUILTINS: [Builtin; 6] = {
             make: get_random,
         },
         Builtin {
+            capability: atoms::random,
             module: "munition",
             name: "random_bytes",
             params: &[I32, I32],
@@ -59,6 +70,7 @@ pub static BUILTINS: [Builtin; 6] = {
             make: random_bytes,
         },
         Builtin {
+            capability: atoms::log,
             module: "munition",
             name: "log",
             params: &[I32, I32, I32],
@@ -66,6 +78,7 @@ pub static BUILTINS: [Builtin; 6] = {
             make: log,
         },
         Builtin {
+            capability: atoms::abort,
             module: "env",
             name: "abort",
             params: &[I32, I32, I32, I32],
@@ -92,6 +105,33 @@ impl Builtin {
         );
         (self.make)(store, ty)
     }
+}
+
+/// One row of the table as Elixir sees it.
+#[derive(rustler::NifMap)]
+#[rustler(encode)]
+struct BuiltinInfo {
+    capability: Atom,
+    module: String,
+    name: String,
+    params: Vec<Atom>,
+    results: Vec<Atom>,
+}
+
+/// The table: `[%{capability: atom, module: string, name: string, params:
+/// [type], results: [type]}]`, in table order.
+#[rustler::nif]
+fn host_builtins() -> Vec<BuiltinInfo> {
+    BUILTINS
+        .iter()
+        .map(|builtin| BuiltinInfo {
+            capability: (builtin.capability)(),
+            module: builtin.module.to_string(),
+            name: builtin.name.to_string(),
+            params: builtin.params.iter().map(val_type_atom).collect(),
+            results: builtin.results.iter().map(val_type_atom).collect(),
+        })
+        .collect()
 }
 
 fn get_time_ms(store: &mut Store<HostState>, ty: FuncType) -> Func {

@@ -47,6 +47,8 @@ mod atoms {
         // value types and extern kinds
         i32, i64, f32, f64, v128, ref_ = "ref", func, memory, table, global, tag,
         nan, infinity, neg_infinity,
+        // capabilities of the built-in host functions
+        time, random, log,
         // engine features
         fuel, epochs, pooling, coredump, fibers,
         // metadata keys
