@@ -43,6 +43,19 @@ defmodule Munition.Host.Capabilities do
   @basic [:time, :log, :abort]
   @groups [:all, :basic]
 
+  @typedoc "A wasm value type a host function can take or return."
+  @type val_type :: :i32 | :i64 | :f32 | :f64
+
+  @typedoc """
+  What one import is linked to, for the runtime: a built-in host function by
+  its import name, or the Elixir host function at `index` in the call's list,
+  with its signature.
+  """
+  @type link ::
+          {:builtin, module :: String.t(), name :: String.t()}
+          | {:elixir, module :: String.t(), name :: String.t(), index :: non_neg_integer(),
+             params :: [val_type()], results :: [val_type()]}
+
   @doc """
   The built-in host functions, one map per import (see the table above), as
   the runtime (`Munition.Runtime.Config.runtime/0`) reports them:
@@ -119,26 +132,27 @@ defmodule Munition.Host.Capabilities do
   Decides what each import of `module` links to, given the `granted` (expanded)
   capabilities and the call's host functions.
 
-  Returns `{:ok, links}` for the native side,
-  `{:error, {:capability_denied, denied}}` listing every import that is not
-  granted, or `{:error, {:instantiation_failed, message}}` for a granted import
-  whose signature differs from the host function's.
+  Returns `{:ok, links}` for the runtime, one `t:link/0` per import in import
+  order, `{:error, {:capability_denied, denied}}` listing every import that is
+  not granted, or `{:error, {:instantiation_failed, message}}` for a granted
+  import whose signature differs from the host function's. This is the only
+  place signatures are compared before the engine instantiates.
   """
   @spec resolve(Munition.Module.t(), [atom()], [Munition.Host.Function.t()]) ::
-          {:ok, [map()]} | {:error, {:capability_denied, [map()]} | {:instantiation_failed, String.t()}}
+          {:ok, [link()]} | {:error, {:capability_denied, [map()]} | {:instantiation_failed, String.t()}}
   def resolve(%Munition.Module{} = module, granted, host_functions) do
-    with {:ok, links} <- link_all(module, granted, host_functions) do
-      case Enum.find(links, fn {import, link} ->
-             {import.params, import.results} != {link.params, link.results}
+    with {:ok, resolved} <- link_all(module, granted, host_functions) do
+      case Enum.find(resolved, fn {import, _link, signature} ->
+             {import.params, import.results} != signature
            end) do
         nil ->
-          {:ok, Enum.map(links, fn {_import, link} -> link end)}
+          {:ok, Enum.map(resolved, fn {_import, link, _signature} -> link end)}
 
-        {import, link} ->
+        {import, _link, {params, results}} ->
           {:error,
            {:instantiation_failed,
             "import #{import.module}.#{import.name} has signature #{inspect(import.params)} -> " <>
-              "#{inspect(import.results)}, but the host function is #{inspect(link.params)} -> #{inspect(link.results)}"}}
+              "#{inspect(import.results)}, but the host function is #{inspect(params)} -> #{inspect(results)}"}}
       end
     end
   end
@@ -147,19 +161,21 @@ defmodule Munition.Host.Capabilities do
     indexed = Enum.with_index(host_functions)
     builtins = builtins()
 
-    {links, denied} =
-      Enum.reduce(imports, {[], []}, fn import, {links, denied} ->
+    {resolved, denied} =
+      Enum.reduce(imports, {[], []}, fn import, {resolved, denied} ->
         case link(import, granted, indexed, builtins) do
-          {:ok, link} -> {[{import, link} | links], denied}
-          {:denied, needs} -> {links, [%{module: import.module, name: import.name, needs: needs} | denied]}
+          {:ok, link, signature} -> {[{import, link, signature} | resolved], denied}
+          {:denied, needs} -> {resolved, [%{module: import.module, name: import.name, needs: needs} | denied]}
         end
       end)
 
     if denied == [],
-      do: {:ok, Enum.reverse(links)},
+      do: {:ok, Enum.reverse(resolved)},
       else: {:error, {:capability_denied, Enum.reverse(denied)}}
   end
 
+  # {:ok, link, {params, results}} with the signature of what it links to, or
+  # {:denied, capability_or_nil}.
   defp link(%{kind: :func} = import, granted, host_functions, builtins) do
     host = Enum.find(host_functions, fn {f, _} -> f.module == import.module and f.name == import.name end)
     builtin = Enum.find(builtins, &(&1.module == import.module and &1.name == import.name))
@@ -169,12 +185,14 @@ defmodule Munition.Host.Capabilities do
         {function, index} = host
 
         if function.capability in granted,
-          do: {:ok, link_to(import, nil, index, function.params, function.results)},
+          do:
+            {:ok, {:elixir, import.module, import.name, index, function.params, function.results},
+             {function.params, function.results}},
           else: {:denied, function.capability}
 
       builtin != nil ->
         if builtin.capability in granted,
-          do: {:ok, link_to(import, builtin.name, nil, builtin.params, builtin.results)},
+          do: {:ok, {:builtin, import.module, import.name}, {builtin.params, builtin.results}},
           else: {:denied, builtin.capability}
 
       true ->
@@ -183,15 +201,4 @@ defmodule Munition.Host.Capabilities do
   end
 
   defp link(_import, _granted, _host_functions, _builtins), do: {:denied, nil}
-
-  defp link_to(import, builtin, host_index, params, results) do
-    %{
-      module: import.module,
-      name: import.name,
-      builtin: builtin,
-      host_index: host_index,
-      params: params,
-      results: results
-    }
-  end
 end

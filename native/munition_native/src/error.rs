@@ -1,9 +1,8 @@
 //! The one error type every fallible NIF returns, and the one-line text of a
 //! Wasmtime error that goes into its messages.
 //!
-//! Each variant reaches Elixir as `{:error, {kind, detail}}`: `kind` is an atom a
-//! caller can match, `detail` is the `Display` text (or, for denied imports, the
-//! list of what was refused).
+//! Each variant reaches Elixir as `{:error, {kind, message}}`: `kind` is an
+//! atom a caller can match, `message` is the `Display` text.
 
 use rustler::{Encoder, Env, Term};
 
@@ -17,13 +16,13 @@ pub enum MunitionError {
     FunctionNotFound(String),
     #[error("{0}")]
     BadArgs(String),
-    #[error("{} import(s) not granted", .0.len())]
-    CapabilityDenied(Vec<DeniedImport>),
     #[error("{0}")]
     MemoryLimit(String),
     /// Valid wasm that Munition does not run (more than one memory).
     #[error("{0}")]
     Unsupported(String),
+    /// The imports cannot be linked as given (an import with no link, a link
+    /// to a built-in that does not exist), or the store cannot be set up.
     #[error("{0}")]
     Instantiation(String),
     /// The instance was used after cleanup, or a call was made on an instance
@@ -40,24 +39,12 @@ pub enum MunitionError {
     BadData(String),
 }
 
-/// An import the call's capabilities do not cover, with the capability that
-/// would cover it where one exists.
-#[derive(Debug, Clone, rustler::NifMap)]
-pub struct DeniedImport {
-    pub module: String,
-    pub name: String,
-    pub needs: Option<rustler::Atom>,
-}
-
 impl Encoder for MunitionError {
     fn encode<'a>(&self, env: Env<'a>) -> Term<'a> {
         let kind = match self {
             MunitionError::InvalidModule(_) => atoms::invalid_module(),
             MunitionError::FunctionNotFound(_) => atoms::function_not_found(),
             MunitionError::BadArgs(_) => atoms::bad_args(),
-            MunitionError::CapabilityDenied(denied) => {
-                return (atoms::capability_denied(), denied).encode(env)
-            }
             MunitionError::MemoryLimit(_) => atoms::memory_limit(),
             MunitionError::Unsupported(_) => atoms::unsupported(),
             MunitionError::Instantiation(_) => atoms::instantiation_failed(),

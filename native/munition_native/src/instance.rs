@@ -102,8 +102,9 @@ fn instance_new(
         elapsed: Duration::ZERO,
         failure: None,
     });
-    // Imports were type-checked in `resolve_imports`, so what fails here is
-    // the guest: its start function, or a segment that does not fit.
+    // Imports were checked by the Elixir side, so what fails here is the
+    // guest (its start function, or a segment that does not fit) or, should
+    // that check be bypassed, Wasmtime's own type check of the imports.
     slot.start(|mut live| async move {
         let module = live.module.module.clone();
         let result = Instance::new_async(&mut live.store, &module, &imports).await;

@@ -35,7 +35,7 @@ mod atoms {
     rustler::atoms! {
         ok, error, ready, crashed, returned, yielded, full, minimal,
         // error kinds
-        invalid_module, function_not_found, bad_args, capability_denied,
+        invalid_module, function_not_found, bad_args,
         memory_limit, instantiation_failed, invalid_state, out_of_bounds, bad_data, overloaded, unsupported,
         // crash reasons
         fuel_exhausted, trap, timeout, host_error,
@@ -49,6 +49,8 @@ mod atoms {
         nan, infinity, neg_infinity,
         // capabilities of the built-in host functions
         time, random, log,
+        // links
+        builtin, elixir,
         // engine features
         fuel, epochs, pooling, coredump, fibers,
         // metadata keys

@@ -1,38 +1,87 @@
 //! What each import of a module is linked to, and the imports built from that.
 //!
 //! Which import gets which function is decided in Elixir
-//! (`Munition.Host.Capabilities`), where the capability table lives; this file
-//! links exactly the `links` it is given and refuses every other import, so an
-//! import can never reach the host without having been granted.
+//! (`Munition.Host.Capabilities.resolve/3`), where capabilities are granted
+//! and signatures compared. This file links exactly the links it is given: an
+//! import without one is refused, so an import can never reach the host
+//! without having been granted. Signatures are not compared again here:
+//! Wasmtime checks every import's type when it instantiates.
 
 use std::sync::Arc;
 
-use rustler::Atom;
+use rustler::types::tuple::get_tuple;
+use rustler::{Atom, Decoder, NifResult, Term};
 use wasmtime::{Extern, FuncType, Store, ValType};
 
+use crate::atoms;
 use crate::bridge::{elixir_func, HostBridge};
 use crate::builtins;
-use crate::error::{DeniedImport, MunitionError, MunitionResult};
+use crate::error::{MunitionError, MunitionResult};
 use crate::module::CompiledModule;
 use crate::store::HostState;
-use crate::value::{atom_val_type, val_type_atom};
+use crate::value::atom_val_type;
 
 /// What one import is linked to, as decided by the capability gate.
-#[derive(rustler::NifMap, Clone)]
-pub struct Link {
-    pub module: String,
-    pub name: String,
-    /// A built-in host function by name (`"get_time_ms"`, `"abort"`, ...).
-    pub builtin: Option<String>,
-    /// Or an Elixir host function: its index in the call's list, with its signature.
-    pub host_index: Option<u32>,
-    pub params: Vec<Atom>,
-    pub results: Vec<Atom>,
+pub enum Link {
+    /// `{:builtin, module, name}`: the built-in host function of that import
+    /// name (see `builtins::BUILTINS`).
+    Builtin { module: String, name: String },
+    /// `{:elixir, module, name, index, params, results}`: the Elixir host
+    /// function at `index` in the call's list, with its signature.
+    Elixir {
+        module: String,
+        name: String,
+        index: u32,
+        params: Vec<ValType>,
+        results: Vec<ValType>,
+    },
 }
 
-/// Builds the imports for `module` from `links`, in import order. Any import
-/// without a link is refused, all of them listed at once. Elixir host
-/// functions are served through `bridge`.
+impl Link {
+    fn links(&self, import_module: &str, import_name: &str) -> bool {
+        let (module, name) = match self {
+            Link::Builtin { module, name } | Link::Elixir { module, name, .. } => (module, name),
+        };
+        module == import_module && name == import_name
+    }
+}
+
+/// Decodes the two tuples above; anything else (another shape, a type that is
+/// not `:i32`, `:i64`, `:f32` or `:f64`) is a `badarg`, which Rustler reports
+/// as "Could not decode field :links" of `instance_new/2`'s config.
+impl<'a> Decoder<'a> for Link {
+    fn decode(term: Term<'a>) -> NifResult<Self> {
+        let types = |list: Term<'a>| -> NifResult<Vec<ValType>> {
+            list.decode::<Vec<Atom>>()?
+                .into_iter()
+                .map(|atom| atom_val_type(atom).ok_or(rustler::Error::BadArg))
+                .collect()
+        };
+        let elements = get_tuple(term)?;
+        let tag: Atom = elements.first().ok_or(rustler::Error::BadArg)?.decode()?;
+        match elements[..] {
+            [_, module, name] if tag == atoms::builtin() => Ok(Link::Builtin {
+                module: module.decode()?,
+                name: name.decode()?,
+            }),
+            [_, module, name, index, params, results] if tag == atoms::elixir() => {
+                Ok(Link::Elixir {
+                    module: module.decode()?,
+                    name: name.decode()?,
+                    index: index.decode()?,
+                    params: types(params)?,
+                    results: types(results)?,
+                })
+            }
+            _ => Err(rustler::Error::BadArg),
+        }
+    }
+}
+
+/// Builds the imports of `module` from `links`, in import order. Elixir host
+/// functions are served through `bridge`. An import without a link, or a link
+/// to a built-in that does not exist, is refused (all imports without a link
+/// named at once): the Elixir side never asks for either.
 pub fn resolve_imports(
     store: &mut Store<HostState>,
     compiled: &CompiledModule,
@@ -40,74 +89,42 @@ pub fn resolve_imports(
     bridge: Option<Arc<HostBridge>>,
 ) -> MunitionResult<Vec<Extern>> {
     let mut externs = Vec::new();
-    let mut denied = Vec::new();
+    let mut unlinked = Vec::new();
     for import in compiled.module.imports() {
-        let link = links
+        let Some(link) = links
             .iter()
-            .find(|l| l.module == import.module() && l.name == import.name());
-        let (link, ty) = match (link, import.ty().func()) {
-            (Some(link), Some(ty)) => (link, ty.clone()),
-            _ => {
-                denied.push(DeniedImport {
-                    module: import.module().to_string(),
-                    name: import.name().to_string(),
-                    needs: None,
-                });
-                continue;
-            }
+            .find(|link| link.links(import.module(), import.name()))
+        else {
+            unlinked.push(format!("{}.{}", import.module(), import.name()));
+            continue;
         };
-        let (params, results): (Vec<ValType>, Vec<ValType>) = match (&link.builtin, link.host_index)
-        {
-            (Some(name), _) => {
-                let builtin = builtins::find(&link.module, name).ok_or_else(|| {
-                    MunitionError::Instantiation(format!("no built-in host function {name:?}"))
-                })?;
-                (builtin.params.to_vec(), builtin.results.to_vec())
-            }
-            (None, Some(_)) => (
-                link.params
-                    .iter()
-                    .copied()
-                    .filter_map(atom_val_type)
-                    .collect(),
-                link.results
-                    .iter()
-                    .copied()
-                    .filter_map(atom_val_type)
-                    .collect(),
-            ),
-            (None, None) => {
-                return Err(MunitionError::Instantiation(format!(
-                    "link for {}.{} names no function",
-                    link.module, link.name
-                )))
-            }
-        };
-        let wanted: Vec<Atom> = ty.params().map(|t| val_type_atom(&t)).collect();
-        let wanted_results: Vec<Atom> = ty.results().map(|t| val_type_atom(&t)).collect();
-        let have: Vec<Atom> = params.iter().map(val_type_atom).collect();
-        let have_results: Vec<Atom> = results.iter().map(val_type_atom).collect();
-        if wanted != have || wanted_results != have_results {
-            return Err(MunitionError::Instantiation(format!(
-                "import {}.{} has signature {:?} -> {:?}, but the host function is {:?} -> {:?}",
-                link.module, link.name, wanted, wanted_results, have, have_results
-            )));
-        }
-        let func = match (&link.builtin, link.host_index) {
-            (Some(name), _) => builtins::find(&link.module, name)
-                .expect("found above")
+        let func = match link {
+            Link::Builtin { module, name } => builtins::find(module, name)
+                .ok_or_else(|| {
+                    MunitionError::Instantiation(format!(
+                        "no built-in host function {module}.{name}"
+                    ))
+                })?
                 .func(store),
-            (None, Some(index)) => {
-                let ty = FuncType::new(store.engine(), params, results);
-                elixir_func(store, ty, index, link.name.clone(), bridge.clone())
+            Link::Elixir {
+                name,
+                index,
+                params,
+                results,
+                ..
+            } => {
+                let ty = FuncType::new(store.engine(), params.clone(), results.clone());
+                elixir_func(store, ty, *index, name.clone(), bridge.clone())
             }
-            (None, None) => unreachable!("checked above"),
         };
         externs.push(Extern::Func(func));
     }
-    if denied.is_empty() {
+    if unlinked.is_empty() {
         Ok(externs)
     } else {
-        Err(MunitionError::CapabilityDenied(denied))
+        Err(MunitionError::Instantiation(format!(
+            "import(s) with no link: {}",
+            unlinked.join(", ")
+        )))
     }
 }

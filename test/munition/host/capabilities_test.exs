@@ -193,6 +193,33 @@ defmodule Munition.Host.CapabilitiesTest do
     end
   end
 
+  describe "resolve/3" do
+    test "links each import to a built-in by name, or to an Elixir host function by index" do
+      {:ok, module} =
+        Munition.compile("""
+        (module
+          (import "munition" "get_time_ms" (func (result i64)))
+          (import "env" "double" (func (param i32) (result i32))))
+        """)
+
+      double =
+        Munition.Host.Functions.new!({"env", "double", {[:i32], [:i32]}, :math, fn _ctx, x -> x * 2 end})
+
+      assert Capabilities.resolve(module, [:math, :time], [double]) ==
+               {:ok, [{:builtin, "munition", "get_time_ms"}, {:elixir, "env", "double", 0, [:i32], [:i32]}]}
+    end
+
+    test "the runtime refuses an import nothing links, whatever reaches it" do
+      {:ok, module} = Munition.compile(~s{(module (import "munition" "get_time_ms" (func (result i64))))})
+      config = %{fuel: 1_000, timeout_ms: 1_000, max_memory: 65_536, links: [], log_limit: 0, host_pid: nil}
+
+      assert {:error, {:instantiation_failed, message}} =
+               Munition.Runtime.Wasmtime.instantiate(module, config)
+
+      assert message =~ "munition.get_time_ms"
+    end
+  end
+
   test "an import of a built-in with the wrong signature cannot be linked" do
     wat = ~s{(module (import "munition" "get_time_ms" (func (result i32))))}
     assert {:error, {:instantiation_failed, message}} = Munition.fire(wat, "f", [], capabilities: [:time])
