@@ -111,10 +111,7 @@ defmodule Munition.Runtime.Wasmtime do
   end
 
   @impl true
-  def info do
-    {version, features} = Native.engine_info()
-    %{engine: :wasmtime, version: version, features: features}
-  end
+  def info, do: Native.engine_info()
 
   @doc """
   The built-in host functions of the native side, one map per import:

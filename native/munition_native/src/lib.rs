@@ -51,8 +51,8 @@ mod atoms {
         time, random, log,
         // links
         builtin, elixir,
-        // engine features
-        fuel, epochs, pooling, coredump, fibers,
+        // engine
+        wasmtime, fuel, epochs, pooling, coredump, fibers,
         // metadata keys
         fuel_consumed, fuel_remaining, execution_time_us,
         munition_host_call, munition_wake, munition_memory, waiting, large,

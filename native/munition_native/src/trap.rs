@@ -2,7 +2,9 @@
 //! kind, and the classification of a failed guest execution into both.
 //!
 //! The two enums are the native side's whole vocabulary of outcomes: each is
-//! declared with its atoms in one place (`vocabulary!`).
+//! declared with its atom and its `ALL` list in one place (`vocabulary!`), so
+//! what `engine_info/0` reports cannot drift from what the code produces. The
+//! Elixir side (`Munition.Reason`) checks these lists against its own.
 
 use rustler::Atom;
 use wasmtime::{Error, Trap};
@@ -10,7 +12,8 @@ use wasmtime::{Error, Trap};
 use crate::atoms;
 use crate::error::error_chain;
 
-/// An enum of outcomes with its atoms, written once.
+/// An enum of outcomes with its atoms and the list of all its variants,
+/// written once.
 macro_rules! vocabulary {
     ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $atom:ident,)* }) => {
         $(#[$meta])*
@@ -20,6 +23,9 @@ macro_rules! vocabulary {
         }
 
         impl $name {
+            /// Every variant, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant,)*];
+
             pub fn atom(self) -> Atom {
                 match self {
                     $($name::$variant => atoms::$atom(),)*
