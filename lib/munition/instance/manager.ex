@@ -106,7 +106,7 @@ defmodule Munition.Instance.Manager do
 
     config = %{
       fuel: state.fuel,
-      timeout_ms: plan.timeout,
+      timeout: plan.timeout,
       max_memory: plan.max_memory,
       links: plan.links,
       log_limit: Munition.Runtime.Config.log_limit(),

@@ -40,12 +40,14 @@ impl InstanceRef {
     }
 }
 
-/// What `instance_new/2` is given.
+/// What `instance_new/2` is given. Decoded from a map by key: keys it does
+/// not name are ignored, so a struct with more fields can be passed.
 #[derive(rustler::NifMap)]
 #[rustler(decode)]
 pub struct InstanceConfig {
     pub fuel: u64,
-    pub timeout_ms: u64,
+    /// Milliseconds from now until the guest is stopped.
+    pub timeout: u64,
     pub max_memory: u64,
     pub links: Vec<Link>,
     pub log_limit: u64,
@@ -87,7 +89,7 @@ fn instance_new(
         .map(|driver| Arc::new(HostBridge::new(driver)));
     let mut store = new_store(
         config.fuel,
-        Duration::from_millis(config.timeout_ms),
+        Duration::from_millis(config.timeout),
         config.max_memory,
         config.log_limit as usize,
     )?;

@@ -211,7 +211,7 @@ defmodule Munition.Host.CapabilitiesTest do
 
     test "the runtime refuses an import nothing links, whatever reaches it" do
       {:ok, module} = Munition.compile(~s{(module (import "munition" "get_time_ms" (func (result i64))))})
-      config = %{fuel: 1_000, timeout_ms: 1_000, max_memory: 65_536, links: [], log_limit: 0, host_pid: nil}
+      config = %{fuel: 1_000, timeout: 1_000, max_memory: 65_536, links: [], log_limit: 0, host_pid: nil}
 
       assert {:error, {:instantiation_failed, message}} =
                Munition.Runtime.Wasmtime.instantiate(module, config)
