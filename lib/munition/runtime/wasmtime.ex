@@ -122,7 +122,7 @@ defmodule Munition.Runtime.Wasmtime do
 
   # Captured memory: compressed in dumps, scanned by the analyser.
 
-  def compress_memory(bytes), do: {:ok, Native.zstd_compress(bytes)}
+  def compress_memory(bytes), do: Native.zstd_compress(bytes)
   def decompress_memory(data, max_size), do: Native.zstd_decompress(data, max_size)
   def decompressed_size(data), do: Native.zstd_frame_size(data)
   def search_memory(bytes, pattern, limit), do: Native.memory_search(bytes, pattern, limit)

@@ -23,7 +23,7 @@ use rustler::{Atom, Binary, Encoder, Env, LocalPid, Resource, ResourceArc, Term}
 use wasmtime::{Caller, Error, Func, FuncType, Store, Val, ValType};
 
 use crate::atoms;
-use crate::error::{MunitionError, MunitionResult};
+use crate::error::{error_chain, MunitionError, MunitionResult};
 use crate::guest_memory;
 use crate::store::{host_fail, host_timeout, HostState};
 use crate::term::{brief, bytes_term};
@@ -115,7 +115,8 @@ impl HostCallRef {
         let delivered = self.sender.send(message).is_ok();
         if delivered {
             // A wake for a guest that is not suspended is harmless: it finds
-            // nothing new and suspends again.
+            // nothing new and suspends again. A driver that is gone has
+            // abandoned the guest, and nobody is left to wake.
             let _ = env.send(&self.driver, atoms::munition_wake());
         }
         delivered
@@ -155,6 +156,8 @@ pub fn elixir_func(
         Box::new(async move {
             let (bridge, receiver) = send_host_call(&mut caller, bridge, &name, index, params)?;
             let values = await_reply(&mut caller, &bridge, &receiver, &name).await?;
+            // A value whose type cannot be read is as wrong as one of
+            // another type.
             if values.len() != result_types.len()
                 || values
                     .iter()
@@ -194,12 +197,19 @@ fn send_host_call(
             format!("{name}: no process serves host functions"),
         ));
     };
+    let fuel = caller.get_fuel().map_err(|e| {
+        host_fail(
+            caller,
+            Reason::HostError,
+            TrapKind::HostError,
+            format!("{name}: cannot read the fuel left: {}", error_chain(&e)),
+        )
+    })?;
     let (sender, receiver) = crossbeam_channel::unbounded();
     let call = ResourceArc::new(HostCallRef {
         sender,
         driver: bridge.driver,
     });
-    let fuel = caller.get_fuel().unwrap_or(0);
     // SAFETY: `env_ptr` is the environment of the NIF call that is running
     // this guest on this very thread (set by `BridgeEnv` for its duration).
     let env = unsafe { Env::new(&(), env_ptr) };
@@ -227,6 +237,8 @@ fn answer_memory(
 ) {
     let env_ptr = bridge.env.load(Ordering::Acquire);
     if env_ptr.is_null() {
+        // Cannot happen: requests are served only while a NIF call polls the
+        // guest, under `BridgeEnv`. Without an environment nothing can be sent.
         return;
     }
     // SAFETY: as in `send_host_call`: the environment of the NIF call running
@@ -377,6 +389,7 @@ fn host_reply(
 ) -> Atom {
     let message = match reply.decode::<(Atom, Term)>() {
         Ok((tag, value)) if tag == atoms::ok() => decode_results(value, &result_types),
+        // A message that is not a string is shown as the term it is.
         Ok((tag, value)) if tag == atoms::error() => Err(value
             .decode::<String>()
             .unwrap_or_else(|_| format!("{value:?}"))),

@@ -135,10 +135,15 @@ fn host_builtins() -> Vec<BuiltinInfo> {
 }
 
 fn get_time_ms(store: &mut Store<HostState>, ty: FuncType) -> Func {
-    Func::new(store, ty, |_, _, results| {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
+    Func::new(store, ty, |mut caller, _, results| {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_err(|e| {
+            host_fail(
+                &mut caller,
+                Reason::HostError,
+                TrapKind::HostError,
+                format!("get_time_ms: the host's clock is before the Unix epoch ({e})"),
+            )
+        })?;
         results[0] = Val::I64(now.as_millis() as i64);
         Ok(())
     })
@@ -153,8 +158,9 @@ fn get_monotonic_ns(store: &mut Store<HostState>, ty: FuncType) -> Func {
 }
 
 fn get_random(store: &mut Store<HostState>, ty: FuncType) -> Func {
-    Func::new(store, ty, |_, _, results| {
-        results[0] = Val::I64(getrandom::u64().unwrap_or(0) as i64);
+    Func::new(store, ty, |mut caller, _, results| {
+        let random = getrandom::u64().map_err(|e| random_failed(&mut caller, "get_random", e))?;
+        results[0] = Val::I64(random as i64);
         Ok(())
     })
 }
@@ -173,11 +179,22 @@ fn random_bytes(store: &mut Store<HostState>, ty: FuncType) -> Func {
             check_deadline(&mut caller, "random_bytes")?;
             let end = (start + RANDOM_CHUNK).min(range.end);
             getrandom::fill(&mut memory.data_mut(&mut caller)[start..end])
-                .map_err(|e| Error::msg(format!("random_bytes: {e}")))?;
+                .map_err(|e| random_failed(&mut caller, "random_bytes", e))?;
             start = end;
         }
         Ok(())
     })
+}
+
+/// The OS random source failed: the call fails with it, the guest never gets
+/// bytes that are not random.
+fn random_failed(caller: &mut Caller<'_, HostState>, func: &str, error: getrandom::Error) -> Error {
+    host_fail(
+        caller,
+        Reason::HostError,
+        TrapKind::HostError,
+        format!("{func}: the OS random source failed: {error}"),
+    )
 }
 
 fn log(store: &mut Store<HostState>, ty: FuncType) -> Func {

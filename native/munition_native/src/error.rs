@@ -37,6 +37,11 @@ pub enum MunitionError {
     /// Bytes that do not decode: a corrupt or hostile compressed frame.
     #[error("{0}")]
     BadData(String),
+    /// The host failed at something that does not fail short of a broken
+    /// host (an allocation, the engine's own bookkeeping): never the guest's
+    /// doing, never to be papered over with a made-up value.
+    #[error("{0}")]
+    RuntimeFailure(String),
 }
 
 impl Encoder for MunitionError {
@@ -52,6 +57,7 @@ impl Encoder for MunitionError {
             MunitionError::OutOfBounds(_) => atoms::out_of_bounds(),
             MunitionError::Overloaded(_) => atoms::overloaded(),
             MunitionError::BadData(_) => atoms::bad_data(),
+            MunitionError::RuntimeFailure(_) => atoms::runtime_failure(),
         };
         (kind, self.to_string()).encode(env)
     }

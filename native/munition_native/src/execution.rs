@@ -57,8 +57,11 @@ impl Live {
         reason
     }
 
-    pub fn fuel_remaining(&self) -> u64 {
-        self.store.get_fuel().unwrap_or(0)
+    /// Fuel left in the store.
+    pub fn fuel_remaining(&self) -> MunitionResult<u64> {
+        self.store.get_fuel().map_err(|e| {
+            MunitionError::RuntimeFailure(format!("cannot read the fuel left: {}", error_chain(&e)))
+        })
     }
 
     /// The guest's exported memory, once it is instantiated.
@@ -244,7 +247,7 @@ pub fn advance(env: Env, slot: &mut Slot, slice: Duration) -> MunitionResult<Pro
         }
         SliceEnd::Done(Ok(Step::Returned(values))) => {
             let live = slot.idle()?;
-            let fuel_remaining = live.fuel_remaining();
+            let fuel_remaining = live.fuel_remaining()?;
             let meta = CallMeta {
                 fuel_consumed: live.fuel_given.saturating_sub(fuel_remaining),
                 fuel_remaining,

@@ -41,7 +41,7 @@ impl InstanceRef {
 }
 
 /// What `instance_new/2` is given. Decoded from a map by key: keys it does
-/// not name are ignored, so a struct with more fields can be passed.
+/// not name are ignored.
 #[derive(rustler::NifMap)]
 #[rustler(decode)]
 pub struct InstanceConfig {
@@ -91,7 +91,8 @@ fn instance_new(
         config.fuel,
         Duration::from_millis(config.timeout),
         config.max_memory,
-        config.log_limit as usize,
+        // Only short of 64-bit: a limit over the address space is no limit.
+        usize::try_from(config.log_limit).unwrap_or(usize::MAX),
     )?;
     let imports = resolve_imports(&mut store, &compiled, &config.links, bridge.clone())?;
 
