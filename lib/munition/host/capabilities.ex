@@ -37,25 +37,56 @@ defmodule Munition.Host.Capabilities do
   the call declares is an `ArgumentError`.
   """
 
-  @builtins [
-    %{capability: :time, module: "munition", name: "get_time_ms", params: [], results: [:i64]},
-    %{capability: :time, module: "munition", name: "get_monotonic_ns", params: [], results: [:i64]},
-    %{capability: :random, module: "munition", name: "get_random", params: [], results: [:i64]},
-    %{capability: :random, module: "munition", name: "random_bytes", params: [:i32, :i32], results: []},
-    %{capability: :log, module: "munition", name: "log", params: [:i32, :i32, :i32], results: []},
-    %{capability: :abort, module: "env", name: "abort", params: [:i32, :i32, :i32, :i32], results: []}
-  ]
+  # The built-ins themselves (which capability grants which import, with
+  # which signature) are the runtime's: `builtins/0` reads its table once and
+  # keeps it in :persistent_term. The table above documents it.
+  @basic [:time, :log, :abort]
+  @groups [:all, :basic]
 
-  @builtin_capabilities @builtins |> Enum.map(& &1.capability) |> Enum.uniq()
-  @groups %{basic: [:time, :log, :abort], all: @builtin_capabilities}
+  @typedoc "A wasm value type a host function can take or return."
+  @type val_type :: :i32 | :i64 | :f32 | :f64
 
-  @doc "The built-in host functions, one map per import (see the table above)."
+  @typedoc """
+  What one import is linked to, for the runtime: a built-in host function by
+  its import name, or the Elixir host function at `index` in the call's list,
+  with its signature.
+  """
+  @type link ::
+          {:builtin, module :: String.t(), name :: String.t()}
+          | {:elixir, module :: String.t(), name :: String.t(), index :: non_neg_integer(),
+             params :: [val_type()], results :: [val_type()]}
+
+  @doc """
+  The built-in host functions, one map per import (see the table above), as
+  the runtime (`Munition.Runtime.Config.runtime/0`) reports them:
+  `%{capability: atom, module: string, name: string, params: [type], results: [type]}`.
+  """
   @spec builtins() :: [map()]
-  def builtins, do: @builtins
+  def builtins, do: table().builtins
 
   @doc "Capabilities that unlock built-in host functions."
   @spec builtin_capabilities() :: [atom()]
-  def builtin_capabilities, do: @builtin_capabilities
+  def builtin_capabilities, do: table().capabilities
+
+  defp table do
+    runtime = Munition.Runtime.Config.runtime()
+    key = {__MODULE__, runtime}
+
+    case :persistent_term.get(key, nil) do
+      nil ->
+        builtins = runtime.builtins()
+        table = %{builtins: builtins, capabilities: builtins |> Enum.map(& &1.capability) |> Enum.uniq()}
+        # Written once per runtime module: putting an equal value again is a no-op.
+        :persistent_term.put(key, table)
+        table
+
+      table ->
+        table
+    end
+  end
+
+  defp group(:basic, _table), do: @basic
+  defp group(:all, table), do: table.capabilities
 
   @doc """
   Validates `capabilities` and expands groups, returning a sorted list.
@@ -70,19 +101,20 @@ defmodule Munition.Host.Capabilities do
   def expand!(capabilities, host_functions \\ [])
 
   def expand!(capabilities, host_functions) when is_list(capabilities) do
-    known = @builtin_capabilities ++ Enum.map(host_functions, & &1.capability)
+    table = table()
+    known = table.capabilities ++ Enum.map(host_functions, & &1.capability)
 
     capabilities
     |> Enum.flat_map(fn
-      capability when is_map_key(@groups, capability) ->
-        Map.fetch!(@groups, capability)
+      capability when capability in @groups ->
+        group(capability, table)
 
       capability when is_atom(capability) ->
         if capability in known do
           [capability]
         else
           raise ArgumentError,
-                "unknown capability: #{inspect(capability)} (known: #{inspect(Enum.uniq(known) ++ Map.keys(@groups))})"
+                "unknown capability: #{inspect(capability)} (known: #{inspect(Enum.uniq(known) ++ @groups)})"
         end
 
       other ->
@@ -100,61 +132,67 @@ defmodule Munition.Host.Capabilities do
   Decides what each import of `module` links to, given the `granted` (expanded)
   capabilities and the call's host functions.
 
-  Returns `{:ok, links}` for the native side,
-  `{:error, {:capability_denied, denied}}` listing every import that is not
-  granted, or `{:error, {:instantiation_failed, message}}` for a granted import
-  whose signature differs from the host function's.
+  Returns `{:ok, links}` for the runtime, one `t:link/0` per import in import
+  order, `{:error, {:capability_denied, denied}}` listing every import that is
+  not granted, or `{:error, {:instantiation_failed, message}}` for a granted
+  import whose signature differs from the host function's. This is the only
+  place signatures are compared before the engine instantiates.
   """
   @spec resolve(Munition.Module.t(), [atom()], [Munition.Host.Function.t()]) ::
-          {:ok, [map()]} | {:error, {:capability_denied, [map()]} | {:instantiation_failed, String.t()}}
+          {:ok, [link()]} | {:error, {:capability_denied, [map()]} | {:instantiation_failed, String.t()}}
   def resolve(%Munition.Module{} = module, granted, host_functions) do
-    with {:ok, links} <- link_all(module, granted, host_functions) do
-      case Enum.find(links, fn {import, link} ->
-             {import.params, import.results} != {link.params, link.results}
+    with {:ok, resolved} <- link_all(module, granted, host_functions) do
+      case Enum.find(resolved, fn {import, _link, signature} ->
+             {import.params, import.results} != signature
            end) do
         nil ->
-          {:ok, Enum.map(links, fn {_import, link} -> link end)}
+          {:ok, Enum.map(resolved, fn {_import, link, _signature} -> link end)}
 
-        {import, link} ->
+        {import, _link, {params, results}} ->
           {:error,
            {:instantiation_failed,
             "import #{import.module}.#{import.name} has signature #{inspect(import.params)} -> " <>
-              "#{inspect(import.results)}, but the host function is #{inspect(link.params)} -> #{inspect(link.results)}"}}
+              "#{inspect(import.results)}, but the host function is #{inspect(params)} -> #{inspect(results)}"}}
       end
     end
   end
 
   defp link_all(%Munition.Module{imports: imports}, granted, host_functions) do
     indexed = Enum.with_index(host_functions)
+    builtins = builtins()
 
-    {links, denied} =
-      Enum.reduce(imports, {[], []}, fn import, {links, denied} ->
-        case link(import, granted, indexed) do
-          {:ok, link} -> {[{import, link} | links], denied}
-          {:denied, needs} -> {links, [%{module: import.module, name: import.name, needs: needs} | denied]}
+    {resolved, denied} =
+      Enum.reduce(imports, {[], []}, fn import, {resolved, denied} ->
+        case link(import, granted, indexed, builtins) do
+          {:ok, link, signature} -> {[{import, link, signature} | resolved], denied}
+          {:denied, needs} -> {resolved, [%{module: import.module, name: import.name, needs: needs} | denied]}
         end
       end)
 
     if denied == [],
-      do: {:ok, Enum.reverse(links)},
+      do: {:ok, Enum.reverse(resolved)},
       else: {:error, {:capability_denied, Enum.reverse(denied)}}
   end
 
-  defp link(%{kind: :func} = import, granted, host_functions) do
+  # {:ok, link, {params, results}} with the signature of what it links to, or
+  # {:denied, capability_or_nil}.
+  defp link(%{kind: :func} = import, granted, host_functions, builtins) do
     host = Enum.find(host_functions, fn {f, _} -> f.module == import.module and f.name == import.name end)
-    builtin = Enum.find(@builtins, &(&1.module == import.module and &1.name == import.name))
+    builtin = Enum.find(builtins, &(&1.module == import.module and &1.name == import.name))
 
     cond do
       host != nil ->
         {function, index} = host
 
         if function.capability in granted,
-          do: {:ok, link_to(import, nil, index, function.params, function.results)},
+          do:
+            {:ok, {:elixir, import.module, import.name, index, function.params, function.results},
+             {function.params, function.results}},
           else: {:denied, function.capability}
 
       builtin != nil ->
         if builtin.capability in granted,
-          do: {:ok, link_to(import, builtin.name, nil, builtin.params, builtin.results)},
+          do: {:ok, {:builtin, import.module, import.name}, {builtin.params, builtin.results}},
           else: {:denied, builtin.capability}
 
       true ->
@@ -162,16 +200,5 @@ defmodule Munition.Host.Capabilities do
     end
   end
 
-  defp link(_import, _granted, _host_functions), do: {:denied, nil}
-
-  defp link_to(import, builtin, host_index, params, results) do
-    %{
-      module: import.module,
-      name: import.name,
-      builtin: builtin,
-      host_index: host_index,
-      params: params,
-      results: results
-    }
-  end
+  defp link(_import, _granted, _host_functions, _builtins), do: {:denied, nil}
 end

@@ -106,15 +106,12 @@ defmodule Munition.Runtime.Wasmtime do
   def host_write(call, ptr, bytes), do: Native.host_write(call, ptr, bytes)
 
   @impl true
-  def info do
-    {version, features} = Native.engine_info()
-    %{engine: :wasmtime, version: version, features: features}
-  end
+  def info, do: Native.engine_info()
 
   ## Captured memory: compressed in dumps, scanned by the analyser.
 
   @impl true
-  def compress_memory(bytes), do: {:ok, Native.zstd_compress(bytes)}
+  def compress_memory(bytes), do: Native.zstd_compress(bytes)
 
   @impl true
   def decompress_memory(data, max_size), do: Native.zstd_decompress(data, max_size)

@@ -1,11 +1,13 @@
 //! The forensic analyser's NIFs: thin wrappers over `munition_core::memory`,
-//! where the scans live (and are unit-tested without a VM).
+//! where the scans and the compression of captured memory live (and are
+//! unit-tested without a VM). `compress` here is the one way the NIF side
+//! compresses memory, for `zstd_compress/1` and for the capture alike.
 
 use munition_core::memory;
-use rustler::{Binary, Env, NewBinary};
+use rustler::{Binary, Env, NewBinary, NifResult};
 
 use crate::error::{MunitionError, MunitionResult};
-use crate::OwnedBytes;
+use crate::term::OwnedBytes;
 
 /// Decompresses one zstd frame, refusing before any work a frame that does not
 /// declare its size or declares more than `max_size` bytes (no zstd bombs).
@@ -24,10 +26,25 @@ fn zstd_decompress<'a>(env: Env<'a>, data: Binary, max_size: u64) -> MunitionRes
     Ok(binary.into())
 }
 
-/// Compresses bytes into one zstd frame that declares its size.
+/// Compresses bytes into one zstd frame that declares its size; a failure is
+/// an error, never an empty or partial frame.
+pub fn compress(bytes: &[u8]) -> MunitionResult<OwnedBytes> {
+    let frame = memory::compress(bytes);
+    // `munition_core` reports a failed compression as no bytes at all, and a
+    // zstd frame is never empty (it starts with a four-byte magic number).
+    if frame.is_empty() {
+        return Err(MunitionError::RuntimeFailure(format!(
+            "zstd compression of {} bytes failed",
+            bytes.len()
+        )));
+    }
+    Ok(OwnedBytes(frame))
+}
+
+/// `{:ok, frame}` of `compress`, or `{:error, {:runtime_failure, message}}`.
 #[rustler::nif(schedule = "DirtyCpu")]
-fn zstd_compress(data: Binary) -> OwnedBytes {
-    OwnedBytes(memory::compress(data.as_slice()))
+fn zstd_compress(data: Binary) -> MunitionResult<OwnedBytes> {
+    compress(data.as_slice())
 }
 
 /// The content size a zstd frame declares, read from its header without
@@ -70,14 +87,13 @@ fn memory_strings<'a>(
     max_len: usize,
     utf8: bool,
     limit: usize,
-) -> Vec<(u64, Binary<'a>)> {
+) -> NifResult<Vec<(u64, Binary<'a>)>> {
     // Sub-binaries of the memory: no copy per string, which matters when
-    // noise-like memory holds hundreds of thousands of short runs.
+    // noise-like memory holds hundreds of thousands of short runs. Every run
+    // lies inside the haystack, so making one cannot fail; if it did, the
+    // call raises rather than leave a string out.
     memory::strings(haystack.as_slice(), min_len, max_len, utf8, limit)
         .into_iter()
-        .filter_map(|(start, end)| {
-            let run = haystack.make_subbinary(start, end - start).ok()?;
-            Some((start as u64, run))
-        })
+        .map(|(start, end)| Ok((start as u64, haystack.make_subbinary(start, end - start)?)))
         .collect()
 }

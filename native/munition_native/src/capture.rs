@@ -4,12 +4,13 @@
 use rustler::{Atom, ResourceArc};
 use wasmtime::{FrameInfo, Global, Memory, Mutability, WasmBacktrace, WasmCoreDump};
 
+use crate::analyser::compress;
 use crate::atoms;
-use crate::call::WasmValue;
 use crate::error::MunitionResult;
-use crate::instance::{InstanceRef, Live};
-use crate::module::val_type_atom;
-use crate::OwnedBytes;
+use crate::execution::Live;
+use crate::instance::InstanceRef;
+use crate::term::OwnedBytes;
+use crate::value::{val_type_atom, WasmValue};
 
 #[derive(rustler::NifMap)]
 #[rustler(encode)]
@@ -75,15 +76,22 @@ fn frame(info: &FrameInfo) -> Frame {
     }
 }
 
-fn snapshot_memory(live: &Live, index: u32, memory: &Memory, full: bool) -> MemorySnapshot {
+/// A memory's size and, when `full`, its bytes compressed: a compression
+/// that fails fails the capture rather than leave a memory out unsaid.
+fn snapshot_memory(
+    live: &Live,
+    index: u32,
+    memory: &Memory,
+    full: bool,
+) -> MunitionResult<MemorySnapshot> {
     let bytes = memory.data(&live.store);
-    MemorySnapshot {
+    Ok(MemorySnapshot {
         index,
         pages: memory.size(&live.store),
         page_size: memory.page_size(&live.store),
         size: bytes.len() as u64,
-        data: full.then(|| OwnedBytes(munition_core::memory::compress(bytes))),
-    }
+        data: if full { Some(compress(bytes)?) } else { None },
+    })
 }
 
 fn snapshot_global(live: &mut Live, index: u32, global: &Global) -> GlobalSnapshot {
@@ -131,7 +139,8 @@ fn state_handles(live: &mut Live) -> (Indexed<Memory>, Indexed<Global>) {
         .exports(&mut live.store)
         .map(|e| (e.name().to_string(), e.into_extern()))
         .collect();
-    // A module has at most one memory (see `engine::pooling`).
+    // A module has at most one memory (see `engine::pooling`); a guest that
+    // exports none has none to read.
     let memories = exports
         .iter()
         .find_map(|(_, e)| e.clone().into_memory())
@@ -142,6 +151,8 @@ fn state_handles(live: &mut Live) -> (Indexed<Memory>, Indexed<Global>) {
         .iter()
         .filter_map(|(name, e)| {
             let global = e.clone().into_global()?;
+            // `names` keeps one export name per global: a global exported
+            // under a second name is not found by it, and is listed already.
             let index = names
                 .iter()
                 .position(|n| n.as_deref() == Some(name.as_str()))?;
@@ -163,7 +174,7 @@ fn instance_capture(instance: ResourceArc<InstanceRef>, mode: Atom) -> MunitionR
     let memory_snapshots = memories
         .iter()
         .map(|(index, m)| snapshot_memory(live, *index, m, full))
-        .collect();
+        .collect::<MunitionResult<_>>()?;
     let global_snapshots = globals
         .iter()
         .map(|(index, g)| snapshot_global(live, *index, g))
@@ -181,12 +192,13 @@ fn instance_capture(instance: ResourceArc<InstanceRef>, mode: Atom) -> MunitionR
                         .map(|cd| cd.frames().iter().map(frame).collect())
                 })
         })
+        // No failure, or one found outside wasm: there is no backtrace.
         .unwrap_or_default();
-    let fuel_remaining = live.fuel_remaining();
+    let fuel_remaining = live.fuel_remaining()?;
     let log = &live.store.data().log;
     Ok(Capture {
         reason: failure.map(|f| f.reason.atom()),
-        trap: failure.map(|f| f.trap),
+        trap: failure.map(|f| f.trap.atom()),
         message: failure.map(|f| f.message.clone()),
         backtrace,
         fuel_given: live.fuel_given,

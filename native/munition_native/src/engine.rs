@@ -1,5 +1,6 @@
 //! The process-wide Wasmtime engine, the epoch ticker that enforces deadlines,
-//! and the facts `Munition.Runtime.Config` reports about them.
+//! and the facts `Munition.Runtime.Config` reports about them (with the
+//! vocabulary of outcomes, from `trap`).
 //!
 //! One engine serves every call: compiled code is shared through it, and a
 //! module compiled once can be instantiated in any number of fresh stores.
@@ -10,9 +11,13 @@ use std::thread::{self, Thread};
 use std::time::Duration;
 
 use once_cell::sync::Lazy;
+use rustler::Atom;
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, WasmBacktraceDetails,
 };
+
+use crate::atoms;
+use crate::trap::{Reason, TrapKind};
 
 /// How often the ticker advances the epoch while a guest runs. A guest past its
 /// deadline is stopped at the next tick, so this is the worst-case overshoot
@@ -135,17 +140,34 @@ impl Drop for GuestRunning {
 /// The Wasmtime version this NIF was built against (kept in step with Cargo.toml).
 pub const WASMTIME_VERSION: &str = "48.0.8";
 
-/// `{wasmtime_version, [feature]}` for `Munition.Runtime.Config`.
+/// What the engine is and offers, and the vocabulary of outcomes the native
+/// side can produce (for `Munition.Runtime.Config` and the vocabulary test).
+#[derive(rustler::NifMap)]
+#[rustler(encode)]
+struct EngineInfo {
+    engine: Atom,
+    version: String,
+    features: Vec<Atom>,
+    crash_reasons: Vec<Atom>,
+    trap_kinds: Vec<Atom>,
+}
+
+/// `%{engine: :wasmtime, version: "48.0.8", features: [atom], crash_reasons:
+/// [atom], trap_kinds: [atom]}`.
 #[rustler::nif]
-fn engine_info() -> (String, Vec<rustler::Atom>) {
-    use crate::atoms;
+fn engine_info() -> EngineInfo {
     Lazy::force(&ENGINE);
-    let features = vec![
-        atoms::fuel(),
-        atoms::epochs(),
-        atoms::pooling(),
-        atoms::coredump(),
-        atoms::fibers(),
-    ];
-    (WASMTIME_VERSION.to_string(), features)
+    EngineInfo {
+        engine: atoms::wasmtime(),
+        version: WASMTIME_VERSION.to_string(),
+        features: vec![
+            atoms::fuel(),
+            atoms::epochs(),
+            atoms::pooling(),
+            atoms::coredump(),
+            atoms::fibers(),
+        ],
+        crash_reasons: Reason::ALL.iter().map(|reason| reason.atom()).collect(),
+        trap_kinds: TrapKind::ALL.iter().map(|kind| kind.atom()).collect(),
+    }
 }

@@ -1,8 +1,8 @@
-//! The one error type every fallible NIF returns.
+//! The one error type every fallible NIF returns, and the one-line text of a
+//! Wasmtime error that goes into its messages.
 //!
-//! Each variant reaches Elixir as `{:error, {kind, detail}}`: `kind` is an atom a
-//! caller can match, `detail` is the `Display` text (or, for denied imports, the
-//! list of what was refused).
+//! Each variant reaches Elixir as `{:error, {kind, message}}`: `kind` is an
+//! atom a caller can match, `message` is the `Display` text.
 
 use rustler::{Encoder, Env, Term};
 
@@ -16,13 +16,13 @@ pub enum MunitionError {
     FunctionNotFound(String),
     #[error("{0}")]
     BadArgs(String),
-    #[error("{} import(s) not granted", .0.len())]
-    CapabilityDenied(Vec<DeniedImport>),
     #[error("{0}")]
     MemoryLimit(String),
     /// Valid wasm that Munition does not run (more than one memory).
     #[error("{0}")]
     Unsupported(String),
+    /// The imports cannot be linked as given (an import with no link, a link
+    /// to a built-in that does not exist), or the store cannot be set up.
     #[error("{0}")]
     Instantiation(String),
     /// The instance was used after cleanup, or a call was made on an instance
@@ -37,15 +37,11 @@ pub enum MunitionError {
     /// Bytes that do not decode: a corrupt or hostile compressed frame.
     #[error("{0}")]
     BadData(String),
-}
-
-/// An import the call's capabilities do not cover, with the capability that
-/// would cover it where one exists.
-#[derive(Debug, Clone, rustler::NifMap)]
-pub struct DeniedImport {
-    pub module: String,
-    pub name: String,
-    pub needs: Option<rustler::Atom>,
+    /// The host failed at something that does not fail short of a broken
+    /// host (an allocation, the engine's own bookkeeping): never the guest's
+    /// doing, never to be papered over with a made-up value.
+    #[error("{0}")]
+    RuntimeFailure(String),
 }
 
 impl Encoder for MunitionError {
@@ -54,9 +50,6 @@ impl Encoder for MunitionError {
             MunitionError::InvalidModule(_) => atoms::invalid_module(),
             MunitionError::FunctionNotFound(_) => atoms::function_not_found(),
             MunitionError::BadArgs(_) => atoms::bad_args(),
-            MunitionError::CapabilityDenied(denied) => {
-                return (atoms::capability_denied(), denied).encode(env)
-            }
             MunitionError::MemoryLimit(_) => atoms::memory_limit(),
             MunitionError::Unsupported(_) => atoms::unsupported(),
             MunitionError::Instantiation(_) => atoms::instantiation_failed(),
@@ -64,9 +57,29 @@ impl Encoder for MunitionError {
             MunitionError::OutOfBounds(_) => atoms::out_of_bounds(),
             MunitionError::Overloaded(_) => atoms::overloaded(),
             MunitionError::BadData(_) => atoms::bad_data(),
+            MunitionError::RuntimeFailure(_) => atoms::runtime_failure(),
         };
         (kind, self.to_string()).encode(env)
     }
 }
 
 pub type MunitionResult<T> = Result<T, MunitionError>;
+
+/// An error and its causes on one line, outermost first. Wasmtime attaches
+/// the backtrace and the coredump as context layers whose text is a whole
+/// multi-line report; those are read structurally by the capture and left out.
+pub fn error_chain(error: &wasmtime::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if text.starts_with("error while executing at wasm backtrace:")
+            || text.starts_with("wasm coredump generated while executing")
+        {
+            continue;
+        }
+        if !parts.contains(&text) {
+            parts.push(text);
+        }
+    }
+    parts.join(": ")
+}

@@ -1,61 +1,43 @@
 //! Munition's native side: Wasmtime behind a Rustler NIF.
 //!
-//! One file per concept: `engine` (the shared engine and deadlines), `module`
-//! (compile and cache), `instance` (fresh stores), `call`, `capture`
-//! (forensics), `host` (host functions), `analyser` (memory scans),
-//! `error` (what every fallible NIF returns).
+//! One concept per file, and dependencies run one way, from the vocabulary up
+//! to the NIFs:
+//!
+//! - `error`, `term`, `value`, `trap`, `guest_memory`: the vocabulary (errors,
+//!   Erlang terms, wasm values, why a guest stopped, where its memory is);
+//! - `engine`, `module`, `store`: the shared engine, compiled modules, and the
+//!   state a fresh store carries;
+//! - `builtins`, `bridge`: host functions (the built-in ones, and the bridge to
+//!   those written in Elixir); `link` chooses one of them for each import;
+//! - `execution`: running a guest in slices;
+//! - `instance`, `call`, `memory`, `capture`: the NIFs on a live instance;
+//!   `analyser`: the forensic scans.
 
 mod analyser;
+mod bridge;
+mod builtins;
 mod call;
 mod capture;
 mod engine;
 mod error;
-mod host;
+mod execution;
+mod guest_memory;
 mod instance;
+mod link;
+mod memory;
 mod module;
-
-use rustler::{Binary, Encoder, Env, NewBinary, Term};
-
-/// Bytes that reach Elixir as a binary.
-pub struct OwnedBytes(pub Vec<u8>);
-
-impl Encoder for OwnedBytes {
-    fn encode<'a>(&self, env: Env<'a>) -> Term<'a> {
-        bytes_term(env, &self.0)
-    }
-}
-
-pub fn bytes_term<'a>(env: Env<'a>, bytes: &[u8]) -> Term<'a> {
-    let mut binary = NewBinary::new(env, bytes.len());
-    binary.as_mut_slice().copy_from_slice(bytes);
-    Binary::from(binary).encode(env)
-}
-
-/// An error and its causes on one line, outermost first. Wasmtime attaches
-/// the backtrace and the coredump as context layers whose text is a whole
-/// multi-line report; those are read structurally by the capture and left out.
-pub fn error_chain(error: &wasmtime::Error) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    for cause in error.chain() {
-        let text = cause.to_string();
-        if text.starts_with("error while executing at wasm backtrace:")
-            || text.starts_with("wasm coredump generated while executing")
-        {
-            continue;
-        }
-        if !parts.contains(&text) {
-            parts.push(text);
-        }
-    }
-    parts.join(": ")
-}
+mod store;
+mod term;
+mod trap;
+mod value;
 
 mod atoms {
     rustler::atoms! {
         ok, error, ready, crashed, returned, yielded, full, minimal,
         // error kinds
-        invalid_module, function_not_found, bad_args, capability_denied,
+        invalid_module, function_not_found, bad_args,
         memory_limit, instantiation_failed, invalid_state, out_of_bounds, bad_data, overloaded, unsupported,
+        runtime_failure,
         // crash reasons
         fuel_exhausted, trap, timeout, host_error,
         // trap kinds
@@ -66,8 +48,12 @@ mod atoms {
         // value types and extern kinds
         i32, i64, f32, f64, v128, ref_ = "ref", func, memory, table, global, tag,
         nan, infinity, neg_infinity,
-        // engine features
-        fuel, epochs, pooling, coredump, fibers,
+        // capabilities of the built-in host functions
+        time, random, log,
+        // links
+        builtin, elixir,
+        // engine
+        wasmtime, fuel, epochs, pooling, coredump, fibers,
         // metadata keys
         fuel_consumed, fuel_remaining, execution_time_us,
         munition_host_call, munition_wake, munition_memory, waiting, large,

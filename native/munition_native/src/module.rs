@@ -4,16 +4,17 @@
 //! fuel policy reads).
 
 use std::num::NonZeroUsize;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use munition_core::scan::{content_hash, scan, MemoryInfo, ModuleStats};
 use once_cell::sync::Lazy;
 use rustler::{Binary, Resource, ResourceArc};
-use wasmtime::{ExternType, Module, ValType};
+use wasmtime::{ExternType, Module};
 
 use crate::atoms;
 use crate::engine::ENGINE;
-use crate::error::{MunitionError, MunitionResult};
+use crate::error::{error_chain, MunitionError, MunitionResult};
+use crate::value::val_type_atom;
 
 /// A compiled module and everything Munition learned about it once, at compile
 /// time, so no call pays for it again.
@@ -60,17 +61,6 @@ pub struct ExportInfo {
     pub results: Vec<rustler::Atom>,
 }
 
-pub fn val_type_atom(ty: &ValType) -> rustler::Atom {
-    match ty {
-        ValType::I32 => atoms::i32(),
-        ValType::I64 => atoms::i64(),
-        ValType::F32 => atoms::f32(),
-        ValType::F64 => atoms::f64(),
-        ValType::V128 => atoms::v128(),
-        ValType::Ref(_) => atoms::ref_(),
-    }
-}
-
 fn extern_kind(ty: &ExternType) -> (rustler::Atom, Vec<rustler::Atom>, Vec<rustler::Atom>) {
     match ty {
         ExternType::Func(f) => (
@@ -98,8 +88,8 @@ pub fn compile(bytes: &[u8], hash: String) -> MunitionResult<CompiledModule> {
             scan.memories.len()
         )));
     }
-    let module = Module::new(&ENGINE, &wasm)
-        .map_err(|e| MunitionError::InvalidModule(crate::error_chain(&e)))?;
+    let module =
+        Module::new(&ENGINE, &wasm).map_err(|e| MunitionError::InvalidModule(error_chain(&e)))?;
 
     let imports = module
         .imports()
@@ -142,10 +132,17 @@ pub fn compile(bytes: &[u8], hash: String) -> MunitionResult<CompiledModule> {
 static CACHE: Lazy<Mutex<lru::LruCache<String, Arc<CompiledModule>>>> =
     Lazy::new(|| Mutex::new(lru::LruCache::new(NonZeroUsize::new(128).expect("nonzero"))));
 
-fn cache_get(hash: &str, capacity: usize) -> Option<Arc<CompiledModule>> {
-    let mut cache = CACHE
+/// The cache, locked. A panic while it was held cannot leave it inconsistent
+/// in a way that matters (it holds immutable modules by hash; at worst an
+/// entry is missing and compiled again), so poisoning is ignored.
+fn cache() -> MutexGuard<'static, lru::LruCache<String, Arc<CompiledModule>>> {
+    CACHE
         .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn cache_get(hash: &str, capacity: usize) -> Option<Arc<CompiledModule>> {
+    let mut cache = cache();
     if let Some(capacity) = NonZeroUsize::new(capacity) {
         if cache.cap() != capacity {
             cache.resize(capacity);
@@ -158,10 +155,7 @@ fn cache_put(hash: String, module: Arc<CompiledModule>, capacity: usize) {
     if capacity == 0 {
         return;
     }
-    let mut cache = CACHE
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    cache.put(hash, module);
+    cache().put(hash, module);
 }
 
 /// Modules compiled since the VM started (cache hits excluded).
@@ -212,9 +206,7 @@ fn module_compile(
 /// `{entries, capacity, compilations}` of the module cache.
 #[rustler::nif]
 fn module_cache_stats() -> (usize, usize, u64) {
-    let cache = CACHE
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let cache = cache();
     (
         cache.len(),
         cache.cap().get(),
@@ -224,9 +216,6 @@ fn module_cache_stats() -> (usize, usize, u64) {
 
 #[rustler::nif]
 fn module_cache_clear() -> rustler::Atom {
-    CACHE
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .clear();
+    cache().clear();
     atoms::ok()
 }

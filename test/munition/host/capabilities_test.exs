@@ -167,6 +167,68 @@ defmodule Munition.Host.CapabilitiesTest do
     end
   end
 
+  describe "the built-in table" do
+    test "comes from the runtime, one map per import" do
+      builtins = Capabilities.builtins()
+      assert builtins == Munition.Runtime.Wasmtime.builtins()
+      assert length(builtins) == 6
+
+      for builtin <- builtins do
+        assert %{capability: capability, module: module, name: name, params: params, results: results} =
+                 builtin
+
+        assert capability in Capabilities.builtin_capabilities()
+        assert is_binary(module) and is_binary(name)
+        assert Enum.all?(params ++ results, &(&1 in [:i32, :i64, :f32, :f64]))
+      end
+    end
+
+    test "is the one the moduledoc documents" do
+      {:docs_v1, _, :elixir, _, %{"en" => moduledoc}, _, _} = Code.fetch_docs(Capabilities)
+
+      for %{capability: capability, module: module, name: name} <- Capabilities.builtins() do
+        row = ~r/\|\s*`#{inspect(capability)}`\s*\|\s*`"#{module}"`\s*\|\s*`#{name}`\s*\|/
+        assert moduledoc =~ row, "no row for #{module}.#{name} (#{inspect(capability)}) in the moduledoc"
+      end
+    end
+  end
+
+  describe "resolve/3" do
+    test "links each import to a built-in by name, or to an Elixir host function by index" do
+      {:ok, module} =
+        Munition.compile("""
+        (module
+          (import "munition" "get_time_ms" (func (result i64)))
+          (import "env" "double" (func (param i32) (result i32))))
+        """)
+
+      double =
+        Munition.Host.Functions.new!({"env", "double", {[:i32], [:i32]}, :math, fn _ctx, x -> x * 2 end})
+
+      assert Capabilities.resolve(module, [:math, :time], [double]) ==
+               {:ok, [{:builtin, "munition", "get_time_ms"}, {:elixir, "env", "double", 0, [:i32], [:i32]}]}
+    end
+
+    test "the runtime refuses an import nothing links, whatever reaches it" do
+      {:ok, module} = Munition.compile(~s{(module (import "munition" "get_time_ms" (func (result i64))))})
+
+      state = %Munition.Instance.State{
+        module: module,
+        function: "f",
+        args: [],
+        runtime: Munition.Runtime.Wasmtime,
+        fuel: 1_000,
+        timeout: 1_000,
+        max_memory: 65_536,
+        links: []
+      }
+
+      assert {:error, {:instantiation_failed, message}} = Munition.Runtime.Wasmtime.instantiate(module, state)
+
+      assert message =~ "munition.get_time_ms"
+    end
+  end
+
   test "an import of a built-in with the wrong signature cannot be linked" do
     wat = ~s{(module (import "munition" "get_time_ms" (func (result i32))))}
     assert {:error, {:instantiation_failed, message}} = Munition.fire(wat, "f", [], capabilities: [:time])
