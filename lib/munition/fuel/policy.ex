@@ -182,6 +182,7 @@ defmodule Munition.Fuel.Policy do
 
   def resolve!(other, _module, _function), do: bad_fuel!(other, profiles())
 
+  @spec bad_fuel!(term(), map()) :: no_return()
   defp bad_fuel!(value, profiles) do
     names = profiles |> Map.keys() |> Enum.sort() |> Enum.map_join(", ", &inspect/1)
 
