@@ -10,13 +10,11 @@ defmodule Munition.Forensics.Dump do
   Fields:
 
     * `:version` - dump format version (`1`)
-    * `:reason` - `:fuel_exhausted`, `:trap`, `:timeout`, `:memory_limit` or `:host_error`
-    * `:trap` - the trap kind: `:unreachable`, `:integer_divide_by_zero`,
-      `:integer_overflow`, `:memory_out_of_bounds`, `:stack_overflow`,
-      `:indirect_call_to_null`, `:bad_signature`, `:table_out_of_bounds`,
-      `:bad_conversion_to_integer`, `:heap_misaligned`, `:null_reference`,
-      `:allocation_too_large`, `:out_of_fuel`, `:interrupt` (deadline),
-      `:memory_limit`, `:abort` (the guest called `abort`), `:host_error`, or `:unknown`
+    * `:reason` - why the guest failed, one of
+      #{Enum.map_join(Munition.Reason.crash_reasons(), ", ", &"`#{inspect(&1)}`")}
+    * `:trap` - the trap kind, one of
+      #{Enum.map_join(Munition.Reason.trap_kinds(), ", ", &"`#{inspect(&1)}`")}
+      (`Munition.Reason` says what each means)
     * `:message` - the engine's message
     * `:backtrace` - wasm frames, innermost first: `%{func_index, func_name,
       func_offset, module_offset, file, line, column}` (names from the name
@@ -164,29 +162,10 @@ defmodule Munition.Forensics.Dump do
   # Nesting a hostile header could ask for; real dumps need four levels.
   @max_depth 32
 
-  # The atoms a field must hold, as the moduledoc lists them. Checked after
+  # The atoms a field must hold, from the one vocabulary. Checked after
   # decoding, which maps a symbol to an atom only when that atom exists.
-  @reasons [:fuel_exhausted, :trap, :timeout, :memory_limit, :host_error]
-  @traps [
-    :unreachable,
-    :integer_divide_by_zero,
-    :integer_overflow,
-    :memory_out_of_bounds,
-    :stack_overflow,
-    :indirect_call_to_null,
-    :bad_signature,
-    :table_out_of_bounds,
-    :bad_conversion_to_integer,
-    :heap_misaligned,
-    :null_reference,
-    :allocation_too_large,
-    :out_of_fuel,
-    :interrupt,
-    :memory_limit,
-    :abort,
-    :host_error,
-    :unknown
-  ]
+  @reasons Munition.Reason.crash_reasons()
+  @traps Munition.Reason.trap_kinds()
   @value_types [:i32, :i64, :f32, :f64, :v128, :ref]
 
   # Value tags of the header encoding (see the moduledoc).

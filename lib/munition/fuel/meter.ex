@@ -1,4 +1,8 @@
 defmodule Munition.Fuel.Meter do
+  # `:ok`, every crash reason, and `:other` for a reason added later, so a
+  # reason the vocabulary gains is counted before the meter is rebuilt.
+  @outcomes [:ok | Munition.Reason.crash_reasons()] ++ [:other]
+
   @moduledoc """
   Records the outcome of every call, per module hash and function, and keeps
   statistics that answer "how much fuel does this guest really use?".
@@ -6,9 +10,10 @@ defmodule Munition.Fuel.Meter do
   `Munition.fire/4` calls `record/5` after every call. For each
   `{module_hash, function}` the meter keeps:
 
-    * calls and outcomes by reason: `:ok`, `:fuel_exhausted`, `:trap`,
-      `:timeout`, `:memory_limit`, `:host_error`, and `:other` for any reason
-      added later;
+    * calls and outcomes by reason:
+      #{Enum.map_join(@outcomes, ", ", &"`#{inspect(&1)}`")}
+      (`:ok`, each of `Munition.Reason.crash_reasons/0`, and `:other` for any
+      reason the meter does not know);
     * fuel consumed by all calls and by successful calls alone (count, sum, min,
       max, mean, p50/p95/p99), and execution time in microseconds likewise;
     * a sliding window of the last 60 minutes in one-minute buckets (calls,
@@ -61,7 +66,7 @@ defmodule Munition.Fuel.Meter do
 
   @table __MODULE__
 
-  @outcomes [:ok, :fuel_exhausted, :trap, :timeout, :memory_limit, :host_error, :other]
+  @outcome_count length(@outcomes)
 
   @max_u64 0xFFFF_FFFF_FFFF_FFFF
 
@@ -75,24 +80,25 @@ defmodule Munition.Fuel.Meter do
   # Layout of a key's :atomics array (1-based).
   @last_seen 1
   @outcome_base 2
-  @fuel_sum 9
-  @fuel_min 10
-  @fuel_max 11
-  @ok_sum 12
-  @ok_min 13
-  @ok_max 14
-  @time_sum 15
-  @time_min 16
-  @time_max 17
-  @hist_ok 18
+  @fuel_sum @outcome_base + @outcome_count
+  @fuel_min @fuel_sum + 1
+  @fuel_max @fuel_sum + 2
+  @ok_sum @fuel_sum + 3
+  @ok_min @fuel_sum + 4
+  @ok_max @fuel_sum + 5
+  @time_sum @fuel_sum + 6
+  @time_min @fuel_sum + 7
+  @time_max @fuel_sum + 8
+  @hist_ok @fuel_sum + 9
   @hist_crash @hist_ok + @buckets
   @hist_time @hist_crash + @buckets
 
   # Window: @window_minutes slots of @slot_size: stamp (minute + 1, 0 when
-  # empty, @max_u64 while being recycled), 7 outcomes, fuel sum, fuel max, time
-  # sum, time max.
+  # empty, @max_u64 while being recycled), one count per outcome, fuel sum,
+  # fuel max, time sum, time max.
   @window_minutes 60
-  @slot_size 12
+  @slot_fuel_sum 1 + @outcome_count
+  @slot_size @slot_fuel_sum + 4
   @window_base @hist_time + @buckets
   @size @window_base + @window_minutes * @slot_size - 1
 
@@ -110,7 +116,7 @@ defmodule Munition.Fuel.Meter do
           p99: non_neg_integer() | nil
         }
 
-  @type outcome :: :ok | :fuel_exhausted | :trap | :timeout | :memory_limit | :host_error | :other
+  @type outcome :: :ok | Munition.Reason.crash() | :other
 
   @type stats :: %{
           module_hash: String.t(),
@@ -211,7 +217,7 @@ defmodule Munition.Fuel.Meter do
     defp outcome_index(unquote(outcome)), do: unquote(index)
   end
 
-  defp outcome_index(_other), do: length(@outcomes) - 1
+  defp outcome_index(_other), do: @outcome_count - 1
 
   defp ref_for(table, key, now_ms) do
     case :ets.lookup(table, key) do
@@ -317,10 +323,10 @@ defmodule Munition.Fuel.Meter do
     case :atomics.get(ref, base) do
       ^stamp ->
         :atomics.add(ref, base + 1 + index, 1)
-        :atomics.add(ref, base + 8, fuel)
-        put_max(ref, base + 9, fuel)
-        :atomics.add(ref, base + 10, time)
-        put_max(ref, base + 11, time)
+        :atomics.add(ref, base + @slot_fuel_sum, fuel)
+        put_max(ref, base + @slot_fuel_sum + 1, fuel)
+        :atomics.add(ref, base + @slot_fuel_sum + 2, time)
+        put_max(ref, base + @slot_fuel_sum + 3, time)
 
       @max_u64 ->
         # Another caller is recycling the slot: let it finish.
@@ -504,8 +510,8 @@ defmodule Munition.Fuel.Meter do
     score =
       case opts[:by] do
         :fuel -> fn ref -> :atomics.get(ref, @fuel_sum) end
-        :crashes -> fn ref -> Enum.sum(for i <- 1..6, do: :atomics.get(ref, @outcome_base + i)) end
-        :calls -> fn ref -> Enum.sum(for i <- 0..6, do: :atomics.get(ref, @outcome_base + i)) end
+        :crashes -> fn ref -> sum_outcomes(ref, 1) end
+        :calls -> fn ref -> sum_outcomes(ref, 0) end
         other -> raise ArgumentError, "by must be :fuel, :crashes or :calls, got: #{inspect(other)}"
       end
 
@@ -519,6 +525,10 @@ defmodule Munition.Fuel.Meter do
   end
 
   def top(n, _opts), do: raise(ArgumentError, "n must be a non-negative integer, got: #{inspect(n)}")
+
+  # Outcome counts from index `from` (0: every call, 1: every crash).
+  defp sum_outcomes(ref, from),
+    do: Enum.sum(for i <- from..(@outcome_count - 1), do: :atomics.get(ref, @outcome_base + i))
 
   @doc """
   Forgets everything recorded. Returns `:ok`, also when the meter is not running.
@@ -603,7 +613,7 @@ defmodule Munition.Fuel.Meter do
     at = fn i -> elem(values, i - 1) end
     hist = fn base -> for b <- 0..(@buckets - 1), do: at.(base + b) end
 
-    counts = for i <- 0..6, do: at.(@outcome_base + i)
+    counts = for i <- 0..(@outcome_count - 1), do: at.(@outcome_base + i)
     outcomes = Enum.zip(@outcomes, counts) |> Map.new()
     calls = Enum.sum(counts)
     ok = outcomes.ok
@@ -686,10 +696,10 @@ defmodule Munition.Fuel.Meter do
           calls: calls,
           crashes: calls - outcomes.ok,
           outcomes: outcomes,
-          fuel_sum: at.(base + 8),
-          fuel_max: at.(base + 9),
-          time_us_sum: at.(base + 10),
-          time_us_max: at.(base + 11)
+          fuel_sum: at.(base + @slot_fuel_sum),
+          fuel_max: at.(base + @slot_fuel_sum + 1),
+          time_us_sum: at.(base + @slot_fuel_sum + 2),
+          time_us_max: at.(base + @slot_fuel_sum + 3)
         }
       end
       |> Enum.sort_by(&DateTime.to_unix(&1.minute))
