@@ -5,9 +5,10 @@ defmodule Munition.Forensics.Analyser do
   memory, its non-zero regions, a short human-readable summary, and the
   differences between two dumps of the same module.
 
-  The byte scans run in Rust (`memchr` for search, block-wise zero skipping
-  for regions, strings and diff), so they stay fast on large memories; regex
-  search runs in PCRE through `:re`. The analyser only reads dumps: it never
+  The byte scans are the runtime's (`Munition.Runtime.Config.runtime/0`; in
+  `Munition.Runtime.Wasmtime` they run in Rust: `memchr` for search,
+  block-wise zero skipping for regions, strings and diff), so they stay fast
+  on large memories; regex search runs in PCRE through `:re`. The analyser only reads dumps: it never
   changes one and never runs guest code.
 
   Every function taking a memory takes the option `:memory`, the memory index
@@ -19,6 +20,7 @@ defmodule Munition.Forensics.Analyser do
   """
 
   alias Munition.Forensics.Dump
+  alias Munition.Runtime.Config
 
   @type memory_error :: :no_memory | :not_captured | {:bad_data, String.t()}
 
@@ -54,7 +56,7 @@ defmodule Munition.Forensics.Analyser do
     opts = Keyword.validate!(opts, memory: 0, limit: @default_limit)
 
     with {:ok, bytes} <- Dump.memory(dump, opts[:memory]) do
-      {:ok, Munition.Native.memory_search(bytes, pattern, limit!(opts[:limit]))}
+      {:ok, Config.runtime().search_memory(bytes, pattern, limit!(opts[:limit]))}
     end
   end
 
@@ -148,7 +150,7 @@ defmodule Munition.Forensics.Analyser do
     max = limit!(opts[:max_length])
 
     with {:ok, bytes} <- Dump.memory(dump, opts[:memory]) do
-      {:ok, Munition.Native.memory_strings(bytes, min, max, utf8, limit!(opts[:limit]))}
+      {:ok, Config.runtime().memory_strings(bytes, min, max, utf8, limit!(opts[:limit]))}
     end
   end
 
@@ -252,7 +254,7 @@ defmodule Munition.Forensics.Analyser do
     opts = Keyword.validate!(opts, min_gap: 16, memory: 0, limit: @default_limit)
 
     with {:ok, bytes} <- Dump.memory(dump, opts[:memory]) do
-      {:ok, Munition.Native.memory_regions(bytes, limit!(opts[:min_gap]), limit!(opts[:limit]))}
+      {:ok, Config.runtime().memory_regions(bytes, limit!(opts[:min_gap]), limit!(opts[:limit]))}
     end
   end
 
@@ -295,7 +297,7 @@ defmodule Munition.Forensics.Analyser do
         for index <- indexes,
             bytes_a = Map.get(in_a, index, <<>>),
             bytes_b = Map.get(in_b, index, <<>>),
-            ranges = Munition.Native.memory_diff(bytes_a, bytes_b, min_gap, limit),
+            ranges = Config.runtime().diff_memory(bytes_a, bytes_b, min_gap, limit),
             ranges != [],
             do: %{index: index, ranges: ranges}
 
@@ -419,7 +421,7 @@ defmodule Munition.Forensics.Analyser do
 
         case raw[memory.index] do
           {:ok, bytes} ->
-            regions = Munition.Native.memory_regions(bytes, 256, @default_limit)
+            regions = Config.runtime().memory_regions(bytes, 256, @default_limit)
             used = regions |> Enum.map(&elem(&1, 1)) |> Enum.sum()
             compressed = if memory.data, do: ", #{human(byte_size(memory.data))} compressed", else: ""
             shown = Enum.take(regions, 8)
@@ -445,7 +447,7 @@ defmodule Munition.Forensics.Analyser do
   end
 
   defp strings_section({:ok, bytes}, shown) do
-    case Munition.Native.memory_strings(bytes, 6, 200, true, 100_000) do
+    case Config.runtime().memory_strings(bytes, 6, 200, true, 100_000) do
       [] ->
         "\nnotable strings: none\n"
 

@@ -387,7 +387,7 @@ defmodule Munition.Forensics.Dump do
     case Enum.find(memories, &(&1.index == index)) do
       nil -> {:error, :no_memory}
       %{data: nil} -> {:error, :not_captured}
-      %{data: data, size: size} -> Munition.Native.zstd_decompress(data, size)
+      %{data: data, size: size} -> Munition.Runtime.Config.runtime().decompress_memory(data, size)
     end
   end
 
@@ -590,7 +590,7 @@ defmodule Munition.Forensics.Dump do
       page_size == 0 or Bitwise.band(page_size, page_size - 1) != 0 or pages * page_size != size ->
         {:error, {:malformed, :memory}}
 
-      flag == 1 and Munition.Native.zstd_frame_size(data) != {:ok, size} ->
+      flag == 1 and Munition.Runtime.Config.runtime().decompressed_size(data) != {:ok, size} ->
         {:error, {:malformed, :memory}}
 
       true ->

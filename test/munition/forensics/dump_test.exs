@@ -218,7 +218,8 @@ defmodule Munition.Forensics.DumpTest do
     test "a memory whose zstd frame disagrees with its declared size is malformed" do
       dump = crash()
       [memory] = dump.memories
-      lying = %{memory | data: Munition.Native.zstd_compress(:binary.copy(<<0>>, 100))}
+      {:ok, data} = Munition.Runtime.Config.runtime().compress_memory(:binary.copy(<<0>>, 100))
+      lying = %{memory | data: data}
 
       assert Dump.deserialize(Dump.serialize(%{dump | memories: [lying]})) ==
                {:error, {:malformed, :memory}}
