@@ -4,7 +4,8 @@ defmodule Munition.Forensics.Dump do
   `{:crash, reason, dump}`.
 
   This module owns the dump struct and its public API: encoding, files and
-  memory access; the bytes are `Munition.Forensics.Dump.Format`'s. It must never raise
+  memory access, which it delegates to `Munition.Forensics.Dump.Format` (the
+  bytes) and `Munition.Forensics.Dump.Files` (the files). It must never raise
   on bytes it reads: whatever a file holds, `deserialize/2` and `read/2` answer
   `{:ok, dump}` or `{:error, reason}`.
 
@@ -41,11 +42,14 @@ defmodule Munition.Forensics.Dump do
   `serialize/1` and `deserialize/2` convert a dump to and from the file
   format, which `Munition.Forensics.Dump.Format` specifies byte by byte, with
   every error a reader can answer. `write/2`, `write_to_dir/2` and `read/2`
-  put that format on disk.
+  put that format on disk (see `Munition.Forensics.Dump.Files`): a dump file
+  is readable by its owner only (mode `0600`) and a directory Munition
+  creates for dumps is mode `0700`, whatever the umask, because a dump holds
+  the guest's whole memory.
   """
 
   alias Munition.Forensics.Coredump
-  alias Munition.Forensics.Dump.Format
+  alias Munition.Forensics.Dump.{Files, Format}
 
   @version Format.version()
 
@@ -136,28 +140,18 @@ defmodule Munition.Forensics.Dump do
   @doc """
   Writes `dump` to `path` in the file format, atomically: a reader sees the
   whole file or none (it is written under a temporary name, then renamed).
+  The file is mode `0600`; the directory of `path` must exist.
   """
   @spec write(t(), Path.t()) :: :ok | {:error, File.posix()}
-  def write(%__MODULE__{} = dump, path) do
-    tmp = "#{path}.#{random_suffix()}.tmp"
-
-    with :ok <- File.write(tmp, serialize(dump), [:exclusive]) do
-      case File.rename(tmp, path) do
-        :ok ->
-          :ok
-
-        error ->
-          File.rm(tmp)
-          error
-      end
-    end
-  end
+  def write(%__MODULE__{} = dump, path), do: Files.write(serialize(dump), path)
 
   @doc """
   Reads a dump file written by `write/2`. Never raises.
 
-  Takes the options of `deserialize/2`. A file larger than the memory bound is
-  refused before it is read.
+  Takes the options of `deserialize/2` and answers its errors, or
+  `{:error, posix}` from `File`, such as `{:error, :enoent}`. A file larger
+  than the memory bound is refused before it is read, with
+  `{:error, {:too_large, size, bound}}`.
   """
   @spec read(Path.t(), keyword()) :: {:ok, t()} | {:error, read_error() | File.posix()}
   def read(path, opts \\ []) do
@@ -166,11 +160,7 @@ defmodule Munition.Forensics.Dump do
     # small: a file over the bound plus a margin cannot be a valid dump.
     file_bound = opts[:max_memory_size] + 64 * 1024 * 1024
 
-    with {:ok, %File.Stat{size: size}} <- File.stat(path),
-         :ok <- if(size > file_bound, do: {:error, {:too_large, size, file_bound}}, else: :ok),
-         {:ok, bytes} <- File.read(path) do
-      deserialize(bytes, opts)
-    end
+    with {:ok, bytes} <- Files.read(path, file_bound), do: deserialize(bytes, opts)
   end
 
   @doc """
@@ -181,36 +171,16 @@ defmodule Munition.Forensics.Dump do
   capture time in UTC to the microsecond, the reason, and a random part, so
   listing the directory sorted by name lists crashes in the order they
   happened, and two crashes never overwrite each other.
+
+  The file is mode `0600`. A directory this creates (`dir`, and any missing
+  parent) is mode `0700`; one that existed keeps its mode.
   """
   @spec write_to_dir(t(), Path.t()) :: {:ok, Path.t()} | {:error, term()}
   def write_to_dir(%__MODULE__{} = dump, dir) do
-    with :ok <- File.mkdir_p(dir) do
-      path = Path.join(dir, file_name(dump))
-
-      # The random part makes a clash all but impossible; if one happens, the
-      # existing file wins and this dump is written under another name.
-      if File.exists?(path) do
-        write_to_dir(dump, dir)
-      else
-        with :ok <- write(dump, path), do: {:ok, path}
-      end
-    end
+    # The random part of the name makes a clash all but impossible; if one
+    # happens, the existing file wins and this dump is written under another.
+    Files.write_new(serialize(dump), dir, fn -> Files.name(dump) end)
   end
-
-  defp file_name(dump) do
-    time =
-      case dump.captured_at do
-        %DateTime{} = at -> at
-        _ -> DateTime.utc_now()
-      end
-
-    {micro, _precision} = time.microsecond
-    stamp = Calendar.strftime(time, "%Y%m%dT%H%M%S") <> ".#{String.pad_leading("#{micro}", 6, "0")}Z"
-
-    "#{stamp}-#{dump.reason || "unknown"}-#{random_suffix()}.munition-dump"
-  end
-
-  defp random_suffix, do: Base.encode16(:rand.bytes(4), case: :lower)
 
   @doc """
   The dump in the standard WebAssembly coredump format (the WebAssembly

@@ -120,6 +120,38 @@ defmodule Munition.Forensics.DumpTest do
       assert {:ok, ^dump} = Dump.read(b)
     end
   end
+
+  # A dump holds the guest's whole memory: only its owner may read it.
+  describe "permissions" do
+    test "write/2 makes a file of mode 0600" do
+      dir = tmp_dir("mode")
+      File.mkdir_p!(dir)
+      path = Path.join(dir, "crash.munition-dump")
+      assert Dump.write(crash(), path) == :ok
+      assert mode(path) == 0o600
+    end
+
+    test "write_to_dir/2 makes files of mode 0600 and the directories it creates 0700" do
+      parent = tmp_dir("nested")
+      dir = Path.join([parent, "a", "b"])
+      assert {:ok, path} = Dump.write_to_dir(crash(), dir)
+      assert mode(path) == 0o600
+      assert mode(dir) == 0o700
+      assert mode(Path.join(parent, "a")) == 0o700
+      assert mode(parent) == 0o700
+    end
+
+    test "write_to_dir/2 leaves the mode of a directory that existed" do
+      dir = tmp_dir("existing")
+      File.mkdir_p!(dir)
+      File.chmod!(dir, 0o751)
+      assert {:ok, path} = Dump.write_to_dir(crash(), dir)
+      assert mode(path) == 0o600
+      assert mode(dir) == 0o751
+    end
+  end
+
+  defp mode(path), do: Bitwise.band(File.stat!(path).mode, 0o777)
 end
 
 defmodule Munition.Forensics.DumpDirConfigTest do
