@@ -93,6 +93,9 @@ defmodule Munition.Fuel.Meter.Histogram do
   `count` values whose bucket counts are `counts`, and whose smallest and
   largest were `min` and `max`.
 
+  A rank beyond what `counts` hold answers `max`: counts read while callers
+  add to them can lag the `count` read before them.
+
   ## Examples
 
       iex> counts = [0, 1, 0, 2] ++ List.duplicate(0, Munition.Fuel.Meter.Histogram.buckets() - 4)
@@ -104,7 +107,7 @@ defmodule Munition.Fuel.Meter.Histogram do
   def percentiles(counts, count, min, max, quantiles) do
     ranks = Enum.map(quantiles, &rank(count, &1))
 
-    {found, _seen, _left} =
+    {found, _seen, left} =
       counts
       |> Enum.with_index()
       |> Enum.reduce({[], 0, ranks}, fn
@@ -117,7 +120,7 @@ defmodule Munition.Fuel.Meter.Histogram do
           {found ++ List.duplicate(bucket_max(bucket), length(hit)), seen, rest}
       end)
 
-    Enum.map(found, &clamp(&1, min, max))
+    Enum.map(found ++ List.duplicate(max, length(left)), &clamp(&1, min, max))
   end
 
   @doc """

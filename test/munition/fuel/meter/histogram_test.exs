@@ -93,6 +93,13 @@ defmodule Munition.Fuel.Meter.HistogramTest do
       assert Histogram.quantile(ref, 1, 40, 804, 804, 0.99) == 804
     end
 
+    test "answer the maximum for ranks the counts do not reach yet" do
+      # Read while a caller has counted a call but not yet its bucket.
+      {_ref, counts} = counts([10, 20])
+      assert Histogram.percentiles(counts, 3, 10, 20, [0.3, 0.5, 0.99]) == [10, 20, 20]
+      assert Histogram.percentiles(counts, 5, 10, 20, [0.99]) == [20]
+    end
+
     test "of one value are that value" do
       {ref, counts} = counts([12_345])
       assert Histogram.percentiles(counts, 1, 12_345, 12_345, [0.01, 1.0]) == [12_345, 12_345]
