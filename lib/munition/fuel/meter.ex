@@ -1,6 +1,6 @@
 defmodule Munition.Fuel.Meter do
-  # `:ok`, every crash reason, and `:other` for a reason added later, so a
-  # reason the vocabulary gains is counted before the meter is rebuilt.
+  # Counted per key, in this order: `:ok`, every crash reason of the
+  # vocabulary, and `:other` for any other atom a caller passes.
   @outcomes [:ok | Munition.Reason.crash_reasons()] ++ [:other]
 
   @moduledoc """
@@ -39,8 +39,8 @@ defmodule Munition.Fuel.Meter do
   are exact and a percentile is at most 12.5% above the true value (it is the
   upper edge of the bucket holding that rank, clamped to the observed min and
   max: an over-estimate, the safe side for a budget). Values from
-  `15 * 2^36`, just under `2^40`, up share the last bucket. The window (`Munition.Fuel.Meter.Window`) is 60
-  one-minute slots in the same array.
+  `15 * 2^36`, just under `2^40`, up share the last bucket. The window
+  (`Munition.Fuel.Meter.Window`) is 60 one-minute slots in the same array.
 
   The number of keys is capped by `config :munition, :meter, max_keys: n`
   (default `1_000`). Past the cap, the least recently recorded tenth of the
