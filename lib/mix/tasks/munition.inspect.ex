@@ -130,6 +130,7 @@ defmodule Mix.Tasks.Munition.Inspect do
   defp check({:error, reason}), do: Mix.raise("Cannot read memory: #{Report.error(reason)}")
 
   @doc false
+  @spec parse_pattern(String.t()) :: binary()
   def parse_pattern("0x" <> hex) do
     case Base.decode16(String.replace(hex, ~r/\s/, ""), case: :mixed) do
       {:ok, bytes} when bytes != "" -> bytes
