@@ -9,8 +9,8 @@ defmodule Munition.Forensics.Analyser do
   The byte scans are the runtime's (`Munition.Runtime.Config.runtime/0`; in
   `Munition.Runtime.Wasmtime` they run in Rust: `memchr` for search,
   block-wise zero skipping for regions, strings and diff), so they stay fast
-  on large memories; regex search runs in PCRE through `:re`. The analyser only reads dumps: it never
-  changes one and never runs guest code.
+  on large memories; regex search runs in PCRE through `:re`. The analyser
+  only reads dumps: it never changes one and never runs guest code.
 
   Every function taking a memory takes the option `:memory`, the memory index
   (default `0`). Errors are those of `Munition.Forensics.Dump.memory/2`:

@@ -227,7 +227,8 @@ defmodule Munition.Forensics.Report do
 
   ## Examples
 
-      iex> Munition.Forensics.Report.frame(%{func_index: 3, func_name: "run", module_offset: 0x4A, file: "lib.rs", line: 7})
+      iex> frame = %{func_index: 3, func_name: "run", module_offset: 0x4A, file: "lib.rs", line: 7}
+      iex> Munition.Forensics.Report.frame(frame)
       "run [func 3] @ 0x4A (lib.rs:7)"
   """
   @spec frame(map()) :: String.t()
