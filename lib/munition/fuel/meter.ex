@@ -65,6 +65,7 @@ defmodule Munition.Fuel.Meter do
   use GenServer
 
   alias Munition.Fuel.Meter.{Histogram, MinMax, Window}
+  require MinMax
 
   @table __MODULE__
 

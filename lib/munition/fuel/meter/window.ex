@@ -21,6 +21,7 @@ defmodule Munition.Fuel.Meter.Window do
   """
 
   alias Munition.Fuel.Meter.MinMax
+  require MinMax
 
   @max_u64 0xFFFF_FFFF_FFFF_FFFF
   @minutes 60

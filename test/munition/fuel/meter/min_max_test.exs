@@ -2,6 +2,7 @@ defmodule Munition.Fuel.Meter.MinMaxTest do
   use ExUnit.Case, async: true
 
   alias Munition.Fuel.Meter.MinMax
+  require MinMax
 
   doctest MinMax
 
