@@ -11,7 +11,7 @@ defmodule Munition.Fuel.Meter.MinMax do
   `put_min/3` and `put_max/3` are macros (`require` this module): once a key
   has seen a few calls its minimum and maximum rarely move, and the read and
   comparison that find nothing to change then cost the caller no function
-  call. `Munition.Fuel.Meter.record/5` does eight of them per call.
+  call. `Munition.Fuel.Meter.record/5` does up to eight of them per call.
   """
 
   @doc """
