@@ -27,7 +27,7 @@ defmodule Mix.Tasks.Munition.Inspect do
 
   use Mix.Task
 
-  alias Munition.Forensics.{Analyser, Dump}
+  alias Munition.Forensics.{Analyser, Dump, Report}
 
   @switches [
     strings: :boolean,
@@ -52,14 +52,14 @@ defmodule Mix.Tasks.Munition.Inspect do
         _ -> Mix.raise("Expected exactly one dump file path\n\n#{usage()}")
       end
 
-    # The analyser's scans are NIFs: make sure the project (and so the native
-    # library) is compiled and loaded.
+    # The analyser's scans run in the runtime's native library: make sure the
+    # project (and so that library) is compiled and loaded.
     Mix.Task.run("compile", [])
 
     dump =
       case Dump.read(path) do
         {:ok, dump} -> dump
-        {:error, reason} -> Mix.raise("Cannot read dump #{path}: #{describe_error(reason)}")
+        {:error, reason} -> Mix.raise("Cannot read dump #{path}: #{Report.error(reason)}")
       end
 
     memory = opts[:memory] || 0
@@ -81,7 +81,7 @@ defmodule Mix.Tasks.Munition.Inspect do
       check(Analyser.strings(dump, memory: memory, min_length: opts[:min_length] || 4, limit: 1_000_000))
 
     Enum.each(found, fn {offset, s} ->
-      Mix.shell().info("0x#{hex(offset)}  #{inspect(s, binaries: :as_strings)}")
+      Mix.shell().info(Report.string_line(offset, s))
     end)
   end
 
@@ -96,7 +96,7 @@ defmodule Mix.Tasks.Munition.Inspect do
     # end of memory).
     Enum.each(offsets, fn offset ->
       text =
-        Enum.find_value([max(16, byte_size(bytes)), byte_size(bytes)], "0x#{hex(offset)}", fn len ->
+        Enum.find_value([max(16, byte_size(bytes)), byte_size(bytes)], "0x" <> Report.hex(offset), fn len ->
           case Analyser.hexdump(dump, offset, len, memory: memory) do
             {:ok, text} -> String.trim_trailing(text)
             _ -> nil
@@ -113,7 +113,7 @@ defmodule Mix.Tasks.Munition.Inspect do
     case Analyser.hexdump(dump, offset, len, memory: memory) do
       {:ok, text} -> Mix.shell().info(String.trim_trailing(text))
       {:error, :out_of_bounds} -> Mix.raise("#{spec} is outside memory #{memory}")
-      {:error, reason} -> Mix.raise("Cannot read memory #{memory}: #{describe_error(reason)}")
+      {:error, reason} -> Mix.raise("Cannot read memory #{memory}: #{Report.error(reason)}")
     end
   end
 
@@ -127,9 +127,10 @@ defmodule Mix.Tasks.Munition.Inspect do
   end
 
   defp check({:ok, value}), do: value
-  defp check({:error, reason}), do: Mix.raise("Cannot read memory: #{describe_error(reason)}")
+  defp check({:error, reason}), do: Mix.raise("Cannot read memory: #{Report.error(reason)}")
 
   @doc false
+  @spec parse_pattern(String.t()) :: binary()
   def parse_pattern("0x" <> hex) do
     case Base.decode16(String.replace(hex, ~r/\s/, ""), case: :mixed) do
       {:ok, bytes} when bytes != "" -> bytes
@@ -159,26 +160,4 @@ defmodule Mix.Tasks.Munition.Inspect do
       _ -> :error
     end
   end
-
-  defp hex(n), do: n |> Integer.to_string(16) |> String.pad_leading(8, "0") |> String.downcase()
-
-  defp describe_error(:enoent), do: "no such file"
-  defp describe_error(:eacces), do: "permission denied"
-  defp describe_error(:eisdir), do: "it is a directory"
-  defp describe_error(:bad_magic), do: "not a Munition dump (bad magic bytes)"
-  defp describe_error(:truncated), do: "the file is truncated"
-  defp describe_error(:checksum_mismatch), do: "the file is corrupt (checksum mismatch)"
-  defp describe_error(:trailing_bytes), do: "the file is corrupt (bytes after the checksum)"
-
-  defp describe_error({:unsupported_version, v}),
-    do: "dump format version #{v} is not supported (this Munition reads version #{Dump.version()})"
-
-  defp describe_error({:malformed, what}), do: "the file is corrupt (malformed #{what})"
-
-  defp describe_error({:too_large, declared, bound}),
-    do: "it declares #{declared} bytes, over the bound of #{bound}"
-
-  defp describe_error(:not_captured), do: "memory bytes were not captured (forensics: :minimal)"
-  defp describe_error(:no_memory), do: "the guest has no such memory"
-  defp describe_error(other), do: inspect(other)
 end

@@ -2,13 +2,15 @@ defmodule Munition.Forensics.Analyser do
   @moduledoc """
   Answers "what was this guest doing when it died?" from a
   `Munition.Forensics.Dump`: searches, strings, reads and hexdumps of guest
-  memory, its non-zero regions, a short human-readable summary, and the
-  differences between two dumps of the same module.
+  memory, its non-zero regions, a short human-readable summary (formatted by
+  `Munition.Forensics.Report`), and the differences between two dumps of the
+  same module.
 
-  The byte scans run in Rust (`memchr` for search, block-wise zero skipping
-  for regions, strings and diff), so they stay fast on large memories; regex
-  search runs in PCRE through `:re`. The analyser only reads dumps: it never
-  changes one and never runs guest code.
+  The byte scans are the runtime's (`Munition.Runtime.Config.runtime/0`; in
+  `Munition.Runtime.Wasmtime` they run in Rust: `memchr` for search,
+  block-wise zero skipping for regions, strings and diff), so they stay fast
+  on large memories; regex search runs in PCRE through `:re`. The analyser
+  only reads dumps: it never changes one and never runs guest code.
 
   Every function taking a memory takes the option `:memory`, the memory index
   (default `0`). Errors are those of `Munition.Forensics.Dump.memory/2`:
@@ -18,7 +20,8 @@ defmodule Munition.Forensics.Analyser do
   `{:error, :different_modules}` from `diff/3`.
   """
 
-  alias Munition.Forensics.Dump
+  alias Munition.Forensics.{Dump, Report}
+  alias Munition.Runtime.Config
 
   @type memory_error :: :no_memory | :not_captured | {:bad_data, String.t()}
 
@@ -54,7 +57,7 @@ defmodule Munition.Forensics.Analyser do
     opts = Keyword.validate!(opts, memory: 0, limit: @default_limit)
 
     with {:ok, bytes} <- Dump.memory(dump, opts[:memory]) do
-      {:ok, Munition.Native.memory_search(bytes, pattern, limit!(opts[:limit]))}
+      {:ok, Config.runtime().search_memory(bytes, pattern, limit!(opts[:limit]))}
     end
   end
 
@@ -148,7 +151,7 @@ defmodule Munition.Forensics.Analyser do
     max = limit!(opts[:max_length])
 
     with {:ok, bytes} <- Dump.memory(dump, opts[:memory]) do
-      {:ok, Munition.Native.memory_strings(bytes, min, max, utf8, limit!(opts[:limit]))}
+      {:ok, Config.runtime().memory_strings(bytes, min, max, utf8, limit!(opts[:limit]))}
     end
   end
 
@@ -202,30 +205,8 @@ defmodule Munition.Forensics.Analyser do
           {:ok, String.t()} | {:error, :out_of_bounds | memory_error()}
   def hexdump(%Dump{} = dump, offset, length, opts \\ []) do
     with {:ok, bytes} <- read(dump, offset, length, opts) do
-      {:ok, format_hex(bytes, offset)}
+      {:ok, Report.hexdump(bytes, offset)}
     end
-  end
-
-  @doc false
-  def format_hex(bytes, offset) do
-    for {chunk, i} <- Enum.with_index(chunks(bytes, 16)), into: "" do
-      hex = chunk |> :binary.bin_to_list() |> Enum.map(&hex_byte/1)
-      {left, right} = Enum.split(hex, 8)
-      hex_text = String.pad_trailing(Enum.join(left, " ") <> "  " <> Enum.join(right, " "), 49)
-      ascii = for <<b <- chunk>>, into: "", do: if(b in 0x20..0x7E, do: <<b>>, else: ".")
-      address = String.pad_leading(Integer.to_string(offset + i * 16, 16), 8, "0") |> String.downcase()
-      "#{address}  #{hex_text} |#{ascii}|\n"
-    end
-  end
-
-  defp hex_byte(b), do: b |> Integer.to_string(16) |> String.pad_leading(2, "0") |> String.downcase()
-
-  defp chunks(<<>>, _size), do: []
-  defp chunks(bytes, size) when byte_size(bytes) <= size, do: [bytes]
-
-  defp chunks(bytes, size) do
-    <<chunk::binary-size(size), rest::binary>> = bytes
-    [chunk | chunks(rest, size)]
   end
 
   @doc """
@@ -252,7 +233,7 @@ defmodule Munition.Forensics.Analyser do
     opts = Keyword.validate!(opts, min_gap: 16, memory: 0, limit: @default_limit)
 
     with {:ok, bytes} <- Dump.memory(dump, opts[:memory]) do
-      {:ok, Munition.Native.memory_regions(bytes, limit!(opts[:min_gap]), limit!(opts[:limit]))}
+      {:ok, Config.runtime().memory_regions(bytes, limit!(opts[:min_gap]), limit!(opts[:limit]))}
     end
   end
 
@@ -295,7 +276,7 @@ defmodule Munition.Forensics.Analyser do
         for index <- indexes,
             bytes_a = Map.get(in_a, index, <<>>),
             bytes_b = Map.get(in_b, index, <<>>),
-            ranges = Munition.Native.memory_diff(bytes_a, bytes_b, min_gap, limit),
+            ranges = Config.runtime().diff_memory(bytes_a, bytes_b, min_gap, limit),
             ranges != [],
             do: %{index: index, ranges: ranges}
 
@@ -331,7 +312,8 @@ defmodule Munition.Forensics.Analyser do
   @doc """
   A short human-readable report of `dump`: reason, trap and message, the top
   frames of the backtrace, fuel and time, globals, the memory map and the
-  most notable strings (the longest printable runs).
+  most notable strings (the longest printable runs). `mix munition.inspect`
+  prints it; `Munition.Forensics.Report` formats it.
 
   ## Options
 
@@ -341,140 +323,40 @@ defmodule Munition.Forensics.Analyser do
   @spec summary(Dump.t(), keyword()) :: String.t()
   def summary(%Dump{} = dump, opts \\ []) do
     opts = Keyword.validate!(opts, frames: 10, strings: 10)
+    runtime = Config.runtime()
     # Each memory is decompressed once for the whole report.
     raw = Map.new(dump.memories, &{&1.index, Dump.memory(dump, &1.index)})
 
-    [
-      "Munition crash dump (format #{dump.version})\n",
-      line("reason", "#{inspect(dump.reason)} (trap: #{inspect(dump.trap)})"),
-      line("message", dump.message),
-      line("function", "#{dump.function}(#{Enum.map_join(dump.args, ", ", &inspect/1)})"),
-      line("module", dump.module_hash),
-      line("captured", dump.captured_at && DateTime.to_iso8601(dump.captured_at)),
-      line("versions", "munition #{dump.munition_version}, wasmtime #{dump.wasmtime_version}"),
-      line(
-        "fuel",
-        "#{dump.fuel_consumed} consumed of #{dump.fuel_given} (#{dump.fuel_remaining} left), #{dump.execution_time_us} µs"
-      ),
-      line("capabilities", inspect(dump.capabilities)),
-      backtrace_section(dump.backtrace, opts[:frames]),
-      globals_section(dump.globals),
-      memory_section(dump.memories, raw),
-      strings_section(raw[0], opts[:strings]),
-      log_section(dump.log)
-    ]
-    |> IO.iodata_to_binary()
-  end
-
-  defp line(label, value), do: "  #{String.pad_trailing(label <> ":", 14)}#{value || "-"}\n"
-
-  defp backtrace_section([], _shown), do: "\nbacktrace: none\n"
-
-  defp backtrace_section(frames, shown) do
-    lines =
-      frames
-      |> Enum.take(shown)
-      |> Enum.with_index()
-      |> Enum.map(fn {frame, i} -> "  ##{i} #{describe_frame(frame)}\n" end)
-
-    more = if length(frames) > shown, do: "  … #{length(frames) - shown} more frames\n", else: []
-    ["\nbacktrace (innermost first):\n", lines, more]
-  end
-
-  @doc false
-  def describe_frame(frame) do
-    name = frame[:func_name] || "<func #{frame.func_index}>"
-
-    offset = if frame[:module_offset], do: " @ 0x#{Integer.to_string(frame.module_offset, 16)}", else: ""
-
-    source =
-      if frame[:file],
-        do:
-          " (#{frame.file}#{if frame[:line], do: ":#{frame.line}"}#{if frame[:column], do: ":#{frame.column}"})",
-        else: ""
-
-    "#{name} [func #{frame.func_index}]#{offset}#{source}"
-  end
-
-  defp globals_section([]), do: "\nglobals: none\n"
-
-  defp globals_section(globals) do
-    lines =
-      Enum.map(globals, fn g ->
-        mut = if g.mutable, do: "mut ", else: ""
-        export = if g[:export], do: " (export #{inspect(g.export)})", else: ""
-        "  global #{g.index}: #{mut}#{g.type} = #{inspect(g.value)}#{export}\n"
+    # The memory map merges regions closer than 256 bytes, to stay short;
+    # strings of 6 to 200 bytes are long enough to mean something and short
+    # enough to print.
+    regions =
+      Map.new(raw, fn
+        {index, {:ok, bytes}} -> {index, {:ok, runtime.memory_regions(bytes, 256, @default_limit)}}
+        {index, error} -> {index, error}
       end)
 
-    ["\nglobals:\n", lines]
+    strings =
+      case raw[0] do
+        {:ok, bytes} -> runtime.memory_strings(bytes, 6, 200, true, 100_000)
+        _ -> nil
+      end
+
+    Report.summary(dump, %{regions: regions, strings: strings}, opts)
   end
 
-  defp memory_section([], _raw), do: "\nmemory: none\n"
-
-  defp memory_section(memories, raw) do
-    lines =
-      Enum.map(memories, fn memory ->
-        head =
-          "  memory #{memory.index}: #{memory.pages} pages of #{memory.page_size} bytes (#{human(memory.size)})"
-
-        case raw[memory.index] do
-          {:ok, bytes} ->
-            regions = Munition.Native.memory_regions(bytes, 256, @default_limit)
-            used = regions |> Enum.map(&elem(&1, 1)) |> Enum.sum()
-            compressed = if memory.data, do: ", #{human(byte_size(memory.data))} compressed", else: ""
-            shown = Enum.take(regions, 8)
-
-            [
-              head,
-              ", #{human(used)} in #{length(regions)} non-zero regions#{compressed}\n",
-              Enum.map(shown, fn {start, len} ->
-                "    0x#{hex(start)}..0x#{hex(start + len)}  #{human(len)}\n"
-              end),
-              if(length(regions) > 8, do: "    … #{length(regions) - 8} more regions\n", else: [])
-            ]
-
-          {:error, :not_captured} ->
-            [head, ", bytes not captured (forensics: :minimal)\n"]
-
-          {:error, reason} ->
-            [head, ", unreadable: #{inspect(reason)}\n"]
-        end
-      end)
-
-    ["\nmemory:\n", lines]
-  end
-
-  defp strings_section({:ok, bytes}, shown) do
-    case Munition.Native.memory_strings(bytes, 6, 200, true, 100_000) do
-      [] ->
-        "\nnotable strings: none\n"
-
-      found ->
-        lines =
-          found
-          |> Enum.sort_by(fn {offset, s} -> {-byte_size(s), offset} end)
-          |> Enum.take(shown)
-          |> Enum.sort()
-          |> Enum.map(fn {offset, s} -> "  0x#{hex(offset)}  #{inspect(s, binaries: :as_strings)}\n" end)
-
-        ["\nnotable strings (longest #{min(shown, length(found))} of #{length(found)}):\n", lines]
-    end
-  end
-
-  defp strings_section(_no_memory, _shown), do: []
-
-  defp log_section([]), do: []
-
-  defp log_section(log) do
-    ["\nlog (last 5):\n", log |> Enum.take(-5) |> Enum.map(fn {level, l} -> "  [#{level}] #{l}\n" end)]
-  end
-
-  defp hex(n), do: n |> Integer.to_string(16) |> String.pad_leading(8, "0") |> String.downcase()
+  # Formatting helpers that were public here; the Report's now.
+  @doc false
+  @spec format_hex(binary(), non_neg_integer()) :: String.t()
+  defdelegate format_hex(bytes, offset), to: Report, as: :hexdump
 
   @doc false
-  def human(bytes) when bytes >= 1024 * 1024, do: "#{Float.round(bytes / (1024 * 1024), 1)} MiB"
-  def human(bytes) when bytes >= 1024, do: "#{Float.round(bytes / 1024, 1)} KiB"
-  def human(bytes), do: "#{bytes} B"
+  @spec describe_frame(map()) :: String.t()
+  defdelegate describe_frame(frame), to: Report, as: :frame
+
+  @doc false
+  @spec human(non_neg_integer()) :: String.t()
+  defdelegate human(bytes), to: Report, as: :size
 
   defp limit!(n) when is_integer(n) and n > 0, do: n
   defp limit!(other), do: raise(ArgumentError, "expected a positive integer, got: #{inspect(other)}")

@@ -25,6 +25,7 @@ defmodule Munition.Forensics.Coredump do
   """
 
   alias Munition.Forensics.Dump
+  alias Munition.Runtime.Config
 
   @standard_page_size 65_536
   @four_gib 4 * 1024 * 1024 * 1024
@@ -90,7 +91,8 @@ defmodule Munition.Forensics.Coredump do
         min_gap = max(64, div(byte_size(bytes), @max_segments) + 1)
         {offset_op, offset_enc} = if memory64?(memory), do: {0x42, &s64/1}, else: {0x41, &s32/1}
 
-        Munition.Native.memory_regions(bytes, min_gap, @max_segments)
+        bytes
+        |> Config.runtime().memory_regions(min_gap, @max_segments)
         |> Enum.map(fn {start, len} ->
           head = if position == 0, do: [0], else: [2, u32(position)]
           offset = if offset_op == 0x41 and start > 0x7FFFFFFF, do: start - 0x100000000, else: start

@@ -1,22 +1,22 @@
 defmodule Munition.Forensics.Dump do
   @moduledoc """
   The state of a guest that failed, as `Munition.fire/4` returns it in
-  `{:crash, reason, dump}`, and its durable file format.
+  `{:crash, reason, dump}`.
 
-  This module owns the dump struct and its bytes on disk. It must never raise
+  This module owns the dump struct and its public API: encoding, files and
+  memory access, which it delegates to `Munition.Forensics.Dump.Format` (the
+  bytes) and `Munition.Forensics.Dump.Files` (the files). It must never raise
   on bytes it reads: whatever a file holds, `deserialize/2` and `read/2` answer
   `{:ok, dump}` or `{:error, reason}`.
 
   Fields:
 
     * `:version` - dump format version (`1`)
-    * `:reason` - `:fuel_exhausted`, `:trap`, `:timeout`, `:memory_limit` or `:host_error`
-    * `:trap` - the trap kind: `:unreachable`, `:integer_divide_by_zero`,
-      `:integer_overflow`, `:memory_out_of_bounds`, `:stack_overflow`,
-      `:indirect_call_to_null`, `:bad_signature`, `:table_out_of_bounds`,
-      `:bad_conversion_to_integer`, `:heap_misaligned`, `:null_reference`,
-      `:allocation_too_large`, `:out_of_fuel`, `:interrupt` (deadline),
-      `:memory_limit`, `:abort` (the guest called `abort`), `:host_error`, or `:unknown`
+    * `:reason` - why the guest failed, one of
+      #{Enum.map_join(Munition.Reason.crash_reasons(), ", ", &"`#{inspect(&1)}`")}
+    * `:trap` - the trap kind, one of
+      #{Enum.map_join(Munition.Reason.trap_kinds(), ", ", &"`#{inspect(&1)}`")}
+      (`Munition.Reason` says what each means)
     * `:message` - the engine's message
     * `:backtrace` - wasm frames, innermost first: `%{func_index, func_name,
       func_offset, module_offset, file, line, column}` (names from the name
@@ -37,94 +37,21 @@ defmodule Munition.Forensics.Dump do
   To look inside a dump, see `Munition.Forensics.Analyser` and
   `mix munition.inspect`; to hand it to standard wasm tools, `to_coredump/1`.
 
-  ## File format, version 1
+  ## Files
 
-  A dump file (`serialize/1`, `write/2`) is self-contained and needs nothing
-  from Erlang to read. All integers are unsigned little-endian unless stated.
-
-  | Bytes        | Content                                                         |
-  | ------------ | --------------------------------------------------------------- |
-  | 8            | magic `89 4D 55 4E 44 55 4D 50` (`\\x89MUNDUMP`)                 |
-  | 2            | format version, `1`                                             |
-  | 2            | flags, `0` (readers refuse anything else)                       |
-  | 4            | `H`, the length of the header                                   |
-  | `H`          | header: one *value* (below), a map from field name to value     |
-  | 4            | `N`, the number of memories                                     |
-  | `N` times    | memory record (below)                                           |
-  | 4            | CRC-32 (ISO-HDLC, as zlib's `crc32`) of every byte before it     |
-
-  Nothing follows the checksum. A **memory record** is:
-
-  | Bytes | Content                                                               |
-  | ----- | --------------------------------------------------------------------- |
-  | 4     | memory index                                                          |
-  | 8     | size in pages                                                         |
-  | 8     | page size in bytes, a power of two                                    |
-  | 8     | `S`, size of the memory in bytes: size in pages times page size       |
-  | 1     | `1` when the bytes were captured, `0` for a `forensics: :minimal` dump |
-  | 8     | `L`, length of the data that follows (`0` when not captured)           |
-  | `L`   | one zstd frame (RFC 8878) whose header declares content size `S`      |
-
-  A **value** is a tag byte and its payload:
-
-  | Tag    | Meaning     | Payload                                                        |
-  | ------ | ----------- | -------------------------------------------------------------- |
-  | `0x00` | nil / null  | none                                                           |
-  | `0x01` | false       | none                                                           |
-  | `0x02` | true        | none                                                           |
-  | `0x03` | integer     | 8 bytes, signed two's complement                               |
-  | `0x04` | big integer | sign byte (`0` positive, `1` negative), 4-byte length, magnitude bytes (little-endian) |
-  | `0x05` | float       | 8 bytes, IEEE 754 binary64                                     |
-  | `0x06` | bytes       | 4-byte length, bytes (UTF-8 text where the field is text)      |
-  | `0x07` | symbol      | 2-byte length (at most 255), UTF-8 name (an Elixir atom, see below) |
-  | `0x08` | list        | 4-byte count, that many values                                 |
-  | `0x09` | tuple       | 4-byte count, that many values                                 |
-  | `0x0A` | map         | 4-byte count, that many key value, value value pairs           |
-
-  The header map's keys are bytes values naming the struct's fields:
-  `"reason"`, `"trap"`, `"message"`, `"backtrace"`, `"fuel_given"`,
-  `"fuel_consumed"`, `"fuel_remaining"`, `"execution_time_us"`, `"globals"`,
-  `"module_hash"`, `"imports"`, `"exports"`, `"function"`, `"args"`,
-  `"capabilities"`, `"log"`, `"wasmtime_version"`, `"munition_version"` with the
-  values described under Fields (maps inside them, such as a backtrace frame,
-  have symbol keys), and `"captured_at"`: an integer, microseconds since the
-  Unix epoch (UTC), or nil. Readers ignore keys they do not know. A global's
-  `type` is the symbol `i32`, `i64`, `f32`, `f64`, `v128` or `ref` (every
-  reference type), and its `value` an integer for `i32` and `i64`, a float or
-  the symbol `nan`, `infinity` or `neg_infinity` for `f32` and `f64`, 16 bytes
-  for `v128`, and the symbol `ref` for `ref`.
-
-  Readers never create atoms: the atom table is never garbage collected, so a
-  reader that did would let a stream of crafted files exhaust it and stop the
-  VM. A symbol is read as the atom of that name when the atom already exists
-  (every symbol Munition writes does, save capabilities declared by host
-  functions whose module is not loaded), and as a string otherwise. A field
-  that must be an atom is then malformed: `reason`, `trap` and a global's
-  `type` and `value` must each be one of the atoms listed above.
-
-  ## Errors
-
-  `deserialize/2` and `read/2` return:
-
-    * `{:error, :bad_magic}` - not a Munition dump
-    * `{:error, :truncated}` - the bytes end before the format says they do
-    * `{:error, {:unsupported_version, version}}` - a format this Munition cannot read
-    * `{:error, :checksum_mismatch}` - the bytes were altered after writing
-    * `{:error, :trailing_bytes}` - bytes after the checksum
-    * `{:error, {:malformed, what}}` - the checksum holds but the content does
-      not follow the format; `what` is an atom naming the part (`:flags`,
-      `:header`, `:value`, `:too_deep`, `:memory`, or the field that has the
-      wrong shape, such as `:reason` for a symbol that is not one of the
-      reasons above)
-    * `{:error, {:too_large, declared, bound}}` - a memory (or all of them
-      together, or the file itself) declares more bytes than the bound; refused
-      before anything is decompressed
-    * `read/2` only: `{:error, posix}` from `File`, such as `{:error, :enoent}`
+  `serialize/1` and `deserialize/2` convert a dump to and from the file
+  format, which `Munition.Forensics.Dump.Format` specifies byte by byte, with
+  every error a reader can answer. `write/2`, `write_to_dir/2` and `read/2`
+  put that format on disk (see `Munition.Forensics.Dump.Files`): a dump file
+  is readable by its owner only (mode `0600`) and a directory Munition
+  creates for dumps is mode `0700`, whatever the umask, because a dump holds
+  the guest's whole memory.
   """
 
   alias Munition.Forensics.Coredump
+  alias Munition.Forensics.Dump.{Files, Format}
 
-  @version 1
+  @version Format.version()
 
   defstruct version: @version,
             reason: nil,
@@ -150,79 +77,13 @@ defmodule Munition.Forensics.Dump do
 
   @type t :: %__MODULE__{}
 
-  @type read_error ::
-          :bad_magic
-          | :truncated
-          | {:unsupported_version, non_neg_integer()}
-          | :checksum_mismatch
-          | :trailing_bytes
-          | {:malformed, atom()}
-          | {:too_large, non_neg_integer(), non_neg_integer()}
+  @typedoc """
+  Why `deserialize/2` or `read/2` refused bytes: the errors of
+  `Munition.Forensics.Dump.Format`.
+  """
+  @type read_error :: Format.error()
 
-  @magic <<0x89, "MUNDUMP">>
   @default_max_memory_size 4 * 1024 * 1024 * 1024 + 16 * 1024 * 1024
-  # Nesting a hostile header could ask for; real dumps need four levels.
-  @max_depth 32
-
-  # The atoms a field must hold, as the moduledoc lists them. Checked after
-  # decoding, which maps a symbol to an atom only when that atom exists.
-  @reasons [:fuel_exhausted, :trap, :timeout, :memory_limit, :host_error]
-  @traps [
-    :unreachable,
-    :integer_divide_by_zero,
-    :integer_overflow,
-    :memory_out_of_bounds,
-    :stack_overflow,
-    :indirect_call_to_null,
-    :bad_signature,
-    :table_out_of_bounds,
-    :bad_conversion_to_integer,
-    :heap_misaligned,
-    :null_reference,
-    :allocation_too_large,
-    :out_of_fuel,
-    :interrupt,
-    :memory_limit,
-    :abort,
-    :host_error,
-    :unknown
-  ]
-  @value_types [:i32, :i64, :f32, :f64, :v128, :ref]
-
-  # Value tags of the header encoding (see the moduledoc).
-  @t_nil 0x00
-  @t_false 0x01
-  @t_true 0x02
-  @t_int 0x03
-  @t_bigint 0x04
-  @t_float 0x05
-  @t_bytes 0x06
-  @t_atom 0x07
-  @t_list 0x08
-  @t_tuple 0x09
-  @t_map 0x0A
-
-  # `version`, `memories` and `captured_at` are stored apart or converted.
-  @header_fields [
-    :reason,
-    :trap,
-    :message,
-    :backtrace,
-    :fuel_given,
-    :fuel_consumed,
-    :fuel_remaining,
-    :execution_time_us,
-    :globals,
-    :module_hash,
-    :imports,
-    :exports,
-    :function,
-    :args,
-    :capabilities,
-    :log,
-    :wasmtime_version,
-    :munition_version
-  ]
 
   @doc "The dump format version this Munition writes."
   @spec version() :: pos_integer()
@@ -239,7 +100,7 @@ defmodule Munition.Forensics.Dump do
   end
 
   @doc """
-  Encodes `dump` in the file format described in the moduledoc.
+  Encodes `dump` in the file format of `Munition.Forensics.Dump.Format`.
 
   Raises `ArgumentError` if a field holds something the format cannot carry
   (a pid, a reference, a function), which no captured dump does.
@@ -254,29 +115,11 @@ defmodule Munition.Forensics.Dump do
       true
   """
   @spec serialize(t()) :: binary()
-  def serialize(%__MODULE__{} = dump) do
-    header =
-      @header_fields
-      |> Enum.map(&{Atom.to_string(&1), Map.fetch!(dump, &1)})
-      |> Kernel.++([{"captured_at", captured_at_to_int(dump.captured_at)}])
-      |> encode_pairs()
-
-    header = IO.iodata_to_binary(header)
-    memories = Enum.map(dump.memories, &encode_memory/1)
-
-    body = [
-      @magic,
-      <<@version::little-16, 0::little-16, byte_size(header)::little-32>>,
-      header,
-      <<length(dump.memories)::little-32>>,
-      memories
-    ]
-
-    IO.iodata_to_binary([body, <<:erlang.crc32(body)::little-32>>])
-  end
+  def serialize(%__MODULE__{} = dump), do: Format.encode(dump)
 
   @doc """
-  Decodes bytes written by `serialize/1`. Never raises.
+  Decodes bytes written by `serialize/1`. Never raises: the errors are listed
+  in `Munition.Forensics.Dump.Format`.
 
   ## Options
 
@@ -291,50 +134,24 @@ defmodule Munition.Forensics.Dump do
   @spec deserialize(binary(), keyword()) :: {:ok, t()} | {:error, read_error()}
   def deserialize(bytes, opts \\ []) when is_binary(bytes) do
     opts = Keyword.validate!(opts, max_memory_size: max_memory_size())
-    decode(bytes, opts[:max_memory_size])
+    Format.decode(bytes, opts[:max_memory_size])
   end
-
-  defp decode(bytes, bound) do
-    with {:ok, version} <- check_preamble(bytes),
-         {:ok, body} <- check_checksum(bytes),
-         {:ok, dump} <- decode_body(body, bound) do
-      {:ok, %{dump | version: version}}
-    end
-  catch
-    # Every decoding step returns tagged tuples or throws {:malformed, what};
-    # catching errors too is the safety net the moduledoc promises.
-    kind, reason when kind in [:error, :throw] ->
-      {:error, {:malformed, malformed_detail(kind, reason)}}
-  end
-
-  defp malformed_detail(:throw, {:malformed, what}), do: what
-  defp malformed_detail(_kind, _reason), do: :value
 
   @doc """
   Writes `dump` to `path` in the file format, atomically: a reader sees the
   whole file or none (it is written under a temporary name, then renamed).
+  The file is mode `0600`; the directory of `path` must exist.
   """
   @spec write(t(), Path.t()) :: :ok | {:error, File.posix()}
-  def write(%__MODULE__{} = dump, path) do
-    tmp = "#{path}.#{random_suffix()}.tmp"
-
-    with :ok <- File.write(tmp, serialize(dump), [:exclusive]) do
-      case File.rename(tmp, path) do
-        :ok ->
-          :ok
-
-        error ->
-          File.rm(tmp)
-          error
-      end
-    end
-  end
+  def write(%__MODULE__{} = dump, path), do: Files.write(serialize(dump), path)
 
   @doc """
   Reads a dump file written by `write/2`. Never raises.
 
-  Takes the options of `deserialize/2`. A file larger than the memory bound is
-  refused before it is read.
+  Takes the options of `deserialize/2` and answers its errors, or
+  `{:error, posix}` from `File`, such as `{:error, :enoent}`. A file larger
+  than the memory bound is refused before it is read, with
+  `{:error, {:too_large, size, bound}}`.
   """
   @spec read(Path.t(), keyword()) :: {:ok, t()} | {:error, read_error() | File.posix()}
   def read(path, opts \\ []) do
@@ -343,11 +160,7 @@ defmodule Munition.Forensics.Dump do
     # small: a file over the bound plus a margin cannot be a valid dump.
     file_bound = opts[:max_memory_size] + 64 * 1024 * 1024
 
-    with {:ok, %File.Stat{size: size}} <- File.stat(path),
-         :ok <- if(size > file_bound, do: {:error, {:too_large, size, file_bound}}, else: :ok),
-         {:ok, bytes} <- File.read(path) do
-      deserialize(bytes, opts)
-    end
+    with {:ok, bytes} <- Files.read(path, file_bound), do: deserialize(bytes, opts)
   end
 
   @doc """
@@ -358,36 +171,16 @@ defmodule Munition.Forensics.Dump do
   capture time in UTC to the microsecond, the reason, and a random part, so
   listing the directory sorted by name lists crashes in the order they
   happened, and two crashes never overwrite each other.
+
+  The file is mode `0600`. A directory this creates (`dir`, and any missing
+  parent) is mode `0700`; one that existed keeps its mode.
   """
   @spec write_to_dir(t(), Path.t()) :: {:ok, Path.t()} | {:error, term()}
   def write_to_dir(%__MODULE__{} = dump, dir) do
-    with :ok <- File.mkdir_p(dir) do
-      path = Path.join(dir, file_name(dump))
-
-      # The random part makes a clash all but impossible; if one happens, the
-      # existing file wins and this dump is written under another name.
-      if File.exists?(path) do
-        write_to_dir(dump, dir)
-      else
-        with :ok <- write(dump, path), do: {:ok, path}
-      end
-    end
+    # The random part of the name makes a clash all but impossible; if one
+    # happens, the existing file wins and this dump is written under another.
+    Files.write_new(serialize(dump), dir, fn -> Files.name(dump) end)
   end
-
-  defp file_name(dump) do
-    time =
-      case dump.captured_at do
-        %DateTime{} = at -> at
-        _ -> DateTime.utc_now()
-      end
-
-    {micro, _precision} = time.microsecond
-    stamp = Calendar.strftime(time, "%Y%m%dT%H%M%S") <> ".#{String.pad_leading("#{micro}", 6, "0")}Z"
-
-    "#{stamp}-#{dump.reason || "unknown"}-#{random_suffix()}.munition-dump"
-  end
-
-  defp random_suffix, do: Base.encode16(:rand.bytes(4), case: :lower)
 
   @doc """
   The dump in the standard WebAssembly coredump format (the WebAssembly
@@ -408,7 +201,7 @@ defmodule Munition.Forensics.Dump do
     case Enum.find(memories, &(&1.index == index)) do
       nil -> {:error, :no_memory}
       %{data: nil} -> {:error, :not_captured}
-      %{data: data, size: size} -> Munition.Native.zstd_decompress(data, size)
+      %{data: data, size: size} -> Munition.Runtime.Config.runtime().decompress_memory(data, size)
     end
   end
 
@@ -452,297 +245,4 @@ defmodule Munition.Forensics.Dump do
   def memories_bytes(%__MODULE__{}, indexes) do
     raise ArgumentError, "indexes must be a list of memory indexes, got: #{inspect(indexes)}"
   end
-
-  ## Encoding
-
-  defp encode_memory(%{index: index, pages: pages, page_size: page_size, size: size, data: data}) do
-    {flag, data} = if is_binary(data), do: {1, data}, else: {0, <<>>}
-
-    [
-      <<index::little-32, pages::little-64, page_size::little-64, size::little-64, flag,
-        byte_size(data)::little-64>>,
-      data
-    ]
-  end
-
-  defp captured_at_to_int(nil), do: nil
-  defp captured_at_to_int(%DateTime{} = at), do: DateTime.to_unix(at, :microsecond)
-
-  defp encode(nil), do: <<@t_nil>>
-  defp encode(false), do: <<@t_false>>
-  defp encode(true), do: <<@t_true>>
-
-  defp encode(int) when is_integer(int) and int >= -0x8000000000000000 and int <= 0x7FFFFFFFFFFFFFFF,
-    do: <<@t_int, int::little-signed-64>>
-
-  defp encode(int) when is_integer(int) do
-    magnitude = :binary.encode_unsigned(abs(int), :little)
-    <<@t_bigint, if(int < 0, do: 1, else: 0), byte_size(magnitude)::little-32, magnitude::binary>>
-  end
-
-  defp encode(float) when is_float(float), do: <<@t_float, float::little-float-64>>
-  defp encode(bytes) when is_binary(bytes), do: [<<@t_bytes, byte_size(bytes)::little-32>>, bytes]
-
-  defp encode(atom) when is_atom(atom) do
-    name = Atom.to_string(atom)
-    [<<@t_atom, byte_size(name)::little-16>>, name]
-  end
-
-  defp encode(list) when is_list(list),
-    do: [<<@t_list, length(list)::little-32>>, Enum.map(list, &encode/1)]
-
-  defp encode(tuple) when is_tuple(tuple) do
-    items = Tuple.to_list(tuple)
-    [<<@t_tuple, length(items)::little-32>>, Enum.map(items, &encode/1)]
-  end
-
-  defp encode(map) when is_map(map) and not is_struct(map), do: encode_pairs(Enum.sort(map))
-
-  defp encode(other) do
-    raise ArgumentError, "a dump field holds a value the dump format cannot carry: #{inspect(other)}"
-  end
-
-  defp encode_pairs(pairs) do
-    [<<@t_map, length(pairs)::little-32>>, Enum.map(pairs, fn {k, v} -> [encode(k), encode(v)] end)]
-  end
-
-  ## Decoding
-
-  defp check_preamble(bytes) do
-    case bytes do
-      <<@magic, version::little-16, _::binary>> when version != @version ->
-        {:error, {:unsupported_version, version}}
-
-      <<@magic, _version::little-16, flags::little-16, _::binary>> when flags != 0 ->
-        {:error, {:malformed, :flags}}
-
-      <<@magic, _::binary>> ->
-        {:ok, @version}
-
-      short when byte_size(short) < byte_size(@magic) ->
-        if short != "" and :binary.longest_common_prefix([short, @magic]) == byte_size(short),
-          do: {:error, :truncated},
-          else: {:error, :bad_magic}
-
-      _ ->
-        {:error, :bad_magic}
-    end
-  end
-
-  # Walks the framing (lengths only) to tell a truncated file from a corrupt
-  # one, then checks the CRC before any value is decoded.
-  defp check_checksum(bytes) do
-    with {:ok, end_of_body} <- frame_length(bytes) do
-      case bytes do
-        <<body::binary-size(end_of_body), crc::little-32>> ->
-          if :erlang.crc32(body) == crc, do: {:ok, body}, else: {:error, :checksum_mismatch}
-
-        <<_body::binary-size(end_of_body), _crc::little-32, _::binary>> ->
-          {:error, :trailing_bytes}
-
-        _ ->
-          {:error, :truncated}
-      end
-    end
-  end
-
-  defp frame_length(bytes) do
-    case bytes do
-      <<_::binary-size(12), header_len::little-32, _::binary-size(header_len), count::little-32,
-        rest::binary>> ->
-        skip_memories(rest, count, 16 + header_len + 4)
-
-      _ ->
-        {:error, :truncated}
-    end
-  end
-
-  defp skip_memories(_rest, 0, offset), do: {:ok, offset}
-
-  defp skip_memories(rest, count, offset) do
-    case rest do
-      <<_::binary-size(29), len::little-64, _::binary-size(len), rest::binary>> ->
-        skip_memories(rest, count - 1, offset + 37 + len)
-
-      _ ->
-        {:error, :truncated}
-    end
-  end
-
-  defp decode_body(body, bound) do
-    <<_::binary-size(12), header_len::little-32, header::binary-size(header_len), count::little-32,
-      records::binary>> = body
-
-    with {:ok, fields} <- decode_header(header),
-         {:ok, memories} <- decode_memories(records, count, bound, 0, []),
-         {:ok, dump} <- build(fields) do
-      {:ok, %{dump | memories: memories}}
-    end
-  end
-
-  defp decode_header(header) do
-    case decode_value(header, 0) do
-      {%{} = map, ""} -> {:ok, map}
-      {_other, ""} -> {:error, {:malformed, :header}}
-      {_value, _rest} -> {:error, {:malformed, :header}}
-    end
-  end
-
-  defp decode_memories(_rest, 0, _bound, _total, acc), do: {:ok, Enum.reverse(acc)}
-
-  defp decode_memories(rest, count, bound, total, acc) do
-    <<index::little-32, pages::little-64, page_size::little-64, size::little-64, flag, len::little-64,
-      data::binary-size(len), rest::binary>> = rest
-
-    total = total + size
-
-    cond do
-      size > bound ->
-        {:error, {:too_large, size, bound}}
-
-      total > bound ->
-        {:error, {:too_large, total, bound}}
-
-      flag not in [0, 1] or (flag == 0 and len != 0) ->
-        {:error, {:malformed, :memory}}
-
-      # Readers such as the coredump writer divide by and take the log of
-      # the page size: a crafted zero must not reach them.
-      page_size == 0 or Bitwise.band(page_size, page_size - 1) != 0 or pages * page_size != size ->
-        {:error, {:malformed, :memory}}
-
-      flag == 1 and Munition.Native.zstd_frame_size(data) != {:ok, size} ->
-        {:error, {:malformed, :memory}}
-
-      true ->
-        decode_memories(rest, count - 1, bound, total, [
-          memory(index, pages, page_size, size, flag, data) | acc
-        ])
-    end
-  end
-
-  defp memory(index, pages, page_size, size, flag, data) do
-    %{index: index, pages: pages, page_size: page_size, size: size, data: if(flag == 1, do: data)}
-  end
-
-  # {value, rest}; throws {:malformed, what} on bytes that do not decode.
-  defp decode_value(_bytes, depth) when depth > @max_depth, do: throw({:malformed, :too_deep})
-
-  defp decode_value(<<@t_nil, rest::binary>>, _d), do: {nil, rest}
-  defp decode_value(<<@t_false, rest::binary>>, _d), do: {false, rest}
-  defp decode_value(<<@t_true, rest::binary>>, _d), do: {true, rest}
-  defp decode_value(<<@t_int, v::little-signed-64, rest::binary>>, _d), do: {v, rest}
-
-  defp decode_value(<<@t_bigint, sign, len::little-32, mag::binary-size(len), rest::binary>>, _d)
-       when sign in [0, 1] do
-    v = :binary.decode_unsigned(mag, :little)
-    {if(sign == 1, do: -v, else: v), rest}
-  end
-
-  defp decode_value(<<@t_float, v::little-float-64, rest::binary>>, _d), do: {v, rest}
-
-  defp decode_value(<<@t_bytes, len::little-32, v::binary-size(len), rest::binary>>, _d),
-    do: {v, rest}
-
-  defp decode_value(<<@t_atom, len::little-16, name::binary-size(len), rest::binary>>, _d)
-       when len <= 255 do
-    unless String.valid?(name), do: throw({:malformed, :value})
-    {symbol(name), rest}
-  end
-
-  defp decode_value(<<@t_list, count::little-32, rest::binary>>, d), do: decode_many(rest, count, d + 1, [])
-
-  defp decode_value(<<@t_tuple, count::little-32, rest::binary>>, d) do
-    {items, rest} = decode_many(rest, count, d + 1, [])
-    {List.to_tuple(items), rest}
-  end
-
-  defp decode_value(<<@t_map, count::little-32, rest::binary>>, d) do
-    {items, rest} = decode_many(rest, count * 2, d + 1, [])
-    {items |> Enum.chunk_every(2) |> Map.new(fn [k, v] -> {k, v} end), rest}
-  end
-
-  defp decode_value(_bytes, _d), do: throw({:malformed, :value})
-
-  # Never String.to_atom/1: atoms are never collected, so every file read
-  # could add atoms for good, and enough crafted files would fill the table
-  # and bring the VM down. A name that is not an atom yet stays a string;
-  # build/1 refuses it where the format requires an atom.
-  defp symbol(name) do
-    String.to_existing_atom(name)
-  rescue
-    ArgumentError -> name
-  end
-
-  # Reads item by item, so a count larger than the bytes can hold fails when
-  # the bytes run out instead of allocating for the count.
-  defp decode_many(rest, 0, _d, acc), do: {Enum.reverse(acc), rest}
-
-  defp decode_many(rest, count, d, acc) do
-    {value, rest} = decode_value(rest, d)
-    decode_many(rest, count - 1, d, [value | acc])
-  end
-
-  # Checks each field's shape, so a dump that passed the checksum but was
-  # crafted cannot hand the analyser a value it does not expect.
-  defp build(fields) do
-    Enum.reduce_while(@header_fields ++ [:captured_at], {:ok, %__MODULE__{}}, fn field, {:ok, dump} ->
-      value = Map.get(fields, Atom.to_string(field), Map.fetch!(dump, field))
-
-      case field_value(field, value) do
-        {:ok, value} -> {:cont, {:ok, Map.put(dump, field, value)}}
-        :error -> {:halt, {:error, {:malformed, field}}}
-      end
-    end)
-  end
-
-  defp field_value(:captured_at, nil), do: {:ok, nil}
-
-  defp field_value(:captured_at, us) when is_integer(us) do
-    case DateTime.from_unix(us, :microsecond) do
-      {:ok, at} -> {:ok, at}
-      _ -> :error
-    end
-  end
-
-  defp field_value(field, value) do
-    if valid?(field, value), do: {:ok, value}, else: :error
-  end
-
-  defp valid?(:reason, v), do: is_nil(v) or v in @reasons
-  defp valid?(:trap, v), do: is_nil(v) or v in @traps
-
-  defp valid?(field, v)
-       when field in [:message, :module_hash, :function, :wasmtime_version, :munition_version],
-       do: is_nil(v) or is_binary(v)
-
-  defp valid?(field, v) when field in [:fuel_given, :fuel_consumed, :fuel_remaining, :execution_time_us],
-    do: is_integer(v) and v >= 0
-
-  defp valid?(:backtrace, v), do: list_of?(v, &frame?/1)
-  defp valid?(:globals, v), do: list_of?(v, &global?/1)
-  defp valid?(field, v) when field in [:imports, :exports], do: list_of?(v, &is_map/1)
-  defp valid?(:args, v), do: is_list(v)
-  defp valid?(:capabilities, v), do: list_of?(v, &(is_atom(&1) or is_binary(&1)))
-  defp valid?(:log, v), do: is_list(v)
-
-  defp list_of?(v, check), do: is_list(v) and Enum.all?(v, check)
-
-  defp frame?(%{func_index: i} = frame) when is_integer(i) and i >= 0 do
-    (is_nil(frame[:func_name]) or is_binary(frame[:func_name])) and
-      Enum.all?([:func_offset, :module_offset, :line, :column], &(is_nil(frame[&1]) or is_integer(frame[&1])))
-  end
-
-  defp frame?(_), do: false
-
-  defp global?(%{index: i, type: t, mutable: m, value: v} = g)
-       when is_integer(i) and i >= 0 and t in @value_types and is_boolean(m),
-       do: global_value?(t, v) and (is_nil(g[:export]) or is_binary(g[:export]))
-
-  defp global?(_), do: false
-
-  defp global_value?(t, v) when t in [:i32, :i64], do: is_integer(v)
-  defp global_value?(t, v) when t in [:f32, :f64], do: is_float(v) or v in [:nan, :infinity, :neg_infinity]
-  defp global_value?(:v128, v), do: is_binary(v) and byte_size(v) == 16
-  defp global_value?(:ref, v), do: v == :ref
 end

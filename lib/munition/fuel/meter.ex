@@ -1,4 +1,8 @@
 defmodule Munition.Fuel.Meter do
+  # Counted per key, in this order: `:ok`, every crash reason of the
+  # vocabulary, and `:other` for any other atom a caller passes.
+  @outcomes [:ok | Munition.Reason.crash_reasons()] ++ [:other]
+
   @moduledoc """
   Records the outcome of every call, per module hash and function, and keeps
   statistics that answer "how much fuel does this guest really use?".
@@ -6,9 +10,10 @@ defmodule Munition.Fuel.Meter do
   `Munition.fire/4` calls `record/5` after every call. For each
   `{module_hash, function}` the meter keeps:
 
-    * calls and outcomes by reason: `:ok`, `:fuel_exhausted`, `:trap`,
-      `:timeout`, `:memory_limit`, `:host_error`, and `:other` for any reason
-      added later;
+    * calls and outcomes by reason:
+      #{Enum.map_join(@outcomes, ", ", &"`#{inspect(&1)}`")}
+      (`:ok`, each of `Munition.Reason.crash_reasons/0`, and `:other` for any
+      reason the meter does not know);
     * fuel consumed by all calls and by successful calls alone (count, sum, min,
       max, mean, p50/p95/p99), and execution time in microseconds likewise;
     * a sliding window of the last 60 minutes in one-minute buckets (calls,
@@ -29,12 +34,13 @@ defmodule Munition.Fuel.Meter do
   ## Bounded memory
 
   Whatever the number of calls, a key costs one array of fixed size (about
-  13 KiB), because percentiles come from log-scale
-  histograms rather than kept samples: 8 buckets per power of two, so values
-  below 16 are exact and a percentile is at most 12.5% above the true value (it
-  is the upper edge of the bucket holding that rank, clamped to the observed
-  min and max: an over-estimate, the safe side for a budget). Values from
-  `2^40` up share the last bucket.
+  13 KiB), because percentiles come from log-scale histograms
+  (`Munition.Fuel.Meter.Histogram`) rather than kept samples: values below 16
+  are exact and a percentile is at most 12.5% above the true value (it is the
+  upper edge of the bucket holding that rank, clamped to the observed min and
+  max: an over-estimate, the safe side for a budget). Values from
+  `15 * 2^36`, just under `2^40`, up share the last bucket. The window
+  (`Munition.Fuel.Meter.Window`) is 60 one-minute slots in the same array.
 
   The number of keys is capped by `config :munition, :meter, max_keys: n`
   (default `1_000`). Past the cap, the least recently recorded tenth of the
@@ -45,7 +51,7 @@ defmodule Munition.Fuel.Meter do
   ## Accuracy
 
   Totals are exact. The window may miss the few calls that record at the very
-  moment a minute's bucket is recycled, and a call that records at the moment
+  moment a minute's slot is recycled, and a call that records at the moment
   its key is evicted or the meter is reset is lost.
 
   ## When the meter is not running
@@ -57,44 +63,38 @@ defmodule Munition.Fuel.Meter do
   """
 
   use GenServer
-  import Bitwise
+
+  alias Munition.Fuel.Meter.{Histogram, MinMax, Window}
+  require MinMax
 
   @table __MODULE__
 
-  @outcomes [:ok, :fuel_exhausted, :trap, :timeout, :memory_limit, :host_error, :other]
+  @outcome_count length(@outcomes)
 
   @max_u64 0xFFFF_FFFF_FFFF_FFFF
 
-  # Histogram: values 0..15 have a bucket each; above, 8 buckets per power of
-  # two; values of 2^40 and more share the last bucket.
-  @sub_bits 3
-  @sub 8
-  @max_exp 40
-  @buckets @sub + (@max_exp - @sub_bits) * @sub
+  @buckets Histogram.buckets()
 
-  # Layout of a key's :atomics array (1-based).
+  # Layout of a key's :atomics array (1-based): when last recorded, a count
+  # per outcome, sum/min/max of fuel, of successful calls' fuel and of time,
+  # three histograms (successful calls' fuel, crashed calls' fuel, time), and
+  # the window.
   @last_seen 1
   @outcome_base 2
-  @fuel_sum 9
-  @fuel_min 10
-  @fuel_max 11
-  @ok_sum 12
-  @ok_min 13
-  @ok_max 14
-  @time_sum 15
-  @time_min 16
-  @time_max 17
-  @hist_ok 18
+  @fuel_sum @outcome_base + @outcome_count
+  @fuel_min @fuel_sum + 1
+  @fuel_max @fuel_sum + 2
+  @ok_sum @fuel_sum + 3
+  @ok_min @fuel_sum + 4
+  @ok_max @fuel_sum + 5
+  @time_sum @fuel_sum + 6
+  @time_min @fuel_sum + 7
+  @time_max @fuel_sum + 8
+  @hist_ok @fuel_sum + 9
   @hist_crash @hist_ok + @buckets
   @hist_time @hist_crash + @buckets
-
-  # Window: @window_minutes slots of @slot_size: stamp (minute + 1, 0 when
-  # empty, @max_u64 while being recycled), 7 outcomes, fuel sum, fuel max, time
-  # sum, time max.
-  @window_minutes 60
-  @slot_size 12
-  @window_base @hist_time + @buckets
-  @size @window_base + @window_minutes * @slot_size - 1
+  @window Window.new(@hist_time + @buckets, @outcomes)
+  @size @hist_time + @buckets + Window.size(@window) - 1
 
   @default_max_keys 1_000
 
@@ -110,7 +110,7 @@ defmodule Munition.Fuel.Meter do
           p99: non_neg_integer() | nil
         }
 
-  @type outcome :: :ok | :fuel_exhausted | :trap | :timeout | :memory_limit | :host_error | :other
+  @type outcome :: :ok | Munition.Reason.crash() | :other
 
   @type stats :: %{
           module_hash: String.t(),
@@ -159,6 +159,7 @@ defmodule Munition.Fuel.Meter do
 
   # Recording at a given wall-clock time, so tests can drive the window.
   @doc false
+  @spec record_at(term(), term(), term(), term(), term(), non_neg_integer()) :: :ok
   def record_at(hash, function, outcome, fuel, time, now_ms)
       when is_binary(hash) and is_binary(function) and is_atom(outcome) and is_integer(fuel) and
              fuel >= 0 and is_integer(time) and time >= 0 do
@@ -187,23 +188,23 @@ defmodule Munition.Fuel.Meter do
         :atomics.put(ref, @last_seen, now_ms)
         :atomics.add(ref, @outcome_base + index, 1)
         :atomics.add(ref, @fuel_sum, fuel)
-        put_min(ref, @fuel_min, fuel)
-        put_max(ref, @fuel_max, fuel)
+        MinMax.put_min(ref, @fuel_min, fuel)
+        MinMax.put_max(ref, @fuel_max, fuel)
         :atomics.add(ref, @time_sum, time)
-        put_min(ref, @time_min, time)
-        put_max(ref, @time_max, time)
-        :atomics.add(ref, @hist_time + bucket(time), 1)
+        MinMax.put_min(ref, @time_min, time)
+        MinMax.put_max(ref, @time_max, time)
+        Histogram.add(ref, @hist_time, time)
 
         if index == 0 do
           :atomics.add(ref, @ok_sum, fuel)
-          put_min(ref, @ok_min, fuel)
-          put_max(ref, @ok_max, fuel)
-          :atomics.add(ref, @hist_ok + bucket(fuel), 1)
+          MinMax.put_min(ref, @ok_min, fuel)
+          MinMax.put_max(ref, @ok_max, fuel)
+          Histogram.add(ref, @hist_ok, fuel)
         else
-          :atomics.add(ref, @hist_crash + bucket(fuel), 1)
+          Histogram.add(ref, @hist_crash, fuel)
         end
 
-        record_window(ref, div(now_ms, 60_000), index, fuel, time, 0)
+        Window.record(ref, @window, now_ms, index, fuel, time)
     end
   end
 
@@ -211,7 +212,7 @@ defmodule Munition.Fuel.Meter do
     defp outcome_index(unquote(outcome)), do: unquote(index)
   end
 
-  defp outcome_index(_other), do: length(@outcomes) - 1
+  defp outcome_index(_other), do: @outcome_count - 1
 
   defp ref_for(table, key, now_ms) do
     case :ets.lookup(table, key) do
@@ -278,110 +279,16 @@ defmodule Munition.Fuel.Meter do
     end
   end
 
-  defp put_min(ref, i, value) do
-    current = :atomics.get(ref, i)
-    if value < current, do: cas_min(ref, i, current, value), else: :ok
-  end
-
-  defp cas_min(ref, i, current, value) do
-    case :atomics.compare_exchange(ref, i, current, value) do
-      :ok -> :ok
-      now when value < now -> cas_min(ref, i, now, value)
-      _ -> :ok
-    end
-  end
-
-  defp put_max(ref, i, value) do
-    current = :atomics.get(ref, i)
-    if value > current, do: cas_max(ref, i, current, value), else: :ok
-  end
-
-  defp cas_max(ref, i, current, value) do
-    case :atomics.compare_exchange(ref, i, current, value) do
-      :ok -> :ok
-      now when value > now -> cas_max(ref, i, now, value)
-      _ -> :ok
-    end
-  end
-
-  # A slot is recycled by the first caller of a new minute: it claims the slot
-  # by swapping the stamp to @max_u64, zeroes it, then stamps it. Callers that
-  # find it claimed retry a few times, then give up on the window (the totals
-  # have the call).
-  defp record_window(_ref, _minute, _index, _fuel, _time, 20), do: :ok
-
-  defp record_window(ref, minute, index, fuel, time, attempt) do
-    base = slot_base(minute)
-    stamp = minute + 1
-
-    case :atomics.get(ref, base) do
-      ^stamp ->
-        :atomics.add(ref, base + 1 + index, 1)
-        :atomics.add(ref, base + 8, fuel)
-        put_max(ref, base + 9, fuel)
-        :atomics.add(ref, base + 10, time)
-        put_max(ref, base + 11, time)
-
-      @max_u64 ->
-        # Another caller is recycling the slot: let it finish.
-        :erlang.yield()
-        record_window(ref, minute, index, fuel, time, attempt + 1)
-
-      old when old < stamp ->
-        if :atomics.compare_exchange(ref, base, old, @max_u64) == :ok do
-          for i <- 1..(@slot_size - 1), do: :atomics.put(ref, base + i, 0)
-          :atomics.put(ref, base, stamp)
-        end
-
-        record_window(ref, minute, index, fuel, time, attempt + 1)
-
-      _newer ->
-        # The clock went back: this minute's slot already holds a later one.
-        :ok
-    end
-
-    :ok
-  end
-
-  defp slot_base(minute), do: @window_base + rem(minute, @window_minutes) * @slot_size
-
   defp now_ms, do: System.system_time(:millisecond)
 
-  ## Histogram
+  # The histogram's, public here before it had a module of its own.
+  @doc false
+  @spec bucket(non_neg_integer()) :: non_neg_integer()
+  defdelegate bucket(value), to: Histogram
 
   @doc false
-  # The bucket of a value; public for tests.
-  def bucket(value) when value < 2 * @sub, do: value
-
-  def bucket(value) do
-    exp = msb(value, 0)
-
-    if exp >= @max_exp do
-      @buckets - 1
-    else
-      shift = exp - @sub_bits
-      @sub + shift * @sub + (bsr(value, shift) - @sub)
-    end
-  end
-
-  @doc false
-  # The largest value a bucket holds (the last bucket has no bound).
-  def bucket_max(bucket) when bucket < 2 * @sub, do: bucket
-  def bucket_max(bucket) when bucket >= @buckets - 1, do: @max_u64
-
-  def bucket_max(bucket) do
-    shift = div(bucket - @sub, @sub)
-    mantissa = rem(bucket - @sub, @sub) + @sub
-    bsl(mantissa + 1, shift) - 1
-  end
-
-  defp msb(v, acc) when v >= 0x1_0000_0000, do: msb(bsr(v, 32), acc + 32)
-  defp msb(v, acc) when v >= 0x1_0000, do: msb(bsr(v, 16), acc + 16)
-  defp msb(v, acc) when v >= 0x100, do: msb(bsr(v, 8), acc + 8)
-  defp msb(v, acc) when v >= 0x10, do: msb(bsr(v, 4), acc + 4)
-  defp msb(v, acc) when v >= 0x4, do: msb(bsr(v, 2), acc + 2)
-  defp msb(v, acc) when v >= 0x2, do: acc + 1
-  defp msb(_v, acc), do: acc
+  @spec bucket_max(non_neg_integer()) :: non_neg_integer()
+  defdelegate bucket_max(bucket), to: Histogram
 
   ## Reading
 
@@ -421,6 +328,7 @@ defmodule Munition.Fuel.Meter do
   end
 
   @doc false
+  @spec stats_at(String.t() | Munition.Module.t(), String.t(), non_neg_integer()) :: stats() | nil
   def stats_at(module_or_hash, function, now_ms) do
     key = key!(module_or_hash, function)
 
@@ -463,21 +371,9 @@ defmodule Munition.Fuel.Meter do
           n ->
             min = :atomics.get(ref, @ok_min)
             max = :atomics.get(ref, @ok_max)
-            # Ranks above the answer: walk down from the top bucket (few steps
-            # for a high quantile).
-            above = n - rank(n, quantile)
-            value = walk_down(ref, @hist_ok, bucket(max), bucket(min), above, 0)
-            {n, value |> min(max) |> max(min)}
+            {n, Histogram.quantile(ref, @hist_ok, n, min, max, quantile)}
         end
     end
-  end
-
-  defp walk_down(ref, base, bucket, lowest, above, seen) do
-    seen = seen + :atomics.get(ref, base + bucket)
-
-    if seen > above or bucket <= lowest,
-      do: bucket_max(bucket),
-      else: walk_down(ref, base, bucket - 1, lowest, above, seen)
   end
 
   @doc """
@@ -504,8 +400,8 @@ defmodule Munition.Fuel.Meter do
     score =
       case opts[:by] do
         :fuel -> fn ref -> :atomics.get(ref, @fuel_sum) end
-        :crashes -> fn ref -> Enum.sum(for i <- 1..6, do: :atomics.get(ref, @outcome_base + i)) end
-        :calls -> fn ref -> Enum.sum(for i <- 0..6, do: :atomics.get(ref, @outcome_base + i)) end
+        :crashes -> fn ref -> sum_outcomes(ref, 1) end
+        :calls -> fn ref -> sum_outcomes(ref, 0) end
         other -> raise ArgumentError, "by must be :fuel, :crashes or :calls, got: #{inspect(other)}"
       end
 
@@ -519,6 +415,10 @@ defmodule Munition.Fuel.Meter do
   end
 
   def top(n, _opts), do: raise(ArgumentError, "n must be a non-negative integer, got: #{inspect(n)}")
+
+  # Outcome counts from index `from` (0: every call, 1: every crash).
+  defp sum_outcomes(ref, from),
+    do: Enum.sum(for i <- from..(@outcome_count - 1), do: :atomics.get(ref, @outcome_base + i))
 
   @doc """
   Forgets everything recorded. Returns `:ok`, also when the meter is not running.
@@ -603,7 +503,7 @@ defmodule Munition.Fuel.Meter do
     at = fn i -> elem(values, i - 1) end
     hist = fn base -> for b <- 0..(@buckets - 1), do: at.(base + b) end
 
-    counts = for i <- 0..6, do: at.(@outcome_base + i)
+    counts = for i <- 0..(@outcome_count - 1), do: at.(@outcome_base + i)
     outcomes = Enum.zip(@outcomes, counts) |> Map.new()
     calls = Enum.sum(counts)
     ok = outcomes.ok
@@ -621,7 +521,7 @@ defmodule Munition.Fuel.Meter do
       ok_fuel: summary(ok, at.(@ok_sum), at.(@ok_min), at.(@ok_max), ok_hist),
       time_us: summary(calls, at.(@time_sum), at.(@time_min), at.(@time_max), hist.(@hist_time)),
       last_seen: DateTime.from_unix!(at.(@last_seen), :millisecond),
-      window: window(at, div(now_ms, 60_000))
+      window: Window.read(at, @window, now_ms)
     }
   end
 
@@ -632,91 +532,7 @@ defmodule Munition.Fuel.Meter do
   end
 
   defp summary(count, sum, min, max, hist) do
-    [p50, p95, p99] = percentiles(hist, count, [0.5, 0.95, 0.99])
-    clamp = fn p -> p |> min(max) |> max(min) end
-
-    %{
-      count: count,
-      sum: sum,
-      min: min,
-      max: max,
-      mean: sum / count,
-      p50: clamp.(p50),
-      p95: clamp.(p95),
-      p99: clamp.(p99)
-    }
+    [p50, p95, p99] = Histogram.percentiles(hist, count, min, max, [0.5, 0.95, 0.99])
+    %{count: count, sum: sum, min: min, max: max, mean: sum / count, p50: p50, p95: p95, p99: p99}
   end
-
-  # The upper edge of the bucket holding each quantile's rank (nearest-rank
-  # method), for ascending quantiles.
-  defp percentiles(hist, count, quantiles) do
-    ranks = Enum.map(quantiles, &rank(count, &1))
-
-    {found, _seen, _left} =
-      hist
-      |> Enum.with_index()
-      |> Enum.reduce({[], 0, ranks}, fn
-        _bucket, {_found, _seen, []} = acc ->
-          acc
-
-        {n, bucket}, {found, seen, ranks} ->
-          seen = seen + n
-          {hit, rest} = Enum.split_while(ranks, &(&1 <= seen))
-          {found ++ List.duplicate(bucket_max(bucket), length(hit)), seen, rest}
-      end)
-
-    found
-  end
-
-  defp rank(count, quantile), do: max(ceil(quantile * count), 1)
-
-  defp window(at, minute) do
-    slots =
-      for slot <- 0..(@window_minutes - 1),
-          base = @window_base + slot * @slot_size,
-          stamp = at.(base),
-          stamp != 0 and stamp != @max_u64,
-          m = stamp - 1,
-          m > minute - @window_minutes and m <= minute do
-        outcomes = Map.new(Enum.with_index(@outcomes), fn {o, i} -> {o, at.(base + 1 + i)} end)
-        calls = outcomes |> Map.values() |> Enum.sum()
-
-        %{
-          minute: DateTime.from_unix!(m * 60),
-          calls: calls,
-          crashes: calls - outcomes.ok,
-          outcomes: outcomes,
-          fuel_sum: at.(base + 8),
-          fuel_max: at.(base + 9),
-          time_us_sum: at.(base + 10),
-          time_us_max: at.(base + 11)
-        }
-      end
-      |> Enum.sort_by(&DateTime.to_unix(&1.minute))
-
-    calls = Enum.sum(Enum.map(slots, & &1.calls))
-    fuel_sum = Enum.sum(Enum.map(slots, & &1.fuel_sum))
-    time_sum = Enum.sum(Enum.map(slots, & &1.time_us_sum))
-
-    %{
-      minutes: @window_minutes,
-      calls: calls,
-      crashes: Enum.sum(Enum.map(slots, & &1.crashes)),
-      outcomes: Map.new(@outcomes, fn o -> {o, Enum.sum(Enum.map(slots, & &1.outcomes[o]))} end),
-      fuel: %{
-        sum: fuel_sum,
-        max: Enum.max(Enum.map(slots, & &1.fuel_max), fn -> nil end),
-        mean: mean(fuel_sum, calls)
-      },
-      time_us: %{
-        sum: time_sum,
-        max: Enum.max(Enum.map(slots, & &1.time_us_max), fn -> nil end),
-        mean: mean(time_sum, calls)
-      },
-      per_minute: slots
-    }
-  end
-
-  defp mean(_sum, 0), do: nil
-  defp mean(sum, count), do: sum / count
 end

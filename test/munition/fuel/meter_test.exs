@@ -284,6 +284,19 @@ defmodule Munition.Fuel.MeterTest do
   end
 
   describe "stats/2" do
+    test "answers while a call is half recorded" do
+      Meter.record("h", "f", :ok, 100, 1)
+      Meter.record("h", "f", :trap, 300, 1)
+      [{_key, ref}] = :ets.lookup(Meter, {"h", "f"})
+      # What a reader sees between a caller's count of its :ok outcome (the
+      # array's second counter) and its count in the histograms.
+      :atomics.add(ref, 2, 1)
+
+      stats = Meter.stats("h", "f")
+      assert %{calls: 3, fuel: %{count: 3, p99: 300}, ok_fuel: %{count: 2, p50: 100, p99: 100}} = stats
+      assert [%{fuel: %{p99: 300}}] = Meter.top(1)
+    end
+
     test "rejects what is not a hash or a module" do
       assert_raise ArgumentError, ~r/got: 42/, fn -> Meter.stats(42, "f") end
       assert_raise ArgumentError, ~r/got: :f/, fn -> Meter.stats("h", :f) end
