@@ -27,7 +27,7 @@ elixir-checks: elixir
 	mix format --check-formatted
 	mix compile --warnings-as-errors --force
 
-test: elixir rust-checks elixir-checks
+test: elixir rust-checks elixir-checks check
 	mix test
 	$(MAKE) consumer
 

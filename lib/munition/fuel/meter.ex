@@ -133,7 +133,7 @@ defmodule Munition.Fuel.Meter do
 
   @impl true
   def init(_opts) do
-    :ets.new(@table, [:set, :public, :named_table, read_concurrency: true, write_concurrency: true])
+    @table = :ets.new(@table, [:set, :public, :named_table, read_concurrency: true, write_concurrency: true])
     {:ok, nil}
   end
 
@@ -435,6 +435,10 @@ defmodule Munition.Fuel.Meter do
     ArgumentError -> :ok
   end
 
+  # Recursion rather than Enum.sum/1, whose spec loses the integer type.
+  defp counters_bytes([]), do: 0
+  defp counters_bytes([{_key, ref} | rest]), do: :atomics.info(ref).memory + counters_bytes(rest)
+
   @doc """
   Bytes the meter holds: its table and every key's counters. Constant for a
   fixed set of keys, whatever the number of calls.
@@ -446,14 +450,11 @@ defmodule Munition.Fuel.Meter do
         0
 
       table ->
-        words = :ets.info(table, :memory)
-
-        counters =
-          entries()
-          |> Enum.map(fn {_key, ref} -> :atomics.info(ref).memory end)
-          |> Enum.sum()
-
-        words * :erlang.system_info(:wordsize) + counters
+        # The table can go between whereis and info (the meter stopping).
+        case :ets.info(table, :memory) do
+          words when is_integer(words) -> words * :erlang.system_info(:wordsize) + counters_bytes(entries())
+          :undefined -> 0
+        end
     end
   rescue
     ArgumentError -> 0

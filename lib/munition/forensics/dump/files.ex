@@ -41,7 +41,7 @@ defmodule Munition.Forensics.Dump.Files do
         end
 
       # Whatever happened, nothing is left behind but the file itself.
-      File.rm_rf(staging)
+      _ = File.rm_rf(staging)
       result
     end
   end

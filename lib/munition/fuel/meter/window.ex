@@ -43,10 +43,10 @@ defmodule Munition.Fuel.Meter.Window do
 
   @doc "The number of counters `window` takes, from its base."
   @spec size(t()) :: pos_integer()
-  def size({_base, count, _outcomes}), do: @minutes * slot_size(count)
+  def size({_base, count, _outcomes}) when is_integer(count), do: @minutes * slot_size(count)
 
   # A slot: stamp, a count per outcome, fuel sum, fuel max, time sum, time max.
-  defp slot_size(count), do: count + 5
+  defp slot_size(count) when is_integer(count), do: count + 5
 
   @doc """
   Counts a call at `now_ms` (milliseconds since the epoch) with outcome
