@@ -6,6 +6,11 @@ defmodule Munition.Runtime.ConfigTest do
 
   alias Munition.Runtime.Config
 
+  # A runtime as far as Config asks one.
+  defmodule Engine do
+    def info, do: %{engine: :fake, version: "0", features: [:wings]}
+  end
+
   test "reports the engine's version and features" do
     assert %{engine: :wasmtime, version: "48.0.8", features: features} = Config.features()
     assert Enum.sort(features) == [:coredump, :epochs, :fibers, :fuel, :pooling]
@@ -20,24 +25,32 @@ defmodule Munition.Runtime.ConfigTest do
     assert {:crash, :timeout, _} = Munition.fire(spin, "f", [], fuel: 1_000_000_000_000)
   end
 
-  test "the compiled-module cache is bounded by :module_cache_size" do
-    put_env(:module_cache_size, 2)
-
-    for n <- 1..5,
-        do: {:ok, _} = Munition.compile(~s{(module (func (export "f") (result i32) i32.const #{n}))})
-
-    assert {entries, 2, _compilations} = Munition.Runtime.Wasmtime.cache_stats()
-    assert entries <= 2
+  test "runtime/0 is Munition.Runtime.Wasmtime unless configured" do
+    assert Config.runtime() == Munition.Runtime.Wasmtime
+    put_env(:runtime, SomeOther.Runtime)
+    assert Config.runtime() == SomeOther.Runtime
   end
 
-  test "a second fire of the same bytes does not compile again" do
-    wat = ~s{(module (func (export "f") (result i32) i32.const #{System.unique_integer([:positive])}))}
-    {_, _, before} = Munition.Runtime.Wasmtime.cache_stats()
-    assert {:ok, _, %{module_hash: hash}} = Munition.fire(wat, "f", [])
-    assert {:ok, _, %{module_hash: ^hash}} = Munition.fire(wat, "f", [])
-    assert {:ok, _} = Munition.compile(wat)
-    assert {_, _, after_} = Munition.Runtime.Wasmtime.cache_stats()
-    assert after_ - before == 1
+  test "each setting has its default, and the application environment overrides it" do
+    for {key, fun, default, configured} <- [
+          {:module_cache_size, &Config.module_cache_size/0, 128, 3},
+          {:default_timeout, &Config.default_timeout/0, 5_000, 70},
+          {:default_max_memory, &Config.default_max_memory/0, 64 * 1024 * 1024, 65_536},
+          {:log_limit, &Config.log_limit/0, 65_536, 10},
+          {:forward_guest_logs, &Config.forward_guest_logs?/0, false, true},
+          {:dump_dir, &Config.dump_dir/0, nil, "/tmp/dumps"}
+        ] do
+      assert Application.fetch_env(:munition, key) == :error, "#{key} is set in the test environment"
+      assert fun.() == default
+      put_env(key, configured)
+      assert fun.() == configured
+    end
+  end
+
+  test "features/1 and feature?/2 ask the runtime given" do
+    assert Config.features(Engine) == %{engine: :fake, version: "0", features: [:wings]}
+    assert Config.feature?(:wings, Engine)
+    refute Config.feature?(:fuel, Engine)
   end
 
   test "guest logs are forwarded to Logger when asked" do

@@ -1,0 +1,55 @@
+defmodule Munition.ModuleTest do
+  use ExUnit.Case, async: true
+
+  alias Munition.Module
+
+  @hash "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
+  defp module(fields) do
+    struct!(Module, [resource: nil, hash: @hash] ++ fields)
+  end
+
+  describe "export/2" do
+    test "finds an export by name, whatever its kind" do
+      f = %{name: "f", kind: :func, params: [:i32], results: []}
+      memory = %{name: "memory", kind: :memory, params: [], results: []}
+      module = module(exports: [memory, f])
+
+      assert Module.export(module, "f") == f
+      assert Module.export(module, "memory") == memory
+    end
+
+    test "is nil for a name not exported" do
+      assert Module.export(module(exports: []), "f") == nil
+      assert Module.export(module(exports: [%{name: "F", kind: :func, params: [], results: []}]), "f") == nil
+    end
+
+    test "reads a compiled module's exports" do
+      {:ok, module} =
+        Munition.compile(~s{(module (func (export "add") (param i32 i64) (result f64) f64.const 0))})
+
+      assert Module.export(module, "add") == %{
+               name: "add",
+               kind: :func,
+               params: [:i32, :i64],
+               results: [:f64]
+             }
+    end
+  end
+
+  describe "Inspect" do
+    test "shows the start of the hash and counts exports and imports, not the resource" do
+      import = %{module: "env", name: "x", kind: :func, params: [], results: []}
+      export = %{name: "f", kind: :func, params: [], results: []}
+      module = module(exports: [export, export], imports: [import], resource: make_ref())
+
+      assert inspect(module) == ~s{#Munition.Module<hash: "0123456789ab…", exports: 2, imports: 1>}
+    end
+
+    test "of a compiled module" do
+      {:ok, module} = Munition.compile(~s{(module (func (export "f")))})
+      prefix = String.slice(module.hash, 0, 12)
+      assert inspect(module) == ~s{#Munition.Module<hash: "#{prefix}…", exports: 1, imports: 0>}
+    end
+  end
+end
