@@ -58,13 +58,22 @@ defmodule Munition do
       cannot be written is logged, and the call's result is unchanged.
     * `:runtime` - a `Munition.Runtime`. Defaults to `config :munition, :runtime`,
       or `Munition.Runtime.Wasmtime`.
+    * `:wasi` - the WASI configuration of the call: `:args`, `:env`, `:stdin`,
+      `:preopens`, `:stdout_limit`, `:stderr_limit`, `:clock` (see
+      `Munition.Host.WASI`). WASI functions themselves are granted by
+      capabilities (`:wasi`, `:wasi_fs`, ...).
+
+  A module exporting `_initialize` (a WASI reactor) has it called before
+  `function`, in the same instance.
 
   ## Returns
 
     * `{:ok, result, metadata}` - `result` is the value of a one-result function,
       `nil` for none, a list for several. `metadata` holds `:fuel_consumed`,
       `:fuel_remaining`, `:execution_time_us`, `:module_hash`, `:capabilities`
-      and `:log`.
+      and `:log`; a call with a WASI configuration also `:stdout`, `:stderr`,
+      `:stdout_truncated` and `:stderr_truncated`. A guest that called WASI's
+      `proc_exit` returns `{:ok, nil, metadata}` with `metadata.exit_code`.
     * `{:crash, reason, %Munition.Forensics.Dump{}}` - the guest failed;
       `reason` is one of `:fuel_exhausted`, `:trap`, `:timeout`,
       `:memory_limit`, `:host_error`.
@@ -99,6 +108,65 @@ defmodule Munition do
   end
 
   @doc """
+  Runs a WASI command: the `_start` export of `wasm`, in a fresh instance,
+  with the `:wasi` option's arguments, environment and stdin (see
+  `Munition.Host.WASI`), bounded and captured as `fire/4`.
+
+  WASI functions are granted by `:capabilities` as for `fire/4`:
+  `capabilities: [:wasi]` runs a program that prints, reads stdin, its
+  arguments and environment, the clock and random bytes, sleeps and exits;
+  add `:wasi_fs` (and `:wasi_fs_write`) for files in `:preopens`.
+
+  ## Options
+
+  Every option of `fire/4` (`:fuel`, `:timeout`, `:max_memory`,
+  `:capabilities`, `:host_functions`, `:forensics`, `:dump_dir`, `:runtime`,
+  `:wasi`, ...). `:result` and `:alloc` do not apply to `_start` and are
+  best left out.
+
+  ## Returns
+
+    * `{:ok, exit_code, metadata}` - `exit_code` is `0` when `_start` returned
+      or called `proc_exit(0)`, `n` when it called `proc_exit(n)`: a result to
+      match, not a crash. `metadata` is `fire/4`'s, with `:stdout`, `:stderr`,
+      `:stdout_truncated`, `:stderr_truncated` and `:exit_code`.
+    * `{:crash, reason, dump}` or `{:error, reason}` - as `fire/4`; the dump
+      has what the guest wrote to stdout and stderr until it crashed. A
+      module without `_start` is `{:error, {:function_not_found, "_start"}}`.
+
+  ## Examples
+
+      iex> wat = ~s{(module
+      ...>   (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+      ...>   (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+      ...>   (memory (export "memory") 1)
+      ...>   (data (i32.const 16) "hi\n")
+      ...>   (func (export "_start")
+      ...>     (i32.store (i32.const 0) (i32.const 16)) (i32.store (i32.const 4) (i32.const 3))
+      ...>     (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
+      ...>     (call $exit (i32.const 3))))}
+      iex> {:ok, 3, %{stdout: "hi\n", stderr: ""}} = Munition.run(wat, capabilities: [:wasi])
+      iex> {:error, {:capability_denied, [%{name: "fd_write", needs: :wasi_stdio}, %{name: "proc_exit", needs: :wasi_exit}]}} =
+      ...>   Munition.run(wat)
+      iex> :ok
+      :ok
+  """
+  @spec run(wasm(), keyword()) ::
+          {:ok, non_neg_integer(), map()}
+          | {:crash, crash_reason(), Munition.Forensics.Dump.t() | nil}
+          | {:error, error_reason()}
+  def run(wasm, opts \\ []) do
+    case fire(wasm, "_start", [], opts) do
+      {:ok, _result, meta} ->
+        code = Map.get(meta, :exit_code, 0)
+        {:ok, code, Map.put(meta, :exit_code, code)}
+
+      other ->
+        other
+    end
+  end
+
+  @doc """
   Runs `function` of the module of the `Munition.Pool` named `name`, in a
   fresh instance, as `fire/4` would: same results, forensics, metering,
   deadline and isolation. The pool did the preparation once (compiling,
@@ -108,8 +176,8 @@ defmodule Munition do
   ## Options
 
   The per-call options of `fire/4` (`:fuel`, `:timeout`, `:max_memory`,
-  `:forensics`, `:result`, `:alloc`, `:dump_dir`), overriding the pool's
-  defaults. Capabilities, host functions and the runtime are fixed when the
+  `:forensics`, `:result`, `:alloc`, `:dump_dir`, `:wasi`), overriding the
+  pool's defaults (the keys of `:wasi` one by one). Capabilities, host functions and the runtime are fixed when the
   pool starts; passing them raises `ArgumentError`.
 
   ## Returns

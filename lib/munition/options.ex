@@ -5,7 +5,7 @@ defmodule Munition.Options do
   # every call; a pool checks its defaults once when it starts and, on each
   # pooled call, only the options that call gives.
 
-  alias Munition.Host.{Capabilities, Functions}
+  alias Munition.Host.{Capabilities, Functions, WASI}
   alias Munition.Instance.State
   alias Munition.Runtime.Config
 
@@ -19,7 +19,8 @@ defmodule Munition.Options do
     forensics: :full,
     result: :values,
     alloc: "alloc",
-    dump_dir: nil
+    dump_dir: nil,
+    wasi: nil
   ]
 
   @doc false
@@ -39,7 +40,8 @@ defmodule Munition.Options do
 
   @doc false
   # The per-call options (`fuel`, `timeout`, `max_memory`, `forensics`,
-  # `result`, `alloc`, `dump_dir`), checked; unset ones take the defaults.
+  # `result`, `alloc`, `dump_dir`, `wasi`), checked; unset ones take the
+  # defaults. `wasi` is kept as the keys given (see Munition.Host.WASI).
   @spec call!(keyword()) :: map()
   def call!(opts) do
     opts = Keyword.validate!(opts, @call_defaults)
@@ -52,13 +54,15 @@ defmodule Munition.Options do
       forensics: one_of!(:forensics, opts[:forensics], [:full, :minimal, false]),
       result: one_of!(:result, opts[:result], [:values, :binary]),
       alloc: alloc!(opts[:alloc]),
-      dump_dir: opts[:dump_dir] || Config.dump_dir()
+      dump_dir: opts[:dump_dir] || Config.dump_dir(),
+      wasi: WASI.check!(opts[:wasi])
     }
   end
 
   @doc false
   # Overrides `base` (from fire!/1 or call!/1) with the per-call options
   # `opts` gives; only those are checked. The fuel spec is left to the caller.
+  # The keys of a call's `wasi` override the base's one by one.
   @spec override!(map(), keyword()) :: map()
   def override!(base, []), do: base
 
@@ -66,6 +70,13 @@ defmodule Munition.Options do
     case Keyword.split(opts, Keyword.keys(@call_defaults)) do
       {given, []} ->
         checked = given |> call!() |> Map.take(Keyword.keys(given))
+
+        checked =
+          case checked do
+            %{wasi: wasi} when wasi != nil -> %{checked | wasi: Map.merge(base.wasi || %{}, wasi)}
+            _ -> checked
+          end
+
         Map.merge(base, checked)
 
       {_given, other} ->
@@ -93,7 +104,8 @@ defmodule Munition.Options do
       forensics: options.forensics,
       result: options.result,
       alloc: options.alloc,
-      log_limit: Config.log_limit()
+      log_limit: Config.log_limit(),
+      wasi: WASI.config(options.wasi, options.capabilities)
     }
   end
 

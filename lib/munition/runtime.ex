@@ -22,15 +22,25 @@ defmodule Munition.Runtime do
 
     * `:ready` - instantiated (start function done); call exports now.
     * `{:returned, values, meta}` - the call returned `values`; `meta` has
-      `:fuel_consumed`, `:fuel_remaining`, `:execution_time_us` and `:log`.
+      `:fuel_consumed`, `:fuel_remaining`, `:execution_time_us`, `:log` and
+      `:output` (below).
     * `{:crashed, reason}` - the guest failed (`t:Munition.Reason.crash/0`);
       `c:capture/2` reads why and what the store held.
+    * `{:exited, code, meta}` - the guest called WASI's `proc_exit(code)`
+      (see `Munition.Host.WASI`): its execution is over, as it wanted, with
+      `meta` as for `:returned`. Not a failure.
     * `:yielded` - the slice ran out; call `c:resume/1` at once.
-    * `{:waiting, ms}` - the guest is suspended on an Elixir host function:
-      serve the `{:munition_host_call, call, index, args, fuel}` messages sent
-      to the state's `:host_pid` (see `Munition.Host.Calls`), wait for
-      `:munition_wake` or at most `ms` milliseconds (its deadline), then
-      `c:resume/1`.
+    * `{:waiting, ms}` - the guest is suspended, waiting for something
+      outside itself (an Elixir host function, a WASI sleep, a file operation
+      on another thread): serve the `{:munition_host_call, call, index, args,
+      fuel}` messages sent to the state's `:host_pid` (see
+      `Munition.Host.Calls`), wait for `:munition_wake` (sent to the process
+      that made the instance) or at most `ms` milliseconds (its wake time or
+      its deadline), then `c:resume/1`.
+
+  The metadata of `:returned` and `:exited` has `:output` too: `nil`, or for
+  a call with a WASI configuration `%{stdout, stderr, stdout_truncated,
+  stderr_truncated}`.
 
   The manager loops on `:yielded` and `{:waiting, ms}` in one place
   (`Munition.Instance.Manager`); the runtime never loops on its own, so the
@@ -48,6 +58,7 @@ defmodule Munition.Runtime do
           :ready
           | {:returned, [term()], map()}
           | {:crashed, Munition.Reason.crash()}
+          | {:exited, non_neg_integer(), map()}
           | :yielded
           | {:waiting, non_neg_integer()}
 
@@ -86,7 +97,7 @@ defmodule Munition.Runtime do
 
   @doc """
   Creates a fresh store for `state` (its `:fuel`, `:timeout`, `:max_memory`,
-  `:links`, `:log_limit` and `:host_pid`), instantiates `module` in it and runs
+  `:links`, `:log_limit`, `:host_pid` and `:wasi`), instantiates `module` in it and runs
   the first slice of its start function. Returns `{:ok, instance, progress}`
   (the caller must `c:cleanup/1` the instance, whatever comes next), or
   `{:error, reason}` when no store was left behind: `{:memory_limit, _}`,

@@ -27,10 +27,20 @@ defmodule Munition.Host.Capabilities do
   (later lines are counted, not kept), returned in the metadata of a successful
   call as `:log` and in every dump.
 
+  ## WASI
+
+  Every function of WASI preview 1 (`wasi_snapshot_preview1`) but sockets
+  and `proc_raise` is a built-in too, each under one capability:
+  `:wasi_stdio`, `:wasi_args`, `:wasi_env`, `:wasi_clock`, `:wasi_random`,
+  `:wasi_exit`, `:wasi_poll`, `:wasi_fs`, `:wasi_fs_write`. The table of
+  which function needs which, and what they do, is in `Munition.Host.WASI`.
+
   ## Groups
 
     * `:basic` - `[:time, :log, :abort]`
-    * `:all` - every built-in capability
+    * `:all` - every capability of the built-ins above (not WASI's: granting
+      `:all` never grants WASI)
+    * `:wasi` - every WASI capability but `:wasi_fs` and `:wasi_fs_write`
 
   Capabilities of Elixir host functions (`Munition.Host.Functions`) are the atoms
   those functions declare; granting one that no built-in and no host function of
@@ -41,7 +51,7 @@ defmodule Munition.Host.Capabilities do
   # which signature) are the runtime's: `builtins/0` reads its table once and
   # keeps it in :persistent_term. The table above documents it.
   @basic [:time, :log, :abort]
-  @groups [:all, :basic]
+  @groups [:all, :basic, :wasi]
 
   @typedoc "A wasm value type a host function can take or return."
   @type val_type :: :i32 | :i64 | :f32 | :f64
@@ -75,7 +85,16 @@ defmodule Munition.Host.Capabilities do
     case :persistent_term.get(key, nil) do
       nil ->
         builtins = runtime.builtins()
-        table = %{builtins: builtins, capabilities: builtins |> Enum.map(& &1.capability) |> Enum.uniq()}
+        capabilities = builtins |> Enum.map(& &1.capability) |> Enum.uniq()
+        wasi = Munition.Host.WASI.capabilities(builtins)
+
+        table = %{
+          builtins: builtins,
+          capabilities: capabilities,
+          all: capabilities -- wasi,
+          wasi: Munition.Host.WASI.group(builtins)
+        }
+
         # Written once per runtime module: putting an equal value again is a no-op.
         :persistent_term.put(key, table)
         table
@@ -86,7 +105,8 @@ defmodule Munition.Host.Capabilities do
   end
 
   defp group(:basic, _table), do: @basic
-  defp group(:all, table), do: table.capabilities
+  defp group(:all, table), do: table.all
+  defp group(:wasi, table), do: table.wasi
 
   @doc """
   Validates `capabilities` and expands groups, returning a sorted list.
@@ -96,6 +116,8 @@ defmodule Munition.Host.Capabilities do
 
       iex> Munition.Host.Capabilities.expand!([:basic, :random])
       [:abort, :log, :random, :time]
+      iex> Munition.Host.Capabilities.expand!([:wasi])
+      [:wasi_args, :wasi_clock, :wasi_env, :wasi_exit, :wasi_poll, :wasi_random, :wasi_stdio]
   """
   @spec expand!([atom()], [Munition.Host.Function.t()]) :: [atom()]
   def expand!(capabilities, host_functions \\ [])

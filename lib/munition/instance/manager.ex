@@ -27,6 +27,16 @@ defmodule Munition.Instance.Manager do
     * **Nothing is left in the caller's mailbox.** The runtime's wake-ups and
       the host-call monitors are flushed before `execute/1` returns.
 
+  ## WASI: reactors and exits
+
+  A module exporting `_initialize() -> ()` (a WASI reactor) has it called
+  first, in the same instance, before the export asked for (unless that is
+  `_initialize` or `_start`). A guest that calls WASI's `proc_exit` ends its
+  execution with the runtime's `{:exited, code, meta}`: the call returns
+  `{:ok, nil, metadata}` with `metadata.exit_code` (`Munition.run/2` turns it
+  into its result). A call with a WASI configuration has its output in the
+  metadata (`:stdout`, `:stderr`, `:stdout_truncated`, `:stderr_truncated`).
+
   Every failure path that leaves a store behind is captured before the store
   is released; once the runtime hands out an instance, it is released on
   every path; and every execution's fuel and time are recorded in
@@ -68,8 +78,9 @@ defmodule Munition.Instance.Manager do
           # Instantiation runs the start function, which may crash or wait on
           # a host function too.
           case drive(state, instance, {:ok, progress}) do
-            {:ok, :ready} -> call(state, instance)
+            {:ok, :ready} -> initialize(state, instance)
             {:ok, {:crashed, reason}} -> crash(state, instance, reason)
+            {:ok, {:exited, code, meta}} -> exited(state, code, meta)
             other -> unexpected(state, other)
           end
         after
@@ -127,11 +138,29 @@ defmodule Munition.Instance.Manager do
 
   defp drive(_state, _instance, outcome), do: outcome
 
+  # A WASI reactor is initialized before its export is called.
+  @initialize "_initialize"
+
+  defp initialize(state, instance) do
+    if state.function not in [@initialize, "_start"] and
+         match?(%{params: [], results: []}, Munition.Module.export(state.module, @initialize)) do
+      case drive(state, instance, state.runtime.call(instance, @initialize, [])) do
+        {:ok, {:returned, [], _meta}} -> call(state, instance)
+        {:ok, {:crashed, reason}} -> crash(state, instance, reason)
+        {:ok, {:exited, code, meta}} -> exited(state, code, meta)
+        other -> unexpected(state, other)
+      end
+    else
+      call(state, instance)
+    end
+  end
+
   defp call(state, instance) do
     with {:ok, params} <- BinaryABI.lower(state.args, &copy_in(state, instance, &1)) do
       case drive(state, instance, state.runtime.call(instance, state.function, params)) do
         {:ok, {:returned, values, meta}} -> returned(state, instance, values, meta)
         {:ok, {:crashed, reason}} -> crash(state, instance, reason)
+        {:ok, {:exited, code, meta}} -> exited(state, code, meta)
         other -> unexpected(state, other)
       end
     end
@@ -156,14 +185,33 @@ defmodule Munition.Instance.Manager do
       {:ok, {:crashed, reason}} ->
         crash(state, instance, reason)
 
+      {:ok, {:exited, code, meta}} ->
+        exited(state, code, meta)
+
       other ->
         unexpected(state, other)
     end
   end
 
+  # The guest ended itself with WASI's proc_exit: a result, not a crash.
+  defp exited(state, code, meta) do
+    Meter.record(state.module.hash, state.function, :ok, meta.fuel_consumed, meta.execution_time_us)
+    {:ok, nil, meta |> metadata(state) |> Map.put(:exit_code, code)}
+  end
+
+  # The runtime's metadata, with the call's context and its WASI output (when
+  # it has a WASI configuration) at the top level.
+  defp metadata(meta, state) do
+    {output, meta} = Map.pop(meta, :output)
+
+    meta
+    |> Map.merge(output || %{})
+    |> Map.merge(%{module_hash: state.module.hash, capabilities: state.capabilities})
+  end
+
   defp returned(state, instance, values, meta) do
     Meter.record(state.module.hash, state.function, :ok, meta.fuel_consumed, meta.execution_time_us)
-    meta = Map.merge(meta, %{module_hash: state.module.hash, capabilities: state.capabilities})
+    meta = metadata(meta, state)
 
     case state.result do
       :values ->

@@ -3,7 +3,7 @@ defmodule Munition.Instance.State do
   One call, as far as it is known: built once by `Munition.fire/4` from the
   checked options and carried unchanged to the runtime, which reads its
   bounds (`:fuel`, `:timeout`, `:max_memory`, `:links`, `:log_limit`,
-  `:host_pid`) when it makes the store. The forensic capture reads the
+  `:host_pid`) and its WASI configuration (`:wasi`) when it makes the store. The forensic capture reads the
   context from it (function, arguments, capabilities, fuel given).
 
   Fields:
@@ -19,6 +19,10 @@ defmodule Munition.Instance.State do
     * `:host_functions` - the call's `Munition.Host.Function`s (`:links` index into it)
     * `:forensics`, `:result`, `:alloc` - as the options of `Munition.fire/4`
     * `:log_limit` - bytes of guest log lines kept
+    * `:wasi` - the call's WASI configuration, `nil` when it has none (see
+      `Munition.Host.WASI.config/2`): `%{args, env, stdin, preopens,
+      stdout_limit, stderr_limit, clock}`, preopens as `{guest_path,
+      host_path, writable}`
     * `:host_pid` - the process that drives the guest and serves its Elixir
       host functions; set by that process, `nil` when there are none
     * `:started_at` - monotonic milliseconds when the execution started
@@ -35,6 +39,7 @@ defmodule Munition.Instance.State do
     :max_memory,
     :host_pid,
     :started_at,
+    :wasi,
     capabilities: [],
     links: [],
     host_functions: [],
@@ -60,6 +65,7 @@ defmodule Munition.Instance.State do
           alloc: String.t(),
           log_limit: non_neg_integer(),
           host_pid: pid() | nil,
-          started_at: integer() | nil
+          started_at: integer() | nil,
+          wasi: map() | nil
         }
 end

@@ -4,7 +4,7 @@
 //! `{:munition_host_call, call, index, args, fuel_remaining}` to the process
 //! that drives the guest (the task of `Munition.Instance.Manager`) and suspends
 //! the guest (its fiber) until the answer is on the call's channel. The NIF
-//! that was running the guest returns `{:waiting, ms}`, which frees the dirty
+//! that was running the guest returns `{:waiting, ms}` (see `wakeup`), which frees the dirty
 //! scheduler thread; that process runs the host function and waits. Every
 //! message put on the channel also sends it `:munition_wake`, and it resumes
 //! the guest. Resumed, the guest serves the Elixir side's reads and writes of
@@ -13,7 +13,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -59,8 +59,6 @@ pub struct HostBridge {
     /// Sending from a dirty scheduler thread must go through that environment;
     /// it is set for the duration of each NIF call and cleared after.
     env: AtomicPtr<rustler::sys::ErlNifEnv>,
-    /// Whether the guest is suspended waiting for an Elixir host function.
-    waiting: AtomicBool,
 }
 
 impl HostBridge {
@@ -68,12 +66,7 @@ impl HostBridge {
         HostBridge {
             driver,
             env: AtomicPtr::new(std::ptr::null_mut()),
-            waiting: AtomicBool::new(false),
         }
-    }
-
-    pub fn waiting(&self) -> bool {
-        self.waiting.load(Ordering::Acquire)
     }
 }
 
@@ -123,8 +116,9 @@ impl HostCallRef {
     }
 }
 
-/// Completes on its second poll: suspends the guest's fiber once.
-struct SuspendOnce(bool);
+/// Completes on its second poll: suspends the guest's fiber once, without
+/// waking the waker, so the slice ends with `{:waiting, ms}` (see `wakeup`).
+pub struct SuspendOnce(pub bool);
 
 impl Future for SuspendOnce {
     type Output = ();
@@ -327,11 +321,7 @@ async fn await_reply(
                     format!("{name}: host function did not return before the deadline"),
                 ));
             }
-            Err(TryRecvError::Empty) => {
-                bridge.waiting.store(true, Ordering::Release);
-                SuspendOnce(false).await;
-                bridge.waiting.store(false, Ordering::Release);
-            }
+            Err(TryRecvError::Empty) => SuspendOnce(false).await,
             Err(TryRecvError::Disconnected) => {
                 return Err(host_fail(
                     caller,

@@ -2,7 +2,9 @@
 //! which capability grants each, under which import name, with which
 //! signature, and how it is made. The table is the only place these facts are
 //! written: linking reads it, and `host_builtins/0` hands it to
-//! `Munition.Host.Capabilities`, which grants by it.
+//! `Munition.Host.Capabilities`, which grants by it. Its WASI rows (module
+//! `wasi_snapshot_preview1`) are in `wasi::FUNCTIONS`, next to the code
+//! they describe; `find` and `host_builtins/0` read both parts.
 //!
 //! Work a built-in does in proportion to a guest-chosen length is paid for in
 //! fuel and checked against the deadline, and every range a guest passes is
@@ -15,10 +17,21 @@ use rustler::Atom;
 use wasmtime::{Caller, Error, Func, FuncType, Memory, Store, Trap, Val, ValType};
 
 use crate::atoms;
+use crate::error::MunitionResult;
 use crate::guest_memory;
 use crate::store::{host_fail, host_timeout, HostState};
 use crate::trap::{Reason, TrapKind};
 use crate::value::val_type_atom;
+use crate::wasi;
+
+/// How a built-in is made in a store.
+pub enum Make {
+    /// By Munition, with the row's type.
+    Own(fn(&mut Store<HostState>, FuncType) -> Func),
+    /// Taken from Wasmtime's WASI implementation (`wasi::linked`), by the
+    /// row's name.
+    Wasi,
+}
 
 /// One built-in host function.
 pub struct Builtin {
@@ -29,7 +42,7 @@ pub struct Builtin {
     pub params: &'static [ValType],
     pub results: &'static [ValType],
     /// Makes it in one store, with the type of `params` and `results`.
-    make: fn(&mut Store<HostState>, FuncType) -> Func,
+    pub make: Make,
 }
 
 /// Every built-in. The documentation of each is the table in
@@ -43,7 +56,7 @@ pub static BUILTINS: [Builtin; 6] = {
             name: "get_time_ms",
             params: &[],
             results: &[I64],
-            make: get_time_ms,
+            make: Make::Own(get_time_ms),
         },
         Builtin {
             capability: atoms::time,
@@ -51,7 +64,7 @@ pub static BUILTINS: [Builtin; 6] = {
             name: "get_monotonic_ns",
             params: &[],
             results: &[I64],
-            make: get_monotonic_ns,
+            make: Make::Own(get_monotonic_ns),
         },
         Builtin {
             capability: atoms::random,
@@ -59,7 +72,7 @@ pub static BUILTINS: [Builtin; 6] = {
             name: "get_random",
             params: &[],
             results: &[I64],
-            make: get_random,
+            make: Make::Own(get_random),
         },
         Builtin {
             capability: atoms::random,
@@ -67,7 +80,7 @@ pub static BUILTINS: [Builtin; 6] = {
             name: "random_bytes",
             params: &[I32, I32],
             results: &[],
-            make: random_bytes,
+            make: Make::Own(random_bytes),
         },
         Builtin {
             capability: atoms::log,
@@ -75,7 +88,7 @@ pub static BUILTINS: [Builtin; 6] = {
             name: "log",
             params: &[I32, I32, I32],
             results: &[],
-            make: log,
+            make: Make::Own(log),
         },
         Builtin {
             capability: atoms::abort,
@@ -83,27 +96,35 @@ pub static BUILTINS: [Builtin; 6] = {
             name: "abort",
             params: &[I32, I32, I32, I32],
             results: &[],
-            make: abort,
+            make: Make::Own(abort),
         },
     ]
 };
 
+/// Every row of the table: Munition's own built-ins, then WASI's.
+fn all() -> impl Iterator<Item = &'static Builtin> {
+    BUILTINS.iter().chain(wasi::FUNCTIONS.iter())
+}
+
 /// The built-in imported as `module`.`name`, if there is one.
 pub fn find(module: &str, name: &str) -> Option<&'static Builtin> {
-    BUILTINS
-        .iter()
-        .find(|builtin| builtin.module == module && builtin.name == name)
+    all().find(|builtin| builtin.module == module && builtin.name == name)
 }
 
 impl Builtin {
     /// The function, made in `store`.
-    pub fn func(&self, store: &mut Store<HostState>) -> Func {
-        let ty = FuncType::new(
-            store.engine(),
-            self.params.iter().cloned(),
-            self.results.iter().cloned(),
-        );
-        (self.make)(store, ty)
+    pub fn func(&self, store: &mut Store<HostState>) -> MunitionResult<Func> {
+        match self.make {
+            Make::Own(make) => {
+                let ty = FuncType::new(
+                    store.engine(),
+                    self.params.iter().cloned(),
+                    self.results.iter().cloned(),
+                );
+                Ok(make(store, ty))
+            }
+            Make::Wasi => wasi::linked(store, self.name),
+        }
     }
 }
 
@@ -122,8 +143,7 @@ struct BuiltinInfo {
 /// [type], results: [type]}]`, in table order.
 #[rustler::nif]
 fn host_builtins() -> Vec<BuiltinInfo> {
-    BUILTINS
-        .iter()
+    all()
         .map(|builtin| BuiltinInfo {
             capability: (builtin.capability)(),
             module: builtin.module.to_string(),
@@ -166,7 +186,7 @@ fn get_random(store: &mut Store<HostState>, ty: FuncType) -> Func {
 }
 
 /// Chunk size of `random_bytes`, between deadline checks.
-const RANDOM_CHUNK: usize = 64 * 1024;
+pub const RANDOM_CHUNK: usize = 64 * 1024;
 
 fn random_bytes(store: &mut Store<HostState>, ty: FuncType) -> Func {
     Func::new(store, ty, |mut caller, params, _| {
@@ -188,7 +208,7 @@ fn random_bytes(store: &mut Store<HostState>, ty: FuncType) -> Func {
 
 /// The OS random source failed: the call fails with it, the guest never gets
 /// bytes that are not random.
-fn random_failed(caller: &mut Caller<'_, HostState>, func: &str, error: getrandom::Error) -> Error {
+pub fn random_failed(caller: &mut Caller<'_, HostState>, func: &str, error: getrandom::Error) -> Error {
     host_fail(
         caller,
         Reason::HostError,
@@ -226,7 +246,7 @@ fn abort(store: &mut Store<HostState>, ty: FuncType) -> Func {
 /// The byte range `[ptr, ptr + len)` (both read as unsigned) of the guest's
 /// exported memory, checked without copying anything, or a
 /// `memory_out_of_bounds` failure naming the host function.
-fn guest_range(
+pub fn guest_range(
     caller: &mut Caller<'_, HostState>,
     func: &str,
     ptr: i32,
@@ -246,9 +266,9 @@ fn guest_range(
 /// Bytes a built-in may handle per unit of fuel: work proportional to a
 /// guest-chosen length is paid for like the guest's own instructions, so a
 /// loop of large calls exhausts its budget instead of running for free.
-const BYTES_PER_FUEL: u64 = 8;
+pub const BYTES_PER_FUEL: u64 = 8;
 
-fn charge_fuel(caller: &mut Caller<'_, HostState>, bytes: usize) -> Result<(), Error> {
+pub fn charge_fuel(caller: &mut Caller<'_, HostState>, bytes: usize) -> Result<(), Error> {
     let cost = (bytes as u64).div_ceil(BYTES_PER_FUEL);
     let fuel = caller.get_fuel()?;
     if cost > fuel {
@@ -262,7 +282,7 @@ fn charge_fuel(caller: &mut Caller<'_, HostState>, bytes: usize) -> Result<(), E
 /// Fails the call as a timeout when its deadline has passed: a built-in that
 /// works through a large range checks this between chunks, since epoch
 /// interruption only reaches wasm code.
-fn check_deadline(caller: &mut Caller<'_, HostState>, func: &str) -> Result<(), Error> {
+pub fn check_deadline(caller: &mut Caller<'_, HostState>, func: &str) -> Result<(), Error> {
     if Instant::now() < caller.data().deadline {
         return Ok(());
     }

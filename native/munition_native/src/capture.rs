@@ -11,6 +11,7 @@ use crate::execution::Live;
 use crate::instance::InstanceRef;
 use crate::term::OwnedBytes;
 use crate::value::{val_type_atom, WasmValue};
+use crate::wasi::WasiOutput;
 
 #[derive(rustler::NifMap)]
 #[rustler(encode)]
@@ -61,6 +62,9 @@ pub struct Capture {
     pub globals: Vec<GlobalSnapshot>,
     pub log: Vec<(i32, OwnedBytes)>,
     pub log_dropped: u64,
+    /// What the guest wrote to its WASI stdout and stderr so far, when the
+    /// call has a WASI configuration.
+    pub output: Option<WasiOutput>,
 }
 
 fn frame(info: &FrameInfo) -> Frame {
@@ -196,6 +200,7 @@ fn instance_capture(instance: ResourceArc<InstanceRef>, mode: Atom) -> MunitionR
         .unwrap_or_default();
     let fuel_remaining = live.fuel_remaining()?;
     let log = &live.store.data().log;
+    let output = live.store.data().wasi.as_ref().map(|wasi| wasi.output());
     Ok(Capture {
         reason: failure.map(|f| f.reason.atom()),
         trap: failure.map(|f| f.trap.atom()),
@@ -209,5 +214,6 @@ fn instance_capture(instance: ResourceArc<InstanceRef>, mode: Atom) -> MunitionR
         globals: global_snapshots,
         log: log.to_terms(),
         log_dropped: log.dropped,
+        output,
     })
 }

@@ -8,6 +8,12 @@
 //! `:yielded` with the guest suspended, and the Elixir side calls
 //! `instance_resume/1` for the next slice. Between slices the dirty scheduler
 //! thread is free for other work, so runaway guests cannot starve the VM.
+//!
+//! A guest that waits for something outside itself (an Elixir host function,
+//! a WASI sleep, a file operation on another thread) ends its slice with
+//! `{:waiting, ms}` instead; `wakeup` says how it is woken. A guest that
+//! calls WASI's `proc_exit` ends its execution with `{:exited, code, meta}`,
+//! a result rather than a failure.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -28,6 +34,8 @@ use crate::store::HostState;
 use crate::term::OwnedBytes;
 use crate::trap::{classify, Failure, Reason};
 use crate::value::WasmValue;
+use crate::wakeup::Wakeup;
+use crate::wasi::WasiOutput;
 
 /// An instance between guest executions: its store is here to read.
 pub struct Live {
@@ -37,6 +45,8 @@ pub struct Live {
     /// The connection to the process serving the guest's Elixir host
     /// functions, when it has any.
     pub bridge: Option<Arc<HostBridge>>,
+    /// The waker of its slices, shared with its host functions.
+    pub wakeup: Arc<Wakeup>,
     pub fuel_given: u64,
     pub elapsed: Duration,
     pub failure: Option<Failure>,
@@ -74,6 +84,8 @@ impl Live {
 pub enum Step {
     Instantiated(Instance),
     Returned(Vec<Val>),
+    /// The guest called WASI's `proc_exit` with this code.
+    Exited(u32),
 }
 
 /// A guest execution in progress. It owns the `Live` (and so the store) until
@@ -85,6 +97,10 @@ pub enum Slot {
     Running {
         future: GuestFuture,
         bridge: Option<Arc<HostBridge>>,
+        wakeup: Arc<Wakeup>,
+        /// The store has WASI state: its slices run inside wasmtime-wasi's
+        /// Tokio runtime context (see `poll_slice`).
+        wasi: bool,
         deadline: Instant,
         elapsed: Duration,
     },
@@ -118,11 +134,15 @@ impl Slot {
             unreachable!("checked by idle() above")
         };
         let bridge = live.bridge.clone();
+        let wakeup = live.wakeup.clone();
+        let wasi = live.store.data().wasi.is_some();
         let elapsed = live.elapsed;
         let deadline = live.store.data().deadline;
         *self = Slot::Running {
             future: Box::pin(run(live)),
             bridge,
+            wakeup,
+            wasi,
             deadline,
             elapsed,
         };
@@ -131,7 +151,8 @@ impl Slot {
 
     /// Runs the guest for one slice on this thread: until it finishes (the
     /// slot is idle again, with the step or the failure), until it has run for
-    /// `slice`, or until it suspends to wait for an Elixir host function.
+    /// `slice`, or until it suspends to wait for something outside itself
+    /// (see `wakeup`).
     ///
     /// The guest also suspends itself every `FUEL_YIELD_INTERVAL` units of
     /// fuel; within a slice it is resumed at once.
@@ -139,6 +160,8 @@ impl Slot {
         let Slot::Running {
             future,
             bridge,
+            wakeup,
+            wasi,
             deadline,
             elapsed,
         } = self
@@ -151,25 +174,42 @@ impl Slot {
         let poll = {
             let _running = GuestRunning::start();
             let _bridge = BridgeEnv::enter(env, bridge.clone());
-            let mut cx = Context::from_waker(Waker::noop());
-            loop {
+            let waker = Waker::from(wakeup.clone());
+            let mut cx = Context::from_waker(&waker);
+            let mut poll_loop = || loop {
+                wakeup.begin_poll();
                 match future.as_mut().poll(&mut cx) {
-                    Poll::Pending if bridge.as_ref().is_some_and(|b| b.waiting()) => {
-                        break Poll::Pending
+                    Poll::Ready(done) => break SlicePoll::Done(done),
+                    Poll::Pending if wakeup.pending_ready() => {
+                        if started.elapsed() >= slice {
+                            break SlicePoll::Yielded;
+                        }
                     }
-                    Poll::Pending if started.elapsed() < slice => continue,
-                    poll => break poll,
+                    Poll::Pending => break SlicePoll::Waiting,
                 }
-            }
+            };
+            // wasmtime-wasi runs file operations on its Tokio runtime; inside
+            // its context nothing it does can find itself without one.
+            let poll = if *wasi {
+                wasmtime_wasi::runtime::with_ambient_tokio_runtime(poll_loop)
+            } else {
+                poll_loop()
+            };
+            wakeup.end_poll();
+            poll
         };
         *elapsed += started.elapsed();
-        let Poll::Ready((mut live, result)) = poll else {
-            return Ok(match bridge {
-                Some(bridge) if bridge.waiting() => {
-                    SliceEnd::Waiting(deadline.saturating_duration_since(Instant::now()))
-                }
-                _ => SliceEnd::Yielded,
-            });
+        let (mut live, result) = match poll {
+            SlicePoll::Done(done) => done,
+            SlicePoll::Yielded => return Ok(SliceEnd::Yielded),
+            SlicePoll::Waiting => {
+                let now = Instant::now();
+                let until = match wakeup.sleep_until() {
+                    Some(wake) if wake < *deadline => wake,
+                    _ => *deadline,
+                };
+                return Ok(SliceEnd::Waiting(until.saturating_duration_since(now)));
+            }
         };
         live.elapsed = *elapsed;
         if let Err(error) = &result {
@@ -182,10 +222,22 @@ impl Slot {
                 return Err(MunitionError::Overloaded(message));
             }
         }
-        let outcome = result.map_err(|error| live.fail(error));
+        // `proc_exit` unwinds the guest with an error, but ends it as the
+        // guest wanted: a result, not a failure.
+        let outcome = match (result, live.store.data().exit_code) {
+            (Err(_), Some(code)) => Ok(Step::Exited(code)),
+            (result, _) => result.map_err(|error| live.fail(error)),
+        };
         *self = Slot::Idle(live);
         Ok(SliceEnd::Done(outcome))
     }
+}
+
+/// How the polls of a slice ended.
+enum SlicePoll {
+    Done((Live, wasmtime::Result<Step>)),
+    Yielded,
+    Waiting,
 }
 
 /// How a slice ended.
@@ -193,7 +245,7 @@ enum SliceEnd {
     Done(Result<Step, Reason>),
     /// Ran out its time; resume at once.
     Yielded,
-    /// Suspended until an Elixir host function answers, at most this long.
+    /// Suspended until woken (see `wakeup`), at most this long.
     Waiting(Duration),
 }
 
@@ -205,6 +257,23 @@ pub struct CallMeta {
     pub fuel_remaining: u64,
     pub execution_time_us: u64,
     pub log: Vec<(i32, OwnedBytes)>,
+    /// What the guest wrote to its WASI stdout and stderr, when the call has
+    /// a WASI configuration.
+    pub output: Option<WasiOutput>,
+}
+
+impl CallMeta {
+    fn of(live: &Live) -> MunitionResult<CallMeta> {
+        let fuel_remaining = live.fuel_remaining()?;
+        let state = live.store.data();
+        Ok(CallMeta {
+            fuel_consumed: live.fuel_given.saturating_sub(fuel_remaining),
+            fuel_remaining,
+            execution_time_us: live.elapsed.as_micros() as u64,
+            log: state.log.to_terms(),
+            output: state.wasi.as_ref().map(|wasi| wasi.output()),
+        })
+    }
 }
 
 /// Where a guest execution stands after a slice: finished one way or the
@@ -213,9 +282,12 @@ pub enum Progress {
     Ready,
     Returned(Vec<Val>, CallMeta),
     Crashed(Reason),
+    /// The guest called WASI's `proc_exit`: `{:exited, code, meta}`.
+    Exited(u32, CallMeta),
     Yielded,
-    /// Waiting for an Elixir host function: resume on `:munition_wake`, or
-    /// after this many milliseconds (the deadline) at the latest.
+    /// Waiting for something outside the guest: resume on `:munition_wake`,
+    /// or after this many milliseconds (its wake time or its deadline) at
+    /// the latest.
     Waiting(u64),
 }
 
@@ -228,6 +300,7 @@ impl Encoder for Progress {
                 (atoms::returned(), values, meta).encode(env)
             }
             Progress::Crashed(reason) => (atoms::crashed(), reason.atom()).encode(env),
+            Progress::Exited(code, meta) => (atoms::exited(), *code, meta).encode(env),
             Progress::Yielded => atoms::yielded().encode(env),
             Progress::Waiting(ms) => (atoms::waiting(), *ms).encode(env),
         }
@@ -246,15 +319,8 @@ pub fn advance(env: Env, slot: &mut Slot, slice: Duration) -> MunitionResult<Pro
             Progress::Ready
         }
         SliceEnd::Done(Ok(Step::Returned(values))) => {
-            let live = slot.idle()?;
-            let fuel_remaining = live.fuel_remaining()?;
-            let meta = CallMeta {
-                fuel_consumed: live.fuel_given.saturating_sub(fuel_remaining),
-                fuel_remaining,
-                execution_time_us: live.elapsed.as_micros() as u64,
-                log: live.store.data().log.to_terms(),
-            };
-            Progress::Returned(values, meta)
+            Progress::Returned(values, CallMeta::of(slot.idle()?)?)
         }
+        SliceEnd::Done(Ok(Step::Exited(code))) => Progress::Exited(code, CallMeta::of(slot.idle()?)?),
     })
 }

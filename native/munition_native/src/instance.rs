@@ -20,6 +20,8 @@ use crate::execution::{advance, Live, Progress, Slot, Step};
 use crate::link::{resolve_imports, Link};
 use crate::module::{CompiledModule, ModuleRef};
 use crate::store::new_store;
+use crate::wakeup::Wakeup;
+use crate::wasi::{WasiConfig, WasiRun};
 
 pub struct InstanceRef {
     slot: Mutex<Slot>,
@@ -54,6 +56,9 @@ pub struct InstanceConfig {
     /// The process that drives the guest and serves its Elixir host functions,
     /// when there are any (it must be the one making the `instance_*` calls).
     pub host_pid: Option<LocalPid>,
+    /// The call's WASI configuration (`nil`: the call has none, and no WASI
+    /// state is made).
+    pub wasi: Option<WasiConfig>,
 }
 
 /// Refuses before any guest code runs what can be refused: memories whose
@@ -73,8 +78,8 @@ fn preflight(module: &CompiledModule, max_memory: u64) -> MunitionResult<()> {
 
 /// Instantiates a module in a fresh store and runs the first slice of its
 /// start function, if any, under the call's fuel, deadline and memory limit.
-/// Returns the handle with `:ready`, `{:crashed, reason}`, `:yielded` or
-/// `{:waiting, ms}`. On a normal scheduler: the first slice is short
+/// Returns the handle with `:ready`, `{:crashed, reason}`, `{:exited, code,
+/// meta}` (`proc_exit` in the start function), `:yielded` or `{:waiting, ms}`. On a normal scheduler: the first slice is short
 /// (`FIRST_SLICE`); `instance_resume/1` continues on dirty ones.
 #[rustler::nif]
 fn instance_new(
@@ -87,12 +92,20 @@ fn instance_new(
     let bridge = config
         .host_pid
         .map(|driver| Arc::new(HostBridge::new(driver)));
+    // The caller drives the guest: it is the one to wake.
+    let wakeup = Wakeup::new(env.pid());
+    let wasi = config
+        .wasi
+        .as_ref()
+        .map(|wasi| WasiRun::new(wasi, config.fuel, wakeup.clone()))
+        .transpose()?;
     let mut store = new_store(
         config.fuel,
         Duration::from_millis(config.timeout),
         config.max_memory,
         // Only short of 64-bit: a limit over the address space is no limit.
         usize::try_from(config.log_limit).unwrap_or(usize::MAX),
+        wasi,
     )?;
     let imports = resolve_imports(&mut store, &compiled, &config.links, bridge.clone())?;
 
@@ -101,6 +114,7 @@ fn instance_new(
         instance: None,
         module: compiled,
         bridge,
+        wakeup,
         fuel_given: config.fuel,
         elapsed: Duration::ZERO,
         failure: None,

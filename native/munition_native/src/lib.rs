@@ -8,8 +8,10 @@
 //! - `engine`, `module`, `store`: the shared engine, compiled modules, and the
 //!   state a fresh store carries;
 //! - `builtins`, `bridge`: host functions (the built-in ones, and the bridge to
-//!   those written in Elixir); `link` chooses one of them for each import;
-//! - `execution`: running a guest in slices;
+//!   those written in Elixir); `wasi`, `wasi_io`, `wasi_time`: WASI preview 1;
+//!   `link` chooses one of them for each import;
+//! - `execution`, `wakeup`: running a guest in slices, and waking it when it
+//!   waits;
 //! - `instance`, `call`, `memory`, `capture`: the NIFs on a live instance;
 //!   `analyser`: the forensic scans.
 
@@ -30,10 +32,14 @@ mod store;
 mod term;
 mod trap;
 mod value;
+mod wakeup;
+mod wasi;
+mod wasi_io;
+mod wasi_time;
 
 mod atoms {
     rustler::atoms! {
-        ok, error, ready, crashed, returned, yielded, full, minimal,
+        ok, error, ready, crashed, returned, exited, yielded, full, minimal,
         // error kinds
         invalid_module, function_not_found, bad_args,
         memory_limit, instantiation_failed, invalid_state, out_of_bounds, bad_data, overloaded, unsupported,
@@ -50,6 +56,10 @@ mod atoms {
         nan, infinity, neg_infinity,
         // capabilities of the built-in host functions
         time, random, log,
+        wasi_stdio, wasi_args, wasi_env, wasi_clock, wasi_random, wasi_exit, wasi_poll,
+        wasi_fs, wasi_fs_write,
+        // WASI clocks
+        deterministic,
         // links
         builtin, elixir,
         // engine

@@ -105,7 +105,7 @@ pub fn resolve_imports(
                         "no built-in host function {module}.{name}"
                     ))
                 })?
-                .func(store),
+                .func(store)?,
             Link::Elixir {
                 name,
                 index,

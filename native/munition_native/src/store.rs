@@ -1,6 +1,7 @@
 //! A fresh store and the state it carries besides the guest: the memory
-//! limit, the deadline, the guest's log, and a failure a host function
-//! recorded. Every instance gets its own store, made here, and drops it with
+//! limit, the deadline, the guest's log, a failure a host function
+//! recorded, and, for a call with a WASI configuration, its WASI state
+//! (`wasi::WasiRun`). Every instance gets its own store, made here, and drops it with
 //! the instance; `instance_live_count/0` counts the stores alive.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,6 +13,7 @@ use crate::engine::{ENGINE, FUEL_YIELD_INTERVAL, MAX_TABLE_ELEMENTS};
 use crate::error::{error_chain, MunitionError, MunitionResult};
 use crate::term::OwnedBytes;
 use crate::trap::{HostFailure, Reason, TrapKind};
+use crate::wasi::WasiRun;
 
 /// The memory limit of one store. Growing past `max_memory` is a crash with
 /// `:memory_limit` rather than wasm's silent `-1`, so a guest cannot probe the
@@ -105,6 +107,22 @@ pub struct HostState {
     pub log: GuestLog,
     /// Set by a host function that failed the call; see `host_fail`.
     pub host_failure: Option<HostFailure>,
+    /// The call's WASI state, when it has a WASI configuration. Made fresh
+    /// for every store and dropped with it: never shared.
+    pub wasi: Option<Box<WasiRun>>,
+    /// Set by `proc_exit`: the guest ended itself with this exit code (the
+    /// error that unwinds it is then no failure).
+    pub exit_code: Option<u32>,
+}
+
+impl HostState {
+    /// The WASI state of the call. A store is given one whenever a WASI
+    /// function is linked; should one be called without (it cannot be), an
+    /// empty one (no stdio, no arguments, no environment, no files) serves
+    /// rather than a panic.
+    pub fn wasi(&mut self) -> &mut WasiRun {
+        self.wasi.get_or_insert_with(|| Box::new(WasiRun::empty()))
+    }
 }
 
 /// Stores alive right now, for tests and operators: every `fire/4` must bring
@@ -130,6 +148,7 @@ pub fn new_store(
     timeout: Duration,
     max_memory: u64,
     log_limit: usize,
+    wasi: Option<WasiRun>,
 ) -> MunitionResult<Store<HostState>> {
     let state = HostState {
         limits: GuestLimits {
@@ -142,6 +161,8 @@ pub fn new_store(
         timed_out: false,
         log: GuestLog::new(log_limit),
         host_failure: None,
+        wasi: wasi.map(Box::new),
+        exit_code: None,
     };
     LIVE_STORES.fetch_add(1, Ordering::Relaxed);
     let mut store = Store::new(&ENGINE, state);

@@ -1,0 +1,280 @@
+defmodule Munition.Host.WASI do
+  @moduledoc """
+  WASI preview 1 (`wasi_snapshot_preview1`): what a guest compiled for
+  `wasm32-wasi`/`wasm32-wasip1` imports, granted piece by piece as
+  capabilities, and commands (`Munition.run/2`).
+
+      Munition.run(File.read!("hello.wasm"), capabilities: [:wasi], wasi: [args: ["hello", "world"]])
+      #=> {:ok, 0, %{stdout: "Hello, world!\\n", stderr: "", exit_code: 0, ...}}
+
+  ## The implementation: Wasmtime's own, bounded by Munition
+
+  Munition uses Wasmtime's `wasmtime-wasi` crate (same version as the
+  engine, preview 1 only): its handling of descriptors, paths and preopens is
+  Wasmtime's, including `cap-std`'s sandboxing of every path a guest opens
+  (no `..`, absolute path or symlink leads out of a preopen: the guest gets an
+  errno). Writing WASI again would mean writing that sandbox again.
+
+  Munition links imports one by one from its own table (below): each granted
+  function is taken from a Wasmtime linker that defines them all once per
+  node, so an import that is not granted never reaches Wasmtime's code. Each
+  store gets a fresh WASI context, dropped with the store: nothing is shared
+  between calls.
+
+  Munition replaces the functions that would break its bounds:
+
+    * `clock_time_get`, `clock_res_get` - Munition's clocks, real or
+      deterministic (below);
+    * `poll_oneoff`, `sched_yield` - a guest that sleeps is suspended, its
+      thread given back, and resumed at its wake time or ended at its
+      deadline (Wasmtime's would sleep on a thread or on Tokio timers that
+      outlive the deadline);
+    * `fd_read`, `fd_write`, `fd_pread`, `fd_pwrite`, `random_get` - the
+      guest pays fuel for the bytes it moves (8 bytes per unit of fuel, as for
+      the built-ins, plus one unit per iovec entry), then Wasmtime's own
+      function does the work (`random_get` is Munition's: the OS CSPRNG, in
+      chunks checked against the deadline);
+    * `proc_exit` - an exit code is a result, not a failure: any code ends the
+      call as `{:ok, ...}` (see "Exit codes").
+
+  File operations run on `wasmtime-wasi`'s own threads, never on a BEAM
+  scheduler: the guest is suspended until the operation is done, and the
+  thread that finished it wakes the process driving the guest.
+
+  ## Capabilities
+
+  | function | capability |
+  |---|---|
+  | `fd_write`, `fd_read`, `fd_close`, `fd_seek`, `fd_tell`, `fd_fdstat_get`, `fd_prestat_get`, `fd_prestat_dir_name` | `:wasi_stdio` |
+  | `args_get`, `args_sizes_get` | `:wasi_args` |
+  | `environ_get`, `environ_sizes_get` | `:wasi_env` |
+  | `clock_time_get`, `clock_res_get` | `:wasi_clock` |
+  | `random_get` | `:wasi_random` |
+  | `proc_exit` | `:wasi_exit` |
+  | `poll_oneoff`, `sched_yield` | `:wasi_poll` |
+  | `path_open`, `path_filestat_get`, `path_readlink`, `fd_pread`, `fd_readdir`, `fd_filestat_get`, `fd_advise`, `fd_fdstat_set_flags`, `fd_fdstat_set_rights`, `fd_renumber`, `fd_sync`, `fd_datasync` | `:wasi_fs` |
+  | `fd_pwrite`, `fd_allocate`, `fd_filestat_set_size`, `fd_filestat_set_times`, `path_create_directory`, `path_filestat_set_times`, `path_link`, `path_remove_directory`, `path_rename`, `path_symlink`, `path_unlink_file` | `:wasi_fs_write` |
+  | `sock_accept`, `sock_recv`, `sock_send`, `sock_shutdown`, `proc_raise` | none: always refused (`needs: nil`) |
+
+  The group `:wasi` is every WASI capability but `:wasi_fs` and
+  `:wasi_fs_write`: enough for a program that prints (C's `printf` with
+  wasi-libc, Rust's `println!`), reads stdin, its arguments and environment,
+  the time and random bytes, sleeps and exits. Files are granted apart.
+  (`:all` stays Munition's own built-ins: granting it never grants WASI.)
+
+  As for other imports, a module that imports a WASI function that is not
+  granted does not run: `{:error, {:capability_denied, [...]}}` lists every
+  one with the capability that would grant it.
+
+  ## The `:wasi` option
+
+  Of `Munition.fire/4`, `Munition.run/2` and `Munition.Pool` (per call: a
+  pooled call's `:wasi` keys override the pool's, key by key):
+
+    * `:args` - the guest's arguments, strings (`argv[0]` included: nothing
+      is added). Defaults to `[]`.
+    * `:env` - its environment, `[{"KEY", "value"}]` or a map. Defaults to
+      none: the host's environment is never inherited.
+    * `:stdin` - a binary the guest reads as its stdin. Defaults to `""`
+      (end of file at once).
+    * `:preopens` - directories the guest may open files in:
+      `[{"/data", host_path}]` (read-only) or `{"/out", host_path, :read_write}`.
+      Given to the guest only when `:wasi_fs` is granted, and writable only
+      when marked `:read_write` and `:wasi_fs_write` is granted too.
+    * `:stdout_limit`, `:stderr_limit` - bytes of each kept. Defaults to
+      `65_536`. Past it the guest's writes still succeed, the rest is dropped
+      and the result says `stdout_truncated: true`.
+    * `:clock` - `:real` (default) or `:deterministic` (below).
+
+  The guest's stdio never reaches the host's.
+
+  ## What comes back
+
+  A call has a WASI configuration when it is given `:wasi` or is granted any
+  WASI capability. Its metadata (`{:ok, result, metadata}`) then has
+  `:stdout` and `:stderr` (binaries) and `:stdout_truncated` and
+  `:stderr_truncated`, and the dump of a crash the same fields with what was
+  written until the crash. A call without one has none of these keys.
+
+  ## Exit codes
+
+  `Munition.run/2` runs a command's `_start` and returns `{:ok, exit_code,
+  metadata}`: `0` when `_start` returns or calls `proc_exit(0)`, `n` for
+  `proc_exit(n)` (any 32-bit code, as the guest gave it): a result to match,
+  not a crash. In `Munition.fire/4`, a guest that calls `proc_exit` in the
+  middle of a call ends it as `{:ok, nil, metadata}` with
+  `metadata.exit_code`; a call that returns normally has no `:exit_code`.
+
+  A module exporting `_initialize` (a WASI reactor) has it called by
+  `Munition.fire/4` before the export it is asked for (in the same fresh
+  instance, on the same fuel and deadline).
+
+  ## Time
+
+  With `clock: :real`, the wall clock is the host's and the monotonic clock
+  counts from the start of the call. With `clock: :deterministic`, the wall
+  clock starts at 2000-01-01T00:00:00Z and the monotonic clock at 0, and both
+  advance one nanosecond per unit of fuel consumed (about one wasm
+  instruction), plus the time slept: a sleep takes no real time, the clocks
+  jump to the wake time. Two runs of the same guest with the same inputs see
+  the same times. Wasmtime's own reads of the clock (a file time set to
+  "now") see the starting instant.
+
+  Sleeping (`poll_oneoff` with clock subscriptions; C's `sleep`, Rust's
+  `thread::sleep`) on the real clock suspends the guest without holding a
+  thread until its wake time or its deadline, whichever is first: a guest
+  asleep for an hour with a 100 ms timeout ends at about 100 ms as
+  `{:crash, :timeout, dump}` with `dump.trap == :interrupt`. `poll_oneoff`
+  reports stdin, stdout, stderr and files always ready (they are memory or
+  local files), and other descriptors with `EBADF`. CPU-time clocks are not
+  offered (`EBADF`, as in Wasmtime).
+
+  ## Hostile guests
+
+  Every pointer, length and descriptor a guest passes is checked: a range
+  outside its memory is `EFAULT`, a bad descriptor `EBADF`, a length that
+  overflows an errno; the host is never touched. Bytes moved are paid for in
+  fuel, Wasmtime's limit on bytes copied per call (128 MiB) holds, and
+  `random_get` checks the deadline as it goes.
+  """
+
+  @module "wasi_snapshot_preview1"
+  @fs [:wasi_fs, :wasi_fs_write]
+  @defaults %{args: [], env: [], stdin: "", preopens: [], stdout_limit: 65_536, stderr_limit: 65_536, clock: :real}
+
+  @doc "The import module of WASI preview 1."
+  @spec import_module() :: String.t()
+  def import_module, do: @module
+
+  @doc """
+  Capabilities that grant WASI functions, from the runtime's table of
+  built-ins (`builtins`, see `Munition.Host.Capabilities.builtins/0`).
+  """
+  @spec capabilities([map()]) :: [atom()]
+  def capabilities(builtins) do
+    for %{module: @module, capability: capability} <- builtins, uniq: true, do: capability
+  end
+
+  @doc "The capabilities of the group `:wasi`: all WASI capabilities but the filesystem's."
+  @spec group([map()]) :: [atom()]
+  def group(builtins), do: capabilities(builtins) -- @fs
+
+  @doc """
+  Checks the `:wasi` option of a call, raising `ArgumentError` naming the
+  value. Returns the keys given, normalized, as a map (`nil` for `nil`).
+  """
+  @spec check!(term()) :: map() | nil
+  def check!(nil), do: nil
+
+  def check!(opts) when is_list(opts) do
+    unless Keyword.keyword?(opts), do: bad!("wasi", "a keyword list", opts)
+
+    Map.new(opts, fn
+      {:args, args} -> {:args, strings!(:args, args)}
+      {:env, env} -> {:env, env!(env)}
+      {:stdin, stdin} when is_binary(stdin) -> {:stdin, stdin}
+      {:stdin, other} -> bad!("wasi stdin", "a binary", other)
+      {:preopens, preopens} -> {:preopens, preopens!(preopens)}
+      {:stdout_limit, limit} -> {:stdout_limit, limit!(:stdout_limit, limit)}
+      {:stderr_limit, limit} -> {:stderr_limit, limit!(:stderr_limit, limit)}
+      {:clock, clock} when clock in [:real, :deterministic] -> {:clock, clock}
+      {:clock, other} -> bad!("wasi clock", ":real or :deterministic", other)
+      {key, _} -> raise ArgumentError, "unknown wasi option #{inspect(key)} (known: #{inspect(Map.keys(@defaults))})"
+    end)
+  end
+
+  def check!(other), do: bad!("wasi", "a keyword list", other)
+
+  @doc """
+  The WASI configuration the runtime gets for a call: `nil` when the call has
+  none (no `:wasi` option given and no WASI capability granted), else every
+  key with its default, preopens kept only when `:wasi_fs` is granted and
+  writable only when marked `:read_write` and `:wasi_fs_write` is granted.
+  """
+  @spec config(map() | nil, [atom()]) :: map() | nil
+  def config(wasi, granted) do
+    if wasi == nil and not Enum.any?(granted, &wasi_capability?/1) do
+      nil
+    else
+      config = Map.merge(@defaults, wasi || %{})
+
+      preopens =
+        if :wasi_fs in granted do
+          for {guest, host, mode} <- config.preopens,
+              do: {guest, host, mode == :read_write and :wasi_fs_write in granted}
+        else
+          []
+        end
+
+      %{config | preopens: preopens}
+    end
+  end
+
+  defp wasi_capability?(capability), do: String.starts_with?(Atom.to_string(capability), "wasi_")
+
+  defp strings!(name, list) when is_list(list) do
+    Enum.map(list, fn
+      string when is_binary(string) -> text!("wasi #{name}", string)
+      other -> bad!("wasi #{name}", "a list of strings", other)
+    end)
+  end
+
+  defp strings!(name, other), do: bad!("wasi #{name}", "a list of strings", other)
+
+  defp env!(env) when is_map(env), do: env |> Enum.sort() |> env!()
+
+  defp env!(env) when is_list(env) do
+    Enum.map(env, fn
+      {key, value} when is_binary(key) and is_binary(value) ->
+        if key == "" or String.contains?(key, "="),
+          do: bad!("wasi env", "variable names that are non-empty and have no \"=\"", key)
+
+        {text!("wasi env", key), text!("wasi env", value)}
+
+      other ->
+        bad!("wasi env", "{name, value} string pairs", other)
+    end)
+  end
+
+  defp env!(other), do: bad!("wasi env", "a list of {name, value} string pairs or a map", other)
+
+  # What a guest reads as a C string: valid UTF-8 (Wasmtime's strings) and
+  # no NUL byte (it would cut it short).
+  defp text!(name, string) do
+    if String.valid?(string) and not String.contains?(string, <<0>>),
+      do: string,
+      else: bad!(name, "UTF-8 strings without NUL bytes", string)
+  end
+
+  defp preopens!(preopens) when is_list(preopens) do
+    Enum.map(preopens, fn
+      {guest, host} -> preopen!(guest, host, :read_only)
+      {guest, host, mode} when mode in [:read_only, :read_write] -> preopen!(guest, host, mode)
+      other -> bad!("wasi preopens", "{guest_path, host_path} or {guest_path, host_path, :read_write}", other)
+    end)
+  end
+
+  defp preopens!(other), do: bad!("wasi preopens", "a list", other)
+
+  defp preopen!(guest, host, mode) when is_binary(guest) and is_binary(host) do
+    text!("wasi preopens", guest)
+    text!("wasi preopens", host)
+    unless File.dir?(host), do: bad!("wasi preopens", "host paths of existing directories", host)
+    {guest, host, mode}
+  end
+
+  defp preopen!(guest, host, _mode),
+    do: bad!("wasi preopens", "string paths", {guest, host})
+
+  # A 32-bit guest cannot write more than 4 GiB at once anyway.
+  @max_limit 4 * 1024 * 1024 * 1024
+
+  defp limit!(_name, limit) when is_integer(limit) and limit >= 0 and limit <= @max_limit, do: limit
+
+  defp limit!(name, other),
+    do: bad!("wasi #{name}", "a non-negative integer of at most #{@max_limit}", other)
+
+  defp bad!(name, expected, value) do
+    raise ArgumentError, "#{name} must be #{expected}, got: #{inspect(value)}"
+  end
+end

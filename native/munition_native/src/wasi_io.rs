@@ -1,0 +1,234 @@
+//! WASI's byte movers, bounded: the pipes that capture a guest's stdout and
+//! stderr, the metered `fd_read`/`fd_write`/`fd_pread`/`fd_pwrite`, and
+//! `random_get`.
+//!
+//! A guest pays fuel for the bytes it moves, as for Munition's built-ins
+//! (`builtins::BYTES_PER_FUEL`): before an `fd_*` call runs, the guest pays
+//! one unit per entry of its iovec array (8 bytes each) and one per 8 bytes
+//! of the buffer that Wasmtime's implementation will move (the first
+//! non-empty one: it moves one buffer per call). Then Wasmtime's own
+//! function does the work, through the same entry point its linker uses.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+
+use wasmtime::{AsContextMut, Caller, Error, Func, FuncType, Store, Val};
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p1::wasi_snapshot_preview1::{self as p1, WasiSnapshotPreview1};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
+use wiggle::GuestMemory;
+
+use crate::builtins::{charge_fuel, check_deadline, random_failed, RANDOM_CHUNK};
+use crate::guest_memory;
+use crate::store::HostState;
+use crate::wasi::{errno, read_guest};
+
+/// What one `check_write` of a capture pipe allows: it never blocks and
+/// never refuses, and drops what is past its limit.
+const WRITE_PERMIT: usize = 1 << 20;
+
+/// A guest's stdout or stderr: kept in memory up to `limit` bytes; the rest
+/// is dropped (the guest is told it was written) and the pipe marked
+/// truncated. Clones share the bytes.
+#[derive(Clone)]
+pub struct CapturePipe(Arc<Mutex<Captured>>);
+
+struct Captured {
+    bytes: Vec<u8>,
+    limit: usize,
+    truncated: bool,
+}
+
+impl CapturePipe {
+    pub fn new(limit: usize) -> Self {
+        CapturePipe(Arc::new(Mutex::new(Captured {
+            bytes: Vec::new(),
+            limit,
+            truncated: false,
+        })))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Captured> {
+        // Appending bytes cannot leave the buffer inconsistent.
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn push(&self, bytes: &[u8]) {
+        let mut captured = self.lock();
+        let room = captured.limit.saturating_sub(captured.bytes.len());
+        if bytes.len() > room {
+            captured.truncated = true;
+        }
+        let kept = bytes.len().min(room);
+        captured.bytes.extend_from_slice(&bytes[..kept]);
+    }
+
+    /// The bytes kept, and whether some were dropped.
+    pub fn contents(&self) -> (Vec<u8>, bool) {
+        let captured = self.lock();
+        (captured.bytes.clone(), captured.truncated)
+    }
+}
+
+impl IsTerminal for CapturePipe {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for CapturePipe {
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for CapturePipe {
+    async fn ready(&mut self) {}
+}
+
+impl OutputStream for CapturePipe {
+    fn write(&mut self, bytes: bytes::Bytes) -> StreamResult<()> {
+        self.push(&bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> StreamResult<()> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> StreamResult<usize> {
+        Ok(WRITE_PERMIT)
+    }
+}
+
+impl tokio::io::AsyncWrite for CapturePipe {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.push(buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Charges the guest for the iovec array `[iovs, iovs + 8 * count)` and for
+/// the buffer Wasmtime's implementation will move. Returns `false` when the
+/// array is not inside guest memory: the call then fails with `EFAULT`
+/// without reading anything. A buffer outside memory is not charged for
+/// (Wasmtime refuses it with `EFAULT`).
+fn charge_iovecs(caller: &mut Caller<'_, HostState>, iovs: i32, count: i32) -> Result<bool, Error> {
+    let (iovs, count) = (iovs as u32 as u64, count as u32 as u64);
+    // Never overflows: both are below 2^32.
+    if guest_memory::caller_range(caller, iovs, count * 8).is_none() {
+        return Ok(false);
+    }
+    charge_fuel(caller, (count * 8) as usize)?;
+    for entry in 0..count {
+        let Some(iovec) = read_guest::<8>(caller, iovs + entry * 8) else {
+            return Ok(false);
+        };
+        let buf = u32::from_le_bytes([iovec[0], iovec[1], iovec[2], iovec[3]]) as u64;
+        let len = u32::from_le_bytes([iovec[4], iovec[5], iovec[6], iovec[7]]) as u64;
+        if len == 0 {
+            continue;
+        }
+        if guest_memory::caller_range(caller, buf, len).is_some() {
+            charge_fuel(caller, len as usize)?;
+        }
+        break;
+    }
+    Ok(true)
+}
+
+/// One of Wasmtime's `fd_*` byte movers, paid for first (see the moduledoc).
+macro_rules! metered {
+    ($(#[$doc:meta])* $name:ident ($($arg:ident: $ty:ident),*) iovs at $iovs:ident, $count:ident) => {
+        $(#[$doc])*
+        pub fn $name(store: &mut Store<HostState>, ty: FuncType) -> Func {
+            Func::new_async(store, ty, |mut caller, params, results| {
+                Box::new(async move {
+                    let mut args = params.iter();
+                    $(let $arg = metered!(@take args $ty);)*
+                    if !charge_iovecs(&mut caller, $iovs, $count)? {
+                        results[0] = Val::I32(errno::FAULT);
+                        return Ok(());
+                    }
+                    let Some(memory) = guest_memory::from_caller(&mut caller) else {
+                        results[0] = Val::I32(errno::FAULT);
+                        return Ok(());
+                    };
+                    let hostcall_fuel = caller.as_context_mut().hostcall_fuel();
+                    let (data, state) = memory.data_and_store_mut(&mut caller);
+                    let ctx = &mut state.wasi().ctx;
+                    ctx.set_hostcall_fuel(hostcall_fuel);
+                    let mut memory = GuestMemory::Unshared(data);
+                    let errno = p1::$name(ctx, &mut memory, $($arg),*).await?;
+                    results[0] = Val::I32(errno);
+                    Ok(())
+                })
+            })
+        }
+    };
+    (@take $args:ident I32) => { $args.next().and_then(Val::i32).unwrap_or_default() };
+    (@take $args:ident I64) => { $args.next().and_then(Val::i64).unwrap_or_default() };
+}
+
+metered! {
+    /// `fd_write(fd, iovs, iovs_len, nwritten)`.
+    fd_write (fd: I32, iovs: I32, count: I32, nwritten: I32) iovs at iovs, count
+}
+
+metered! {
+    /// `fd_read(fd, iovs, iovs_len, nread)`.
+    fd_read (fd: I32, iovs: I32, count: I32, nread: I32) iovs at iovs, count
+}
+
+metered! {
+    /// `fd_pwrite(fd, iovs, iovs_len, offset, nwritten)`.
+    fd_pwrite (fd: I32, iovs: I32, count: I32, offset: I64, nwritten: I32) iovs at iovs, count
+}
+
+metered! {
+    /// `fd_pread(fd, iovs, iovs_len, offset, nread)`.
+    fd_pread (fd: I32, iovs: I32, count: I32, offset: I64, nread: I32) iovs at iovs, count
+}
+
+/// `random_get(buf, len)`: fills `[buf, buf + len)` from the OS CSPRNG,
+/// paid for in fuel and checked against the deadline as it goes; `EFAULT`
+/// for a range outside guest memory.
+pub fn random_get(store: &mut Store<HostState>, ty: FuncType) -> Func {
+    Func::new(store, ty, |mut caller, params, results| {
+        let (ptr, len) = (params[0].unwrap_i32() as u32, params[1].unwrap_i32() as u32);
+        let Some((memory, range)) = guest_memory::caller_range(&mut caller, ptr.into(), len.into())
+        else {
+            results[0] = Val::I32(errno::FAULT);
+            return Ok(());
+        };
+        charge_fuel(&mut caller, range.len())?;
+        let mut start = range.start;
+        while start < range.end {
+            check_deadline(&mut caller, "random_get")?;
+            let end = (start + RANDOM_CHUNK).min(range.end);
+            getrandom::fill(&mut memory.data_mut(&mut caller)[start..end])
+                .map_err(|e| random_failed(&mut caller, "random_get", e))?;
+            start = end;
+        }
+        results[0] = Val::I32(errno::SUCCESS);
+        Ok(())
+    })
+}
