@@ -131,7 +131,9 @@ defmodule Munition.Runtime do
   Reads a failed store: `{:ok, map}` with `:reason`, `:trap`, `:message`,
   `:backtrace`, `:fuel_given`, `:fuel_consumed`, `:fuel_remaining`,
   `:execution_time_us`, `:memories` (bytes compressed with
-  `c:compress_memory/1`, or none with `:minimal`), `:globals` and `:log`.
+  `c:compress_memory/1`, or none with `:minimal`), `:globals`, `:log` and
+  `:output` (`nil`, or what a call with a WASI configuration wrote: see
+  `t:progress/0`).
   """
   @callback capture(instance(), :full | :minimal) :: {:ok, map()} | failure()
 

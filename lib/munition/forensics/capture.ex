@@ -39,6 +39,7 @@ defmodule Munition.Forensics.Capture do
             globals: native.globals,
             log: native.log
         }
+        |> Map.merge(native[:output] || %{})
 
       {:error, {_kind, message}} ->
         %{base | message: "capture failed: #{message}"}

@@ -32,6 +32,11 @@ defmodule Munition.Forensics.Dump do
     * `:capabilities` - the granted, expanded capabilities (read from a file,
       a capability whose atom does not exist in the reading VM is a string)
     * `:log` - guest log lines `[{level, line}]` (capability `:log`)
+    * `:stdout`, `:stderr` - what the guest wrote to its WASI stdout and
+      stderr until it failed (binaries, within the call's limits), and
+      `:stdout_truncated`, `:stderr_truncated` - whether some was dropped; all
+      four `nil` for a call without a WASI configuration (see
+      `Munition.Host.WASI`)
     * `:wasmtime_version`, `:munition_version`, `:captured_at` (UTC `DateTime`)
 
   To look inside a dump, see `Munition.Forensics.Analyser` and
@@ -71,6 +76,10 @@ defmodule Munition.Forensics.Dump do
             args: [],
             capabilities: [],
             log: [],
+            stdout: nil,
+            stderr: nil,
+            stdout_truncated: nil,
+            stderr_truncated: nil,
             wasmtime_version: nil,
             munition_version: nil,
             captured_at: nil

@@ -131,6 +131,14 @@ pub fn classify(
         (host.reason, host.trap, host.message.clone())
     } else if memory_limit_hit {
         (Reason::MemoryLimit, TrapKind::MemoryLimit, message)
+    } else if let Some(guest_error) = error.downcast_ref::<wiggle::GuestError>() {
+        // Wasmtime's WASI functions trap on a pointer outside guest memory
+        // (as WASI says they shall) with the pointer's error.
+        let trap = match guest_error {
+            wiggle::GuestError::PtrNotAligned { .. } => TrapKind::HeapMisaligned,
+            _ => TrapKind::MemoryOutOfBounds,
+        };
+        (Reason::Trap, trap, message)
     } else {
         match error.downcast_ref::<Trap>() {
             Some(Trap::OutOfFuel) => (Reason::FuelExhausted, TrapKind::OutOfFuel, message),

@@ -20,7 +20,7 @@
 use once_cell::sync::Lazy;
 use rustler::types::atom::Atom;
 use rustler::{Binary, Decoder, NifResult, Term};
-use wasmtime::{Caller, Func, FuncType, Linker, Store, ValType};
+use wasmtime::{Caller, Error, Func, FuncType, Linker, Store, ValType};
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
@@ -29,7 +29,8 @@ use crate::builtins::{Builtin, Make};
 use crate::engine::ENGINE;
 use crate::error::{error_chain, MunitionError, MunitionResult};
 use crate::guest_memory;
-use crate::store::HostState;
+use crate::store::{host_fail, HostState};
+use crate::trap::{Reason, TrapKind};
 use crate::term::OwnedBytes;
 use crate::wakeup::Wakeup;
 use crate::wasi_io::{self, CapturePipe};
@@ -40,11 +41,12 @@ use std::sync::Arc;
 /// The import module of WASI preview 1.
 pub const MODULE: &str = "wasi_snapshot_preview1";
 
-/// WASI's error numbers that Munition's own functions return.
+/// WASI's error numbers that Munition's own functions return. A pointer
+/// outside guest memory is no errno: as WASI says and Wasmtime does, the
+/// function traps (`:memory_out_of_bounds`).
 pub mod errno {
     pub const SUCCESS: i32 = 0;
     pub const BADF: i32 = 8;
-    pub const FAULT: i32 = 21;
     pub const INVAL: i32 = 28;
 }
 
@@ -272,21 +274,35 @@ fn proc_exit(store: &mut Store<HostState>, ty: FuncType) -> Func {
     })
 }
 
-/// `N` bytes at `ptr` of the guest's memory, or `None` when they are not
-/// all inside it.
-pub fn read_guest<const N: usize>(caller: &mut Caller<'_, HostState>, ptr: u64) -> Option<[u8; N]> {
-    let (memory, range) = guest_memory::caller_range(caller, ptr, N as u64)?;
-    memory.data(&*caller)[range].try_into().ok()
+/// Checks that `[ptr, ptr + len)` lies in the guest's memory, or fails the
+/// call as a `:memory_out_of_bounds` trap naming `func`.
+pub fn check_range(caller: &mut Caller<'_, HostState>, func: &str, ptr: u64, len: u64) -> Result<(), Error> {
+    match guest_memory::caller_range(caller, ptr, len) {
+        Some(_) => Ok(()),
+        None => Err(host_fail(
+            caller,
+            Reason::Trap,
+            TrapKind::MemoryOutOfBounds,
+            format!("{func}: guest passed range {ptr}+{len} outside its memory"),
+        )),
+    }
 }
 
-/// Writes `bytes` at `ptr` of the guest's memory; `false` (nothing written)
-/// when they do not all fit inside it.
-pub fn write_guest(caller: &mut Caller<'_, HostState>, ptr: u64, bytes: &[u8]) -> bool {
-    match guest_memory::caller_range(caller, ptr, bytes.len() as u64) {
-        Some((memory, range)) => {
-            memory.data_mut(&mut *caller)[range].copy_from_slice(bytes);
-            true
-        }
-        None => false,
+/// `N` bytes at `ptr` of the guest's memory (see `check_range`).
+pub fn read_guest<const N: usize>(caller: &mut Caller<'_, HostState>, func: &str, ptr: u64) -> Result<[u8; N], Error> {
+    check_range(caller, func, ptr, N as u64)?;
+    let mut bytes = [0u8; N];
+    if let Some((memory, range)) = guest_memory::caller_range(caller, ptr, N as u64) {
+        bytes.copy_from_slice(&memory.data(&*caller)[range]);
     }
+    Ok(bytes)
+}
+
+/// Writes `bytes` at `ptr` of the guest's memory (see `check_range`).
+pub fn write_guest(caller: &mut Caller<'_, HostState>, func: &str, ptr: u64, bytes: &[u8]) -> Result<(), Error> {
+    check_range(caller, func, ptr, bytes.len() as u64)?;
+    if let Some((memory, range)) = guest_memory::caller_range(caller, ptr, bytes.len() as u64) {
+        memory.data_mut(&mut *caller)[range].copy_from_slice(bytes);
+    }
+    Ok(())
 }

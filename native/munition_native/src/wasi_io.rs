@@ -19,10 +19,10 @@ use wasmtime_wasi::p1::wasi_snapshot_preview1::{self as p1, WasiSnapshotPreview1
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 use wiggle::GuestMemory;
 
-use crate::builtins::{charge_fuel, check_deadline, random_failed, RANDOM_CHUNK};
+use crate::builtins::{charge_fuel, check_deadline, guest_range, random_failed, RANDOM_CHUNK};
 use crate::guest_memory;
 use crate::store::HostState;
-use crate::wasi::{errno, read_guest};
+use crate::wasi::{check_range, errno, read_guest};
 
 /// What one `check_write` of a capture pipe allows: it never blocks and
 /// never refuses, and drops what is past its limit.
@@ -127,21 +127,16 @@ impl tokio::io::AsyncWrite for CapturePipe {
 }
 
 /// Charges the guest for the iovec array `[iovs, iovs + 8 * count)` and for
-/// the buffer Wasmtime's implementation will move. Returns `false` when the
-/// array is not inside guest memory: the call then fails with `EFAULT`
-/// without reading anything. A buffer outside memory is not charged for
-/// (Wasmtime refuses it with `EFAULT`).
-fn charge_iovecs(caller: &mut Caller<'_, HostState>, iovs: i32, count: i32) -> Result<bool, Error> {
+/// the buffer Wasmtime's implementation will move. An array outside guest
+/// memory is a `:memory_out_of_bounds` trap before anything is read; a
+/// buffer outside it is not charged for (Wasmtime's function traps on it).
+fn charge_iovecs(caller: &mut Caller<'_, HostState>, func: &str, iovs: i32, count: i32) -> Result<(), Error> {
     let (iovs, count) = (iovs as u32 as u64, count as u32 as u64);
     // Never overflows: both are below 2^32.
-    if guest_memory::caller_range(caller, iovs, count * 8).is_none() {
-        return Ok(false);
-    }
+    check_range(caller, func, iovs, count * 8)?;
     charge_fuel(caller, (count * 8) as usize)?;
     for entry in 0..count {
-        let Some(iovec) = read_guest::<8>(caller, iovs + entry * 8) else {
-            return Ok(false);
-        };
+        let iovec = read_guest::<8>(caller, func, iovs + entry * 8)?;
         let buf = u32::from_le_bytes([iovec[0], iovec[1], iovec[2], iovec[3]]) as u64;
         let len = u32::from_le_bytes([iovec[4], iovec[5], iovec[6], iovec[7]]) as u64;
         if len == 0 {
@@ -152,7 +147,7 @@ fn charge_iovecs(caller: &mut Caller<'_, HostState>, iovs: i32, count: i32) -> R
         }
         break;
     }
-    Ok(true)
+    Ok(())
 }
 
 /// One of Wasmtime's `fd_*` byte movers, paid for first (see the moduledoc).
@@ -164,13 +159,10 @@ macro_rules! metered {
                 Box::new(async move {
                     let mut args = params.iter();
                     $(let $arg = metered!(@take args $ty);)*
-                    if !charge_iovecs(&mut caller, $iovs, $count)? {
-                        results[0] = Val::I32(errno::FAULT);
-                        return Ok(());
-                    }
+                    charge_iovecs(&mut caller, stringify!($name), $iovs, $count)?;
+                    // There is one: the iovecs were read from it.
                     let Some(memory) = guest_memory::from_caller(&mut caller) else {
-                        results[0] = Val::I32(errno::FAULT);
-                        return Ok(());
+                        return Err(Error::msg(concat!(stringify!($name), ": the guest has no memory")));
                     };
                     let hostcall_fuel = caller.as_context_mut().hostcall_fuel();
                     let (data, state) = memory.data_and_store_mut(&mut caller);
@@ -209,16 +201,12 @@ metered! {
 }
 
 /// `random_get(buf, len)`: fills `[buf, buf + len)` from the OS CSPRNG,
-/// paid for in fuel and checked against the deadline as it goes; `EFAULT`
-/// for a range outside guest memory.
+/// paid for in fuel and checked against the deadline as it goes; a range
+/// outside guest memory is a `:memory_out_of_bounds` trap.
 pub fn random_get(store: &mut Store<HostState>, ty: FuncType) -> Func {
     Func::new(store, ty, |mut caller, params, results| {
-        let (ptr, len) = (params[0].unwrap_i32() as u32, params[1].unwrap_i32() as u32);
-        let Some((memory, range)) = guest_memory::caller_range(&mut caller, ptr.into(), len.into())
-        else {
-            results[0] = Val::I32(errno::FAULT);
-            return Ok(());
-        };
+        let (ptr, len) = (params[0].unwrap_i32(), params[1].unwrap_i32());
+        let (memory, range) = guest_range(&mut caller, "random_get", ptr, len)?;
         charge_fuel(&mut caller, range.len())?;
         let mut start = range.start;
         while start < range.end {

@@ -26,9 +26,8 @@ use wiggle::GuestMemory;
 
 use crate::bridge::SuspendOnce;
 use crate::builtins::charge_fuel;
-use crate::guest_memory;
 use crate::store::{host_timeout, HostState};
-use crate::wasi::{errno, read_guest, write_guest};
+use crate::wasi::{check_range, errno, read_guest, write_guest};
 
 /// Nanoseconds the deterministic clocks advance per unit of fuel consumed:
 /// about what one wasm instruction takes.
@@ -127,13 +126,12 @@ pub fn clock_res_get(store: &mut Store<HostState>, ty: FuncType) -> Func {
     Func::new(store, ty, |mut caller, params, results| {
         let (id, ptr) = (params[0].unwrap_i32() as u32, params[1].unwrap_i32() as u32);
         // CPU-time clocks are not offered, as in Wasmtime's implementation.
-        results[0] = Val::I32(if id != REALTIME && id != MONOTONIC {
-            errno::BADF
-        } else if write_guest(&mut caller, ptr.into(), &NS_PER_FUEL.to_le_bytes()) {
-            errno::SUCCESS
-        } else {
-            errno::FAULT
-        });
+        if id != REALTIME && id != MONOTONIC {
+            results[0] = Val::I32(errno::BADF);
+            return Ok(());
+        }
+        write_guest(&mut caller, "clock_res_get", ptr.into(), &NS_PER_FUEL.to_le_bytes())?;
+        results[0] = Val::I32(errno::SUCCESS);
         Ok(())
     })
 }
@@ -151,11 +149,8 @@ pub fn clock_time_get(store: &mut Store<HostState>, ty: FuncType) -> Func {
                 return Ok(());
             }
         };
-        results[0] = Val::I32(if write_guest(&mut caller, ptr.into(), &time.to_le_bytes()) {
-            errno::SUCCESS
-        } else {
-            errno::FAULT
-        });
+        write_guest(&mut caller, "clock_time_get", ptr.into(), &time.to_le_bytes())?;
+        results[0] = Val::I32(errno::SUCCESS);
         Ok(())
     })
 }
@@ -168,6 +163,7 @@ pub fn sched_yield(store: &mut Store<HostState>, ty: FuncType) -> Func {
     })
 }
 
+const POLL: &str = "poll_oneoff";
 const SUBSCRIPTION_SIZE: u64 = 48;
 const EVENT_SIZE: u64 = 32;
 const EVENT_CLOCK: u8 = 0;
@@ -224,19 +220,14 @@ async fn poll(
         return Ok(errno::INVAL);
     }
     // Below 2^32 each: the products cannot overflow.
-    if guest_memory::caller_range(caller, input, count * SUBSCRIPTION_SIZE).is_none()
-        || guest_memory::caller_range(caller, output, count * EVENT_SIZE).is_none()
-        || guest_memory::caller_range(caller, nevents, 4).is_none()
-    {
-        return Ok(errno::FAULT);
-    }
+    check_range(caller, POLL, input, count * SUBSCRIPTION_SIZE)?;
+    check_range(caller, POLL, output, count * EVENT_SIZE)?;
+    check_range(caller, POLL, nevents, 4)?;
     charge_fuel(caller, (count * (SUBSCRIPTION_SIZE + EVENT_SIZE)) as usize)?;
     let (monotonic, wall) = now(caller)?;
     let mut subscriptions = Vec::new();
     for index in 0..count {
-        let Some(raw) = read_guest::<48>(caller, input + index * SUBSCRIPTION_SIZE) else {
-            return Ok(errno::FAULT);
-        };
+        let raw = read_guest::<48>(caller, POLL, input + index * SUBSCRIPTION_SIZE)?;
         let u64_at = |at: usize| u64::from_le_bytes(raw[at..at + 8].try_into().unwrap_or_default());
         let u32_at = |at: usize| u32::from_le_bytes(raw[at..at + 4].try_into().unwrap_or_default());
         let userdata = u64_at(0);
@@ -293,13 +284,9 @@ async fn poll(
         }
     }
     for (index, event) in events.iter().enumerate() {
-        if !write_guest(caller, output + index as u64 * EVENT_SIZE, event) {
-            return Ok(errno::FAULT);
-        }
+        write_guest(caller, POLL, output + index as u64 * EVENT_SIZE, event)?;
     }
-    if !write_guest(caller, nevents, &(events.len() as u32).to_le_bytes()) {
-        return Ok(errno::FAULT);
-    }
+    write_guest(caller, POLL, nevents, &(events.len() as u32).to_le_bytes())?;
     Ok(errno::SUCCESS)
 }
 

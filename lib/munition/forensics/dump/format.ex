@@ -61,11 +61,15 @@ defmodule Munition.Forensics.Dump.Format do
   `"reason"`, `"trap"`, `"message"`, `"backtrace"`, `"fuel_given"`,
   `"fuel_consumed"`, `"fuel_remaining"`, `"execution_time_us"`, `"globals"`,
   `"module_hash"`, `"imports"`, `"exports"`, `"function"`, `"args"`,
-  `"capabilities"`, `"log"`, `"wasmtime_version"`, `"munition_version"` with the
+  `"capabilities"`, `"log"`, `"stdout"`, `"stderr"`, `"stdout_truncated"`,
+  `"stderr_truncated"`, `"wasmtime_version"`, `"munition_version"` with the
   values described under the fields of `Munition.Forensics.Dump` (maps inside
   them, such as a backtrace frame, have symbol keys), and `"captured_at"`: an
   integer, microseconds since the Unix epoch (UTC), or nil. Readers ignore
-  keys they do not know.
+  keys they do not know, and a key the header lacks leaves the field at its
+  default: the four WASI output keys (`stdout` and `stderr` bytes or nil,
+  `stdout_truncated` and `stderr_truncated` true, false or nil) came after
+  the first files of version 1 were written, which read as nil.
 
   `reason` is nil or one of the symbols
   #{Enum.map_join(Munition.Reason.crash_reasons(), ", ", &"`#{&1}`")}
@@ -161,6 +165,10 @@ defmodule Munition.Forensics.Dump.Format do
     :args,
     :capabilities,
     :log,
+    :stdout,
+    :stderr,
+    :stdout_truncated,
+    :stderr_truncated,
     :wasmtime_version,
     :munition_version
   ]
@@ -502,6 +510,8 @@ defmodule Munition.Forensics.Dump.Format do
   defp valid?(:args, v), do: is_list(v)
   defp valid?(:capabilities, v), do: list_of?(v, &(is_atom(&1) or is_binary(&1)))
   defp valid?(:log, v), do: is_list(v)
+  defp valid?(field, v) when field in [:stdout, :stderr], do: is_nil(v) or is_binary(v)
+  defp valid?(field, v) when field in [:stdout_truncated, :stderr_truncated], do: is_nil(v) or is_boolean(v)
 
   defp list_of?(v, check), do: is_list(v) and Enum.all?(v, check)
 
