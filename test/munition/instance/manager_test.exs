@@ -30,7 +30,8 @@ defmodule Munition.Instance.ManagerTest do
   defmodule Broken do
     def instantiate(module, state) do
       {:ok, instance, :ready} = Wasmtime.instantiate(module, state)
-      send(hd(Process.get(:"$callers")), {:instance, instance})
+      # No host functions: the caller (the test) drives the guest itself.
+      send(self(), {:instance, instance})
       {:ok, instance, :bogus}
     end
 
