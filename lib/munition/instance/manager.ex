@@ -28,8 +28,9 @@ defmodule Munition.Instance.Manager do
     * **A dying caller cancels its guest.** The instance belongs to the
       caller's heap: when the caller dies, the native store is dropped with
       it, which cancels the guest mid-slice at its next suspension point.
-    * **Nothing is left in the caller's mailbox.** The runtime's wake-ups and
-      the host-call monitors are flushed before `execute/1` returns.
+    * **Nothing reaches the caller's mailbox.** Without host functions the
+      runtime sends the caller no message, and a guest that waits (asleep)
+      is waited for with a plain timeout.
 
   Every failure path that leaves a store behind is captured before the store
   is released; once the runtime hands out an instance, it is released on
@@ -112,7 +113,6 @@ defmodule Munition.Instance.Manager do
           Calls.stop()
           state.runtime.cleanup(instance)
           Slots.released()
-          Calls.flush()
         end
 
       {:error, _} = error ->

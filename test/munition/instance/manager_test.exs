@@ -132,6 +132,34 @@ defmodule Munition.Instance.ManagerTest do
     end
   end
 
+  describe "the caller's mailbox" do
+    test "messages the caller already had are left in place, in order, and nothing is added" do
+      {:ok, module} = Munition.compile(@add)
+      other = spawn(fn -> :ok end)
+      monitor = Process.monitor(other)
+      assert_receive {:DOWN, ^monitor, :process, _, _} = down
+      send(self(), down)
+      send(self(), :mine)
+
+      assert {:ok, 3, _} = Munition.fire(module, "add", [1, 2])
+      assert {:crash, :trap, _} = Munition.fire(~s{(module (func (export "f") unreachable))}, "f", [])
+
+      assert {:messages, [^down, :mine]} = Process.info(self(), :messages)
+    end
+
+    test "a call with host functions adds nothing to it either" do
+      host = {"env", "twice", {[:i32], [:i32]}, :math, fn _ctx, x -> 2 * x end}
+
+      wat =
+        ~s{(module (import "env" "twice" (func $t (param i32) (result i32))) (func (export "f") (result i32) (call $t (i32.const 21))))}
+
+      send(self(), :mine)
+
+      assert {:ok, 42, _} = Munition.fire(wat, "f", [], host_functions: [host], capabilities: [:math])
+      assert {:messages, [:mine]} = Process.info(self(), :messages)
+    end
+  end
+
   describe "cleanup" do
     test "no store outlives its call, whatever the outcome" do
       baseline = Wasmtime.live_count()
