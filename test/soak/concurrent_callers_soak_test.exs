@@ -29,7 +29,7 @@ defmodule Munition.Soak.ConcurrentCallersTest do
     )
 
     for round <- 1..@rounds do
-      sampler = start_sampler()
+      sampler = Soak.start_sampler()
       first = (round - 1) * @callers
 
       {us, answers} =
@@ -51,7 +51,7 @@ defmodule Munition.Soak.ConcurrentCallersTest do
           collect(callers, %{})
         end)
 
-      peaks = stop_sampler(sampler)
+      peaks = Soak.stop_sampler(sampler)
       wrong = for {n, {name, false, _us, summary}} <- answers, do: {n, name, summary}
       latencies = for {_n, {_name, _right, us, _}} <- answers, do: us
 
@@ -123,24 +123,4 @@ defmodule Munition.Soak.ConcurrentCallersTest do
   defp summary({:ok, value, _meta}), do: {:ok, value}
   defp summary({:crash, reason, dump}), do: {:crash, reason, dump && dump.trap}
   defp summary({:error, reason}), do: {:error, reason}
-
-  # Samples the stores alive and the callers waiting for a slot every
-  # millisecond (a figure, not a synchronisation).
-  defp start_sampler do
-    spawn_link(fn -> sample(%{live: 0, waiting: 0}) end)
-  end
-
-  defp sample(peaks) do
-    receive do
-      {:stop, from} -> send(from, {:peaks, peaks})
-    after
-      1 -> sample(%{live: max(peaks.live, Soak.live()), waiting: max(peaks.waiting, Slots.waiting())})
-    end
-  end
-
-  defp stop_sampler(sampler) do
-    send(sampler, {:stop, self()})
-    assert_receive {:peaks, peaks}, 60_000
-    peaks
-  end
 end

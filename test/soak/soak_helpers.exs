@@ -6,6 +6,7 @@ defmodule Munition.Soak do
 
   import Bitwise
 
+  alias Munition.Instance.Slots
   alias Munition.Runtime.Wasmtime
 
   @add ~s{(module (func (export "f") (param i32 i32) (result i32) local.get 0 local.get 1 i32.add))}
@@ -29,6 +30,9 @@ defmodule Munition.Soak do
 
   @doc "WAT of a guest whose `f` loops forever (`(loop br 0)`)."
   def spin_wat, do: @spin
+
+  @doc "WAT of a guest whose `f(n)` returns what its import `env.lookup(n)` returns."
+  def host_wat, do: @host
 
   @doc "WAT of a guest whose `f(a, b)` returns `a + b`."
   def add_wat, do: @add
@@ -158,6 +162,32 @@ defmodule Munition.Soak do
         after
           1 -> poll(check, tries, polls + 1)
         end
+    end
+  end
+
+  @doc """
+  Starts a process (linked) that samples the stores alive and the callers
+  waiting for a slot every millisecond (a figure, not a synchronisation);
+  `stop_sampler/1` returns their peaks, `%{live: n, waiting: n}`.
+  """
+  def start_sampler do
+    spawn_link(fn -> sample(%{live: 0, waiting: 0}) end)
+  end
+
+  defp sample(peaks) do
+    receive do
+      {:stop, from} -> send(from, {:peaks, peaks})
+    after
+      1 -> sample(%{live: max(peaks.live, live()), waiting: max(peaks.waiting, Slots.waiting())})
+    end
+  end
+
+  @doc "Stops a sampler: the peaks it saw."
+  def stop_sampler(sampler) do
+    send(sampler, {:stop, self()})
+
+    receive do
+      {:peaks, peaks} -> peaks
     end
   end
 
