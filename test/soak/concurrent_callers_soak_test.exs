@@ -25,7 +25,8 @@ defmodule Munition.Soak.ConcurrentCallersTest do
       "concurrent",
       "#{@rounds} rounds of #{@callers} callers at once, #{tuple_size(kinds)} kinds; " <>
         "#{:erlang.system_info(:schedulers_online)} schedulers, " <>
-        "#{:erlang.system_info(:dirty_cpu_schedulers)} dirty CPU schedulers; stores alive at start #{baseline}"
+        "#{:erlang.system_info(:dirty_cpu_schedulers)} dirty CPU schedulers, #{Soak.machine()}; " <>
+        "stores alive at start #{baseline}"
     )
 
     for round <- 1..@rounds do

@@ -38,7 +38,7 @@ defmodule Munition.Soak.KilledCallersTest do
     Soak.say(
       "killed",
       "seed #{seed}; #{@callers} callers, #{tuple_size(kinds)} kinds, each picked for killing with chance " <>
-        "#{@kill_percent}%, at a random moment in its first #{@kill_window} ms; stores alive at start #{baseline}, processes #{processes}"
+        "#{@kill_percent}%, at a random moment in its first #{@kill_window} ms; #{Soak.machine()}; stores alive at start #{baseline}, processes #{processes}"
     )
 
     sampler = Soak.start_sampler()

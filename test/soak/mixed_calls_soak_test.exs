@@ -29,7 +29,7 @@ defmodule Munition.Soak.MixedCallsTest do
       "mixed",
       "#{@calls} calls in #{@rounds} rounds (round 1 is the warm-up), each half sequential, " <>
         "half from #{@concurrency} processes; #{tuple_size(kinds)} kinds; " <>
-        "stores alive at start #{baseline}, RSS at start #{rss_start} KiB (settled in #{settle_start} ms)"
+        "#{Soak.machine()}; stores alive at start #{baseline}, RSS at start #{rss_start} KiB (settled in #{settle_start} ms)"
     )
 
     {totals, rss_warm, seq_us, conc_us} =

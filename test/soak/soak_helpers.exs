@@ -210,6 +210,15 @@ defmodule Munition.Soak do
   def ms(nil), do: "-"
   def ms(us), do: :erlang.float_to_binary(us / 1000, decimals: 2)
 
+  @doc """
+  The machine's load, for a suite's first line: the machine is shared, and
+  its figures are only as quiet as it is.
+  """
+  def machine do
+    [one, five | _] = String.split(File.read!("/proc/loadavg"))
+    "#{:erlang.system_info(:logical_processors)} cores, load average #{one} (1 min) #{five} (5 min)"
+  end
+
   @doc "Prints a line of figures, prefixed with the suite's name."
   def say(suite, line), do: IO.puts("[soak #{suite}] #{line}")
 
