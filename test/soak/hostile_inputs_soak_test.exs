@@ -97,8 +97,8 @@ defmodule Munition.Soak.HostileInputsTest do
     end
   end
 
-  # 4 GiB when the machine has room for it (the guest's memory, and the
-  # dump's copy being compressed), else what it can spare.
+  # 4 GiB when the machine has three times that available (it is shared
+  # with other work), else a third of what is available, and it says so.
   defp pages_to_fill do
     [_, kib] = Regex.run(~r/MemAvailable:\s+(\d+) kB/, File.read!("/proc/meminfo"))
     available = String.to_integer(kib) * 1024
