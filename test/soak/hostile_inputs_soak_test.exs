@@ -62,8 +62,7 @@ defmodule Munition.Soak.HostileInputsTest do
       bytes = pages * @page
       {:ok, module} = Munition.compile(@fill)
       opts = [max_memory: bytes, fuel: 1_000_000_000, timeout: 600_000]
-      Soak.collect_all()
-      rss_before = Soak.memory_kib()["VmRSS"]
+      {%{"VmRSS" => rss_before}, _waited} = Soak.settled_memory_kib()
 
       {us, result} = Soak.timed(fn -> Munition.fire(module, "fill", [pages], opts) end)
       rss_after = Soak.memory_kib()["VmRSS"]
