@@ -2,7 +2,9 @@ defmodule Munition.Soak do
   @moduledoc false
   # Shared by the soak and load suites in test/soak (`make soak`): the mixed
   # guests, what each caller must get back, and the figures the suites print.
-  # Every suite prints its figures; none asserts a time bound.
+  # Every suite prints its figures. None asserts a time bound of its own: the
+  # one bound asserted (hostile inputs, slow compiles) is the manager's, a call
+  # returning by its deadline plus one second of grace.
 
   import Bitwise
 
