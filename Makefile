@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 export MIX_ENV ?= test
 
-.PHONY: test demo deps elixir rust-checks elixir-checks consumer bench check
+.PHONY: test demo deps elixir rust-checks elixir-checks consumer bench check soak
 
 elixir:
 	@if ! command -v mix >/dev/null 2>&1; then \
@@ -50,3 +50,8 @@ bench: elixir
 	for script in bench/fire.exs $$(ls bench/*.exs | grep -vx bench/fire.exs); do \
 	  MIX_ENV=test mix run $$script || exit 1; \
 	done
+
+# Soak and load suites (test/soak, tagged :soak and excluded from `make test`):
+# minutes of calls, each suite printing its figures.
+soak: elixir
+	MIX_ENV=test mix test --only soak test/soak
