@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 export MIX_ENV ?= test
 
-.PHONY: test demo deps elixir rust-checks elixir-checks consumer bench check
+.PHONY: test demo deps elixir rust-checks elixir-checks consumer bench check soak
 
 elixir:
 	@if ! command -v mix >/dev/null 2>&1; then \
@@ -44,5 +44,14 @@ demo: elixir
 	MIX_ENV=dev mix run examples/demo.exs
 
 # Benchmarks are scripts that print figures, never tests with timed assertions.
+# bench/fire.exs first: the one table of Munition's paths against raw Wasmtime
+# (it builds and runs native/munition_bench); then the other scripts' figures.
 bench: elixir
-	for script in bench/*.exs; do MIX_ENV=test mix run $$script || exit 1; done
+	for script in bench/fire.exs $$(ls bench/*.exs | grep -vx bench/fire.exs); do \
+	  MIX_ENV=test mix run $$script || exit 1; \
+	done
+
+# Soak and load suites (test/soak, tagged :soak and excluded from `make test`):
+# minutes of calls, each suite printing its figures.
+soak: elixir
+	MIX_ENV=test mix test --only soak test/soak

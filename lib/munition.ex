@@ -140,12 +140,12 @@ defmodule Munition do
       ...>   (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
       ...>   (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
       ...>   (memory (export "memory") 1)
-      ...>   (data (i32.const 16) "hi\\n")
+      ...>   (data (i32.const 16) "hi\\\\n")
       ...>   (func (export "_start")
       ...>     (i32.store (i32.const 0) (i32.const 16)) (i32.store (i32.const 4) (i32.const 3))
       ...>     (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
       ...>     (call $exit (i32.const 3))))}
-      iex> {:ok, 3, %{stdout: "hi\n", stderr: ""}} = Munition.run(wat, capabilities: [:wasi])
+      iex> {:ok, 3, %{stdout: "hi\\n", stderr: ""}} = Munition.run(wat, capabilities: [:wasi])
       iex> {:error, {:capability_denied, [%{name: "fd_write", needs: :wasi_stdio}, %{name: "proc_exit", needs: :wasi_exit}]}} =
       ...>   Munition.run(wat)
       iex> :ok

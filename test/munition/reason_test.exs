@@ -48,6 +48,7 @@ defmodule Munition.ReasonTest do
              :memory_limit,
              :instantiation_failed,
              :overloaded,
+             :pool_unavailable,
              :runtime_failure
            ]
   end
@@ -154,7 +155,9 @@ defmodule Munition.ReasonTest do
         [],
         capabilities: [:time]
       ),
-      overloaded(fn -> Munition.fire(module, "add", [1, 2]) end),
+      # A call waits for a slot until its deadline, then is :overloaded.
+      overloaded(fn -> Munition.fire(module, "add", [1, 2], timeout: 10) end),
+      Munition.fire_pooled(:no_such_pool, "add", [1, 2]),
       Munition.fire(module, "add", [1, 2], runtime: Raising)
     ]
 

@@ -18,8 +18,17 @@ defmodule Munition.Host.Calls do
 
   @doc false
   # Serves host calls until the runtime wakes this process or `ms` pass (the
-  # guest's deadline): then the driver resumes the guest.
+  # guest's deadline): then the driver resumes the guest. A call without host
+  # functions is driven by its caller, whose mailbox is not ours to read: a
+  # guest waiting there (asleep) only needs the time to pass.
   @spec serve_until_woken(State.t(), non_neg_integer()) :: :ok
+  def serve_until_woken(%State{host_functions: []}, ms) do
+    receive do
+    after
+      ms -> :ok
+    end
+  end
+
   def serve_until_woken(%State{} = state, ms) do
     loop(state, System.monotonic_time(:millisecond) + ms)
   end
@@ -69,20 +78,6 @@ defmodule Munition.Host.Calls do
     end
 
     :ok
-  end
-
-  @doc false
-  # Drops the runtime's wake-ups and host calls left in the driver's mailbox
-  # once its guest is released (no more can come then): the driver is the
-  # caller of `Munition.fire/4`, whose mailbox must hold nothing of the call.
-  @spec flush() :: :ok
-  def flush do
-    receive do
-      :munition_wake -> flush()
-      {:munition_host_call, _call, _index, _args, _fuel} -> flush()
-    after
-      0 -> :ok
-    end
   end
 
   # Runs one guest call of a host function in a process of its own and sends

@@ -185,7 +185,13 @@ impl Slot {
                             break SlicePoll::Yielded;
                         }
                     }
-                    Poll::Pending => break SlicePoll::Waiting,
+                    Poll::Pending if wakeup.may_wait() => break SlicePoll::Waiting,
+                    // Nobody to wake a waiting driver: poll again.
+                    Poll::Pending => {
+                        if started.elapsed() >= slice {
+                            break SlicePoll::Yielded;
+                        }
+                    }
                 }
             };
             // wasmtime-wasi runs file operations on its Tokio runtime; inside

@@ -53,8 +53,10 @@ pub struct InstanceConfig {
     pub max_memory: u64,
     pub links: Vec<Link>,
     pub log_limit: u64,
-    /// The process that drives the guest and serves its Elixir host functions,
-    /// when there are any (it must be the one making the `instance_*` calls).
+    /// The process that drives the guest and serves its Elixir host functions
+    /// and wake-ups, when the call has a driver of its own (it must be the
+    /// one making the `instance_*` calls); `nil` when the caller drives it,
+    /// whose mailbox is not Munition's.
     pub host_pid: Option<LocalPid>,
     /// The call's WASI configuration (`nil`: the call has none, and no WASI
     /// state is made).
@@ -92,8 +94,8 @@ fn instance_new(
     let bridge = config
         .host_pid
         .map(|driver| Arc::new(HostBridge::new(driver)));
-    // The caller drives the guest: it is the one to wake.
-    let wakeup = Wakeup::new(env.pid());
+    // Only a driver of its own may be messaged (see `wakeup`).
+    let wakeup = Wakeup::new(config.host_pid);
     let wasi = config
         .wasi
         .as_ref()

@@ -12,7 +12,11 @@
 //! Who wakes it: the bridge sends `:munition_wake` itself; a sleeping guest
 //! is resumed after `ms` (the earlier of its wake time and its deadline,
 //! `sleep_until` here); work finished on another thread wakes this waker,
-//! which sends `:munition_wake` to the driver from that thread.
+//! which sends `:munition_wake` to the driver from that thread. Only a call
+//! driven by a process of its own has a driver to message (Elixir host
+//! functions, WASI files: see `Munition.Instance.Manager`); a call its
+//! caller drives is never messaged, and a guest of one that waits for
+//! anything but a sleep is resumed at once (`may_wait`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -27,8 +31,9 @@ use crate::atoms;
 /// One instance's waker and wake-up time, shared by its slices (which poll)
 /// and its host functions (which sleep).
 pub struct Wakeup {
-    /// The process that drives the guest (calls `instance_*`).
-    driver: LocalPid,
+    /// The process that drives the guest (calls `instance_*`), when it is a
+    /// process of Munition's own that may be messaged.
+    driver: Option<LocalPid>,
     /// Woken since the current poll began.
     woken: AtomicBool,
     /// A NIF is polling the guest right now: a wake needs no message, the
@@ -40,7 +45,7 @@ pub struct Wakeup {
 }
 
 impl Wakeup {
-    pub fn new(driver: LocalPid) -> Arc<Self> {
+    pub fn new(driver: Option<LocalPid>) -> Arc<Self> {
         Arc::new(Wakeup {
             driver,
             woken: AtomicBool::new(false),
@@ -81,6 +86,13 @@ impl Wakeup {
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = until;
     }
 
+    /// Whether a guest that is not woken may end its slice waiting: when it
+    /// sleeps (the driver waits the time), or when someone can wake its
+    /// driver. Otherwise it is resumed at once.
+    pub fn may_wait(&self) -> bool {
+        self.driver.is_some() || self.sleep_until().is_some()
+    }
+
     pub fn sleep_until(&self) -> Option<Instant> {
         *self
             .sleep_until
@@ -107,6 +119,8 @@ impl Wake for Wakeup {
             return;
         }
         // A driver that is gone has dropped its guest: nobody to wake.
-        let _ = OwnedEnv::new().send_and_clear(&self.driver, |_env| atoms::munition_wake());
+        if let Some(driver) = &self.driver {
+            let _ = OwnedEnv::new().send_and_clear(driver, |_env| atoms::munition_wake());
+        }
     }
 }

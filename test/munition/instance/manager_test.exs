@@ -30,7 +30,8 @@ defmodule Munition.Instance.ManagerTest do
   defmodule Broken do
     def instantiate(module, state) do
       {:ok, instance, :ready} = Wasmtime.instantiate(module, state)
-      send(hd(Process.get(:"$callers")), {:instance, instance})
+      # No host functions: the caller (the test) drives the guest itself.
+      send(self(), {:instance, instance})
       {:ok, instance, :bogus}
     end
 
@@ -128,6 +129,34 @@ defmodule Munition.Instance.ManagerTest do
       assert_receive {:waiting, _}
       assert Wasmtime.live_count() == baseline + 1
       stop_runaways([caller], baseline)
+    end
+  end
+
+  describe "the caller's mailbox" do
+    test "messages the caller already had are left in place, in order, and nothing is added" do
+      {:ok, module} = Munition.compile(@add)
+      other = spawn(fn -> :ok end)
+      monitor = Process.monitor(other)
+      assert_receive {:DOWN, ^monitor, :process, _, _} = down
+      send(self(), down)
+      send(self(), :mine)
+
+      assert {:ok, 3, _} = Munition.fire(module, "add", [1, 2])
+      assert {:crash, :trap, _} = Munition.fire(~s{(module (func (export "f") unreachable))}, "f", [])
+
+      assert {:messages, [^down, :mine]} = Process.info(self(), :messages)
+    end
+
+    test "a call with host functions adds nothing to it either" do
+      host = {"env", "twice", {[:i32], [:i32]}, :math, fn _ctx, x -> 2 * x end}
+
+      wat =
+        ~s{(module (import "env" "twice" (func $t (param i32) (result i32))) (func (export "f") (result i32) (call $t (i32.const 21))))}
+
+      send(self(), :mine)
+
+      assert {:ok, 42, _} = Munition.fire(wat, "f", [], host_functions: [host], capabilities: [:math])
+      assert {:messages, [:mine]} = Process.info(self(), :messages)
     end
   end
 

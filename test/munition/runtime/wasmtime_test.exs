@@ -223,14 +223,10 @@ defmodule Munition.Runtime.WasmtimeTest do
       module = compile!(@host_guest)
 
       assert Wasmtime.instantiate(module, state(module, links: [])) ==
-               {:error, {:capability_denied, [%{module: "env", name: "double", needs: nil}]}}
+               {:error, {:instantiation_failed, "import(s) with no link: env.double"}}
 
-      wrong = [%{module: "env", name: "double", builtin: nil, host_index: 0, params: [:i64], results: [:i32]}]
-
-      assert Wasmtime.instantiate(module, state(module, links: wrong)) ==
-               {:error,
-                {:instantiation_failed,
-                 "import env.double has signature [i32] -> [i32], but the host function is [i64] -> [i32]"}}
+      # Signatures are checked once, in Munition.Host.Capabilities.resolve/3
+      # (see its tests); the runtime links what it is given.
     end
 
     test "instantiate/2 runs the start function" do

@@ -127,7 +127,8 @@ defmodule Munition.Forensics.Dump.FormatTest do
       header_end = 16 + header_len
       fields = ~w(reason trap message backtrace fuel_given fuel_consumed fuel_remaining
                   execution_time_us globals module_hash imports exports function args
-                  capabilities log wasmtime_version munition_version captured_at)a
+                  capabilities log stdout stderr stdout_truncated stderr_truncated
+                  wasmtime_version munition_version captured_at)a
       malformed = [:header, :value, :too_deep, :memory | fields]
 
       results =

@@ -1,0 +1,325 @@
+//! The raw-Wasmtime baseline of `make bench` (bench/fire.exs runs it and puts
+//! its figures in the same table as Munition's).
+//!
+//! What one isolated call costs with nothing of Munition around it: a fresh
+//! `Store`, an instance of the tiny `add` module, one call of `add(2, 3)`,
+//! and dropping the store. Same Wasmtime version and features as
+//! munition_native, an engine configured as `munition_native::engine::ENGINE`
+//! (pooling allocator with 1000 instances, fuel, epoch interruption), and a
+//! store set up as Munition sets up its own (limiter, fuel, epoch deadline and
+//! callback).
+//!
+//! Four ways to do it:
+//!
+//!   * `raw_instancepre_async`, `raw_instance_new_async`: instantiation and
+//!     the call each on a fiber (`instantiate_async` / `call_async`, polled to
+//!     completion on this thread, with fuel yield points). This is how
+//!     Munition runs guests, so these are the comparable baselines.
+//!   * `raw_instancepre_sync`, `raw_instance_new_sync`: the same without
+//!     fibers, on this thread's stack: the floor, which Munition cannot use
+//!     (it slices guests and never runs them on a scheduler's stack).
+//!
+//! `instancepre` instantiates through an `InstancePre` linked once;
+//! `instance_new` through `Instance::new*`, type-checking the imports on every
+//! call (what Munition does today).
+//!
+//! Output, one line per figure, `name key=value ...` on stdout:
+//!
+//! ```text
+//! raw_instancepre_async n=20000 median_ns=4321 p99_ns=9876 mean_ns=4500
+//! raw_instancepre_async_throughput threads=2 n=123456 median_ns=4400 p99_ns=9000 elapsed_ns=500000000 calls_per_s=246912
+//! ```
+//!
+//! Options: `--samples N` (timed iterations per case, default 20000),
+//! `--throughput-ms N` (wall time per throughput figure, default 500).
+
+use std::future::Future;
+use std::num::NonZeroUsize;
+use std::pin::pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use wasmtime::{
+    Config, Engine, Instance, InstanceAllocationStrategy, InstancePre, Linker, Module,
+    PoolingAllocationConfig, ResourceLimiter, Store, UpdateDeadline, Val, WasmBacktraceDetails,
+};
+
+const ADD: &str = r#"(module (func (export "add") (param i32 i32) (result i32) local.get 0 local.get 1 i32.add))"#;
+
+// munition_native::engine's constants, copied (that crate is a NIF and cannot
+// be linked into a binary). Keep them in step.
+const MAX_CONCURRENT_INSTANCES: u32 = 1000;
+const MAX_TABLE_ELEMENTS: usize = 100_000;
+const MAX_MEMORY_BYTES: u64 = 4 << 30;
+const MAX_WASM_STACK: usize = 512 * 1024;
+const FIBER_STACK_SIZE: usize = 2 * 1024 * 1024;
+const MAX_BACKTRACE_FRAMES: usize = 256;
+const FUEL_YIELD_INTERVAL: u64 = 10_000;
+// Munition's defaults for a call.
+const FUEL: u64 = 10_000_000;
+const TIMEOUT: Duration = Duration::from_secs(5);
+const MAX_MEMORY: usize = 64 * 1024 * 1024;
+
+const WARMUP: usize = 2_000;
+
+/// munition_native::engine::ENGINE's configuration.
+fn engine() -> Engine {
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_core_instances(MAX_CONCURRENT_INSTANCES)
+        .total_memories(MAX_CONCURRENT_INSTANCES)
+        .total_tables(MAX_CONCURRENT_INSTANCES)
+        .total_stacks(MAX_CONCURRENT_INSTANCES)
+        .max_memories_per_module(1)
+        .max_tables_per_module(4)
+        .table_elements(MAX_TABLE_ELEMENTS)
+        .max_memory_size(MAX_MEMORY_BYTES as usize)
+        .linear_memory_keep_resident(64 * 1024)
+        .table_keep_resident(64 * 1024);
+    let mut config = Config::new();
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    config
+        .consume_fuel(true)
+        .epoch_interruption(true)
+        .max_wasm_stack(MAX_WASM_STACK)
+        .async_stack_size(FIBER_STACK_SIZE)
+        .wasm_backtrace_max_frames(NonZeroUsize::new(MAX_BACKTRACE_FRAMES))
+        .wasm_backtrace_details(WasmBacktraceDetails::Enable)
+        .coredump_on_trap(true);
+    Engine::new(&config).expect("Munition's engine configuration is valid")
+}
+
+/// What Munition keeps in a store that the engine looks at during a call: the
+/// memory limiter and the deadline.
+struct State {
+    limits: Limits,
+    deadline: Instant,
+}
+
+struct Limits {
+    max_memory: usize,
+}
+
+impl ResourceLimiter for Limits {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= self.max_memory)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+}
+
+/// A fresh store as munition_native's `new_store` makes one. Fuel yield
+/// points only in async mode: with them, a store only runs guests through
+/// the `*_async` calls.
+fn new_store(engine: &Engine, fibers: bool) -> Store<State> {
+    let state = State {
+        limits: Limits {
+            max_memory: MAX_MEMORY,
+        },
+        deadline: Instant::now() + TIMEOUT,
+    };
+    let mut store = Store::new(engine, state);
+    store.limiter(|state| &mut state.limits);
+    store.set_fuel(FUEL).expect("fuel is enabled");
+    if fibers {
+        store
+            .fuel_async_yield_interval(Some(FUEL_YIELD_INTERVAL))
+            .expect("fuel is enabled");
+    }
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(|ctx| {
+        Ok(if Instant::now() >= ctx.data().deadline {
+            UpdateDeadline::Interrupt
+        } else {
+            UpdateDeadline::Continue(1)
+        })
+    });
+    store
+}
+
+/// Polls a future to completion on this thread, as Munition's slices do
+/// (there is nothing to wait for: a pending poll is a fuel yield point).
+fn block_on<F: Future>(future: F) -> F::Output {
+    let mut future = pin!(future);
+    let mut cx = Context::from_waker(Waker::noop());
+    loop {
+        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+            return output;
+        }
+    }
+}
+
+/// How the call is made: through the `InstancePre` (`Pre*`) or
+/// `Instance::new*` (`New*`), on a fiber (`*Async`) or not (`*Sync`).
+#[derive(Clone, Copy)]
+enum Path {
+    PreAsync,
+    NewAsync,
+    PreSync,
+    NewSync,
+}
+
+impl Path {
+    const ALL: [Path; 4] = [Path::PreAsync, Path::NewAsync, Path::PreSync, Path::NewSync];
+
+    fn name(self) -> &'static str {
+        match self {
+            Path::PreAsync => "raw_instancepre_async",
+            Path::NewAsync => "raw_instance_new_async",
+            Path::PreSync => "raw_instancepre_sync",
+            Path::NewSync => "raw_instance_new_sync",
+        }
+    }
+
+    fn fibers(self) -> bool {
+        matches!(self, Path::PreAsync | Path::NewAsync)
+    }
+}
+
+struct Guest {
+    engine: Engine,
+    module: Module,
+    pre: InstancePre<State>,
+}
+
+impl Guest {
+    fn new() -> Self {
+        let engine = engine();
+        let module = Module::new(&engine, ADD).expect("the add module compiles");
+        let pre = Linker::new(&engine)
+            .instantiate_pre(&module)
+            .expect("the add module needs no imports");
+        Guest {
+            engine,
+            module,
+            pre,
+        }
+    }
+
+    /// One isolated call: fresh store, instance, `add(2, 3)`, drop. The export
+    /// is looked up by name and called with `Val`s, as Munition does.
+    fn fire(&self, path: Path) {
+        let mut store = new_store(&self.engine, path.fibers());
+        let instance = match path {
+            Path::PreAsync => block_on(self.pre.instantiate_async(&mut store)),
+            Path::NewAsync => block_on(Instance::new_async(&mut store, &self.module, &[])),
+            Path::PreSync => self.pre.instantiate(&mut store),
+            Path::NewSync => Instance::new(&mut store, &self.module, &[]),
+        }
+        .expect("instantiation succeeds");
+        let add = instance
+            .get_func(&mut store, "add")
+            .expect("the module exports add");
+        let params = [Val::I32(2), Val::I32(3)];
+        let mut results = [Val::I32(0)];
+        if path.fibers() {
+            block_on(add.call_async(&mut store, &params, &mut results))
+        } else {
+            add.call(&mut store, &params, &mut results)
+        }
+        .expect("add returns");
+        assert_eq!(results[0].i32(), Some(5));
+    }
+}
+
+/// Nearest-rank percentile of a sorted sample (as bench/support/timing.exs).
+fn percentile(sorted: &[u64], q: f64) -> u64 {
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn latency(guest: &Guest, path: Path, samples: usize) {
+    for _ in 0..WARMUP {
+        guest.fire(path);
+    }
+    let mut times: Vec<u64> = (0..samples)
+        .map(|_| {
+            let started = Instant::now();
+            guest.fire(path);
+            started.elapsed().as_nanos() as u64
+        })
+        .collect();
+    times.sort_unstable();
+    let mean = times.iter().sum::<u64>() / times.len() as u64;
+    println!(
+        "{} n={samples} median_ns={} p99_ns={} mean_ns={mean}",
+        path.name(),
+        percentile(&times, 0.5),
+        percentile(&times, 0.99),
+    );
+}
+
+/// Isolated calls per second with `threads` threads calling at once, and the
+/// latency of those calls.
+fn throughput(guest: &Guest, path: Path, threads: usize, duration: Duration) {
+    let stop = AtomicBool::new(false);
+    let started = Instant::now();
+    let mut times: Vec<u64> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut times = Vec::new();
+                    while !stop.load(Ordering::Relaxed) {
+                        let started = Instant::now();
+                        guest.fire(path);
+                        times.push(started.elapsed().as_nanos() as u64);
+                    }
+                    times
+                })
+            })
+            .collect();
+        std::thread::sleep(duration);
+        stop.store(true, Ordering::Relaxed);
+        workers
+            .into_iter()
+            .flat_map(|worker| worker.join().expect("a caller thread panicked"))
+            .collect()
+    });
+    let elapsed = started.elapsed();
+    times.sort_unstable();
+    println!(
+        "{}_throughput threads={threads} n={} median_ns={} p99_ns={} elapsed_ns={} calls_per_s={}",
+        path.name(),
+        times.len(),
+        percentile(&times, 0.5),
+        percentile(&times, 0.99),
+        elapsed.as_nanos(),
+        (times.len() as f64 / elapsed.as_secs_f64()).round() as u64
+    );
+}
+
+fn option(args: &[String], name: &str, default: usize) -> usize {
+    match args.iter().position(|arg| arg == name) {
+        None => default,
+        Some(at) => args
+            .get(at + 1)
+            .and_then(|value| value.parse().ok())
+            .unwrap_or_else(|| panic!("{name} takes a positive integer")),
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let samples = option(&args, "--samples", 20_000).max(1);
+    let duration = Duration::from_millis(option(&args, "--throughput-ms", 500) as u64);
+
+    let guest = Guest::new();
+    for path in Path::ALL {
+        latency(&guest, path, samples);
+    }
+    for threads in [1, 2] {
+        throughput(&guest, Path::PreAsync, threads, duration);
+    }
+}
