@@ -140,7 +140,15 @@ defmodule Munition.Host.WASI do
 
   @module "wasi_snapshot_preview1"
   @fs [:wasi_fs, :wasi_fs_write]
-  @defaults %{args: [], env: [], stdin: "", preopens: [], stdout_limit: 65_536, stderr_limit: 65_536, clock: :real}
+  @defaults %{
+    args: [],
+    env: [],
+    stdin: "",
+    preopens: [],
+    stdout_limit: 65_536,
+    stderr_limit: 65_536,
+    clock: :real
+  }
 
   @doc "The import module of WASI preview 1."
   @spec import_module() :: String.t()
@@ -170,16 +178,35 @@ defmodule Munition.Host.WASI do
     unless Keyword.keyword?(opts), do: bad!("wasi", "a keyword list", opts)
 
     Map.new(opts, fn
-      {:args, args} -> {:args, strings!(:args, args)}
-      {:env, env} -> {:env, env!(env)}
-      {:stdin, stdin} when is_binary(stdin) -> {:stdin, stdin}
-      {:stdin, other} -> bad!("wasi stdin", "a binary", other)
-      {:preopens, preopens} -> {:preopens, preopens!(preopens)}
-      {:stdout_limit, limit} -> {:stdout_limit, limit!(:stdout_limit, limit)}
-      {:stderr_limit, limit} -> {:stderr_limit, limit!(:stderr_limit, limit)}
-      {:clock, clock} when clock in [:real, :deterministic] -> {:clock, clock}
-      {:clock, other} -> bad!("wasi clock", ":real or :deterministic", other)
-      {key, _} -> raise ArgumentError, "unknown wasi option #{inspect(key)} (known: #{inspect(Map.keys(@defaults))})"
+      {:args, args} ->
+        {:args, strings!(:args, args)}
+
+      {:env, env} ->
+        {:env, env!(env)}
+
+      {:stdin, stdin} when is_binary(stdin) ->
+        {:stdin, stdin}
+
+      {:stdin, other} ->
+        bad!("wasi stdin", "a binary", other)
+
+      {:preopens, preopens} ->
+        {:preopens, preopens!(preopens)}
+
+      {:stdout_limit, limit} ->
+        {:stdout_limit, limit!(:stdout_limit, limit)}
+
+      {:stderr_limit, limit} ->
+        {:stderr_limit, limit!(:stderr_limit, limit)}
+
+      {:clock, clock} when clock in [:real, :deterministic] ->
+        {:clock, clock}
+
+      {:clock, other} ->
+        bad!("wasi clock", ":real or :deterministic", other)
+
+      {key, _} ->
+        raise ArgumentError, "unknown wasi option #{inspect(key)} (known: #{inspect(Map.keys(@defaults))})"
     end)
   end
 

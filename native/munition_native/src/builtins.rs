@@ -208,7 +208,11 @@ fn random_bytes(store: &mut Store<HostState>, ty: FuncType) -> Func {
 
 /// The OS random source failed: the call fails with it, the guest never gets
 /// bytes that are not random.
-pub fn random_failed(caller: &mut Caller<'_, HostState>, func: &str, error: getrandom::Error) -> Error {
+pub fn random_failed(
+    caller: &mut Caller<'_, HostState>,
+    func: &str,
+    error: getrandom::Error,
+) -> Error {
     host_fail(
         caller,
         Reason::HostError,

@@ -327,6 +327,8 @@ pub fn advance(env: Env, slot: &mut Slot, slice: Duration) -> MunitionResult<Pro
         SliceEnd::Done(Ok(Step::Returned(values))) => {
             Progress::Returned(values, CallMeta::of(slot.idle()?)?)
         }
-        SliceEnd::Done(Ok(Step::Exited(code))) => Progress::Exited(code, CallMeta::of(slot.idle()?)?),
+        SliceEnd::Done(Ok(Step::Exited(code))) => {
+            Progress::Exited(code, CallMeta::of(slot.idle()?)?)
+        }
     })
 }

@@ -30,8 +30,8 @@ use crate::engine::ENGINE;
 use crate::error::{error_chain, MunitionError, MunitionResult};
 use crate::guest_memory;
 use crate::store::{host_fail, HostState};
-use crate::trap::{Reason, TrapKind};
 use crate::term::OwnedBytes;
+use crate::trap::{Reason, TrapKind};
 use crate::wakeup::Wakeup;
 use crate::wasi_io::{self, CapturePipe};
 use crate::wasi_time::{self, GuestClock};
@@ -276,7 +276,12 @@ fn proc_exit(store: &mut Store<HostState>, ty: FuncType) -> Func {
 
 /// Checks that `[ptr, ptr + len)` lies in the guest's memory, or fails the
 /// call as a `:memory_out_of_bounds` trap naming `func`.
-pub fn check_range(caller: &mut Caller<'_, HostState>, func: &str, ptr: u64, len: u64) -> Result<(), Error> {
+pub fn check_range(
+    caller: &mut Caller<'_, HostState>,
+    func: &str,
+    ptr: u64,
+    len: u64,
+) -> Result<(), Error> {
     match guest_memory::caller_range(caller, ptr, len) {
         Some(_) => Ok(()),
         None => Err(host_fail(
@@ -289,7 +294,11 @@ pub fn check_range(caller: &mut Caller<'_, HostState>, func: &str, ptr: u64, len
 }
 
 /// `N` bytes at `ptr` of the guest's memory (see `check_range`).
-pub fn read_guest<const N: usize>(caller: &mut Caller<'_, HostState>, func: &str, ptr: u64) -> Result<[u8; N], Error> {
+pub fn read_guest<const N: usize>(
+    caller: &mut Caller<'_, HostState>,
+    func: &str,
+    ptr: u64,
+) -> Result<[u8; N], Error> {
     check_range(caller, func, ptr, N as u64)?;
     let mut bytes = [0u8; N];
     if let Some((memory, range)) = guest_memory::caller_range(caller, ptr, N as u64) {
@@ -299,7 +308,12 @@ pub fn read_guest<const N: usize>(caller: &mut Caller<'_, HostState>, func: &str
 }
 
 /// Writes `bytes` at `ptr` of the guest's memory (see `check_range`).
-pub fn write_guest(caller: &mut Caller<'_, HostState>, func: &str, ptr: u64, bytes: &[u8]) -> Result<(), Error> {
+pub fn write_guest(
+    caller: &mut Caller<'_, HostState>,
+    func: &str,
+    ptr: u64,
+    bytes: &[u8],
+) -> Result<(), Error> {
     check_range(caller, func, ptr, bytes.len() as u64)?;
     if let Some((memory, range)) = guest_memory::caller_range(caller, ptr, bytes.len() as u64) {
         memory.data_mut(&mut *caller)[range].copy_from_slice(bytes);

@@ -51,7 +51,9 @@ impl CapturePipe {
 
     fn lock(&self) -> MutexGuard<'_, Captured> {
         // Appending bytes cannot leave the buffer inconsistent.
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn push(&self, bytes: &[u8]) {
@@ -130,7 +132,12 @@ impl tokio::io::AsyncWrite for CapturePipe {
 /// the buffer Wasmtime's implementation will move. An array outside guest
 /// memory is a `:memory_out_of_bounds` trap before anything is read; a
 /// buffer outside it is not charged for (Wasmtime's function traps on it).
-fn charge_iovecs(caller: &mut Caller<'_, HostState>, func: &str, iovs: i32, count: i32) -> Result<(), Error> {
+fn charge_iovecs(
+    caller: &mut Caller<'_, HostState>,
+    func: &str,
+    iovs: i32,
+    count: i32,
+) -> Result<(), Error> {
     let (iovs, count) = (iovs as u32 as u64, count as u32 as u64);
     // Never overflows: both are below 2^32.
     check_range(caller, func, iovs, count * 8)?;

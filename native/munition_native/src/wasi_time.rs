@@ -130,7 +130,12 @@ pub fn clock_res_get(store: &mut Store<HostState>, ty: FuncType) -> Func {
             results[0] = Val::I32(errno::BADF);
             return Ok(());
         }
-        write_guest(&mut caller, "clock_res_get", ptr.into(), &NS_PER_FUEL.to_le_bytes())?;
+        write_guest(
+            &mut caller,
+            "clock_res_get",
+            ptr.into(),
+            &NS_PER_FUEL.to_le_bytes(),
+        )?;
         results[0] = Val::I32(errno::SUCCESS);
         Ok(())
     })
@@ -149,7 +154,12 @@ pub fn clock_time_get(store: &mut Store<HostState>, ty: FuncType) -> Func {
                 return Ok(());
             }
         };
-        write_guest(&mut caller, "clock_time_get", ptr.into(), &time.to_le_bytes())?;
+        write_guest(
+            &mut caller,
+            "clock_time_get",
+            ptr.into(),
+            &time.to_le_bytes(),
+        )?;
         results[0] = Val::I32(errno::SUCCESS);
         Ok(())
     })
@@ -175,8 +185,15 @@ const FILETYPE_DIRECTORY: u8 = 3;
 /// One subscription of `poll_oneoff`.
 enum Subscription {
     /// Wakes at this monotonic time (ns).
-    Clock { userdata: u64, at: u64 },
-    Fd { userdata: u64, kind: u8, fd: u32 },
+    Clock {
+        userdata: u64,
+        at: u64,
+    },
+    Fd {
+        userdata: u64,
+        kind: u8,
+        fd: u32,
+    },
 }
 
 fn event(userdata: u64, error: i32, kind: u8) -> [u8; EVENT_SIZE as usize] {
@@ -234,7 +251,8 @@ async fn poll(
         subscriptions.push(match raw[8] {
             EVENT_CLOCK => {
                 let (id, timeout) = (u32_at(16), u64_at(24));
-                let absolute = u16::from_le_bytes([raw[40], raw[41]]) & SUBSCRIPTION_CLOCK_ABSTIME != 0;
+                let absolute =
+                    u16::from_le_bytes([raw[40], raw[41]]) & SUBSCRIPTION_CLOCK_ABSTIME != 0;
                 let at = match (id, absolute) {
                     (_, false) => monotonic.saturating_add(timeout),
                     (MONOTONIC, true) => timeout,

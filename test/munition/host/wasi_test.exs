@@ -81,7 +81,8 @@ defmodule Munition.Host.WASITest do
     (drop (call $write (i32.const 1) (i32.const 2048) (i32.load (i32.const 8)))))
   """
 
-  defp exiter(code), do: guest(["proc_exit"], ~s{(func (export "_start") (call $proc_exit (i32.const #{code})))})
+  defp exiter(code),
+    do: guest(["proc_exit"], ~s{(func (export "_start") (call $proc_exit (i32.const #{code})))})
 
   # `sleep(ns)`: poll_oneoff on one relative monotonic clock subscription;
   # returns the errno, the number of events at 20.
@@ -204,8 +205,7 @@ defmodule Munition.Host.WASITest do
                    %{module: @module, name: "proc_raise", needs: nil}
                  ]}}
 
-      assert {:error, {:capability_denied, [%{name: "fd_write", needs: :wasi_stdio} | _]}} =
-               Munition.run(wat)
+      assert {:error, {:capability_denied, [%{name: "fd_write", needs: :wasi_stdio} | _]}} = Munition.run(wat)
     end
   end
 
@@ -261,7 +261,10 @@ defmodule Munition.Host.WASITest do
   describe "stdin, args and env" do
     test "stdin is the binary given, and empty by default" do
       wat = guest(["fd_read", "fd_write"], @echo)
-      assert {:ok, 0, %{stdout: "from the host"}} = Munition.run(wat, capabilities: [:wasi], wasi: [stdin: "from the host"])
+
+      assert {:ok, 0, %{stdout: "from the host"}} =
+               Munition.run(wat, capabilities: [:wasi], wasi: [stdin: "from the host"])
+
       assert {:ok, 0, %{stdout: ""}} = Munition.run(wat, capabilities: [:wasi])
     end
 
@@ -280,10 +283,15 @@ defmodule Munition.Host.WASITest do
       wat = lister("environ_sizes_get", "environ_get")
 
       assert {:ok, 0, %{stdout: ""}} = Munition.run(wat, capabilities: [:wasi])
-      assert {:ok, 0, %{stdout: "K=V\0"}} = Munition.run(wat, capabilities: [:wasi], wasi: [env: [{"K", "V"}]])
+
+      assert {:ok, 0, %{stdout: "K=V\0"}} =
+               Munition.run(wat, capabilities: [:wasi], wasi: [env: [{"K", "V"}]])
 
       assert {:ok, 0, %{stdout: "A=1\0MUNITION_SECRET=given\0"}} =
-               Munition.run(wat, capabilities: [:wasi], wasi: [env: %{"MUNITION_SECRET" => "given", "A" => "1"}])
+               Munition.run(wat,
+                 capabilities: [:wasi],
+                 wasi: [env: %{"MUNITION_SECRET" => "given", "A" => "1"}]
+               )
     end
 
     test "bad options raise ArgumentError naming the value" do
@@ -294,9 +302,16 @@ defmodule Munition.Host.WASITest do
       assert_raise ArgumentError, ~r/got: -1/, fn -> Munition.run(wat, wasi: [stdout_limit: -1]) end
       assert_raise ArgumentError, ~r/got: :wall/, fn -> Munition.run(wat, wasi: [clock: :wall]) end
       assert_raise ArgumentError, ~r/unknown wasi option :net/, fn -> Munition.run(wat, wasi: [net: true]) end
-      assert_raise ArgumentError, ~r/got: "\/nonexistent"/, fn -> Munition.run(wat, wasi: [preopens: [{"/", "/nonexistent"}]]) end
+
+      assert_raise ArgumentError, ~r/got: "\/nonexistent"/, fn ->
+        Munition.run(wat, wasi: [preopens: [{"/", "/nonexistent"}]])
+      end
+
       assert_raise ArgumentError, ~r/got: <<97, 0, 98>>/, fn -> Munition.run(wat, wasi: [args: ["a\0b"]]) end
-      assert_raise ArgumentError, ~r/wasi must be a keyword list, got: "x"/, fn -> Munition.run(wat, wasi: "x") end
+
+      assert_raise ArgumentError, ~r/wasi must be a keyword list, got: "x"/, fn ->
+        Munition.run(wat, wasi: "x")
+      end
     end
   end
 
@@ -312,12 +327,19 @@ defmodule Munition.Host.WASITest do
     end
 
     test "in fire/4, proc_exit ends the call with {:ok, nil, %{exit_code: n}}" do
-      wat = guest(["proc_exit"], ~s{(func (export "run") (result i32) (call $proc_exit (i32.const 5)) (i32.const 1))})
+      wat =
+        guest(
+          ["proc_exit"],
+          ~s{(func (export "run") (result i32) (call $proc_exit (i32.const 5)) (i32.const 1))}
+        )
+
       assert {:ok, nil, %{exit_code: 5}} = Munition.fire(wat, "run", [], capabilities: [:wasi])
     end
 
     test "proc_exit in the start function ends the call too" do
-      wat = guest(["proc_exit"], ~s{(func $s (call $proc_exit (i32.const 2))) (start $s) (func (export "run"))})
+      wat =
+        guest(["proc_exit"], ~s{(func $s (call $proc_exit (i32.const 2))) (start $s) (func (export "run"))})
+
       assert {:ok, nil, %{exit_code: 2}} = Munition.fire(wat, "run", [], capabilities: [:wasi])
     end
 
@@ -368,7 +390,9 @@ defmodule Munition.Host.WASITest do
 
       assert {:ok, 1, %{stdout: "init\n"}} = Munition.fire(wat, "get", [], capabilities: [:wasi])
 
-      trapping = ~s{(module (func (export "_initialize") unreachable) (func (export "get") (result i32) i32.const 1))}
+      trapping =
+        ~s{(module (func (export "_initialize") unreachable) (func (export "get") (result i32) i32.const 1))}
+
       assert {:crash, :trap, %Dump{trap: :unreachable}} = Munition.fire(trapping, "get", [])
     end
   end
@@ -426,7 +450,17 @@ defmodule Munition.Host.WASITest do
       wat = guest(["clock_time_get"], @now)
       assert {:ok, wall, _} = Munition.fire(wat, "now", [0], capabilities: [:wasi_clock])
       assert abs(div(wall, 1_000_000) - System.os_time(:millisecond)) < 60_000
-      assert {:ok, @badf, _} = Munition.fire(guest(["clock_time_get"], ~s{(func (export "cpu") (result i32) (call $clock_time_get (i32.const 2) (i64.const 0) (i32.const 16)))}), "cpu", [], capabilities: [:wasi])
+
+      assert {:ok, @badf, _} =
+               Munition.fire(
+                 guest(
+                   ["clock_time_get"],
+                   ~s{(func (export "cpu") (result i32) (call $clock_time_get (i32.const 2) (i64.const 0) (i32.const 16)))}
+                 ),
+                 "cpu",
+                 [],
+                 capabilities: [:wasi]
+               )
     end
 
     test "poll_oneoff reports stdin ready and a bad descriptor as EBADF" do
@@ -459,12 +493,14 @@ defmodule Munition.Host.WASITest do
 
       assert {:ok, 0, %{fuel_consumed: fuel}} = Munition.fire(wat, "fill", [32_768], capabilities: [:wasi])
       assert fuel > 32_768 / 8
-      assert {:crash, :fuel_exhausted, _} = Munition.fire(wat, "fill", [32_768], capabilities: [:wasi], fuel: 1_000)
+
+      assert {:crash, :fuel_exhausted, _} =
+               Munition.fire(wat, "fill", [32_768], capabilities: [:wasi], fuel: 1_000)
+
       assert {:crash, :trap, %Dump{trap: :memory_out_of_bounds, message: message}} =
                Munition.fire(wat, "fill", [65_536], capabilities: [:wasi])
 
       assert message =~ "random_get"
-
     end
   end
 
@@ -491,7 +527,13 @@ defmodule Munition.Host.WASITest do
 
     test "preopens are given only with :wasi_fs" do
       box = sandbox()
-      wat = guest(["fd_prestat_get"], ~s{(func (export "pre") (result i32) (call $fd_prestat_get (i32.const 3) (i32.const 16)))})
+
+      wat =
+        guest(
+          ["fd_prestat_get"],
+          ~s{(func (export "pre") (result i32) (call $fd_prestat_get (i32.const 3) (i32.const 16)))}
+        )
+
       opts = [wasi: [preopens: [{"/data", box.data}]]]
       assert {:ok, @badf, _} = Munition.fire(wat, "pre", [], [capabilities: [:wasi]] ++ opts)
       assert {:ok, 0, _} = Munition.fire(wat, "pre", [], [capabilities: [:wasi, :wasi_fs]] ++ opts)
@@ -507,7 +549,10 @@ defmodule Munition.Host.WASITest do
             {[:wasi, :wasi_fs], :read_write}
           ] do
         assert {:ok, errno, _} =
-                 Munition.fire(wat, "create", [], capabilities: caps, wasi: [preopens: [{"/data", box.data, mode}]])
+                 Munition.fire(wat, "create", [],
+                   capabilities: caps,
+                   wasi: [preopens: [{"/data", box.data, mode}]]
+                 )
 
         assert errno != 0
         refute File.exists?(created)
