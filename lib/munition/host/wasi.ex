@@ -131,11 +131,26 @@ defmodule Munition.Host.WASI do
 
   ## Hostile guests
 
-  Every pointer, length and descriptor a guest passes is checked: a range
-  outside its memory is `EFAULT`, a bad descriptor `EBADF`, a length that
-  overflows an errno; the host is never touched. Bytes moved are paid for in
-  fuel, Wasmtime's limit on bytes copied per call (128 MiB) holds, and
-  `random_get` checks the deadline as it goes.
+  Every pointer, length and descriptor a guest passes is checked, and the
+  host is never touched outside the guest's memory. A bad descriptor, a bad
+  flag, a length that overflows or asks Wasmtime to copy more than it copies
+  in one call (128 MiB) returns an errno (`EBADF`, `EINVAL`, `EOVERFLOW`,
+  `ENOMEM`, ...). A pointer or range outside the guest's memory is, as WASI
+  says a function shall and as Wasmtime does, a trap: `{:crash, :trap, dump}`
+  with `dump.trap == :memory_out_of_bounds` (`:heap_misaligned` for a
+  misaligned one), in Munition's functions and Wasmtime's alike. Bytes moved
+  are paid for in fuel before they move, and `random_get` checks the deadline
+  as it goes.
+
+  ## Who drives a call with files
+
+  A call whose guest may open files (preopens given and `:wasi_fs` granted)
+  is driven by a linked process of its own, as a call with Elixir host
+  functions is (see `Munition.Instance.Manager`): a file operation finishing
+  on Wasmtime's thread wakes that process with a message, and the caller's
+  mailbox is never written to. Other WASI calls are driven by the caller and
+  never messaged (a sleep is waited for with a plain timeout).
+
   """
 
   @module "wasi_snapshot_preview1"
