@@ -44,6 +44,7 @@ defmodule Munition.Native do
   def zstd_decompress(_data, _max_size), do: :erlang.nif_error(:nif_not_loaded)
   def zstd_compress(_data), do: :erlang.nif_error(:nif_not_loaded)
   def engine_info, do: :erlang.nif_error(:nif_not_loaded)
+  def engine_configure(_config), do: :erlang.nif_error(:nif_not_loaded)
   def host_builtins, do: :erlang.nif_error(:nif_not_loaded)
   def zstd_frame_size(_data), do: :erlang.nif_error(:nif_not_loaded)
   def memory_regions(_haystack, _min_gap, _limit), do: :erlang.nif_error(:nif_not_loaded)

@@ -34,6 +34,32 @@ defmodule Munition.Runtime.Wasmtime do
     end
   end
 
+  @doc """
+  Sets the engine's capacity before the engine is first built:
+  `:max_instances`, `:max_memories_per_module`, `:max_concurrent_compiles`
+  (`nil` or absent: sized for the machine). `Munition.Application` calls it
+  with the application environment when it starts.
+
+  Returns `:ok`; `{:error, {:bad_config, message}}` for values the machine
+  cannot hold (checked first, always); `{:error, {:too_late, message}}` once
+  the engine exists (its pools are reserved and cannot be resized); or
+  `{:error, :nif_not_loaded}`.
+  """
+  @spec configure(map()) :: :ok | {:error, {:bad_config | :too_late, String.t()} | :nif_not_loaded}
+  def configure(settings) when is_map(settings) do
+    defaults = %{max_instances: nil, max_memories_per_module: nil, max_concurrent_compiles: nil}
+
+    case Native.engine_configure(Map.merge(defaults, settings)) do
+      {:ok, :ok} -> :ok
+      {:error, _} = error -> error
+    end
+  rescue
+    error in ErlangError ->
+      if error.original == :nif_not_loaded,
+        do: {:error, :nif_not_loaded},
+        else: reraise(error, __STACKTRACE__)
+  end
+
   defp to_module(resource, info) do
     %Munition.Module{
       resource: resource,
