@@ -38,9 +38,11 @@ defmodule Munition do
       `10_000_000`.
     * `:timeout` - milliseconds the guest may run, start function included.
       Defaults to `5_000`, at most `86_400_000` (a day). The guest is stopped by the engine at its deadline.
-    * `:max_memory` - bytes of linear memory the guest may have. Defaults to
-      64 MiB, at most 4 GiB. Growing past it is `{:crash, :memory_limit, dump}`; a module whose
-      initial memory is already over it is `{:error, {:memory_limit, message}}`.
+    * `:max_memory` - bytes of linear memory the guest may have, all its
+      memories together (a module may have several: see
+      `Munition.Runtime.Config`). Defaults to 64 MiB, at most 4 GiB. Growing
+      past it is `{:crash, :memory_limit, dump}`; a module whose initial
+      memories are already over it is `{:error, {:memory_limit, message}}`.
     * `:capabilities` - capabilities granted to this call (see
       `Munition.Host.Capabilities`). Defaults to `[]`: any import is refused.
     * `:host_functions` - Elixir host functions for this call (see

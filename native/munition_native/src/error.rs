@@ -18,7 +18,8 @@ pub enum MunitionError {
     BadArgs(String),
     #[error("{0}")]
     MemoryLimit(String),
-    /// Valid wasm that Munition does not run (more than one memory).
+    /// Valid wasm that Munition does not run (more memories than an instance
+    /// slot holds, an instance too large for its slot).
     #[error("{0}")]
     Unsupported(String),
     /// The engine's capacity asked for after the engine was built.

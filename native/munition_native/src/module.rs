@@ -1,7 +1,7 @@
 //! Compiling guest modules, the content-addressed cache of compiled modules,
 //! and the static facts about a module that the rest of Munition needs
-//! (imports, exports, export names of globals, and the complexity figures the
-//! fuel policy reads).
+//! (imports, exports, export names of globals and memories, and the
+//! complexity figures the fuel policy reads).
 
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -12,7 +12,7 @@ use rustler::{Binary, Resource, ResourceArc};
 use wasmtime::{ExternType, Module};
 
 use crate::atoms;
-use crate::engine::ENGINE;
+use crate::engine::{self, ENGINE};
 use crate::error::{error_chain, MunitionError, MunitionResult};
 use crate::value::val_type_atom;
 
@@ -42,6 +42,8 @@ pub struct ModuleInfo {
     pub stats: ModuleStats,
     /// Export name of each global, by global index (None when not exported).
     pub global_export_names: Vec<Option<String>>,
+    /// Export name of each memory, by memory index (None when not exported).
+    pub memory_export_names: Vec<Option<String>>,
 }
 
 #[derive(Clone, rustler::NifMap)]
@@ -79,17 +81,25 @@ fn extern_kind(ty: &ExternType) -> (rustler::Atom, Vec<rustler::Atom>, Vec<rustl
 pub fn compile(bytes: &[u8], hash: String) -> MunitionResult<CompiledModule> {
     let wasm = wat::parse_bytes(bytes)
         .map_err(|e| MunitionError::InvalidModule(format!("cannot parse WAT: {e}")))?;
+    // Validation errors win over what Munition does not support: a module
+    // that is both invalid and too large for a slot is invalid.
+    Module::validate(&ENGINE, &wasm).map_err(|e| MunitionError::InvalidModule(error_chain(&e)))?;
     let scan = scan(&wasm).map_err(|e| MunitionError::InvalidModule(e.to_string()))?;
     // Valid wasm that Munition's instance slots cannot hold (see
     // `engine::pooling`) is refused here, by name, rather than at every call.
-    if scan.memories.len() > 1 {
+    let memories = engine::settings().max_memories_per_module;
+    if scan.memories.len() as u64 > memories {
         return Err(MunitionError::Unsupported(format!(
-            "the module has {} memories; Munition supports one",
+            "the module has {} memories; Munition supports up to {memories} per module \
+             (config :munition, max_memories_per_module: n)",
             scan.memories.len()
         )));
     }
+    // The module is valid: what Wasmtime refuses now is a limit of the
+    // engine (an instance larger than its slot, a function Cranelift cannot
+    // encode), not a fault of the module.
     let module =
-        Module::new(&ENGINE, &wasm).map_err(|e| MunitionError::InvalidModule(error_chain(&e)))?;
+        Module::new(&ENGINE, &wasm).map_err(|e| MunitionError::Unsupported(error_chain(&e)))?;
 
     let imports = module
         .imports()
@@ -124,6 +134,7 @@ pub fn compile(bytes: &[u8], hash: String) -> MunitionResult<CompiledModule> {
         memories: scan.memories,
         stats: scan.stats,
         global_export_names: scan.global_export_names,
+        memory_export_names: scan.memory_export_names,
     };
     Ok(CompiledModule { module, info })
 }
