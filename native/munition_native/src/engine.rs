@@ -183,6 +183,11 @@ pub static ENGINE: Lazy<Engine> = Lazy::new(|| {
         .memory_reservation(capacity::MAX_MEMORY_BYTES)
         .memory_guard_size(capacity::MEMORY_GUARD_BYTES)
         .wasm_multi_memory(true)
+        // One thread per compilation: compiles run on Munition's own pool of
+        // `max_concurrent_compiles` threads (see `module`), which bounds the
+        // cores they take; Wasmtime's parallel compilation would spread each
+        // one over every core.
+        .parallel_compilation(false)
         .wasm_backtrace_max_frames(NonZeroUsize::new(MAX_BACKTRACE_FRAMES))
         .wasm_backtrace_details(WasmBacktraceDetails::Enable)
         .coredump_on_trap(true);

@@ -18,10 +18,13 @@ pub enum MunitionError {
     BadArgs(String),
     #[error("{0}")]
     MemoryLimit(String),
-    /// Valid wasm that Munition does not run (more memories than an instance
-    /// slot holds, an instance too large for its slot).
+    /// Valid wasm that Munition does not run (more memories or tables than an
+    /// instance slot holds, an instance too large for its slot).
     #[error("{0}")]
     Unsupported(String),
+    /// A module over one of the compile limits (`munition_core::limits`).
+    #[error("{0}")]
+    ModuleLimit(String),
     /// The engine's capacity asked for after the engine was built.
     #[error("{0}")]
     TooLate(String),
@@ -59,6 +62,7 @@ impl Encoder for MunitionError {
             MunitionError::BadArgs(_) => atoms::bad_args(),
             MunitionError::MemoryLimit(_) => atoms::memory_limit(),
             MunitionError::Unsupported(_) => atoms::unsupported(),
+            MunitionError::ModuleLimit(_) => atoms::module_limit(),
             MunitionError::TooLate(_) => atoms::too_late(),
             MunitionError::BadConfig(_) => atoms::bad_config(),
             MunitionError::Instantiation(_) => atoms::instantiation_failed(),
