@@ -54,9 +54,9 @@ defmodule Munition.Runtime.Config do
   | `:exports` | `1_000` | exports (listed in every `%Munition.Module{}`) |
 
   The worst modules these defaults accept (8 MiB of code in 10,000 functions,
-  or using 1,000,000 locals) compiled in 2-7 s and 35-62 MiB of resident
-  memory on a loaded 2-core machine, against 30 s and 1.1 GiB for the
-  200,000-function bomb with the `:functions` limit raised;
+  or using 1,000,000 locals) compiled in 1.7-6.5 s with up to 62 MiB more
+  resident memory at the peak, on a loaded 2-core machine, against 27-30 s
+  and 1.1 GiB for the 200,000-function bomb with the `:functions` limit raised;
   `MIX_ENV=test mix run native/compile_bounds.exs` measures them anywhere.
 
   Memories and tables are bounded by the engine instead (an instance slot
