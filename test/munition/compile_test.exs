@@ -26,10 +26,13 @@ defmodule Munition.CompileTest do
 
   # `count` functions of type () -> (), each declaring `locals` i32 locals,
   # with an empty body; the first is exported as "f". `salt` makes the bytes
-  # (and so the module's hash) unique.
+  # (and so the module's hash) unique; `pad` adds that many bytes in a custom
+  # section (over 64 KiB, a module goes straight to the compile queue instead
+  # of through the express thread).
   defp functions(count, opts \\ []) do
     locals = Keyword.get(opts, :locals, 0)
     salt = Keyword.get(opts, :salt, System.unique_integer([:positive]))
+    pad = Keyword.get(opts, :pad, 0)
     local_decls = if locals > 0, do: vec([[leb(locals), 0x7F]]), else: vec([])
     body = IO.iodata_to_binary([local_decls, 0x0B])
 
@@ -39,7 +42,7 @@ defmodule Munition.CompileTest do
       section(3, vec(List.duplicate(0, count))),
       section(7, vec([[name("f"), 0, leb(0)]])),
       section(10, vec(List.duplicate([leb(byte_size(body)), body], count))),
-      section(0, [name("salt"), Integer.to_string(salt)])
+      section(0, [name("salt"), Integer.to_string(salt), :binary.copy(<<0>>, pad)])
     ])
   end
 
@@ -211,19 +214,19 @@ defmodule Munition.CompileTest do
     end
 
     test "a compilation still queued when its only caller gives up is dropped" do
-      # Every compile thread busy with a slow module, one more queued behind.
+      # Every compile thread busy with a slow module, one more queued behind
+      # (all over 64 KiB: straight to the queue, not through the express thread).
       threads = Wasmtime.info().max_concurrent_compiles
 
       busy =
         for _ <- 1..threads do
-          slow = functions(@slow)
+          slow = functions(@slow, pad: 70_000)
           Task.async(fn -> Munition.compile(slow, timeout: 120_000, limits: @slow_limits) end)
         end
 
       await_running(threads)
-
-      assert {:error, {:timeout, message}} =
-               Munition.compile(functions(@slow), timeout: 50, limits: @slow_limits)
+      queued = functions(@slow, pad: 70_000)
+      assert {:error, {:timeout, message}} = Munition.compile(queued, timeout: 50, limits: @slow_limits)
 
       assert message =~ "was dropped"
       assert %{queued: 0} = Wasmtime.compile_stats()
@@ -243,7 +246,7 @@ defmodule Munition.CompileTest do
       # More bombs than compile threads: some compile, the others queue.
       bombs =
         for _ <- 1..(threads + 1) do
-          bomb = functions(@slow)
+          bomb = functions(@slow, pad: 70_000)
           Task.async(fn -> Munition.compile(bomb, timeout: 120_000, limits: @slow_limits) end)
         end
 
