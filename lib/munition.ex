@@ -36,11 +36,22 @@ defmodule Munition do
       integer, a profile (`:strict`, `:default`, `:generous`, or one configured),
       `:auto` or `:adaptive` (see `Munition.Fuel.Policy`). Defaults to
       `10_000_000`.
-    * `:timeout` - milliseconds the guest may run, start function included.
-      Defaults to `5_000`, at most `86_400_000` (a day). The guest is stopped by the engine at its deadline.
-    * `:max_memory` - bytes of linear memory the guest may have. Defaults to
-      64 MiB, at most 4 GiB. Growing past it is `{:crash, :memory_limit, dump}`; a module whose
-      initial memory is already over it is `{:error, {:memory_limit, message}}`.
+    * `:timeout` - milliseconds the call may take, compiling the module (when
+      `wasm` is not a compiled `Munition.Module`) and the start function
+      included: the guest gets what compiling left. Defaults to `5_000`, at
+      most `86_400_000` (a day). The guest is stopped by the engine at its
+      deadline. Compiling past the deadline is `{:error, {:timeout, message}}`:
+      nothing ran, so there is no dump; the compilation goes on in the
+      background and lands in the module cache, so a retry finds it compiled.
+    * `:limits` - compile limits over the configured ones, e.g.
+      `limits: [functions: 50_000]` (see "Compile limits" in
+      `Munition.Runtime.Config`). A module over one is
+      `{:error, {:module_limit, message}}`.
+    * `:max_memory` - bytes of linear memory the guest may have, all its
+      memories together (a module may have several: see
+      `Munition.Runtime.Config`). Defaults to 64 MiB, at most 4 GiB. Growing
+      past it is `{:crash, :memory_limit, dump}`; a module whose initial
+      memories are already over it is `{:error, {:memory_limit, message}}`.
     * `:capabilities` - capabilities granted to this call (see
       `Munition.Host.Capabilities`). Defaults to `[]`: any import is refused.
     * `:host_functions` - Elixir host functions for this call (see
@@ -100,12 +111,33 @@ defmodule Munition do
     args = Options.args!(args)
     options = Options.fire!(opts)
 
-    with {:ok, module} <- to_module(wasm, options.runtime),
+    with {:ok, module, options} <- prepare(wasm, options),
          {:ok, links} <- Capabilities.resolve(module, options.capabilities, options.host_functions) do
       fuel = Munition.Fuel.Policy.resolve!(options.fuel, module, function)
       execute(Options.state(options, module, links, function, args, fuel), options.dump_dir)
     end
   end
+
+  # The module of a call, compiled under the call's limits and within its
+  # timeout; the execution gets what is left of the timeout.
+  defp prepare(%Munition.Module{} = module, options), do: {:ok, module, options}
+
+  defp prepare(bytes, options) when is_binary(bytes) do
+    started = System.monotonic_time(:millisecond)
+
+    with {:ok, module} <- options.runtime.compile(bytes, limits: options.limits, timeout: options.timeout) do
+      case options.timeout - (System.monotonic_time(:millisecond) - started) do
+        left when left > 0 ->
+          {:ok, module, %{options | timeout: left}}
+
+        _none ->
+          {:error,
+           {:timeout, "compiling the module took the whole timeout of #{options.timeout} ms: nothing ran"}}
+      end
+    end
+  end
+
+  defp prepare(other, _options), do: to_module(other, nil, [])
 
   @doc """
   Runs a WASI command: the `_start` export of `wasm`, in a fresh instance,
@@ -262,8 +294,18 @@ defmodule Munition do
   is cheap; keeping the returned module and passing it to `fire/4` also skips
   hashing the bytes.
 
+  Compiling runs on Munition's own threads, never on a scheduler; this
+  process waits for it (see "Where compiling runs" in
+  `Munition.Runtime.Config`).
+
   ## Options
 
+    * `:limits` - compile limits over the configured ones (see "Compile
+      limits" in `Munition.Runtime.Config`).
+    * `:timeout` - milliseconds to wait for the compilation. Defaults to
+      `config :munition, :compile_timeout`, or `30_000`. Past it, the answer
+      is `{:error, {:timeout, message}}` and the compilation goes on in the
+      background, into the module cache.
     * `:runtime` - a `Munition.Runtime`. Defaults to `config :munition, :runtime`,
       or `Munition.Runtime.Wasmtime`.
 
@@ -273,13 +315,17 @@ defmodule Munition do
       iex> Enum.map(module.exports, & &1.name)
       ["f"]
       iex> {:error, {:invalid_module, _message}} = Munition.compile(<<0, 1, 2>>)
+      iex> {:error, {:module_limit, message}} = Munition.compile(~s{(module (func) (func))}, limits: [functions: 1])
+      iex> message
+      "functions: the module defines 2 functions, over the limit of 1 (raise it with limits: [functions: n])"
   """
   @spec compile(binary(), keyword()) ::
-          {:ok, Munition.Module.t()} | {:error, {:invalid_module | :unsupported, String.t()}}
+          {:ok, Munition.Module.t()}
+          | {:error, {:invalid_module | :unsupported | :module_limit | :timeout, String.t()}}
   def compile(wasm, opts \\ []) do
-    opts = Keyword.validate!(opts, runtime: nil)
+    opts = Keyword.validate!(opts, runtime: nil, limits: [], timeout: nil)
     unless is_binary(wasm), do: raise(ArgumentError, "wasm must be a binary, got: #{inspect(wasm)}")
-    Options.runtime!(opts[:runtime]).compile(wasm, [])
+    Options.runtime!(opts[:runtime]).compile(wasm, Options.compile!(opts))
   end
 
   @doc """
@@ -291,6 +337,7 @@ defmodule Munition do
     * `:capabilities` - when given, imports not covered are
       `{:error, {:capability_denied, [...]}}`, as `fire/4` would report them.
     * `:host_functions` - host functions whose imports count as available.
+    * `:limits`, `:timeout` - as for `compile/2`.
     * `:runtime` - a `Munition.Runtime`.
 
   ## Examples
@@ -302,11 +349,13 @@ defmodule Munition do
   """
   @spec validate(wasm(), keyword()) :: :ok | {:error, error_reason()}
   def validate(wasm, opts \\ []) do
-    opts = Keyword.validate!(opts, [:capabilities, host_functions: [], runtime: nil])
+    opts =
+      Keyword.validate!(opts, [:capabilities, host_functions: [], runtime: nil, limits: [], timeout: nil])
+
     runtime = Options.runtime!(opts[:runtime])
     host_functions = Functions.normalize!(opts[:host_functions])
 
-    with {:ok, module} <- to_module(wasm, runtime) do
+    with {:ok, module} <- to_module(wasm, runtime, Options.compile!(opts)) do
       case opts[:capabilities] do
         nil ->
           :ok
@@ -322,10 +371,10 @@ defmodule Munition do
     end
   end
 
-  defp to_module(%Munition.Module{} = module, _runtime), do: {:ok, module}
-  defp to_module(bytes, runtime) when is_binary(bytes), do: runtime.compile(bytes, [])
+  defp to_module(%Munition.Module{} = module, _runtime, _opts), do: {:ok, module}
+  defp to_module(bytes, runtime, opts) when is_binary(bytes), do: runtime.compile(bytes, opts)
 
-  defp to_module(other, _runtime) do
+  defp to_module(other, _runtime, _opts) do
     raise ArgumentError, "wasm must be wasm bytes, WAT text or a %Munition.Module{}, got: #{inspect(other)}"
   end
 end

@@ -2,13 +2,48 @@ defmodule Munition.Application do
   @moduledoc false
   use Application
 
+  require Logger
+
   @impl true
   def start(_type, _args) do
-    children = [
-      Munition.Fuel.Meter,
-      Munition.Instance.Slots
-    ]
+    # The engine's capacity is read once, before anything builds the engine
+    # (see Munition.Runtime.Config): first thing, then.
+    with :ok <- configure_engine() do
+      children = [
+        Munition.Fuel.Meter,
+        Munition.Instance.Slots
+      ]
 
-    Supervisor.start_link(children, strategy: :one_for_one, name: Munition.Supervisor)
+      Supervisor.start_link(children, strategy: :one_for_one, name: Munition.Supervisor)
+    end
+  end
+
+  defp configure_engine do
+    wanted = Munition.Runtime.Config.engine!()
+
+    case Munition.Runtime.Wasmtime.configure(wanted) do
+      :ok ->
+        :ok
+
+      # The engine was built before this start (the application restarted in
+      # a running VM, or something used it first): what it has stays.
+      {:error, {:too_late, message}} ->
+        info = Munition.Runtime.Wasmtime.info()
+
+        unless Enum.all?(wanted, fn {key, value} -> value == nil or value == Map.get(info, key) end) do
+          Logger.warning("Munition's engine capacity is unchanged: #{message}")
+        end
+
+        :ok
+
+      # A capacity the machine cannot hold: the application does not start.
+      {:error, {:bad_config, message}} ->
+        {:error, {:bad_config, message}}
+
+      # The native library is not loaded (its loading said why): nothing to
+      # configure, and every call will say so.
+      {:error, :nif_not_loaded} ->
+        :ok
+    end
   end
 end

@@ -24,8 +24,14 @@ defmodule Munition.Native do
     end
   end
 
-  def module_lookup(_bytes, _cache_capacity), do: :erlang.nif_error(:nif_not_loaded)
-  def module_compile(_bytes, _cache_capacity), do: :erlang.nif_error(:nif_not_loaded)
+  def module_lookup(_bytes, _cache_capacity, _limits), do: :erlang.nif_error(:nif_not_loaded)
+  def module_lookup_dirty(_bytes, _cache_capacity, _limits), do: :erlang.nif_error(:nif_not_loaded)
+
+  def module_compile_start(_bytes, _hash, _cache_capacity, _limits, _tag),
+    do: :erlang.nif_error(:nif_not_loaded)
+
+  def module_compile_cancel(_ticket), do: :erlang.nif_error(:nif_not_loaded)
+  def module_compile_stats, do: :erlang.nif_error(:nif_not_loaded)
   def module_cache_stats, do: :erlang.nif_error(:nif_not_loaded)
   def module_cache_clear, do: :erlang.nif_error(:nif_not_loaded)
   def instance_new(_module, _config), do: :erlang.nif_error(:nif_not_loaded)
@@ -44,6 +50,7 @@ defmodule Munition.Native do
   def zstd_decompress(_data, _max_size), do: :erlang.nif_error(:nif_not_loaded)
   def zstd_compress(_data), do: :erlang.nif_error(:nif_not_loaded)
   def engine_info, do: :erlang.nif_error(:nif_not_loaded)
+  def engine_configure(_config), do: :erlang.nif_error(:nif_not_loaded)
   def host_builtins, do: :erlang.nif_error(:nif_not_loaded)
   def zstd_frame_size(_data), do: :erlang.nif_error(:nif_not_loaded)
   def memory_regions(_haystack, _min_gap, _limit), do: :erlang.nif_error(:nif_not_loaded)

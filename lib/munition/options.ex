@@ -11,6 +11,8 @@ defmodule Munition.Options do
 
   # What decides how imports link: fixed for a pool's lifetime.
   @link_defaults [capabilities: [], host_functions: [], runtime: nil]
+  # What bounds compiling the module fire/4 is given as bytes.
+  @compile_defaults [limits: []]
   # What may differ from call to call.
   @call_defaults [
     fuel: nil,
@@ -27,7 +29,7 @@ defmodule Munition.Options do
   # All of fire/4's options, checked; a map.
   @spec fire!(keyword()) :: map()
   def fire!(opts) do
-    opts = Keyword.validate!(opts, @link_defaults ++ @call_defaults)
+    opts = Keyword.validate!(opts, @link_defaults ++ @compile_defaults ++ @call_defaults)
     runtime = runtime!(opts[:runtime])
     host_functions = Functions.normalize!(opts[:host_functions])
     capabilities = Capabilities.expand!(opts[:capabilities], host_functions)
@@ -36,6 +38,18 @@ defmodule Munition.Options do
     |> Keyword.take(Keyword.keys(@call_defaults))
     |> call!()
     |> Map.merge(%{runtime: runtime, host_functions: host_functions, capabilities: capabilities})
+    |> Map.put(:limits, Config.limits!(opts[:limits]))
+  end
+
+  @doc false
+  # The options of compiling (Munition.compile/2, validate/2): the limits
+  # and the deadline, checked, for Munition.Runtime.compile/2.
+  @spec compile!(keyword()) :: keyword()
+  def compile!(opts) do
+    [
+      limits: Config.limits!(opts[:limits] || []),
+      timeout: timeout!(opts[:timeout] || Config.compile_timeout())
+    ]
   end
 
   @doc false
@@ -162,9 +176,11 @@ defmodule Munition.Options do
   # `receive ... after` and the native deadline can represent.
   @max_timeout 86_400_000
 
-  defp timeout!(value) when is_integer(value) and value > 0 and value <= @max_timeout, do: value
+  @doc false
+  @spec timeout!(term()) :: pos_integer()
+  def timeout!(value) when is_integer(value) and value > 0 and value <= @max_timeout, do: value
 
-  defp timeout!(value) do
+  def timeout!(value) do
     raise ArgumentError,
           "timeout must be a positive integer of at most #{@max_timeout} ms, got: #{inspect(value)}"
   end

@@ -26,7 +26,15 @@ defmodule Munition.Reason do
   Nothing ran, or it could not run: each is `{kind, detail}`.
 
     * `{:invalid_module, message}` - the bytes are not a valid module
-    * `{:unsupported, message}` - valid wasm Munition does not run
+    * `{:unsupported, message}` - valid wasm Munition does not run (more
+      memories or tables than an instance slot holds)
+    * `{:module_limit, message}` - the module is over a compile limit (see
+      "Compile limits" in `Munition.Runtime.Config`); the message names the
+      limit, the module's value and the limit's
+    * `{:timeout, message}` - compiling the module did not finish by the
+      deadline. Nothing ran, so there is no guest state to dump (a guest that
+      runs out of time is `{:crash, :timeout, dump}` instead); the
+      compilation goes on in the background and lands in the module cache
     * `{:function_not_found, name}` - no such export
     * `{:bad_args, message}` - arguments that do not fit the signature or the binary ABI
     * `{:bad_result, message}` - `result: :binary` on a function that cannot return one
@@ -65,6 +73,8 @@ defmodule Munition.Reason do
   @error_kinds [
     :invalid_module,
     :unsupported,
+    :module_limit,
+    :timeout,
     :function_not_found,
     :bad_args,
     :bad_result,
@@ -88,6 +98,8 @@ defmodule Munition.Reason do
   @type error ::
           {:invalid_module, String.t()}
           | {:unsupported, String.t()}
+          | {:module_limit, String.t()}
+          | {:timeout, String.t()}
           | {:function_not_found, String.t()}
           | {:bad_args, String.t()}
           | {:bad_result, String.t()}

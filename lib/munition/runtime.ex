@@ -69,12 +69,17 @@ defmodule Munition.Runtime do
 
   @doc """
   Compiles `bytes` (wasm or WAT), or finds them in the runtime's cache of
-  compiled modules. Returns `{:ok, module}`, `{:error, {:invalid_module,
-  message}}`, or `{:error, {:unsupported, message}}` for valid wasm the
-  runtime does not run.
+  compiled modules, within `opts[:timeout]` milliseconds and under
+  `opts[:limits]` (a map from `Munition.Runtime.Config.limits!/1`); a
+  runtime given neither uses the configured ones. Compiling must not hold a
+  scheduler thread for long. Returns `{:ok, module}`,
+  `{:error, {:invalid_module, message}}`, `{:error, {:unsupported, message}}`
+  for valid wasm the runtime does not run, `{:error, {:module_limit,
+  message}}` for a module over a limit, or `{:error, {:timeout, message}}`.
   """
   @callback compile(bytes :: binary(), opts :: keyword()) ::
-              {:ok, Munition.Module.t()} | {:error, {:invalid_module | :unsupported, String.t()}}
+              {:ok, Munition.Module.t()}
+              | {:error, {:invalid_module | :unsupported | :module_limit | :timeout, String.t()}}
 
   @doc """
   The built-in host functions the runtime implements, one map per import:

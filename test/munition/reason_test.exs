@@ -41,6 +41,8 @@ defmodule Munition.ReasonTest do
     assert Reason.error_kinds() == [
              :invalid_module,
              :unsupported,
+             :module_limit,
+             :timeout,
              :function_not_found,
              :bad_args,
              :bad_result,
@@ -143,7 +145,10 @@ defmodule Munition.ReasonTest do
 
     errors = [
       Munition.fire("garbage", "f", []),
-      Munition.compile(~s{(module (memory 1) (memory 1))}),
+      Munition.compile(~s{(module (memory 1) (memory 1) (memory 1) (memory 1) (memory 1))}),
+      Munition.fire(~s{(module (func) (func) (func (export "f")))}, "f", [], limits: [functions: 2]),
+      # 3,000 functions never seen before: far more than a millisecond of compiling.
+      Munition.compile(many_functions(3_000), timeout: 1),
       Munition.fire(module, "nope", []),
       Munition.fire(module, "add", [1]),
       Munition.fire(module, "add", [1, 2], result: :binary),
@@ -165,6 +170,13 @@ defmodule Munition.ReasonTest do
     assert length(kinds) == length(errors), "not all errors: #{inspect(errors)}"
     assert kinds == Reason.error_kinds()
     assert {:error, {:runtime_failure, "the runtime is on fire"}} = List.last(errors)
+  end
+
+  defp many_functions(n) do
+    body = "local.get 0 i32.const 3 i32.mul i32.const 7 i32.add local.get 0 i32.xor"
+    funcs = for i <- 1..n, do: "(func (param i32) (result i32) #{body} i32.const #{i} i32.add)"
+
+    "(module #{Enum.join(funcs, " ")} (func (export \"f\") (result i32) i32.const #{System.unique_integer([:positive])}))"
   end
 
   # Runs `fun` while every instance slot of the node is taken.

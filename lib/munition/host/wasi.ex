@@ -299,8 +299,8 @@ defmodule Munition.Host.WASI do
   defp preopens!(other), do: bad!("wasi preopens", "a list", other)
 
   defp preopen!(guest, host, mode) when is_binary(guest) and is_binary(host) do
-    text!("wasi preopens", guest)
-    text!("wasi preopens", host)
+    _ = text!("wasi preopens", guest)
+    _ = text!("wasi preopens", host)
     unless File.dir?(host), do: bad!("wasi preopens", "host paths of existing directories", host)
     {guest, host, mode}
   end
@@ -316,6 +316,7 @@ defmodule Munition.Host.WASI do
   defp limit!(name, other),
     do: bad!("wasi #{name}", "a non-negative integer of at most #{@max_limit}", other)
 
+  @spec bad!(String.t(), String.t(), term()) :: no_return()
   defp bad!(name, expected, value) do
     raise ArgumentError, "#{name} must be #{expected}, got: #{inspect(value)}"
   end

@@ -11,12 +11,120 @@ defmodule Munition.Runtime.Config do
       Defaults to `128`; `0` disables the cache.
     * `:default_timeout` - milliseconds. Defaults to `5_000`.
     * `:default_max_memory` - bytes. Defaults to `67_108_864` (64 MiB).
+    * `:compile_timeout` - milliseconds `Munition.compile/2` and
+      `Munition.validate/2` wait for a compilation. Defaults to `30_000`.
+      (`Munition.fire/4`'s `:timeout` covers its compilation.)
+    * `:limits` - the compile limits, below.
     * `:log_limit` - bytes of guest log lines kept per call. Defaults to `65_536`.
     * `:forward_guest_logs` - when `true`, guest log lines (capability `:log`)
       are also sent to `Logger` after each call: level 0 as debug, 1 info,
       2 warning, 3 and above error. Defaults to `false`.
     * `:dump_dir` - when set, every crash's dump is written there (see `Munition.fire/4`).
+    * `:max_instances`, `:max_memories_per_module`, `:max_concurrent_compiles` -
+      the engine's capacity, below.
     * Fuel budgets live under `Munition.Fuel.Policy`.
+
+  ## Compile limits
+
+  Compiling is the one step whose cost a module's author chooses before any
+  fuel or deadline applies: 200,000 empty functions (800 KB) take 13-27 s and
+  about 1 GiB to compile, and 1,000 functions declaring 50,000 locals each
+  (8 KB) take 7 s. So every module is measured by a cheap pre-scan (section
+  headers, body sizes and local declarations: no instruction is decoded)
+  before it is validated or compiled, and one over a limit is
+  `{:error, {:module_limit, message}}`, the message naming the limit and the
+  module's value. A cached module is checked against the caller's limits too,
+  so the answer does not depend on what was compiled before.
+
+  Limits come from `config :munition, :limits` (a keyword list) over the
+  defaults, and from the `:limits` option of `Munition.fire/4`,
+  `Munition.compile/2` and `Munition.validate/2` over both:
+
+  | limit | default | what it bounds |
+  |---|---|---|
+  | `:module_size` | `8_388_608` (8 MiB) | bytes of the input (wasm or WAT) and of the wasm |
+  | `:functions` | `10_000` | functions defined: compiling costs 0.1-0.3 ms and 5 KB each whatever their size |
+  | `:function_size` | `1_048_576` (1 MiB) | bytes of one function body |
+  | `:locals` | `1_000_000` | locals declared by all functions together: each costs about 150 ns to compile, and 50,000 fit in 5 bytes |
+  | `:globals` | `10_000` | globals defined (16 bytes each in every instance) |
+  | `:data_segments` | `10_000` | data segments |
+  | `:data_size` | `8_388_608` (8 MiB) | bytes of all data segments |
+  | `:table_elements` | `10_000` | initial elements of a table (at most `100_000`, what a table slot holds) |
+  | `:imports` | `1_000` | imports (each one linked at every call) |
+  | `:exports` | `1_000` | exports (listed in every `%Munition.Module{}`) |
+
+  The worst modules these defaults accept (8 MiB of code in 10,000 functions,
+  or using 1,000,000 locals) compiled in 1.7-6.5 s with up to 62 MiB more
+  resident memory at the peak, on a loaded 2-core machine, against 27-30 s
+  and 1.1 GiB for the 200,000-function bomb with the `:functions` limit raised;
+  `MIX_ENV=test mix run native/compile_bounds.exs` measures them anywhere.
+
+  Memories and tables are bounded by the engine instead (an instance slot
+  holds at most `:max_memories_per_module` memories and 4 tables): a module
+  with more is `{:error, {:unsupported, message}}`, after validation (an
+  invalid module is `{:invalid_module, _}` whatever else it has).
+
+  ## Where compiling runs
+
+  Never on a scheduler: on native threads Munition owns, at a lowered
+  priority (nice 10), each compilation on one thread:
+
+    * `:max_concurrent_compiles` threads (defaults to half the cores, at
+      least 1) compile modules in the order they come; compilations past that
+      wait in a queue, so compile bombs cannot take the CPU of guests already
+      running;
+    * one express thread takes every input of up to 64 KiB first, pre-scans
+      it and compiles it if it is small (at most 256 functions and 65,536
+      locals: tens of milliseconds at most), handing anything costlier to the
+      queue. Small modules, the common case, are never stuck behind a large
+      one.
+
+  A binary module over a limit is refused before it is queued, however busy
+  the threads are (WAT text is checked once parsed, on a compile thread).
+  Callers of the same bytes under the same limits share one compilation.
+  The caller waits for its result with a deadline (`:timeout` of
+  `Munition.fire/4`, `:compile_timeout` otherwise); past it the answer is
+  `{:error, {:timeout, message}}`. A compilation that was running goes on in
+  the background and lands in the module cache, so a retry finds it; one
+  still queued that nobody waits for any more is dropped.
+  `Munition.Runtime.Wasmtime.compile_stats/0` counts them.
+
+  ## Engine capacity and address space
+
+  The engine is built once, on first use, with a fixed number of instance
+  slots (Wasmtime's pooling allocator). `Munition.Application` reads these keys
+  when it starts, before anything uses the engine (changing them later has no
+  effect until the VM restarts: `Munition.Runtime.Wasmtime.configure/1` says
+  it is too late):
+
+    * `:max_instances` - instances alive at once; past that a call waits for a
+      slot until its deadline, then is `{:error, {:overloaded, _}}`. Defaults to
+      `1_000`, or what fits in half of `RLIMIT_AS` (`ulimit -v`) when one is set.
+    * `:max_memories_per_module` - memories a module may have (multi-memory,
+      `1..16`). Defaults to `4`.
+    * `:max_concurrent_compiles` - compile threads (`1..64`). Defaults to half
+      the cores, at least 1.
+
+  Each instance slot reserves virtual address space once, when the engine is
+  built, none of it resident until a guest uses it:
+
+    * per memory: 4 GiB (the largest `:max_memory`, and the reservation that
+      lets compiled code skip bounds checks) + a 32 MiB guard region, times
+      `:max_memories_per_module` (so any module fits any slot);
+    * per table: 100,000 elements of 8 bytes = 784 KiB, times 4 tables;
+    * a fiber stack: 2 MiB + a 4 KiB guard page;
+    * once: a 32 MiB guard region before the first memory slot.
+
+  With the defaults that is 4 x 4.03 GiB + 3.1 MiB + 2 MiB = 16.13 GiB per
+  instance and 15.8 TiB for 1,000 instances: about an eighth of x86-64's
+  128 TiB of user address space, so Munition takes at most half of that
+  (64 TiB: at most 4,062 instances of 4 memories). Under an `RLIMIT_AS`, which
+  counts reserved address space in full, it takes at most half of the limit
+  (a `ulimit -v` of 200 GiB leaves room for 6 instances, or 24 with
+  `max_memories_per_module: 1`). `Munition.Runtime.Wasmtime.info/0` reports the
+  capacity and the bytes reserved (`:max_instances`,
+  `:max_memories_per_module`, `:max_concurrent_compiles`,
+  `:reserved_address_space`).
   """
 
   @doc """
@@ -37,6 +145,126 @@ defmodule Munition.Runtime.Config do
   @doc "Default `:max_memory` of `Munition.fire/4`, in bytes."
   @spec default_max_memory() :: pos_integer()
   def default_max_memory, do: Application.get_env(:munition, :default_max_memory, 64 * 1024 * 1024)
+
+  @doc "Milliseconds `Munition.compile/2` and `Munition.validate/2` wait for a compilation."
+  @spec compile_timeout() :: pos_integer()
+  def compile_timeout, do: Application.get_env(:munition, :compile_timeout, 30_000)
+
+  @default_limits [
+    module_size: 8 * 1024 * 1024,
+    functions: 10_000,
+    function_size: 1024 * 1024,
+    locals: 1_000_000,
+    globals: 10_000,
+    data_segments: 10_000,
+    data_size: 8 * 1024 * 1024,
+    table_elements: 10_000,
+    imports: 1_000,
+    exports: 1_000
+  ]
+
+  # What a table slot holds (see the native engine).
+  @max_table_elements 100_000
+
+  @doc """
+  The compile limits (see "Compile limits" above): `overrides` over
+  `config :munition, :limits` over the defaults, as a map with every limit.
+  Raises `ArgumentError` for an unknown limit or a value that is not a
+  non-negative integer.
+
+  ## Examples
+
+      iex> Munition.Runtime.Config.limits!(functions: 50).functions
+      50
+      iex> Munition.Runtime.Config.limits!([]).module_size
+      8388608
+  """
+  @spec limits!(keyword()) :: %{atom() => non_neg_integer()}
+  def limits!(overrides \\ []) do
+    case overrides do
+      [] -> configured_limits()
+      overrides -> Map.merge(configured_limits(), Map.new(check_limits!(overrides, ":limits")))
+    end
+  end
+
+  # The configured limits over the defaults, checked once per value of the
+  # application environment (every fire/4 of bytes reads them).
+  defp configured_limits do
+    configured = Application.get_env(:munition, :limits, [])
+
+    case :persistent_term.get({__MODULE__, :limits}, nil) do
+      {^configured, limits} ->
+        limits
+
+      _stale ->
+        limits =
+          @default_limits
+          |> Keyword.merge(check_limits!(configured, "config :munition, :limits"))
+          |> Map.new()
+
+        :persistent_term.put({__MODULE__, :limits}, {configured, limits})
+        limits
+    end
+  end
+
+  @doc "The default compile limits, before configuration."
+  @spec default_limits() :: keyword()
+  def default_limits, do: @default_limits
+
+  defp check_limits!(limits, where) when is_list(limits) do
+    Enum.map(limits, fn
+      {:table_elements, value} when is_integer(value) and value >= 0 and value <= @max_table_elements ->
+        {:table_elements, value}
+
+      {:table_elements, value} ->
+        raise ArgumentError,
+              "#{where}: table_elements must be an integer 0..#{@max_table_elements} " <>
+                "(what a table slot holds), got: #{inspect(value)}"
+
+      {key, value} when is_atom(key) and is_integer(value) and value >= 0 ->
+        if Keyword.has_key?(@default_limits, key),
+          do: {key, value},
+          else: raise(ArgumentError, unknown_limit(where, key))
+
+      {key, value} when is_atom(key) ->
+        if Keyword.has_key?(@default_limits, key),
+          do: raise(ArgumentError, "#{where}: #{key} must be a non-negative integer, got: #{inspect(value)}"),
+          else: raise(ArgumentError, unknown_limit(where, key))
+
+      other ->
+        raise ArgumentError, "#{where} must be a keyword list of limits, got: #{inspect(other)}"
+    end)
+  end
+
+  defp check_limits!(other, where),
+    do: raise(ArgumentError, "#{where} must be a keyword list of limits, got: #{inspect(other)}")
+
+  defp unknown_limit(where, key),
+    do: "#{where}: unknown limit #{inspect(key)}; the limits are #{inspect(Keyword.keys(@default_limits))}"
+
+  @engine_keys [:max_instances, :max_memories_per_module, :max_concurrent_compiles]
+
+  @doc """
+  The engine's capacity as configured (see "Engine capacity and address
+  space" above): a map of `:max_instances`, `:max_memories_per_module` and
+  `:max_concurrent_compiles`, `nil` for each one not configured (the engine
+  then sizes it for the machine). Raises `ArgumentError` for a value that is
+  not a positive integer; whether it fits the machine is the engine's to
+  say.
+  """
+  @spec engine!() :: %{atom() => pos_integer() | nil}
+  def engine! do
+    Map.new(@engine_keys, fn key ->
+      case Application.get_env(:munition, key) do
+        value when is_nil(value) or (is_integer(value) and value > 0) ->
+          {key, value}
+
+        value ->
+          raise ArgumentError,
+                "config :munition, #{key}: must be a positive integer, got: #{inspect(value)}"
+      end
+    end)
+  end
 
   @doc "Bytes of guest log lines kept per call."
   @spec log_limit() :: non_neg_integer()

@@ -13,25 +13,138 @@ defmodule Munition.Runtime.Wasmtime do
   @behaviour Munition.Runtime
 
   alias Munition.Native
+  alias Munition.Runtime.Config
 
   ## Modules
 
+  @doc """
+  Compiles `bytes` (see `c:Munition.Runtime.compile/2`), or finds them in the
+  module cache.
+
+  A cache hit is answered on the caller's scheduler (on a dirty one for
+  inputs over 64 KiB, which take a few milliseconds to hash). Compiling runs
+  on Munition's compile threads, never on a scheduler (see "Where compiling
+  runs" in `Munition.Runtime.Config`): this process waits for the result
+  until the deadline and is free for nothing else meanwhile, but holds no
+  scheduler thread.
+
+  ## Options
+
+    * `:limits` - a map from `Munition.Runtime.Config.limits!/1`, or a keyword
+      list of overrides. Defaults to the configured limits.
+    * `:timeout` - milliseconds to wait. Defaults to
+      `Munition.Runtime.Config.compile_timeout/0`.
+    * `:cache_size` - the module cache's capacity. Defaults to
+      `Munition.Runtime.Config.module_cache_size/0`.
+  """
   @impl true
   def compile(bytes, opts \\ []) do
-    cache_size = Keyword.get_lazy(opts, :cache_size, &Munition.Runtime.Config.module_cache_size/0)
+    started = System.monotonic_time(:millisecond)
+    cache_size = Keyword.get_lazy(opts, :cache_size, &Config.module_cache_size/0)
+    timeout = Keyword.get_lazy(opts, :timeout, &Config.compile_timeout/0)
 
-    # A cache hit is answered on this scheduler; only compiling goes dirty.
-    case Native.module_lookup(bytes, cache_size) do
-      {resource, info} -> {:ok, to_module(resource, info)}
-      nil -> compile_dirty(bytes, cache_size)
+    limits =
+      case Keyword.get(opts, :limits, []) do
+        %{} = limits -> limits
+        overrides -> Config.limits!(overrides)
+      end
+
+    case lookup(bytes, cache_size, limits) do
+      {:ok, {resource, info}} -> {:ok, to_module(resource, info)}
+      {:miss, hash} -> compile_off_scheduler(bytes, hash, cache_size, limits, started + timeout, timeout)
+      {:error, _} = error -> error
     end
   end
 
-  defp compile_dirty(bytes, cache_size) do
-    case Native.module_compile(bytes, cache_size) do
-      {:ok, {resource, info}} -> {:ok, to_module(resource, info)}
+  # A cache hit is answered on this scheduler; large inputs are hashed on a
+  # dirty one.
+  defp lookup(bytes, cache_size, limits) do
+    case Native.module_lookup(bytes, cache_size, limits) do
+      :large -> Native.module_lookup_dirty(bytes, cache_size, limits)
+      other -> other
+    end
+  end
+
+  defp compile_off_scheduler(bytes, hash, cache_size, limits, deadline, timeout) do
+    tag = make_ref()
+
+    case Native.module_compile_start(bytes, hash, cache_size, limits, tag) do
+      {:started, ticket} ->
+        receive do
+          {^tag, result} -> compiled(result)
+        after
+          max(deadline - System.monotonic_time(:millisecond), 0) ->
+            # After the cancel no answer is sent; one sent before is here now.
+            fate = Native.module_compile_cancel(ticket)
+
+            receive do
+              {^tag, result} -> compiled(result)
+            after
+              0 -> {:error, {:timeout, timeout_message(timeout, fate)}}
+            end
+        end
+
+      {:ok, {resource, info}} ->
+        {:ok, to_module(resource, info)}
+
+      {:error, _} = error ->
+        error
+    end
+  end
+
+  defp compiled({:ok, {resource, info}}), do: {:ok, to_module(resource, info)}
+  defp compiled({:error, _} = error), do: error
+
+  defp timeout_message(timeout, fate) do
+    then =
+      case fate do
+        :running -> "it goes on in the background and its result will be cached, so a retry may find it"
+        :dropped -> "it was still waiting for a compile thread and was dropped"
+      end
+
+    "compiling the module did not finish within #{timeout} ms: nothing ran, so there is no " <>
+      "guest state to dump; #{then}"
+  end
+
+  @doc """
+  Compilations running and waiting for a compile thread, and the compile
+  threads: `%{running: n, queued: n, threads: n}` (`threads` is 0 before the
+  first compilation).
+  """
+  @spec compile_stats() :: %{
+          running: non_neg_integer(),
+          queued: non_neg_integer(),
+          threads: non_neg_integer()
+        }
+  def compile_stats do
+    {running, queued, threads} = Native.module_compile_stats()
+    %{running: running, queued: queued, threads: threads}
+  end
+
+  @doc """
+  Sets the engine's capacity before the engine is first built:
+  `:max_instances`, `:max_memories_per_module`, `:max_concurrent_compiles`
+  (`nil` or absent: sized for the machine). `Munition.Application` calls it
+  with the application environment when it starts.
+
+  Returns `:ok`; `{:error, {:bad_config, message}}` for values the machine
+  cannot hold (checked first, always); `{:error, {:too_late, message}}` once
+  the engine exists (its pools are reserved and cannot be resized); or
+  `{:error, :nif_not_loaded}`.
+  """
+  @spec configure(map()) :: :ok | {:error, {:bad_config | :too_late, String.t()} | :nif_not_loaded}
+  def configure(settings) when is_map(settings) do
+    defaults = %{max_instances: nil, max_memories_per_module: nil, max_concurrent_compiles: nil}
+
+    case Native.engine_configure(Map.merge(defaults, settings)) do
+      {:ok, :ok} -> :ok
       {:error, _} = error -> error
     end
+  rescue
+    error in ErlangError ->
+      if error.original == :nif_not_loaded,
+        do: {:error, :nif_not_loaded},
+        else: reraise(error, __STACKTRACE__)
   end
 
   defp to_module(resource, info) do

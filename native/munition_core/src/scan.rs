@@ -48,6 +48,8 @@ pub struct Scan {
     pub memories: Vec<MemoryInfo>,
     /// Export name of each global, by global index (None when not exported).
     pub global_export_names: Vec<Option<String>>,
+    /// Export name of each memory, by memory index (None when not exported).
+    pub memory_export_names: Vec<Option<String>>,
     /// Number of imported globals: defined global `i` has index `imported + i`.
     pub imported_globals: u32,
 }
@@ -59,6 +61,7 @@ pub fn scan(wasm: &[u8]) -> wasmparser::Result<Scan> {
     let mut global_count = 0u32;
     let mut imported_globals = 0u32;
     let mut global_exports: HashMap<u32, String> = HashMap::new();
+    let mut memory_exports: HashMap<u32, String> = HashMap::new();
 
     for payload in wasmparser::Parser::new(0).parse_all(wasm) {
         match payload? {
@@ -88,9 +91,15 @@ pub fn scan(wasm: &[u8]) -> wasmparser::Result<Scan> {
             Payload::ExportSection(reader) => {
                 for export in reader {
                     let export = export?;
-                    if export.kind == wasmparser::ExternalKind::Global {
-                        global_exports.insert(export.index, export.name.to_string());
-                    }
+                    let names = match export.kind {
+                        wasmparser::ExternalKind::Global => &mut global_exports,
+                        wasmparser::ExternalKind::Memory => &mut memory_exports,
+                        _ => continue,
+                    };
+                    // The first name of an item exported twice.
+                    names
+                        .entry(export.index)
+                        .or_insert_with(|| export.name.to_string());
                 }
             }
             Payload::StartSection { .. } => stats.has_start = true,
@@ -112,10 +121,14 @@ pub fn scan(wasm: &[u8]) -> wasmparser::Result<Scan> {
     let global_export_names = (0..global_count)
         .map(|index| global_exports.remove(&index))
         .collect();
+    let memory_export_names = (0..memories.len() as u32)
+        .map(|index| memory_exports.remove(&index))
+        .collect();
     Ok(Scan {
         stats,
         memories,
         global_export_names,
+        memory_export_names,
         imported_globals,
     })
 }
@@ -199,6 +212,21 @@ mod tests {
         assert_eq!(
             scan.global_export_names,
             vec![None, Some("counter".to_string())]
+        );
+    }
+
+    #[test]
+    fn scan_names_exported_memories_by_index() {
+        let wasm = wat::parse_str(
+            r#"(module (memory 1) (memory (export "second") 1) (memory 1)
+                 (export "again" (memory 1)) (export "first" (memory 0)))"#,
+        )
+        .unwrap();
+        let scan = scan(&wasm).unwrap();
+        assert_eq!(scan.memories.len(), 3);
+        assert_eq!(
+            scan.memory_export_names,
+            vec![Some("first".to_string()), Some("second".to_string()), None]
         );
     }
 

@@ -121,9 +121,10 @@ type Indexed<T> = Vec<(u32, T)>;
 
 /// Memories and globals to read, with their indices: all of them from the
 /// coredump Wasmtime attached to the trap (including non-exported globals such
-/// as a stack pointer), or, when the failure was found outside wasm (a binary
-/// result out of bounds) and there is no coredump, the exported ones, each
-/// once, under the index its export names.
+/// as a stack pointer, and every memory of a multi-memory module), or, when
+/// the failure was found outside wasm (a binary result out of bounds) and
+/// there is no coredump, the exported ones, each once, under the index its
+/// export names.
 fn state_handles(live: &mut Live) -> (Indexed<Memory>, Indexed<Global>) {
     if let Some(dump) = live
         .failure
@@ -143,13 +144,21 @@ fn state_handles(live: &mut Live) -> (Indexed<Memory>, Indexed<Global>) {
         .exports(&mut live.store)
         .map(|e| (e.name().to_string(), e.into_extern()))
         .collect();
-    // A module has at most one memory (see `engine::pooling`); a guest that
-    // exports none has none to read.
-    let memories = exports
+    // Each exported memory once, under its index; one that is not exported
+    // cannot be reached without the coredump.
+    let memory_names = &live.module.info.memory_export_names;
+    let memories = memory_names
         .iter()
-        .find_map(|(_, e)| e.clone().into_memory())
-        .map(|m| vec![(0, m)])
-        .unwrap_or_default();
+        .enumerate()
+        .filter_map(|(index, name)| {
+            let name = name.as_deref()?;
+            let memory = exports
+                .iter()
+                .find(|(n, _)| n == name)
+                .and_then(|(_, e)| e.clone().into_memory())?;
+            Some((index as u32, memory))
+        })
+        .collect();
     let names = &live.module.info.global_export_names;
     let mut globals: Indexed<Global> = exports
         .iter()

@@ -1,22 +1,26 @@
-//! The process-wide Wasmtime engine, the epoch ticker that enforces deadlines,
-//! and the facts `Munition.Runtime.Config` reports about them (with the
-//! vocabulary of outcomes, from `trap`).
+//! The process-wide Wasmtime engine, its capacity (configured once, before
+//! it is built), the epoch ticker that enforces deadlines, and the facts
+//! `Munition.Runtime.Config` reports about them (with the vocabulary of
+//! outcomes, from `trap`).
 //!
 //! One engine serves every call: compiled code is shared through it, and a
 //! module compiled once can be instantiated in any number of fresh stores.
 
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
 use std::thread::{self, Thread};
 use std::time::Duration;
 
-use once_cell::sync::Lazy;
+use munition_core::capacity::{self, Host, Requested, Settings};
+use once_cell::sync::{Lazy, OnceCell};
 use rustler::Atom;
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, WasmBacktraceDetails,
 };
 
 use crate::atoms;
+use crate::error::{MunitionError, MunitionResult};
 use crate::trap::{Reason, TrapKind};
 
 /// How often the ticker advances the epoch while a guest runs. A guest past its
@@ -47,34 +51,116 @@ pub const FUEL_YIELD_INTERVAL: u64 = 10_000;
 /// own (much smaller) stack, so deep recursion is a `stack_overflow` trap and
 /// not a segfault of the VM. The difference is head room for host functions.
 pub const MAX_WASM_STACK: usize = 512 * 1024;
-pub const FIBER_STACK_SIZE: usize = 2 * 1024 * 1024;
+pub const FIBER_STACK_SIZE: usize = capacity::FIBER_STACK_SIZE as usize;
 
 /// Frames kept in a backtrace (Wasmtime's default is 20).
 pub const MAX_BACKTRACE_FRAMES: usize = 256;
 
-/// Instances (and so memories, tables and fiber stacks) that can be alive at
-/// once. Each `fire/4` holds one until it returns; past this, instantiation
-/// fails with `{:error, {:overloaded, _}}` instead of queueing.
-pub const MAX_CONCURRENT_INSTANCES: u32 = 1000;
-
 /// Table elements a guest may have (per table); slots are sized for this.
-pub const MAX_TABLE_ELEMENTS: usize = 100_000;
+pub const MAX_TABLE_ELEMENTS: usize = capacity::MAX_TABLE_ELEMENTS as usize;
+
+/// Tables a module may define; slots are reserved for this many per instance.
+pub const MAX_TABLES_PER_MODULE: usize = capacity::MAX_TABLES_PER_MODULE as usize;
 
 /// The largest `max_memory` a call may ask for: a 32-bit memory's whole range.
-pub const MAX_MEMORY_BYTES: u64 = 4 << 30;
+pub const MAX_MEMORY_BYTES: u64 = capacity::MAX_MEMORY_BYTES;
+
+/// The engine's capacity: configured once by `engine_configure/1` (which
+/// `Munition.Application` calls when it starts, from `config :munition`), and
+/// frozen when the engine is first built. Sized for the machine by default:
+/// see `munition_core::capacity` for the address-space arithmetic.
+enum Settled {
+    /// Not built yet: the settings asked for so far, `None` for the defaults.
+    Open(Option<Settings>),
+    /// Built with these; too late to change them.
+    Frozen(Settings),
+}
+
+static SETTINGS: Mutex<Settled> = Mutex::new(Settled::Open(None));
+
+fn settings_lock() -> MutexGuard<'static, Settled> {
+    // Settings are plain values, written whole: a panic cannot tear them.
+    SETTINGS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The host the capacity is computed for: its `RLIMIT_AS`, page size and cores.
+fn host() -> Host {
+    // SAFETY: getrlimit and sysconf only write to the struct passed in, or read
+    // a constant of the system.
+    let (rlimit_as, page_size) = unsafe {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // `rlim_t` is not `u64` on every platform.
+        #[allow(clippy::unnecessary_cast)]
+        let rlimit_as = (libc::getrlimit(libc::RLIMIT_AS, &mut limit) == 0
+            && limit.rlim_cur != libc::RLIM_INFINITY)
+            .then_some(limit.rlim_cur as u64);
+        let page_size = u64::try_from(libc::sysconf(libc::_SC_PAGESIZE))
+            .ok()
+            .filter(|&size| size > 0)
+            .unwrap_or(4096);
+        (rlimit_as, page_size)
+    };
+    let cores = thread::available_parallelism().map_or(1, |n| n.get() as u64);
+    Host {
+        rlimit_as,
+        page_size,
+        cores,
+    }
+}
+
+/// The settings once frozen, read without a lock (every store asks).
+static FROZEN: OnceCell<Settings> = OnceCell::new();
+
+/// The engine's settings, frozen: what was configured, or the defaults for
+/// this machine. Freezes them when the engine or the compile pool is first
+/// built.
+pub fn settings() -> Settings {
+    if let Some(settings) = FROZEN.get() {
+        return *settings;
+    }
+    let mut settled = settings_lock();
+    let settings = match &*settled {
+        Settled::Frozen(settings) => return *settings,
+        Settled::Open(Some(settings)) => *settings,
+        Settled::Open(None) => match capacity::settle(Requested::default(), host()) {
+            Ok(settings) => settings,
+            // No configuration can be honoured: fail loudly rather than build
+            // an engine the address space cannot hold.
+            Err(message) => panic!("Munition cannot size its engine: {message}"),
+        },
+    };
+    *settled = Settled::Frozen(settings);
+    // Under the lock: only ever set to the frozen value.
+    let _ = FROZEN.set(settings);
+    settings
+}
 
 /// Fresh instances come from Wasmtime's pooling allocator: memories, tables and
 /// fiber stacks are slots reserved once and reset between uses (zeroed; no
 /// state survives), so a call pays for neither `mmap` nor `munmap`, whose TLB
 /// shootdowns dominated the cost of a call with the on-demand allocator.
-fn pooling() -> PoolingAllocationConfig {
+///
+/// Every instance slot has room for `max_memories_per_module` memories and
+/// `MAX_TABLES_PER_MODULE` tables, so `max_instances` instances of any module
+/// Munition accepts fit at once; past that, instantiation fails with
+/// `{:error, {:overloaded, _}}` and the caller waits for a slot.
+fn pooling(settings: &Settings) -> PoolingAllocationConfig {
+    // Bounded by `capacity::settle`: at most 4,062 instances of 16 memories.
+    let instances = settings.max_instances as u32;
+    let memories = settings.max_memories_per_module as u32;
+    let tables = MAX_TABLES_PER_MODULE as u32;
     let mut pool = PoolingAllocationConfig::new();
-    pool.total_core_instances(MAX_CONCURRENT_INSTANCES)
-        .total_memories(MAX_CONCURRENT_INSTANCES)
-        .total_tables(MAX_CONCURRENT_INSTANCES)
-        .total_stacks(MAX_CONCURRENT_INSTANCES)
-        .max_memories_per_module(1)
-        .max_tables_per_module(4)
+    pool.total_core_instances(instances)
+        .total_memories(instances * memories)
+        .total_tables(instances * tables)
+        .total_stacks(instances)
+        .max_memories_per_module(memories)
+        .max_tables_per_module(tables)
         .table_elements(MAX_TABLE_ELEMENTS)
         .max_memory_size(MAX_MEMORY_BYTES as usize)
         // Small memories and tables are reset with memset rather than madvise.
@@ -84,18 +170,65 @@ fn pooling() -> PoolingAllocationConfig {
 }
 
 pub static ENGINE: Lazy<Engine> = Lazy::new(|| {
+    let settings = settings();
     let mut config = Config::new();
-    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling()));
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling(&settings)));
     config
         .consume_fuel(true)
         .epoch_interruption(true)
         .max_wasm_stack(MAX_WASM_STACK)
         .async_stack_size(FIBER_STACK_SIZE)
+        // The reservation and guard `munition_core::capacity` counts on
+        // (Wasmtime's defaults on 64-bit hosts, set so they cannot drift).
+        .memory_reservation(capacity::MAX_MEMORY_BYTES)
+        .memory_guard_size(capacity::MEMORY_GUARD_BYTES)
+        .wasm_multi_memory(true)
+        // One thread per compilation: compiles run on Munition's own pool of
+        // `max_concurrent_compiles` threads (see `module`), which bounds the
+        // cores they take; Wasmtime's parallel compilation would spread each
+        // one over every core.
+        .parallel_compilation(false)
         .wasm_backtrace_max_frames(NonZeroUsize::new(MAX_BACKTRACE_FRAMES))
         .wasm_backtrace_details(WasmBacktraceDetails::Enable)
         .coredump_on_trap(true);
-    Engine::new(&config).expect("the static Wasmtime configuration is valid")
+    Engine::new(&config).expect("the Wasmtime configuration built from settled capacity is valid")
 });
+
+/// What `engine_configure/1` is given: `nil` for the default of each key.
+#[derive(rustler::NifMap)]
+#[rustler(decode)]
+struct EngineConfig {
+    max_instances: Option<u64>,
+    max_memories_per_module: Option<u64>,
+    max_concurrent_compiles: Option<u64>,
+}
+
+/// Sets the engine's capacity before it is first built. `:ok`, or
+/// `{:error, {:bad_config, message}}` for values that do not fit (checked
+/// first, even when it is too late), or `{:error, {:too_late, message}}` once
+/// the engine exists: its pools are reserved and cannot be resized.
+#[rustler::nif]
+fn engine_configure(config: EngineConfig) -> MunitionResult<Atom> {
+    let requested = Requested {
+        max_instances: config.max_instances,
+        max_memories_per_module: config.max_memories_per_module,
+        max_concurrent_compiles: config.max_concurrent_compiles,
+    };
+    let wanted = capacity::settle(requested, host()).map_err(MunitionError::BadConfig)?;
+    let mut settled = settings_lock();
+    match &*settled {
+        Settled::Frozen(current) => Err(MunitionError::TooLate(format!(
+            "too late: the engine was built already, with max_instances: {}, \
+             max_memories_per_module: {}, max_concurrent_compiles: {}; its capacity is read \
+             once, before the engine is first used (Munition.Application does it when it starts)",
+            current.max_instances, current.max_memories_per_module, current.max_concurrent_compiles
+        ))),
+        Settled::Open(_) => {
+            *settled = Settled::Open(Some(wanted));
+            Ok(atoms::ok())
+        }
+    }
+}
 
 /// Calls currently inside wasm; the ticker sleeps while this is zero so an idle
 /// VM pays nothing for deadlines.
@@ -150,13 +283,24 @@ struct EngineInfo {
     features: Vec<Atom>,
     crash_reasons: Vec<Atom>,
     trap_kinds: Vec<Atom>,
+    max_instances: u64,
+    max_memories_per_module: u64,
+    max_tables_per_module: u64,
+    max_table_elements: u64,
+    max_memory_bytes: u64,
+    max_concurrent_compiles: u64,
+    reserved_address_space: u64,
 }
 
 /// `%{engine: :wasmtime, version: "48.0.8", features: [atom], crash_reasons:
-/// [atom], trap_kinds: [atom]}`.
+/// [atom], trap_kinds: [atom]}` and the capacity: `max_instances`,
+/// `max_memories_per_module`, `max_tables_per_module`, `max_table_elements`,
+/// `max_memory_bytes`, `max_concurrent_compiles`, and the address space the
+/// pools reserve (`reserved_address_space`, bytes).
 #[rustler::nif]
 fn engine_info() -> EngineInfo {
     Lazy::force(&ENGINE);
+    let settings = settings();
     EngineInfo {
         engine: atoms::wasmtime(),
         version: WASMTIME_VERSION.to_string(),
@@ -169,5 +313,12 @@ fn engine_info() -> EngineInfo {
         ],
         crash_reasons: Reason::ALL.iter().map(|reason| reason.atom()).collect(),
         trap_kinds: TrapKind::ALL.iter().map(|kind| kind.atom()).collect(),
+        max_instances: settings.max_instances,
+        max_memories_per_module: settings.max_memories_per_module,
+        max_tables_per_module: capacity::MAX_TABLES_PER_MODULE,
+        max_table_elements: capacity::MAX_TABLE_ELEMENTS,
+        max_memory_bytes: capacity::MAX_MEMORY_BYTES,
+        max_concurrent_compiles: settings.max_concurrent_compiles,
+        reserved_address_space: settings.reserved_bytes,
     }
 }

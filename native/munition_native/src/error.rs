@@ -18,9 +18,19 @@ pub enum MunitionError {
     BadArgs(String),
     #[error("{0}")]
     MemoryLimit(String),
-    /// Valid wasm that Munition does not run (more than one memory).
+    /// Valid wasm that Munition does not run (more memories or tables than an
+    /// instance slot holds, an instance too large for its slot).
     #[error("{0}")]
     Unsupported(String),
+    /// A module over one of the compile limits (`munition_core::limits`).
+    #[error("{0}")]
+    ModuleLimit(String),
+    /// The engine's capacity asked for after the engine was built.
+    #[error("{0}")]
+    TooLate(String),
+    /// An engine capacity that cannot be had.
+    #[error("{0}")]
+    BadConfig(String),
     /// The imports cannot be linked as given (an import with no link, a link
     /// to a built-in that does not exist), or the store cannot be set up.
     #[error("{0}")]
@@ -31,7 +41,7 @@ pub enum MunitionError {
     InvalidState(String),
     #[error("{0}")]
     OutOfBounds(String),
-    /// Every instance slot is in use (see `engine::MAX_CONCURRENT_INSTANCES`).
+    /// Every instance slot is in use (see `engine::pooling`).
     #[error("{0}")]
     Overloaded(String),
     /// Bytes that do not decode: a corrupt or hostile compressed frame.
@@ -52,6 +62,9 @@ impl Encoder for MunitionError {
             MunitionError::BadArgs(_) => atoms::bad_args(),
             MunitionError::MemoryLimit(_) => atoms::memory_limit(),
             MunitionError::Unsupported(_) => atoms::unsupported(),
+            MunitionError::ModuleLimit(_) => atoms::module_limit(),
+            MunitionError::TooLate(_) => atoms::too_late(),
+            MunitionError::BadConfig(_) => atoms::bad_config(),
             MunitionError::Instantiation(_) => atoms::instantiation_failed(),
             MunitionError::InvalidState(_) => atoms::invalid_state(),
             MunitionError::OutOfBounds(_) => atoms::out_of_bounds(),

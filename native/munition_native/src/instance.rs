@@ -64,18 +64,35 @@ pub struct InstanceConfig {
 }
 
 /// Refuses before any guest code runs what can be refused: memories whose
-/// initial size is already over the limit.
+/// initial sizes are already over the limit, which bounds all of them
+/// together.
 fn preflight(module: &CompiledModule, max_memory: u64) -> MunitionResult<()> {
-    for (index, memory) in module.info.memories.iter().enumerate() {
-        let initial = memory.min_pages.saturating_mul(memory.page_size);
-        if initial > max_memory {
-            return Err(MunitionError::MemoryLimit(format!(
-                "memory {index} starts at {initial} bytes ({} pages), over max_memory of {max_memory} bytes",
-                memory.min_pages
-            )));
-        }
+    let memories = &module.info.memories;
+    let initial = |memory: &munition_core::scan::MemoryInfo| {
+        memory.min_pages.saturating_mul(memory.page_size)
+    };
+    let total = memories
+        .iter()
+        .fold(0u64, |total, memory| total.saturating_add(initial(memory)));
+    if total <= max_memory {
+        return Ok(());
     }
-    Ok(())
+    Err(MunitionError::MemoryLimit(match memories.as_slice() {
+        [memory] => format!(
+            "memory 0 starts at {total} bytes ({} pages), over max_memory of {max_memory} bytes",
+            memory.min_pages
+        ),
+        _ => format!(
+            "the module's {} memories start at {total} bytes together ({}), over max_memory of {max_memory} bytes",
+            memories.len(),
+            memories
+                .iter()
+                .enumerate()
+                .map(|(index, memory)| format!("memory {index}: {} pages", memory.min_pages))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }))
 }
 
 /// Instantiates a module in a fresh store and runs the first slice of its
@@ -156,10 +173,9 @@ const INLINE_RELEASE_LIMIT: usize = 4 * 1024 * 1024;
 #[rustler::nif]
 fn instance_cleanup(instance: ResourceArc<InstanceRef>) -> Atom {
     let mut slot = instance.lock();
-    let large = match &mut *slot {
-        Slot::Idle(live) => live
-            .exported_memory()
-            .is_some_and(|memory| memory.data_size(&live.store) > INLINE_RELEASE_LIMIT),
+    // All the guest's memories, exported or not, as its limiter counted them.
+    let large = match &*slot {
+        Slot::Idle(live) => live.store.data().limits.memory_total > INLINE_RELEASE_LIMIT,
         _ => false,
     };
     if large {

@@ -43,7 +43,7 @@ mod atoms {
         // error kinds
         invalid_module, function_not_found, bad_args,
         memory_limit, instantiation_failed, invalid_state, out_of_bounds, bad_data, overloaded, unsupported,
-        runtime_failure,
+        runtime_failure, module_limit, too_late, bad_config,
         // crash reasons
         fuel_exhausted, trap, timeout, host_error,
         // trap kinds
@@ -67,6 +67,8 @@ mod atoms {
         // metadata keys
         fuel_consumed, fuel_remaining, execution_time_us,
         munition_host_call, munition_wake, munition_memory, waiting, large,
+        // compiling
+        miss, started, running, dropped,
     }
 }
 

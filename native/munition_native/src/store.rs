@@ -9,19 +9,22 @@ use std::time::{Duration, Instant};
 
 use wasmtime::{Caller, Error, ResourceLimiter, Store, UpdateDeadline};
 
-use crate::engine::{ENGINE, FUEL_YIELD_INTERVAL, MAX_TABLE_ELEMENTS};
+use crate::engine::{ENGINE, FUEL_YIELD_INTERVAL, MAX_TABLES_PER_MODULE, MAX_TABLE_ELEMENTS};
 use crate::error::{error_chain, MunitionError, MunitionResult};
 use crate::term::OwnedBytes;
 use crate::trap::{HostFailure, Reason, TrapKind};
 use crate::wasi::WasiRun;
 
-/// The memory limit of one store. Growing past `max_memory` is a crash with
-/// `:memory_limit` rather than wasm's silent `-1`, so a guest cannot probe the
-/// limit and the operator sees the attempt.
+/// The memory limit of one store: `max_memory` bounds the bytes of all the
+/// guest's memories together, which is what the host pays for. Growing past
+/// it is a crash with `:memory_limit` rather than wasm's silent `-1`, so a
+/// guest cannot probe the limit and the operator sees the attempt.
 pub struct GuestLimits {
     pub max_memory: usize,
     pub max_table_elements: usize,
     pub memory_limit_hit: bool,
+    /// Bytes of all the store's memories, as this limiter approved them.
+    pub memory_total: usize,
 }
 
 impl ResourceLimiter for GuestLimits {
@@ -29,15 +32,34 @@ impl ResourceLimiter for GuestLimits {
         &mut self,
         current: usize,
         desired: usize,
-        _maximum: Option<usize>,
+        maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.max_memory {
+        // A growth past the memory's own declared maximum fails (wasm's -1)
+        // and must not count: refused here, it is never counted.
+        if maximum.is_some_and(|maximum| desired > maximum) {
+            return Ok(false);
+        }
+        // `current` is what this memory had (0 when it is being created).
+        let total = self
+            .memory_total
+            .saturating_sub(current)
+            .saturating_add(desired);
+        if total > self.max_memory {
             self.memory_limit_hit = true;
+            let others = self.memory_total.saturating_sub(current);
+            let others = if others > 0 {
+                format!(" (with {others} bytes in the guest's other memories)")
+            } else {
+                String::new()
+            };
             return Err(Error::msg(format!(
-                "memory limit: growing linear memory from {current} to {desired} bytes exceeds max_memory of {} bytes",
+                "memory limit: growing linear memory from {current} to {desired} bytes{others} exceeds max_memory of {} bytes",
                 self.max_memory
             )));
         }
+        // A growth the system then fails (rare: the pool's slots are
+        // reserved) stays counted: the limit errs on the strict side.
+        self.memory_total = total;
         Ok(true)
     }
 
@@ -54,10 +76,10 @@ impl ResourceLimiter for GuestLimits {
         1
     }
     fn memories(&self) -> usize {
-        1
+        crate::engine::settings().max_memories_per_module as usize
     }
     fn tables(&self) -> usize {
-        4
+        MAX_TABLES_PER_MODULE
     }
 }
 
@@ -142,7 +164,7 @@ fn instance_live_count() -> usize {
 }
 
 /// A fresh store with `fuel`, a deadline `timeout` from now, and a memory
-/// limit of `max_memory` bytes, keeping up to `log_limit` bytes of log lines.
+/// limit of `max_memory` bytes (all its memories together), keeping up to `log_limit` bytes of log lines.
 pub fn new_store(
     fuel: u64,
     timeout: Duration,
@@ -156,6 +178,7 @@ pub fn new_store(
             max_memory: usize::try_from(max_memory).unwrap_or(usize::MAX),
             max_table_elements: MAX_TABLE_ELEMENTS,
             memory_limit_hit: false,
+            memory_total: 0,
         },
         deadline: Instant::now() + timeout,
         timed_out: false,
