@@ -3,6 +3,8 @@
 // call of the imported `env.abort(message, file, line, column)`, which
 // Munition grants with the `:abort` capability and reports as a `:trap` crash
 // with trap `:abort` and the message.
+//
+//   npx asc port.ts --runtime stub -O3 --debug -o port.wasm
 
 import { readString } from "./abi";
 export { alloc } from "./abi";

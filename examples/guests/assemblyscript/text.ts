@@ -1,5 +1,7 @@
 // Text plugins through Munition's binary ABI (see abi.ts).
 //
+//   npx asc text.ts --runtime stub -O3 --debug -o text.wasm
+//
 //   slugify("Hello, World!")          -> "hello-world"   (result: :binary)
 //   levenshtein("kitten", "sitting")  -> 3               (two binary arguments)
 

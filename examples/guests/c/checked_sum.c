@@ -3,6 +3,8 @@
  * error, then abort(), which in WebAssembly is the `unreachable` instruction.
  * The message must reach the crash dump's stderr.
  *
+ *   clang --target=wasm32-wasi -O2 checked_sum.c -o checked_sum.wasm
+ *
  *   printf '1\n2\n' | checked_sum   -> prints "3"
  *   printf '1\nx\n' | checked_sum   -> "bad input on line 2: \"x\"" on stderr, trap
  */

@@ -5,7 +5,10 @@
 //! (std.base64, std.heap.wasm_allocator).
 //!
 //!     zig build-exe base64.zig -target wasm32-freestanding -O ReleaseSmall \
-//!         -fno-entry -rdynamic
+//!         -fno-entry -rdynamic -fno-strip
+//!
+//! (`-fno-strip` keeps the DWARF, so that a crash dump's backtrace names
+//! base64.zig.)
 //!
 //!     Munition.fire(wasm, "base64_encode", ["hello"], result: :binary)
 //!     #=> {:ok, "aGVsbG8=", _}
