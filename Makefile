@@ -149,10 +149,13 @@ $(GUESTS_OUT)/assemblyscript/%.wasm: $(GUESTS_SRC)/assemblyscript/%.ts $(GUESTS_
 	@cd $(GUESTS_SRC)/assemblyscript && $(ASC) $*.ts $(ASC_FLAGS) -o $(CURDIR)/$@
 
 # Zig: base64 is freestanding and keeps its DWARF (dumps then name the file).
+# Zig leaves its object file beside the module: not needed.
 $(GUESTS_OUT)/zig/base64.wasm: $(GUESTS_SRC)/zig/base64.zig $(ZIG_STAMP)
 	@mkdir -p $(@D) && echo "  ZIG    $@"
 	@$(ZIG) build-exe $< -target wasm32-freestanding -O ReleaseSmall -fno-entry -rdynamic -fno-strip -femit-bin=$@
+	@rm -f $@.o
 
 $(GUESTS_OUT)/zig/%.wasm: $(GUESTS_SRC)/zig/%.zig $(ZIG_STAMP)
 	@mkdir -p $(@D) && echo "  ZIG    $@"
 	@$(ZIG) build-exe $< -target wasm32-wasi -O ReleaseSmall -femit-bin=$@
+	@rm -f $@.o
