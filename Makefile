@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 export MIX_ENV ?= test
 
-.PHONY: test demo deps elixir rust-checks elixir-checks consumer bench check soak
+.PHONY: test demo deps elixir rust-checks elixir-checks consumer bench check soak examples guest-toolchain-apt
 
 elixir:
 	@if ! command -v mix >/dev/null 2>&1; then \
@@ -27,7 +27,7 @@ elixir-checks: elixir
 	mix format --check-formatted
 	mix compile --warnings-as-errors --force
 
-test: elixir rust-checks elixir-checks check
+test: elixir rust-checks elixir-checks check examples
 	mix test
 	$(MAKE) consumer
 
@@ -55,3 +55,116 @@ bench: elixir
 # minutes of calls, each suite printing its figures.
 soak: elixir
 	MIX_ENV=test mix test --only soak test/soak
+
+# Example guests written in C, Rust, AssemblyScript and Zig (examples/guests/),
+# built from source into _build/guests/ for the tests in test/guests/. Installs
+# the toolchains it lacks, once: Debian's clang, lld, wasi-libc and rustc with
+# its wasm32 standard library (apt), AssemblyScript (npm, pinned by
+# examples/guests/assemblyscript/package-lock.json, into _build/toolchains/npm)
+# and Zig (PyPI's ziglang, into _build/toolchains/pip).
+GUESTS_SRC := examples/guests
+GUESTS_OUT := _build/guests
+TOOLCHAINS := $(CURDIR)/_build/toolchains
+ZIGLANG_VERSION := 0.14.1
+GUEST_APT_PACKAGES := clang lld wasi-libc libclang-rt-dev-wasm32 rustc libstd-rust-dev-wasm32
+
+GUESTS := c/upper c/checked_sum c/rot13 \
+          rust/reverse_words rust/reverse_words_wasi rust/wc rust/parse_config \
+          assemblyscript/text assemblyscript/port \
+          zig/base64 zig/greet
+
+# Debian's compilers by path: a rustup toolchain earlier on PATH has no wasm32 std.
+CLANG := /usr/bin/clang
+RUSTC := /usr/bin/rustc
+RUST_FLAGS := --edition 2021 -C opt-level=s -C strip=debuginfo -C panic=abort
+ASC := $(TOOLCHAINS)/npm/node_modules/.bin/asc
+ASC_FLAGS := --runtime stub -O3 --debug
+NPM_STAMP := $(TOOLCHAINS)/npm/.installed
+ZIG_STAMP := $(TOOLCHAINS)/pip/.ziglang-$(ZIGLANG_VERSION)
+ZIG := PYTHONPATH=$(TOOLCHAINS)/pip ZIG_GLOBAL_CACHE_DIR=$(TOOLCHAINS)/zig-cache \
+       ZIG_LOCAL_CACHE_DIR=$(TOOLCHAINS)/zig-cache python3 -m ziglang
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+# Runs a command with its output kept back, shown only when it fails.
+quietly = log=$$(mktemp); if ! ( $(1) ) >$$log 2>&1; then cat $$log; rm -f $$log; exit 1; fi; rm -f $$log
+APT_INSTALL := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends
+
+examples: $(GUESTS:%=$(GUESTS_OUT)/%.wasm)
+
+# Installs what is missing of GUEST_APT_PACKAGES; nothing when all are there.
+guest-toolchain-apt:
+	@missing=""; \
+	for p in $(GUEST_APT_PACKAGES); do \
+	  dpkg-query -W -f='$${db:Status-Abbrev}' $$p 2>/dev/null | grep -q '^ii' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if ! command -v apt-get >/dev/null 2>&1; then \
+	    echo "The example guests need clang with wasm32 support, wasm-ld, wasi-libc, and rustc 1.63+ with the"; \
+	    echo "wasm32-wasi and wasm32-unknown-unknown std (Debian:$$missing): install them and run make again."; \
+	    exit 1; \
+	  fi; \
+	  echo "Installing the guests' toolchains from Debian's packages:$$missing"; \
+	  $(call quietly,$(SUDO) apt-get update -q && $(APT_INSTALL) $$missing); \
+	fi
+
+$(NPM_STAMP): $(GUESTS_SRC)/assemblyscript/package.json $(GUESTS_SRC)/assemblyscript/package-lock.json
+	@if ! command -v npm >/dev/null 2>&1; then \
+	  echo "Installing Node.js and npm from Debian's packages"; \
+	  $(call quietly,$(SUDO) apt-get update -q && $(APT_INSTALL) nodejs npm); \
+	fi
+	@echo "Installing AssemblyScript (npm ci) into $(TOOLCHAINS)/npm"
+	@rm -rf $(TOOLCHAINS)/npm && mkdir -p $(TOOLCHAINS)/npm
+	@cp $^ $(TOOLCHAINS)/npm/
+	@$(call quietly,cd $(TOOLCHAINS)/npm && npm ci --no-audit --no-fund)
+	@touch $@
+
+$(ZIG_STAMP):
+	@if ! python3 -m pip --version >/dev/null 2>&1; then \
+	  echo "Installing Python's pip from Debian's packages"; \
+	  $(call quietly,$(SUDO) apt-get update -q && $(APT_INSTALL) python3-pip); \
+	fi
+	@echo "Installing Zig (PyPI's ziglang==$(ZIGLANG_VERSION)) into $(TOOLCHAINS)/pip"
+	@rm -rf $(TOOLCHAINS)/pip
+	@$(call quietly,PIP_ROOT_USER_ACTION=ignore python3 -m pip install --disable-pip-version-check \
+	  --no-warn-script-location --target $(TOOLCHAINS)/pip ziglang==$(ZIGLANG_VERSION))
+	@touch $@
+
+# C: WASI commands with wasi-libc; rot13 is freestanding (no libc, no imports).
+$(GUESTS_OUT)/c/rot13.wasm: $(GUESTS_SRC)/c/rot13.c | guest-toolchain-apt
+	@mkdir -p $(@D) && echo "  CLANG  $@"
+	@$(CLANG) --target=wasm32 -O2 -nostdlib -Wl,--no-entry -Wl,--export=alloc -Wl,--export=rot13 $< -o $@
+
+$(GUESTS_OUT)/c/%.wasm: $(GUESTS_SRC)/c/%.c | guest-toolchain-apt
+	@mkdir -p $(@D) && echo "  CLANG  $@"
+	@$(CLANG) --target=wasm32-wasi -O2 $< -o $@
+
+# Rust: reverse_words built twice, without WASI (no imports) and with it (the
+# same library then imports WASI for its start-up and panic paths).
+$(GUESTS_OUT)/rust/reverse_words.wasm: $(GUESTS_SRC)/rust/reverse_words.rs | guest-toolchain-apt
+	@mkdir -p $(@D) && echo "  RUSTC  $@"
+	@$(RUSTC) $(RUST_FLAGS) --target wasm32-unknown-unknown --crate-type cdylib $< -o $@
+
+$(GUESTS_OUT)/rust/reverse_words_wasi.wasm: $(GUESTS_SRC)/rust/reverse_words.rs | guest-toolchain-apt
+	@mkdir -p $(@D) && echo "  RUSTC  $@"
+	@$(RUSTC) $(RUST_FLAGS) --target wasm32-wasi --crate-type cdylib --crate-name reverse_words_wasi $< -o $@
+
+$(GUESTS_OUT)/rust/%.wasm: $(GUESTS_SRC)/rust/%.rs | guest-toolchain-apt
+	@mkdir -p $(@D) && echo "  RUSTC  $@"
+	@$(RUSTC) $(RUST_FLAGS) --target wasm32-wasi $< -o $@
+
+# AssemblyScript, compiled from its own directory so that abort messages name
+# the file as `port.ts`.
+$(GUESTS_OUT)/assemblyscript/%.wasm: $(GUESTS_SRC)/assemblyscript/%.ts $(GUESTS_SRC)/assemblyscript/abi.ts $(NPM_STAMP)
+	@mkdir -p $(@D) && echo "  ASC    $@"
+	@cd $(GUESTS_SRC)/assemblyscript && $(ASC) $*.ts $(ASC_FLAGS) -o $(CURDIR)/$@
+
+# Zig: base64 is freestanding and keeps its DWARF (dumps then name the file).
+# Zig leaves its object file beside the module: not needed.
+$(GUESTS_OUT)/zig/base64.wasm: $(GUESTS_SRC)/zig/base64.zig $(ZIG_STAMP)
+	@mkdir -p $(@D) && echo "  ZIG    $@"
+	@$(ZIG) build-exe $< -target wasm32-freestanding -O ReleaseSmall -fno-entry -rdynamic -fno-strip -femit-bin=$@
+	@rm -f $@.o
+
+$(GUESTS_OUT)/zig/%.wasm: $(GUESTS_SRC)/zig/%.zig $(ZIG_STAMP)
+	@mkdir -p $(@D) && echo "  ZIG    $@"
+	@$(ZIG) build-exe $< -target wasm32-wasi -O ReleaseSmall -femit-bin=$@
+	@rm -f $@.o

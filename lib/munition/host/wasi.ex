@@ -71,8 +71,10 @@ defmodule Munition.Host.WASI do
   Of `Munition.fire/4`, `Munition.run/2` and `Munition.Pool` (per call: a
   pooled call's `:wasi` keys override the pool's, key by key):
 
-    * `:args` - the guest's arguments, strings (`argv[0]` included: nothing
-      is added). Defaults to `[]`.
+    * `:args` - the guest's arguments, strings, `argv[0]` (the program's name)
+      first: nothing is added. Defaults to `["main"]`, because programs
+      built by real toolchains assume `argc >= 1` (a Zig command given no
+      arguments at all traps in its argument parsing).
     * `:env` - its environment, `[{"KEY", "value"}]` or a map. Defaults to
       none: the host's environment is never inherited.
     * `:stdin` - a binary the guest reads as its stdin. Defaults to `""`
@@ -156,7 +158,7 @@ defmodule Munition.Host.WASI do
   @module "wasi_snapshot_preview1"
   @fs [:wasi_fs, :wasi_fs_write]
   @defaults %{
-    args: [],
+    args: ["main"],
     env: [],
     stdin: "",
     preopens: [],

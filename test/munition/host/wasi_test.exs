@@ -274,7 +274,9 @@ defmodule Munition.Host.WASITest do
       assert {:ok, 0, %{stdout: "prog\0a b\0"}} =
                Munition.run(wat, capabilities: [:wasi_args, :wasi_stdio], wasi: [args: ["prog", "a b"]])
 
-      assert {:ok, 0, %{stdout: ""}} = Munition.run(wat, capabilities: [:wasi])
+      # By default, one argument: a program's name, as toolchains' start-up code expects.
+      assert {:ok, 0, %{stdout: "main\0"}} = Munition.run(wat, capabilities: [:wasi])
+      assert {:ok, 0, %{stdout: ""}} = Munition.run(wat, capabilities: [:wasi], wasi: [args: []])
     end
 
     test "the host's environment is never inherited; the env given is" do
