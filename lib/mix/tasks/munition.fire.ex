@@ -12,6 +12,14 @@ defmodule Mix.Tasks.Munition.Fire do
   (`1.5`) is passed as a number; any other is passed as a binary through the
   binary ABI (the guest's `alloc` export; see "Binary data" in the README).
 
+  With `FUNCTION` `_start`, the module runs as a WASI command
+  (`Munition.run/2`): the arguments are its `argv` after the program's name
+  (the module's file name), `--stdin` gives its standard input and `--env`
+  its environment; it prints the command's stdout and stderr and the exit
+  code, and exits with the command's exit code.
+
+      mix munition.fire hello.wasm _start Ada --cap wasi --stdin input.txt --env GREETING=Hi
+
   ## Options
 
     * `--fuel N` - the fuel budget (or a profile: `strict`, `default`,
@@ -21,6 +29,9 @@ defmodule Mix.Tasks.Munition.Fire do
       as `basic` allowed)
     * `--binary` - read the result back as a binary (`result: :binary`)
     * `--max-memory BYTES` - the memory limit
+    * `--stdin PATH` - a file whose bytes are the guest's stdin (`-` for this
+      task's own standard input)
+    * `--env KEY=VALUE` - a variable of the guest's environment (repeat it)
 
   Exits with a non-zero status when the guest crashes or nothing could run.
   """
@@ -29,7 +40,15 @@ defmodule Mix.Tasks.Munition.Fire do
 
   alias Mix.Tasks.Munition.Validate
 
-  @switches [fuel: :string, timeout: :integer, cap: :string, binary: :boolean, max_memory: :integer]
+  @switches [
+    fuel: :string,
+    timeout: :integer,
+    cap: :string,
+    binary: :boolean,
+    max_memory: :integer,
+    stdin: :string,
+    env: :keep
+  ]
 
   @impl Mix.Task
   def run(argv) do
@@ -38,9 +57,9 @@ defmodule Mix.Tasks.Munition.Fire do
     if invalid != [],
       do: Mix.raise("Invalid option(s): #{Enum.map_join(invalid, ", ", &elem(&1, 0))}\n\n#{usage()}")
 
-    {path, function, guest_args} =
+    {path, function, rest} =
       case args do
-        [path, function | rest] -> {path, function, Enum.map(rest, &parse_arg/1)}
+        [path, function | rest] -> {path, function, rest}
         _ -> Mix.raise("Expected a module path and a function name\n\n#{usage()}")
       end
 
@@ -48,41 +67,89 @@ defmodule Mix.Tasks.Munition.Fire do
     bytes = Validate.read!(path)
 
     fire_opts =
-      [
-        capabilities: Validate.capabilities!(opts[:cap]),
-        result: if(opts[:binary], do: :binary, else: :values)
-      ]
+      [capabilities: Validate.capabilities!(opts[:cap])]
       |> put_if(:fuel, opts[:fuel] && parse_fuel(opts[:fuel]))
       |> put_if(:timeout, opts[:timeout])
       |> put_if(:max_memory, opts[:max_memory])
+      |> put_if(:wasi, wasi(opts, function, path, rest))
 
     result =
       try do
-        Munition.fire(bytes, function, guest_args, fire_opts)
+        if function == "_start" do
+          Munition.run(bytes, fire_opts)
+        else
+          fire_opts = Keyword.put(fire_opts, :result, if(opts[:binary], do: :binary, else: :values))
+          Munition.fire(bytes, function, Enum.map(rest, &parse_arg/1), fire_opts)
+        end
       rescue
         error in ArgumentError -> Mix.raise(Exception.message(error))
       end
 
-    case result do
-      {:ok, value, meta} ->
-        Mix.shell().info([
-          "result: ",
-          inspect(value, binaries: :as_strings, limit: :infinity),
-          "\n",
-          metadata(meta)
-        ])
+    report(result, function)
+  end
 
-      {:crash, reason, nil} ->
-        Mix.raise("the guest crashed: #{inspect(reason)}")
+  defp report({:ok, code, meta}, "_start") do
+    Mix.shell().info([output(meta), "exit code: #{code}\n", metadata(meta)])
+    if code != 0, do: exit({:shutdown, code})
+  end
 
-      {:crash, reason, dump} ->
-        Mix.shell().info(Munition.Forensics.Analyser.summary(dump))
-        Mix.raise("the guest crashed: #{inspect(reason)} (trap: #{inspect(dump.trap)})")
+  defp report({:ok, value, meta}, _function) do
+    Mix.shell().info([
+      output(meta),
+      "result: ",
+      inspect(value, binaries: :as_strings, limit: :infinity),
+      "\n",
+      metadata(meta)
+    ])
+  end
 
-      {:error, reason} ->
-        Mix.raise("nothing ran: #{inspect(reason)}")
+  defp report({:crash, reason, nil}, _function), do: Mix.raise("the guest crashed: #{inspect(reason)}")
+
+  defp report({:crash, reason, dump}, _function) do
+    Mix.shell().info(Munition.Forensics.Analyser.summary(dump))
+    Mix.raise("the guest crashed: #{inspect(reason)} (trap: #{inspect(dump.trap)})")
+  end
+
+  defp report({:error, reason}, _function), do: Mix.raise("nothing ran: #{inspect(reason)}")
+
+  # What the guest wrote, when it had WASI's stdio.
+  defp output(%{stdout: stdout, stderr: stderr} = meta) do
+    [
+      section("stdout", stdout, meta[:stdout_truncated]),
+      section("stderr", stderr, meta[:stderr_truncated])
+    ]
+  end
+
+  defp output(_meta), do: []
+
+  defp section(_name, "", _truncated), do: []
+
+  defp section(name, text, truncated),
+    do: ["--- #{name}#{if truncated, do: " (truncated)"} ---\n", text, "\n"]
+
+  # The WASI configuration of the call: argv, stdin and environment for a
+  # command; nil when none is given to a plain export.
+  defp wasi(opts, function, path, rest) do
+    env = for pair <- Keyword.get_values(opts, :env), do: env_pair!(pair)
+
+    wasi =
+      []
+      |> put_if(:args, if(function == "_start", do: [Path.basename(path) | rest]))
+      |> put_if(:stdin, opts[:stdin] && stdin!(opts[:stdin]))
+      |> put_if(:env, if(env != [], do: env))
+
+    if wasi != [], do: wasi
+  end
+
+  defp env_pair!(pair) do
+    case String.split(pair, "=", parts: 2) do
+      [key, value] when key != "" -> {key, value}
+      _ -> Mix.raise("--env takes KEY=VALUE, got: #{pair}")
     end
   end
+
+  defp stdin!("-"), do: IO.binread(:stdio, :eof) |> then(&if(is_binary(&1), do: &1, else: ""))
+  defp stdin!(path), do: Validate.read!(path)
 
   defp metadata(meta) do
     log = Enum.map(meta.log, fn {level, line} -> "\n  log #{level}: #{line}" end)

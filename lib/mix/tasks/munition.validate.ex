@@ -10,8 +10,8 @@ defmodule Mix.Tasks.Munition.Validate do
   Prints the module's imports, each with the capability that grants it (or
   `-` when nothing can), its exports with their signatures and its memories,
   then what would be refused with the capabilities given by `--cap`
-  (comma-separated, groups such as `basic` allowed; none by default, as for
-  `fire/4`).
+  (comma-separated, groups such as `basic` and `wasi` allowed; none by
+  default, as for `fire/4`).
 
   Exits with a non-zero status when the module is invalid or unsupported, or
   when an import would be refused.
@@ -128,7 +128,7 @@ defmodule Mix.Tasks.Munition.Validate do
 
   def capabilities!(text) do
     names = text |> String.split(",", trim: true) |> Enum.map(&String.trim/1)
-    known = Map.new(Capabilities.builtin_capabilities() ++ [:basic, :all], &{Atom.to_string(&1), &1})
+    known = Map.new(Capabilities.builtin_capabilities() ++ Capabilities.groups(), &{Atom.to_string(&1), &1})
 
     names
     |> Enum.map(fn name ->

@@ -66,7 +66,9 @@ defmodule Munition.Forensics.Report do
       globals_section(dump.globals),
       memory_section(dump.memories, regions),
       strings_section(strings, opts[:strings]),
-      log_section(dump.log)
+      log_section(dump.log),
+      output_section("stdout", dump.stdout, dump.stdout_truncated),
+      output_section("stderr", dump.stderr, dump.stderr_truncated)
     ]
     |> IO.iodata_to_binary()
   end
@@ -152,6 +154,20 @@ defmodule Munition.Forensics.Report do
 
   defp log_section(log) do
     ["\nlog (last 5):\n", log |> Enum.take(-5) |> Enum.map(fn {level, l} -> "  [#{level}] #{l}\n" end)]
+  end
+
+  # A WASI guest's output so far: the last 2 KiB, where a crash's message is.
+  @output_shown 2048
+
+  defp output_section(_name, output, _truncated) when output in [nil, ""], do: []
+
+  defp output_section(name, output, truncated) do
+    shown =
+      binary_part(output, max(byte_size(output) - @output_shown, 0), min(byte_size(output), @output_shown))
+
+    cut = if byte_size(shown) < byte_size(output), do: " (last #{@output_shown} bytes)", else: ""
+    kept = if truncated, do: " (past its bound: the rest was dropped)", else: ""
+    ["\n#{name}#{cut}#{kept}:\n", shown, if(String.ends_with?(shown, "\n"), do: "", else: "\n")]
   end
 
   @doc """

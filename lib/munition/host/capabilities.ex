@@ -104,6 +104,10 @@ defmodule Munition.Host.Capabilities do
     end
   end
 
+  @doc "The names of the groups `expand!/2` accepts: `:all`, `:basic`, `:wasi`."
+  @spec groups() :: [atom()]
+  def groups, do: @groups
+
   defp group(:basic, _table), do: @basic
   defp group(:all, table), do: table.all
   defp group(:wasi, table), do: table.wasi

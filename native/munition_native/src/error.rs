@@ -72,8 +72,28 @@ impl Encoder for MunitionError {
             MunitionError::BadData(_) => atoms::bad_data(),
             MunitionError::RuntimeFailure(_) => atoms::runtime_failure(),
         };
-        (kind, self.to_string()).encode(env)
+        (kind, bounded(self.to_string())).encode(env)
     }
+}
+
+/// The longest error message that reaches Elixir. Some messages quote their
+/// input (a WAT parse error quotes the offending line, which in hostile
+/// input can be the whole input): a caller must never get back a result as
+/// large as what it sent, nor log one.
+pub const MAX_MESSAGE_BYTES: usize = 4096;
+
+fn bounded(mut message: String) -> String {
+    if message.len() <= MAX_MESSAGE_BYTES {
+        return message;
+    }
+    let total = message.len();
+    let mut end = MAX_MESSAGE_BYTES;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    message.truncate(end);
+    message.push_str(&format!("… ({} more bytes cut)", total - end));
+    message
 }
 
 pub type MunitionResult<T> = Result<T, MunitionError>;

@@ -151,6 +151,7 @@ pub fn compile(
     express_only: bool,
 ) -> Result<CompiledModule, NotCompiled> {
     limits.check_size(bytes.len()).map_err(limit_error)?;
+    not_text_with_nul(bytes)?;
     let wasm = wat::parse_bytes(bytes)
         .map_err(|e| MunitionError::InvalidModule(format!("cannot parse WAT: {e}")))?;
     let facts = prescan(&wasm).map_err(|e| MunitionError::InvalidModule(e.to_string()))?;
@@ -312,6 +313,22 @@ fn lookup(bytes: &[u8], cache_capacity: usize, limits: &Limits) -> Lookup {
             Ok(()) => Lookup::Miss(hash),
             Err(error) => Lookup::Refused(error),
         },
+    }
+}
+
+/// Input that is not a wasm binary is parsed as WAT text, and the WAT parser
+/// renders its error with the whole offending line: for megabytes of zero
+/// bytes (one "line") that took seconds. Text has no NUL byte; refuse it at
+/// once.
+fn not_text_with_nul(bytes: &[u8]) -> MunitionResult<()> {
+    if bytes.starts_with(b"\0asm") {
+        return Ok(());
+    }
+    match bytes.iter().position(|&b| b == 0) {
+        Some(offset) => Err(MunitionError::InvalidModule(format!(
+            "neither a wasm binary (no \\0asm header) nor WAT text (a NUL byte at offset {offset})"
+        ))),
+        None => Ok(()),
     }
 }
 

@@ -73,3 +73,72 @@ defmodule Mix.Tasks.Munition.FireTest do
     assert_raise Mix.Error, ~r/Cannot read/, fn -> fire(["/nonexistent/x.wasm", "f"]) end
   end
 end
+
+defmodule Mix.Tasks.Munition.FireCommandTest do
+  # Mix.shell is global to the VM.
+  use ExUnit.Case, async: false
+
+  import ExUnit.CaptureIO
+
+  # A WASI command: writes its GREETING variable's length... simpler: writes
+  # "hi\n" to stdout, then exits with the code given as its first byte of stdin.
+  @command ~S"""
+  (module
+    (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+    (import "wasi_snapshot_preview1" "fd_read" (func $fd_read (param i32 i32 i32 i32) (result i32)))
+    (import "wasi_snapshot_preview1" "proc_exit" (func $proc_exit (param i32)))
+    (memory (export "memory") 1)
+    (data (i32.const 16) "hi\n")
+    (func (export "_start")
+      (i32.store (i32.const 0) (i32.const 16)) (i32.store (i32.const 4) (i32.const 3))
+      (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
+      (i32.store (i32.const 0) (i32.const 32)) (i32.store (i32.const 4) (i32.const 1))
+      (drop (call $fd_read (i32.const 0) (i32.const 0) (i32.const 1) (i32.const 8)))
+      (if (i32.load (i32.const 8)) (then (call $proc_exit (i32.sub (i32.load8_u (i32.const 32)) (i32.const 48)))))))
+  """
+
+  setup do
+    dir = Path.join(System.tmp_dir!(), "munition-fire-command-#{System.unique_integer([:positive])}")
+    File.mkdir_p!(dir)
+    on_exit(fn -> File.rm_rf!(dir) end)
+    path = Path.join(dir, "cmd.wat")
+    File.write!(path, @command)
+    %{dir: dir, path: path}
+  end
+
+  defp fire(args) do
+    Mix.Task.reenable("munition.fire")
+    capture_io(fn -> Mix.Task.run("munition.fire", args) end)
+  end
+
+  test "_start runs the module as a command: its stdout and exit code 0", %{path: path} do
+    out = fire([path, "_start", "--cap", "wasi"])
+    assert out =~ "--- stdout ---\nhi\n"
+    assert out =~ "exit code: 0"
+  end
+
+  test "a non-zero exit code is the task's exit status; stdin comes from --stdin", %{dir: dir, path: path} do
+    stdin = Path.join(dir, "stdin")
+    File.write!(stdin, "3")
+
+    out =
+      capture_io(fn ->
+        Mix.Task.reenable("munition.fire")
+
+        assert catch_exit(Mix.Task.run("munition.fire", [path, "_start", "--cap", "wasi", "--stdin", stdin])) ==
+                 {:shutdown, 3}
+      end)
+
+    assert out =~ "exit code: 3"
+  end
+
+  test "a command without the capabilities it imports is refused", %{path: path} do
+    assert_raise Mix.Error, ~r/capability_denied.*fd_write.*needs: :wasi_stdio/s, fn ->
+      fire([path, "_start"])
+    end
+
+    assert_raise Mix.Error, ~r/--env takes KEY=VALUE/, fn ->
+      fire([path, "_start", "--cap", "wasi", "--env", "NOPE"])
+    end
+  end
+end

@@ -55,3 +55,33 @@ defmodule Mix.Tasks.Munition.ValidateTest do
     assert_raise Mix.Error, ~r/does not compile: \{:invalid_module/, fn -> validate([path]) end
   end
 end
+
+defmodule Mix.Tasks.Munition.ValidateWASITest do
+  use ExUnit.Case, async: false
+
+  import ExUnit.CaptureIO
+
+  test "WASI imports name the capability that grants each, and --cap takes the wasi group" do
+    path = Path.join(System.tmp_dir!(), "munition-validate-wasi-#{System.unique_integer([:positive])}.wat")
+
+    File.write!(path, ~S"""
+    (module (import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))
+      (import "wasi_snapshot_preview1" "path_open" (func (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+      (memory (export "memory") 1) (func (export "_start")))
+    """)
+
+    on_exit(fn -> File.rm(path) end)
+
+    out =
+      capture_io(fn ->
+        assert_raise Mix.Error, ~r/1 import\(s\) would be refused/, fn ->
+          Mix.Task.reenable("munition.validate")
+          Mix.Task.run("munition.validate", [path, "--cap", "wasi"])
+        end
+      end)
+
+    assert out =~ "wasi_snapshot_preview1.fd_write  func (i32, i32, i32, i32) -> (i32)  needs: :wasi_stdio"
+    assert out =~ "refused with capabilities"
+    assert out =~ "wasi_snapshot_preview1.path_open  needs: :wasi_fs"
+  end
+end
