@@ -25,11 +25,13 @@ defmodule Munition.Pool do
     * `:wasm` - bytes, WAT text or a `%Munition.Module{}` (required).
     * `:size` - how many of the pool's calls run at once; more wait in line,
       in order, until their deadline. Defaults to `100`.
-    * `:capabilities`, `:host_functions`, `:runtime` - as for `Munition.fire/4`,
-      fixed for the pool's lifetime.
+    * `:capabilities`, `:host_functions`, `:runtime`, `:limits` - as for
+      `Munition.fire/4`, fixed for the pool's lifetime (`:limits` bounds the
+      compile the pool does when it starts).
     * `:fuel`, `:timeout`, `:max_memory`, `:forensics`, `:result`, `:alloc`,
-      `:dump_dir` - defaults for the pool's calls, as for `Munition.fire/4`;
-      each call may override them.
+      `:dump_dir`, `:wasi` - defaults for the pool's calls, as for
+      `Munition.fire/4`; each call may override them (a call's `:wasi` keys
+      override the pool's one by one).
 
   ## What a pooled call returns
 
@@ -236,7 +238,7 @@ defmodule Munition.Pool do
     # Waiting callers are answered when the pool stops, however it stops.
     Process.flag(:trap_exit, true)
 
-    with {:ok, module} <- to_module(wasm, options.runtime),
+    with {:ok, module} <- to_module(wasm, options),
          {:ok, links} <-
            Munition.Host.Capabilities.resolve(module, options.capabilities, options.host_functions) do
       # Everything but :adaptive is the same for every function of the module.
@@ -266,10 +268,13 @@ defmodule Munition.Pool do
     end
   end
 
-  defp to_module(%Munition.Module{} = module, _runtime), do: {:ok, module}
-  defp to_module(bytes, runtime) when is_binary(bytes), do: runtime.compile(bytes, [])
+  # Bounded by the pool's limits and the default compile timeout.
+  defp to_module(%Munition.Module{} = module, _options), do: {:ok, module}
 
-  defp to_module(other, _runtime),
+  defp to_module(bytes, options) when is_binary(bytes),
+    do: options.runtime.compile(bytes, limits: options.limits)
+
+  defp to_module(other, _options),
     do:
       raise(
         ArgumentError,

@@ -245,6 +245,17 @@ defmodule Munition.PoolTest do
       end
     end
 
+    test "the pool's :limits bound the compile it does when it starts" do
+      Process.flag(:trap_exit, true)
+      wat = ~s{(module (func) (func) (func (export "f")))}
+
+      assert {:error, {:module_limit, message}} =
+               Pool.start_link(name: unique_name(), wasm: wat, limits: [functions: 2])
+
+      assert message =~ "functions"
+      assert {:ok, _} = Pool.start_link(name: unique_name(), wasm: wat, limits: [functions: 3])
+    end
+
     test "stats of an unknown pool is nil" do
       assert Pool.stats(:no_such_pool) == nil
     end

@@ -3,8 +3,9 @@ defmodule Munition.Instance.Slots do
   Backpressure: calls past the engine's capacity wait here for an instance
   slot, in order, instead of failing.
 
-  The engine has a fixed number of instance slots (1,000; see "Limits" in the
-  README). A call that finds them all in use does not fail while its deadline
+  The engine has a fixed number of instance slots, set when it starts
+  (`config :munition, max_instances: n`, 1,000 by default: see
+  `Munition.Runtime.Config`). A call that finds them all in use does not fail while its deadline
   has not passed: it waits in this line and tries again when a slot is
   released. A call still waiting at its deadline gets
   `{:error, {:overloaded, message}}`: nothing ran, so there is no guest state
