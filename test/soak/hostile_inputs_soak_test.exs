@@ -217,9 +217,21 @@ defmodule Munition.Soak.HostileInputsTest do
           # 100 µs, waits meanwhile.
           test = self()
           bystander = spawn_link(fn -> send(test, {:bystander, bystander(counter, [])}) end)
+          # With the default limits, 256 MiB is over module_size and refused
+          # unread; with the limit raised past it, the bytes reach the parser.
+          raised = [limits: [module_size: 2 * @junk_size]]
           fire = Task.async(fn -> Soak.timed(fn -> Munition.fire(bytes, "f", []) end) end)
           compile = Task.async(fn -> Soak.timed(fn -> Munition.compile(bytes) end) end)
-          results = [fire: Task.await(fire, :infinity), compile: Task.await(compile, :infinity)]
+          fire_raised = Task.async(fn -> Soak.timed(fn -> Munition.fire(bytes, "f", [], raised) end) end)
+          compile_raised = Task.async(fn -> Soak.timed(fn -> Munition.compile(bytes, raised) end) end)
+
+          results = [
+            fire: Task.await(fire, :infinity),
+            compile: Task.await(compile, :infinity),
+            fire_with_limits_raised: Task.await(fire_raised, :infinity),
+            compile_with_limits_raised: Task.await(compile_raised, :infinity)
+          ]
+
           send(bystander, :stop)
           calls = receive(do: ({:bystander, calls} -> calls))
           latencies = for {us, _} <- calls, do: us
@@ -237,7 +249,8 @@ defmodule Munition.Soak.HostileInputsTest do
               "#{div(@junk_size, 1 <<< 20)} MiB of #{name} bytes to #{entry}: #{junk_summary(result)} in #{took(us)}"
             )
 
-            assert {:error, {:invalid_module, message}} = result
+            assert {:error, {kind, message}} = result
+            assert kind in [:invalid_module, :module_limit]
             if byte_size(message) > @max_message, do: {name, entry, byte_size(message)}
           end
         end
