@@ -69,6 +69,8 @@ defmodule Munition.Options do
       result: one_of!(:result, opts[:result], [:values, :binary]),
       alloc: alloc!(opts[:alloc]),
       dump_dir: opts[:dump_dir] || Config.dump_dir(),
+      # From the application environment: read once for a pool.
+      log_limit: Config.log_limit(),
       wasi: WASI.check!(opts[:wasi])
     }
   end
@@ -118,7 +120,7 @@ defmodule Munition.Options do
       forensics: options.forensics,
       result: options.result,
       alloc: options.alloc,
-      log_limit: Config.log_limit(),
+      log_limit: options.log_limit,
       wasi: WASI.config(options.wasi, options.capabilities)
     }
   end

@@ -25,16 +25,16 @@ defmodule Munition.Instance.BinaryABI do
   """
   @spec check(State.t()) :: :ok | {:error, {:bad_args | :bad_result, String.t()}}
   def check(%State{module: module} = state) do
-    alloc = Munition.Module.export(module, state.alloc)
-    function = Munition.Module.export(module, state.function)
-
+    # The exports are looked up only when the ABI is in use: most calls pass
+    # numbers and want values.
     cond do
-      Enum.any?(state.args, &is_binary/1) and not match?(%{params: [:i32], results: [:i32]}, alloc) ->
+      Enum.any?(state.args, &is_binary/1) and
+          not match?(%{params: [:i32], results: [:i32]}, Munition.Module.export(module, state.alloc)) ->
         {:error,
          {:bad_args,
           "binary arguments need the guest to export #{state.alloc}(len: i32) -> ptr: i32 (see the :alloc option)"}}
 
-      state.result == :binary and function != nil and function.results not in [[:i32, :i32], [:i64]] ->
+      state.result == :binary and not binary_result?(Munition.Module.export(module, state.function)) ->
         {:error,
          {:bad_result,
           "result: :binary needs #{state.function} to return (ptr: i32, len: i32) or one i64 (ptr << 32 | len)"}}
@@ -43,6 +43,10 @@ defmodule Munition.Instance.BinaryABI do
         :ok
     end
   end
+
+  # A missing function is reported by the call itself.
+  defp binary_result?(nil), do: true
+  defp binary_result?(%{results: results}), do: results in [[:i32, :i32], [:i64]]
 
   @doc """
   Lowers `args` to wasm parameters: each binary becomes `ptr, len`, with `ptr`

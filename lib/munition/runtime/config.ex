@@ -66,8 +66,9 @@ defmodule Munition.Runtime.Config do
 
   ## Where compiling runs
 
-  Never on a scheduler: on native threads Munition owns, at a lowered
-  priority (nice 10), each compilation on one thread:
+  Never on a scheduler: on native threads Munition owns, at the normal
+  priority, each compilation on one thread (a lowered priority starved
+  compiles whenever the VM was busy):
 
     * `:max_concurrent_compiles` threads (defaults to half the cores, at
       least 1) compile modules in the order they come; compilations past that

@@ -547,10 +547,6 @@ static POOL: OnceCell<Pool> = OnceCell::new();
 /// recursive, but a thread of our own can afford the room.
 const COMPILE_STACK_SIZE: usize = 8 << 20;
 
-/// How much less CPU a compile thread gets than a scheduler when both want
-/// it: a nice value of 10 weighs about a tenth of the default's.
-const COMPILE_NICE: i32 = 10;
-
 fn spawn_compile_thread(
     name: String,
     lane: Lane,
@@ -559,8 +555,12 @@ fn spawn_compile_thread(
     thread::Builder::new()
         .name(name)
         .stack_size(COMPILE_STACK_SIZE)
+        // At the normal priority: what keeps compiles from crowding out guests
+        // is that at most `max_concurrent_compiles` run at once (half the
+        // cores by default). A lowered priority (nice 10 was tried) starved
+        // compiles whenever the VM was busy, so that ordinary modules missed
+        // their callers' deadlines.
         .spawn(move || {
-            lower_priority();
             for job in receiver {
                 // `run` catches the compiler's panics; this catches
                 // Munition's own, so the thread keeps serving.
@@ -587,18 +587,6 @@ fn pool() -> MunitionResult<&'static Pool> {
             threads: bulk_threads + 1,
         })
     })
-}
-
-/// Lowers the calling thread's priority (Linux nice values are per thread),
-/// so compilations take the CPU the schedulers leave. Best effort: a thread
-/// that cannot be reniced compiles at the normal priority.
-fn lower_priority() {
-    #[cfg(target_os = "linux")]
-    // SAFETY: gettid and setpriority take and return plain integers.
-    unsafe {
-        let tid = libc::gettid();
-        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, COMPILE_NICE);
-    }
 }
 
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
