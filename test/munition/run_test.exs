@@ -39,7 +39,7 @@ defmodule Munition.RunTest do
     assert {:crash, :fuel_exhausted, nil} =
              Munition.run(@spin, capabilities: [:wasi], fuel: 100_000, forensics: false)
 
-    dir = Path.join(System.tmp_dir!(), "munition-run-#{System.unique_integer([:positive])}")
+    dir = Path.join(System.tmp_dir!(), "munition-run-#{System.pid()}-#{System.unique_integer([:positive])}")
     on_exit(fn -> File.rm_rf!(dir) end)
 
     assert {:crash, :fuel_exhausted, _} =

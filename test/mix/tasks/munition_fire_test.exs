@@ -19,7 +19,12 @@ defmodule Mix.Tasks.Munition.FireTest do
   """
 
   setup do
-    path = Path.join(System.tmp_dir!(), "munition-fire-test-#{System.unique_integer([:positive])}.wat")
+    path =
+      Path.join(
+        System.tmp_dir!(),
+        "munition-fire-test-#{System.pid()}-#{System.unique_integer([:positive])}.wat"
+      )
+
     File.write!(path, @guest)
     on_exit(fn -> File.rm(path) end)
     %{path: path}
@@ -98,7 +103,12 @@ defmodule Mix.Tasks.Munition.FireCommandTest do
   """
 
   setup do
-    dir = Path.join(System.tmp_dir!(), "munition-fire-command-#{System.unique_integer([:positive])}")
+    dir =
+      Path.join(
+        System.tmp_dir!(),
+        "munition-fire-command-#{System.pid()}-#{System.unique_integer([:positive])}"
+      )
+
     File.mkdir_p!(dir)
     on_exit(fn -> File.rm_rf!(dir) end)
     path = Path.join(dir, "cmd.wat")

@@ -13,7 +13,12 @@ defmodule Mix.Tasks.Munition.ValidateTest do
   """
 
   setup do
-    path = Path.join(System.tmp_dir!(), "munition-validate-test-#{System.unique_integer([:positive])}.wat")
+    path =
+      Path.join(
+        System.tmp_dir!(),
+        "munition-validate-test-#{System.pid()}-#{System.unique_integer([:positive])}.wat"
+      )
+
     File.write!(path, @guest)
     on_exit(fn -> File.rm(path) end)
     %{path: path}
@@ -42,14 +47,24 @@ defmodule Mix.Tasks.Munition.ValidateTest do
   end
 
   test "exits zero when nothing would be refused" do
-    path = Path.join(System.tmp_dir!(), "munition-validate-ok-#{System.unique_integer([:positive])}.wat")
+    path =
+      Path.join(
+        System.tmp_dir!(),
+        "munition-validate-ok-#{System.pid()}-#{System.unique_integer([:positive])}.wat"
+      )
+
     File.write!(path, ~s{(module (import "munition" "log" (func (param i32 i32 i32))) (func (export "f")))})
     on_exit(fn -> File.rm(path) end)
     assert validate([path, "--cap", "basic"]) =~ "nothing refused with capabilities [:abort, :log, :time]"
   end
 
   test "an invalid module exits non-zero" do
-    path = Path.join(System.tmp_dir!(), "munition-validate-bad-#{System.unique_integer([:positive])}.wasm")
+    path =
+      Path.join(
+        System.tmp_dir!(),
+        "munition-validate-bad-#{System.pid()}-#{System.unique_integer([:positive])}.wasm"
+      )
+
     File.write!(path, <<0, 97, 115, 109, 1, 0, 0, 0, 99>>)
     on_exit(fn -> File.rm(path) end)
     assert_raise Mix.Error, ~r/does not compile: \{:invalid_module/, fn -> validate([path]) end
@@ -62,7 +77,11 @@ defmodule Mix.Tasks.Munition.ValidateWASITest do
   import ExUnit.CaptureIO
 
   test "WASI imports name the capability that grants each, and --cap takes the wasi group" do
-    path = Path.join(System.tmp_dir!(), "munition-validate-wasi-#{System.unique_integer([:positive])}.wat")
+    path =
+      Path.join(
+        System.tmp_dir!(),
+        "munition-validate-wasi-#{System.pid()}-#{System.unique_integer([:positive])}.wat"
+      )
 
     File.write!(path, ~S"""
     (module (import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))

@@ -27,7 +27,12 @@ defmodule Munition.Forensics.DumpTest do
   end
 
   defp tmp_dir(name) do
-    dir = Path.join(System.tmp_dir!(), "munition-dump-test-#{name}-#{System.unique_integer([:positive])}")
+    dir =
+      Path.join(
+        System.tmp_dir!(),
+        "munition-dump-test-#{name}-#{System.pid()}-#{System.unique_integer([:positive])}"
+      )
+
     File.rm_rf!(dir)
     on_exit(fn -> File.rm_rf!(dir) end)
     dir
@@ -177,7 +182,12 @@ defmodule Munition.Forensics.DumpDirConfigTest do
   alias Munition.Forensics.Dump
 
   test "config :munition, :dump_dir makes fire/4 keep every crash's dump" do
-    dir = Path.join(System.tmp_dir!(), "munition-dump-config-#{System.unique_integer([:positive])}")
+    dir =
+      Path.join(
+        System.tmp_dir!(),
+        "munition-dump-config-#{System.pid()}-#{System.unique_integer([:positive])}"
+      )
+
     Application.put_env(:munition, :dump_dir, dir)
 
     on_exit(fn ->

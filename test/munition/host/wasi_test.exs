@@ -106,7 +106,15 @@ defmodule Munition.Host.WASITest do
   """
 
   defp tmp_dir(tag) do
-    dir = Path.join(System.tmp_dir!(), "munition-wasi-#{tag}-#{System.unique_integer([:positive])}")
+    # The OS pid too: unique integers restart with every VM, and a run killed
+    # before its on_exit leaves its directory behind.
+    dir =
+      Path.join(
+        System.tmp_dir!(),
+        "munition-wasi-#{tag}-#{System.pid()}-#{System.pid()}-#{System.unique_integer([:positive])}"
+      )
+
+    File.rm_rf!(dir)
     File.mkdir_p!(dir)
     on_exit(fn -> File.rm_rf!(dir) end)
     dir
