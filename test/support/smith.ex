@@ -10,9 +10,25 @@ defmodule Munition.Test.Smith do
   @root Path.expand("../..", __DIR__)
   @crash_reasons Reason.crash_reasons()
 
-  @doc "Builds the generator with cargo (a no-op when it is up to date) and returns its path."
+  @doc """
+  Builds the generator with cargo unless it is newer than its sources (cargo
+  would find nothing to do, but may first wait for a build directory another
+  build holds), and returns its path.
+  """
   @spec build!() :: Path.t()
   def build! do
+    target = System.get_env("CARGO_TARGET_DIR") || Path.join(@root, "target")
+    binary = Path.join([target, "release", "munition_smith"])
+
+    sources =
+      Path.wildcard(Path.join(@root, "native/munition_smith/**/*.{rs,toml}")) ++
+        Enum.map(["Cargo.toml", "Cargo.lock"], &Path.join(@root, &1))
+
+    unless File.exists?(binary) and not Mix.Utils.stale?(sources, [binary]), do: cargo_build!()
+    binary
+  end
+
+  defp cargo_build! do
     cargo =
       System.find_executable("cargo") || raise "cargo is not on PATH: the generated-module tests need it"
 
@@ -23,9 +39,6 @@ defmodule Munition.Test.Smith do
       {_, 0} -> :ok
       {output, status} -> raise "cargo build -p munition_smith failed (#{status}):\n#{output}"
     end
-
-    target = System.get_env("CARGO_TARGET_DIR") || Path.join(@root, "target")
-    Path.join([target, "release", "munition_smith"])
   end
 
   @doc """
