@@ -16,6 +16,7 @@ defmodule Munition.Property.ArgsPropertyTest do
 
   @seed Fuzz.seed(7_919)
   @numtests Fuzz.count(2_000, 200_000)
+  @moduletag timeout: if(Fuzz.fuzz?(), do: :infinity, else: 120_000)
 
   @identity ~S"""
   (module

@@ -25,6 +25,7 @@ defmodule Munition.Property.DumpCodecPropertyTest do
 
   @seed Fuzz.seed(31_337)
   @numtests Fuzz.count(300, 30_000)
+  @moduletag timeout: if(Fuzz.fuzz?(), do: :infinity, else: 120_000)
 
   @guest ~S"""
   (module

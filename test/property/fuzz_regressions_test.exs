@@ -1,7 +1,7 @@
 defmodule Munition.Property.FuzzRegressionsTest do
   use ExUnit.Case, async: true
 
-  alias Munition.Test.{Fuzz, Smith}
+  alias Munition.Test.Fuzz
 
   # Every module `make fuzz` kept in test/fixtures/fuzz (see the README
   # there), fired with the options of its index and the checks of the
@@ -17,7 +17,8 @@ defmodule Munition.Property.FuzzRegressionsTest do
           nil -> 0
         end
 
-      assert {:ok, _tally} = Smith.check_module(File.read!(unquote(path)), Smith.fire_opts(index))
+      wasm = File.read!(unquote(path))
+      assert {:ok, _tally} = Munition.Test.Smith.check_module(wasm, Munition.Test.Smith.fire_opts(index))
     end
   end
 end

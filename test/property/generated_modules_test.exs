@@ -43,6 +43,11 @@ defmodule Munition.Property.GeneratedModulesTest do
 
     failures = Enum.reverse(failures)
 
+    IO.puts(
+      "\ngenerated modules: seed #{@seed}, #{tally[:modules] || 0} modules checked, #{length(failures)} failed, #{tally[:fired] || 0} exports fired, " <>
+        "outcomes #{inspect(Map.drop(tally, [:modules, :fired]))}"
+    )
+
     if failures != [] do
       flunk("""
       #{length(failures)} generated module(s) failed (seed #{@seed}):
@@ -52,11 +57,6 @@ defmodule Munition.Property.GeneratedModulesTest do
       Regenerate one with: target/release/munition_smith #{@seed} 1 DIR INDEX
       """)
     end
-
-    IO.puts(
-      "\ngenerated modules: seed #{@seed}, #{tally[:modules]} modules, #{tally[:fired] || 0} exports fired, " <>
-        "outcomes #{inspect(Map.drop(tally, [:modules, :fired]))}"
-    )
 
     # Every call's store was cleaned up, and the VM still runs guests.
     assert Munition.Runtime.Wasmtime.live_count() == baseline

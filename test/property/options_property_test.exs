@@ -16,6 +16,7 @@ defmodule Munition.Property.OptionsPropertyTest do
 
   @seed Fuzz.seed(104_729)
   @numtests Fuzz.count(1_000, 100_000)
+  @moduletag timeout: if(Fuzz.fuzz?(), do: :infinity, else: 120_000)
 
   @guest ~S"""
   (module

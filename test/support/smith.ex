@@ -139,8 +139,20 @@ defmodule Munition.Test.Smith do
       {:crash, reason, %Dump{} = dump} when passable? ->
         check_dump(reason, dump, export, args, opts)
 
-      {:error, {:bad_args, message}} when not passable? and is_binary(message) ->
-        {:ok, {:error, :bad_args}}
+      {:ok, value, _meta} when not passable? ->
+        {:error,
+         "a call with a #{inspect(export.params)} parameter Munition cannot pass returned #{inspect(value)}"}
+
+      # Arguments are converted after instantiation, so a call that cannot
+      # pass its arguments may first fail there: the start function crashes,
+      # or the initial memory is over :max_memory. Otherwise: bad_args.
+      {:crash, reason, dump} when not passable? and reason in @crash_reasons and (dump == nil or is_map(dump)) ->
+        {:ok, {:crash, reason}}
+
+      {:error, {kind, message}} when not passable? and is_binary(message) ->
+        if kind in Reason.error_kinds(),
+          do: {:ok, {:error, kind}},
+          else: {:error, "error kind #{inspect(kind)} is not one of Munition.Reason.error_kinds()"}
 
       {:error, {kind, _detail}} when passable? ->
         if kind in Reason.error_kinds(),
