@@ -200,7 +200,7 @@ defmodule Munition.Property.ArgsPropertyTest do
   defp check(fire, types, args) do
     case Enum.reject(args, &arg?/1) do
       [] ->
-        expect(fire.(), expected(types, args))
+        expect(Prop.note(fire.()), expected(types, args))
 
       [bad | _] ->
         try do

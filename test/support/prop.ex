@@ -37,6 +37,19 @@ defmodule Munition.Test.Prop do
       false
   end
 
+  @note {__MODULE__, :note}
+
+  @doc """
+  Keeps `term` (what the case under test returned, say) for the report of a
+  failure: PropEr runs the shrunk counterexample last, so the note a failure
+  shows is that case's. Returns `term`.
+  """
+  @spec note(term()) :: term()
+  def note(term) do
+    Process.put(@note, term)
+    term
+  end
+
   @doc """
   Runs `run.(proper_options)` (a `:proper.quickcheck/2` call) with
   `numtests` tests from `seed`, and flunks with the counterexample and
@@ -51,6 +64,7 @@ defmodule Munition.Test.Prop do
     output = fn format, args -> send(parent, {tag, :io_lib.format(format, args)}) end
 
     Process.delete(@raised)
+    Process.delete(@note)
     _ = :rand.seed(:exsplus, {seed + 1, seed + 2, seed + 3})
     result = run.([{:numtests, numtests}, {:on_output, output}, :long_result, :nocolors] ++ extra)
     printed = drain(tag, [])
@@ -83,7 +97,11 @@ defmodule Munition.Test.Prop do
     case Process.delete(@raised) do
       nil -> ""
       formatted -> "The last failing case raised:\n#{formatted}\n"
-    end
+    end <>
+      case Process.delete(@note) do
+        nil -> ""
+        note -> "The last case noted: #{inspect(note, limit: 50, printable_limit: 1024)}\n\n"
+      end
   end
 
   defp drain(tag, acc) do
