@@ -18,7 +18,7 @@ defmodule Munition.Property.FuzzRegressionsTest do
         end
 
       wasm = File.read!(unquote(path))
-      assert {:ok, _tally} = Munition.Test.Smith.check_module(wasm, Munition.Test.Smith.fire_opts(index))
+      assert {:ok, _tally} = Munition.Test.Smith.check_module(wasm, index)
     end
   end
 end

@@ -68,7 +68,7 @@ defmodule Munition.Property.GeneratedModulesTest do
     |> Task.async_stream(
       fn {index, path} ->
         wasm = File.read!(path)
-        {index, wasm, Smith.check_module(wasm, Smith.fire_opts(index))}
+        {index, wasm, Smith.check_module(wasm, index)}
       end,
       max_concurrency: min(2, System.schedulers_online()),
       timeout: @hang_after,

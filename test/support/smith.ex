@@ -77,20 +77,23 @@ defmodule Munition.Test.Smith do
   end
 
   @doc """
-  Fires every exported function of `wasm` with `opts` and checks each
+  Fires every exported function of `wasm`, the module of `index`, with the
+  options of `fire_opts(index)` and small arguments, and checks each
   outcome. Returns `{:ok, tally}`, counting outcomes by class (`:ok`,
   `{:crash, reason}`, `{:error, kind}`, `{:compile_error, kind}`, and `:fired`
   for the number of calls), or `{:error, description}` naming the export and
   what was wrong.
   """
-  @spec check_module(binary(), keyword()) :: {:ok, map()} | {:error, String.t()}
-  def check_module(wasm, opts) do
+  @spec check_module(binary(), non_neg_integer()) :: {:ok, map()} | {:error, String.t()}
+  def check_module(wasm, index) do
+    opts = fire_opts(index)
+
     case Munition.compile(wasm) do
       {:ok, module} ->
         module.exports
         |> Enum.filter(&(&1.kind == :func))
         |> Enum.reduce_while({:ok, %{}}, fn export, {:ok, tally} ->
-          args = Enum.map(export.params, &arg/1)
+          args = export.params |> Enum.with_index(index) |> Enum.map(&arg/1)
 
           case check_call(export, args, Munition.fire(wasm, export.name, args, opts), opts) do
             {:ok, class} -> {:cont, {:ok, tally |> bump(class) |> bump(:fired)}}
@@ -114,11 +117,15 @@ defmodule Munition.Test.Smith do
 
   defp bump(tally, class), do: Map.update(tally, class, 1, &(&1 + 1))
 
-  # Small values of each type: zero, or a value Munition cannot pass (a v128
-  # or a reference), which must be refused as bad arguments.
-  defp arg(type) when type in [:i32, :i64], do: 0
-  defp arg(type) when type in [:f32, :f64], do: 0.0
-  defp arg(_type), do: 0
+  # Small values of each type, chosen by the module's index and the
+  # parameter's position: zero half the time. For a parameter Munition cannot
+  # pass (a reference or a v128), 0, which must not succeed.
+  @ints [0, 0, 1, -1]
+  @floats [0.0, 0.0, 1.5, -0.5]
+
+  defp arg({type, n}) when type in [:i32, :i64], do: Enum.at(@ints, rem(n, 4))
+  defp arg({type, n}) when type in [:f32, :f64], do: Enum.at(@floats, rem(n, 4))
+  defp arg({_type, _n}), do: 0
 
   defp check_call(export, args, result, opts) do
     passable? = Enum.all?(export.params, &(&1 in [:i32, :i64, :f32, :f64]))
