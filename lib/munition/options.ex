@@ -29,7 +29,7 @@ defmodule Munition.Options do
   # All of fire/4's options, checked; a map.
   @spec fire!(keyword()) :: map()
   def fire!(opts) do
-    opts = Keyword.validate!(opts, @link_defaults ++ @compile_defaults ++ @call_defaults)
+    opts = Keyword.validate!(keyword!(opts), @link_defaults ++ @compile_defaults ++ @call_defaults)
     runtime = runtime!(opts[:runtime])
     host_functions = Functions.normalize!(opts[:host_functions])
     capabilities = Capabilities.expand!(opts[:capabilities], host_functions)
@@ -68,7 +68,7 @@ defmodule Munition.Options do
       forensics: one_of!(:forensics, opts[:forensics], [:full, :minimal, false]),
       result: one_of!(:result, opts[:result], [:values, :binary]),
       alloc: alloc!(opts[:alloc]),
-      dump_dir: opts[:dump_dir] || Config.dump_dir(),
+      dump_dir: dump_dir!(opts[:dump_dir] || Config.dump_dir()),
       # From the application environment: read once for a pool.
       log_limit: Config.log_limit(),
       wasi: WASI.check!(opts[:wasi])
@@ -136,6 +136,8 @@ defmodule Munition.Options do
   @doc false
   @spec args!(term()) :: list()
   def args!(args) when is_list(args) do
+    unless proper_list?(args), do: raise(ArgumentError, "args must be a proper list, got: #{inspect(args)}")
+
     Enum.each(args, fn
       arg when is_number(arg) or is_binary(arg) or arg in [:nan, :infinity, :neg_infinity] ->
         :ok
@@ -149,6 +151,19 @@ defmodule Munition.Options do
   end
 
   def args!(other), do: raise(ArgumentError, "args must be a list, got: #{inspect(other)}")
+
+  @doc false
+  # Options are a proper keyword list; anything else is the caller's mistake.
+  @spec keyword!(term()) :: keyword()
+  def keyword!(opts) do
+    if proper_list?(opts) and Enum.all?(opts, &match?({key, _} when is_atom(key), &1)),
+      do: opts,
+      else: raise(ArgumentError, "options must be a keyword list, got: #{inspect(opts)}")
+  end
+
+  defp proper_list?([]), do: true
+  defp proper_list?([_ | tail]), do: proper_list?(tail)
+  defp proper_list?(_), do: false
 
   @doc false
   @spec runtime!(term()) :: module()
@@ -186,6 +201,12 @@ defmodule Munition.Options do
     raise ArgumentError,
           "timeout must be a positive integer of at most #{@max_timeout} ms, got: #{inspect(value)}"
   end
+
+  defp dump_dir!(nil), do: nil
+  defp dump_dir!(dir) when is_binary(dir), do: dir
+
+  defp dump_dir!(other),
+    do: raise(ArgumentError, "dump_dir must be a directory path (a string), got: #{inspect(other)}")
 
   defp alloc!(name) when is_binary(name), do: name
 

@@ -509,7 +509,7 @@ defmodule Munition.Forensics.Dump.Format do
   defp valid?(field, v) when field in [:imports, :exports], do: list_of?(v, &is_map/1)
   defp valid?(:args, v), do: is_list(v)
   defp valid?(:capabilities, v), do: list_of?(v, &(is_atom(&1) or is_binary(&1)))
-  defp valid?(:log, v), do: is_list(v)
+  defp valid?(:log, v), do: list_of?(v, &match?({level, line} when is_integer(level) and is_binary(line), &1))
   defp valid?(field, v) when field in [:stdout, :stderr], do: is_nil(v) or is_binary(v)
   defp valid?(field, v) when field in [:stdout_truncated, :stderr_truncated], do: is_nil(v) or is_boolean(v)
 
