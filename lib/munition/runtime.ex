@@ -182,11 +182,11 @@ defmodule Munition.Runtime do
   @callback search_memory(binary(), pattern :: binary(), limit :: non_neg_integer()) ::
               [non_neg_integer()]
 
-  @doc "Non-zero regions of `bytes` as `{start, end}`, merging gaps under `min_gap` zero bytes."
+  @doc "Non-zero regions of `bytes` as `{start, length}`, merging gaps under `min_gap` zero bytes."
   @callback memory_regions(binary(), min_gap :: non_neg_integer(), limit :: non_neg_integer()) ::
               [{non_neg_integer(), non_neg_integer()}]
 
-  @doc "Ranges where two memories differ as `{start, end}`, merging gaps under `min_gap`."
+  @doc "Ranges where two memories differ as `{start, length}`, merging gaps under `min_gap`."
   @callback diff_memory(binary(), binary(), min_gap :: non_neg_integer(), limit :: non_neg_integer()) ::
               [{non_neg_integer(), non_neg_integer()}]
 
