@@ -62,8 +62,11 @@ defmodule Munition.CompileTest do
         if System.monotonic_time(:millisecond) > deadline,
           do: flunk("compilations still busy: #{inspect(stats)}")
 
-        Process.sleep(20)
-        await_idle(deadline)
+        # The compile threads send nothing when they go idle: poll.
+        receive do
+        after
+          20 -> await_idle(deadline)
+        end
     end
   end
 
@@ -278,8 +281,10 @@ defmodule Munition.CompileTest do
         flunk("compilations never started: #{inspect(Wasmtime.compile_stats())}")
 
       true ->
-        Process.sleep(5)
-        await_running(count, deadline)
+        receive do
+        after
+          5 -> await_running(count, deadline)
+        end
     end
   end
 end
