@@ -326,13 +326,5 @@ defmodule Munition.Pool do
     %{state | line: Enum.reduce(1..max(free, 0)//1, state.line, fn _, line -> Waiters.wake(line) end)}
   end
 
-  # While anyone waits, places are checked every @retry_ms: one freed by a
-  # caller killed mid-call sends no notice.
-  defp schedule(%{timer: nil} = state) do
-    if Waiters.empty?(state.line),
-      do: state,
-      else: %{state | timer: Process.send_after(self(), :retry, @retry_ms)}
-  end
-
-  defp schedule(state), do: state
+  defp schedule(state), do: %{state | timer: Waiters.schedule_retry(state.line, state.timer, @retry_ms)}
 end

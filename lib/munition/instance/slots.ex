@@ -88,13 +88,5 @@ defmodule Munition.Instance.Slots do
   def handle_info({:DOWN, monitor, :process, _pid, _reason}, state),
     do: {:noreply, %{state | line: Waiters.down(state.line, monitor)}}
 
-  # While anyone waits, the head is retried every @retry_ms: a slot released
-  # without a notice (a store collected with its killed caller) is found.
-  defp schedule(%{timer: nil} = state) do
-    if Waiters.empty?(state.line),
-      do: state,
-      else: %{state | timer: Process.send_after(self(), :retry, @retry_ms)}
-  end
-
-  defp schedule(state), do: state
+  defp schedule(state), do: %{state | timer: Waiters.schedule_retry(state.line, state.timer, @retry_ms)}
 end

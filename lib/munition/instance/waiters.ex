@@ -117,6 +117,16 @@ defmodule Munition.Instance.Waiters do
   end
 
   @doc false
+  # While anyone waits, the owner sends itself `:retry` every `ms`: a turn
+  # freed without a notice (a store or place of a killed caller) is found.
+  # Returns the owner's timer: `timer` if one is pending, a new one, or nil.
+  @spec schedule_retry(t(), reference() | nil, pos_integer()) :: reference() | nil
+  def schedule_retry(line, nil, ms),
+    do: if(empty?(line), do: nil, else: Process.send_after(self(), :retry, ms))
+
+  def schedule_retry(_line, timer, _ms), do: timer
+
+  @doc false
   @spec empty?(t()) :: boolean()
   def empty?(%__MODULE__{queue: queue}), do: :queue.is_empty(queue)
 
