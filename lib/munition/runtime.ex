@@ -107,6 +107,13 @@ defmodule Munition.Runtime do
   (the caller must `c:cleanup/1` the instance, whatever comes next), or
   `{:error, reason}` when no store was left behind: `{:memory_limit, _}`,
   `{:instantiation_failed, _}`, `{:overloaded, _}`.
+
+  When `state.call` is `{function, params}`, a runtime may go on to that
+  call in the same step once the instance is ready, and return the call's
+  progress (as `c:call/3` would) instead of `:ready`: one trip to the engine
+  instead of two. It must return `:ready` without calling when the call
+  cannot start (no such export, arguments of the wrong types), so that the
+  caller's own `c:call/3` reports why; a runtime may also ignore the field.
   """
   @callback instantiate(Munition.Module.t(), Munition.Instance.State.t()) ::
               {:ok, instance(), progress()} | failure()

@@ -244,6 +244,51 @@ defmodule Munition.Runtime.WasmtimeTest do
       assert Wasmtime.cleanup(instance) == :ok
     end
 
+    test "instantiate/2 with a call in the state goes on to it, and answers with the call's progress" do
+      module = compile!(@guest)
+
+      assert {:ok, instance, {:returned, [5], %{fuel_consumed: consumed}}} =
+               Wasmtime.instantiate(module, state(module, call: {"add", [2, 3]}))
+
+      assert consumed > 0
+      # The store is still there: what follows a return (reading a binary
+      # result, capturing) works as after call/3.
+      assert {:ok, "hello guest"} = Wasmtime.read_memory(instance, 64, 11)
+      assert Wasmtime.cleanup(instance) == :ok
+
+      assert {:ok, instance, {:crashed, :trap}} =
+               Wasmtime.instantiate(module, state(module, call: {"boom", []}))
+
+      assert {:ok, %{trap: :unreachable, globals: [%{value: 9}]}} = Wasmtime.capture(instance, :minimal)
+      assert Wasmtime.cleanup(instance) == :ok
+
+      # A first slice too short for the whole call: the rest is resumed.
+      assert {:ok, instance, :yielded} =
+               Wasmtime.instantiate(module, state(module, call: {"spin", []}, fuel: @plenty))
+
+      assert Wasmtime.cleanup(instance) == :ok
+    end
+
+    test "instantiate/2 leaves a call that cannot start to call/3, which says why" do
+      module = compile!(@guest)
+
+      for call <- [{"nope", []}, {"add", [1]}, {"add", [1, 1.5]}] do
+        assert {:ok, instance, :ready} = Wasmtime.instantiate(module, state(module, call: call))
+        {function, params} = call
+        assert {:error, _} = Wasmtime.call(instance, function, params)
+        assert Wasmtime.cleanup(instance) == :ok
+      end
+
+      # So does an instantiation that did not finish in its first slice: the
+      # start function runs on, and the call waits for it.
+      slow_start = compile!(~s{(module (func $init (loop br 0)) (start $init) (func (export "f")))})
+
+      assert {:ok, instance, :yielded} =
+               Wasmtime.instantiate(slow_start, state(slow_start, call: {"f", []}, fuel: @plenty))
+
+      assert Wasmtime.cleanup(instance) == :ok
+    end
+
     test "call/3 refuses an unknown export and arguments that do not fit" do
       instance = instantiate!(compile!(@guest))
       assert Wasmtime.call(instance, "nope", []) == {:error, {:function_not_found, "nope"}}
