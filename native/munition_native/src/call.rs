@@ -2,7 +2,7 @@
 //! before any guest code runs, then the first slice of the call.
 
 use rustler::{Env, ResourceArc, Term};
-use wasmtime::{Func, Val};
+use wasmtime::{Extern, Func, Val};
 
 use crate::engine::FIRST_SLICE;
 use crate::error::{MunitionError, MunitionResult};
@@ -39,30 +39,33 @@ pub fn prepare(live: &mut Live, function: &str, params: &[Term]) -> MunitionResu
     let wasm_instance = live.instance.ok_or_else(|| {
         MunitionError::InvalidState("instance did not finish instantiating".into())
     })?;
+    let not_found = || MunitionError::FunctionNotFound(function.to_string());
+    let exported = live.module.functions.get(function).ok_or_else(not_found)?;
     let func = wasm_instance
-        .get_func(&mut live.store, function)
-        .ok_or_else(|| MunitionError::FunctionNotFound(function.to_string()))?;
-    let ty = func.ty(&live.store);
+        .get_module_export(&mut live.store, &exported.export)
+        .and_then(Extern::into_func)
+        .ok_or_else(not_found)?;
 
-    if params.len() != ty.params().len() {
+    if params.len() != exported.params.len() {
         return Err(MunitionError::BadArgs(format!(
             "{function} takes {} argument(s) ({:?}), got {}",
-            ty.params().len(),
-            ty.params().map(|t| val_type_atom(&t)).collect::<Vec<_>>(),
+            exported.params.len(),
+            exported.params.iter().map(val_type_atom).collect::<Vec<_>>(),
             params.len()
         )));
     }
     let params = params
         .iter()
-        .zip(ty.params())
+        .zip(&exported.params)
         .enumerate()
-        .map(|(position, (term, ty))| to_val(*term, &ty, "argument", position))
+        .map(|(position, (term, ty))| to_val(*term, ty, "argument", position))
         .collect::<MunitionResult<Vec<Val>>>()?;
     // Slots for the results, overwritten by the call: their initial values
     // never reach anyone, so a type without a default gets any placeholder.
-    let results: Vec<Val> = ty
-        .results()
-        .map(|t| Val::default_for_ty(&t).unwrap_or(Val::I32(0)))
+    let results: Vec<Val> = exported
+        .results
+        .iter()
+        .map(|t| Val::default_for_ty(t).unwrap_or(Val::I32(0)))
         .collect();
     Ok(PreparedCall {
         func,
