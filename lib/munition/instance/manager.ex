@@ -208,10 +208,7 @@ defmodule Munition.Instance.Manager do
   # A WASI reactor is initialized before its export is called.
   @initialize "_initialize"
 
-  defp reactor?(state) do
-    state.function not in [@initialize, "_start"] and
-      match?(%{params: [], results: []}, Munition.Module.export(state.module, @initialize))
-  end
+  defp reactor?(state), do: state.module.reactor and state.function not in [@initialize, "_start"]
 
   defp initialize(state, instance) do
     if reactor?(state) do

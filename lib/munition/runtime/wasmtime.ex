@@ -148,14 +148,14 @@ defmodule Munition.Runtime.Wasmtime do
   end
 
   defp to_module(resource, info) do
-    %Munition.Module{
+    Munition.Module.new(
       resource: resource,
       hash: info.hash,
       imports: info.imports,
       exports: info.exports,
       memories: info.memories,
       stats: info.stats
-    }
+    )
   end
 
   @impl true
