@@ -146,10 +146,12 @@ defmodule Munition.Instance.Manager do
 
   # The call the runtime may make in the same step as instantiating: when
   # nothing has to happen in between (no binary to copy in, no reactor to
-  # initialize), which is most calls, and saves a trip to the engine.
+  # initialize), which is most calls, and saves a trip to the engine. The
+  # instance may go as soon as it returns unless a binary result is read
+  # from its memory after.
   defp call_at_once(state) do
     if BinaryABI.numbers_only?(state.args) and not reactor?(state),
-      do: {state.function, state.args}
+      do: {state.function, state.args, state.result == :values}
   end
 
   # Backpressure: every instance slot in use is not an answer while the

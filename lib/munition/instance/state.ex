@@ -26,10 +26,12 @@ defmodule Munition.Instance.State do
     * `:host_pid` - the process that drives the guest and serves its Elixir
       host functions; set by that process, `nil` when there are none
     * `:started_at` - monotonic milliseconds when the execution started
-    * `:call` - `{function, params}` the runtime may call as soon as the
-      instance is ready, in the same step as instantiating (see
-      `c:Munition.Runtime.instantiate/2`); set by the manager when the
-      arguments need no copying in and no reactor needs initializing, `nil`
+    * `:call` - `{function, params, release}`: the call the runtime may
+      make as soon as the instance is ready, in the same step as
+      instantiating, and whether it may release the instance once that call
+      returns (see `c:Munition.Runtime.instantiate/2`); set by the manager
+      when the arguments need no copying in and no reactor needs
+      initializing (`release` unless a binary result is read after), `nil`
       otherwise
   """
 
@@ -73,6 +75,6 @@ defmodule Munition.Instance.State do
           host_pid: pid() | nil,
           started_at: integer() | nil,
           wasi: map() | nil,
-          call: {String.t(), [number() | atom()]} | nil
+          call: {String.t(), [number() | atom()], boolean()} | nil
         }
 end

@@ -199,6 +199,8 @@ defmodule Munition.Runtime.Wasmtime do
   end
 
   @impl true
+  def cleanup(:released), do: :ok
+
   def cleanup(instance) do
     # A large memory is released on a dirty scheduler (see the NIF).
     case Native.instance_cleanup(instance) do

@@ -50,7 +50,11 @@ pub fn prepare(live: &mut Live, function: &str, params: &[Term]) -> MunitionResu
         return Err(MunitionError::BadArgs(format!(
             "{function} takes {} argument(s) ({:?}), got {}",
             exported.params.len(),
-            exported.params.iter().map(val_type_atom).collect::<Vec<_>>(),
+            exported
+                .params
+                .iter()
+                .map(val_type_atom)
+                .collect::<Vec<_>>(),
             params.len()
         )));
     }

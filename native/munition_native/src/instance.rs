@@ -9,7 +9,7 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use rustler::{Atom, Env, LocalPid, Resource, ResourceArc, Term};
+use rustler::{Atom, Encoder, Env, LocalPid, Resource, ResourceArc, Term};
 use wasmtime::Instance;
 
 use crate::atoms;
@@ -63,9 +63,27 @@ pub struct InstanceConfig<'a> {
     /// The call's WASI configuration (`nil`: the call has none, and no WASI
     /// state is made).
     pub wasi: OrNil<WasiConfig>,
-    /// `{function, params}` to call as soon as the instance is ready, in the
-    /// same NIF call (one trip instead of two for most calls), or `nil`.
-    pub call: OrNil<(String, Vec<Term<'a>>)>,
+    /// `{function, params, release}` to call as soon as the instance is
+    /// ready, in the same NIF call (one trip instead of two for most calls),
+    /// or `nil`. With `release`, a call that returns has its store released
+    /// at once: nothing of it is needed after.
+    pub call: OrNil<(String, Vec<Term<'a>>, bool)>,
+}
+
+/// What `instance_new/2` hands out: the instance, or `:released` when its
+/// store is already gone (see `InstanceConfig::call`).
+pub enum Handle {
+    Instance(ResourceArc<InstanceRef>),
+    Released,
+}
+
+impl Encoder for Handle {
+    fn encode<'a>(&self, env: Env<'a>) -> Term<'a> {
+        match self {
+            Handle::Instance(instance) => instance.encode(env),
+            Handle::Released => atoms::released().encode(env),
+        }
+    }
 }
 
 /// Refuses before any guest code runs what can be refused: memories whose
@@ -111,13 +129,17 @@ fn preflight(module: &CompiledModule, max_memory: u64) -> MunitionResult<()> {
 /// goes on to the call at once and the progress is the call's, as
 /// `instance_call/3` would return it. A call that cannot start (no such
 /// export, bad arguments) leaves the instance `:ready`: the caller's own
-/// `instance_call/3` then reports why, and no guest code ran twice.
+/// `instance_call/3` then reports why, and no guest code ran twice. A call
+/// that returned, when the config says to release it, comes back with
+/// `:released` for the handle: the store is gone already (unless its memory
+/// is large, see `instance_cleanup/1`), and neither a resource nor a
+/// cleanup was paid for.
 #[rustler::nif]
 fn instance_new<'a>(
     env: Env<'a>,
     module: ResourceArc<ModuleRef>,
     config: InstanceConfig<'a>,
-) -> MunitionResult<(ResourceArc<InstanceRef>, Progress)> {
+) -> MunitionResult<(Handle, Progress)> {
     let compiled = module.0.clone();
     preflight(&compiled, config.max_memory)?;
     let host_pid = config.host_pid.0;
@@ -159,17 +181,20 @@ fn instance_new<'a>(
         (live, result.map(Step::Instantiated))
     })?;
     let mut progress = advance(env, &mut slot, FIRST_SLICE)?;
-    if let (Progress::Ready, Some((function, params))) = (&progress, &config.call.0) {
+    if let (Progress::Ready, Some((function, params, release))) = (&progress, &config.call.0) {
         if let Ok(prepared) = call::prepare(slot.idle()?, function, params) {
             progress = call::start(env, &mut slot, prepared)?;
+            if *release && matches!(progress, Progress::Returned(..)) && !holds_large_memory(&slot)
+            {
+                drop(slot);
+                return Ok((Handle::Released, progress));
+            }
         }
     }
-    Ok((
-        ResourceArc::new(InstanceRef {
-            slot: Mutex::new(slot),
-        }),
-        progress,
-    ))
+    let instance = ResourceArc::new(InstanceRef {
+        slot: Mutex::new(slot),
+    });
+    Ok((Handle::Instance(instance), progress))
 }
 
 /// Runs the next slice of a guest execution that yielded.
@@ -190,16 +215,21 @@ const INLINE_RELEASE_LIMIT: usize = 4 * 1024 * 1024;
 #[rustler::nif]
 fn instance_cleanup(instance: ResourceArc<InstanceRef>) -> Atom {
     let mut slot = instance.lock();
-    // All the guest's memories, exported or not, as its limiter counted them.
-    let large = match &*slot {
-        Slot::Idle(live) => live.store.data().limits.memory_total > INLINE_RELEASE_LIMIT,
-        _ => false,
-    };
-    if large {
+    if holds_large_memory(&slot) {
         return atoms::large();
     }
     drop(std::mem::replace(&mut *slot, Slot::Gone));
     atoms::ok()
+}
+
+/// Whether releasing the slot's store would take too long for a normal
+/// scheduler: all the guest's memories, exported or not, as its limiter
+/// counted them, over `INLINE_RELEASE_LIMIT`.
+fn holds_large_memory(slot: &Slot) -> bool {
+    match slot {
+        Slot::Idle(live) => live.store.data().limits.memory_total > INLINE_RELEASE_LIMIT,
+        _ => false,
+    }
 }
 
 /// `instance_cleanup/1` for stores with large memories.

@@ -187,8 +187,19 @@ defmodule Munition.Instance.ManagerTest do
     test "is offered when nothing comes between, and a runtime may decline it" do
       {:ok, module} = Munition.compile(@add)
       assert {:ok, 5, _} = Munition.fire(module, "add", [2, 3], runtime: IgnoresCall)
-      assert_received {:offered, {"add", [2, 3]}}
+      assert_received {:offered, {"add", [2, 3], true}}
       assert {:ok, 5, _} = Munition.fire(module, "add", [2, 3])
+    end
+
+    test "keeps the instance when a binary result is read from it after" do
+      {:ok, module} =
+        Munition.compile(
+          ~s{(module (memory (export "memory") 1) (data (i32.const 64) "hello") (func (export "hello") (result i32 i32) i32.const 64 i32.const 5))}
+        )
+
+      assert {:ok, "hello", _} = Munition.fire(module, "hello", [], result: :binary, runtime: IgnoresCall)
+      assert_received {:offered, {"hello", [], false}}
+      assert {:ok, "hello", _} = Munition.fire(module, "hello", [], result: :binary)
     end
 
     test "is not offered when a binary is copied in or a reactor initialized first" do

@@ -248,7 +248,7 @@ defmodule Munition.Runtime.WasmtimeTest do
       module = compile!(@guest)
 
       assert {:ok, instance, {:returned, [5], %{fuel_consumed: consumed}}} =
-               Wasmtime.instantiate(module, state(module, call: {"add", [2, 3]}))
+               Wasmtime.instantiate(module, state(module, call: {"add", [2, 3], false}))
 
       assert consumed > 0
       # The store is still there: what follows a return (reading a binary
@@ -257,14 +257,42 @@ defmodule Munition.Runtime.WasmtimeTest do
       assert Wasmtime.cleanup(instance) == :ok
 
       assert {:ok, instance, {:crashed, :trap}} =
-               Wasmtime.instantiate(module, state(module, call: {"boom", []}))
+               Wasmtime.instantiate(module, state(module, call: {"boom", [], true}))
 
       assert {:ok, %{trap: :unreachable, globals: [%{value: 9}]}} = Wasmtime.capture(instance, :minimal)
       assert Wasmtime.cleanup(instance) == :ok
 
       # A first slice too short for the whole call: the rest is resumed.
       assert {:ok, instance, :yielded} =
-               Wasmtime.instantiate(module, state(module, call: {"spin", []}, fuel: @plenty))
+               Wasmtime.instantiate(module, state(module, call: {"spin", [], true}, fuel: @plenty))
+
+      assert Wasmtime.cleanup(instance) == :ok
+    end
+
+    test "instantiate/2 releases a call that returned when told to, and only then" do
+      module = compile!(@guest)
+      baseline = Wasmtime.live_count()
+
+      assert {:ok, :released, {:returned, [5], %{fuel_consumed: consumed}}} =
+               Wasmtime.instantiate(module, state(module, call: {"add", [2, 3], true}))
+
+      assert consumed > 0
+      assert Wasmtime.live_count() == baseline
+      assert Wasmtime.cleanup(:released) == :ok
+
+      # A crash is captured from its store: it is kept.
+      assert {:ok, instance, {:crashed, :trap}} =
+               Wasmtime.instantiate(module, state(module, call: {"boom", [], true}))
+
+      assert {:ok, %{trap: :unreachable}} = Wasmtime.capture(instance, :minimal)
+      assert Wasmtime.cleanup(instance) == :ok
+
+      # So is a store too large to release on a normal scheduler (see
+      # cleanup/1): 65 pages are just over 4 MiB.
+      large = compile!(~s{(module (memory 65) (func (export "f") (result i32) i32.const 1))})
+
+      assert {:ok, instance, {:returned, [1], _}} =
+               Wasmtime.instantiate(large, state(large, call: {"f", [], true}, max_memory: 8 <<< 20))
 
       assert Wasmtime.cleanup(instance) == :ok
     end
@@ -272,9 +300,9 @@ defmodule Munition.Runtime.WasmtimeTest do
     test "instantiate/2 leaves a call that cannot start to call/3, which says why" do
       module = compile!(@guest)
 
-      for call <- [{"nope", []}, {"add", [1]}, {"add", [1, 1.5]}] do
+      for call <- [{"nope", [], true}, {"add", [1], true}, {"add", [1, 1.5], true}] do
         assert {:ok, instance, :ready} = Wasmtime.instantiate(module, state(module, call: call))
-        {function, params} = call
+        {function, params, _release} = call
         assert {:error, _} = Wasmtime.call(instance, function, params)
         assert Wasmtime.cleanup(instance) == :ok
       end
@@ -284,7 +312,7 @@ defmodule Munition.Runtime.WasmtimeTest do
       slow_start = compile!(~s{(module (func $init (loop br 0)) (start $init) (func (export "f")))})
 
       assert {:ok, instance, :yielded} =
-               Wasmtime.instantiate(slow_start, state(slow_start, call: {"f", []}, fuel: @plenty))
+               Wasmtime.instantiate(slow_start, state(slow_start, call: {"f", [], true}, fuel: @plenty))
 
       assert Wasmtime.cleanup(instance) == :ok
     end
