@@ -1,6 +1,7 @@
 defmodule Munition.Instance.Manager do
   @moduledoc """
-  Runs one execution: instantiate -> call -> capture -> cleanup, for a
+  Runs one execution: instantiate -> call -> capture -> cleanup (the first
+  two in one step of the runtime for most calls: see `call_at_once/1`), for a
   `Munition.Instance.State` that `Munition.fire/4` built (module compiled,
   imports resolved, bounds checked).
 
