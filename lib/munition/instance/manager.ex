@@ -1,7 +1,8 @@
 defmodule Munition.Instance.Manager do
   @moduledoc """
   Runs one execution: instantiate -> call -> capture -> cleanup (the first
-  two in one step of the runtime for most calls: see `call_at_once/1`), for a
+  two in one step of the runtime for most calls: see the `:call` field of
+  `Munition.Instance.State`), for a
   `Munition.Instance.State` that `Munition.fire/4` built (module compiled,
   imports resolved, bounds checked).
 
