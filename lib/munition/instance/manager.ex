@@ -1,10 +1,9 @@
 defmodule Munition.Instance.Manager do
   @moduledoc """
-  Runs one execution: instantiate -> call -> capture -> cleanup (the first
-  two in one step of the runtime for most calls: see the `:call` field of
-  `Munition.Instance.State`), for a
+  Runs one execution: instantiate -> call -> capture -> cleanup, for a
   `Munition.Instance.State` that `Munition.fire/4` built (module compiled,
-  imports resolved, bounds checked).
+  imports resolved, bounds checked). For most calls the first two are one
+  step of the runtime: see the `:call` field of the State.
 
   ## Who drives the guest
 
