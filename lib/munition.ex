@@ -109,6 +109,13 @@ defmodule Munition do
   def fire(wasm, function, args, opts \\ []) do
     function = Options.function!(function)
     args = Options.args!(args)
+
+    if Options.remote?(opts),
+      do: Munition.Cluster.fire(wasm, function, args, opts),
+      else: fire_here(wasm, function, args, opts)
+  end
+
+  defp fire_here(wasm, function, args, opts) do
     options = Options.fire!(opts)
 
     with {:ok, module, options} <- prepare(wasm, options),
@@ -234,7 +241,8 @@ defmodule Munition do
     function = Options.function!(function)
     args = Options.args!(args)
 
-    case Munition.Pool.fetch(name) do
+    case not Options.remote?(opts) and Munition.Pool.fetch(name) do
+      false -> Munition.Cluster.fire_pooled(name, function, args, opts)
       nil -> {:error, {:pool_unavailable, "no pool named #{inspect(name)} is running"}}
       pool -> Munition.Pool.fire(pool, function, args, opts)
     end
