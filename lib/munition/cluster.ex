@@ -163,20 +163,24 @@ defmodule Munition.Cluster do
     deadline = System.monotonic_time(:millisecond) + timeout
 
     case cluster.node do
-      :any -> place(Placement.member_nodes(name), name, function, args, opts, deadline)
-      node -> fire_pooled_on(node, name, function, args, opts, deadline)
+      :any ->
+        name
+        |> Placement.order(Placement.member_nodes(name), deadline)
+        |> try_members(name, function, args, opts, deadline)
+
+      node ->
+        fire_pooled_on(node, name, function, args, opts, deadline)
     end
   end
 
   @doc false
-  # Tries `nodes` in order for a pooled call, skipping those where nothing
-  # ran because the node was down or the pool gone (public for the tests,
-  # which hand it a member that went down).
-  @spec place([node()], atom(), String.t(), list(), keyword(), integer()) :: Call.result()
-  def place(nodes, name, function, args, opts, deadline) do
-    name
-    |> Placement.order(nodes, deadline)
-    |> Enum.reduce_while(
+  # Tries `nodes` in order for a pooled call, going to the next one where
+  # nothing ran because the node was down or its pool gone. Public for the
+  # tests, which hand it a member that went down after it was listed.
+  @spec try_members([node()], atom(), String.t(), list(), keyword(), integer()) :: Call.result()
+  def try_members(nodes, name, function, args, opts, deadline) do
+    Enum.reduce_while(
+      nodes,
       {:error, {:pool_unavailable, "no member of pool #{inspect(name)} is running on any node"}},
       fn node, _last ->
         case fire_pooled_on(node, name, function, args, opts, deadline) do

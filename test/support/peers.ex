@@ -58,8 +58,10 @@ defmodule Munition.Peers do
 
   @doc "Stops a peer started by `start!/1`, if it still runs."
   def stop(peer) do
-    if Process.alive?(peer), do: :peer.stop(peer)
-    :ok
+    :peer.stop(peer)
+  catch
+    # A peer whose node was halted ends by itself, maybe during the stop.
+    :exit, _reason -> :ok
   end
 
   @doc """
@@ -75,18 +77,53 @@ defmodule Munition.Peers do
 
   @doc """
   Starts a `Munition.Pool` under Munition's supervisor on `node` (this node
-  included), so it outlives the call that started it.
+  included), so that it outlives the call that started it, and waits until
+  this node's `:pg` lists it among the pool's members.
   """
   def start_pool!(node, opts) do
-    {:ok, pid} = :erpc.call(node, Supervisor, :start_child, [Munition.Supervisor, {Munition.Pool, opts}])
+    until_members(opts[:name], &(&1 == :join), fn ->
+      {:ok, pid} = :erpc.call(node, Supervisor, :start_child, [Munition.Supervisor, {Munition.Pool, opts}])
+      pid
+    end)
+  end
+
+  @doc """
+  Stops the pool `name` started by `start_pool!/2` on `node`, and waits until
+  this node's `:pg` no longer lists it.
+  """
+  def stop_pool!(node, name) do
+    until_members(name, &(&1 == :leave), fn ->
+      [pid] =
+        for {{Munition.Pool, ^name}, pid, _, _} <-
+              :erpc.call(node, Supervisor, :which_children, [Munition.Supervisor]),
+            do: pid
+
+      :ok = :erpc.call(node, Supervisor, :terminate_child, [Munition.Supervisor, {Munition.Pool, name}])
+      :ok = :erpc.call(node, Supervisor, :delete_child, [Munition.Supervisor, {Munition.Pool, name}])
+      pid
+    end)
+
+    :ok
+  end
+
+  # Runs `fun`, which returns a pool's pid, and waits for the :pg event
+  # (`:join` or `:leave`) of that pid in the pool's group, seen from here.
+  defp until_members(name, event?, fun) do
+    group = Munition.Cluster.Placement.group(name)
+    {ref, _members} = :pg.monitor(Munition.Cluster, group)
+    pid = fun.()
+    await_event(ref, group, pid, event?)
+    :pg.demonitor(Munition.Cluster, ref)
     pid
   end
 
-  @doc "Stops the pool `name` started by `start_pool!/2` on `node`."
-  def stop_pool(node, name) do
-    :erpc.call(node, Supervisor, :terminate_child, [Munition.Supervisor, {Munition.Pool, name}])
-    :erpc.call(node, Supervisor, :delete_child, [Munition.Supervisor, {Munition.Pool, name}])
-    :ok
+  defp await_event(ref, group, pid, event?) do
+    receive do
+      {^ref, event, ^group, pids} ->
+        if event?.(event) and pid in pids, do: :ok, else: await_event(ref, group, pid, event?)
+    after
+      30_000 -> flunk("#{inspect(pid)} never showed in the :pg group #{inspect(group)}")
+    end
   end
 
   @doc """

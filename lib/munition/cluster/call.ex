@@ -3,8 +3,9 @@ defmodule Munition.Cluster.Call do
   # One call on another node, both sides of it, over Erlang distribution: no
   # transport of Munition's own.
   #
-  # The caller spawns the call's process on the node (`Node.spawn_monitor/4`,
-  # so a node that is down or unreachable is a `:noconnection` DOWN) and
+  # The caller spawns the call's process on the node, monitored
+  # (`:erlang.spawn_request/5`: a node that is down or unreachable answers
+  # `:noconnection`, and so does a connection that breaks later) and
   # waits for tagged messages sent to an alias of its own (dropped once the
   # call is over, so a late answer never reaches its mailbox):
   #
@@ -69,10 +70,11 @@ defmodule Munition.Cluster.Call do
       left when left > 0 ->
         reply = :erlang.alias([:explicit_unalias])
         request = %{request | opts: Keyword.put(request.opts, :timeout, left)}
-        {pid, monitor} = Node.spawn_monitor(node, __MODULE__, :serve, [self(), reply, request])
+        # Answered by {:spawn_reply, ...}: the process, or :noconnection.
+        monitor = :erlang.spawn_request(node, __MODULE__, :serve, [self(), reply, request], [:monitor])
 
         try do
-          await(%{node: node, pid: pid, monitor: monitor, reply: reply, host: host, started: false}, deadline)
+          await(%{node: node, pid: nil, monitor: monitor, reply: reply, host: host, started: false}, deadline)
         after
           :erlang.unalias(reply)
         end
@@ -84,6 +86,15 @@ defmodule Munition.Cluster.Call do
 
   defp await(%{reply: reply, monitor: monitor} = call, deadline) do
     receive do
+      {:spawn_reply, ^monitor, :ok, pid} ->
+        await(%{call | pid: pid}, deadline)
+
+      {:spawn_reply, ^monitor, :error, :noconnection} ->
+        {:error, {:nodedown, call.node}}
+
+      {:spawn_reply, ^monitor, :error, reason} ->
+        {:error, {:runtime_failure, "the call could not start on #{call.node}: #{inspect(reason)}"}}
+
       {^reply, :started} ->
         await(%{call | started: true}, deadline)
 
@@ -113,7 +124,7 @@ defmodule Munition.Cluster.Call do
          {:runtime_failure, "the call's process on #{call.node} ended without answering: #{inspect(reason)}"}}
     after
       max(deadline + @reply_margin_ms - System.monotonic_time(:millisecond), 0) ->
-        Process.exit(call.pid, :kill)
+        if call.pid, do: Process.exit(call.pid, :kill), else: :erlang.spawn_request_abandon(monitor)
         Process.demonitor(monitor, [:flush])
 
         {:error,
