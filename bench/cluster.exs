@@ -64,6 +64,12 @@ report.(
   Timing.sample(n, fn -> {:ok, 3, _} = Munition.fire(add, "add", [1, 2]) end, 500)
 )
 
+# The floor: the same machine's distribution round trip, nothing of Munition's.
+report.(
+  "a bare :erpc.call/4 round trip to the peer",
+  Timing.sample(n, fn -> ^a = :erpc.call(a, :erlang, :node, []) end, 500)
+)
+
 report.(
   "fire/4 node: peer (hash hit)",
   Timing.sample(n, fn -> {:ok, 3, _} = Munition.fire(add, "add", [1, 2], node: a) end, 500)
@@ -110,6 +116,14 @@ for callers <- [1, 16] do
   IO.puts(
     "  #{String.pad_leading("#{callers}", 2)} caller(s): here #{local}/s, on 1 peer #{one}/s, over 2 peers #{two}/s"
   )
+
+  # With 16 callers every core is busy, and the nodes share them: the cores
+  # over the rate is what a call costs all nodes together (an upper bound on
+  # a machine shared with other work).
+  if callers == 16 do
+    cpu = fn rate -> Float.round(:erlang.system_info(:logical_processors_available) * 1.0e6 / rate, 1) end
+    IO.puts("     CPU per call, all nodes together: here #{cpu.(local)} µs, over 2 peers #{cpu.(two)} µs")
+  end
 end
 
 # Bytes on the wire: the connection to peer b, which has not seen these modules.
@@ -132,9 +146,12 @@ big =
 
 IO.puts("\nBytes on the wire per call (distribution socket to the peer, sent / received):")
 
+# Fresh modules (a comment that changes the hash), so the first call ships them.
+fresh = fn wat -> wat <> " ;; #{System.unique_integer([:positive])}" end
+
 for {label, wasm, fun, args} <- [
-      {"add (#{byte_size(add)} B of WAT)", add, "add", [1, 2]},
-      {"300 functions (#{byte_size(big)} B of WAT)", big, "f7", [1]}
+      {"add (#{byte_size(fresh.(add))} B of WAT)", fresh.(add), "add", [1, 2]},
+      {"300 functions (#{byte_size(fresh.(big))} B of WAT)", fresh.(big), "f7", [1]}
     ] do
   call = fn -> {:ok, _, _} = Munition.fire(wasm, fun, args, node: b) end
   {s_first, r_first} = wire.(call)

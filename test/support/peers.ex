@@ -15,14 +15,15 @@ defmodule Munition.Peers do
   Makes this VM a distributed node (once), starting epmd if none runs.
   """
   def distribute! do
-    unless Node.alive?() do
+    if Node.alive?() do
+      :ok
+    else
       # `epmd -daemon` returns at once, whether or not one already runs.
       {_, 0} = System.cmd("epmd", ["-daemon"])
       Application.put_env(:kernel, :inet_dist_use_interface, {127, 0, 0, 1})
       {:ok, _} = :net_kernel.start([:"munition_test_#{System.pid()}@localhost", :shortnames])
+      :ok
     end
-
-    :ok
   end
 
   @doc """
@@ -70,9 +71,13 @@ defmodule Munition.Peers do
   """
   def halt!(node) do
     true = Node.monitor(node, true)
-    :erpc.cast(node, :erlang, :halt, [])
-    assert_receive {:nodedown, ^node}
-    :ok
+    :ok = :erpc.cast(node, :erlang, :halt, [])
+
+    receive do
+      {:nodedown, ^node} -> :ok
+    after
+      30_000 -> flunk("#{node} did not go down")
+    end
   end
 
   @doc """

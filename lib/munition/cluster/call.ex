@@ -20,16 +20,18 @@ defmodule Munition.Cluster.Call do
   #   * `:result` - exactly what the call returned there; `:raise` - the
   #     call was the caller's mistake (an ArgumentError there, raised here).
   #
-  # On the node, the call's process (`serve/3`) is a guard: it monitors the
-  # caller and runs the call in a linked worker, the process that drives the
-  # guest. A caller that dies, or a connection that breaks, makes the guard
-  # kill the worker, and the guest goes with it (its store is on the
-  # worker's heap). The node enforces the call's deadline on the guest as any
+  # On the node, the call's process (`serve/3`) runs the call (it drives the
+  # guest, or waits for its pool's place) with a linked watchdog that
+  # monitors the caller (Munition.Host.Calls.watch/1): a caller that dies, or
+  # a connection that breaks, makes the watchdog kill the call's process, and
+  # the guest goes with it (its store is on that process's heap). The
+  # watchdog is off the call's path: nothing waits for it. The node enforces the call's deadline on the guest as any
   # call does; the caller waits for the answer until that deadline plus
-  # `reply_margin_ms/0`, then kills the guard and answers
+  # `reply_margin_ms/0`, then kills the call's process and answers
   # `{:error, {:timeout, message}}`.
 
   alias Munition.Cluster.{HostProxy, Server}
+  alias Munition.Host.Calls
 
   # The node's own backstop for a guest the engine failed to stop (twice the
   # manager's grace of one second, see Munition.Instance.Manager) and half a
@@ -70,8 +72,13 @@ defmodule Munition.Cluster.Call do
       left when left > 0 ->
         reply = :erlang.alias([:explicit_unalias])
         request = %{request | opts: Keyword.put(request.opts, :timeout, left)}
-        # Answered by {:spawn_reply, ...}: the process, or :noconnection.
-        monitor = :erlang.spawn_request(node, __MODULE__, :serve, [self(), reply, request], [:monitor])
+        # Answered by {:spawn_reply, ...} only when it fails (:noconnection
+        # for a node down or unreachable); the process says when it starts.
+        monitor =
+          :erlang.spawn_request(node, __MODULE__, :serve, [self(), reply, request], [
+            :monitor,
+            {:reply, :error_only}
+          ])
 
         try do
           await(%{node: node, pid: nil, monitor: monitor, reply: reply, host: host, started: false}, deadline)
@@ -86,17 +93,14 @@ defmodule Munition.Cluster.Call do
 
   defp await(%{reply: reply, monitor: monitor} = call, deadline) do
     receive do
-      {:spawn_reply, ^monitor, :ok, pid} ->
-        await(%{call | pid: pid}, deadline)
-
       {:spawn_reply, ^monitor, :error, :noconnection} ->
         {:error, {:nodedown, call.node}}
 
       {:spawn_reply, ^monitor, :error, reason} ->
         {:error, {:runtime_failure, "the call could not start on #{call.node}: #{inspect(reason)}"}}
 
-      {^reply, :started} ->
-        await(%{call | started: true}, deadline)
+      {^reply, :started, pid} ->
+        await(%{call | started: true, pid: pid}, deadline)
 
       {^reply, :host_call, proxy, ref, index, args, fuel} ->
         HostProxy.run(elem(call.host, index), proxy, ref, args, fuel)
@@ -144,27 +148,14 @@ defmodule Munition.Cluster.Call do
         send(reply, {reply, :miss})
 
       {:ok, job} ->
-        # Before anything runs: a caller that is already gone cancels it.
-        monitor = Process.monitor(caller)
-        Process.flag(:trap_exit, true)
+        # Before anything runs: a caller that is already gone (or whose
+        # connection broke) kills this process, and the guest with it.
+        watchdog = Calls.watch(caller)
         Server.count(:served, 1)
-        send(reply, {reply, :started})
-        guard = self()
-        worker = spawn_link(fn -> send(guard, {:done, run_job(job, reply)}) end)
-
-        receive do
-          {:done, answer} ->
-            send(reply, answer)
-
-          {:DOWN, ^monitor, :process, _pid, _reason} ->
-            Process.exit(worker, :kill)
-
-          {:EXIT, ^worker, reason} ->
-            send(
-              reply,
-              {reply, :result, {:error, {:runtime_failure, "the call's worker ended: #{inspect(reason)}"}}}
-            )
-        end
+        send(reply, {reply, :started, self()})
+        answer = run_job(job, reply)
+        Calls.unwatch(watchdog)
+        send(reply, answer)
     end
   end
 
@@ -206,7 +197,7 @@ defmodule Munition.Cluster.Call do
 
     answer(reply, fn ->
       result = Munition.fire(wasm, job.function, job.args, opts)
-      if hash, do: remember(wasm, hash, job.opts, result)
+      :ok = if hash, do: remember(wasm, hash, job.opts, result), else: :ok
       result
     end)
   end
@@ -231,6 +222,9 @@ defmodule Munition.Cluster.Call do
          {:ok, %Munition.Module{hash: ^hash} = module} <-
            Munition.compile(bytes, limits: Keyword.get(opts, :limits, [])) do
       Server.remember(module, limits)
+    else
+      # Not kept: the next call ships the bytes again.
+      _other -> :ok
     end
   end
 

@@ -98,7 +98,7 @@ defmodule Munition.Cluster.Server do
 
   @impl true
   def init(_opts) do
-    :ets.new(@table, [:set, :public, :named_table, read_concurrency: true])
+    @table = :ets.new(@table, [:set, :public, :named_table, read_concurrency: true])
     :persistent_term.put(@counters, :counters.new(map_size(@indexes), [:write_concurrency]))
     :ok = :pg.join(scope(), group(), self())
     {:ok, nil}
