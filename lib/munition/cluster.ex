@@ -51,7 +51,9 @@ defmodule Munition.Cluster do
       stops it at its deadline (`{:crash, :timeout, dump}`, as locally), and
       the caller waits at most the timeout plus #{Munition.Cluster.Call.reply_margin_ms()} ms
       (the node's own backstop and the reply's travel), then kills the call
-      there and answers `{:error, {:timeout, message}}`.
+      there and answers `{:error, {:timeout, message}}`. A pooled call
+      without `:timeout` runs under the member pool's own, and the caller
+      waits for its own pool of that name's (or the default).
     * A caller that dies cancels its guest on the other node: the node
       monitors the caller, and a connection that breaks counts as a death.
 
@@ -118,6 +120,7 @@ defmodule Munition.Cluster do
       end
 
     timeout = Options.timeout!(Keyword.get_lazy(opts, :timeout, &Munition.Runtime.Config.default_timeout/0))
+    opts = Keyword.put(opts, :timeout, timeout)
 
     request = %{
       kind: :fire,
@@ -159,7 +162,9 @@ defmodule Munition.Cluster do
         )
 
     # Checked here, so a caller's mistake raises before anything travels.
-    timeout = Options.override!(%{timeout: Munition.Runtime.Config.default_timeout()}, opts).timeout
+    # Without a :timeout, each member's pool applies its own; this node
+    # waits for its own idea of it (its pool of that name's, or the default).
+    timeout = Options.override!(%{timeout: default_timeout(name)}, opts).timeout
     deadline = System.monotonic_time(:millisecond) + timeout
 
     case cluster.node do
@@ -192,13 +197,19 @@ defmodule Munition.Cluster do
   end
 
   defp fire_pooled_on(node, name, function, args, opts, deadline) when node == node() do
-    left = max(deadline - System.monotonic_time(:millisecond), 1)
-    Munition.fire_pooled(name, function, args, Keyword.put(opts, :timeout, left))
+    Munition.fire_pooled(name, function, args, Call.time_left(opts, deadline))
   end
 
   defp fire_pooled_on(node, name, function, args, opts, deadline) do
     request = %{kind: :pooled, pool: name, function: function, args: args, opts: opts}
     Call.run(node, request, nil, deadline, [])
+  end
+
+  defp default_timeout(name) do
+    case Munition.Pool.fetch(name) do
+      nil -> Munition.Runtime.Config.default_timeout()
+      pool -> pool.options.timeout
+    end
   end
 
   @doc """

@@ -71,7 +71,7 @@ defmodule Munition.Cluster.Call do
     case deadline - System.monotonic_time(:millisecond) do
       left when left > 0 ->
         reply = :erlang.alias([:explicit_unalias])
-        request = %{request | opts: Keyword.put(request.opts, :timeout, left)}
+        request = %{request | opts: time_left(request.opts, deadline, left)}
         # Answered by {:spawn_reply, ...} only when it fails (:noconnection
         # for a node down or unreachable); the process says when it starts.
         monitor =
@@ -135,6 +135,17 @@ defmodule Munition.Cluster.Call do
          {:timeout,
           "#{call.node} did not answer within the call's timeout and #{@reply_margin_ms} ms: the call there was killed"}}
     end
+  end
+
+  @doc false
+  # A call's options with its :timeout, if it gives one, cut to what is left
+  # until `deadline` (at least 1 ms: the call then ends as its timeout says).
+  # A call without one keeps its pool's own.
+  @spec time_left(keyword(), integer(), integer()) :: keyword()
+  def time_left(opts, deadline, left \\ nil) do
+    if Keyword.has_key?(opts, :timeout),
+      do: Keyword.put(opts, :timeout, max(left || deadline - System.monotonic_time(:millisecond), 1)),
+      else: opts
   end
 
   ## The node's side

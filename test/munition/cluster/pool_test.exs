@@ -57,18 +57,6 @@ defmodule Munition.Cluster.PoolTest do
     assert completed(node(), name) == 1
   end
 
-  test "a pool's host functions run on its node; node: names the member", %{
-    peer: peer,
-    name: name,
-    opts: opts
-  } do
-    Peers.start_pool!(peer, opts)
-    blocked = Task.async(fn -> Munition.fire_pooled(name, "block", [], node: peer) end)
-    assert_receive {:blocked, ^peer, fun}
-    send(fun, :release)
-    assert {:ok, 1, _} = Task.await(blocked)
-  end
-
   test "a member that leaves stops receiving calls", %{peer: peer, name: name, opts: opts} do
     Peers.start_pool!(peer, opts)
     assert {:ok, 3, _} = Munition.fire_pooled(name, "add", [1, 2], node: :any)
@@ -89,7 +77,7 @@ defmodule Munition.Cluster.PoolTest do
     end
   end
 
-  test "Munition.Cluster.stats/0 reports each node's running and waiting calls", %{
+  test "node: names the member, whose host functions run on its node; stats/0 reports it running", %{
     peer: peer,
     name: name,
     opts: opts
@@ -105,6 +93,13 @@ defmodule Munition.Cluster.PoolTest do
     send(fun, :release)
     assert {:ok, 1, _} = Task.await(blocked)
     assert %{running: 0, pools: %{^name => %{running: 0, completed: 1}}} = Munition.Cluster.stats()[peer]
+  end
+
+  test "a pooled call without :timeout leaves each member's pool its own; one with it is cut to what is left" do
+    deadline = System.monotonic_time(:millisecond) + 100
+    assert Munition.Cluster.Call.time_left([fuel: 10], deadline) == [fuel: 10]
+    assert [timeout: left, fuel: 10] = Munition.Cluster.Call.time_left([timeout: 5_000, fuel: 10], deadline)
+    assert left in 1..100
   end
 
   describe "Placement.order/2" do
