@@ -53,6 +53,17 @@ defmodule Munition.Cluster.FailureTest do
     assert :erpc.call(up, Munition.Pool, :stats, [:failover]).completed == 1
   end
 
+  test "a node that stops answering holds the caller no longer than the timeout and the margin" do
+    node = peer!("cluster_frozen")
+    os_pid = :erpc.call(node, :os, :getpid, [])
+    # Frozen, not gone: the connection stays up, nothing answers.
+    {_, 0} = System.cmd("kill", ["-STOP", List.to_string(os_pid)])
+    on_exit(fn -> System.cmd("kill", ["-CONT", List.to_string(os_pid)]) end)
+
+    assert {:error, {:timeout, message}} = Munition.fire(@add, "add", [1, 2], node: node, timeout: 50)
+    assert message =~ "did not answer within the call's timeout"
+  end
+
   test "a node down while the guest runs is {:node_down_during_call, node}, and no other member is tried" do
     test = self()
     doomed = peer!("cluster_down_during")
