@@ -141,7 +141,7 @@ defmodule Munition.Cluster.Call do
   # A call's options with its :timeout, if it gives one, cut to what is left
   # until `deadline` (at least 1 ms: the call then ends as its timeout says).
   # A call without one keeps its pool's own.
-  @spec time_left(keyword(), integer(), integer()) :: keyword()
+  @spec time_left(keyword(), integer(), integer() | nil) :: keyword()
   def time_left(opts, deadline, left \\ nil) do
     if Keyword.has_key?(opts, :timeout),
       do: Keyword.put(opts, :timeout, max(left || deadline - System.monotonic_time(:millisecond), 1)),
