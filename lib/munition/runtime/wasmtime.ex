@@ -148,14 +148,14 @@ defmodule Munition.Runtime.Wasmtime do
   end
 
   defp to_module(resource, info) do
-    %Munition.Module{
+    Munition.Module.new(
       resource: resource,
       hash: info.hash,
       imports: info.imports,
       exports: info.exports,
       memories: info.memories,
       stats: info.stats
-    }
+    )
   end
 
   @impl true
@@ -199,6 +199,8 @@ defmodule Munition.Runtime.Wasmtime do
   end
 
   @impl true
+  def cleanup(:released), do: :ok
+
   def cleanup(instance) do
     # A large memory is released on a dirty scheduler (see the NIF).
     case Native.instance_cleanup(instance) do
