@@ -51,7 +51,10 @@ elixir-checks: elixir
 	mix format --check-formatted
 	mix compile --warnings-as-errors --force
 
+# The cluster tests (test/munition/cluster) start peer nodes on loopback,
+# which need epmd: started here if none runs (they also start it themselves).
 test: elixir proper rust-checks elixir-checks check examples
+	@epmd -names >/dev/null 2>&1 || epmd -daemon
 	mix test
 	$(MAKE) consumer
 

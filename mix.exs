@@ -91,7 +91,7 @@ defmodule Munition.MixProject do
 
   def application do
     [
-      extra_applications: [:logger],
+      extra_applications: [:logger, :crypto],
       mod: {Munition.Application, []}
     ]
   end

@@ -73,6 +73,12 @@ defmodule Munition do
       `:preopens`, `:stdout_limit`, `:stderr_limit`, `:clock` (see
       `Munition.Host.WASI`). WASI functions themselves are granted by
       capabilities (`:wasi`, `:wasi_fs`, ...).
+    * `:node` - run the call on that node of the cluster, over Erlang
+      distribution (see `Munition.Cluster`): same results, the module sent
+      by content hash. Defaults to this node.
+    * `:host_functions_at` - with `:node`: `:caller` (default) runs Elixir
+      host functions on this node, `:node` takes `:host_functions` as names
+      registered on the node that runs the guest.
 
   A module exporting `_initialize` (a WASI reactor) has it called before
   `function`, in the same instance.
@@ -89,6 +95,8 @@ defmodule Munition do
       `reason` is one of `:fuel_exhausted`, `:trap`, `:timeout`,
       `:memory_limit`, `:host_error`.
     * `{:error, reason}` - nothing ran or it could not run; see `t:error_reason/0`.
+      A call on another node adds `{:nodedown, node}` (nothing ran) and
+      `{:node_down_during_call, node}` (it may have run; never retried).
 
   ## Examples
 
@@ -109,6 +117,13 @@ defmodule Munition do
   def fire(wasm, function, args, opts \\ []) do
     function = Options.function!(function)
     args = Options.args!(args)
+
+    if Options.remote?(opts),
+      do: Munition.Cluster.fire(wasm, function, args, opts),
+      else: fire_here(wasm, function, args, opts)
+  end
+
+  defp fire_here(wasm, function, args, opts) do
     options = Options.fire!(opts)
 
     with {:ok, module, options} <- prepare(wasm, options),
@@ -210,7 +225,9 @@ defmodule Munition do
   The per-call options of `fire/4` (`:fuel`, `:timeout`, `:max_memory`,
   `:forensics`, `:result`, `:alloc`, `:dump_dir`, `:wasi`), overriding the
   pool's defaults (the keys of `:wasi` one by one). Capabilities, host functions and the runtime are fixed when the
-  pool starts; passing them raises `ArgumentError`.
+  pool starts; passing them raises `ArgumentError`. `:node` runs the call on
+  the pool of that name on another node, or, with `node: :any`, places it
+  among the nodes where a pool of that name runs (see `Munition.Cluster`).
 
   ## Returns
 
@@ -234,7 +251,8 @@ defmodule Munition do
     function = Options.function!(function)
     args = Options.args!(args)
 
-    case Munition.Pool.fetch(name) do
+    case not Options.remote?(opts) and Munition.Pool.fetch(name) do
+      false -> Munition.Cluster.fire_pooled(name, function, args, opts)
       nil -> {:error, {:pool_unavailable, "no pool named #{inspect(name)} is running"}}
       pool -> Munition.Pool.fire(pool, function, args, opts)
     end

@@ -11,7 +11,11 @@ defmodule Munition.Application do
     with :ok <- configure_engine() do
       children = [
         Munition.Fuel.Meter,
-        Munition.Instance.Slots
+        Munition.Instance.Slots,
+        # The :pg scope of pools on several nodes, and the server of calls
+        # from other nodes (Munition.Cluster).
+        %{id: :pg, start: {:pg, :start_link, [Munition.Cluster.Server.scope()]}},
+        Munition.Cluster.Server
       ]
 
       Supervisor.start_link(children, strategy: :one_for_one, name: Munition.Supervisor)

@@ -103,6 +103,39 @@ defmodule Munition.Options do
   end
 
   @doc false
+  # Whether a call goes to another node (it gives `:node`): one BIF on the
+  # local path. Anything but a proper keyword list is left to fire!/1, which
+  # says what is wrong with it.
+  @spec remote?(term()) :: boolean()
+  def remote?(opts) when is_list(opts) do
+    :lists.keymember(:node, 1, opts)
+  rescue
+    ArgumentError -> false
+  end
+
+  def remote?(_opts), do: false
+
+  @doc false
+  # The options of a call on another node (see Munition.Cluster), taken out
+  # of `opts` and checked: `:node` (a node name, or `:any` for a pooled call
+  # placed among the pool's members) and `:host_functions_at` (`:caller`,
+  # the default, or `:node`). The rest is left for the node that runs the
+  # guest. Only calls that give `:node` come here.
+  @spec cluster!(keyword()) :: {%{node: node() | :any, host_functions_at: :caller | :node}, keyword()}
+  def cluster!(opts) do
+    {cluster, rest} = Keyword.split(keyword!(opts), [:node, :host_functions_at])
+
+    node =
+      case cluster[:node] do
+        node when is_atom(node) and node not in [nil, true, false] -> node
+        other -> raise ArgumentError, "node must be a node name (an atom), got: #{inspect(other)}"
+      end
+
+    at = one_of!(:host_functions_at, Keyword.get(cluster, :host_functions_at, :caller), [:caller, :node])
+    {%{node: node, host_functions_at: at}, rest}
+  end
+
+  @doc false
   # The State of one call.
   @spec state(map(), Munition.Module.t(), [tuple()], String.t(), list(), pos_integer()) :: State.t()
   def state(options, module, links, function, args, fuel) do

@@ -273,6 +273,8 @@ defmodule Munition.Pool do
       }
 
       :persistent_term.put({__MODULE__, name}, pool)
+      # Pools of the same name on several nodes form one group (Munition.Cluster).
+      :ok = Munition.Cluster.join_pool(name)
       {:ok, %{pool: pool, line: Waiters.new(counters), timer: nil}}
     else
       {:error, reason} -> {:stop, reason}

@@ -45,6 +45,13 @@ defmodule Munition.Reason do
       `Munition.Pool`) stayed in use until the call's deadline
     * `{:pool_unavailable, message}` - no `Munition.Pool` of that name is running
     * `{:runtime_failure, message}` - the runtime itself failed (a bug: please report it)
+    * `{:nodedown, node}` - a call on another node (`node:`, see
+      `Munition.Cluster`) could not start there: the node is down or
+      unreachable. Nothing ran, so the call may be retried
+    * `{:node_down_during_call, node}` - the node running the call went down
+      (or its connection broke) after the call started there. The guest may
+      have run, and its host functions may have had effects: Munition never
+      retries such a call, the caller decides
   """
 
   @crash_reasons [:fuel_exhausted, :trap, :timeout, :memory_limit, :host_error]
@@ -83,7 +90,9 @@ defmodule Munition.Reason do
     :instantiation_failed,
     :overloaded,
     :pool_unavailable,
-    :runtime_failure
+    :runtime_failure,
+    :nodedown,
+    :node_down_during_call
   ]
 
   union = fn atoms -> atoms |> Enum.reverse() |> Enum.reduce(&{:|, [], [&1, &2]}) end
@@ -109,6 +118,8 @@ defmodule Munition.Reason do
           | {:overloaded, String.t()}
           | {:pool_unavailable, String.t()}
           | {:runtime_failure, String.t()}
+          | {:nodedown, node()}
+          | {:node_down_during_call, node()}
 
   @doc "Every crash reason."
   @spec crash_reasons() :: [crash()]

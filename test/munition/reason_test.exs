@@ -51,7 +51,9 @@ defmodule Munition.ReasonTest do
              :instantiation_failed,
              :overloaded,
              :pool_unavailable,
-             :runtime_failure
+             :runtime_failure,
+             :nodedown,
+             :node_down_during_call
            ]
   end
 
@@ -168,7 +170,9 @@ defmodule Munition.ReasonTest do
 
     kinds = for {:error, {kind, _detail}} <- errors, do: kind
     assert length(kinds) == length(errors), "not all errors: #{inspect(errors)}"
-    assert kinds == Reason.error_kinds()
+    # The two of a call on another node need peer nodes: test/munition/cluster/
+    # reaches them.
+    assert kinds ++ [:nodedown, :node_down_during_call] == Reason.error_kinds()
     assert {:error, {:runtime_failure, "the runtime is on fire"}} = List.last(errors)
   end
 

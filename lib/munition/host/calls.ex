@@ -97,26 +97,31 @@ defmodule Munition.Host.Calls do
         fuel_remaining: fuel_remaining
       }
 
-      reply =
-        try do
-          {:ok, apply(function.fun, [context | args])}
-        rescue
-          exception -> {:error, Exception.message(exception)}
-        catch
-          kind, value -> {:error, "#{kind}: #{inspect(value, limit: 20, printable_limit: 200)}"}
-        end
-
-      runtime.host_reply(call, reply, function.results)
-      # A guest may make thousands of host calls in one execution: do not
-      # leave a watchdog per call waiting for the driver.
-      Process.unlink(watchdog)
-      Process.exit(watchdog, :kill)
+      runtime.host_reply(call, apply_function(function, context, args), function.results)
+      unwatch(watchdog)
     end)
   end
 
-  # Linked, so it goes when the host function's process is killed; the
-  # process stops it when it ends normally.
-  defp watch(driver) do
+  @doc false
+  # Calls a host function's fun: `{:ok, value}`, or `{:error, message}` for
+  # whatever it raised, threw or exited with. Also used for host functions
+  # that run on the caller's node of a call on another node
+  # (Munition.Cluster.HostProxy).
+  @spec apply_function(Function.t(), Context.t(), list()) :: {:ok, term()} | {:error, String.t()}
+  def apply_function(%Function{fun: fun}, context, args) do
+    {:ok, apply(fun, [context | args])}
+  rescue
+    exception -> {:error, Exception.message(exception)}
+  catch
+    kind, value -> {:error, "#{kind}: #{inspect(value, limit: 20, printable_limit: 200)}"}
+  end
+
+  @doc false
+  # A watchdog that kills the calling process when `driver` goes down: linked,
+  # so it goes when the calling process is killed; `unwatch/1` stops it when
+  # the calling process is done.
+  @spec watch(pid()) :: pid()
+  def watch(driver) do
     host = self()
 
     spawn_link(fn ->
@@ -126,5 +131,14 @@ defmodule Munition.Host.Calls do
         {:DOWN, ^ref, :process, _pid, _reason} -> Process.exit(host, :kill)
       end
     end)
+  end
+
+  @doc false
+  # A guest may make thousands of host calls in one execution: do not leave
+  # a watchdog per call waiting for the driver.
+  @spec unwatch(pid()) :: true
+  def unwatch(watchdog) do
+    Process.unlink(watchdog)
+    Process.exit(watchdog, :kill)
   end
 end

@@ -1,0 +1,74 @@
+defmodule Munition.Cluster.Placement do
+  @moduledoc false
+  # Where a pooled call placed among a pool's members (`node: :any`) goes:
+  # the local member first when it has room (a free place and no one waiting),
+  # otherwise the member with the fewest waiting calls (then the fewest
+  # running, then the local one). Members are the pool's processes in the :pg
+  # group `{Munition.Pool, name}`: a pool that stops, or whose node goes down
+  # or disconnects, leaves it, and so stops receiving calls.
+
+  alias Munition.Cluster.Server
+
+  @doc false
+  # The nodes where pool `name` has a member, local first.
+  @spec member_nodes(atom()) :: [node()]
+  def member_nodes(name) do
+    nodes = Server.scope() |> :pg.get_members(group(name)) |> Enum.map(&node/1) |> Enum.uniq()
+    if node() in nodes, do: [node() | List.delete(nodes, node())], else: nodes
+  rescue
+    # No :pg scope: the application is not started, only a local pool can run.
+    ArgumentError -> [node()]
+  end
+
+  @doc false
+  # The :pg group of pool `name`'s members.
+  @spec group(atom()) :: {module(), atom()}
+  def group(name), do: {Munition.Pool, name}
+
+  @doc false
+  # `nodes` in the order a call should try them, given each one's pool
+  # stats (`Munition.Pool.stats/1`, nil when it has no such pool any more).
+  # The local node's stats decide alone when it has room: the others are
+  # asked only when it has none (see `order/3`).
+  @spec order([node()], map()) :: [node()]
+  def order(nodes, stats) do
+    local = stats[node()]
+
+    if local && room?(local) do
+      [node() | List.delete(nodes, node())]
+    else
+      nodes
+      |> Enum.filter(&stats[&1])
+      |> Enum.sort_by(fn node -> {stats[node].waiting, stats[node].running, node != node()} end)
+    end
+  end
+
+  @doc false
+  # The order of `nodes` for a call of pool `name` that may wait until
+  # `deadline`: the local stats first; the others' only when the local pool
+  # has no room, asked all at once with `:erpc.multicall/5`. A node that does
+  # not answer in time is left out.
+  @spec order(atom(), [node()], integer()) :: [node()]
+  def order(name, nodes, deadline) do
+    local = if node() in nodes, do: Munition.Pool.stats(name)
+
+    if local && room?(local) do
+      order(nodes, %{node() => local})
+    else
+      remote = List.delete(nodes, node())
+      timeout = max(deadline - System.monotonic_time(:millisecond), 0)
+
+      answers =
+        remote
+        |> :erpc.multicall(Munition.Pool, :stats, [name], timeout)
+        |> Enum.map(fn
+          {:ok, stats} -> stats
+          _failed -> nil
+        end)
+
+      order(nodes, Map.new(Enum.zip(remote, answers)) |> Map.put(node(), local))
+    end
+  end
+
+  defp room?(%{running: running, size: size, waiting: waiting}), do: running < size and waiting == 0
+end

@@ -1,0 +1,123 @@
+defmodule Munition.Cluster.PoolTest do
+  # Pools of one name on this node and a real peer node form one group
+  # (:pg); placement, members leaving, and the cluster's stats.
+  use ExUnit.Case, async: false
+
+  alias Munition.Cluster.Placement
+  alias Munition.Peers
+
+  @wat ~s{(module (import "env" "block" (func $b (result i32)))
+    (func (export "add") (param i32 i32) (result i32) local.get 0 local.get 1 i32.add)
+    (func (export "block") (result i32) (call $b)))}
+
+  setup_all do
+    {peer, node} = Peers.start!("cluster_pool")
+    on_exit(fn -> Peers.stop(peer) end)
+    %{peer: node}
+  end
+
+  setup %{peer: peer} do
+    name = :"cluster_pool_#{System.unique_integer([:positive])}"
+    opts = [name: name, wasm: @wat, size: 1, host_functions: [Peers.block(self())], capabilities: [:block]]
+
+    on_exit(fn ->
+      for node <- [node(), peer],
+          :erpc.call(node, Munition.Pool, :stats, [name]) != nil,
+          do: Peers.stop_pool!(node, name)
+    end)
+
+    %{name: name, opts: opts}
+  end
+
+  defp completed(node, name), do: :erpc.call(node, Munition.Pool, :stats, [name]).completed
+
+  test "the local member goes first when it has room", %{peer: peer, name: name, opts: opts} do
+    Peers.start_pool!(node(), opts)
+    Peers.start_pool!(peer, opts)
+    assert Placement.member_nodes(name) == [node(), peer]
+
+    assert {:ok, 3, _} = Munition.fire_pooled(name, "add", [1, 2], node: :any)
+    assert completed(node(), name) == 1
+    assert completed(peer, name) == 0
+  end
+
+  test "a full local member sends the call to the member with room", %{peer: peer, name: name, opts: opts} do
+    Peers.start_pool!(node(), opts)
+    Peers.start_pool!(peer, opts)
+
+    blocked = Task.async(fn -> Munition.fire_pooled(name, "block", []) end)
+    assert_receive {:blocked, node, fun}
+    assert node == node()
+
+    assert {:ok, 3, _} = Munition.fire_pooled(name, "add", [1, 2], node: :any)
+    assert completed(peer, name) == 1
+
+    send(fun, :release)
+    assert {:ok, 1, _} = Task.await(blocked)
+    assert completed(node(), name) == 1
+  end
+
+  test "a member that leaves stops receiving calls", %{peer: peer, name: name, opts: opts} do
+    Peers.start_pool!(peer, opts)
+    assert {:ok, 3, _} = Munition.fire_pooled(name, "add", [1, 2], node: :any)
+    assert completed(peer, name) == 1
+
+    Peers.stop_pool!(peer, name)
+    assert Placement.member_nodes(name) == []
+    assert {:error, {:pool_unavailable, _}} = Munition.fire_pooled(name, "add", [1, 2], node: :any)
+  end
+
+  test "a caller's mistake raises here", %{name: name} do
+    assert_raise ArgumentError, ~r/fixed when the pool starts/, fn ->
+      Munition.fire_pooled(name, "add", [1, 2], node: :any, capabilities: [:time])
+    end
+
+    assert_raise ArgumentError, ~r/host_functions_at is fixed by each pool/, fn ->
+      Munition.fire_pooled(name, "add", [1, 2], node: :any, host_functions_at: :node)
+    end
+  end
+
+  test "node: names the member, whose host functions run on its node; stats/0 reports it running", %{
+    peer: peer,
+    name: name,
+    opts: opts
+  } do
+    Peers.start_pool!(peer, opts)
+    blocked = Task.async(fn -> Munition.fire_pooled(name, "block", [], node: peer) end)
+    assert_receive {:blocked, ^peer, fun}
+
+    stats = Munition.Cluster.stats()
+    assert %{running: 1, waiting: 0, pools: %{^name => %{running: 1, size: 1}}} = stats[peer]
+    assert %{running: _, waiting: _, served: _, modules: %{hits: _, misses: _}} = stats[node()]
+
+    send(fun, :release)
+    assert {:ok, 1, _} = Task.await(blocked)
+    assert %{running: 0, pools: %{^name => %{running: 0, completed: 1}}} = Munition.Cluster.stats()[peer]
+  end
+
+  test "a pooled call without :timeout leaves each member's pool its own; one with it is cut to what is left" do
+    deadline = System.monotonic_time(:millisecond) + 100
+    assert Munition.Cluster.Call.time_left([fuel: 10], deadline) == [fuel: 10]
+    assert [timeout: left, fuel: 10] = Munition.Cluster.Call.time_left([timeout: 5_000, fuel: 10], deadline)
+    assert left in 1..100
+  end
+
+  describe "Placement.order/2" do
+    test "the local member alone decides when it has room" do
+      stats = %{node() => %{size: 2, running: 1, waiting: 0}}
+      assert Placement.order([:a@x, node(), :b@x], stats) == [node(), :a@x, :b@x]
+    end
+
+    test "otherwise the fewest waiting, then the fewest running; members without a pool are left out" do
+      stats = %{
+        node() => %{size: 1, running: 1, waiting: 2},
+        a@x: %{size: 4, running: 4, waiting: 1},
+        b@x: %{size: 4, running: 3, waiting: 0},
+        c@x: %{size: 4, running: 2, waiting: 0},
+        d@x: nil
+      }
+
+      assert Placement.order([node(), :a@x, :b@x, :c@x, :d@x], stats) == [:c@x, :b@x, :a@x, node()]
+    end
+  end
+end
