@@ -25,7 +25,10 @@ defmodule Munition.Property.GeneratedModulesTest do
 
   test "every export of every generated module ends in a documented outcome" do
     smith = Smith.build!()
-    tmp_dir = Path.join(System.tmp_dir!(), "munition-generated-#{System.unique_integer([:positive])}")
+
+    tmp_dir =
+      Path.join(System.tmp_dir!(), "munition-generated-#{System.pid()}-#{System.unique_integer([:positive])}")
+
     on_exit(fn -> File.rm_rf!(tmp_dir) end)
     baseline = Munition.Runtime.Wasmtime.live_count()
 

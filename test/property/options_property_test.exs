@@ -25,10 +25,11 @@ defmodule Munition.Property.OptionsPropertyTest do
     (func (export "boom") (param i32) (result i32) unreachable))
   """
 
-  @dump_dir Path.join(System.tmp_dir!(), "munition-options-property-dumps")
+  # Named for this VM (OS pid): other VMs may run the suite at the same time.
+  defp dump_dir, do: Path.join(System.tmp_dir!(), "munition-options-property-dumps-#{System.pid()}")
 
   setup_all do
-    on_exit(fn -> File.rm_rf!(@dump_dir) end)
+    on_exit(fn -> File.rm_rf!(dump_dir()) end)
     :ok
   end
 
@@ -88,7 +89,7 @@ defmodule Munition.Property.OptionsPropertyTest do
       {:result, T.elements([:values, :binary]), bad(T.elements([nil, :value, :bytes, "values", 1]))},
       {:alloc, T.oneof([T.elements(["alloc", "malloc", ""]), T.binary()]),
        bad(T.elements([nil, :alloc, 1, ~c"alloc", ["alloc"]]))},
-      {:dump_dir, T.elements([nil, @dump_dir]), nil},
+      {:dump_dir, T.elements([nil, dump_dir()]), nil},
       {:capabilities, T.elements([[], [:time], [:log, :random], [:basic], [:all], [:abort, :abort]]),
        T.oneof([
          bad(T.elements([nil, :time, "time", %{}, 1])),
