@@ -150,6 +150,7 @@ defmodule Munition.Runtime.Wasmtime do
   defp to_module(resource, info) do
     %Munition.Module{
       resource: resource,
+      runtime: __MODULE__,
       hash: info.hash,
       imports: info.imports,
       exports: info.exports,

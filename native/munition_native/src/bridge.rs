@@ -102,6 +102,12 @@ pub struct HostCallRef {
 impl Resource for HostCallRef {}
 
 impl HostCallRef {
+    /// The handle of one call whose answers go on `sender`, waking `driver`
+    /// (the Wasmi engine's host calls are made outside this file).
+    pub fn new(sender: Sender<HostMessage>, driver: LocalPid) -> Self {
+        HostCallRef { sender, driver }
+    }
+
     /// Puts `message` on the guest's channel and wakes the process driving the
     /// guest so it resumes it. `false` when the guest no longer listens.
     fn deliver(&self, env: Env, message: HostMessage) -> bool {

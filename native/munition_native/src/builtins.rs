@@ -303,7 +303,12 @@ fn assemblyscript_string(caller: &mut Caller<'_, HostState>, ptr: i32) -> String
     let Some(memory) = guest_memory::from_caller(caller) else {
         return "<no memory>".into();
     };
-    let data = memory.data(&*caller);
+    assemblyscript_string_in(memory.data(&*caller), ptr)
+}
+
+/// The AssemblyScript string at `ptr` of guest memory `data`, for either
+/// engine; a placeholder saying where it was when it cannot be read.
+pub fn assemblyscript_string_in(data: &[u8], ptr: i32) -> String {
     let ptr = ptr as u32 as usize;
     let decoded = (|| {
         let len_bytes = data.get(ptr.checked_sub(4)?..ptr)?;

@@ -114,16 +114,16 @@ fn extern_kind(ty: &ExternType) -> (rustler::Atom, Vec<rustler::Atom>, Vec<rustl
     }
 }
 
-fn limit_error(exceeded: Exceeded) -> MunitionError {
+pub fn limit_error(exceeded: Exceeded) -> MunitionError {
     MunitionError::ModuleLimit(exceeded.to_string())
 }
 
 /// Inputs up to this size go to the express lane first (see `Lane`).
-const EXPRESS_INPUT: usize = 64 * 1024;
+pub const EXPRESS_INPUT: usize = 64 * 1024;
 
 /// What the express lane compiles: a module this small compiles in tens of
 /// milliseconds at most (functions cost up to 0.2 ms each, locals 150 ns).
-fn express(facts: &Facts) -> bool {
+pub fn express(facts: &Facts) -> bool {
     facts.functions <= 256 && facts.locals <= 65_536
 }
 
@@ -162,24 +162,7 @@ pub fn compile(
     // Validation errors win over what Munition does not support: a module
     // that is both invalid and too large for a slot is invalid.
     Module::validate(&ENGINE, &wasm).map_err(|e| MunitionError::InvalidModule(error_chain(&e)))?;
-    // Valid wasm that Munition's instance slots cannot hold (see
-    // `engine::pooling`) is refused here, by name, rather than at every call.
-    let memories = engine::settings().max_memories_per_module;
-    if facts.memories > memories {
-        return Err(MunitionError::Unsupported(format!(
-            "the module has {} memories; Munition supports up to {memories} per module \
-             (config :munition, max_memories_per_module: n)",
-            facts.memories
-        ))
-        .into());
-    }
-    if facts.tables > MAX_TABLES_PER_MODULE as u64 {
-        return Err(MunitionError::Unsupported(format!(
-            "the module has {} tables; Munition supports up to {MAX_TABLES_PER_MODULE} per module",
-            facts.tables
-        ))
-        .into());
-    }
+    supported(&facts)?;
     let scan = scan(&wasm).map_err(|e| MunitionError::InvalidModule(e.to_string()))?;
     // The module is valid: what Wasmtime refuses now is a limit of the
     // engine (an instance larger than its slot, a function Cranelift cannot
@@ -229,6 +212,28 @@ pub fn compile(
     })
 }
 
+/// Valid wasm that Munition's instance slots cannot hold (see
+/// `engine::pooling`) is refused by name at compile time, rather than at
+/// every call. The Wasmi engine has no slots but keeps the same bounds, so a
+/// module runs on both engines or on neither.
+pub fn supported(facts: &Facts) -> MunitionResult<()> {
+    let memories = engine::settings().max_memories_per_module;
+    if facts.memories > memories {
+        return Err(MunitionError::Unsupported(format!(
+            "the module has {} memories; Munition supports up to {memories} per module \
+             (config :munition, max_memories_per_module: n)",
+            facts.memories
+        )));
+    }
+    if facts.tables > MAX_TABLES_PER_MODULE as u64 {
+        return Err(MunitionError::Unsupported(format!(
+            "the module has {} tables; Munition supports up to {MAX_TABLES_PER_MODULE} per module",
+            facts.tables
+        )));
+    }
+    Ok(())
+}
+
 /// Bounded LRU of compiled modules keyed by content hash.
 static CACHE: Lazy<Mutex<lru::LruCache<String, Arc<CompiledModule>>>> =
     Lazy::new(|| Mutex::new(lru::LruCache::new(NonZeroUsize::new(128).expect("nonzero"))));
@@ -264,7 +269,7 @@ static COMPILATIONS: AtomicU64 = AtomicU64::new(0);
 
 /// Inputs up to this size are looked up in the cache on a normal scheduler:
 /// hashing them takes microseconds, less than a trip to a dirty scheduler.
-const INLINE_LOOKUP_LIMIT: usize = 64 * 1024;
+pub const INLINE_LOOKUP_LIMIT: usize = 64 * 1024;
 
 fn handle(compiled: Arc<CompiledModule>) -> (ResourceArc<ModuleRef>, ModuleInfo) {
     let info = compiled.info.clone();
@@ -320,7 +325,7 @@ fn lookup(bytes: &[u8], cache_capacity: usize, limits: &Limits) -> Lookup {
 /// renders its error with the whole offending line: for megabytes of zero
 /// bytes (one "line") that took seconds. Text has no NUL byte; refuse it at
 /// once.
-fn not_text_with_nul(bytes: &[u8]) -> MunitionResult<()> {
+pub fn not_text_with_nul(bytes: &[u8]) -> MunitionResult<()> {
     if bytes.starts_with(b"\0asm") {
         return Ok(());
     }
@@ -337,7 +342,7 @@ fn not_text_with_nul(bytes: &[u8]) -> MunitionResult<()> {
 /// refused at once, however busy the compile threads are. WAT text is
 /// checked on a compile thread, once parsed. About a microsecond per
 /// function; bounded by the `module_size` limit.
-fn precheck(bytes: &[u8], limits: &Limits) -> MunitionResult<()> {
+pub fn precheck(bytes: &[u8], limits: &Limits) -> MunitionResult<()> {
     if !bytes.starts_with(b"\0asm") {
         return Ok(());
     }
@@ -589,7 +594,7 @@ fn pool() -> MunitionResult<&'static Pool> {
     })
 }
 
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     panic
         .downcast_ref::<&str>()
         .map(|s| s.to_string())
