@@ -150,12 +150,7 @@ pub fn compile(
     limits: &Limits,
     express_only: bool,
 ) -> Result<CompiledModule, NotCompiled> {
-    limits.check_size(bytes.len()).map_err(limit_error)?;
-    not_text_with_nul(bytes)?;
-    let wasm = wat::parse_bytes(bytes)
-        .map_err(|e| MunitionError::InvalidModule(format!("cannot parse WAT: {e}")))?;
-    let facts = prescan(&wasm).map_err(|e| MunitionError::InvalidModule(e.to_string()))?;
-    limits.check(&facts).map_err(limit_error)?;
+    let (wasm, facts) = measure(bytes, limits)?;
     if express_only && !express(&facts) {
         return Err(NotCompiled::NotExpress);
     }
@@ -212,6 +207,22 @@ pub fn compile(
     })
 }
 
+/// Steps 1 to 3 (see the moduledoc), for either engine: the input's size,
+/// WAT parsed to wasm, and the pre-scan against every compile limit.
+/// Returns the wasm and what the pre-scan measured.
+pub fn measure<'a>(
+    bytes: &'a [u8],
+    limits: &Limits,
+) -> MunitionResult<(std::borrow::Cow<'a, [u8]>, Facts)> {
+    limits.check_size(bytes.len()).map_err(limit_error)?;
+    not_text_with_nul(bytes)?;
+    let wasm = wat::parse_bytes(bytes)
+        .map_err(|e| MunitionError::InvalidModule(format!("cannot parse WAT: {e}")))?;
+    let facts = prescan(&wasm).map_err(|e| MunitionError::InvalidModule(e.to_string()))?;
+    limits.check(&facts).map_err(limit_error)?;
+    Ok((wasm, facts))
+}
+
 /// Valid wasm that Munition's instance slots cannot hold (see
 /// `engine::pooling`) is refused by name at compile time, rather than at
 /// every call. The Wasmi engine has no slots but keeps the same bounds, so a
@@ -248,7 +259,17 @@ fn cache() -> MutexGuard<'static, lru::LruCache<String, Arc<CompiledModule>>> {
 }
 
 fn cache_get(hash: &str, capacity: usize) -> Option<Arc<CompiledModule>> {
-    let mut cache = cache();
+    resized_get(&mut cache(), hash, capacity)
+}
+
+/// A cached module by hash, after bringing the cache to the capacity the
+/// caller gives (the configuration may have changed): for either engine's
+/// cache.
+pub fn resized_get<T>(
+    cache: &mut lru::LruCache<String, Arc<T>>,
+    hash: &str,
+    capacity: usize,
+) -> Option<Arc<T>> {
     if let Some(capacity) = NonZeroUsize::new(capacity) {
         if cache.cap() != capacity {
             cache.resize(capacity);
@@ -325,7 +346,7 @@ fn lookup(bytes: &[u8], cache_capacity: usize, limits: &Limits) -> Lookup {
 /// renders its error with the whole offending line: for megabytes of zero
 /// bytes (one "line") that took seconds. Text has no NUL byte; refuse it at
 /// once.
-pub fn not_text_with_nul(bytes: &[u8]) -> MunitionResult<()> {
+fn not_text_with_nul(bytes: &[u8]) -> MunitionResult<()> {
     if bytes.starts_with(b"\0asm") {
         return Ok(());
     }

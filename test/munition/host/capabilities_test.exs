@@ -13,40 +13,11 @@ defmodule Munition.Host.CapabilitiesTest do
     (func (export "elapsed") (result i64) (local i64) (local.set 0 (call $mono)) (i64.sub (call $mono) (local.get 0))))
   """
 
-  @random """
-  (module
-    (import "munition" "get_random" (func $random (result i64)))
-    (import "munition" "random_bytes" (func $fill (param i32 i32)))
-    (memory (export "memory") 1)
-    (func (export "two") (result i64 i64) call $random call $random)
-    (func (export "fill") (param $ptr i32) (param $len i32) (result i32 i32)
-      (call $fill (local.get $ptr) (local.get $len)) (local.get $ptr) (local.get $len)))
-  """
+  @random Munition.Fixtures.random_wat()
 
-  @log """
-  (module
-    (import "munition" "log" (func $log (param i32 i32 i32)))
-    (memory (export "memory") 1)
-    (data (i32.const 0) "hello from the guest")
-    (func (export "twice") (call $log (i32.const 1) (i32.const 0) (i32.const 5)) (call $log (i32.const 3) (i32.const 11) (i32.const 9)))
-    (func (export "flood") (local $i i32)
-      (loop $again
-        (call $log (i32.const 0) (i32.const 0) (i32.const 20))
-        (local.set $i (i32.add (local.get $i) (i32.const 1)))
-        (br_if $again (i32.lt_u (local.get $i) (i32.const 10000)))))
-    (func (export "then_trap") (call $log (i32.const 2) (i32.const 0) (i32.const 5)) unreachable)
-    (func (export "wild") (call $log (i32.const 1) (i32.const 65530) (i32.const 100))))
-  """
+  @log Munition.Fixtures.log_wat()
 
-  # AssemblyScript strings: UTF-16LE, their byte length in the u32 before them.
-  @abort """
-  (module
-    (import "env" "abort" (func $abort (param i32 i32 i32 i32)))
-    (memory (export "memory") 1)
-    (data (i32.const 60) "\\0a\\00\\00\\00b\\00o\\00o\\00m\\00!\\00")
-    (data (i32.const 96) "\\08\\00\\00\\00a\\00.\\00t\\00s\\00")
-    (func $assert_positive (export "run") (call $abort (i32.const 64) (i32.const 100) (i32.const 12) (i32.const 3))))
-  """
+  @abort Munition.Fixtures.abort_wat()
 
   describe "expand!/2" do
     test "expands groups and sorts" do

@@ -3,18 +3,7 @@ defmodule Munition.Host.FunctionsTest do
 
   alias Munition.Host.Functions
 
-  @sum_lookups """
-  (module
-    (import "env" "lookup" (func $lookup (param i32) (result i32)))
-    (func (export "run") (param $n i32) (result i32) (local $i i32) (local $sum i32)
-      (block $done
-        (loop $next
-          (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
-          (local.set $sum (i32.add (local.get $sum) (call $lookup (local.get $i))))
-          (local.set $i (i32.add (local.get $i) (i32.const 1)))
-          (br $next)))
-      (local.get $sum)))
-  """
+  @sum_lookups Munition.Fixtures.sum_lookups_wat()
 
   defp lookup(fun), do: {"env", "lookup", {[:i32], [:i32]}, :kv, fun}
 

@@ -15,16 +15,15 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, TryRecvError};
-use rustler::{Encoder, Env, LocalPid, ResourceArc};
+use rustler::{Env, ResourceArc};
 use wasmi::{Caller, Error, Func, FuncType, Instance, Store, Val, ValType};
 
 use super::builtins::range_in;
 use super::store::{host_fail, WasmiState};
 use super::value::{from_shared, to_shared, type_from_shared};
 use crate::atoms;
-use crate::bridge::{HostCallRef, HostMessage};
+use crate::bridge::{send_memory_answer, HostCallRef, HostMessage};
 use crate::guest_memory::EXPORT_NAME;
-use crate::term::bytes_term;
 use crate::trap::{HostFailure, Reason, TrapKind};
 use crate::value::WasmValue;
 
@@ -174,13 +173,13 @@ pub fn serve(env: Env, store: &mut Store<WasmiState>, instance: Option<Instance>
             }) => {
                 let data = memory.map(|memory| memory.data(&*store)).unwrap_or(&[]);
                 match range_in(data, ptr, len) {
-                    Some(range) => answer(env, &reply_to, tag, Ok(Some(&data[range]))),
+                    Some(range) => send_memory_answer(env, &reply_to, tag, Ok(Some(&data[range]))),
                     None => {
                         out_of_bounds(
                             store,
                             format!("{name}: read of {len} bytes at {ptr} is outside guest memory"),
                         );
-                        answer(env, &reply_to, tag, Err(()));
+                        send_memory_answer(env, &reply_to, tag, Err(()));
                     }
                 }
             }
@@ -195,7 +194,7 @@ pub fn serve(env: Env, store: &mut Store<WasmiState>, instance: Option<Instance>
                 match (memory, range) {
                     (Some(memory), Some(range)) => {
                         memory.data_mut(&mut *store)[range].copy_from_slice(&bytes);
-                        answer(env, &reply_to, tag, Ok(None));
+                        send_memory_answer(env, &reply_to, tag, Ok(None));
                     }
                     _ => {
                         out_of_bounds(
@@ -204,7 +203,7 @@ pub fn serve(env: Env, store: &mut Store<WasmiState>, instance: Option<Instance>
                                 "{name}: write of {len} bytes at {ptr} is outside guest memory"
                             ),
                         );
-                        answer(env, &reply_to, tag, Err(()));
+                        send_memory_answer(env, &reply_to, tag, Err(()));
                     }
                 }
             }
@@ -238,15 +237,4 @@ fn out_of_bounds(store: &mut Store<WasmiState>, message: String) {
         trap: TrapKind::MemoryOutOfBounds,
         message,
     });
-}
-
-/// `{:munition_memory, tag, {:ok, bytes} | :ok | {:error, :out_of_bounds}}`.
-fn answer(env: Env, reply_to: &LocalPid, tag: u64, result: Result<Option<&[u8]>, ()>) {
-    let reply = match result {
-        Ok(Some(bytes)) => (atoms::ok(), bytes_term(env, bytes)).encode(env),
-        Ok(None) => atoms::ok().encode(env),
-        Err(()) => (atoms::error(), atoms::out_of_bounds()).encode(env),
-    };
-    // The requester may be gone; nobody is left to tell.
-    let _ = env.send(reply_to, (atoms::munition_memory(), tag, reply));
 }

@@ -23,7 +23,7 @@ use crate::error::{MunitionError, MunitionResult};
 use crate::execution::Progress;
 use crate::guest_memory::EXPORT_NAME;
 use crate::instance::{preflight, InstanceConfig};
-use crate::link::Link;
+use crate::link::{refuse_unlinked, Link};
 use crate::value::{to_val, val_type_atom};
 
 pub struct WasmiInstanceRef {
@@ -91,14 +91,8 @@ fn resolve_imports(
         };
         externs.push(Extern::Func(func));
     }
-    if unlinked.is_empty() {
-        Ok(externs)
-    } else {
-        Err(MunitionError::Instantiation(format!(
-            "import(s) with no link: {}",
-            unlinked.join(", ")
-        )))
-    }
+    refuse_unlinked(&unlinked)?;
+    Ok(externs)
 }
 
 /// Instantiates a module in a fresh store and runs the first slice of its

@@ -31,7 +31,7 @@ use super::value::type_to_shared;
 use crate::atoms;
 use crate::error::{MunitionError, MunitionResult};
 use crate::module::{
-    express, limit_error, not_text_with_nul, panic_message, precheck, supported, ExportInfo,
+    express, limit_error, measure, panic_message, precheck, resized_get, supported, ExportInfo,
     ImportInfo, ModuleInfo, INLINE_LOOKUP_LIMIT,
 };
 use crate::value::val_type_atom;
@@ -81,12 +81,7 @@ fn extern_kind(ty: &ExternType) -> (rustler::Atom, Vec<rustler::Atom>, Vec<rustl
 
 /// Compiles `bytes` (wasm or WAT) for Wasmi under `limits`.
 pub fn compile(bytes: &[u8], hash: String, limits: &Limits) -> MunitionResult<WasmiModule> {
-    limits.check_size(bytes.len()).map_err(limit_error)?;
-    not_text_with_nul(bytes)?;
-    let wasm = wat::parse_bytes(bytes)
-        .map_err(|e| MunitionError::InvalidModule(format!("cannot parse WAT: {e}")))?;
-    let facts = prescan(&wasm).map_err(|e| MunitionError::InvalidModule(e.to_string()))?;
-    limits.check(&facts).map_err(limit_error)?;
+    let (wasm, facts) = measure(bytes, limits)?;
     let scan = scan(&wasm).map_err(|e| MunitionError::InvalidModule(e.to_string()))?;
     let start = scan.stats.has_start;
     // Validation errors win over what Munition does not support, as on the
@@ -168,13 +163,7 @@ fn cache() -> MutexGuard<'static, Cache> {
 }
 
 fn cache_get(hash: &str, capacity: usize) -> Option<Arc<WasmiModule>> {
-    let mut cache = cache();
-    if let Some(capacity) = NonZeroUsize::new(capacity) {
-        if cache.cap() != capacity {
-            cache.resize(capacity);
-        }
-    }
-    cache.get(hash).cloned()
+    resized_get(&mut cache(), hash, capacity)
 }
 
 /// Compiles, counts and caches; a panic in Wasmi is a runtime failure.
