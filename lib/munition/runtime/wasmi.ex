@@ -71,8 +71,8 @@ defmodule Munition.Runtime.Wasmi do
 
   A cache hit, and a miss on a binary of up to 4 KiB (validating it takes
   microseconds), are answered on the caller's scheduler; anything larger
-  compiles on a thread of its own while this process waits, until the
-  deadline.
+  compiles on Wasmi's compile threads (`max_concurrent_compiles` of them,
+  a queue behind) while this process waits, until the deadline.
   """
   @impl true
   def compile(bytes, opts \\ []) do
@@ -110,17 +110,12 @@ defmodule Munition.Runtime.Wasmi do
         after
           max(deadline - System.monotonic_time(:millisecond), 0) ->
             # After the cancel no answer is sent; one sent before is here now.
-            Native.wasmi_module_compile_cancel(ticket)
+            fate = Native.wasmi_module_compile_cancel(ticket)
 
             receive do
               {^tag, result} -> compiled(result)
             after
-              0 ->
-                {:error,
-                 {:timeout,
-                  "compiling the module did not finish within #{timeout} ms: nothing ran, so there is " <>
-                    "no guest state to dump; it goes on in the background and its result will be " <>
-                    "cached, so a retry may find it"}}
+              0 -> {:error, {:timeout, Wasmtime.timeout_message(timeout, fate)}}
             end
         end
 

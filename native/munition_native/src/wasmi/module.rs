@@ -9,8 +9,9 @@
 //!
 //! Where it runs: a cache hit, and a miss on a binary of up to
 //! `INLINE_COMPILE` bytes (tens of microseconds), on the caller's
-//! scheduler; anything larger on a thread of its own (never a scheduler),
-//! whose result is sent to the caller as `{tag, result}`.
+//! scheduler; anything larger on Wasmi's compile threads (never a
+//! scheduler; `max_concurrent_compiles` of them, a queue behind), whose
+//! result is sent to the caller as `{tag, result}`.
 
 use std::num::NonZeroUsize;
 use std::panic::{self, AssertUnwindSafe};
@@ -18,9 +19,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 
+use crossbeam_channel::Sender;
 use munition_core::limits::{prescan, Facts, Limits};
 use munition_core::scan::{content_hash, scan};
-use once_cell::sync::Lazy;
+use once_cell::sync::{Lazy, OnceCell};
 use rustler::env::OwnedEnv;
 use rustler::{Binary, Encoder, Env, Resource, ResourceArc, Term};
 use wasmi::{ExternType, Module};
@@ -29,6 +31,7 @@ use super::engine::ENGINE;
 use super::start::{exported_start, START_EXPORT};
 use super::value::type_to_shared;
 use crate::atoms;
+use crate::engine;
 use crate::error::{MunitionError, MunitionResult};
 use crate::module::{
     express, limit_error, measure, panic_message, precheck, resized_get, supported, ExportInfo,
@@ -258,26 +261,66 @@ fn wasmi_module_lookup_dirty(bytes: Binary, cache_capacity: usize, limits: Limit
     lookup(bytes.as_slice(), cache_capacity, &limits)
 }
 
+/// Where a compilation stands, for the caller waiting for it.
+struct Claim {
+    /// The caller still waits for the answer.
+    wanted: bool,
+    /// A compile thread has taken it.
+    started: bool,
+}
+
 /// A caller's claim on a compilation's answer. Cancelled, no answer is sent
-/// (the lock makes "still wanted? then send" one step); the compilation
-/// still finishes and lands in the cache, so a retry finds it.
+/// (the lock makes "still wanted? then send" one step); a compilation not
+/// started yet is dropped, one running finishes and lands in the cache, so
+/// a retry finds it.
 pub struct WasmiTicket {
-    wanted: Mutex<bool>,
+    claim: Mutex<Claim>,
 }
 
 #[rustler::resource_impl]
 impl Resource for WasmiTicket {}
 
 impl WasmiTicket {
-    fn wanted(&self) -> MutexGuard<'_, bool> {
-        self.wanted
+    fn claim(&self) -> MutexGuard<'_, Claim> {
+        self.claim
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
-/// Compiles `bytes` on a thread of its own and returns `{:started, ticket}`
-/// at once; the result comes to the caller as `{tag, {:ok, {handle, info}}}`
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The queue of Wasmi compilations, served by `max_concurrent_compiles`
+/// threads of their own (the same bound as Wasmtime's bulk lane, apart
+/// from it), started with the first compilation that needs one.
+static QUEUE: OnceCell<Sender<Job>> = OnceCell::new();
+
+fn queue() -> MunitionResult<&'static Sender<Job>> {
+    QUEUE.get_or_try_init(|| {
+        let (sender, receiver) = crossbeam_channel::unbounded::<Job>();
+        let threads = engine::settings().max_concurrent_compiles.max(1);
+        for index in 0..threads {
+            let receiver = receiver.clone();
+            thread::Builder::new()
+                .name(format!("munition-wasmi-compile-{index}"))
+                .stack_size(COMPILE_STACK_SIZE)
+                .spawn(move || {
+                    for job in receiver {
+                        // `compile_and_cache` catches Wasmi's panics; this
+                        // catches the rest, so the thread keeps serving.
+                        let _ = panic::catch_unwind(AssertUnwindSafe(job));
+                    }
+                })
+                .map_err(|e| {
+                    MunitionError::RuntimeFailure(format!("cannot start a compile thread: {e}"))
+                })?;
+        }
+        Ok(sender)
+    })
+}
+
+/// Queues `bytes` for a compile thread and returns `{:started, ticket}` at
+/// once; the result comes to the caller as `{tag, {:ok, {handle, info}}}`
 /// or `{tag, {:error, {kind, message}}}`, unless the ticket is cancelled
 /// first (`wasmi_module_compile_cancel/1`).
 #[rustler::nif]
@@ -296,60 +339,75 @@ fn wasmi_module_compile_start<'a>(
     limits.check_size(size).map_err(limit_error)?;
     let pid = env.pid();
     let ticket = ResourceArc::new(WasmiTicket {
-        wanted: Mutex::new(true),
+        claim: Mutex::new(Claim {
+            wanted: true,
+            started: false,
+        }),
     });
     let claim = ticket.clone();
     let mut owned = OwnedEnv::new();
     let saved = owned.save((bytes, tag));
-    thread::Builder::new()
-        .name("munition-wasmi-compile".into())
-        .stack_size(COMPILE_STACK_SIZE)
-        .spawn(move || {
-            let result = owned.run(|env| {
-                let bytes: Binary = saved.load(env).decode::<(Binary, Term)>().ok()?.0;
-                Some(compile_and_cache(
-                    bytes.as_slice(),
-                    hash,
-                    &limits,
-                    cache_capacity,
-                ))
-            });
-            let wanted = claim.wanted();
-            if !*wanted {
+    let job: Job = Box::new(move || {
+        {
+            let mut state = claim.claim();
+            if !state.wanted {
+                // Nobody waits: not compiled at all.
                 return;
             }
-            // The caller may be gone; nobody is left to tell.
-            let _ = owned.send_and_clear(&pid, |env| {
-                let tag: Term = match saved.load(env).decode::<(Term, Term)>() {
-                    Ok((_, tag)) => tag,
-                    Err(_) => return atoms::error().encode(env),
-                };
-                match result {
-                    Some(Ok(compiled)) => (tag, (atoms::ok(), handle(&compiled))).encode(env),
-                    Some(Err(error)) => (tag, (atoms::error(), error)).encode(env),
-                    None => (
-                        tag,
-                        (
-                            atoms::error(),
-                            MunitionError::BadArgs("wasm must be a binary".into()),
-                        ),
-                    )
-                        .encode(env),
-                }
-            });
-        })
-        .map_err(|e| {
-            MunitionError::RuntimeFailure(format!("cannot start a compile thread: {e}"))
-        })?;
+            state.started = true;
+        }
+        let result = owned.run(|env| {
+            let bytes: Binary = saved.load(env).decode::<(Binary, Term)>().ok()?.0;
+            Some(compile_and_cache(
+                bytes.as_slice(),
+                hash,
+                &limits,
+                cache_capacity,
+            ))
+        });
+        let state = claim.claim();
+        if !state.wanted {
+            return;
+        }
+        // The caller may be gone; nobody is left to tell.
+        let _ = owned.send_and_clear(&pid, |env| {
+            let tag: Term = match saved.load(env).decode::<(Term, Term)>() {
+                Ok((_, tag)) => tag,
+                Err(_) => return atoms::error().encode(env),
+            };
+            match result {
+                Some(Ok(compiled)) => (tag, (atoms::ok(), handle(&compiled))).encode(env),
+                Some(Err(error)) => (tag, (atoms::error(), error)).encode(env),
+                None => (
+                    tag,
+                    (
+                        atoms::error(),
+                        MunitionError::BadArgs("wasm must be a binary".into()),
+                    ),
+                )
+                    .encode(env),
+            }
+        });
+    });
+    queue()?
+        .send(job)
+        .map_err(|_| MunitionError::RuntimeFailure("the compile threads are gone".into()))?;
     Ok((atoms::started(), ticket))
 }
 
 /// Withdraws the caller from its compilation: after this returns no answer
-/// is sent (one sent before is in its mailbox). Always `:ok`.
+/// is sent (one sent before is in its mailbox). Returns `:running` when the
+/// compilation goes on (it will land in the cache), `:dropped` when it had
+/// not started and never will.
 #[rustler::nif]
 fn wasmi_module_compile_cancel(ticket: ResourceArc<WasmiTicket>) -> rustler::Atom {
-    *ticket.wanted() = false;
-    atoms::ok()
+    let mut state = ticket.claim();
+    state.wanted = false;
+    if state.started {
+        atoms::running()
+    } else {
+        atoms::dropped()
+    }
 }
 
 /// `{entries, capacity, compilations}` of the Wasmi module cache.
