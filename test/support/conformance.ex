@@ -203,6 +203,13 @@ defmodule Munition.Conformance do
           assert trap_of("f64.const nan i32.trunc_f64_s drop") == :bad_conversion_to_integer
         end
 
+        test "a segment that does not fit is a trap when the instance is made" do
+          elem = ~s{(module (table 1 funcref) (func $f) (elem (i32.const 5) $f) (func (export "f")))}
+          assert {:crash, :trap, %Dump{trap: :table_out_of_bounds}} = fire(elem, "f", [])
+          data = ~s{(module (memory 1) (data (i32.const 65535) "ab") (func (export "f")))}
+          assert {:crash, :trap, %Dump{trap: :memory_out_of_bounds}} = fire(data, "f", [])
+        end
+
         test "a trap's dump has the message, the backtrace, fuel, globals and memory" do
           wat = """
           (module

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rustler::Env;
+use wasmi::errors::{ErrorKind, InstantiationError, MemoryError};
 use wasmi::{
     Error, Func, Instance, ResumableCall, ResumableCallHostTrap, ResumableCallOutOfFuel, Store,
     TrapCode, Val,
@@ -167,6 +168,22 @@ pub fn classify(error: &Error, state: &WasmiState) -> HostFailure {
             ),
         };
     }
+    // A segment that does not fit is reported by Wasmi as an instantiation
+    // or memory error; Wasmtime (and the spec) call it a trap.
+    let segment = match error.kind() {
+        ErrorKind::Instantiation(InstantiationError::ElementSegmentDoesNotFit { .. }) => {
+            Some(TrapKind::TableOutOfBounds)
+        }
+        ErrorKind::Memory(MemoryError::OutOfBoundsAccess) => Some(TrapKind::MemoryOutOfBounds),
+        _ => None,
+    };
+    if let Some(trap) = segment {
+        return HostFailure {
+            reason: Reason::Trap,
+            trap,
+            message: error.to_string(),
+        };
+    }
     match error.as_trap_code() {
         Some(TrapCode::OutOfFuel) => fuel_exhausted(),
         Some(code) => HostFailure {
@@ -180,6 +197,19 @@ pub fn classify(error: &Error, state: &WasmiState) -> HostFailure {
             message: error.to_string(),
         },
     }
+}
+
+/// Whether a failed instantiation is the guest's module failing (a trap, a
+/// segment that does not fit, memory over the limit: a crash with a dump)
+/// rather than imports that cannot be linked.
+pub fn instantiation_crashed(error: &Error, state: &WasmiState) -> bool {
+    error.as_trap_code().is_some()
+        || state.limits.limits.memory_limit_hit
+        || matches!(
+            error.kind(),
+            ErrorKind::Instantiation(InstantiationError::ElementSegmentDoesNotFit { .. })
+                | ErrorKind::Memory(MemoryError::OutOfBoundsAccess)
+        )
 }
 
 /// Puts fuel in the store for the next stretch of guest code: at least

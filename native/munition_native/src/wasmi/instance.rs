@@ -11,7 +11,9 @@ use rustler::{Atom, Binary, Env, NewBinary, Resource, ResourceArc, Term};
 use wasmi::{Extern, Instance, Memory};
 
 use super::builtins::{self, range_in};
-use super::execution::{advance, classify, start, Execution, Goal, Live, Slot};
+use super::execution::{
+    advance, classify, instantiation_crashed, start, Execution, Goal, Live, Slot,
+};
 use super::host::elixir_func;
 use super::module::{WasmiModule, WasmiModuleRef};
 use super::start::START_EXPORT;
@@ -153,10 +155,7 @@ fn wasmi_instance_new(
         }
         // A segment that does not fit, or memory over the limit: the
         // guest's module failed, and its dump says how.
-        Err(error)
-            if error.as_trap_code().is_some()
-                || live.store.data().limits.limits.memory_limit_hit =>
-        {
+        Err(error) if instantiation_crashed(&error, live.store.data()) => {
             let failure = classify(&error, live.store.data());
             progress = Progress::Crashed(failure.reason);
             live.failure = Some(failure);
