@@ -76,6 +76,18 @@ defmodule Munition.Runtime.WasmiTest do
     assert Wasmi.live_count() == baseline
   end
 
+  @tag :timing
+  test "an endless loop is stopped within 50 ms of its deadline" do
+    spin = ~s{(module (func (export "spin") (loop br 0)))}
+    {:ok, module} = Wasmi.compile(spin)
+    started = System.monotonic_time(:millisecond)
+    result = Munition.fire(module, "spin", [], fuel: 1 <<< 60, timeout: 300, runtime: Wasmi)
+    ms = System.monotonic_time(:millisecond) - started
+    assert {:crash, :timeout, %{trap: :interrupt}} = result
+    assert ms >= 300
+    assert ms < 350, "stopped #{ms - 300} ms after the deadline"
+  end
+
   test "over a compile limit is refused before compiling, as on Wasmtime" do
     assert {:error, {:module_limit, message}} = Wasmi.compile(@add, limits: [module_size: 10])
     assert message =~ "module_size"
