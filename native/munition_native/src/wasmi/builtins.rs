@@ -10,13 +10,16 @@
 //! before anything runs (see `Munition.Runtime.Wasmi`).
 
 use std::ops::Range;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use wasmi::{Caller, Error, Extern, Func, FuncType, Memory, Store, Val};
 
 use super::store::{charge, check_deadline, host_fail, WasmiState};
 use super::value::type_from_shared;
-use crate::builtins::{assemblyscript_string_in, Builtin, Make, BYTES_PER_FUEL, RANDOM_CHUNK};
+use crate::builtins::{
+    assemblyscript_string_in, random_failure, unix_time_ms, Builtin, Make, BYTES_PER_FUEL,
+    RANDOM_CHUNK,
+};
 use crate::guest_memory::EXPORT_NAME;
 use crate::trap::{Reason, TrapKind};
 
@@ -61,15 +64,10 @@ fn get_time_ms(
     _: &[Val],
     results: &mut [Val],
 ) -> Result<(), Error> {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_err(|e| {
-        host_fail(
-            &mut caller,
-            Reason::HostError,
-            TrapKind::HostError,
-            format!("get_time_ms: the host's clock is before the Unix epoch ({e})"),
-        )
+    let now = unix_time_ms().map_err(|message| {
+        host_fail(&mut caller, Reason::HostError, TrapKind::HostError, message)
     })?;
-    results[0] = Val::I64(now.as_millis() as i64);
+    results[0] = Val::I64(now);
     Ok(())
 }
 
@@ -82,7 +80,7 @@ fn random_failed(
         caller,
         Reason::HostError,
         TrapKind::HostError,
-        format!("{func}: the OS random source failed: {error}"),
+        random_failure(func, error),
     )
 }
 
