@@ -13,6 +13,8 @@ defmodule Munition.Module do
     * `:memories` - declared memories (`:min_pages`, `:max_pages`, `:page_size`, `:memory64`, `:imported`)
     * `:stats` - static complexity figures (code size, functions, loops and their
       nesting, calls, data size, memory pages), used by `Munition.Fuel.Policy`
+    * `:reactor` - whether it exports `_initialize() -> ()`, a WASI reactor's
+      initializer, which every call runs first (see `Munition.Instance.Manager`)
   """
 
   @enforce_keys [:resource, :hash]
@@ -23,7 +25,8 @@ defmodule Munition.Module do
     imports: [],
     exports: [],
     memories: [],
-    stats: %{}
+    stats: %{},
+    reactor: false
   ]
 
   @type t :: %__MODULE__{
@@ -33,8 +36,19 @@ defmodule Munition.Module do
           imports: [map()],
           exports: [map()],
           memories: [map()],
-          stats: map()
+          stats: map(),
+          reactor: boolean()
         }
+
+  @doc false
+  # A module as a runtime hands it out (`resource`, `hash`, `imports`,
+  # `exports`, `memories`, `stats`), with what every call would otherwise look
+  # up among its exports worked out once.
+  @spec new(keyword()) :: t()
+  def new(fields) do
+    module = struct!(__MODULE__, fields)
+    %{module | reactor: match?(%{params: [], results: []}, export(module, "_initialize"))}
+  end
 
   @doc """
   Returns `module` if `runtime` can run it; raises `ArgumentError` naming

@@ -58,7 +58,7 @@ defmodule Munition.Pool do
   alias Munition.Instance.Waiters
   alias Munition.Options
 
-  @enforce_keys [:name, :pid, :module, :links, :options, :size, :counters, :holders]
+  @enforce_keys [:name, :pid, :module, :links, :options, :state, :size, :counters, :holders]
   defstruct @enforce_keys
 
   @type t :: %__MODULE__{}
@@ -148,7 +148,14 @@ defmodule Munition.Pool do
   def fire(%__MODULE__{} = pool, function, args, opts) do
     options = Options.override!(pool.options, opts)
     fuel = Munition.Fuel.Policy.resolve!(options.fuel, pool.module, function)
-    state = Options.state(options, pool.module, pool.links, function, args, fuel)
+
+    state =
+      case opts do
+        # The pool's own options: its State was made once, when it started.
+        [] -> %{pool.state | function: function, args: args, fuel: fuel}
+        _ -> Options.state(options, pool.module, pool.links, function, args, fuel)
+      end
+
     deadline = System.monotonic_time(:millisecond) + options.timeout
 
     with {:ok, holder} <- checkout(pool, deadline, :back) do
@@ -249,13 +256,17 @@ defmodule Munition.Pool do
         end
 
       counters = :atomics.new(5, signed: true)
+      options = %{options | fuel: fuel}
 
       pool = %__MODULE__{
         name: name,
         pid: self(),
         module: module,
         links: links,
-        options: %{options | fuel: fuel},
+        options: options,
+        # Every call's State but for its function, arguments and fuel,
+        # which `fire/4` fills in.
+        state: Options.state(options, module, links, "", [], 1),
         size: size,
         counters: counters,
         holders: :ets.new(__MODULE__, [:set, :public, write_concurrency: true])

@@ -109,6 +109,17 @@ defmodule Munition.Runtime do
   (the caller must `c:cleanup/1` the instance, whatever comes next), or
   `{:error, reason}` when no store was left behind: `{:memory_limit, _}`,
   `{:instantiation_failed, _}`, `{:overloaded, _}`.
+
+  When `state.call` is `{function, params, release}`, a runtime may go on
+  to that call in the same step once the instance is ready, and return the
+  call's progress (as `c:call/3` would) instead of `:ready`: one trip to the
+  engine instead of two. It must return `:ready` without calling when the
+  call cannot start (no such export, arguments of the wrong types), so that
+  the caller's own `c:call/3` reports why; a runtime may also ignore the
+  field. With `release` true, nothing of the instance is needed once the
+  call returns: the runtime may release it at once and hand out `:released`
+  instead of an instance (`c:cleanup/1` of it is `:ok`, and nothing else is
+  called with it).
   """
   @callback instantiate(Munition.Module.t(), Munition.Instance.State.t()) ::
               {:ok, instance(), progress()} | failure()
@@ -144,7 +155,10 @@ defmodule Munition.Runtime do
   """
   @callback capture(instance(), :full | :minimal) :: {:ok, map()} | failure()
 
-  @doc "Releases the store now, cancelling a guest still mid-execution. Always `:ok`."
+  @doc """
+  Releases the store now, cancelling a guest still mid-execution. Always
+  `:ok`; for `:released` (see `c:instantiate/2`), there is nothing to do.
+  """
   @callback cleanup(instance()) :: :ok
 
   ## Host calls

@@ -37,6 +37,19 @@ defmodule Munition.ModuleTest do
     end
   end
 
+  describe "reactor" do
+    test "is whether the module exports _initialize() -> (), worked out when it is compiled" do
+      {:ok, reactor} = Munition.compile(~s{(module (func (export "_initialize")) (func (export "f")))})
+      assert reactor.reactor
+
+      {:ok, plain} = Munition.compile(~s{(module (func (export "f")))})
+      refute plain.reactor
+
+      {:ok, other} = Munition.compile(~s{(module (func (export "_initialize") (param i32)))})
+      refute other.reactor
+    end
+  end
+
   describe "Inspect" do
     test "shows the start of the hash and counts exports and imports, not the resource" do
       import = %{module: "env", name: "x", kind: :func, params: [], results: []}

@@ -214,11 +214,12 @@ defmodule Munition.Fuel.Meter do
 
   defp outcome_index(_other), do: @outcome_count - 1
 
+  # The key's counters: `lookup_element` copies out only the reference, not
+  # the key (a 64-byte hash) as `lookup` would, on every call.
   defp ref_for(table, key, now_ms) do
-    case :ets.lookup(table, key) do
-      [{_key, ref}] -> ref
-      [] -> add_key(table, key, now_ms)
-    end
+    :ets.lookup_element(table, key, 2)
+  rescue
+    ArgumentError -> add_key(table, key, now_ms)
   end
 
   defp add_key(table, key, now_ms) do

@@ -28,7 +28,7 @@ defmodule Munition.Instance.BinaryABI do
     # The exports are looked up only when the ABI is in use: most calls pass
     # numbers and want values.
     cond do
-      Enum.any?(state.args, &is_binary/1) and
+      not numbers_only?(state.args) and
           not match?(%{params: [:i32], results: [:i32]}, Munition.Module.export(module, state.alloc)) ->
         {:error,
          {:bad_args,
@@ -47,6 +47,17 @@ defmodule Munition.Instance.BinaryABI do
   # A missing function is reported by the call itself.
   defp binary_result?(nil), do: true
   defp binary_result?(%{results: results}), do: results in [[:i32, :i32], [:i64]]
+
+  @doc """
+  Whether `args` are wasm parameters as they are: no binary to copy in.
+
+      iex> Munition.Instance.BinaryABI.numbers_only?([1, 2.5, :nan])
+      true
+      iex> Munition.Instance.BinaryABI.numbers_only?([1, "text"])
+      false
+  """
+  @spec numbers_only?(list()) :: boolean()
+  def numbers_only?(args), do: not Enum.any?(args, &is_binary/1)
 
   @doc """
   Lowers `args` to wasm parameters: each binary becomes `ptr, len`, with `ptr`

@@ -2,7 +2,8 @@ defmodule Munition.Instance.Manager do
   @moduledoc """
   Runs one execution: instantiate -> call -> capture -> cleanup, for a
   `Munition.Instance.State` that `Munition.fire/4` built (module compiled,
-  imports resolved, bounds checked).
+  imports resolved, bounds checked). For most calls the first two are one
+  step of the runtime: see the `:call` field of the State.
 
   ## Who drives the guest
 
@@ -118,13 +119,15 @@ defmodule Munition.Instance.Manager do
   defp run(state) do
     state = if own_driver?(state), do: %{state | host_pid: self()}, else: state
 
-    case instantiate(state) do
+    case instantiate(%{state | call: call_at_once(state)}) do
       {:ok, instance, progress} ->
         try do
           # Instantiation runs the start function, which may crash or wait on
-          # a host function too.
+          # a host function too; a runtime that went on to the call at once
+          # (see `call_at_once/1`) answers with the call's outcome.
           case drive(state, instance, {:ok, progress}) do
             {:ok, :ready} -> initialize(state, instance)
+            {:ok, {:returned, values, meta}} -> returned(state, instance, values, meta)
             {:ok, {:crashed, reason}} -> crash(state, instance, reason)
             {:ok, {:exited, code, meta}} -> exited(state, code, meta)
             other -> unexpected(state, other)
@@ -140,6 +143,16 @@ defmodule Munition.Instance.Manager do
     end
   rescue
     exception -> {:error, {:runtime_failure, Exception.message(exception)}}
+  end
+
+  # The call the runtime may make in the same step as instantiating: when
+  # nothing has to happen in between (no binary to copy in, no reactor to
+  # initialize), which is most calls, and saves a trip to the engine. The
+  # instance may go as soon as it returns unless a binary result is read
+  # from its memory after.
+  defp call_at_once(state) do
+    if BinaryABI.numbers_only?(state.args) and not reactor?(state),
+      do: {state.function, state.args, state.result == :values}
   end
 
   # Backpressure: every instance slot in use is not an answer while the
@@ -198,9 +211,10 @@ defmodule Munition.Instance.Manager do
   # A WASI reactor is initialized before its export is called.
   @initialize "_initialize"
 
+  defp reactor?(state), do: state.module.reactor and state.function not in [@initialize, "_start"]
+
   defp initialize(state, instance) do
-    if state.function not in [@initialize, "_start"] and
-         match?(%{params: [], results: []}, Munition.Module.export(state.module, @initialize)) do
+    if reactor?(state) do
       case drive(state, instance, state.runtime.call(instance, @initialize, [])) do
         {:ok, {:returned, [], _meta}} -> call(state, instance)
         {:ok, {:crashed, reason}} -> crash(state, instance, reason)
@@ -259,11 +273,12 @@ defmodule Munition.Instance.Manager do
   # The runtime's metadata, with the call's context and its WASI output (when
   # it has a WASI configuration) at the top level.
   defp metadata(meta, state) do
-    {output, meta} = Map.pop(meta, :output)
+    context = %{module_hash: state.module.hash, capabilities: state.capabilities}
 
-    meta
-    |> Map.merge(output || %{})
-    |> Map.merge(%{module_hash: state.module.hash, capabilities: state.capabilities})
+    case Map.pop(meta, :output) do
+      {nil, meta} -> Map.merge(meta, context)
+      {output, meta} -> meta |> Map.merge(output) |> Map.merge(context)
+    end
   end
 
   defp returned(state, instance, values, meta) do

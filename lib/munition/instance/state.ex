@@ -26,6 +26,13 @@ defmodule Munition.Instance.State do
     * `:host_pid` - the process that drives the guest and serves its Elixir
       host functions; set by that process, `nil` when there are none
     * `:started_at` - monotonic milliseconds when the execution started
+    * `:call` - `{function, params, release}`: the call the runtime may
+      make as soon as the instance is ready, in the same step as
+      instantiating, and whether it may release the instance once that call
+      returns (see `c:Munition.Runtime.instantiate/2`); set by the manager
+      when the arguments need no copying in and no reactor needs
+      initializing (`release` unless a binary result is read after), `nil`
+      otherwise
   """
 
   @enforce_keys [:module, :function, :args, :runtime, :fuel, :timeout, :max_memory]
@@ -40,6 +47,7 @@ defmodule Munition.Instance.State do
     :host_pid,
     :started_at,
     :wasi,
+    :call,
     capabilities: [],
     links: [],
     host_functions: [],
@@ -66,6 +74,7 @@ defmodule Munition.Instance.State do
           log_limit: non_neg_integer(),
           host_pid: pid() | nil,
           started_at: integer() | nil,
-          wasi: map() | nil
+          wasi: map() | nil,
+          call: {String.t(), [number() | atom()], boolean()} | nil
         }
 end

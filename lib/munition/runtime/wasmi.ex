@@ -128,7 +128,7 @@ defmodule Munition.Runtime.Wasmi do
   defp compiled({:error, _} = error), do: error
 
   defp to_module(resource, info) do
-    %Munition.Module{
+    Munition.Module.new(
       resource: resource,
       runtime: __MODULE__,
       hash: info.hash,
@@ -136,7 +136,7 @@ defmodule Munition.Runtime.Wasmi do
       exports: info.exports,
       memories: info.memories,
       stats: info.stats
-    }
+    )
   end
 
   @doc """

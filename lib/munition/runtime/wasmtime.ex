@@ -153,7 +153,7 @@ defmodule Munition.Runtime.Wasmtime do
   end
 
   defp to_module(resource, info) do
-    %Munition.Module{
+    Munition.Module.new(
       resource: resource,
       runtime: __MODULE__,
       hash: info.hash,
@@ -161,7 +161,7 @@ defmodule Munition.Runtime.Wasmtime do
       exports: info.exports,
       memories: info.memories,
       stats: info.stats
-    }
+    )
   end
 
   @impl true
@@ -205,6 +205,8 @@ defmodule Munition.Runtime.Wasmtime do
   end
 
   @impl true
+  def cleanup(:released), do: :ok
+
   def cleanup(instance) do
     # A large memory is released on a dirty scheduler (see the NIF).
     case Native.instance_cleanup(instance) do

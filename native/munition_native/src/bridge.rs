@@ -382,7 +382,7 @@ fn decode_results(term: Term, types: &[Atom]) -> Result<Vec<Val>, String> {
         .enumerate()
         .map(|(position, (t, ty))| {
             let ty = atom_val_type(*ty).ok_or("unsupported result type")?;
-            to_val(*t, &ty, &format!("result {position}")).map_err(|e| e.to_string())
+            to_val(*t, &ty, "result", position).map_err(|e| e.to_string())
         })
         .collect()
 }

@@ -2,11 +2,11 @@
 //! before any guest code runs, then the first slice of the call.
 
 use rustler::{Env, ResourceArc, Term};
-use wasmtime::Val;
+use wasmtime::{Extern, Func, Val};
 
 use crate::engine::FIRST_SLICE;
 use crate::error::{MunitionError, MunitionResult};
-use crate::execution::{advance, Progress, Step};
+use crate::execution::{advance, Live, Progress, Slot, Step};
 use crate::instance::InstanceRef;
 use crate::value::{to_val, val_type_atom};
 
@@ -20,39 +20,76 @@ fn instance_call<'a>(
     params: Vec<Term<'a>>,
 ) -> MunitionResult<Progress> {
     let mut slot = instance.lock();
-    let live = slot.idle()?;
+    let call = prepare(slot.idle()?, &function, &params)?;
+    start(env, &mut slot, call)
+}
+
+/// An export and its arguments, checked and converted: nothing of the guest
+/// has run yet.
+pub struct PreparedCall {
+    func: Func,
+    params: Vec<Val>,
+    results: Vec<Val>,
+}
+
+/// Finds `function` in the instance and converts `params` to its parameter
+/// types. Errors (`:function_not_found`, `:bad_args`) leave the instance as
+/// it was.
+pub fn prepare(live: &mut Live, function: &str, params: &[Term]) -> MunitionResult<PreparedCall> {
     let wasm_instance = live.instance.ok_or_else(|| {
         MunitionError::InvalidState("instance did not finish instantiating".into())
     })?;
+    let not_found = || MunitionError::FunctionNotFound(function.to_string());
+    let exported = live.module.functions.get(function).ok_or_else(not_found)?;
     let func = wasm_instance
-        .get_func(&mut live.store, &function)
-        .ok_or_else(|| MunitionError::FunctionNotFound(function.clone()))?;
-    let ty = func.ty(&live.store);
+        .get_module_export(&mut live.store, &exported.export)
+        .and_then(Extern::into_func)
+        .ok_or_else(not_found)?;
 
-    if params.len() != ty.params().len() {
+    if params.len() != exported.params.len() {
         return Err(MunitionError::BadArgs(format!(
             "{function} takes {} argument(s) ({:?}), got {}",
-            ty.params().len(),
-            ty.params().map(|t| val_type_atom(&t)).collect::<Vec<_>>(),
+            exported.params.len(),
+            exported
+                .params
+                .iter()
+                .map(val_type_atom)
+                .collect::<Vec<_>>(),
             params.len()
         )));
     }
-    let vals = params
+    let params = params
         .iter()
-        .zip(ty.params())
+        .zip(&exported.params)
         .enumerate()
-        .map(|(position, (term, ty))| to_val(*term, &ty, &format!("argument {position}")))
+        .map(|(position, (term, ty))| to_val(*term, ty, "argument", position))
         .collect::<MunitionResult<Vec<Val>>>()?;
     // Slots for the results, overwritten by the call: their initial values
     // never reach anyone, so a type without a default gets any placeholder.
-    let mut results: Vec<Val> = ty
-        .results()
-        .map(|t| Val::default_for_ty(&t).unwrap_or(Val::I32(0)))
+    let results: Vec<Val> = exported
+        .results
+        .iter()
+        .map(|t| Val::default_for_ty(t).unwrap_or(Val::I32(0)))
         .collect();
+    Ok(PreparedCall {
+        func,
+        params,
+        results,
+    })
+}
 
+/// Starts a prepared call on the idle instance and runs its first slice.
+pub fn start(env: Env, slot: &mut Slot, call: PreparedCall) -> MunitionResult<Progress> {
+    let PreparedCall {
+        func,
+        params,
+        mut results,
+    } = call;
     slot.start(|mut live| async move {
-        let result = func.call_async(&mut live.store, &vals, &mut results).await;
+        let result = func
+            .call_async(&mut live.store, &params, &mut results)
+            .await;
         (live, result.map(|()| Step::Returned(results)))
     })?;
-    advance(env, &mut slot, FIRST_SLICE)
+    advance(env, slot, FIRST_SLICE)
 }

@@ -9,17 +9,19 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use rustler::{Atom, Env, LocalPid, Resource, ResourceArc};
+use rustler::{Atom, Encoder, Env, LocalPid, Resource, ResourceArc, Term};
 use wasmtime::Instance;
 
 use crate::atoms;
 use crate::bridge::HostBridge;
+use crate::call;
 use crate::engine::{FIRST_SLICE, SLICE};
 use crate::error::{MunitionError, MunitionResult};
 use crate::execution::{advance, Live, Progress, Slot, Step};
 use crate::link::{resolve_imports, Link};
 use crate::module::ModuleRef;
 use crate::store::new_store;
+use crate::term::OrNil;
 use crate::wakeup::Wakeup;
 use crate::wasi::{WasiConfig, WasiRun};
 
@@ -46,7 +48,7 @@ impl InstanceRef {
 /// not name are ignored.
 #[derive(rustler::NifMap)]
 #[rustler(decode)]
-pub struct InstanceConfig {
+pub struct InstanceConfig<'a> {
     pub fuel: u64,
     /// Milliseconds from now until the guest is stopped.
     pub timeout: u64,
@@ -57,10 +59,31 @@ pub struct InstanceConfig {
     /// and wake-ups, when the call has a driver of its own (it must be the
     /// one making the `instance_*` calls); `nil` when the caller drives it,
     /// whose mailbox is not Munition's.
-    pub host_pid: Option<LocalPid>,
+    pub host_pid: OrNil<LocalPid>,
     /// The call's WASI configuration (`nil`: the call has none, and no WASI
     /// state is made).
-    pub wasi: Option<WasiConfig>,
+    pub wasi: OrNil<WasiConfig>,
+    /// `{function, params, release}` to call as soon as the instance is
+    /// ready, in the same NIF call (one trip instead of two for most calls),
+    /// or `nil`. With `release`, a call that returns has its store released
+    /// at once: nothing of it is needed after.
+    pub call: OrNil<(String, Vec<Term<'a>>, bool)>,
+}
+
+/// What `instance_new/2` hands out: the instance, or `:released` when its
+/// store is already gone (see `InstanceConfig::call`).
+pub enum Handle {
+    Instance(ResourceArc<InstanceRef>),
+    Released,
+}
+
+impl Encoder for Handle {
+    fn encode<'a>(&self, env: Env<'a>) -> Term<'a> {
+        match self {
+            Handle::Instance(instance) => instance.encode(env),
+            Handle::Released => atoms::released().encode(env),
+        }
+    }
 }
 
 /// Refuses before any guest code runs what can be refused: memories whose
@@ -100,23 +123,34 @@ pub fn preflight(
 /// Instantiates a module in a fresh store and runs the first slice of its
 /// start function, if any, under the call's fuel, deadline and memory limit.
 /// Returns the handle with `:ready`, `{:crashed, reason}`, `{:exited, code,
-/// meta}` (`proc_exit` in the start function), `:yielded` or `{:waiting, ms}`. On a normal scheduler: the first slice is short
-/// (`FIRST_SLICE`); `instance_resume/1` continues on dirty ones.
+/// meta}` (`proc_exit` in the start function), `:yielded` or `{:waiting,
+/// ms}`. On a normal scheduler: the first slice is short (`FIRST_SLICE`);
+/// `instance_resume/1` continues on dirty ones.
+///
+/// With a `call` in the config, an instance ready within that first slice
+/// goes on to the call at once and the progress is the call's, as
+/// `instance_call/3` would return it. A call that cannot start (no such
+/// export, bad arguments) leaves the instance `:ready`: the caller's own
+/// `instance_call/3` then reports why, and no guest code ran twice. A call
+/// that returned, when the config says to release it, comes back with
+/// `:released` for the handle: the store is gone already (unless its memory
+/// is large, see `instance_cleanup/1`), and neither a resource nor a
+/// cleanup was paid for.
 #[rustler::nif]
-fn instance_new(
-    env: Env,
+fn instance_new<'a>(
+    env: Env<'a>,
     module: ResourceArc<ModuleRef>,
-    config: InstanceConfig,
-) -> MunitionResult<(ResourceArc<InstanceRef>, Progress)> {
+    config: InstanceConfig<'a>,
+) -> MunitionResult<(Handle, Progress)> {
     let compiled = module.0.clone();
     preflight(&compiled.info.memories, config.max_memory)?;
-    let bridge = config
-        .host_pid
-        .map(|driver| Arc::new(HostBridge::new(driver)));
+    let host_pid = config.host_pid.0;
+    let bridge = host_pid.map(|driver| Arc::new(HostBridge::new(driver)));
     // Only a driver of its own may be messaged (see `wakeup`).
-    let wakeup = Wakeup::new(config.host_pid);
+    let wakeup = Wakeup::new(host_pid);
     let wasi = config
         .wasi
+        .0
         .as_ref()
         .map(|wasi| WasiRun::new(wasi, config.fuel, wakeup.clone()))
         .transpose()?;
@@ -148,13 +182,21 @@ fn instance_new(
         let result = Instance::new_async(&mut live.store, &module, &imports).await;
         (live, result.map(Step::Instantiated))
     })?;
-    let progress = advance(env, &mut slot, FIRST_SLICE)?;
-    Ok((
-        ResourceArc::new(InstanceRef {
-            slot: Mutex::new(slot),
-        }),
-        progress,
-    ))
+    let mut progress = advance(env, &mut slot, FIRST_SLICE)?;
+    if let (Progress::Ready, Some((function, params, release))) = (&progress, &config.call.0) {
+        if let Ok(prepared) = call::prepare(slot.idle()?, function, params) {
+            progress = call::start(env, &mut slot, prepared)?;
+            if *release && matches!(progress, Progress::Returned(..)) && !holds_large_memory(&slot)
+            {
+                drop(slot);
+                return Ok((Handle::Released, progress));
+            }
+        }
+    }
+    let instance = ResourceArc::new(InstanceRef {
+        slot: Mutex::new(slot),
+    });
+    Ok((Handle::Instance(instance), progress))
 }
 
 /// Runs the next slice of a guest execution that yielded.
@@ -175,16 +217,21 @@ const INLINE_RELEASE_LIMIT: usize = 4 * 1024 * 1024;
 #[rustler::nif]
 fn instance_cleanup(instance: ResourceArc<InstanceRef>) -> Atom {
     let mut slot = instance.lock();
-    // All the guest's memories, exported or not, as its limiter counted them.
-    let large = match &*slot {
-        Slot::Idle(live) => live.store.data().limits.memory_total > INLINE_RELEASE_LIMIT,
-        _ => false,
-    };
-    if large {
+    if holds_large_memory(&slot) {
         return atoms::large();
     }
     drop(std::mem::replace(&mut *slot, Slot::Gone));
     atoms::ok()
+}
+
+/// Whether releasing the slot's store would take too long for a normal
+/// scheduler: all the guest's memories, exported or not, as its limiter
+/// counted them, over `INLINE_RELEASE_LIMIT`.
+fn holds_large_memory(slot: &Slot) -> bool {
+    match slot {
+        Slot::Idle(live) => live.store.data().limits.memory_total > INLINE_RELEASE_LIMIT,
+        _ => false,
+    }
 }
 
 /// `instance_cleanup/1` for stores with large memories.

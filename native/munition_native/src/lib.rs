@@ -69,7 +69,7 @@ mod atoms {
         wasmtime, fuel, epochs, pooling, coredump, fibers, wasmi, interpreter, lazy_translation,
         // metadata keys
         fuel_consumed, fuel_remaining, execution_time_us,
-        munition_host_call, munition_wake, munition_memory, waiting, large,
+        munition_host_call, munition_wake, munition_memory, waiting, large, released,
         // compiling
         miss, started, running, dropped,
     }

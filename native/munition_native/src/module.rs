@@ -43,7 +43,7 @@ use munition_core::scan::{content_hash, scan, MemoryInfo, ModuleStats};
 use once_cell::sync::{Lazy, OnceCell};
 use rustler::env::{OwnedEnv, SavedTerm};
 use rustler::{Binary, Encoder, Env, LocalPid, Resource, ResourceArc, Term};
-use wasmtime::{ExternType, Module};
+use wasmtime::{ExternType, Module, ModuleExport, ValType};
 
 use crate::atoms;
 use crate::engine::{self, ENGINE, MAX_TABLES_PER_MODULE};
@@ -55,6 +55,10 @@ use crate::value::val_type_atom;
 pub struct CompiledModule {
     pub module: Module,
     pub info: ModuleInfo,
+    /// The exported functions by name, found and typed once: a call takes
+    /// its function from here instead of asking the instance by name and the
+    /// engine's type registry for its signature.
+    pub functions: HashMap<String, ExportedFunc>,
     /// What the pre-scan measured: a cache hit is checked against the
     /// caller's limits with these, as a compilation would have been.
     pub facts: Facts,
@@ -63,6 +67,14 @@ pub struct CompiledModule {
 // A panic inside a NIF never leaves a compiled module half-updated: it is
 // immutable once built.
 impl std::panic::RefUnwindSafe for CompiledModule {}
+
+/// An exported function of a compiled module: where to find it in any of
+/// its instances, and its signature.
+pub struct ExportedFunc {
+    pub export: ModuleExport,
+    pub params: Vec<ValType>,
+    pub results: Vec<ValType>,
+}
 
 pub struct ModuleRef(pub Arc<CompiledModule>);
 
@@ -191,6 +203,24 @@ pub fn compile(
         })
         .collect();
 
+    let functions = module
+        .exports()
+        .filter_map(|export| {
+            let ExternType::Func(ty) = export.ty() else {
+                return None;
+            };
+            let found = module.get_export_index(export.name())?;
+            Some((
+                export.name().to_string(),
+                ExportedFunc {
+                    export: found,
+                    params: ty.params().collect(),
+                    results: ty.results().collect(),
+                },
+            ))
+        })
+        .collect();
+
     let info = ModuleInfo {
         hash,
         imports,
@@ -203,6 +233,7 @@ pub fn compile(
     Ok(CompiledModule {
         module,
         info,
+        functions,
         facts,
     })
 }

@@ -1,8 +1,8 @@
-//! Erlang terms the NIFs build or describe that are not wasm values: binaries
-//! made from bytes the native side owns, and short descriptions of terms for
-//! error messages.
+//! Erlang terms the NIFs build, read or describe that are not wasm values:
+//! binaries made from bytes the native side owns, optional fields, and short
+//! descriptions of terms for error messages.
 
-use rustler::{Binary, Encoder, Env, NewBinary, Term};
+use rustler::{Binary, Decoder, Encoder, Env, NewBinary, NifResult, Term};
 
 /// Bytes that reach Elixir as a binary.
 pub struct OwnedBytes(pub Vec<u8>);
@@ -10,6 +10,21 @@ pub struct OwnedBytes(pub Vec<u8>);
 impl Encoder for OwnedBytes {
     fn encode<'a>(&self, env: Env<'a>) -> Term<'a> {
         bytes_term(env, &self.0)
+    }
+}
+
+/// `nil` or a `T`. Rustler's own `Option<T>` decodes `T` first and looks for
+/// `nil` only when that fails, so every `nil` for a map type costs a failed
+/// decode and the error message it formats; this looks for `nil` first.
+pub struct OrNil<T>(pub Option<T>);
+
+impl<'a, T: Decoder<'a>> Decoder<'a> for OrNil<T> {
+    fn decode(term: Term<'a>) -> NifResult<Self> {
+        if term == rustler::types::atom::nil().to_term(term.get_env()) {
+            Ok(OrNil(None))
+        } else {
+            term.decode().map(|value| OrNil(Some(value)))
+        }
     }
 }
 

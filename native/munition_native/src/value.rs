@@ -42,12 +42,13 @@ fn encode_float(value: f64, env: Env<'_>) -> Term<'_> {
     }
 }
 
-/// Converts one Elixir value (`label` says which, for errors: "argument 0")
-/// to the wasm type declared for it. i32 takes -2^31..2^32-1 (signed or
+/// Converts one Elixir value (the `position`th of its `kind`, for errors:
+/// "argument 0") to the wasm type declared for it. i32 takes -2^31..2^32-1 (signed or
 /// unsigned spelling of the same bits), i64 likewise for 64 bits; floats take
 /// Elixir floats and `:nan`, `:infinity`, `:neg_infinity`.
-pub fn to_val(term: Term, ty: &ValType, label: &str) -> MunitionResult<Val> {
-    let bad = |what: String| MunitionError::BadArgs(format!("{label}: {what}"));
+pub fn to_val(term: Term, ty: &ValType, kind: &str, position: usize) -> MunitionResult<Val> {
+    // The label is formatted only on an error: most calls have none.
+    let bad = |what: String| MunitionError::BadArgs(format!("{kind} {position}: {what}"));
     match ty {
         ValType::I32 => {
             let v: i64 = term

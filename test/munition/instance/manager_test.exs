@@ -29,12 +29,28 @@ defmodule Munition.Instance.ManagerTest do
   # A runtime that breaks its contract after handing out an instance.
   defmodule Broken do
     def instantiate(module, state) do
-      {:ok, instance, :ready} = Wasmtime.instantiate(module, state)
+      {:ok, instance, :ready} = Wasmtime.instantiate(module, %{state | call: nil})
       # No host functions: the caller (the test) drives the guest itself.
       send(self(), {:instance, instance})
       {:ok, instance, :bogus}
     end
 
+    defdelegate cleanup(instance), to: Wasmtime
+  end
+
+  # A runtime that never makes the call in the instantiating step (as the
+  # contract allows), and tells the test which call it was offered.
+  defmodule IgnoresCall do
+    def instantiate(module, state) do
+      send(self(), {:offered, state.call})
+      Wasmtime.instantiate(module, %{state | call: nil})
+    end
+
+    defdelegate call(instance, function, params), to: Wasmtime
+    defdelegate resume(instance), to: Wasmtime
+    defdelegate read_memory(instance, ptr, len), to: Wasmtime
+    defdelegate write_memory(instance, ptr, bytes), to: Wasmtime
+    defdelegate capture(instance, mode), to: Wasmtime
     defdelegate cleanup(instance), to: Wasmtime
   end
 
@@ -157,6 +173,45 @@ defmodule Munition.Instance.ManagerTest do
 
       assert {:ok, 42, _} = Munition.fire(wat, "f", [], host_functions: [host], capabilities: [:math])
       assert {:messages, [:mine]} = Process.info(self(), :messages)
+    end
+  end
+
+  describe "the call in the instantiating step" do
+    @copy_in ~s{(module (memory (export "memory") 1)
+      (func (export "alloc") (param i32) (result i32) i32.const 1024)
+      (func (export "len") (param i32 i32) (result i32) local.get 1))}
+    @reactor ~s{(module (global $ready (mut i32) (i32.const 0))
+      (func (export "_initialize") (global.set $ready (i32.const 1)))
+      (func (export "ready") (result i32) global.get $ready))}
+
+    test "is offered when nothing comes between, and a runtime may decline it" do
+      {:ok, module} = Munition.compile(@add)
+      assert {:ok, 5, _} = Munition.fire(module, "add", [2, 3], runtime: IgnoresCall)
+      assert_received {:offered, {"add", [2, 3], true}}
+      assert {:ok, 5, _} = Munition.fire(module, "add", [2, 3])
+    end
+
+    test "keeps the instance when a binary result is read from it after" do
+      {:ok, module} =
+        Munition.compile(
+          ~s{(module (memory (export "memory") 1) (data (i32.const 64) "hello") (func (export "hello") (result i32 i32) i32.const 64 i32.const 5))}
+        )
+
+      assert {:ok, "hello", _} = Munition.fire(module, "hello", [], result: :binary, runtime: IgnoresCall)
+      assert_received {:offered, {"hello", [], false}}
+      assert {:ok, "hello", _} = Munition.fire(module, "hello", [], result: :binary)
+    end
+
+    test "is not offered when a binary is copied in or a reactor initialized first" do
+      {:ok, copy_in} = Munition.compile(@copy_in)
+      assert {:ok, 3, _} = Munition.fire(copy_in, "len", ["abc"], runtime: IgnoresCall)
+      assert_received {:offered, nil}
+      assert {:ok, 3, _} = Munition.fire(copy_in, "len", ["abc"])
+
+      {:ok, reactor} = Munition.compile(@reactor)
+      assert {:ok, 1, _} = Munition.fire(reactor, "ready", [], runtime: IgnoresCall)
+      assert_received {:offered, nil}
+      assert {:ok, 1, _} = Munition.fire(reactor, "ready", [])
     end
   end
 

@@ -244,6 +244,79 @@ defmodule Munition.Runtime.WasmtimeTest do
       assert Wasmtime.cleanup(instance) == :ok
     end
 
+    test "instantiate/2 with a call in the state goes on to it, and answers with the call's progress" do
+      module = compile!(@guest)
+
+      assert {:ok, instance, {:returned, [5], %{fuel_consumed: consumed}}} =
+               Wasmtime.instantiate(module, state(module, call: {"add", [2, 3], false}))
+
+      assert consumed > 0
+      # The store is still there: what follows a return (reading a binary
+      # result, capturing) works as after call/3.
+      assert {:ok, "hello guest"} = Wasmtime.read_memory(instance, 64, 11)
+      assert Wasmtime.cleanup(instance) == :ok
+
+      assert {:ok, instance, {:crashed, :trap}} =
+               Wasmtime.instantiate(module, state(module, call: {"boom", [], true}))
+
+      assert {:ok, %{trap: :unreachable, globals: [%{value: 9}]}} = Wasmtime.capture(instance, :minimal)
+      assert Wasmtime.cleanup(instance) == :ok
+
+      # A first slice too short for the whole call: the rest is resumed.
+      assert {:ok, instance, :yielded} =
+               Wasmtime.instantiate(module, state(module, call: {"spin", [], true}, fuel: @plenty))
+
+      assert Wasmtime.cleanup(instance) == :ok
+    end
+
+    test "instantiate/2 releases a call that returned when told to, and only then" do
+      module = compile!(@guest)
+      baseline = Wasmtime.live_count()
+
+      assert {:ok, :released, {:returned, [5], %{fuel_consumed: consumed}}} =
+               Wasmtime.instantiate(module, state(module, call: {"add", [2, 3], true}))
+
+      assert consumed > 0
+      assert Wasmtime.live_count() == baseline
+      assert Wasmtime.cleanup(:released) == :ok
+
+      # A crash is captured from its store: it is kept.
+      assert {:ok, instance, {:crashed, :trap}} =
+               Wasmtime.instantiate(module, state(module, call: {"boom", [], true}))
+
+      assert {:ok, %{trap: :unreachable}} = Wasmtime.capture(instance, :minimal)
+      assert Wasmtime.cleanup(instance) == :ok
+
+      # So is a store too large to release on a normal scheduler (see
+      # cleanup/1): 65 pages are just over 4 MiB.
+      large = compile!(~s{(module (memory 65) (func (export "f") (result i32) i32.const 1))})
+
+      assert {:ok, instance, {:returned, [1], _}} =
+               Wasmtime.instantiate(large, state(large, call: {"f", [], true}, max_memory: 8 <<< 20))
+
+      assert Wasmtime.cleanup(instance) == :ok
+    end
+
+    test "instantiate/2 leaves a call that cannot start to call/3, which says why" do
+      module = compile!(@guest)
+
+      for call <- [{"nope", [], true}, {"add", [1], true}, {"add", [1, 1.5], true}] do
+        assert {:ok, instance, :ready} = Wasmtime.instantiate(module, state(module, call: call))
+        {function, params, _release} = call
+        assert {:error, _} = Wasmtime.call(instance, function, params)
+        assert Wasmtime.cleanup(instance) == :ok
+      end
+
+      # So does an instantiation that did not finish in its first slice: the
+      # start function runs on, and the call waits for it.
+      slow_start = compile!(~s{(module (func $init (loop br 0)) (start $init) (func (export "f")))})
+
+      assert {:ok, instance, :yielded} =
+               Wasmtime.instantiate(slow_start, state(slow_start, call: {"f", [], true}, fuel: @plenty))
+
+      assert Wasmtime.cleanup(instance) == :ok
+    end
+
     test "call/3 refuses an unknown export and arguments that do not fit" do
       instance = instantiate!(compile!(@guest))
       assert Wasmtime.call(instance, "nope", []) == {:error, {:function_not_found, "nope"}}

@@ -69,8 +69,10 @@ defmodule Munition.Fuel.Meter.Window do
   defp record(_ref, _slot, _size, _stamp, _index, _fuel, _time, @attempts), do: :ok
 
   defp record(ref, slot, size, stamp, index, fuel, time, attempt) do
-    case :atomics.get(ref, slot) do
-      ^stamp ->
+    # Read as MinMax reads (a compare-and-swap of the stamp with itself):
+    # `:ok` when the slot holds this minute already.
+    case :atomics.compare_exchange(ref, slot, stamp, stamp) do
+      :ok ->
         fuel_sum = slot + size - 4
         :atomics.add(ref, slot + 1 + index, 1)
         :atomics.add(ref, fuel_sum, fuel)

@@ -98,14 +98,16 @@ fn resolve_imports(
 }
 
 /// Instantiates a module in a fresh store and runs the first slice of its
-/// start function, if any: the same contract as `instance_new/2`.
+/// start function, if any: the same contract as `instance_new/2`, except
+/// that the config's `call` is ignored (as `Munition.Runtime` allows): the
+/// instance comes back `:ready` and the call is `wasmi_instance_call/3`.
 #[rustler::nif]
-fn wasmi_instance_new(
-    env: Env,
+fn wasmi_instance_new<'a>(
+    env: Env<'a>,
     module: ResourceArc<WasmiModuleRef>,
-    config: InstanceConfig,
+    config: InstanceConfig<'a>,
 ) -> MunitionResult<(ResourceArc<WasmiInstanceRef>, Progress)> {
-    if config.wasi.is_some() {
+    if config.wasi.0.is_some() {
         return Err(MunitionError::Unsupported(
             "Munition.Runtime.Wasmi does not run WASI (the :wasi option; Munition's WASI is \
              Wasmtime's); use Munition.Runtime.Wasmtime"
@@ -120,7 +122,7 @@ fn wasmi_instance_new(
         config.max_memory,
         // Only short of 64-bit: a limit over the address space is no limit.
         usize::try_from(config.log_limit).unwrap_or(usize::MAX),
-        config.host_pid,
+        config.host_pid.0,
     )?;
     let imports = resolve_imports(&mut store, &compiled, &config.links)?;
     let instantiated = Instance::new(&mut store, &compiled.module, &imports);
@@ -204,7 +206,7 @@ fn wasmi_instance_call<'a>(
         .zip(ty.params())
         .enumerate()
         .map(|(position, (term, ty))| {
-            to_val(*term, &type_to_shared(ty), &format!("argument {position}"))
+            to_val(*term, &type_to_shared(ty), "argument", position)
                 .and_then(|v| from_shared(&v))
         })
         .collect::<MunitionResult<Vec<_>>>()?;
