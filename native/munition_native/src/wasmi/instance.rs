@@ -206,8 +206,7 @@ fn wasmi_instance_call<'a>(
         .zip(ty.params())
         .enumerate()
         .map(|(position, (term, ty))| {
-            to_val(*term, &type_to_shared(ty), "argument", position)
-                .and_then(|v| from_shared(&v))
+            to_val(*term, &type_to_shared(ty), "argument", position).and_then(|v| from_shared(&v))
         })
         .collect::<MunitionResult<Vec<_>>>()?;
     let results = ty.results().iter().map(default_for).collect();
