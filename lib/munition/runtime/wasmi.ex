@@ -187,6 +187,7 @@ defmodule Munition.Runtime.Wasmi do
     do: Native.wasmi_instance_capture(instance, mode)
 
   @impl true
+  def cleanup(:released), do: :ok
   def cleanup(instance), do: Native.wasmi_instance_cleanup(instance)
 
   ## Host calls and captured memory: the engine-independent NIFs, as Wasmtime's.

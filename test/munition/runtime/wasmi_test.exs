@@ -6,6 +6,7 @@ defmodule Munition.Runtime.WasmiTest do
   use ExUnit.Case, async: false
   import Bitwise
 
+  alias Munition.Instance.State
   alias Munition.Runtime.Wasmi
 
   @add ~s{(module (func (export "add") (param i32 i32) (result i32) local.get 0 local.get 1 i32.add))}
@@ -86,6 +87,52 @@ defmodule Munition.Runtime.WasmiTest do
     assert {:crash, :timeout, %{trap: :interrupt}} = result
     assert ms >= 300
     assert ms < 350, "stopped #{ms - 300} ms after the deadline"
+  end
+
+  # The runtime's callbacks directly, as the manager makes them.
+  defp instantiate(wat, fields) do
+    {:ok, module} = Wasmi.compile(wat)
+
+    base = [module: module, function: "f", args: [], runtime: Wasmi, fuel: 1_000_000, timeout: 60_000]
+    state = struct!(State, Keyword.merge([max_memory: 1 <<< 20, log_limit: 1024] ++ base, fields))
+    Wasmi.instantiate(module, state)
+  end
+
+  @guest """
+  (module
+    (memory (export "memory") 1)
+    (data (i32.const 64) "hello guest")
+    (func (export "add") (param i32 i32) (result i32) local.get 0 local.get 1 i32.add)
+    (func (export "boom") unreachable))
+  """
+
+  test "instantiate/2 goes on to State's call at once, released after a return only when told to" do
+    baseline = Wasmi.live_count()
+
+    assert {:ok, :released, {:returned, [5], %{fuel_consumed: used}}} =
+             instantiate(@guest, call: {"add", [2, 3], true})
+
+    assert used > 0
+    assert Wasmi.live_count() == baseline
+    assert Wasmi.cleanup(:released) == :ok
+
+    # Kept when a binary result is still to be read, and after a crash.
+    assert {:ok, instance, {:returned, [5], _}} = instantiate(@guest, call: {"add", [2, 3], false})
+    assert {:ok, "hello guest"} = Wasmi.read_memory(instance, 64, 11)
+    assert Wasmi.cleanup(instance) == :ok
+
+    assert {:ok, instance, {:crashed, :trap}} = instantiate(@guest, call: {"boom", [], true})
+    assert {:ok, %{trap: :unreachable}} = Wasmi.capture(instance, :minimal)
+    assert Wasmi.cleanup(instance) == :ok
+
+    # A call that cannot start is left to call/3, which says why.
+    for {function, params, _} = call <- [{"nope", [], true}, {"add", [1], true}] do
+      assert {:ok, instance, :ready} = instantiate(@guest, call: call)
+      assert {:error, _} = Wasmi.call(instance, function, params)
+      assert Wasmi.cleanup(instance) == :ok
+    end
+
+    assert Wasmi.live_count() == baseline
   end
 
   test "over a compile limit is refused before compiling, as on Wasmtime" do

@@ -7,7 +7,7 @@
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use rustler::{Atom, Binary, Env, NewBinary, Resource, ResourceArc, Term};
+use rustler::{Atom, Binary, Encoder, Env, NewBinary, Resource, ResourceArc, Term};
 use wasmi::{Extern, Instance, Memory};
 
 use super::builtins::{self, range_in};
@@ -98,15 +98,14 @@ fn resolve_imports(
 }
 
 /// Instantiates a module in a fresh store and runs the first slice of its
-/// start function, if any: the same contract as `instance_new/2`, except
-/// that the config's `call` is ignored (as `Munition.Runtime` allows): the
-/// instance comes back `:ready` and the call is `wasmi_instance_call/3`.
+/// start function, if any, and the config's `call` when it can start: the
+/// same contract as `instance_new/2`.
 #[rustler::nif]
 fn wasmi_instance_new<'a>(
     env: Env<'a>,
     module: ResourceArc<WasmiModuleRef>,
     config: InstanceConfig<'a>,
-) -> MunitionResult<(ResourceArc<WasmiInstanceRef>, Progress)> {
+) -> MunitionResult<(WasmiHandle, Progress)> {
     if config.wasi.0.is_some() {
         return Err(MunitionError::Unsupported(
             "Munition.Runtime.Wasmi does not run WASI (the :wasi option; Munition's WASI is \
@@ -165,30 +164,51 @@ fn wasmi_instance_new<'a>(
         }
         Err(error) => return Err(MunitionError::Instantiation(error.to_string())),
     };
+    // The call in the same step, when the manager gives one and it can
+    // start (else `:ready`, and the caller's own call says why).
+    let mut progress = progress;
+    if let (Progress::Ready, Some((function, params, release))) = (&progress, &config.call.0) {
+        if let Ok(execution) = prepare(slot.idle()?, function, params) {
+            progress = start(env, &mut slot, execution, FIRST_SLICE)?;
+            if *release && matches!(progress, Progress::Returned(..)) {
+                return Ok((WasmiHandle::Released, progress));
+            }
+        }
+    }
     let handle = ResourceArc::new(WasmiInstanceRef {
         slot: Mutex::new(std::mem::replace(&mut slot, Slot::Gone)),
     });
-    Ok((handle, progress))
+    Ok((WasmiHandle::Instance(handle), progress))
 }
 
-/// Calls `function` with `params` and runs the first slice, as
-/// `instance_call/3`.
-#[rustler::nif]
-fn wasmi_instance_call<'a>(
-    env: Env<'a>,
-    instance: ResourceArc<WasmiInstanceRef>,
-    function: String,
-    params: Vec<Term<'a>>,
-) -> MunitionResult<Progress> {
-    let mut slot = instance.lock();
-    let live = slot.idle()?;
+/// What `wasmi_instance_new/2` hands out: the instance, or `:released` when
+/// its store is gone already (a call made at once that returned, see
+/// `Munition.Runtime`'s `instantiate/2`).
+pub enum WasmiHandle {
+    Instance(ResourceArc<WasmiInstanceRef>),
+    Released,
+}
+
+impl Encoder for WasmiHandle {
+    fn encode<'a>(&self, env: Env<'a>) -> Term<'a> {
+        match self {
+            WasmiHandle::Instance(instance) => instance.encode(env),
+            WasmiHandle::Released => atoms::released().encode(env),
+        }
+    }
+}
+
+/// The call of `function` with `params` on the idle `live` instance, checked
+/// and converted, ready to start: `function_not_found` or `bad_args` before
+/// any guest code runs.
+fn prepare(live: &Live, function: &str, params: &[Term]) -> MunitionResult<Execution> {
     let wasm_instance = live.instance.ok_or_else(|| {
         MunitionError::InvalidState("instance did not finish instantiating".into())
     })?;
-    let func = Some(function.as_str())
+    let func = Some(function)
         .filter(|name| *name != START_EXPORT)
         .and_then(|name| wasm_instance.get_func(&live.store, name))
-        .ok_or_else(|| MunitionError::FunctionNotFound(function.clone()))?;
+        .ok_or_else(|| MunitionError::FunctionNotFound(function.to_string()))?;
     let ty = func.ty(&live.store);
     if params.len() != ty.params().len() {
         return Err(MunitionError::BadArgs(format!(
@@ -210,12 +230,21 @@ fn wasmi_instance_call<'a>(
         })
         .collect::<MunitionResult<Vec<_>>>()?;
     let results = ty.results().iter().map(default_for).collect();
-    start(
-        env,
-        &mut slot,
-        Execution::new(Goal::Call, func, vals, results),
-        FIRST_SLICE,
-    )
+    Ok(Execution::new(Goal::Call, func, vals, results))
+}
+
+/// Calls `function` with `params` and runs the first slice, as
+/// `instance_call/3`.
+#[rustler::nif]
+fn wasmi_instance_call<'a>(
+    env: Env<'a>,
+    instance: ResourceArc<WasmiInstanceRef>,
+    function: String,
+    params: Vec<Term<'a>>,
+) -> MunitionResult<Progress> {
+    let mut slot = instance.lock();
+    let execution = prepare(slot.idle()?, &function, &params)?;
+    start(env, &mut slot, execution, FIRST_SLICE)
 }
 
 /// Runs the next slice of an execution that yielded or waited.
