@@ -137,21 +137,26 @@ defmodule Munition.Options do
   @doc false
   @spec args!(term()) :: list()
   def args!(args) when is_list(args) do
-    unless proper_list?(args), do: raise(ArgumentError, "args must be a proper list, got: #{inspect(args)}")
-
-    Enum.each(args, fn
-      arg when is_number(arg) or is_binary(arg) or arg in [:nan, :infinity, :neg_infinity] ->
-        :ok
-
-      arg ->
-        raise ArgumentError,
-              "arguments must be integers, floats (or :nan, :infinity, :neg_infinity) or binaries, got: #{inspect(arg)}"
-    end)
-
+    # Checked on every call: one pass, no closure.
+    check_args!(args, args)
     args
   end
 
   def args!(other), do: raise(ArgumentError, "args must be a list, got: #{inspect(other)}")
+
+  defp check_args!([], _args), do: :ok
+
+  defp check_args!([arg | rest], args)
+       when is_number(arg) or is_binary(arg) or arg in [:nan, :infinity, :neg_infinity],
+       do: check_args!(rest, args)
+
+  defp check_args!([arg | _rest], _args) do
+    raise ArgumentError,
+          "arguments must be integers, floats (or :nan, :infinity, :neg_infinity) or binaries, got: #{inspect(arg)}"
+  end
+
+  defp check_args!(_improper_tail, args),
+    do: raise(ArgumentError, "args must be a proper list, got: #{inspect(args)}")
 
   @doc false
   # Options are a proper keyword list; anything else is the caller's mistake.

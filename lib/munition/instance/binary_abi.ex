@@ -57,7 +57,9 @@ defmodule Munition.Instance.BinaryABI do
       false
   """
   @spec numbers_only?(list()) :: boolean()
-  def numbers_only?(args), do: not Enum.any?(args, &is_binary/1)
+  def numbers_only?([]), do: true
+  def numbers_only?([arg | _args]) when is_binary(arg), do: false
+  def numbers_only?([_arg | args]), do: numbers_only?(args)
 
   @doc """
   Lowers `args` to wasm parameters: each binary becomes `ptr, len`, with `ptr`

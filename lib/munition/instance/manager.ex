@@ -69,7 +69,7 @@ defmodule Munition.Instance.Manager do
   @spec execute(State.t()) :: result()
   def execute(%State{} = state) do
     with :ok <- BinaryABI.check(state) do
-      state = %{state | started_at: System.monotonic_time(:millisecond)}
+      state = %{state | started_at: System.monotonic_time(:millisecond), call: call_at_once(state)}
       if own_driver?(state), do: run_in_driver(state), else: run(state)
     end
   end
@@ -119,7 +119,7 @@ defmodule Munition.Instance.Manager do
   defp run(state) do
     state = if own_driver?(state), do: %{state | host_pid: self()}, else: state
 
-    case instantiate(%{state | call: call_at_once(state)}) do
+    case instantiate(state) do
       {:ok, instance, progress} ->
         try do
           # Instantiation runs the start function, which may crash or wait on
