@@ -5,6 +5,8 @@ defmodule Munition.Module do
   Keep one around to fire the same module many times without hashing its bytes
   on every call. Fields:
 
+    * `:runtime` - the `Munition.Runtime` that compiled it, and the only one
+      that runs it: a call on another runtime raises `ArgumentError`
     * `:hash` - lowercase hex SHA-256 of the bytes (wasm or WAT) it was compiled from
     * `:imports` - `[%{module: m, name: n, kind: :func | :memory | :table | :global | :tag, params: [...], results: [...]}]`
     * `:exports` - `[%{name: n, kind: kind, params: [...], results: [...]}]`
@@ -16,10 +18,20 @@ defmodule Munition.Module do
   """
 
   @enforce_keys [:resource, :hash]
-  defstruct [:resource, :hash, imports: [], exports: [], memories: [], stats: %{}, reactor: false]
+  defstruct [
+    :resource,
+    :hash,
+    runtime: Munition.Runtime.Wasmtime,
+    imports: [],
+    exports: [],
+    memories: [],
+    stats: %{},
+    reactor: false
+  ]
 
   @type t :: %__MODULE__{
           resource: reference(),
+          runtime: module(),
           hash: String.t(),
           imports: [map()],
           exports: [map()],
@@ -36,6 +48,25 @@ defmodule Munition.Module do
   def new(fields) do
     module = struct!(__MODULE__, fields)
     %{module | reactor: match?(%{params: [], results: []}, export(module, "_initialize"))}
+  end
+
+  @doc """
+  Returns `module` if `runtime` can run it; raises `ArgumentError` naming
+  both runtimes if not. A compiled module is one engine's own code: a module
+  compiled by `Munition.Runtime.Wasmi` runs only on it, and one compiled by
+  Wasmtime only on runtimes that run Wasmtime's modules (any other runtime
+  module, such as a wrapper of `Munition.Runtime.Wasmtime`, is taken to).
+  Compile the bytes with the call's runtime instead.
+  """
+  @spec runtime!(t(), module()) :: t()
+  def runtime!(%__MODULE__{runtime: compiled_by} = module, runtime) do
+    if compiled_by == Munition.Runtime.Wasmi == (runtime == Munition.Runtime.Wasmi) do
+      module
+    else
+      raise ArgumentError,
+            "#{inspect(module)} was compiled by #{inspect(compiled_by)} and cannot run on " <>
+              "#{inspect(runtime)}: compile its bytes with runtime: #{inspect(runtime)}"
+    end
   end
 
   @doc "The export named `name`, or `nil`."

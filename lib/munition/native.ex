@@ -1,8 +1,8 @@
 defmodule Munition.Native do
   @moduledoc false
-  # The NIF stubs and their loading, nothing else. Only Munition.Runtime.Wasmtime
-  # calls these (it owns the vocabulary); everything else goes through the
-  # Munition.Runtime behaviour.
+  # The NIF stubs and their loading, nothing else. Only the runtimes call
+  # these: Munition.Runtime.Wasmtime, and Munition.Runtime.Wasmi its `wasmi_*`
+  # ones; everything else goes through the Munition.Runtime behaviour.
 
   @on_load :load_nif
 
@@ -58,4 +58,23 @@ defmodule Munition.Native do
 
   def memory_strings(_haystack, _min_len, _max_len, _utf8, _limit),
     do: :erlang.nif_error(:nif_not_loaded)
+
+  # The Wasmi engine (native/munition_native/src/wasmi).
+  def wasmi_engine_info, do: :erlang.nif_error(:nif_not_loaded)
+  def wasmi_live_count, do: :erlang.nif_error(:nif_not_loaded)
+  def wasmi_module_lookup(_bytes, _cache_capacity, _limits), do: :erlang.nif_error(:nif_not_loaded)
+  def wasmi_module_lookup_dirty(_bytes, _cache_capacity, _limits), do: :erlang.nif_error(:nif_not_loaded)
+
+  def wasmi_module_compile_start(_bytes, _hash, _cache_capacity, _limits, _tag),
+    do: :erlang.nif_error(:nif_not_loaded)
+
+  def wasmi_module_compile_cancel(_ticket), do: :erlang.nif_error(:nif_not_loaded)
+  def wasmi_module_cache_stats, do: :erlang.nif_error(:nif_not_loaded)
+  def wasmi_instance_new(_module, _config), do: :erlang.nif_error(:nif_not_loaded)
+  def wasmi_instance_call(_instance, _function, _params), do: :erlang.nif_error(:nif_not_loaded)
+  def wasmi_instance_resume(_instance), do: :erlang.nif_error(:nif_not_loaded)
+  def wasmi_instance_memory_read(_instance, _ptr, _len), do: :erlang.nif_error(:nif_not_loaded)
+  def wasmi_instance_memory_write(_instance, _ptr, _bytes), do: :erlang.nif_error(:nif_not_loaded)
+  def wasmi_instance_capture(_instance, _mode), do: :erlang.nif_error(:nif_not_loaded)
+  def wasmi_instance_cleanup(_instance), do: :erlang.nif_error(:nif_not_loaded)
 end

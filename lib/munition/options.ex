@@ -136,11 +136,12 @@ defmodule Munition.Options do
   end
 
   @doc false
-  # The State of one call.
+  # The State of one call. A module compiled by another runtime than the
+  # call's is the caller's mistake (Munition.Module.runtime!/2).
   @spec state(map(), Munition.Module.t(), [tuple()], String.t(), list(), pos_integer()) :: State.t()
   def state(options, module, links, function, args, fuel) do
     %State{
-      module: module,
+      module: Munition.Module.runtime!(module, options.runtime),
       function: function,
       args: args,
       runtime: options.runtime,

@@ -4,7 +4,9 @@ defmodule Munition.Runtime do
   one: nothing outside a module implementing this behaviour reaches the
   engine's native code.
 
-  `Munition.Runtime.Wasmtime` is the implementation Munition ships. A runtime
+  Munition ships two: `Munition.Runtime.Wasmtime` (the default) and
+  `Munition.Runtime.Wasmi` (an interpreter; README's "Two engines" says when
+  to choose which). A runtime
   owns compiling, instantiating in a fresh store, running guest code in
   slices, guest memory, capturing the state of a failed store, releasing it,
   the host-call protocol of Elixir host functions, and the codec and scans of

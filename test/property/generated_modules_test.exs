@@ -8,11 +8,14 @@ defmodule Munition.Property.GeneratedModulesTest do
   # Thousands of valid modules from wasm-smith (native/munition_smith), every
   # exported function fired with arguments of its types, small fuel and a
   # short deadline: each call must end in an outcome Munition documents (see
-  # Smith.check_module/2), none may hang, and no instance may be left behind.
+  # Smith.check_module/3), none may hang, and no instance may be left behind;
+  # on Wasmtime, on Wasmi, and on both compared (Smith.compare_module/2).
   # `make fuzz` runs the same with a random seed and many more modules.
 
   @seed Fuzz.seed(20_250_101)
   @modules Fuzz.count(3_000, 100_000)
+  # The same generated modules on Wasmi, and on both engines compared.
+  @engine_modules Fuzz.count(1_000, 30_000)
   # Generated and checked a batch at a time, so a fuzz run never holds more
   # than one batch of files.
   @batch 1_000
@@ -24,22 +27,43 @@ defmodule Munition.Property.GeneratedModulesTest do
   @moduletag timeout: if(Fuzz.fuzz?(), do: :infinity, else: 600_000)
 
   test "every export of every generated module ends in a documented outcome" do
+    baseline = Munition.Runtime.Wasmtime.live_count()
+    run("generated modules", @modules, &Smith.check_module/2)
+
+    # Every call's store was cleaned up, and the VM still runs guests.
+    assert Munition.Runtime.Wasmtime.live_count() == baseline
+    assert {:ok, 3, _} = Munition.fire(~s{(module (func (export "f") (result i32) i32.const 3))}, "f", [])
+  end
+
+  test "on Wasmi too" do
+    baseline = Munition.Runtime.Wasmi.live_count()
+    run("generated modules on Wasmi", @engine_modules, &Smith.check_module(&1, &2, Munition.Runtime.Wasmi))
+    assert Munition.Runtime.Wasmi.live_count() == baseline
+  end
+
+  test "Wasmtime and Wasmi agree on every value and trap" do
+    run("generated modules on both engines", @engine_modules, &Smith.compare_module/2)
+  end
+
+  # Generates `count` modules a batch at a time, checks each with `check`
+  # (`{:ok, tally}` or `{:error, what}`), prints the tally and fails naming
+  # every failed module.
+  defp run(label, count, check) do
     smith = Smith.build!()
 
     tmp_dir =
       Path.join(System.tmp_dir!(), "munition-generated-#{System.pid()}-#{System.unique_integer([:positive])}")
 
     on_exit(fn -> File.rm_rf!(tmp_dir) end)
-    baseline = Munition.Runtime.Wasmtime.live_count()
 
     {tally, failures} =
       0
       |> Stream.iterate(&(&1 + @batch))
-      |> Stream.take_while(&(&1 < @modules))
+      |> Stream.take_while(&(&1 < count))
       |> Enum.reduce({%{}, []}, fn first, {tally, failures} ->
         dir = Path.join(tmp_dir, "batch-#{first}")
-        modules = Smith.generate!(smith, @seed, min(@batch, @modules - first), dir, first)
-        result = check_batch(modules, tally, failures)
+        modules = Smith.generate!(smith, @seed, min(@batch, count - first), dir, first)
+        result = check_batch(modules, check, tally, failures)
         File.rm_rf!(dir)
         result
       end)
@@ -47,7 +71,7 @@ defmodule Munition.Property.GeneratedModulesTest do
     failures = Enum.reverse(failures)
 
     IO.puts(
-      "\ngenerated modules: seed #{@seed}, #{tally[:modules] || 0} modules checked, #{length(failures)} failed, #{tally[:fired] || 0} exports fired, " <>
+      "\n#{label}: seed #{@seed}, #{tally[:modules] || 0} modules checked, #{length(failures)} failed, #{tally[:fired] || 0} exports fired, " <>
         "outcomes #{inspect(Map.drop(tally, [:modules, :fired]))}"
     )
 
@@ -60,18 +84,14 @@ defmodule Munition.Property.GeneratedModulesTest do
       Regenerate one with: target/release/munition_smith #{@seed} 1 DIR INDEX
       """)
     end
-
-    # Every call's store was cleaned up, and the VM still runs guests.
-    assert Munition.Runtime.Wasmtime.live_count() == baseline
-    assert {:ok, 3, _} = Munition.fire(~s{(module (func (export "f") (result i32) i32.const 3))}, "f", [])
   end
 
-  defp check_batch(modules, tally, failures) do
+  defp check_batch(modules, check, tally, failures) do
     modules
     |> Task.async_stream(
       fn {index, path} ->
         wasm = File.read!(path)
-        {index, wasm, Smith.check_module(wasm, index)}
+        {index, wasm, check.(wasm, index)}
       end,
       max_concurrency: min(2, System.schedulers_online()),
       timeout: @hang_after,

@@ -15,4 +15,63 @@ defmodule Munition.Fixtures do
         (br 0))))
       (func (export "boom") unreachable))}
   end
+
+  @doc "A guest of the `:log` built-in: `twice`, `flood`, `then_trap`, `wild` (a range outside memory)."
+  def log_wat do
+    """
+    (module
+      (import "munition" "log" (func $log (param i32 i32 i32)))
+      (memory (export "memory") 1)
+      (data (i32.const 0) "hello from the guest")
+      (func (export "twice") (call $log (i32.const 1) (i32.const 0) (i32.const 5)) (call $log (i32.const 3) (i32.const 11) (i32.const 9)))
+      (func (export "flood") (local $i i32)
+        (loop $again
+          (call $log (i32.const 0) (i32.const 0) (i32.const 20))
+          (local.set $i (i32.add (local.get $i) (i32.const 1)))
+          (br_if $again (i32.lt_u (local.get $i) (i32.const 10000)))))
+      (func (export "then_trap") (call $log (i32.const 2) (i32.const 0) (i32.const 5)) unreachable)
+      (func (export "wild") (call $log (i32.const 1) (i32.const 65530) (i32.const 100))))
+    """
+  end
+
+  @doc "A guest of the `:random` built-ins: `two` numbers, `fill(ptr, len)` returning the range."
+  def random_wat do
+    """
+    (module
+      (import "munition" "get_random" (func $random (result i64)))
+      (import "munition" "random_bytes" (func $fill (param i32 i32)))
+      (memory (export "memory") 1)
+      (func (export "two") (result i64 i64) call $random call $random)
+      (func (export "fill") (param $ptr i32) (param $len i32) (result i32 i32)
+        (call $fill (local.get $ptr) (local.get $len)) (local.get $ptr) (local.get $len)))
+    """
+  end
+
+  @doc "A guest calling AssemblyScript's `abort` (\"boom!\" at a.ts:12:3) from `run`."
+  def abort_wat do
+    """
+    (module
+      (import "env" "abort" (func $abort (param i32 i32 i32 i32)))
+      (memory (export "memory") 1)
+      (data (i32.const 60) "\\0a\\00\\00\\00b\\00o\\00o\\00m\\00!\\00")
+      (data (i32.const 96) "\\08\\00\\00\\00a\\00.\\00t\\00s\\00")
+      (func $assert_positive (export "run") (call $abort (i32.const 64) (i32.const 100) (i32.const 12) (i32.const 3))))
+    """
+  end
+
+  @doc "`run(n)` sums `env.lookup(i)` for i below n: an Elixir host function called n times."
+  def sum_lookups_wat do
+    """
+    (module
+      (import "env" "lookup" (func $lookup (param i32) (result i32)))
+      (func (export "run") (param $n i32) (result i32) (local $i i32) (local $sum i32)
+        (block $done
+          (loop $next
+            (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
+            (local.set $sum (i32.add (local.get $sum) (call $lookup (local.get $i))))
+            (local.set $i (i32.add (local.get $i) (i32.const 1)))
+            (br $next)))
+        (local.get $sum)))
+    """
+  end
 end

@@ -84,11 +84,11 @@ defmodule Munition.Test.Smith do
   for the number of calls), or `{:error, description}` naming the export and
   what was wrong.
   """
-  @spec check_module(binary(), non_neg_integer()) :: {:ok, map()} | {:error, String.t()}
-  def check_module(wasm, index) do
-    opts = fire_opts(index)
+  @spec check_module(binary(), non_neg_integer(), module()) :: {:ok, map()} | {:error, String.t()}
+  def check_module(wasm, index, runtime \\ Munition.Runtime.Wasmtime) do
+    opts = fire_opts(index) ++ [runtime: runtime]
 
-    case Munition.compile(wasm) do
+    case Munition.compile(wasm, runtime: runtime) do
       {:ok, module} ->
         module.exports
         |> Enum.filter(&(&1.kind == :func))
@@ -114,6 +114,56 @@ defmodule Munition.Test.Smith do
         {:error, "compile/1 returned #{inspect(other, limit: 10)}"}
     end
   end
+
+  @doc """
+  Fires every exported function of `wasm` (passable arguments only) on
+  Wasmtime and on Wasmi with the same arguments and `fire_opts(index)`, and
+  compares: where neither ran out of fuel or time (their fuel counts differ,
+  so either may stop first), both must return the same value, or crash with
+  the same reason and trap kind. A module only one engine compiles is
+  counted, not compared. Returns `{:ok, tally}` (`:compared`, `:skipped`,
+  `:one_engine`) or `{:error, description}`.
+  """
+  @spec compare_module(binary(), non_neg_integer()) :: {:ok, map()} | {:error, String.t()}
+  def compare_module(wasm, index) do
+    opts = Keyword.put(fire_opts(index), :forensics, :minimal)
+    engines = [Munition.Runtime.Wasmtime, Munition.Runtime.Wasmi]
+
+    case Enum.map(engines, &Munition.compile(wasm, runtime: &1)) do
+      [{:ok, module}, {:ok, _}] ->
+        module.exports
+        |> Enum.filter(
+          &(&1.kind == :func and Enum.all?(&1.params, fn t -> t in [:i32, :i64, :f32, :f64] end))
+        )
+        |> Enum.reduce_while({:ok, %{}}, fn export, {:ok, tally} ->
+          args = export.params |> Enum.with_index(index) |> Enum.map(&arg/1)
+          [a, b] = Enum.map(engines, &outcome(Munition.fire(wasm, export.name, args, [runtime: &1] ++ opts)))
+
+          cond do
+            :bounded in [a, b] ->
+              {:cont, {:ok, bump(tally, :skipped)}}
+
+            a == b ->
+              {:cont, {:ok, bump(tally, :compared)}}
+
+            true ->
+              {:halt,
+               {:error,
+                "export #{inspect(export.name)} #{inspect(args)}: Wasmtime #{inspect(a)}, Wasmi #{inspect(b)}"}}
+          end
+        end)
+
+      _ ->
+        {:ok, %{one_engine: 1}}
+    end
+  end
+
+  # What must agree between engines: the value, or the crash's reason and
+  # trap; `:bounded` for what depends on the engine's fuel count or speed.
+  defp outcome({:ok, value, _meta}), do: {:ok, value}
+  defp outcome({:crash, reason, _dump}) when reason in [:fuel_exhausted, :timeout], do: :bounded
+  defp outcome({:crash, reason, dump}), do: {:crash, reason, dump && dump.trap}
+  defp outcome({:error, {kind, _message}}), do: {:error, kind}
 
   defp bump(tally, class), do: Map.update(tally, class, 1, &(&1 + 1))
 

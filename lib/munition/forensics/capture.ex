@@ -72,8 +72,13 @@ defmodule Munition.Forensics.Capture do
 
   # The version of the engine that ran the guest. A dump must come back even
   # if the runtime cannot say (its native library failed to load).
+  # Wasmtime's is its version alone (the field is `wasmtime_version`); another
+  # engine's is named: "wasmi 2.0.0".
   defp engine_version(runtime) do
-    runtime.info().version
+    case runtime.info() do
+      %{engine: :wasmtime, version: version} -> version
+      %{engine: engine, version: version} -> "#{engine} #{version}"
+    end
   rescue
     _ -> nil
   end

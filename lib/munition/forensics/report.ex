@@ -56,7 +56,7 @@ defmodule Munition.Forensics.Report do
       line("function", "#{dump.function}(#{Enum.map_join(dump.args, ", ", &inspect/1)})"),
       line("module", dump.module_hash),
       line("captured", dump.captured_at && DateTime.to_iso8601(dump.captured_at)),
-      line("versions", "munition #{dump.munition_version}, wasmtime #{dump.wasmtime_version}"),
+      line("versions", "munition #{dump.munition_version}, #{engine(dump.wasmtime_version)}"),
       line(
         "fuel",
         "#{dump.fuel_consumed} consumed of #{dump.fuel_given} (#{dump.fuel_remaining} left), #{dump.execution_time_us} µs"
@@ -189,6 +189,14 @@ defmodule Munition.Forensics.Report do
       "#{hex(offset + i * 16)}  #{hex_text} |#{ascii}|\n"
     end
   end
+
+  # The engine that ran the guest: Wasmtime's version alone, another
+  # engine's with its name (see Munition.Forensics.Capture).
+  defp engine(version) when is_binary(version) do
+    if String.contains?(version, " "), do: version, else: "wasmtime " <> version
+  end
+
+  defp engine(version), do: "wasmtime #{inspect(version)}"
 
   defp chunks(<<>>, _size), do: []
   defp chunks(bytes, size) when byte_size(bytes) <= size, do: [bytes]

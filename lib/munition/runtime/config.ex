@@ -6,7 +6,7 @@ defmodule Munition.Runtime.Config do
   Keys under `config :munition`:
 
     * `:runtime` - the `Munition.Runtime` of calls that name none. Defaults to
-      `Munition.Runtime.Wasmtime`.
+      `Munition.Runtime.Wasmtime`; `Munition.Runtime.Wasmi` is the other.
     * `:module_cache_size` - compiled modules kept, least recently used evicted.
       Defaults to `128`; `0` disables the cache.
     * `:default_timeout` - milliseconds. Defaults to `5_000`.

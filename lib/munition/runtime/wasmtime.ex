@@ -95,7 +95,12 @@ defmodule Munition.Runtime.Wasmtime do
   defp compiled({:ok, {resource, info}}), do: {:ok, to_module(resource, info)}
   defp compiled({:error, _} = error), do: error
 
-  defp timeout_message(timeout, fate) do
+  @doc false
+  # The message of a compilation that outlived its caller's timeout, `fate`
+  # being what the cancel said (`:running` or `:dropped`): shared with
+  # Munition.Runtime.Wasmi, whose compilations end the same two ways.
+  @spec timeout_message(non_neg_integer(), :running | :dropped) :: String.t()
+  def timeout_message(timeout, fate) do
     then =
       case fate do
         :running -> "it goes on in the background and its result will be cached, so a retry may find it"
@@ -150,6 +155,7 @@ defmodule Munition.Runtime.Wasmtime do
   defp to_module(resource, info) do
     Munition.Module.new(
       resource: resource,
+      runtime: __MODULE__,
       hash: info.hash,
       imports: info.imports,
       exports: info.exports,

@@ -102,6 +102,12 @@ pub struct HostCallRef {
 impl Resource for HostCallRef {}
 
 impl HostCallRef {
+    /// The handle of one call whose answers go on `sender`, waking `driver`
+    /// (the Wasmi engine's host calls are made outside this file).
+    pub fn new(sender: Sender<HostMessage>, driver: LocalPid) -> Self {
+        HostCallRef { sender, driver }
+    }
+
     /// Puts `message` on the guest's channel and wakes the process driving the
     /// guest so it resumes it. `false` when the guest no longer listens.
     fn deliver(&self, env: Env, message: HostMessage) -> bool {
@@ -238,6 +244,18 @@ fn answer_memory(
     // SAFETY: as in `send_host_call`: the environment of the NIF call running
     // this guest on this thread.
     let env = unsafe { Env::new(&(), env_ptr) };
+    send_memory_answer(env, reply_to, tag, result);
+}
+
+/// Sends `{:munition_memory, tag, {:ok, bytes} | :ok | {:error,
+/// :out_of_bounds}}` to the process that asked, through `env` (the NIF call
+/// serving the guest): the one answer format of both engines.
+pub fn send_memory_answer(
+    env: Env,
+    reply_to: &LocalPid,
+    tag: u64,
+    result: Result<Option<&[u8]>, ()>,
+) {
     let answer = match result {
         Ok(Some(bytes)) => (atoms::ok(), bytes_term(env, bytes)).encode(env),
         Ok(None) => atoms::ok().encode(env),

@@ -154,17 +154,26 @@ fn host_builtins() -> Vec<BuiltinInfo> {
         .collect()
 }
 
+/// `get_time_ms`'s value for either engine: ms since the Unix epoch, or the
+/// message of a host clock set before it.
+pub fn unix_time_ms() -> Result<i64, String> {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|now| now.as_millis() as i64)
+        .map_err(|e| format!("get_time_ms: the host's clock is before the Unix epoch ({e})"))
+}
+
+/// The message of a failed OS random source, for either engine.
+pub fn random_failure(func: &str, error: getrandom::Error) -> String {
+    format!("{func}: the OS random source failed: {error}")
+}
+
 fn get_time_ms(store: &mut Store<HostState>, ty: FuncType) -> Func {
     Func::new(store, ty, |mut caller, _, results| {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_err(|e| {
-            host_fail(
-                &mut caller,
-                Reason::HostError,
-                TrapKind::HostError,
-                format!("get_time_ms: the host's clock is before the Unix epoch ({e})"),
-            )
+        let now = unix_time_ms().map_err(|message| {
+            host_fail(&mut caller, Reason::HostError, TrapKind::HostError, message)
         })?;
-        results[0] = Val::I64(now.as_millis() as i64);
+        results[0] = Val::I64(now);
         Ok(())
     })
 }
@@ -217,7 +226,7 @@ pub fn random_failed(
         caller,
         Reason::HostError,
         TrapKind::HostError,
-        format!("{func}: the OS random source failed: {error}"),
+        random_failure(func, error),
     )
 }
 
@@ -303,7 +312,12 @@ fn assemblyscript_string(caller: &mut Caller<'_, HostState>, ptr: i32) -> String
     let Some(memory) = guest_memory::from_caller(caller) else {
         return "<no memory>".into();
     };
-    let data = memory.data(&*caller);
+    assemblyscript_string_in(memory.data(&*caller), ptr)
+}
+
+/// The AssemblyScript string at `ptr` of guest memory `data`, for either
+/// engine; a placeholder saying where it was when it cannot be read.
+pub fn assemblyscript_string_in(data: &[u8], ptr: i32) -> String {
     let ptr = ptr as u32 as usize;
     let decoded = (|| {
         let len_bytes = data.get(ptr.checked_sub(4)?..ptr)?;

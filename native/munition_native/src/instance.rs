@@ -19,7 +19,7 @@ use crate::engine::{FIRST_SLICE, SLICE};
 use crate::error::{MunitionError, MunitionResult};
 use crate::execution::{advance, Live, Progress, Slot, Step};
 use crate::link::{resolve_imports, Link};
-use crate::module::{CompiledModule, ModuleRef};
+use crate::module::ModuleRef;
 use crate::store::new_store;
 use crate::term::OrNil;
 use crate::wakeup::Wakeup;
@@ -89,8 +89,10 @@ impl Encoder for Handle {
 /// Refuses before any guest code runs what can be refused: memories whose
 /// initial sizes are already over the limit, which bounds all of them
 /// together.
-fn preflight(module: &CompiledModule, max_memory: u64) -> MunitionResult<()> {
-    let memories = &module.info.memories;
+pub fn preflight(
+    memories: &[munition_core::scan::MemoryInfo],
+    max_memory: u64,
+) -> MunitionResult<()> {
     let initial = |memory: &munition_core::scan::MemoryInfo| {
         memory.min_pages.saturating_mul(memory.page_size)
     };
@@ -100,7 +102,7 @@ fn preflight(module: &CompiledModule, max_memory: u64) -> MunitionResult<()> {
     if total <= max_memory {
         return Ok(());
     }
-    Err(MunitionError::MemoryLimit(match memories.as_slice() {
+    Err(MunitionError::MemoryLimit(match memories {
         [memory] => format!(
             "memory 0 starts at {total} bytes ({} pages), over max_memory of {max_memory} bytes",
             memory.min_pages
@@ -141,7 +143,7 @@ fn instance_new<'a>(
     config: InstanceConfig<'a>,
 ) -> MunitionResult<(Handle, Progress)> {
     let compiled = module.0.clone();
-    preflight(&compiled, config.max_memory)?;
+    preflight(&compiled.info.memories, config.max_memory)?;
     let host_pid = config.host_pid.0;
     let bridge = host_pid.map(|driver| Arc::new(HostBridge::new(driver)));
     // Only a driver of its own may be messaged (see `wakeup`).

@@ -13,7 +13,9 @@
 //! - `execution`, `wakeup`: running a guest in slices, and waking it when it
 //!   waits;
 //! - `instance`, `call`, `memory`, `capture`: the NIFs on a live instance;
-//!   `analyser`: the forensic scans.
+//!   `analyser`: the forensic scans;
+//! - `wasmi`: the second engine (Wasmi, an interpreter), reusing the
+//!   vocabulary, the built-ins' table and the bridge.
 
 mod analyser;
 mod bridge;
@@ -36,6 +38,7 @@ mod wakeup;
 mod wasi;
 mod wasi_io;
 mod wasi_time;
+mod wasmi;
 
 mod atoms {
     rustler::atoms! {
@@ -63,7 +66,7 @@ mod atoms {
         // links
         builtin, elixir,
         // engine
-        wasmtime, fuel, epochs, pooling, coredump, fibers,
+        wasmtime, fuel, epochs, pooling, coredump, fibers, wasmi, interpreter, lazy_translation,
         // metadata keys
         fuel_consumed, fuel_remaining, execution_time_us,
         munition_host_call, munition_wake, munition_memory, waiting, large, released,

@@ -119,12 +119,18 @@ pub fn resolve_imports(
         };
         externs.push(Extern::Func(func));
     }
+    refuse_unlinked(&unlinked)?;
+    Ok(externs)
+}
+
+/// Refuses, all named at once, imports (`module.name`) that no link links:
+/// the Elixir side never asks for one, whichever engine.
+pub fn refuse_unlinked(unlinked: &[String]) -> MunitionResult<()> {
     if unlinked.is_empty() {
-        Ok(externs)
-    } else {
-        Err(MunitionError::Instantiation(format!(
-            "import(s) with no link: {}",
-            unlinked.join(", ")
-        )))
+        return Ok(());
     }
+    Err(MunitionError::Instantiation(format!(
+        "import(s) with no link: {}",
+        unlinked.join(", ")
+    )))
 }

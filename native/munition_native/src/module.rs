@@ -126,16 +126,16 @@ fn extern_kind(ty: &ExternType) -> (rustler::Atom, Vec<rustler::Atom>, Vec<rustl
     }
 }
 
-fn limit_error(exceeded: Exceeded) -> MunitionError {
+pub fn limit_error(exceeded: Exceeded) -> MunitionError {
     MunitionError::ModuleLimit(exceeded.to_string())
 }
 
 /// Inputs up to this size go to the express lane first (see `Lane`).
-const EXPRESS_INPUT: usize = 64 * 1024;
+pub const EXPRESS_INPUT: usize = 64 * 1024;
 
 /// What the express lane compiles: a module this small compiles in tens of
 /// milliseconds at most (functions cost up to 0.2 ms each, locals 150 ns).
-fn express(facts: &Facts) -> bool {
+pub fn express(facts: &Facts) -> bool {
     facts.functions <= 256 && facts.locals <= 65_536
 }
 
@@ -162,36 +162,14 @@ pub fn compile(
     limits: &Limits,
     express_only: bool,
 ) -> Result<CompiledModule, NotCompiled> {
-    limits.check_size(bytes.len()).map_err(limit_error)?;
-    not_text_with_nul(bytes)?;
-    let wasm = wat::parse_bytes(bytes)
-        .map_err(|e| MunitionError::InvalidModule(format!("cannot parse WAT: {e}")))?;
-    let facts = prescan(&wasm).map_err(|e| MunitionError::InvalidModule(e.to_string()))?;
-    limits.check(&facts).map_err(limit_error)?;
+    let (wasm, facts) = measure(bytes, limits)?;
     if express_only && !express(&facts) {
         return Err(NotCompiled::NotExpress);
     }
     // Validation errors win over what Munition does not support: a module
     // that is both invalid and too large for a slot is invalid.
     Module::validate(&ENGINE, &wasm).map_err(|e| MunitionError::InvalidModule(error_chain(&e)))?;
-    // Valid wasm that Munition's instance slots cannot hold (see
-    // `engine::pooling`) is refused here, by name, rather than at every call.
-    let memories = engine::settings().max_memories_per_module;
-    if facts.memories > memories {
-        return Err(MunitionError::Unsupported(format!(
-            "the module has {} memories; Munition supports up to {memories} per module \
-             (config :munition, max_memories_per_module: n)",
-            facts.memories
-        ))
-        .into());
-    }
-    if facts.tables > MAX_TABLES_PER_MODULE as u64 {
-        return Err(MunitionError::Unsupported(format!(
-            "the module has {} tables; Munition supports up to {MAX_TABLES_PER_MODULE} per module",
-            facts.tables
-        ))
-        .into());
-    }
+    supported(&facts)?;
     let scan = scan(&wasm).map_err(|e| MunitionError::InvalidModule(e.to_string()))?;
     // The module is valid: what Wasmtime refuses now is a limit of the
     // engine (an instance larger than its slot, a function Cranelift cannot
@@ -260,6 +238,44 @@ pub fn compile(
     })
 }
 
+/// Steps 1 to 3 (see the moduledoc), for either engine: the input's size,
+/// WAT parsed to wasm, and the pre-scan against every compile limit.
+/// Returns the wasm and what the pre-scan measured.
+pub fn measure<'a>(
+    bytes: &'a [u8],
+    limits: &Limits,
+) -> MunitionResult<(std::borrow::Cow<'a, [u8]>, Facts)> {
+    limits.check_size(bytes.len()).map_err(limit_error)?;
+    not_text_with_nul(bytes)?;
+    let wasm = wat::parse_bytes(bytes)
+        .map_err(|e| MunitionError::InvalidModule(format!("cannot parse WAT: {e}")))?;
+    let facts = prescan(&wasm).map_err(|e| MunitionError::InvalidModule(e.to_string()))?;
+    limits.check(&facts).map_err(limit_error)?;
+    Ok((wasm, facts))
+}
+
+/// Valid wasm that Munition's instance slots cannot hold (see
+/// `engine::pooling`) is refused by name at compile time, rather than at
+/// every call. The Wasmi engine has no slots but keeps the same bounds, so a
+/// module runs on both engines or on neither.
+pub fn supported(facts: &Facts) -> MunitionResult<()> {
+    let memories = engine::settings().max_memories_per_module;
+    if facts.memories > memories {
+        return Err(MunitionError::Unsupported(format!(
+            "the module has {} memories; Munition supports up to {memories} per module \
+             (config :munition, max_memories_per_module: n)",
+            facts.memories
+        )));
+    }
+    if facts.tables > MAX_TABLES_PER_MODULE as u64 {
+        return Err(MunitionError::Unsupported(format!(
+            "the module has {} tables; Munition supports up to {MAX_TABLES_PER_MODULE} per module",
+            facts.tables
+        )));
+    }
+    Ok(())
+}
+
 /// Bounded LRU of compiled modules keyed by content hash.
 static CACHE: Lazy<Mutex<lru::LruCache<String, Arc<CompiledModule>>>> =
     Lazy::new(|| Mutex::new(lru::LruCache::new(NonZeroUsize::new(128).expect("nonzero"))));
@@ -274,7 +290,17 @@ fn cache() -> MutexGuard<'static, lru::LruCache<String, Arc<CompiledModule>>> {
 }
 
 fn cache_get(hash: &str, capacity: usize) -> Option<Arc<CompiledModule>> {
-    let mut cache = cache();
+    resized_get(&mut cache(), hash, capacity)
+}
+
+/// A cached module by hash, after bringing the cache to the capacity the
+/// caller gives (the configuration may have changed): for either engine's
+/// cache.
+pub fn resized_get<T>(
+    cache: &mut lru::LruCache<String, Arc<T>>,
+    hash: &str,
+    capacity: usize,
+) -> Option<Arc<T>> {
     if let Some(capacity) = NonZeroUsize::new(capacity) {
         if cache.cap() != capacity {
             cache.resize(capacity);
@@ -295,7 +321,7 @@ static COMPILATIONS: AtomicU64 = AtomicU64::new(0);
 
 /// Inputs up to this size are looked up in the cache on a normal scheduler:
 /// hashing them takes microseconds, less than a trip to a dirty scheduler.
-const INLINE_LOOKUP_LIMIT: usize = 64 * 1024;
+pub const INLINE_LOOKUP_LIMIT: usize = 64 * 1024;
 
 fn handle(compiled: Arc<CompiledModule>) -> (ResourceArc<ModuleRef>, ModuleInfo) {
     let info = compiled.info.clone();
@@ -368,7 +394,7 @@ fn not_text_with_nul(bytes: &[u8]) -> MunitionResult<()> {
 /// refused at once, however busy the compile threads are. WAT text is
 /// checked on a compile thread, once parsed. About a microsecond per
 /// function; bounded by the `module_size` limit.
-fn precheck(bytes: &[u8], limits: &Limits) -> MunitionResult<()> {
+pub fn precheck(bytes: &[u8], limits: &Limits) -> MunitionResult<()> {
     if !bytes.starts_with(b"\0asm") {
         return Ok(());
     }
@@ -620,7 +646,7 @@ fn pool() -> MunitionResult<&'static Pool> {
     })
 }
 
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     panic
         .downcast_ref::<&str>()
         .map(|s| s.to_string())

@@ -27,13 +27,27 @@ pub struct GuestLimits {
     pub memory_total: usize,
 }
 
-impl ResourceLimiter for GuestLimits {
-    fn memory_growing(
+impl GuestLimits {
+    /// A limit of `max_memory` bytes, nothing grown yet.
+    pub fn new(max_memory: u64) -> Self {
+        GuestLimits {
+            // Only short of 64-bit: a limit over the address space is no limit.
+            max_memory: usize::try_from(max_memory).unwrap_or(usize::MAX),
+            max_table_elements: MAX_TABLE_ELEMENTS,
+            memory_limit_hit: false,
+            memory_total: 0,
+        }
+    }
+
+    /// Decides a memory growth for either engine's limiter: `Ok(true)` to
+    /// allow it (counted), `Ok(false)` for wasm's -1 (past the memory's own
+    /// maximum, not counted), `Err(message)` past `max_memory`.
+    pub fn memory_growing(
         &mut self,
         current: usize,
         desired: usize,
         maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
+    ) -> Result<bool, String> {
         // A growth past the memory's own declared maximum fails (wasm's -1)
         // and must not count: refused here, it is never counted.
         if maximum.is_some_and(|maximum| desired > maximum) {
@@ -52,15 +66,26 @@ impl ResourceLimiter for GuestLimits {
             } else {
                 String::new()
             };
-            return Err(Error::msg(format!(
+            return Err(format!(
                 "memory limit: growing linear memory from {current} to {desired} bytes{others} exceeds max_memory of {} bytes",
                 self.max_memory
-            )));
+            ));
         }
         // A growth the system then fails (rare: the pool's slots are
         // reserved) stays counted: the limit errs on the strict side.
         self.memory_total = total;
         Ok(true)
+    }
+}
+
+impl ResourceLimiter for GuestLimits {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        GuestLimits::memory_growing(self, current, desired, maximum).map_err(Error::msg)
     }
 
     fn table_growing(
@@ -173,13 +198,7 @@ pub fn new_store(
     wasi: Option<WasiRun>,
 ) -> MunitionResult<Store<HostState>> {
     let state = HostState {
-        limits: GuestLimits {
-            // Only short of 64-bit: a limit over the address space is no limit.
-            max_memory: usize::try_from(max_memory).unwrap_or(usize::MAX),
-            max_table_elements: MAX_TABLE_ELEMENTS,
-            memory_limit_hit: false,
-            memory_total: 0,
-        },
+        limits: GuestLimits::new(max_memory),
         deadline: Instant::now() + timeout,
         timed_out: false,
         log: GuestLog::new(log_limit),

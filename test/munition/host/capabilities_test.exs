@@ -13,40 +13,11 @@ defmodule Munition.Host.CapabilitiesTest do
     (func (export "elapsed") (result i64) (local i64) (local.set 0 (call $mono)) (i64.sub (call $mono) (local.get 0))))
   """
 
-  @random """
-  (module
-    (import "munition" "get_random" (func $random (result i64)))
-    (import "munition" "random_bytes" (func $fill (param i32 i32)))
-    (memory (export "memory") 1)
-    (func (export "two") (result i64 i64) call $random call $random)
-    (func (export "fill") (param $ptr i32) (param $len i32) (result i32 i32)
-      (call $fill (local.get $ptr) (local.get $len)) (local.get $ptr) (local.get $len)))
-  """
+  @random Munition.Fixtures.random_wat()
 
-  @log """
-  (module
-    (import "munition" "log" (func $log (param i32 i32 i32)))
-    (memory (export "memory") 1)
-    (data (i32.const 0) "hello from the guest")
-    (func (export "twice") (call $log (i32.const 1) (i32.const 0) (i32.const 5)) (call $log (i32.const 3) (i32.const 11) (i32.const 9)))
-    (func (export "flood") (local $i i32)
-      (loop $again
-        (call $log (i32.const 0) (i32.const 0) (i32.const 20))
-        (local.set $i (i32.add (local.get $i) (i32.const 1)))
-        (br_if $again (i32.lt_u (local.get $i) (i32.const 10000)))))
-    (func (export "then_trap") (call $log (i32.const 2) (i32.const 0) (i32.const 5)) unreachable)
-    (func (export "wild") (call $log (i32.const 1) (i32.const 65530) (i32.const 100))))
-  """
+  @log Munition.Fixtures.log_wat()
 
-  # AssemblyScript strings: UTF-16LE, their byte length in the u32 before them.
-  @abort """
-  (module
-    (import "env" "abort" (func $abort (param i32 i32 i32 i32)))
-    (memory (export "memory") 1)
-    (data (i32.const 60) "\\0a\\00\\00\\00b\\00o\\00o\\00m\\00!\\00")
-    (data (i32.const 96) "\\08\\00\\00\\00a\\00.\\00t\\00s\\00")
-    (func $assert_positive (export "run") (call $abort (i32.const 64) (i32.const 100) (i32.const 12) (i32.const 3))))
-  """
+  @abort Munition.Fixtures.abort_wat()
 
   describe "expand!/2" do
     test "expands groups and sorts" do
@@ -91,28 +62,6 @@ defmodule Munition.Host.CapabilitiesTest do
   end
 
   describe ":random" do
-    test "granted: random numbers and random bytes in guest memory" do
-      assert {:ok, [a, b], _} = Munition.fire(@random, "two", [], capabilities: [:random])
-      assert a != b
-
-      assert {:ok, bytes, _} =
-               Munition.fire(@random, "fill", [100, 64], capabilities: [:random], result: :binary)
-
-      assert byte_size(bytes) == 64
-      assert bytes != <<0::512>>
-    end
-
-    test "bytes are paid for in fuel" do
-      # 64 KiB at 8 bytes per unit of fuel is 8192 units: more than the budget.
-      assert {:crash, :fuel_exhausted, _} =
-               Munition.fire(@random, "fill", [0, 65_536], capabilities: [:random], fuel: 5_000)
-
-      assert {:ok, _, %{fuel_consumed: fuel}} =
-               Munition.fire(@random, "fill", [0, 65_536], capabilities: [:random])
-
-      assert fuel > 8_192
-    end
-
     test "a wild pointer is a crash, not a write outside the guest" do
       assert {:crash, :trap, %Dump{trap: :memory_out_of_bounds, message: message}} =
                Munition.fire(@random, "fill", [65_000, 1_000], capabilities: [:random])
@@ -127,26 +76,11 @@ defmodule Munition.Host.CapabilitiesTest do
   end
 
   describe ":log" do
-    test "granted: lines are returned in metadata with their level" do
-      assert {:ok, nil, %{log: [{1, "hello"}, {3, "the guest"}]}} =
-               Munition.fire(@log, "twice", [], capabilities: [:log])
-    end
-
-    test "lines are kept in the dump of a crash" do
-      assert {:crash, :trap, %Dump{log: [{2, "hello"}]}} =
-               Munition.fire(@log, "then_trap", [], capabilities: [:log])
-    end
-
     test "the log is size-capped" do
       assert {:ok, nil, %{log: lines}} = Munition.fire(@log, "flood", [], capabilities: [:log])
       kept = lines |> Enum.map(fn {_, line} -> byte_size(line) end) |> Enum.sum()
       assert kept <= Munition.Runtime.Config.log_limit()
       assert length(lines) < 10_000
-    end
-
-    test "a range outside memory is a crash" do
-      assert {:crash, :trap, %Dump{trap: :memory_out_of_bounds}} =
-               Munition.fire(@log, "wild", [], capabilities: [:log])
     end
 
     test "denied" do
@@ -156,13 +90,6 @@ defmodule Munition.Host.CapabilitiesTest do
   end
 
   describe ":abort" do
-    test "granted: AssemblyScript's abort is a crash whose dump carries the message" do
-      assert {:crash, :trap, %Dump{} = dump} = Munition.fire(@abort, "run", [], capabilities: [:abort])
-      assert dump.trap == :abort
-      assert dump.message == "abort: boom! at a.ts:12:3"
-      assert [%{func_name: "assert_positive"} | _] = dump.backtrace
-    end
-
     test "denied" do
       assert {:error, {:capability_denied, [%{module: "env", name: "abort", needs: :abort}]}} =
                Munition.fire(@abort, "run", [])

@@ -1,7 +1,6 @@
 defmodule Munition.Host.ContextTest do
   use ExUnit.Case, async: true
 
-  alias Munition.Forensics.Dump
   alias Munition.Host.Context
 
   # A runtime that answers memory requests at once, the way the guest answers
@@ -83,46 +82,6 @@ defmodule Munition.Host.ContextTest do
   end
 
   describe "with a guest" do
-    test "reads and writes guest memory and knows the remaining fuel" do
-      test = self()
-
-      host =
-        peek(fn ctx, ptr, len ->
-          {:ok, bytes} = Context.read(ctx, ptr, len)
-          :ok = Context.write(ctx, ptr, String.upcase(bytes))
-          {:ok, upper} = Context.read(ctx, ptr, len)
-          send(test, {:peeked, bytes, upper, Context.fuel_remaining(ctx)})
-          byte_size(bytes)
-        end)
-
-      assert {:ok, 11, _} =
-               Munition.fire(@pointer_guest, "run", [64, 11], host_functions: [host], capabilities: [:peek])
-
-      assert_receive {:peeked, "hello guest", "HELLO GUEST", fuel}
-      assert fuel > 0 and fuel < Munition.Fuel.Policy.default_fuel()
-    end
-
-    test "a wild pointer from the guest is a crash with forensics, never a host crash" do
-      test = self()
-
-      host =
-        peek(fn ctx, ptr, len ->
-          send(test, {:read, Context.read(ctx, ptr, len)})
-          0
-        end)
-
-      assert {:crash, :trap, %Dump{} = dump} =
-               Munition.fire(@pointer_guest, "run", [0xFFFF_FFF0, 64],
-                 host_functions: [host],
-                 capabilities: [:peek]
-               )
-
-      assert_receive {:read, {:error, :out_of_bounds}}
-      assert dump.trap == :memory_out_of_bounds
-      assert dump.message =~ "outside guest memory"
-      assert [%{value: 1} | _] = dump.globals
-    end
-
     test "a context kept past its call reads nothing: the call has ended" do
       test = self()
 

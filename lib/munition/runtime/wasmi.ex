@@ -1,0 +1,224 @@
+defmodule Munition.Runtime.Wasmi do
+  @moduledoc """
+  The Wasmi runtime: Wasmi 2.0 (an interpreter written in Rust) behind the
+  same NIF library as `Munition.Runtime.Wasmtime`, and the same
+  `Munition.Runtime` contract. Choose it per call, per pool, or for the node:
+
+      Munition.fire(wasm, "run", [], runtime: Munition.Runtime.Wasmi)
+      {Munition.Pool, name: :rules, wasm: wasm, runtime: Munition.Runtime.Wasmi}
+      config :munition, runtime: Munition.Runtime.Wasmi
+
+  ## Why an interpreter
+
+  Wasmi needs no executable memory (deployments that forbid it cannot run
+  a JIT at all), and compiles lazily: a module is validated when compiled
+  and each function is translated the first time it runs, so a module run
+  once starts at once and pays only for the code it runs. Wasmtime's
+  optimised code runs a compute-heavy guest many times faster. README's
+  "When to choose which" has the figures of `make bench`.
+
+  ## How the guarantees are kept
+
+    * **Bounded.** Every execution is a resumable call; the store holds at
+      most 100,000 units of fuel at a time and, when they are used, Wasmi
+      suspends the call and the NIF checks the deadline and the slice's
+      time before it refills and resumes. Slices and the manager's loop are
+      as on Wasmtime (`:yielded`, `{:waiting, ms}`).
+    * **The VM's stacks.** Wasmi keeps wasm frames on a heap stack of its
+      own: guest recursion never deepens the scheduler's stack, and at
+      20,000 nested calls it is a `:stack_overflow` trap.
+    * **Start functions** are run the same way: the start section is moved
+      to a private export before compiling and called, resumably, right
+      after instantiation.
+    * **Fresh stores, capabilities, built-ins, Elixir host functions, the
+      binary ABI** are the same code or the same table as Wasmtime's. A
+      call of an Elixir host function suspends the whole execution (no
+      thread is held) until its reply.
+
+  ## What differs (each one tested)
+
+    * **WASI** is refused by name: Munition's WASI is Wasmtime's own
+      (`wasmtime-wasi`), and `wasmi_wasi` (built on `wasi-common`) could not
+      honour its capability table, bounded output, sleeping without a
+      thread or the deterministic clock. A call with `wasi:` or an import
+      of `wasi_snapshot_preview1` is `{:error, {:unsupported, message}}`,
+      the message naming the runtime.
+    * **Fuel** is Wasmi's measure, not Wasmtime's: about one unit per
+      instruction too, but the counts of a call differ between engines
+      (`fuel_consumed`), and so does where exactly a budget runs out.
+    * **Forensics.** A dump has the reason, trap kind, message, fuel, time,
+      log, and the *exported* memories and globals: Wasmi reaches them only
+      through the instance's exports, so a global the module keeps to itself
+      (a stack pointer) is not in it. Wasmi records no wasm backtrace:
+      `dump.backtrace` is `[]`. Trap messages are Wasmi's wording.
+    * **No instance pool**, so no `{:error, {:overloaded, _}}` from the
+      engine; `Munition.Instance.Slots` still bounds instances per node.
+    * **Modules are per engine.** A `%Munition.Module{}` compiled by one
+      runtime given to a call on the other is a caller's mistake:
+      `ArgumentError` naming both.
+  """
+
+  @behaviour Munition.Runtime
+
+  alias Munition.Native
+  alias Munition.Runtime.{Config, Wasmtime}
+
+  ## Modules
+
+  @doc """
+  Compiles `bytes` for Wasmi (see `c:Munition.Runtime.compile/2`), or finds
+  them in Wasmi's module cache. Options as `Munition.Runtime.Wasmtime.compile/2`.
+
+  A cache hit, and a miss on a binary of up to 4 KiB (validating it takes
+  microseconds), are answered on the caller's scheduler; anything larger
+  compiles on Wasmi's compile threads (`max_concurrent_compiles` of them,
+  a queue behind) while this process waits, until the deadline.
+  """
+  @impl true
+  def compile(bytes, opts \\ []) do
+    started = System.monotonic_time(:millisecond)
+    cache_size = Keyword.get_lazy(opts, :cache_size, &Config.module_cache_size/0)
+    timeout = Keyword.get_lazy(opts, :timeout, &Config.compile_timeout/0)
+
+    limits =
+      case Keyword.get(opts, :limits, []) do
+        %{} = limits -> limits
+        overrides -> Config.limits!(overrides)
+      end
+
+    case lookup(bytes, cache_size, limits) do
+      {:ok, {resource, info}} -> {:ok, to_module(resource, info)}
+      {:miss, hash} -> compile_on_thread(bytes, hash, cache_size, limits, started + timeout, timeout)
+      {:error, _} = error -> error
+    end
+  end
+
+  defp lookup(bytes, cache_size, limits) do
+    case Native.wasmi_module_lookup(bytes, cache_size, limits) do
+      :large -> Native.wasmi_module_lookup_dirty(bytes, cache_size, limits)
+      other -> other
+    end
+  end
+
+  defp compile_on_thread(bytes, hash, cache_size, limits, deadline, timeout) do
+    tag = make_ref()
+
+    case Native.wasmi_module_compile_start(bytes, hash, cache_size, limits, tag) do
+      {:ok, {:started, ticket}} ->
+        receive do
+          {^tag, result} -> compiled(result)
+        after
+          max(deadline - System.monotonic_time(:millisecond), 0) ->
+            # After the cancel no answer is sent; one sent before is here now.
+            fate = Native.wasmi_module_compile_cancel(ticket)
+
+            receive do
+              {^tag, result} -> compiled(result)
+            after
+              0 -> {:error, {:timeout, Wasmtime.timeout_message(timeout, fate)}}
+            end
+        end
+
+      {:error, _} = error ->
+        error
+    end
+  end
+
+  defp compiled({:ok, {resource, info}}), do: {:ok, to_module(resource, info)}
+  defp compiled({:error, _} = error), do: error
+
+  defp to_module(resource, info) do
+    Munition.Module.new(
+      resource: resource,
+      runtime: __MODULE__,
+      hash: info.hash,
+      imports: info.imports,
+      exports: info.exports,
+      memories: info.memories,
+      stats: info.stats
+    )
+  end
+
+  @doc """
+  The same table as Wasmtime's (`Munition.Host.Capabilities` grants from
+  it), WASI's rows included: a WASI import granted to a call on Wasmi is
+  refused by name when the instance is made.
+  """
+  @impl true
+  def builtins, do: Native.host_builtins()
+
+  @impl true
+  def live_count, do: Native.wasmi_live_count()
+
+  @impl true
+  def cache_stats, do: Native.wasmi_module_cache_stats()
+
+  @impl true
+  def info, do: Native.wasmi_engine_info()
+
+  ## Instances
+
+  @impl true
+  def instantiate(%Munition.Module{resource: resource}, %Munition.Instance.State{} = state) do
+    with {:ok, {instance, progress}} <- Native.wasmi_instance_new(resource, state) do
+      {:ok, instance, progress}
+    end
+  end
+
+  @impl true
+  def call(instance, function, params), do: Native.wasmi_instance_call(instance, function, params)
+
+  @impl true
+  def resume(instance), do: Native.wasmi_instance_resume(instance)
+
+  @impl true
+  def read_memory(instance, ptr, len), do: Native.wasmi_instance_memory_read(instance, ptr, len)
+
+  @impl true
+  def write_memory(instance, ptr, bytes) do
+    case Native.wasmi_instance_memory_write(instance, ptr, bytes) do
+      {:ok, :ok} -> :ok
+      {:error, _} = error -> error
+    end
+  end
+
+  @impl true
+  def capture(instance, mode) when mode in [:full, :minimal],
+    do: Native.wasmi_instance_capture(instance, mode)
+
+  @impl true
+  def cleanup(:released), do: :ok
+  def cleanup(instance), do: Native.wasmi_instance_cleanup(instance)
+
+  ## Host calls and captured memory: the engine-independent NIFs, as Wasmtime's.
+
+  @impl true
+  defdelegate host_reply(call, reply, result_types), to: Wasmtime
+
+  @impl true
+  defdelegate host_read(call, ptr, len), to: Wasmtime
+
+  @impl true
+  defdelegate host_write(call, ptr, bytes), to: Wasmtime
+
+  @impl true
+  defdelegate compress_memory(bytes), to: Wasmtime
+
+  @impl true
+  defdelegate decompress_memory(data, max_size), to: Wasmtime
+
+  @impl true
+  defdelegate decompressed_size(data), to: Wasmtime
+
+  @impl true
+  defdelegate search_memory(bytes, pattern, limit), to: Wasmtime
+
+  @impl true
+  defdelegate memory_regions(bytes, min_gap, limit), to: Wasmtime
+
+  @impl true
+  defdelegate diff_memory(a, b, min_gap, limit), to: Wasmtime
+
+  @impl true
+  defdelegate memory_strings(bytes, min_len, max_len, utf8, limit), to: Wasmtime
+end
