@@ -269,6 +269,9 @@ defmodule Munition.Pool do
         state: Options.state(options, module, links, "", [], 1),
         size: size,
         counters: counters,
+        # write_concurrency: without it, one lock for every caller took two
+        # callers from 300k to 80k calls/s (`make bench`), though it saves
+        # 0.1 µs for one.
         holders: :ets.new(__MODULE__, [:set, :public, write_concurrency: true])
       }
 
