@@ -243,6 +243,18 @@ defmodule Munition.PoolTest do
       assert_raise ArgumentError, ~r/unknown capability/, fn ->
         Pool.start_link(name: unique_name(), wasm: @add, capabilities: [:nope])
       end
+
+      {:ok, compiled_by_wasmtime} = Munition.compile(@add)
+
+      assert_raise ArgumentError,
+                   ~r/compiled by Munition.Runtime.Wasmtime and cannot run on Munition.Runtime.Wasmi/,
+                   fn ->
+                     Pool.start_link(
+                       name: unique_name(),
+                       wasm: compiled_by_wasmtime,
+                       runtime: Munition.Runtime.Wasmi
+                     )
+                   end
     end
 
     test "the pool's :limits bound the compile it does when it starts" do
