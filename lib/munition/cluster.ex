@@ -43,17 +43,25 @@ defmodule Munition.Cluster do
     * A node that is down or unreachable before the call starts is
       `{:error, {:nodedown, node}}`: nothing ran. A placed pooled call tries
       the next member instead.
-    * A node that goes down (or whose connection breaks) while the call runs
-      there is `{:error, {:node_down_during_call, node}}`. It is never retried:
-      the guest may have run, and its host functions may have had effects.
-      Whether to try again is the caller's decision.
+    * Nothing runs on the other node without the caller's go-ahead, sent
+      only while the call's deadline has not passed: a node that has not
+      answered by then is `{:error, {:timeout, message}}`, and nothing ran,
+      then or later (a frozen node that thaws ends the call's process
+      without running it). A node lost before the go-ahead is
+      `{:error, {:nodedown, node}}`.
+    * After the go-ahead the guest may have run, and its host functions may
+      have had effects; such a call is never retried, whether to try again
+      is the caller's decision. A node that goes down (or whose connection
+      breaks) then is `{:error, {:node_down_during_call, node}}`; a node
+      whose answer has not come by the call's timeout plus
+      #{Munition.Cluster.Call.reply_margin_ms()} ms (the node's own backstop and the reply's
+      travel) is `{:error, {:no_answer, node}}`: the caller kills the call
+      there, which a frozen or partitioned node sees only once it is back,
+      and a host function running for it on the caller's node.
     * The call's `:timeout` holds across nodes: the node that runs the guest
-      stops it at its deadline (`{:crash, :timeout, dump}`, as locally), and
-      the caller waits at most the timeout plus #{Munition.Cluster.Call.reply_margin_ms()} ms
-      (the node's own backstop and the reply's travel), then kills the call
-      there and answers `{:error, {:timeout, message}}`. A pooled call
-      without `:timeout` runs under the member pool's own, and the caller
-      waits for its own pool of that name's (or the default).
+      stops it at its deadline (`{:crash, :timeout, dump}`, as locally). A
+      pooled call without `:timeout` runs under the member pool's own, and
+      the caller waits for its own pool of that name's (or the default).
     * A caller that dies cancels its guest on the other node: the node
       monitors the caller, and a connection that breaks counts as a death.
 
