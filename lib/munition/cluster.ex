@@ -172,7 +172,7 @@ defmodule Munition.Cluster do
     # Checked here, so a caller's mistake raises before anything travels.
     # Without a :timeout, each member's pool applies its own; this node
     # waits for its own idea of it (its pool of that name's, or the default).
-    timeout = Options.override!(%{timeout: default_timeout(name)}, opts).timeout
+    timeout = Options.override!(%{timeout: default_timeout(name), wasi: nil}, opts).timeout
     deadline = System.monotonic_time(:millisecond) + timeout
 
     case cluster.node do

@@ -67,6 +67,20 @@ defmodule Munition.Cluster.PoolTest do
     assert {:error, {:pool_unavailable, _}} = Munition.fire_pooled(name, "add", [1, 2], node: :any)
   end
 
+  test "a pooled call on another node takes the per-call options, wasi: among them", %{
+    peer: peer,
+    name: name,
+    opts: opts
+  } do
+    Peers.start_pool!(peer, opts)
+
+    for node <- [peer, :any] do
+      assert {:ok, 3, _} = Munition.fire_pooled(name, "add", [1, 2], node: node, wasi: [args: ["x"]], fuel: 1_000)
+    end
+
+    assert completed(peer, name) == 2
+  end
+
   test "a caller's mistake raises here", %{name: name} do
     assert_raise ArgumentError, ~r/fixed when the pool starts/, fn ->
       Munition.fire_pooled(name, "add", [1, 2], node: :any, capabilities: [:time])
