@@ -32,7 +32,9 @@ defmodule Munition.Cluster do
   group. `fire_pooled(name, function, args, node: :any)` places the call:
   the local member first when it has room (a free place and no one waiting),
   otherwise the member with the fewest waiting calls, asked with
-  `:erpc.multicall/5` (then the fewest running). A member that leaves (its
+  `:erpc.multicall/5` (then the fewest running) for at most a quarter of
+  the time left and 100 ms; a member that has not answered by then is tried
+  last. A member that leaves (its
   pool stopped, its node down or disconnected) stops receiving calls; a
   member found down or stopped before the call starts there is skipped for
   the next one. Each pool keeps its own module, capabilities and host

@@ -80,7 +80,10 @@ defmodule Munition.Cluster.Call do
     case deadline - System.monotonic_time(:millisecond) do
       left when left > 0 ->
         reply = :erlang.alias([:explicit_unalias])
-        request = Map.put(%{request | opts: time_left(request.opts, deadline, left)}, :wait, left + @reply_margin_ms)
+
+        request =
+          Map.put(%{request | opts: time_left(request.opts, deadline, left)}, :wait, left + @reply_margin_ms)
+
         # Answered by {:spawn_reply, ...} only when it fails (:noconnection
         # for a node down or unreachable); the process says when it is there.
         monitor =
@@ -148,7 +151,8 @@ defmodule Munition.Cluster.Call do
         unanswered(
           call,
           {:error,
-           {:runtime_failure, "the call's process on #{call.node} ended without answering: #{inspect(reason)}"}}
+           {:runtime_failure,
+            "the call's process on #{call.node} ended without answering: #{inspect(reason)}"}}
         )
     after
       # Before the go-ahead nothing runs there: the caller stops waiting at
@@ -222,7 +226,11 @@ defmodule Munition.Cluster.Call do
           # nothing runs. It answers only a caller that sent it too late.
           request.wait ->
             Calls.unwatch(watchdog)
-            send(reply, {reply, :result, {:error, {:timeout, "no go-ahead from the caller in time: nothing ran"}}})
+
+            send(
+              reply,
+              {reply, :result, {:error, {:timeout, "no go-ahead from the caller in time: nothing ran"}}}
+            )
         end
     end
   end

@@ -115,6 +115,30 @@ defmodule Munition.Cluster.FailureTest do
     assert Munition.Sync.await_down(fun) in [:killed, :noproc]
   end
 
+  test "a frozen member does not hold a placed call: it goes to the idle member, the frozen one last" do
+    test = self()
+    idle = peer!("cluster_placed_idle")
+    frozen = peer!("cluster_placed_frozen")
+    name = :"placed_#{System.unique_integer([:positive])}"
+    opts = [name: name, wasm: @wat, size: 1, host_functions: [Peers.block(test)], capabilities: [:block]]
+    Enum.each([node(), idle, frozen], &Peers.start_pool!(&1, opts))
+    on_exit(fn -> Peers.stop_pool!(node(), name) end)
+
+    # The local member is full: the others' stats are asked.
+    blocked = Task.async(fn -> Munition.fire_pooled(name, "block", []) end)
+    assert_receive {:blocked, here, fun}
+    assert here == node()
+
+    freeze!(frozen)
+    # The stats query takes a quarter of the timeout at most: the rest is
+    # far more than the idle member needs.
+    assert {:ok, 3, _} = Munition.fire_pooled(name, "add", [1, 2], node: :any, timeout: 5_000)
+    assert :erpc.call(idle, Munition.Pool, :stats, [name]).completed == 1
+
+    send(fun, :release)
+    assert {:ok, 1, _} = Task.await(blocked)
+  end
+
   test "a node down while the guest runs is {:node_down_during_call, node}, and no other member is tried" do
     test = self()
     doomed = peer!("cluster_down_during")

@@ -75,7 +75,8 @@ defmodule Munition.Cluster.PoolTest do
     Peers.start_pool!(peer, opts)
 
     for node <- [peer, :any] do
-      assert {:ok, 3, _} = Munition.fire_pooled(name, "add", [1, 2], node: node, wasi: [args: ["x"]], fuel: 1_000)
+      assert {:ok, 3, _} =
+               Munition.fire_pooled(name, "add", [1, 2], node: node, wasi: [args: ["x"]], fuel: 1_000)
     end
 
     assert completed(peer, name) == 2
@@ -122,16 +123,23 @@ defmodule Munition.Cluster.PoolTest do
       assert Placement.order([:a@x, node(), :b@x], stats) == [node(), :a@x, :b@x]
     end
 
-    test "otherwise the fewest waiting, then the fewest running; members without a pool are left out" do
+    test "otherwise the fewest waiting, then the fewest running; members without a pool are left out, silent ones go last" do
       stats = %{
         node() => %{size: 1, running: 1, waiting: 2},
         a@x: %{size: 4, running: 4, waiting: 1},
         b@x: %{size: 4, running: 3, waiting: 0},
         c@x: %{size: 4, running: 2, waiting: 0},
-        d@x: nil
+        d@x: nil,
+        e@x: :no_answer
       }
 
-      assert Placement.order([node(), :a@x, :b@x, :c@x, :d@x], stats) == [:c@x, :b@x, :a@x, node()]
+      assert Placement.order([node(), :e@x, :a@x, :b@x, :c@x, :d@x], stats) == [
+               :c@x,
+               :b@x,
+               :a@x,
+               node(),
+               :e@x
+             ]
     end
   end
 end
