@@ -81,14 +81,21 @@ defmodule Munition.Cluster do
       host call costs a round trip between the nodes; functions of at most 16
       parameters.
     * `:node` - on the node that runs the guest: `host_functions:` then lists
-      names registered there with `Munition.Host.Functions.register/2`.
+      names registered there with `Munition.Host.Functions.register/2`; a
+      function given inline raises `ArgumentError` (it would have to travel).
 
   ## Options
 
   `:node` (and `:host_functions_at` for `fire/4`) are given to
   `Munition.fire/4` and `Munition.fire_pooled/4` along with their usual
   options. `:dump_dir`, `:runtime` and `:limits` apply on the node that runs
-  the guest, whose application environment also gives the defaults.
+  the guest, whose application environment also gives the defaults. A
+  caller's mistake raises `ArgumentError` before anything travels, whether
+  or not the node is up, as far as the option's shape tells it (an unknown
+  key, a fuel of `-1`); what names the node's own resources (the runtime
+  module, wasi preopens' directories, fuel profiles, host functions
+  registered there) is checked there, and raised here when the node says
+  so. `node:` takes `name@host` (or `:any` for a pooled call).
   """
 
   alias Munition.Cluster.{Call, HostProxy, Placement, Server}
@@ -106,6 +113,9 @@ defmodule Munition.Cluster do
               "node: :any places pooled calls only (Munition.fire_pooled/4); fire/4 takes a node name"
 
       cluster.node == node() ->
+        # The same mistakes raise as for another node (an inline function
+        # with host_functions_at: :node).
+        _ = Options.remote!(opts, cluster.host_functions_at)
         Munition.fire(wasm, function, args, opts)
 
       true ->
@@ -116,17 +126,15 @@ defmodule Munition.Cluster do
   defp fire_remote(cluster, wasm, function, args, opts) do
     bytes = bytes!(wasm)
 
-    {host, request_host, opts} =
-      case cluster.host_functions_at do
-        :caller ->
-          # Checked here, so a caller's mistake raises before anything travels.
-          host = Options.fire!(opts).host_functions
-          {host, HostProxy.describe(host), Keyword.delete(opts, :host_functions)}
+    # Checked here, so a caller's mistake raises before anything travels,
+    # whether or not the node is up; the node checks what depends on it.
+    host = Options.remote!(opts, cluster.host_functions_at)
 
-        :node ->
-          # Names registered on the other node: it checks them, and the
-          # capabilities they bring, and a mistake raises here all the same.
-          {[], :node, opts}
+    {request_host, opts} =
+      case cluster.host_functions_at do
+        :caller -> {HostProxy.describe(host), Keyword.delete(opts, :host_functions)}
+        # Names registered on the other node, with the capabilities they bring.
+        :node -> {:node, opts}
       end
 
     timeout = Options.timeout!(Keyword.get_lazy(opts, :timeout, &Munition.Runtime.Config.default_timeout/0))
@@ -162,19 +170,19 @@ defmodule Munition.Cluster do
   # Munition.fire_pooled/4 with a `:node` option.
   @spec fire_pooled(atom(), String.t(), list(), keyword()) :: Call.result()
   def fire_pooled(name, function, args, opts) do
-    {cluster, opts} = Options.cluster!(opts)
+    if Keyword.has_key?(opts, :host_functions_at) do
+      raise ArgumentError,
+            "host_functions_at is fixed by each pool (a pool's host functions run on its node), got: " <>
+              inspect(Keyword.get(opts, :host_functions_at))
+    end
 
-    if cluster.host_functions_at != :caller,
-      do:
-        raise(
-          ArgumentError,
-          "host_functions_at is fixed by each pool: a pool's host functions run on its node"
-        )
+    {cluster, opts} = Options.cluster!(opts)
 
     # Checked here, so a caller's mistake raises before anything travels.
     # Without a :timeout, each member's pool applies its own; this node
     # waits for its own idea of it (its pool of that name's, or the default).
-    timeout = Options.override!(%{timeout: default_timeout(name), wasi: nil}, opts).timeout
+    [] = Options.remote!(opts, :pooled)
+    timeout = Options.timeout!(Keyword.get_lazy(opts, :timeout, fn -> default_timeout(name) end))
     deadline = System.monotonic_time(:millisecond) + timeout
 
     case cluster.node do

@@ -87,8 +87,15 @@ defmodule Munition.Cluster.PoolTest do
       Munition.fire_pooled(name, "add", [1, 2], node: :any, capabilities: [:time])
     end
 
-    assert_raise ArgumentError, ~r/host_functions_at is fixed by each pool/, fn ->
-      Munition.fire_pooled(name, "add", [1, 2], node: :any, host_functions_at: :node)
+    for at <- [:node, :caller] do
+      assert_raise ArgumentError, ~r/host_functions_at is fixed by each pool.*got: #{inspect(at)}/, fn ->
+        Munition.fire_pooled(name, "add", [1, 2], node: :any, host_functions_at: at)
+      end
+    end
+
+    # Shapes are checked here; a node's own directories there.
+    assert_raise ArgumentError, ~r/got: -1/, fn ->
+      Munition.fire_pooled(name, "add", [1, 2], node: :any, fuel: -1)
     end
   end
 
