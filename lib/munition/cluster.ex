@@ -271,6 +271,8 @@ defmodule Munition.Cluster do
     pools =
       for {Munition.Pool, name} = group <- :pg.which_groups(Server.scope()),
           :pg.get_local_members(Server.scope(), group) != [],
+          # Also a filter: a pool that stopped since it was listed (nil)
+          # is left out, and the node's stats still answer.
           stats = Munition.Pool.stats(name),
           into: %{},
           do: {name, stats}
