@@ -173,6 +173,9 @@ defmodule Munition.Peers do
      end}
   end
 
+  @doc "A call's options that give it `block/1`, with its capability."
+  def blocking(test), do: [host_functions: [block(test)], capabilities: [:block]]
+
   @doc """
   A host function `env.block` (`() -> i32`, capability `:block`) that sends
   `{:blocked, node, self()}` to `test` and waits for `:release`, then

@@ -99,12 +99,7 @@ defmodule Munition.Cluster.FailureTest do
     # well before it: the timeout only has to outlast the freezing.
     fired =
       Task.async(fn ->
-        Munition.fire(@wat, "block", [],
-          node: node,
-          host_functions: [Peers.block(test)],
-          capabilities: [:block],
-          timeout: 3_000
-        )
+        Munition.fire(@wat, "block", [], [node: node, timeout: 3_000] ++ Peers.blocking(test))
       end)
 
     assert_receive {:blocked, here, fun}
@@ -153,14 +148,7 @@ defmodule Munition.Cluster.FailureTest do
     assert_receive {:blocked, ^doomed, _fun}
 
     # A call with a host function on this node, running on the same node.
-    fired =
-      Task.async(fn ->
-        Munition.fire(@wat, "block", [],
-          node: doomed,
-          host_functions: [Peers.block(test)],
-          capabilities: [:block]
-        )
-      end)
+    fired = Task.async(fn -> Munition.fire(@wat, "block", [], [node: doomed] ++ Peers.blocking(test)) end)
 
     assert_receive {:blocked, here, fun}
     assert here == node()

@@ -67,11 +67,7 @@ defmodule Munition.Cluster.PoolTest do
     assert {:error, {:pool_unavailable, _}} = Munition.fire_pooled(name, "add", [1, 2], node: :any)
   end
 
-  test "a pooled call on another node takes the per-call options, wasi: among them", %{
-    peer: peer,
-    name: name,
-    opts: opts
-  } do
+  test "per-call options reach a remote member, wasi: among them", %{peer: peer, name: name, opts: opts} do
     Peers.start_pool!(peer, opts)
 
     for node <- [peer, :any] do
