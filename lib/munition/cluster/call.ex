@@ -92,6 +92,7 @@ defmodule Munition.Cluster.Call do
             {:reply, :error_only}
           ])
 
+        # `pid` is known, and `go` true, once the go-ahead is sent.
         call = %{node: node, pid: nil, monitor: monitor, reply: reply, host: host, go: false, host_pid: nil}
 
         try do
@@ -161,20 +162,14 @@ defmodule Munition.Cluster.Call do
       max(deadline + if(call.go, do: @reply_margin_ms, else: 0) - System.monotonic_time(:millisecond), 0) ->
         Process.demonitor(monitor, [:flush])
 
-        cond do
-          call.go ->
-            # Too late, maybe: the guest may have run, or may still run.
-            Process.exit(call.pid, :kill)
-            unanswered(call, {:error, {:no_answer, call.node}})
-
-          call.pid ->
-            Process.exit(call.pid, :kill)
-            {:error, {:timeout, not_started(call.node)}}
-
-          true ->
-            # A process spawned after this never gets the go-ahead.
-            :erlang.spawn_request_abandon(monitor)
-            {:error, {:timeout, not_started(call.node)}}
+        if call.go do
+          # Too late, maybe: the guest may have run, or may still run.
+          Process.exit(call.pid, :kill)
+          unanswered(call, {:error, {:no_answer, call.node}})
+        else
+          # A process spawned after this never gets the go-ahead.
+          :erlang.spawn_request_abandon(monitor)
+          {:error, {:timeout, not_started(call.node)}}
         end
     end
   end
