@@ -127,7 +127,7 @@ defmodule Munition.Options do
     remote_fuel!(opts[:fuel])
     _ = opts |> Keyword.take([:timeout, :max_memory, :forensics, :result, :alloc, :dump_dir]) |> call!()
     _ = opts |> Keyword.get(:wasi) |> without_preopens() |> WASI.check!()
-    if opts[:limits] not in [nil, []], do: Config.limits!(opts[:limits])
+    _ = if opts[:limits] not in [nil, []], do: Config.limits!(opts[:limits])
 
     case at do
       :caller ->

@@ -157,8 +157,7 @@ defmodule Munition.Peers do
       end
 
     Enum.each(pids, &send(&1, :go))
-    for pid <- pids, do: assert_receive({:raced, ^pid}, 30_000)
-    :ok
+    Enum.each(pids, fn pid -> assert_receive {:raced, ^pid}, 30_000 end)
   end
 
   @doc """
