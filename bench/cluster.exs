@@ -7,7 +7,9 @@
 # :peer, through the test suite's Munition.Peers), then reports:
 #   * latency of one call (median, p99): local, on 1 peer, pooled on a peer,
 #     with one host function on the caller's node;
-#   * calls per second with 1 and 16 callers: local, spread over 1 and 2 peers;
+#   * calls per second with 1 and 16 callers: local, on 1 peer, and over 2
+#     peers (fire/4 with node: naming one of the two by turns, not node: :any
+#     placement, which needs pools);
 #   * bytes on the wire for a first call (the module ships) and a repeat
 #     (its hash only): the distribution socket's send_oct/recv_oct
 #     (:inet.getstat/2 on the connection's port), so Erlang's own framing is

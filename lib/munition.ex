@@ -95,8 +95,9 @@ defmodule Munition do
       `reason` is one of `:fuel_exhausted`, `:trap`, `:timeout`,
       `:memory_limit`, `:host_error`.
     * `{:error, reason}` - nothing ran or it could not run; see `t:error_reason/0`.
-      A call on another node adds `{:nodedown, node}` (nothing ran) and
-      `{:node_down_during_call, node}` (it may have run; never retried).
+      A call on another node adds `{:nodedown, node}` (nothing ran),
+      `{:node_down_during_call, node}` and `{:no_answer, node}` (it may have
+      run; never retried).
 
   ## Examples
 

@@ -32,7 +32,9 @@ defmodule Munition.Cluster do
   group. `fire_pooled(name, function, args, node: :any)` places the call:
   the local member first when it has room (a free place and no one waiting),
   otherwise the member with the fewest waiting calls, asked with
-  `:erpc.multicall/5` (then the fewest running). A member that leaves (its
+  `:erpc.multicall/5` (then the fewest running) for at most a quarter of
+  the time left and 100 ms; a member that has not answered by then is tried
+  last. A member that leaves (its
   pool stopped, its node down or disconnected) stops receiving calls; a
   member found down or stopped before the call starts there is skipped for
   the next one. Each pool keeps its own module, capabilities and host
@@ -43,17 +45,25 @@ defmodule Munition.Cluster do
     * A node that is down or unreachable before the call starts is
       `{:error, {:nodedown, node}}`: nothing ran. A placed pooled call tries
       the next member instead.
-    * A node that goes down (or whose connection breaks) while the call runs
-      there is `{:error, {:node_down_during_call, node}}`. It is never retried:
-      the guest may have run, and its host functions may have had effects.
-      Whether to try again is the caller's decision.
+    * Nothing runs on the other node without the caller's go-ahead, sent
+      only while the call's deadline has not passed: a node that has not
+      answered by then is `{:error, {:timeout, message}}`, and nothing ran,
+      then or later (a frozen node that thaws ends the call's process
+      without running it). A node lost before the go-ahead is
+      `{:error, {:nodedown, node}}`.
+    * After the go-ahead the guest may have run, and its host functions may
+      have had effects; such a call is never retried, whether to try again
+      is the caller's decision. A node that goes down (or whose connection
+      breaks) then is `{:error, {:node_down_during_call, node}}`; a node
+      whose answer has not come by the call's timeout plus
+      #{Munition.Cluster.Call.reply_margin_ms()} ms (the node's own backstop and the reply's
+      travel) is `{:error, {:no_answer, node}}`: the caller kills the call
+      there, which a frozen or partitioned node sees only once it is back,
+      and a host function running for it on the caller's node.
     * The call's `:timeout` holds across nodes: the node that runs the guest
-      stops it at its deadline (`{:crash, :timeout, dump}`, as locally), and
-      the caller waits at most the timeout plus #{Munition.Cluster.Call.reply_margin_ms()} ms
-      (the node's own backstop and the reply's travel), then kills the call
-      there and answers `{:error, {:timeout, message}}`. A pooled call
-      without `:timeout` runs under the member pool's own, and the caller
-      waits for its own pool of that name's (or the default).
+      stops it at its deadline (`{:crash, :timeout, dump}`, as locally). A
+      pooled call without `:timeout` runs under the member pool's own, and
+      the caller waits for its own pool of that name's (or the default).
     * A caller that dies cancels its guest on the other node: the node
       monitors the caller, and a connection that breaks counts as a death.
 
@@ -71,14 +81,21 @@ defmodule Munition.Cluster do
       host call costs a round trip between the nodes; functions of at most 16
       parameters.
     * `:node` - on the node that runs the guest: `host_functions:` then lists
-      names registered there with `Munition.Host.Functions.register/2`.
+      names registered there with `Munition.Host.Functions.register/2`; a
+      function given inline raises `ArgumentError` (it would have to travel).
 
   ## Options
 
   `:node` (and `:host_functions_at` for `fire/4`) are given to
   `Munition.fire/4` and `Munition.fire_pooled/4` along with their usual
   options. `:dump_dir`, `:runtime` and `:limits` apply on the node that runs
-  the guest, whose application environment also gives the defaults.
+  the guest, whose application environment also gives the defaults. A
+  caller's mistake raises `ArgumentError` before anything travels, whether
+  or not the node is up, as far as the option's shape tells it (an unknown
+  key, a fuel of `-1`); what names the node's own resources (the runtime
+  module, wasi preopens' directories, fuel profiles, host functions
+  registered there) is checked there, and raised here when the node says
+  so. `node:` takes `name@host` (or `:any` for a pooled call).
   """
 
   alias Munition.Cluster.{Call, HostProxy, Placement, Server}
@@ -96,6 +113,9 @@ defmodule Munition.Cluster do
               "node: :any places pooled calls only (Munition.fire_pooled/4); fire/4 takes a node name"
 
       cluster.node == node() ->
+        # The same mistakes raise as for another node (an inline function
+        # with host_functions_at: :node).
+        _ = Options.remote!(opts, cluster.host_functions_at)
         Munition.fire(wasm, function, args, opts)
 
       true ->
@@ -106,17 +126,15 @@ defmodule Munition.Cluster do
   defp fire_remote(cluster, wasm, function, args, opts) do
     bytes = bytes!(wasm)
 
-    {host, request_host, opts} =
-      case cluster.host_functions_at do
-        :caller ->
-          # Checked here, so a caller's mistake raises before anything travels.
-          host = Options.fire!(opts).host_functions
-          {host, HostProxy.describe(host), Keyword.delete(opts, :host_functions)}
+    # Checked here, so a caller's mistake raises before anything travels,
+    # whether or not the node is up; the node checks what depends on it.
+    host = Options.remote!(opts, cluster.host_functions_at)
 
-        :node ->
-          # Names registered on the other node: it checks them, and the
-          # capabilities they bring, and a mistake raises here all the same.
-          {[], :node, opts}
+    {request_host, opts} =
+      case cluster.host_functions_at do
+        :caller -> {HostProxy.describe(host), Keyword.delete(opts, :host_functions)}
+        # Names registered on the other node, with the capabilities they bring.
+        :node -> {:node, opts}
       end
 
     timeout = Options.timeout!(Keyword.get_lazy(opts, :timeout, &Munition.Runtime.Config.default_timeout/0))
@@ -152,19 +170,19 @@ defmodule Munition.Cluster do
   # Munition.fire_pooled/4 with a `:node` option.
   @spec fire_pooled(atom(), String.t(), list(), keyword()) :: Call.result()
   def fire_pooled(name, function, args, opts) do
-    {cluster, opts} = Options.cluster!(opts)
+    if Keyword.has_key?(opts, :host_functions_at) do
+      raise ArgumentError,
+            "host_functions_at is fixed by each pool (a pool's host functions run on its node), got: " <>
+              inspect(Keyword.get(opts, :host_functions_at))
+    end
 
-    if cluster.host_functions_at != :caller,
-      do:
-        raise(
-          ArgumentError,
-          "host_functions_at is fixed by each pool: a pool's host functions run on its node"
-        )
+    {cluster, opts} = Options.cluster!(opts)
 
     # Checked here, so a caller's mistake raises before anything travels.
     # Without a :timeout, each member's pool applies its own; this node
     # waits for its own idea of it (its pool of that name's, or the default).
-    timeout = Options.override!(%{timeout: default_timeout(name)}, opts).timeout
+    [] = Options.remote!(opts, :pooled)
+    timeout = Options.timeout!(Keyword.get_lazy(opts, :timeout, fn -> default_timeout(name) end))
     deadline = System.monotonic_time(:millisecond) + timeout
 
     case cluster.node do
@@ -253,6 +271,8 @@ defmodule Munition.Cluster do
     pools =
       for {Munition.Pool, name} = group <- :pg.which_groups(Server.scope()),
           :pg.get_local_members(Server.scope(), group) != [],
+          # Also a filter: a pool that stopped since it was listed (nil)
+          # is left out, and the node's stats still answer.
           stats = Munition.Pool.stats(name),
           into: %{},
           do: {name, stats}

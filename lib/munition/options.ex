@@ -83,17 +83,22 @@ defmodule Munition.Options do
   def override!(base, []), do: base
 
   def override!(base, opts) do
+    given = pooled_keys!(opts)
+    checked = given |> call!() |> Map.take(Keyword.keys(given))
+
+    checked =
+      case checked do
+        %{wasi: wasi} when wasi != nil -> %{checked | wasi: Map.merge(base.wasi || %{}, wasi)}
+        _ -> checked
+      end
+
+    Map.merge(base, checked)
+  end
+
+  defp pooled_keys!(opts) do
     case Keyword.split(opts, Keyword.keys(@call_defaults)) do
       {given, []} ->
-        checked = given |> call!() |> Map.take(Keyword.keys(given))
-
-        checked =
-          case checked do
-            %{wasi: wasi} when wasi != nil -> %{checked | wasi: Map.merge(base.wasi || %{}, wasi)}
-            _ -> checked
-          end
-
-        Map.merge(base, checked)
+        given
 
       {_given, other} ->
         raise ArgumentError,
@@ -101,6 +106,76 @@ defmodule Munition.Options do
                 "#{inspect(Keyword.keys(other))} are fixed when the pool starts"
     end
   end
+
+  @doc false
+  # The options of a call on another node (`:node` already taken out), checked
+  # here for their shape only, the same whether or not the node is up: the
+  # keys, and each value's type and range. What depends on the node that
+  # runs the guest (the runtime module, the directories of wasi preopens,
+  # fuel profiles, the names of host functions registered there) is checked
+  # there, and its ArgumentError raised here. `at` is where host functions
+  # run: `:caller` (they are checked here, and returned), `:node` (names
+  # registered there) or `:pooled` (fixed by the pool; only per-call options
+  # are allowed). Returns the host functions that run on this node.
+  @spec remote!(keyword(), :caller | :node | :pooled) :: [Munition.Host.Function.t()]
+  def remote!(opts, at) do
+    opts =
+      if at == :pooled,
+        do: pooled_keys!(opts),
+        else: Keyword.validate!(opts, @link_defaults ++ @compile_defaults ++ @call_defaults)
+
+    remote_fuel!(opts[:fuel])
+    _ = opts |> Keyword.take([:timeout, :max_memory, :forensics, :result, :alloc, :dump_dir]) |> call!()
+    _ = opts |> Keyword.get(:wasi) |> without_preopens() |> WASI.check!()
+    _ = if opts[:limits] not in [nil, []], do: Config.limits!(opts[:limits])
+
+    case at do
+      :caller ->
+        host_functions = Functions.normalize!(opts[:host_functions])
+        _ = Capabilities.expand!(opts[:capabilities], host_functions)
+        host_functions
+
+      :node ->
+        Enum.each(list!(:host_functions, opts[:host_functions]), fn
+          name when is_atom(name) ->
+            :ok
+
+          other ->
+            raise ArgumentError,
+                  "with host_functions_at: :node, host functions are names registered on that node; " <>
+                    "a function given here never travels, got: #{inspect(other, limit: 5)}"
+        end)
+
+        Enum.each(list!(:capabilities, opts[:capabilities]), fn
+          capability when is_atom(capability) -> :ok
+          other -> raise ArgumentError, "capabilities must be a list of atoms, got: #{inspect(other)}"
+        end)
+
+        []
+
+      :pooled ->
+        []
+    end
+  end
+
+  # Fuel profiles are the node's: only their shape is checked here.
+  defp remote_fuel!(fuel) when is_atom(fuel), do: :ok
+  defp remote_fuel!(fuel) when is_integer(fuel) and fuel > 0 and fuel <= 0x7FFF_FFFF_FFFF_FFFF, do: :ok
+
+  defp remote_fuel!(other) do
+    raise ArgumentError,
+          "fuel must be a positive integer (at most 2^63-1), a profile name, :auto or :adaptive, got: #{inspect(other)}"
+  end
+
+  # Preopens name directories of the node that runs the guest.
+  defp without_preopens(wasi) when is_list(wasi) do
+    if Keyword.keyword?(wasi), do: Keyword.delete(wasi, :preopens), else: wasi
+  end
+
+  defp without_preopens(wasi), do: wasi
+
+  defp list!(_name, list) when is_list(list), do: list
+  defp list!(name, other), do: raise(ArgumentError, "#{name} must be a list, got: #{inspect(other)}")
 
   @doc false
   # Whether a call goes to another node (it gives `:node`): one BIF on the
@@ -127,12 +202,20 @@ defmodule Munition.Options do
 
     node =
       case cluster[:node] do
-        node when is_atom(node) and node not in [nil, true, false] -> node
+        :any -> :any
+        node when is_atom(node) and node not in [nil, true, false] -> node_name!(node)
         other -> raise ArgumentError, "node must be a node name (an atom), got: #{inspect(other)}"
       end
 
     at = one_of!(:host_functions_at, Keyword.get(cluster, :host_functions_at, :caller), [:caller, :node])
     {%{node: node, host_functions_at: at}, rest}
+  end
+
+  # A node's name is name@host: an atom without "@" names no node.
+  defp node_name!(node) do
+    if String.contains?(Atom.to_string(node), "@"),
+      do: node,
+      else: raise(ArgumentError, "node must be a node name (name@host) or :any, got: #{inspect(node)}")
   end
 
   @doc false

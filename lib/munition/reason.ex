@@ -32,9 +32,10 @@ defmodule Munition.Reason do
       "Compile limits" in `Munition.Runtime.Config`); the message names the
       limit, the module's value and the limit's
     * `{:timeout, message}` - compiling the module did not finish by the
-      deadline. Nothing ran, so there is no guest state to dump (a guest that
-      runs out of time is `{:crash, :timeout, dump}` instead); the
-      compilation goes on in the background and lands in the module cache
+      deadline (the compilation goes on in the background and lands in the
+      module cache), or a call on another node could not start there by it.
+      Nothing ran, so there is no guest state to dump (a guest that runs out
+      of time is `{:crash, :timeout, dump}` instead)
     * `{:function_not_found, name}` - no such export
     * `{:bad_args, message}` - arguments that do not fit the signature or the binary ABI
     * `{:bad_result, message}` - `result: :binary` on a function that cannot return one
@@ -52,6 +53,12 @@ defmodule Munition.Reason do
       (or its connection broke) after the call started there. The guest may
       have run, and its host functions may have had effects: Munition never
       retries such a call, the caller decides
+    * `{:no_answer, node}` - the call's answer did not come from the node
+      running it by the call's deadline plus a margin (the node is frozen,
+      overloaded or partitioned), after the caller had let it start. The
+      guest may have run, or may still run there: the caller kills the
+      call's process on that node, which may not arrive in time. Like
+      `:node_down_during_call`, never retried
   """
 
   @crash_reasons [:fuel_exhausted, :trap, :timeout, :memory_limit, :host_error]
@@ -92,7 +99,8 @@ defmodule Munition.Reason do
     :pool_unavailable,
     :runtime_failure,
     :nodedown,
-    :node_down_during_call
+    :node_down_during_call,
+    :no_answer
   ]
 
   union = fn atoms -> atoms |> Enum.reverse() |> Enum.reduce(&{:|, [], [&1, &2]}) end
@@ -120,6 +128,7 @@ defmodule Munition.Reason do
           | {:runtime_failure, String.t()}
           | {:nodedown, node()}
           | {:node_down_during_call, node()}
+          | {:no_answer, node()}
 
   @doc "Every crash reason."
   @spec crash_reasons() :: [crash()]

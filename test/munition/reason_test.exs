@@ -53,7 +53,8 @@ defmodule Munition.ReasonTest do
              :pool_unavailable,
              :runtime_failure,
              :nodedown,
-             :node_down_during_call
+             :node_down_during_call,
+             :no_answer
            ]
   end
 
@@ -170,9 +171,9 @@ defmodule Munition.ReasonTest do
 
     kinds = for {:error, {kind, _detail}} <- errors, do: kind
     assert length(kinds) == length(errors), "not all errors: #{inspect(errors)}"
-    # The two of a call on another node need peer nodes: test/munition/cluster/
+    # The three of a call on another node need peer nodes: test/munition/cluster/
     # reaches them.
-    assert kinds ++ [:nodedown, :node_down_during_call] == Reason.error_kinds()
+    assert kinds ++ [:nodedown, :node_down_during_call, :no_answer] == Reason.error_kinds()
     assert {:error, {:runtime_failure, "the runtime is on fire"}} = List.last(errors)
   end
 

@@ -132,6 +132,35 @@ defmodule Munition.Peers do
   end
 
   @doc """
+  The processes of this node whose initial call is `mfa`.
+  """
+  def processes_running(mfa) do
+    for pid <- Process.list(), Process.info(pid, :initial_call) == {:initial_call, mfa}, do: pid
+  end
+
+  @doc """
+  Runs each `{module, function, args}` in a process of its own, all released
+  at once, and returns when all are done.
+  """
+  def race(mfas) do
+    parent = self()
+
+    pids =
+      for {m, f, a} <- mfas do
+        spawn_link(fn ->
+          receive do
+            :go -> apply(m, f, a)
+          end
+
+          send(parent, {:raced, self()})
+        end)
+      end
+
+    Enum.each(pids, &send(&1, :go))
+    Enum.each(pids, fn pid -> assert_receive {:raced, ^pid}, 30_000 end)
+  end
+
+  @doc """
   A host function `env.where` (`() -> i32`, capability `:where`) that sends
   `{:ran_on, node, fuel_remaining}` to `test` and returns 7.
   """
@@ -142,6 +171,9 @@ defmodule Munition.Peers do
        7
      end}
   end
+
+  @doc "A call's options that give it `block/1`, with its capability."
+  def blocking(test), do: [host_functions: [block(test)], capabilities: [:block]]
 
   @doc """
   A host function `env.block` (`() -> i32`, capability `:block`) that sends

@@ -11,24 +11,33 @@ defmodule Munition.Cluster.Call do
   #
   #   * `:miss` - the node has not compiled this module (the request carried
   #     its hash only): the caller sends the request again with the bytes;
-  #   * `:started` - the guest is about to run. A connection lost before it
-  #     is `{:nodedown, node}` (nothing ran: a pool tries another member); a
-  #     connection lost after it is `{:node_down_during_call, node}`, never
-  #     retried, since host functions may have had effects;
+  #   * `:ready` - the call's process is there and waits for the caller's
+  #     go-ahead. Nothing runs on the node without it: the caller sends it
+  #     only while its deadline has not passed, so a caller that gave up
+  #     (`{:timeout, _}`) or saw the node go (`{:nodedown, _}`, a pool then
+  #     tries another member) knows that nothing ran, even if a frozen or
+  #     slow node spawns the process later. That costs one message each way
+  #     per call;
   #   * `:host_call` - the guest called a host function that runs on the
   #     caller's node (Munition.Cluster.HostProxy);
   #   * `:result` - exactly what the call returned there; `:raise` - the
   #     call was the caller's mistake (an ArgumentError there, raised here).
+  #
+  # After the go-ahead the guest may have run: a connection lost then is
+  # `{:node_down_during_call, node}`, and an answer that does not come by the
+  # deadline plus `reply_margin_ms/0` is `{:no_answer, node}` (the caller
+  # kills the call's process there, which may be too late). Neither is ever
+  # retried.
   #
   # On the node, the call's process (`serve/3`) runs the call (it drives the
   # guest, or waits for its pool's place) with a linked watchdog that
   # monitors the caller (Munition.Host.Calls.watch/1): a caller that dies, or
   # a connection that breaks, makes the watchdog kill the call's process, and
   # the guest goes with it (its store is on that process's heap). The
-  # watchdog is off the call's path: nothing waits for it. The node enforces the call's deadline on the guest as any
-  # call does; the caller waits for the answer until that deadline plus
-  # `reply_margin_ms/0`, then kills the call's process and answers
-  # `{:error, {:timeout, message}}`.
+  # watchdog is off the call's path: nothing waits for it. A go-ahead that
+  # does not come within the time the caller had left plus the margin (as
+  # measured there) ends the process without running anything. The node
+  # enforces the call's deadline on the guest as any call does.
 
   alias Munition.Cluster.{HostProxy, Server}
   alias Munition.Host.Calls
@@ -71,25 +80,33 @@ defmodule Munition.Cluster.Call do
     case deadline - System.monotonic_time(:millisecond) do
       left when left > 0 ->
         reply = :erlang.alias([:explicit_unalias])
-        request = %{request | opts: time_left(request.opts, deadline, left)}
+
+        request =
+          Map.put(%{request | opts: time_left(request.opts, deadline, left)}, :wait, left + @reply_margin_ms)
+
         # Answered by {:spawn_reply, ...} only when it fails (:noconnection
-        # for a node down or unreachable); the process says when it starts.
+        # for a node down or unreachable); the process says when it is there.
         monitor =
           :erlang.spawn_request(node, __MODULE__, :serve, [self(), reply, request], [
             :monitor,
             {:reply, :error_only}
           ])
 
+        # `pid` is known, and `go` true, once the go-ahead is sent.
+        call = %{node: node, pid: nil, monitor: monitor, reply: reply, host: host, go: false, host_pid: nil}
+
         try do
-          await(%{node: node, pid: nil, monitor: monitor, reply: reply, host: host, started: false}, deadline)
+          await(call, deadline)
         after
           :erlang.unalias(reply)
         end
 
       _passed ->
-        {:error, {:timeout, "the call's deadline passed before #{node} could start it: nothing ran"}}
+        {:error, {:timeout, not_started(node)}}
     end
   end
+
+  defp not_started(node), do: "the call's deadline passed before #{node} could start it: nothing ran"
 
   defp await(%{reply: reply, monitor: monitor} = call, deadline) do
     receive do
@@ -99,12 +116,20 @@ defmodule Munition.Cluster.Call do
       {:spawn_reply, ^monitor, :error, reason} ->
         {:error, {:runtime_failure, "the call could not start on #{call.node}: #{inspect(reason)}"}}
 
-      {^reply, :started, pid} ->
-        await(%{call | started: true, pid: pid}, deadline)
+      {^reply, :ready, pid} ->
+        if System.monotonic_time(:millisecond) < deadline do
+          send(pid, {:munition_cluster_go, reply})
+          await(%{call | go: true, pid: pid}, deadline)
+        else
+          # No go-ahead: it never runs. Killed rather than left to wait.
+          Process.exit(pid, :kill)
+          Process.demonitor(monitor, [:flush])
+          {:error, {:timeout, not_started(call.node)}}
+        end
 
       {^reply, :host_call, proxy, ref, index, args, fuel} ->
-        HostProxy.run(elem(call.host, index), proxy, ref, args, fuel)
-        await(call, deadline)
+        host_pid = HostProxy.run(elem(call.host, index), proxy, ref, args, fuel)
+        await(%{call | host_pid: host_pid}, deadline)
 
       {^reply, :result, result} ->
         Process.demonitor(monitor, [:flush])
@@ -119,22 +144,43 @@ defmodule Munition.Cluster.Call do
         raise ArgumentError, message
 
       {:DOWN, ^monitor, :process, _pid, :noconnection} ->
-        if call.started,
-          do: {:error, {:node_down_during_call, call.node}},
+        if call.go,
+          do: unanswered(call, {:error, {:node_down_during_call, call.node}}),
           else: {:error, {:nodedown, call.node}}
 
       {:DOWN, ^monitor, :process, _pid, reason} ->
-        {:error,
-         {:runtime_failure, "the call's process on #{call.node} ended without answering: #{inspect(reason)}"}}
+        unanswered(
+          call,
+          {:error,
+           {:runtime_failure,
+            "the call's process on #{call.node} ended without answering: #{inspect(reason)}"}}
+        )
     after
-      max(deadline + @reply_margin_ms - System.monotonic_time(:millisecond), 0) ->
-        if call.pid, do: Process.exit(call.pid, :kill), else: :erlang.spawn_request_abandon(monitor)
+      # Before the go-ahead nothing runs there: the caller stops waiting at
+      # the deadline. After it, the node stops the guest at its deadline and
+      # the caller allows the margin for that and for the answer.
+      max(deadline + if(call.go, do: @reply_margin_ms, else: 0) - System.monotonic_time(:millisecond), 0) ->
         Process.demonitor(monitor, [:flush])
 
-        {:error,
-         {:timeout,
-          "#{call.node} did not answer within the call's timeout and #{@reply_margin_ms} ms: the call there was killed"}}
+        if call.go do
+          # Too late, maybe: the guest may have run, or may still run.
+          Process.exit(call.pid, :kill)
+          unanswered(call, {:error, {:no_answer, call.node}})
+        else
+          # A process spawned after this never gets the go-ahead.
+          :erlang.spawn_request_abandon(monitor)
+          {:error, {:timeout, not_started(call.node)}}
+        end
     end
+  end
+
+  # A host function running here for a call that ended without its answer
+  # (at most one at a time: the guest waits for each) goes with it. A call
+  # that answered has no host function left running: its guest waited for
+  # each.
+  defp unanswered(call, error) do
+    if call.host_pid, do: Process.exit(call.host_pid, :kill)
+    error
   end
 
   @doc false
@@ -162,11 +208,25 @@ defmodule Munition.Cluster.Call do
         # Before anything runs: a caller that is already gone (or whose
         # connection broke) kills this process, and the guest with it.
         watchdog = Calls.watch(caller)
-        Server.count(:served, 1)
-        send(reply, {reply, :started, self()})
-        answer = run_job(job, reply)
-        Calls.unwatch(watchdog)
-        send(reply, answer)
+        send(reply, {reply, :ready, self()})
+
+        receive do
+          {:munition_cluster_go, ^reply} ->
+            Server.count(:served, 1)
+            answer = run_job(job, reply)
+            Calls.unwatch(watchdog)
+            send(reply, answer)
+        after
+          # The caller has given up (or will, before it could send it):
+          # nothing runs. It answers only a caller that sent it too late.
+          request.wait ->
+            Calls.unwatch(watchdog)
+
+            send(
+              reply,
+              {reply, :result, {:error, {:timeout, "no go-ahead from the caller in time: nothing ran"}}}
+            )
+        end
     end
   end
 

@@ -18,7 +18,9 @@ defmodule Munition.Cluster.HostProxy do
   # Every process dies with its call: the proxy is killed by Host.Calls at
   # the deadline or when the guest's driver goes; the caller's process is
   # killed by a watchdog on the proxy (Host.Calls.watch/1), which also fires
-  # when the connection breaks.
+  # when the connection breaks, and by the caller (Munition.Cluster.Call)
+  # when the call ends unanswered: a node that stops answering neither
+  # kills the proxy nor breaks the connection.
 
   alias Munition.Host.{Calls, Context, Function}
 

@@ -27,27 +27,39 @@ defmodule Munition.Cluster.Placement do
 
   @doc false
   # `nodes` in the order a call should try them, given each one's pool
-  # stats (`Munition.Pool.stats/1`, nil when it has no such pool any more).
-  # The local node's stats decide alone when it has room: the others are
-  # asked only when it has none (see `order/3`).
+  # stats (`Munition.Pool.stats/1`, nil when it has no such pool any more,
+  # `:no_answer` when it did not answer the query in time). The local node's
+  # stats decide alone when it has room: the others are asked only when it
+  # has none (see `order/3`). Members that did not answer go last, in the
+  # order given: they may only be slow.
   @spec order([node()], map()) :: [node()]
   def order(nodes, stats) do
     local = stats[node()]
 
-    if local && room?(local) do
+    if is_map(local) and room?(local) do
       [node() | List.delete(nodes, node())]
     else
-      nodes
-      |> Enum.filter(&stats[&1])
-      |> Enum.sort_by(fn node -> {stats[node].waiting, stats[node].running, node != node()} end)
+      answered =
+        nodes
+        |> Enum.filter(&is_map(stats[&1]))
+        |> Enum.sort_by(fn node -> {stats[node].waiting, stats[node].running, node != node()} end)
+
+      answered ++ Enum.filter(nodes, &(stats[&1] == :no_answer))
     end
   end
+
+  # How long the stats query may take of the time a call has left: one
+  # member that does not answer (frozen, overloaded) must not use up the
+  # call's deadline while another one is idle.
+  @query_share 4
+  @query_max_ms 100
 
   @doc false
   # The order of `nodes` for a call of pool `name` that may wait until
   # `deadline`: the local stats first; the others' only when the local pool
-  # has no room, asked all at once with `:erpc.multicall/5`. A node that does
-  # not answer in time is left out.
+  # has no room, asked all at once with `:erpc.multicall/5` for at most a
+  # quarter of the time left and #{@query_max_ms} ms. A member that does not
+  # answer by then goes last.
   @spec order(atom(), [node()], integer()) :: [node()]
   def order(name, nodes, deadline) do
     local = if node() in nodes, do: Munition.Pool.stats(name)
@@ -56,13 +68,14 @@ defmodule Munition.Cluster.Placement do
       order(nodes, %{node() => local})
     else
       remote = List.delete(nodes, node())
-      timeout = max(deadline - System.monotonic_time(:millisecond), 0)
+      left = max(deadline - System.monotonic_time(:millisecond), 0)
 
       answers =
         remote
-        |> :erpc.multicall(Munition.Pool, :stats, [name], timeout)
+        |> :erpc.multicall(Munition.Pool, :stats, [name], min(div(left, @query_share), @query_max_ms))
         |> Enum.map(fn
           {:ok, stats} -> stats
+          {:error, {:erpc, :timeout}} -> :no_answer
           _failed -> nil
         end)
 

@@ -50,12 +50,20 @@ defmodule Munition.Cluster.Server do
   end
 
   @doc false
-  # Keeps `module` for later calls; the oldest entry goes past the capacity.
+  # Keeps `module` for later calls; the oldest entries go past the capacity.
+  # Every caller evicts until the table is within it: calls that insert at
+  # once may pick the same oldest entry, and the capacity would then hold
+  # only for one of them.
   @spec remember(Munition.Module.t(), map()) :: :ok
   def remember(%Munition.Module{hash: hash} = module, limits) do
     :ets.insert(@table, {{hash, limits}, module, System.unique_integer([:monotonic])})
+    evict(Munition.Runtime.Config.module_cache_size())
+  rescue
+    ArgumentError -> :ok
+  end
 
-    if :ets.info(@table, :size) > Munition.Runtime.Config.module_cache_size() do
+  defp evict(capacity) do
+    if :ets.info(@table, :size) > capacity do
       {oldest, _seq} =
         :ets.foldl(
           fn {key, _module, seq}, {_, best} = acc -> if seq < best, do: {key, seq}, else: acc end,
@@ -64,11 +72,10 @@ defmodule Munition.Cluster.Server do
         )
 
       :ets.delete(@table, oldest)
+      evict(capacity)
+    else
+      :ok
     end
-
-    :ok
-  rescue
-    ArgumentError -> :ok
   end
 
   @doc false

@@ -1,7 +1,9 @@
 defmodule Munition.Cluster.FailureTest do
   # Peer nodes that go down: before a call starts (another member is tried,
   # or {:nodedown, node}) and while it runs ({:node_down_during_call, node},
-  # never retried). Each test halts its own peers.
+  # never retried); nodes that stop answering (frozen with SIGSTOP): before
+  # the call started ({:timeout, _}, and it never runs) and after
+  # ({:no_answer, node}). Each test stops its own peers.
   use ExUnit.Case, async: false
   # Nodes that go down make global and net_kernel log warnings.
   @moduletag :capture_log
@@ -53,15 +55,83 @@ defmodule Munition.Cluster.FailureTest do
     assert :erpc.call(up, Munition.Pool, :stats, [:failover]).completed == 1
   end
 
-  test "a node that stops answering holds the caller no longer than the timeout and the margin" do
-    node = peer!("cluster_frozen")
-    os_pid = :erpc.call(node, :os, :getpid, [])
-    # Frozen, not gone: the connection stays up, nothing answers.
-    {_, 0} = System.cmd("kill", ["-STOP", List.to_string(os_pid)])
-    on_exit(fn -> System.cmd("kill", ["-CONT", List.to_string(os_pid)]) end)
+  # Freezes `node` (SIGSTOP): its connection stays up, nothing answers.
+  # Thawed when the test ends, if the test has not.
+  defp freeze!(node) do
+    os_pid = List.to_string(:erpc.call(node, :os, :getpid, []))
+    {_, 0} = System.cmd("kill", ["-STOP", os_pid])
+    on_exit(fn -> System.cmd("kill", ["-CONT", os_pid]) end)
+    os_pid
+  end
 
-    assert {:error, {:timeout, message}} = Munition.fire(@add, "add", [1, 2], node: node, timeout: 50)
-    assert message =~ "did not answer within the call's timeout"
+  @where ~s{(module (import "env" "where" (func $w (result i32))) (func (export "run") (result i32) (call $w)))}
+
+  test "a call a frozen node could not start is {:timeout, _}, and it never runs there once the node thaws" do
+    test = self()
+    node = peer!("cluster_frozen")
+    :ok = :erpc.call(node, Munition.Host.Functions, :register, [:cluster_where, Peers.where(test)])
+    opts = [node: node, host_functions: [:cluster_where], capabilities: [:where], host_functions_at: :node]
+
+    # The node knows the module: the frozen call sends its hash only.
+    assert {:ok, 7, _} = Munition.fire(@where, "run", [], opts)
+    assert_receive {:ran_on, ^node, _fuel}
+
+    os_pid = freeze!(node)
+    assert {:error, {:timeout, message}} = Munition.fire(@where, "run", [], [timeout: 50] ++ opts)
+    assert message =~ "nothing ran"
+
+    # Thawed, the node spawns the call's process, which waits for a
+    # go-ahead that never comes, and ends without running the guest.
+    {_, 0} = System.cmd("kill", ["-CONT", os_pid])
+    serving = :erpc.call(node, Peers, :processes_running, [{Munition.Cluster.Call, :serve, 3}])
+    assert serving != []
+    Enum.each(serving, &Munition.Sync.await_down/1)
+
+    assert :erpc.call(node, Munition.Cluster, :local_stats, []).served == 1
+    refute_received {:ran_on, _, _}
+  end
+
+  test "a node that stops answering after the call started is {:no_answer, node}; the host function here goes" do
+    test = self()
+    node = peer!("cluster_no_answer")
+
+    # The node's own deadline would end the guest, so the node is frozen
+    # well before it: the timeout only has to outlast the freezing.
+    fired =
+      Task.async(fn ->
+        Munition.fire(@wat, "block", [], [node: node, timeout: 3_000] ++ Peers.blocking(test))
+      end)
+
+    assert_receive {:blocked, here, fun}
+    assert here == node()
+    freeze!(node)
+
+    assert Task.await(fired, 30_000) == {:error, {:no_answer, node}}
+    assert Munition.Sync.await_down(fun) in [:killed, :noproc]
+  end
+
+  test "a frozen member does not hold a placed call: it goes to the idle member, the frozen one last" do
+    test = self()
+    idle = peer!("cluster_placed_idle")
+    frozen = peer!("cluster_placed_frozen")
+    name = :"placed_#{System.unique_integer([:positive])}"
+    opts = [name: name, wasm: @wat, size: 1, host_functions: [Peers.block(test)], capabilities: [:block]]
+    Enum.each([node(), idle, frozen], &Peers.start_pool!(&1, opts))
+    on_exit(fn -> Peers.stop_pool!(node(), name) end)
+
+    # The local member is full: the others' stats are asked.
+    blocked = Task.async(fn -> Munition.fire_pooled(name, "block", []) end)
+    assert_receive {:blocked, here, fun}
+    assert here == node()
+
+    freeze!(frozen)
+    # The stats query takes a quarter of the timeout at most: the rest is
+    # far more than the idle member needs.
+    assert {:ok, 3, _} = Munition.fire_pooled(name, "add", [1, 2], node: :any, timeout: 5_000)
+    assert :erpc.call(idle, Munition.Pool, :stats, [name]).completed == 1
+
+    send(fun, :release)
+    assert {:ok, 1, _} = Task.await(blocked)
   end
 
   test "a node down while the guest runs is {:node_down_during_call, node}, and no other member is tried" do
@@ -78,14 +148,7 @@ defmodule Munition.Cluster.FailureTest do
     assert_receive {:blocked, ^doomed, _fun}
 
     # A call with a host function on this node, running on the same node.
-    fired =
-      Task.async(fn ->
-        Munition.fire(@wat, "block", [],
-          node: doomed,
-          host_functions: [Peers.block(test)],
-          capabilities: [:block]
-        )
-      end)
+    fired = Task.async(fn -> Munition.fire(@wat, "block", [], [node: doomed] ++ Peers.blocking(test)) end)
 
     assert_receive {:blocked, here, fun}
     assert here == node()

@@ -123,6 +123,49 @@ defmodule Munition.Cluster.FireTest do
         )
       end
     end
+
+    test "a caller's mistake raises whether or not the node is up, in either host_functions_at" do
+      nobody = :"nobody_#{System.pid()}@localhost"
+
+      for at <- [:caller, :node] do
+        opts = [node: nobody, host_functions_at: at]
+
+        assert_raise ArgumentError, ~r/got: -1/, fn ->
+          Munition.fire(@add, "add", [1, 2], [fuel: -1] ++ opts)
+        end
+
+        assert_raise ArgumentError, ~r/:bogus/, fn ->
+          Munition.fire(@add, "add", [1, 2], [bogus: 1] ++ opts)
+        end
+
+        assert_raise ArgumentError, ~r/got: :sometimes/, fn ->
+          Munition.fire(@add, "add", [1, 2], [forensics: :sometimes] ++ opts)
+        end
+      end
+
+      # What names the node's own resources is checked there, not here.
+      preopens = [wasi: [preopens: [{"/d", "/nonexistent_#{System.pid()}"}]]]
+      assert Munition.fire(@add, "add", [1, 2], [node: nobody] ++ preopens) == {:error, {:nodedown, nobody}}
+
+      assert_raise ArgumentError, ~r/node must be a node name \(name@host\) or :any, got: :notanode/, fn ->
+        Munition.fire(@add, "add", [1, 2], node: :notanode)
+      end
+    end
+
+    test "with host_functions_at: :node, a function given inline raises naming it: it never travels", %{
+      peer: peer
+    } do
+      for node <- [peer, node()] do
+        assert_raise ArgumentError, ~r/never travels, got: \{"env", "where"/, fn ->
+          Munition.fire(@where, "run", [],
+            node: node,
+            host_functions: [Peers.where(self())],
+            capabilities: [:where],
+            host_functions_at: :node
+          )
+        end
+      end
+    end
   end
 
   describe "host functions of a call on another node" do

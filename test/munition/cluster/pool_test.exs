@@ -67,13 +67,31 @@ defmodule Munition.Cluster.PoolTest do
     assert {:error, {:pool_unavailable, _}} = Munition.fire_pooled(name, "add", [1, 2], node: :any)
   end
 
+  test "per-call options reach a remote member, wasi: among them", %{peer: peer, name: name, opts: opts} do
+    Peers.start_pool!(peer, opts)
+
+    for node <- [peer, :any] do
+      assert {:ok, 3, _} =
+               Munition.fire_pooled(name, "add", [1, 2], node: node, wasi: [args: ["x"]], fuel: 1_000)
+    end
+
+    assert completed(peer, name) == 2
+  end
+
   test "a caller's mistake raises here", %{name: name} do
     assert_raise ArgumentError, ~r/fixed when the pool starts/, fn ->
       Munition.fire_pooled(name, "add", [1, 2], node: :any, capabilities: [:time])
     end
 
-    assert_raise ArgumentError, ~r/host_functions_at is fixed by each pool/, fn ->
-      Munition.fire_pooled(name, "add", [1, 2], node: :any, host_functions_at: :node)
+    for at <- [:node, :caller] do
+      assert_raise ArgumentError, ~r/host_functions_at is fixed by each pool.*got: #{inspect(at)}/, fn ->
+        Munition.fire_pooled(name, "add", [1, 2], node: :any, host_functions_at: at)
+      end
+    end
+
+    # Shapes are checked here; a node's own directories there.
+    assert_raise ArgumentError, ~r/got: -1/, fn ->
+      Munition.fire_pooled(name, "add", [1, 2], node: :any, fuel: -1)
     end
   end
 
@@ -108,16 +126,23 @@ defmodule Munition.Cluster.PoolTest do
       assert Placement.order([:a@x, node(), :b@x], stats) == [node(), :a@x, :b@x]
     end
 
-    test "otherwise the fewest waiting, then the fewest running; members without a pool are left out" do
+    test "otherwise the fewest waiting, then the fewest running; members without a pool are left out, silent ones go last" do
       stats = %{
         node() => %{size: 1, running: 1, waiting: 2},
         a@x: %{size: 4, running: 4, waiting: 1},
         b@x: %{size: 4, running: 3, waiting: 0},
         c@x: %{size: 4, running: 2, waiting: 0},
-        d@x: nil
+        d@x: nil,
+        e@x: :no_answer
       }
 
-      assert Placement.order([node(), :a@x, :b@x, :c@x, :d@x], stats) == [:c@x, :b@x, :a@x, node()]
+      assert Placement.order([node(), :e@x, :a@x, :b@x, :c@x, :d@x], stats) == [
+               :c@x,
+               :b@x,
+               :a@x,
+               node(),
+               :e@x
+             ]
     end
   end
 end
