@@ -41,6 +41,7 @@ defmodule Munition.Cluster.Call do
 
   alias Munition.Cluster.{HostProxy, Server}
   alias Munition.Host.Calls
+  alias Munition.Options
 
   # The node's own backstop for a guest the engine failed to stop (twice the
   # manager's grace of one second, see Munition.Instance.Manager) and half a
@@ -231,7 +232,7 @@ defmodule Munition.Cluster.Call do
   end
 
   defp prepare(%{kind: :fire, module: {:hash, hash}} = request) do
-    case Server.lookup(hash, limits(request.opts)) do
+    case Server.lookup(hash, compiled_for(request.opts)) do
       nil -> :miss
       module -> {:ok, %{request | module: module}}
     end
@@ -244,10 +245,12 @@ defmodule Munition.Cluster.Call do
 
   defp prepare(%{kind: :pooled} = request), do: {:ok, request}
 
-  # The limits a module was checked against: part of its key here, so a
-  # call with other limits compiles (and checks) again.
-  defp limits(opts) do
-    Munition.Runtime.Config.limits!(Keyword.get(opts, :limits, []))
+  # What a module was compiled for here, part of its key: the runtime (a
+  # module is one engine's code) and the limits it was checked against, so
+  # a call on the other engine or with other limits compiles (and checks)
+  # again.
+  defp compiled_for(opts) do
+    {Options.runtime!(opts[:runtime]), Munition.Runtime.Config.limits!(Keyword.get(opts, :limits, []))}
   rescue
     # The caller checked them; one the node refuses is reported by fire/4.
     ArgumentError -> :unchecked
@@ -287,12 +290,12 @@ defmodule Munition.Cluster.Call do
   # for the next call, which sends only its hash. Compiling again here is a
   # hit in the runtime's module cache.
   defp remember(bytes, hash, opts, result) when elem(result, 0) in [:ok, :crash] do
-    limits = limits(opts)
+    compiled_for = compiled_for(opts)
 
-    with true <- limits != :unchecked,
+    with {runtime, _limits} <- compiled_for,
          {:ok, %Munition.Module{hash: ^hash} = module} <-
-           Munition.compile(bytes, limits: Keyword.get(opts, :limits, [])) do
-      Server.remember(module, limits)
+           Munition.compile(bytes, runtime: runtime, limits: Keyword.get(opts, :limits, [])) do
+      Server.remember(module, compiled_for)
     else
       # Not kept: the next call ships the bytes again.
       _other -> :ok

@@ -32,12 +32,13 @@ defmodule Munition.Cluster.Server do
   def start_link(opts \\ []), do: GenServer.start_link(__MODULE__, opts, name: __MODULE__)
 
   @doc false
-  # The module compiled here from the bytes hashed as `hash` under `limits`,
-  # or nil (counted as a hit or a miss).
-  @spec lookup(String.t(), map()) :: Munition.Module.t() | nil
-  def lookup(hash, limits) do
+  # The module compiled here from the bytes hashed as `hash` for
+  # `compiled_for` (its runtime and limits), or nil (counted as a hit or a
+  # miss).
+  @spec lookup(String.t(), term()) :: Munition.Module.t() | nil
+  def lookup(hash, compiled_for) do
     found =
-      case :ets.lookup(@table, {hash, limits}) do
+      case :ets.lookup(@table, {hash, compiled_for}) do
         [{_key, module, _seq}] -> module
         [] -> nil
       end
@@ -54,9 +55,9 @@ defmodule Munition.Cluster.Server do
   # Every caller evicts until the table is within it: calls that insert at
   # once may pick the same oldest entry, and the capacity would then hold
   # only for one of them.
-  @spec remember(Munition.Module.t(), map()) :: :ok
-  def remember(%Munition.Module{hash: hash} = module, limits) do
-    :ets.insert(@table, {{hash, limits}, module, System.unique_integer([:monotonic])})
+  @spec remember(Munition.Module.t(), term()) :: :ok
+  def remember(%Munition.Module{hash: hash} = module, compiled_for) do
+    :ets.insert(@table, {{hash, compiled_for}, module, System.unique_integer([:monotonic])})
     evict(Munition.Runtime.Config.module_cache_size())
   rescue
     ArgumentError -> :ok

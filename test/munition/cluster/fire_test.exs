@@ -79,6 +79,19 @@ defmodule Munition.Cluster.FireTest do
       assert {:error, {:module_limit, _}} = Munition.fire(wat, "k", [], node: peer, limits: [functions: 1])
     end
 
+    test "a module is kept per engine: a call on the other engine compiles it for that one", %{peer: peer} do
+      wat = ~s{(module (func (export "k") (result i32) i32.const #{System.unique_integer([:positive])}))}
+      wasmi = [node: peer, runtime: Munition.Runtime.Wasmi]
+
+      assert {:ok, k, _} = Munition.fire(wat, "k", [], node: peer)
+      before = stats(peer).modules
+      assert {:ok, ^k, _} = Munition.fire(wat, "k", [], wasmi)
+      assert stats(peer).modules.misses == before.misses + 1
+      assert {:ok, ^k, _} = Munition.fire(wat, "k", [], wasmi)
+      assert {:ok, ^k, _} = Munition.fire(wat, "k", [], node: peer)
+      assert stats(peer).modules.misses == before.misses + 1
+    end
+
     test "an invalid module is the local error", %{peer: peer} do
       assert Munition.fire(<<0, 97, 115, 109, 9>>, "f", [], node: peer) ==
                Munition.fire(<<0, 97, 115, 109, 9>>, "f", [])
