@@ -104,7 +104,7 @@ defmodule Munition.Pool do
     options = Options.fire!(fire_opts)
     # Another engine's module is the caller's mistake: said here, not as a
     # crash of the pool's process.
-    if is_struct(wasm, Munition.Module), do: Munition.Module.runtime!(wasm, options.runtime)
+    _checked = if is_struct(wasm, Munition.Module), do: Munition.Module.runtime!(wasm, options.runtime)
     GenServer.start_link(__MODULE__, {name, wasm, size, options}, name: name)
   end
 
