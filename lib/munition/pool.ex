@@ -190,7 +190,7 @@ defmodule Munition.Pool do
     c = pool.counters
 
     cond do
-      place == :back and :atomics.get(c, @waiting) > 0 ->
+      place == :back and Waiters.count(c) > 0 ->
         wait(pool, deadline, place)
 
       :atomics.add_get(c, @running, 1) <= pool.size ->
@@ -237,7 +237,7 @@ defmodule Munition.Pool do
     end
 
     :atomics.sub(pool.counters, @running, 1)
-    if :atomics.get(pool.counters, @waiting) > 0, do: send(pool.pid, :released)
+    if Waiters.count(pool.counters) > 0, do: send(pool.pid, :released)
   end
 
   ## The pool's process: it prepares the module, owns the line of waiting

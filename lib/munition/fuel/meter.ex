@@ -163,13 +163,10 @@ defmodule Munition.Fuel.Meter do
   def record_at(hash, function, outcome, fuel, time, now_ms)
       when is_binary(hash) and is_binary(function) and is_atom(outcome) and is_integer(fuel) and
              fuel >= 0 and is_integer(time) and time >= 0 do
-    case :ets.whereis(@table) do
-      :undefined -> :ok
-      table -> do_record(table, {hash, function}, outcome, fuel, time, now_ms)
-    end
+    do_record(@table, {hash, function}, outcome, fuel, time, now_ms)
   rescue
-    # The table can disappear between whereis and use (meter stopping): the
-    # caller's result must not depend on the meter.
+    # No meter running (or stopping while this records): the caller's result
+    # must not depend on the meter.
     ArgumentError -> :ok
   end
 

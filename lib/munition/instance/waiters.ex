@@ -21,7 +21,15 @@ defmodule Munition.Instance.Waiters do
   @doc false
   # Processes waiting on `counter`.
   @spec count(:atomics.atomics_ref()) :: non_neg_integer()
-  def count(counter), do: :atomics.get(counter, 1)
+  def count(counter) do
+    # Read as Munition.Fuel.Meter.MinMax reads (a compare-and-swap with the
+    # same value, half an :atomics.get/2 on OTP 25): every pooled call reads
+    # it twice and every call once.
+    case :atomics.compare_exchange(counter, 1, 0, 0) do
+      :ok -> 0
+      waiting -> waiting
+    end
+  end
 
   @doc false
   # Waits in `server`'s line until woken (`:ok`: try again), until `deadline`
