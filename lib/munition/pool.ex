@@ -330,8 +330,11 @@ defmodule Munition.Pool do
   defp reclaim(state) do
     pool = state.pool
 
-    for {{pid, _ref} = holder} <- :ets.tab2list(pool.holders), not Process.alive?(pid) do
-      :ets.delete(pool.holders, holder)
+    # A holder listed alive may check in and exit before it is looked at
+    # here: its place is given back once, by whoever takes its row.
+    for {{pid, _ref} = holder} <- :ets.tab2list(pool.holders),
+        not Process.alive?(pid),
+        :ets.take(pool.holders, holder) != [] do
       :atomics.sub(pool.counters, @running, 1)
     end
 
