@@ -33,7 +33,7 @@ defmodule Munition.Cluster do
   the local member first when it has room (a free place and no one waiting),
   otherwise the member with the fewest waiting calls, asked with
   `:erpc.multicall/5` (then the fewest running) for at most a quarter of
-  the time left and 100 ms; a member that has not answered by then is tried
+  the time left and 250 ms; a member that has not answered by then is tried
   last. A member that leaves (its
   pool stopped, its node down or disconnected) stops receiving calls; a
   member found down or stopped before the call starts there is skipped for

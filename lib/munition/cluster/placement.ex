@@ -52,7 +52,7 @@ defmodule Munition.Cluster.Placement do
   # member that does not answer (frozen, overloaded) must not use up the
   # call's deadline while another one is idle.
   @query_share 4
-  @query_max_ms 100
+  @query_max_ms 250
 
   @doc false
   # The order of `nodes` for a call of pool `name` that may wait until
