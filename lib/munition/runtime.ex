@@ -111,9 +111,11 @@ defmodule Munition.Runtime do
   `{:instantiation_failed, _}`, `{:overloaded, _}`.
 
   When `state.call` is `{function, params, release}`, a runtime may go on
-  to that call in the same step once the instance is ready, and return the
-  call's progress (as `c:call/3` would) instead of `:ready`: one trip to the
-  engine instead of two. It must return `:ready` without calling when the
+  to that call once the instance is ready, in the same execution, and report
+  the call's progress (as `c:call/3` would) where it would report `:ready`:
+  from this function, or from a later `c:resume/1` when instantiating took
+  more than a slice. One trip to the engine instead of two. It must return
+  `:ready` without calling when the
   call cannot start (no such export, arguments of the wrong types), so that
   the caller's own `c:call/3` reports why; a runtime may also ignore the
   field. With `release` true, nothing of the instance is needed once the

@@ -173,6 +173,19 @@ defmodule Munition.PoolTest do
       assert %{running: 0, waiting: 0} = Pool.stats(name)
     end
 
+    test "a process already holding a place gets a holder row of its own for a second one" do
+      name = start_pool!(wasm: @add)
+      holders = Pool.fetch(name).holders
+      # As if this process held a place (its row is keyed by its pid); no
+      # public path does that today, but a second call must not take over
+      # the first one's row and delete it when it ends.
+      :ets.insert(holders, {self()})
+
+      assert {:ok, 5, _} = Munition.fire_pooled(name, "add", [2, 3])
+      assert :ets.tab2list(holders) == [{self()}]
+      assert %{running: 0, completed: 1} = Pool.stats(name)
+    end
+
     test "stopping the pool answers its waiters, and running calls end as usual" do
       name = unique_name()
 

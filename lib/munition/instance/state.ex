@@ -77,4 +77,17 @@ defmodule Munition.Instance.State do
           wasi: map() | nil,
           call: {String.t(), [number() | atom()], boolean()} | nil
         }
+
+  @doc """
+  What a native runtime reads of the State to make the store, as the tuple
+  its NIF decodes (`InstanceConfig` in `native/munition_native/src/instance.rs`,
+  fields in the same order): `{fuel, timeout, max_memory, links, log_limit,
+  host_pid, wasi, call}`. A tuple is read by position; the State map was
+  read key by key, a tenth of a pooled call's native time.
+  """
+  @spec to_native(t()) :: tuple()
+  def to_native(%__MODULE__{} = state) do
+    {state.fuel, state.timeout, state.max_memory, state.links, state.log_limit, state.host_pid, state.wasi,
+     state.call}
+  end
 end

@@ -60,6 +60,7 @@ defmodule Munition.Runtime.Wasmi do
 
   @behaviour Munition.Runtime
 
+  alias Munition.Instance.State
   alias Munition.Native
   alias Munition.Runtime.{Config, Wasmtime}
 
@@ -159,8 +160,8 @@ defmodule Munition.Runtime.Wasmi do
   ## Instances
 
   @impl true
-  def instantiate(%Munition.Module{resource: resource}, %Munition.Instance.State{} = state) do
-    with {:ok, {instance, progress}} <- Native.wasmi_instance_new(resource, state) do
+  def instantiate(%Munition.Module{resource: resource}, %State{} = state) do
+    with {:ok, {instance, progress}} <- Native.wasmi_instance_new(resource, State.to_native(state)) do
       {:ok, instance, progress}
     end
   end

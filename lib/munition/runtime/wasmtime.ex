@@ -12,6 +12,7 @@ defmodule Munition.Runtime.Wasmtime do
 
   @behaviour Munition.Runtime
 
+  alias Munition.Instance.State
   alias Munition.Native
   alias Munition.Runtime.Config
 
@@ -176,8 +177,8 @@ defmodule Munition.Runtime.Wasmtime do
   ## Instances
 
   @impl true
-  def instantiate(%Munition.Module{resource: resource}, %Munition.Instance.State{} = state) do
-    with {:ok, {instance, progress}} <- Native.instance_new(resource, state) do
+  def instantiate(%Munition.Module{resource: resource}, %State{} = state) do
+    with {:ok, {instance, progress}} <- Native.instance_new(resource, State.to_native(state)) do
       {:ok, instance, progress}
     end
   end

@@ -2,12 +2,13 @@
 //! before any guest code runs, then the first slice of the call.
 
 use rustler::{Env, ResourceArc, Term};
-use wasmtime::{Extern, Func, Val};
+use wasmtime::{Extern, Func, ModuleExport, Val};
 
 use crate::engine::FIRST_SLICE;
 use crate::error::{MunitionError, MunitionResult};
 use crate::execution::{advance, Live, Progress, Slot, Step};
 use crate::instance::InstanceRef;
+use crate::module::CompiledModule;
 use crate::value::{to_val, val_type_atom};
 
 /// Calls `function` with `params` and runs the first slice of it. Argument
@@ -39,13 +40,42 @@ pub fn prepare(live: &mut Live, function: &str, params: &[Term]) -> MunitionResu
     let wasm_instance = live.instance.ok_or_else(|| {
         MunitionError::InvalidState("instance did not finish instantiating".into())
     })?;
-    let not_found = || MunitionError::FunctionNotFound(function.to_string());
-    let exported = live.module.functions.get(function).ok_or_else(not_found)?;
+    let CallArgs {
+        export,
+        params,
+        results,
+    } = convert(&live.module, function, params)?;
     let func = wasm_instance
-        .get_module_export(&mut live.store, &exported.export)
+        .get_module_export(&mut live.store, &export)
         .and_then(Extern::into_func)
-        .ok_or_else(not_found)?;
+        .ok_or_else(|| MunitionError::FunctionNotFound(function.to_string()))?;
+    Ok(PreparedCall {
+        func,
+        params,
+        results,
+    })
+}
 
+/// A call checked against the module's types, before there is an instance:
+/// the export to call in whichever instance of the module, the converted
+/// arguments, and slots for the results.
+pub struct CallArgs {
+    pub export: ModuleExport,
+    pub params: Vec<Val>,
+    pub results: Vec<Val>,
+}
+
+/// Finds `function` among the module's exports and converts `params` to its
+/// parameter types (`:function_not_found`, `:bad_args`).
+pub fn convert(
+    module: &CompiledModule,
+    function: &str,
+    params: &[Term],
+) -> MunitionResult<CallArgs> {
+    let exported = module
+        .functions
+        .get(function)
+        .ok_or_else(|| MunitionError::FunctionNotFound(function.to_string()))?;
     if params.len() != exported.params.len() {
         return Err(MunitionError::BadArgs(format!(
             "{function} takes {} argument(s) ({:?}), got {}",
@@ -71,8 +101,8 @@ pub fn prepare(live: &mut Live, function: &str, params: &[Term]) -> MunitionResu
         .iter()
         .map(|t| Val::default_for_ty(t).unwrap_or(Val::I32(0)))
         .collect();
-    Ok(PreparedCall {
-        func,
+    Ok(CallArgs {
+        export: exported.export,
         params,
         results,
     })

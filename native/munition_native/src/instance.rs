@@ -10,11 +10,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use rustler::{Atom, Encoder, Env, LocalPid, Resource, ResourceArc, Term};
-use wasmtime::Instance;
+use wasmtime::{Extern, Instance};
 
 use crate::atoms;
 use crate::bridge::HostBridge;
-use crate::call;
+use crate::call::{self, CallArgs};
 use crate::engine::{FIRST_SLICE, SLICE};
 use crate::error::{MunitionError, MunitionResult};
 use crate::execution::{advance, Live, Progress, Slot, Step};
@@ -44,9 +44,11 @@ impl InstanceRef {
     }
 }
 
-/// What `instance_new/2` is given. Decoded from a map by key: keys it does
-/// not name are ignored.
-#[derive(rustler::NifMap)]
+/// What `instance_new/2` is given: the tuple `Munition.Instance.State.to_native/1`
+/// builds, fields in this order. A tuple rather than the State map: decoding
+/// eight fields by key from an eighteen-key map was a tenth of a pooled call's
+/// native time.
+#[derive(rustler::NifTuple)]
 #[rustler(decode)]
 pub struct InstanceConfig<'a> {
     pub fuel: u64,
@@ -67,7 +69,7 @@ pub struct InstanceConfig<'a> {
     /// ready, in the same NIF call (one trip instead of two for most calls),
     /// or `nil`. With `release`, a call that returns has its store released
     /// at once: nothing of it is needed after.
-    pub call: OrNil<(String, Vec<Term<'a>>, bool)>,
+    pub call: OrNil<(&'a str, Vec<Term<'a>>, bool)>,
 }
 
 /// What `instance_new/2` hands out: the instance, or `:released` when its
@@ -127,15 +129,15 @@ pub fn preflight(
 /// ms}`. On a normal scheduler: the first slice is short (`FIRST_SLICE`);
 /// `instance_resume/1` continues on dirty ones.
 ///
-/// With a `call` in the config, an instance ready within that first slice
-/// goes on to the call at once and the progress is the call's, as
-/// `instance_call/3` would return it. A call that cannot start (no such
-/// export, bad arguments) leaves the instance `:ready`: the caller's own
-/// `instance_call/3` then reports why, and no guest code ran twice. A call
-/// that returned, when the config says to release it, comes back with
-/// `:released` for the handle: the store is gone already (unless its memory
-/// is large, see `instance_cleanup/1`), and neither a resource nor a
-/// cleanup was paid for.
+/// With a `call` in the config, the call follows the instantiation in the
+/// same guest execution (slices continue through both) and the progress is
+/// the call's, as `instance_call/3` would return it. A call that cannot
+/// start (no such export, bad arguments) leaves the instance `:ready`: the
+/// caller's own `instance_call/3` then reports why, and no guest code ran
+/// twice. A call that returned within the first slice, when the config says
+/// to release it, comes back with `:released` for the handle: the store is
+/// gone already (unless its memory is large, see `instance_cleanup/1`), and
+/// neither a resource nor a cleanup was paid for.
 #[rustler::nif]
 fn instance_new<'a>(
     env: Env<'a>,
@@ -174,24 +176,51 @@ fn instance_new<'a>(
         elapsed: Duration::ZERO,
         failure: None,
     });
+    // The call, when there is one and it can start, is checked against the
+    // module's exports now, so that instantiating and calling are one guest
+    // execution: one future, one slice loop, no second trip through the
+    // slot. One that cannot start (no such export, bad arguments) is left
+    // out: the instance comes back `:ready` and the caller's own call says
+    // why.
+    let (call, release) = match &config.call.0 {
+        Some((function, params, release)) => match call::convert(&module.0, function, params) {
+            Ok(args) => (Some(args), *release),
+            Err(_) => (None, false),
+        },
+        None => (None, false),
+    };
     // Imports were checked by the Elixir side, so what fails here is the
     // guest (its start function, or a segment that does not fit) or, should
     // that check be bypassed, Wasmtime's own type check of the imports.
     slot.start(|mut live| async move {
         let module = live.module.module.clone();
-        let result = Instance::new_async(&mut live.store, &module, &imports).await;
-        (live, result.map(Step::Instantiated))
+        let instance = match Instance::new_async(&mut live.store, &module, &imports).await {
+            Ok(instance) => instance,
+            Err(error) => return (live, Err(error)),
+        };
+        let Some((args, func)) = call.and_then(|args| {
+            let func = instance
+                .get_module_export(&mut live.store, &args.export)
+                .and_then(Extern::into_func)?;
+            Some((args, func))
+        }) else {
+            return (live, Ok(Step::Instantiated(instance)));
+        };
+        live.instance = Some(instance);
+        let CallArgs {
+            params,
+            mut results,
+            ..
+        } = args;
+        let result = func
+            .call_async(&mut live.store, &params, &mut results)
+            .await;
+        (live, result.map(|()| Step::Returned(results)))
     })?;
-    let mut progress = advance(env, &mut slot, FIRST_SLICE)?;
-    if let (Progress::Ready, Some((function, params, release))) = (&progress, &config.call.0) {
-        if let Ok(prepared) = call::prepare(slot.idle()?, function, params) {
-            progress = call::start(env, &mut slot, prepared)?;
-            if *release && matches!(progress, Progress::Returned(..)) && !holds_large_memory(&slot)
-            {
-                drop(slot);
-                return Ok((Handle::Released, progress));
-            }
-        }
+    let progress = advance(env, &mut slot, FIRST_SLICE)?;
+    if release && matches!(progress, Progress::Returned(..)) && !holds_large_memory(&slot) {
+        drop(slot);
+        return Ok((Handle::Released, progress));
     }
     let instance = ResourceArc::new(InstanceRef {
         slot: Mutex::new(slot),

@@ -306,15 +306,26 @@ defmodule Munition.Runtime.WasmtimeTest do
         assert {:error, _} = Wasmtime.call(instance, function, params)
         assert Wasmtime.cleanup(instance) == :ok
       end
+    end
 
-      # So does an instantiation that did not finish in its first slice: the
-      # start function runs on, and the call waits for it.
-      slow_start = compile!(~s{(module (func $init (loop br 0)) (start $init) (func (export "f")))})
+    test "instantiate/2 goes on to the call after a start function longer than a slice" do
+      # The start function counts a global down from 5,000,000 (milliseconds
+      # of guest work, many 100 µs first slices); the call reads it.
+      slow_start = compile!(~s{(module (global $n (mut i32) (i32.const 5000000))
+          (func $init (loop (global.set $n (i32.sub (global.get $n) (i32.const 1)))
+                            (br_if 0 (global.get $n))))
+          (start $init)
+          (func (export "f") (result i32) (i32.add (global.get $n) (i32.const 7))))})
 
       assert {:ok, instance, :yielded} =
                Wasmtime.instantiate(slow_start, state(slow_start, call: {"f", [], true}, fuel: @plenty))
 
+      # The resumed execution is instantiation and call together: it ends
+      # with the call's result, not :ready.
+      assert {:ok, {:returned, [7], %{fuel_consumed: fuel}}} = drive({:ok, :yielded}, instance)
+      assert fuel > 5_000_000
       assert Wasmtime.cleanup(instance) == :ok
+      assert {:ok, 7, _} = Munition.fire(slow_start, "f", [], fuel: @plenty)
     end
 
     test "call/3 refuses an unknown export and arguments that do not fit" do
