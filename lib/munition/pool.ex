@@ -159,12 +159,13 @@ defmodule Munition.Pool do
         _ -> Options.state(options, pool.module, pool.links, function, args, fuel)
       end
 
-    deadline = System.monotonic_time(:millisecond) + options.timeout
+    asked_at = System.monotonic_time(:millisecond)
+    deadline = asked_at + options.timeout
 
-    with {:ok, holder} <- checkout(pool, deadline, :back) do
+    with {:ok, holder, place} <- checkout(pool, deadline, :back) do
       result =
         try do
-          Munition.execute(state, options.dump_dir)
+          state |> started(place, asked_at, deadline) |> Munition.execute(options.dump_dir)
         after
           checkin(pool, holder)
         end
@@ -176,6 +177,17 @@ defmodule Munition.Pool do
         :atomics.add(pool.counters, @failed, 1)
         error
     end
+  end
+
+  # The call's deadline counts from when it asked for a place, as fire/4's
+  # counts from its call: one that waited for a place runs for what is left.
+  # A waiter is woken only before its deadline, so it has at least the
+  # millisecond it was woken in.
+  defp started(state, :back, asked_at, _deadline), do: %{state | started_at: asked_at}
+
+  defp started(state, :front, _asked_at, deadline) do
+    now = System.monotonic_time(:millisecond)
+    %{state | started_at: now, timeout: max(deadline - now, 1)}
   end
 
   defp outcome_index({:ok, _, _}), do: @completed
@@ -195,7 +207,7 @@ defmodule Munition.Pool do
 
       :atomics.add_get(c, @running, 1) <= pool.size ->
         try do
-          {:ok, hold(pool.holders)}
+          {:ok, hold(pool.holders), place}
         rescue
           # The pool stopped since it was looked up: its table went with it.
           ArgumentError ->

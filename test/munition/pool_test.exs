@@ -159,6 +159,33 @@ defmodule Munition.PoolTest do
       assert_receive {:held_done, _, {:ok, nil, _}}, @long
     end
 
+    # Wall-clock: 300 ms of a 400 ms timeout spent waiting for a place.
+    @tag :timing
+    test "a call that waited for a place runs for what is left of its timeout" do
+      wasm = ~s{(module (import "test" "hold" (func $hold)) (func (export "f") call $hold)
+        (func (export "spin") (loop br 0)))}
+
+      name = start_pool!(wasm: wasm, size: 1, host_functions: [hold_function(self())], capabilities: [:hold])
+      {_caller, holder} = start_held_call(name)
+      test = self()
+
+      spawn(fn ->
+        send(test, {:spun, Munition.fire_pooled(name, "spin", [], timeout: 400, fuel: 1_000_000_000_000)})
+      end)
+
+      until(fn -> Pool.stats(name).waiting == 1 end)
+
+      receive do
+      after
+        300 -> send(holder, :go)
+      end
+
+      # It ran for about 100 ms, not a whole 400 more.
+      assert_receive {:spun, {:crash, :timeout, %Dump{execution_time_us: ran}}}, @long
+      assert ran < 250_000
+      assert_receive {:held_done, _, {:ok, nil, _}}, @long
+    end
+
     test "a caller killed mid-call gives its place back" do
       name = start_pool!(wasm: @held, size: 1, host_functions: [hold_function(self())], capabilities: [:hold])
       {caller, _holder} = start_held_call(name)

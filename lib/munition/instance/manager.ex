@@ -69,7 +69,9 @@ defmodule Munition.Instance.Manager do
   @spec execute(State.t()) :: result()
   def execute(%State{} = state) do
     with :ok <- BinaryABI.check(state) do
-      state = %{state | started_at: System.monotonic_time(:millisecond), call: call_at_once(state)}
+      # A pooled call comes with the time it asked for its place.
+      started_at = state.started_at || System.monotonic_time(:millisecond)
+      state = %{state | started_at: started_at, call: call_at_once(state)}
       if own_driver?(state), do: run_in_driver(state), else: run(state)
     end
   end

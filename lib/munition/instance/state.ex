@@ -26,6 +26,9 @@ defmodule Munition.Instance.State do
     * `:host_pid` - the process that drives the guest and serves its Elixir
       host functions; set by that process, `nil` when there are none
     * `:started_at` - monotonic milliseconds when the execution started
+      (set by the manager; by `Munition.Pool` to when the call asked for its
+      place, or after a wait for one to when it got it, `:timeout` then
+      being what was left)
     * `:call` - `{function, params, release}`: the call the runtime may
       make as soon as the instance is ready, in the same step as
       instantiating, and whether it may release the instance once that call
