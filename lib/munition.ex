@@ -390,7 +390,9 @@ defmodule Munition do
     end
   end
 
-  defp to_module(%Munition.Module{} = module, _runtime, _opts), do: {:ok, module}
+  defp to_module(%Munition.Module{} = module, runtime, _opts),
+    do: {:ok, Munition.Module.runtime!(module, runtime)}
+
   defp to_module(bytes, runtime, opts) when is_binary(bytes), do: runtime.compile(bytes, opts)
 
   defp to_module(other, _runtime, _opts) do

@@ -108,6 +108,13 @@ defmodule Munition.Conformance do
                        fn ->
                          Munition.fire(module, "add", [3, 4], runtime: other)
                        end
+
+          # Validating it for the other engine says the same.
+          assert :ok = Munition.validate(module, runtime: @runtime)
+
+          assert_raise ArgumentError, ~r/cannot run on #{inspect(other)}/, fn ->
+            Munition.validate(module, runtime: other)
+          end
         end
 
         test "compile/2 returns a module with hash, imports and exports" do
