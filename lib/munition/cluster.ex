@@ -198,29 +198,40 @@ defmodule Munition.Cluster do
 
   @doc false
   # Tries `nodes` in order for a pooled call, going to the next one where
-  # nothing ran because the node was down or its pool gone. Public for the
-  # tests, which hand it a member that went down after it was listed.
+  # nothing ran: the node was down, its pool gone, or (for all but the last
+  # member) its call's process not there within a share of the time left
+  # (`Placement.member_wait_ms/1`: a frozen or overloaded node). Public for
+  # the tests, which hand it members that went down or froze after they
+  # were listed.
   @spec try_members([node()], atom(), String.t(), list(), keyword(), integer()) :: Call.result()
   def try_members(nodes, name, function, args, opts, deadline) do
-    Enum.reduce_while(
-      nodes,
-      {:error, {:pool_unavailable, "no member of pool #{inspect(name)} is running on any node"}},
-      fn node, _last ->
-        case fire_pooled_on(node, name, function, args, opts, deadline) do
-          {:error, {kind, _}} = error when kind in [:nodedown, :pool_unavailable] -> {:cont, error}
-          result -> {:halt, result}
-        end
-      end
-    )
+    none = {:error, {:pool_unavailable, "no member of pool #{inspect(name)} is running on any node"}}
+    try_members(nodes, name, function, args, opts, deadline, none)
   end
 
-  defp fire_pooled_on(node, name, function, args, opts, deadline) when node == node() do
+  defp try_members([], _name, _function, _args, _opts, _deadline, last), do: last
+
+  defp try_members([node | rest], name, function, args, opts, deadline, _last) do
+    ready_by = if rest != [], do: System.monotonic_time(:millisecond) + Placement.member_wait_ms(deadline)
+
+    case fire_pooled_on(node, name, function, args, opts, deadline, ready_by) do
+      {:error, {kind, _}} = error when kind in [:nodedown, :pool_unavailable, :not_ready] ->
+        try_members(rest, name, function, args, opts, deadline, error)
+
+      result ->
+        result
+    end
+  end
+
+  defp fire_pooled_on(node, name, function, args, opts, deadline, _ready_by \\ nil)
+
+  defp fire_pooled_on(node, name, function, args, opts, deadline, _ready_by) when node == node() do
     Munition.fire_pooled(name, function, args, Call.time_left(opts, deadline))
   end
 
-  defp fire_pooled_on(node, name, function, args, opts, deadline) do
+  defp fire_pooled_on(node, name, function, args, opts, deadline, ready_by) do
     request = %{kind: :pooled, pool: name, function: function, args: args, opts: opts}
-    Call.run(node, request, nil, deadline, [])
+    Call.run(node, request, nil, deadline, [], ready_by)
   end
 
   defp default_timeout(name) do

@@ -64,20 +64,27 @@ defmodule Munition.Cluster.Call do
   # request carries the module's hash; `bytes` are sent only if the node
   # answers that it has not compiled them. `host` holds the host functions
   # that run here, in the order of the request's descriptions.
-  @spec run(node(), map(), binary() | nil, integer(), [Munition.Host.Function.t()]) :: result()
-  def run(node, request, bytes, deadline, host) do
-    case start(node, request, deadline, List.to_tuple(host)) do
+  #
+  # With `ready_by` (monotonic ms, before the deadline), a node whose call's
+  # process has not said `:ready` by then is given up on with
+  # `{:error, {:not_ready, node}}`: nothing ran there, and a placed call
+  # tries its next member instead of spending its whole deadline on a
+  # frozen one (see Munition.Cluster.try_members/6).
+  @spec run(node(), map(), binary() | nil, integer(), [Munition.Host.Function.t()], integer() | nil) ::
+          result() | {:error, {:not_ready, node()}}
+  def run(node, request, bytes, deadline, host, ready_by \\ nil) do
+    case start(node, request, deadline, List.to_tuple(host), ready_by) do
       :miss ->
         Server.count(:bytes_shipped, byte_size(bytes))
         request = %{request | module: {:bytes, elem(request.module, 1), bytes}}
-        start(node, request, deadline, List.to_tuple(host))
+        start(node, request, deadline, List.to_tuple(host), ready_by)
 
       result ->
         result
     end
   end
 
-  defp start(node, request, deadline, host) do
+  defp start(node, request, deadline, host, ready_by) do
     case deadline - System.monotonic_time(:millisecond) do
       left when left > 0 ->
         reply = :erlang.alias([:explicit_unalias])
@@ -94,7 +101,16 @@ defmodule Munition.Cluster.Call do
           ])
 
         # `pid` is known, and `go` true, once the go-ahead is sent.
-        call = %{node: node, pid: nil, monitor: monitor, reply: reply, host: host, go: false, host_pid: nil}
+        call = %{
+          node: node,
+          pid: nil,
+          monitor: monitor,
+          reply: reply,
+          host: host,
+          go: false,
+          host_pid: nil,
+          ready_by: ready_by && min(ready_by, deadline)
+        }
 
         try do
           await(call, deadline)
@@ -157,23 +173,34 @@ defmodule Munition.Cluster.Call do
             "the call's process on #{call.node} ended without answering: #{inspect(reason)}"}}
         )
     after
-      # Before the go-ahead nothing runs there: the caller stops waiting at
-      # the deadline. After it, the node stops the guest at its deadline and
-      # the caller allows the margin for that and for the answer.
-      max(deadline + if(call.go, do: @reply_margin_ms, else: 0) - System.monotonic_time(:millisecond), 0) ->
+      max(wait_until(call, deadline) - System.monotonic_time(:millisecond), 0) ->
         Process.demonitor(monitor, [:flush])
 
-        if call.go do
-          # Too late, maybe: the guest may have run, or may still run.
-          Process.exit(call.pid, :kill)
-          unanswered(call, {:error, {:no_answer, call.node}})
-        else
+        cond do
+          call.go ->
+            # Too late, maybe: the guest may have run, or may still run.
+            Process.exit(call.pid, :kill)
+            unanswered(call, {:error, {:no_answer, call.node}})
+
           # A process spawned after this never gets the go-ahead.
-          :erlang.spawn_request_abandon(monitor)
-          {:error, {:timeout, not_started(call.node)}}
+          call.ready_by && call.ready_by < deadline ->
+            :erlang.spawn_request_abandon(monitor)
+            {:error, {:not_ready, call.node}}
+
+          true ->
+            :erlang.spawn_request_abandon(monitor)
+            {:error, {:timeout, not_started(call.node)}}
         end
     end
   end
+
+  # Before the go-ahead nothing runs there: the caller stops waiting at the
+  # deadline, or at `ready_by` when it has one. After it, the node stops the
+  # guest at its deadline and the caller allows the margin for that and for
+  # the answer.
+  defp wait_until(%{go: true}, deadline), do: deadline + @reply_margin_ms
+  defp wait_until(%{ready_by: nil}, deadline), do: deadline
+  defp wait_until(%{ready_by: ready_by}, _deadline), do: ready_by
 
   # A host function running here for a call that ended without its answer
   # (at most one at a time: the guest waits for each) goes with it. A call

@@ -55,6 +55,15 @@ defmodule Munition.Cluster.Placement do
   @query_max_ms 250
 
   @doc false
+  # How long a member may take to be ready for a call that has until
+  # `deadline`, when other members could take it: the same share of the
+  # time left as the stats query.
+  @spec member_wait_ms(integer()) :: non_neg_integer()
+  def member_wait_ms(deadline) do
+    min(div(max(deadline - System.monotonic_time(:millisecond), 0), @query_share), @query_max_ms)
+  end
+
+  @doc false
   # The order of `nodes` for a call of pool `name` that may wait until
   # `deadline`: the local stats first; the others' only when the local pool
   # has no room, asked all at once with `:erpc.multicall/5` for at most a
@@ -68,11 +77,10 @@ defmodule Munition.Cluster.Placement do
       order(nodes, %{node() => local})
     else
       remote = List.delete(nodes, node())
-      left = max(deadline - System.monotonic_time(:millisecond), 0)
 
       answers =
         remote
-        |> :erpc.multicall(Munition.Pool, :stats, [name], min(div(left, @query_share), @query_max_ms))
+        |> :erpc.multicall(Munition.Pool, :stats, [name], member_wait_ms(deadline))
         |> Enum.map(fn
           {:ok, stats} -> stats
           {:error, {:erpc, :timeout}} -> :no_answer

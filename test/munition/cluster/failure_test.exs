@@ -134,6 +134,36 @@ defmodule Munition.Cluster.FailureTest do
     assert {:ok, 1, _} = Task.await(blocked)
   end
 
+  test "a placed call gives up on a frozen member that is not the last, and the next one serves it" do
+    frozen = peer!("cluster_ready_frozen")
+    idle = peer!("cluster_ready_idle")
+    name = :"ready_#{System.unique_integer([:positive])}"
+    Enum.each([frozen, idle], &Peers.start_pool!(&1, name: name, wasm: @add, size: 1))
+    os_pid = freeze!(frozen)
+
+    # Tried first, the frozen member would hold the call until its deadline
+    # (a minute); it gets a quarter of the time left, 250 ms at most.
+    deadline = System.monotonic_time(:millisecond) + 60_000
+
+    placed =
+      Task.async(fn -> Munition.Cluster.try_members([frozen, idle], name, "add", [1, 2], [], deadline) end)
+
+    assert {:ok, 3, _} = Task.await(placed, 30_000)
+    assert :erpc.call(idle, Munition.Pool, :stats, [name]).completed == 1
+
+    # The last member is waited for until the deadline, as a call to one
+    # node is: a timeout, never a :not_ready the caller would not know.
+    alone = System.monotonic_time(:millisecond) + 300
+    assert {:error, {:timeout, _}} = Munition.Cluster.try_members([frozen], name, "add", [1, 2], [], alone)
+
+    # Thawed, the frozen member never runs either: no go-ahead came.
+    {_, 0} = System.cmd("kill", ["-CONT", os_pid])
+    serving = :erpc.call(frozen, Peers, :processes_running, [{Munition.Cluster.Call, :serve, 3}])
+    Enum.each(serving, &Munition.Sync.await_down/1)
+    assert :erpc.call(frozen, Munition.Pool, :stats, [name]).completed == 0
+    assert :erpc.call(frozen, Munition.Cluster, :local_stats, []).served == 0
+  end
+
   test "a node down while the guest runs is {:node_down_during_call, node}, and no other member is tried" do
     test = self()
     doomed = peer!("cluster_down_during")
