@@ -9,6 +9,8 @@ use std::ops::Range;
 
 use wasmtime::{AsContext, AsContextMut, Caller, Extern, Instance, Memory};
 
+use crate::error::MunitionError;
+
 /// The export through which a guest shares its memory with the host.
 pub const EXPORT_NAME: &str = "memory";
 
@@ -22,12 +24,26 @@ pub fn from_instance(store: impl AsContextMut, instance: Instance) -> Option<Mem
     instance.get_memory(store, EXPORT_NAME)
 }
 
+/// The byte range `[ptr, ptr + len)` of a memory of `size` bytes, if it lies
+/// wholly inside it: the one bounds check, for both engines' memories.
+pub fn bounds(size: usize, ptr: u64, len: u64) -> Option<Range<usize>> {
+    let start = usize::try_from(ptr).ok()?;
+    let end = start.checked_add(usize::try_from(len).ok()?)?;
+    (end <= size).then_some(start..end)
+}
+
+/// Why Elixir's read or write of `[ptr, ptr + len)` was refused, for a
+/// memory of `size` bytes.
+pub fn out_of_bounds(ptr: u64, len: u64, size: usize) -> MunitionError {
+    MunitionError::OutOfBounds(format!(
+        "range {ptr}+{len} is outside guest memory of {size} bytes"
+    ))
+}
+
 /// The byte range `[ptr, ptr + len)` of `memory`, if it lies wholly inside
 /// it. Checked without copying anything.
 pub fn range(store: impl AsContext, memory: &Memory, ptr: u64, len: u64) -> Option<Range<usize>> {
-    let start = usize::try_from(ptr).ok()?;
-    let end = start.checked_add(usize::try_from(len).ok()?)?;
-    (end <= memory.data_size(store)).then_some(start..end)
+    bounds(memory.data_size(store), ptr, len)
 }
 
 /// The guest's exported memory and the range `[ptr, ptr + len)` of it, seen

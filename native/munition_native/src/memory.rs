@@ -9,19 +9,13 @@ use wasmtime::Memory;
 use crate::atoms;
 use crate::error::{MunitionError, MunitionResult};
 use crate::execution::Live;
-use crate::guest_memory::{self, EXPORT_NAME};
+use crate::guest_memory::{self, out_of_bounds, EXPORT_NAME};
 use crate::instance::InstanceRef;
 
 fn exported_memory(live: &mut Live) -> MunitionResult<Memory> {
     live.exported_memory().ok_or_else(|| {
         MunitionError::OutOfBounds(format!("the guest exports no memory named {EXPORT_NAME:?}"))
     })
-}
-
-fn out_of_bounds(ptr: u64, len: u64, size: usize) -> MunitionError {
-    MunitionError::OutOfBounds(format!(
-        "range {ptr}+{len} is outside guest memory of {size} bytes"
-    ))
 }
 
 /// Reads guest memory for the binary ABI (`result: :binary`), straight into

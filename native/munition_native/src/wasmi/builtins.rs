@@ -20,7 +20,7 @@ use crate::builtins::{
     assemblyscript_string_in, random_failure, unix_time_ms, Builtin, Make, BYTES_PER_FUEL,
     RANDOM_CHUNK,
 };
-use crate::guest_memory::EXPORT_NAME;
+use crate::guest_memory::{bounds, EXPORT_NAME};
 use crate::trap::{Reason, TrapKind};
 
 /// The built-in of `row`, made in `store`; `None` for a row Wasmi has no
@@ -150,13 +150,6 @@ pub fn exported_memory(caller: &Caller<'_, WasmiState>) -> Option<Memory> {
     caller.get_export(EXPORT_NAME).and_then(Extern::into_memory)
 }
 
-/// `[ptr, ptr + len)` of `data`, if wholly inside it.
-pub fn range_in(data: &[u8], ptr: u64, len: u64) -> Option<Range<usize>> {
-    let start = usize::try_from(ptr).ok()?;
-    let end = start.checked_add(usize::try_from(len).ok()?)?;
-    (end <= data.len()).then_some(start..end)
-}
-
 /// The range of the `(ptr, len)` parameters at `first` and `first + 1` (both
 /// read as unsigned) of the guest's memory, or a `memory_out_of_bounds`
 /// failure naming the host function.
@@ -169,7 +162,7 @@ fn guest_range(
     let ptr = i32_param(params, first) as u32 as u64;
     let len = i32_param(params, first + 1) as u32 as u64;
     let found = exported_memory(caller)
-        .and_then(|memory| Some((memory, range_in(memory.data(&*caller), ptr, len)?)));
+        .and_then(|memory| Some((memory, bounds(memory.data(&*caller).len(), ptr, len)?)));
     found.ok_or_else(|| {
         host_fail(
             caller,

@@ -18,12 +18,11 @@ use crossbeam_channel::{Receiver, TryRecvError};
 use rustler::{Env, ResourceArc};
 use wasmi::{Caller, Error, Func, FuncType, Instance, Store, Val, ValType};
 
-use super::builtins::range_in;
 use super::store::{host_fail, WasmiState};
 use super::value::{from_shared, to_shared, type_from_shared};
 use crate::atoms;
 use crate::bridge::{send_memory_answer, HostCallRef, HostMessage};
-use crate::guest_memory::EXPORT_NAME;
+use crate::guest_memory::{bounds, EXPORT_NAME};
 use crate::trap::{HostFailure, Reason, TrapKind};
 use crate::value::WasmValue;
 
@@ -172,7 +171,7 @@ pub fn serve(env: Env, store: &mut Store<WasmiState>, instance: Option<Instance>
                 tag,
             }) => {
                 let data = memory.map(|memory| memory.data(&*store)).unwrap_or(&[]);
-                match range_in(data, ptr, len) {
+                match bounds(data.len(), ptr, len) {
                     Some(range) => send_memory_answer(env, &reply_to, tag, Ok(Some(&data[range]))),
                     None => {
                         out_of_bounds(
@@ -190,7 +189,7 @@ pub fn serve(env: Env, store: &mut Store<WasmiState>, instance: Option<Instance>
                 tag,
             }) => {
                 let len = bytes.len() as u64;
-                let range = memory.and_then(|memory| range_in(memory.data(&*store), ptr, len));
+                let range = memory.and_then(|memory| bounds(memory.data(&*store).len(), ptr, len));
                 match (memory, range) {
                     (Some(memory), Some(range)) => {
                         memory.data_mut(&mut *store)[range].copy_from_slice(&bytes);

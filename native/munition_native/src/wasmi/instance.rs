@@ -10,7 +10,7 @@ use std::time::Duration;
 use rustler::{Atom, Binary, Encoder, Env, NewBinary, Resource, ResourceArc, Term};
 use wasmi::{Extern, Instance, Memory};
 
-use super::builtins::{self, range_in};
+use super::builtins;
 use super::execution::{
     advance, classify, instantiation_crashed, start, Execution, Goal, Live, Slot,
 };
@@ -23,7 +23,7 @@ use crate::atoms;
 use crate::engine::{FIRST_SLICE, SLICE};
 use crate::error::{MunitionError, MunitionResult};
 use crate::execution::Progress;
-use crate::guest_memory::EXPORT_NAME;
+use crate::guest_memory::{bounds, out_of_bounds, EXPORT_NAME};
 use crate::instance::{preflight, InstanceConfig};
 use crate::link::{refuse_unlinked, Link};
 use crate::value::{to_val, val_type_atom};
@@ -272,12 +272,7 @@ fn exported_memory(live: &Live) -> MunitionResult<Memory> {
 }
 
 fn checked(data: &[u8], ptr: u64, len: u64) -> MunitionResult<std::ops::Range<usize>> {
-    range_in(data, ptr, len).ok_or_else(|| {
-        MunitionError::OutOfBounds(format!(
-            "range {ptr}+{len} is outside guest memory of {} bytes",
-            data.len()
-        ))
-    })
+    bounds(data.len(), ptr, len).ok_or_else(|| out_of_bounds(ptr, len, data.len()))
 }
 
 /// Reads guest memory for the binary ABI, as `instance_memory_read/3`.
