@@ -16,6 +16,16 @@ defmodule MunitionTest do
         Munition.fire(@add, "add", [1, 2], fuel: -1)
       end
 
+      # Before anything is compiled: the answer does not depend on the
+      # module (or on whether compiling it fits in the timeout).
+      assert_raise ArgumentError, ~r/fuel must be .*got: -1/, fn ->
+        Munition.fire("not wasm", "add", [1, 2], fuel: -1)
+      end
+
+      assert_raise ArgumentError, ~r/fuel must be .*got: :lavish/, fn ->
+        Munition.fire("not wasm", "add", [1, 2], fuel: :lavish)
+      end
+
       assert_raise ArgumentError, ~r/timeout must be a positive integer.*got: 0/, fn ->
         Munition.fire(@add, "add", [1, 2], timeout: 0)
       end

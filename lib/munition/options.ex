@@ -61,8 +61,8 @@ defmodule Munition.Options do
     opts = Keyword.validate!(opts, @call_defaults)
 
     %{
-      # The fuel spec is checked when it is resolved against a module.
-      fuel: opts[:fuel],
+      # Checked now; resolved against the module later (:auto, :adaptive).
+      fuel: Munition.Fuel.Policy.check!(opts[:fuel]),
       timeout: timeout!(opts[:timeout] || Config.default_timeout()),
       max_memory: max_memory!(opts[:max_memory] || Config.default_max_memory()),
       forensics: one_of!(:forensics, opts[:forensics], [:full, :minimal, false]),
@@ -77,7 +77,8 @@ defmodule Munition.Options do
 
   @doc false
   # Overrides `base` (from fire!/1 or call!/1) with the per-call options
-  # `opts` gives; only those are checked. The fuel spec is left to the caller.
+  # `opts` gives; only those are checked (the fuel spec for its shape: it is
+  # resolved against the module by the caller).
   # The keys of a call's `wasi` override the base's one by one.
   @spec override!(map(), keyword()) :: map()
   def override!(base, []), do: base
