@@ -462,9 +462,15 @@ defmodule Munition.Fuel.Meter do
     ArgumentError -> :ok
   end
 
-  # Recursion rather than Enum.sum/1, whose spec loses the integer type.
+  # Recursion rather than Enum.sum/1, whose spec loses the integer type; the
+  # guard tells Dialyzer what the NIF stub cannot.
   defp counters_bytes([]), do: 0
-  defp counters_bytes([{_key, counters} | rest]), do: Native.meter_bytes(counters) + counters_bytes(rest)
+
+  defp counters_bytes([{_key, counters} | rest]) do
+    case Native.meter_bytes(counters) do
+      bytes when is_integer(bytes) and bytes >= 0 -> bytes + counters_bytes(rest)
+    end
+  end
 
   @doc """
   Bytes the meter holds: its table and every key's counters. Constant for a
