@@ -4,6 +4,8 @@
 #
 # Each figure times single calls with :erlang.monotonic_time/1 (nanoseconds);
 # "clock" is the cost of the timing itself, included in every figure.
+# record/5 is one ETS lookup (the key's counters) and one NIF call (every
+# update of the call); both are also timed alone.
 
 alias Munition.Fuel.{Meter, Policy}
 
@@ -54,16 +56,16 @@ Bench.report(
   Bench.sample(200_000, fn -> Meter.record(hash, "run", :trap, 999, 3) end)
 )
 
-# How MinMax reads a counter: a compare-and-swap of a value with itself
-# answers the counter's value as :atomics.get/2 does, at about half the cost
-# on OTP 25.
-counter = :atomics.new(1, signed: false)
-:atomics.put(counter, 1, 3)
-Bench.report(":atomics.get/2", Bench.sample(200_000, fn -> :atomics.get(counter, 1) end))
+# Its two parts: the lookup of the key's counters, and the NIF call that
+# records into them (outcome 0 is :ok).
+key = {hash, "run"}
+table = :ets.whereis(Meter)
+Bench.report("  its ETS lookup alone", Bench.sample(200_000, fn -> :ets.lookup_element(table, key, 2) end))
+counters = :ets.lookup_element(table, key, 2)
 
 Bench.report(
-  ":atomics.compare_exchange/4 of a value with itself",
-  Bench.sample(200_000, fn -> :atomics.compare_exchange(counter, 1, 4, 4) end)
+  "  its NIF call alone (Native.meter_record/4)",
+  Bench.sample(200_000, fn -> Munition.Native.meter_record(counters, 0, 12_345, 17) end)
 )
 
 keys = for i <- 1..500, do: {"hash#{i}", "run"}

@@ -2,7 +2,9 @@ defmodule Munition.Native do
   @moduledoc false
   # The NIF stubs and their loading, nothing else. Only the runtimes call
   # these: Munition.Runtime.Wasmtime, and Munition.Runtime.Wasmi its `wasmi_*`
-  # ones; everything else goes through the Munition.Runtime behaviour.
+  # ones; everything else goes through the Munition.Runtime behaviour. The
+  # exception is the fuel meter's `meter_*` ones, which Munition.Fuel.Meter
+  # and its Histogram call on every recorded call, whatever the runtime.
 
   @on_load :load_nif
 
@@ -58,6 +60,18 @@ defmodule Munition.Native do
 
   def memory_strings(_haystack, _min_len, _max_len, _utf8, _limit),
     do: :erlang.nif_error(:nif_not_loaded)
+
+  # The fuel meter's counters (native/munition_native/src/meter.rs).
+  def meter_new(_layout, _now_ms), do: :erlang.nif_error(:nif_not_loaded)
+  def meter_record(_counters, _outcome, _fuel, _time_us), do: :erlang.nif_error(:nif_not_loaded)
+
+  def meter_record_at(_counters, _outcome, _fuel, _time_us, _now_ms),
+    do: :erlang.nif_error(:nif_not_loaded)
+
+  def meter_get(_counters, _index), do: :erlang.nif_error(:nif_not_loaded)
+  def meter_read(_counters), do: :erlang.nif_error(:nif_not_loaded)
+  def meter_bytes(_counters), do: :erlang.nif_error(:nif_not_loaded)
+  def meter_bucket(_value, _histogram), do: :erlang.nif_error(:nif_not_loaded)
 
   # The Wasmi engine (native/munition_native/src/wasmi).
   def wasmi_engine_info, do: :erlang.nif_error(:nif_not_loaded)

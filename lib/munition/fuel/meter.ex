@@ -25,11 +25,13 @@ defmodule Munition.Fuel.Meter do
 
   ## Cost and concurrency
 
-  Recording never goes through a process. Each key owns one fixed-size
-  `:atomics` array (counters, min/max updated by compare-and-swap, histograms,
-  window); a public ETS table with read and write concurrency maps the key to
-  its array. A call that records does one ETS lookup and about twenty atomic
-  operations (see `bench/meter.exs` for its cost next to a `fire/4`).
+  Recording never goes through a process. Each key owns one fixed-size array
+  of unsigned 64-bit atomic counters, held natively (`munition_core::meter`)
+  and laid out by this module (counts, sums, minima and maxima, histograms,
+  window); a public ETS table with read concurrency maps the key to its
+  counters. A call that records does one ETS lookup and one NIF call,
+  which makes every update of the call without a lock (see `bench/meter.exs`
+  for its cost next to a `fire/4`).
 
   ## Bounded memory
 
@@ -64,10 +66,11 @@ defmodule Munition.Fuel.Meter do
 
   use GenServer
 
-  alias Munition.Fuel.Meter.{Histogram, MinMax, Window}
-  require MinMax
+  alias Munition.Fuel.Meter.{Histogram, Window}
+  alias Munition.Native
 
   @table __MODULE__
+  @table_id {__MODULE__, :table}
 
   @outcome_count length(@outcomes)
 
@@ -75,12 +78,13 @@ defmodule Munition.Fuel.Meter do
 
   @buckets Histogram.buckets()
 
-  # Layout of a key's :atomics array (1-based): when last recorded, a count
-  # per outcome, sum/min/max of fuel, of successful calls' fuel and of time,
-  # three histograms (successful calls' fuel, crashed calls' fuel, time), and
-  # the window.
-  @last_seen 1
-  @outcome_base 2
+  # Layout of a key's counters, 0-based as the native side indexes them: when
+  # last recorded, a count per outcome, sum/min/max of fuel, of successful
+  # calls' fuel and of time, three histograms (successful calls' fuel,
+  # crashed calls' fuel, time), and the window. Defined here only: the native
+  # side takes it as @layout when a key's counters are made, and checks it.
+  @last_seen 0
+  @outcome_base 1
   @fuel_sum @outcome_base + @outcome_count
   @fuel_min @fuel_sum + 1
   @fuel_max @fuel_sum + 2
@@ -94,9 +98,30 @@ defmodule Munition.Fuel.Meter do
   @hist_crash @hist_ok + @buckets
   @hist_time @hist_crash + @buckets
   @window Window.new(@hist_time + @buckets, @outcomes)
-  @size @hist_time + @buckets + Window.size(@window) - 1
+  @size @hist_time + @buckets + Window.size(@window)
+
+  # The first outcome, :ok, is the one the native side counts as success.
+  @layout %{
+    size: @size,
+    last_seen: @last_seen,
+    outcomes: @outcome_base,
+    outcome_count: @outcome_count,
+    fuel: %{sum: @fuel_sum, min: @fuel_min, max: @fuel_max},
+    ok_fuel: %{sum: @ok_sum, min: @ok_min, max: @ok_max},
+    time: %{sum: @time_sum, min: @time_min, max: @time_max},
+    histogram: Histogram.shape(),
+    hist_ok: @hist_ok,
+    hist_crash: @hist_crash,
+    hist_time: @hist_time,
+    window: Window.layout(@window)
+  }
 
   @default_max_keys 1_000
+
+  # What record/5 counts; anything else it ignores.
+  defguardp is_call(hash, function, outcome, fuel, time)
+            when is_binary(hash) and is_binary(function) and is_atom(outcome) and is_integer(fuel) and
+                   fuel >= 0 and is_integer(time) and time >= 0
 
   @typedoc "Count, sum, min, max, mean and percentiles of a measure; `nil`s when nothing was recorded."
   @type summary :: %{
@@ -133,7 +158,14 @@ defmodule Munition.Fuel.Meter do
 
   @impl true
   def init(_opts) do
-    @table = :ets.new(@table, [:set, :public, :named_table, read_concurrency: true, write_concurrency: true])
+    # Read concurrency alone: recording only reads the table (a new key, an
+    # eviction or a reset write it, rarely), and lock striping for writes
+    # (write_concurrency) made every lookup about 40 ns dearer.
+    @table = :ets.new(@table, [:set, :public, :named_table, read_concurrency: true])
+    # Recording finds the table by its id: by its name costs a lookup in the
+    # table of names, about 35 ns a call. Put again by each start (a stale
+    # id, of a meter that stopped, names no table: recording does nothing).
+    :persistent_term.put(@table_id, :ets.whereis(@table))
     {:ok, nil}
   end
 
@@ -153,57 +185,39 @@ defmodule Munition.Fuel.Meter do
       :ok
   """
   @spec record(String.t(), String.t(), atom(), non_neg_integer(), non_neg_integer()) :: :ok
-  def record(module_hash, function, outcome, fuel_consumed, execution_time_us) do
-    record_at(module_hash, function, outcome, fuel_consumed, execution_time_us, now_ms())
-  end
+  def record(hash, function, outcome, fuel, time) when is_call(hash, function, outcome, fuel, time) do
+    case counters_for({hash, function}, nil) do
+      nil ->
+        :ok
 
-  # Recording at a given wall-clock time, so tests can drive the window.
-  @doc false
-  @spec record_at(term(), term(), term(), term(), term(), non_neg_integer()) :: :ok
-  def record_at(hash, function, outcome, fuel, time, now_ms)
-      when is_binary(hash) and is_binary(function) and is_atom(outcome) and is_integer(fuel) and
-             fuel >= 0 and is_integer(time) and time >= 0 do
-    do_record(@table, {hash, function}, outcome, fuel, time, now_ms)
+      counters ->
+        Native.meter_record(counters, outcome_index(outcome), u64(fuel), u64(time))
+    end
   rescue
     # No meter running (or stopping while this records): the caller's result
     # must not depend on the meter.
     ArgumentError -> :ok
   end
 
-  def record_at(_hash, _function, _outcome, _fuel, _time, _now_ms), do: :ok
+  def record(_hash, _function, _outcome, _fuel, _time), do: :ok
 
-  defp do_record(table, key, outcome, fuel, time, now_ms) do
-    case ref_for(table, key, now_ms) do
+  # Recording at a given wall-clock time, so tests can drive the window.
+  @doc false
+  @spec record_at(term(), term(), term(), term(), term(), non_neg_integer()) :: :ok
+  def record_at(hash, function, outcome, fuel, time, now_ms)
+      when is_call(hash, function, outcome, fuel, time) and is_integer(now_ms) and now_ms >= 0 do
+    case counters_for({hash, function}, now_ms) do
       nil ->
         :ok
 
-      ref ->
-        fuel = min(fuel, @max_u64)
-        time = min(time, @max_u64)
-        index = outcome_index(outcome)
-
-        :atomics.put(ref, @last_seen, now_ms)
-        :atomics.add(ref, @outcome_base + index, 1)
-        :atomics.add(ref, @fuel_sum, fuel)
-        MinMax.put_min(ref, @fuel_min, fuel)
-        MinMax.put_max(ref, @fuel_max, fuel)
-        :atomics.add(ref, @time_sum, time)
-        MinMax.put_min(ref, @time_min, time)
-        MinMax.put_max(ref, @time_max, time)
-        Histogram.add(ref, @hist_time, time)
-
-        if index == 0 do
-          :atomics.add(ref, @ok_sum, fuel)
-          MinMax.put_min(ref, @ok_min, fuel)
-          MinMax.put_max(ref, @ok_max, fuel)
-          Histogram.add(ref, @hist_ok, fuel)
-        else
-          Histogram.add(ref, @hist_crash, fuel)
-        end
-
-        Window.record(ref, @window, now_ms, index, fuel, time)
+      counters ->
+        Native.meter_record_at(counters, outcome_index(outcome), u64(fuel), u64(time), now_ms)
     end
+  rescue
+    ArgumentError -> :ok
   end
+
+  def record_at(_hash, _function, _outcome, _fuel, _time, _now_ms), do: :ok
 
   for {outcome, index} <- Enum.with_index(@outcomes) do
     defp outcome_index(unquote(outcome)), do: unquote(index)
@@ -211,40 +225,54 @@ defmodule Munition.Fuel.Meter do
 
   defp outcome_index(_other), do: @outcome_count - 1
 
+  # Beyond 64 bits counts as the largest 64-bit value. A guard rather than
+  # min/2, a function call each that cost 10 ns on OTP 25.
+  defp u64(value) when value <= @max_u64, do: value
+  defp u64(_value), do: @max_u64
+
   # The key's counters: `lookup_element` copies out only the reference, not
-  # the key (a 64-byte hash) as `lookup` would, on every call.
-  defp ref_for(table, key, now_ms) do
-    :ets.lookup_element(table, key, 2)
+  # the key (a 64-byte hash) as `lookup` would, on every call. `at_ms` is
+  # when a key added here was last seen: nil for now.
+  defp counters_for(key, at_ms) do
+    :ets.lookup_element(:persistent_term.get(@table_id, @table), key, 2)
   rescue
-    ArgumentError -> add_key(table, key, now_ms)
+    ArgumentError -> add_key(@table, key, at_ms || now_ms())
   end
 
   defp add_key(table, key, now_ms) do
     max_keys = max_keys()
-    size = :ets.info(table, :size)
 
-    if size < max_keys or (evict(table, max_keys) and :ets.info(table, :size) < max_keys) or
-         size < max_keys + max(div(max_keys, 10), 1) do
-      ref = new_ref(now_ms)
+    case :ets.info(table, :size) do
+      # No meter running.
+      :undefined ->
+        nil
 
-      if :ets.insert_new(table, {key, ref}) do
-        ref
-      else
-        # Another caller added it first: count into theirs.
-        case :ets.lookup(table, key) do
-          [{_key, theirs}] -> theirs
-          [] -> nil
+      size ->
+        if size < max_keys or (evict(table, max_keys) and :ets.info(table, :size) < max_keys) or
+             size < max_keys + max(div(max_keys, 10), 1) do
+          insert_new_key(table, key, new_counters(now_ms))
         end
+    end
+  end
+
+  defp insert_new_key(table, key, counters) do
+    if :ets.insert_new(table, {key, counters}) do
+      counters
+    else
+      # Another caller added it first: count into theirs.
+      case :ets.lookup(table, key) do
+        [{_key, theirs}] -> theirs
+        [] -> nil
       end
     end
   end
 
-  defp new_ref(now_ms) do
-    ref = :atomics.new(@size, signed: false)
-    :atomics.put(ref, @last_seen, now_ms)
-
-    for i <- [@fuel_min, @ok_min, @time_min], do: :atomics.put(ref, i, @max_u64)
-    ref
+  defp new_counters(now_ms) do
+    case Native.meter_new(@layout, now_ms) do
+      {:ok, counters} -> counters
+      # The layout is this module's own: a refusal is a bug here.
+      {:error, {_kind, message}} -> raise "the native meter refused its layout: #{message}"
+    end
   end
 
   # Evicts the least recently recorded tenth of the keys. One caller at a time
@@ -256,7 +284,7 @@ defmodule Munition.Fuel.Meter do
         excess = length(keys) - max_keys + max(div(max_keys, 10), 1)
 
         keys
-        |> Enum.map(fn {key, ref} -> {:atomics.get(ref, @last_seen), key} end)
+        |> Enum.map(fn {key, counters} -> {Native.meter_get(counters, @last_seen), key} end)
         |> Enum.sort()
         |> Enum.take(max(excess, 0))
         |> Enum.each(fn {_seen, key} -> :ets.delete(table, key) end)
@@ -320,8 +348,8 @@ defmodule Munition.Fuel.Meter do
   def stats(module_or_hash, function) do
     key = key!(module_or_hash, function)
 
-    with ref when ref != nil <- lookup(key) do
-      build_stats(key, ref, now_ms())
+    with counters when counters != nil <- lookup(key) do
+      build_stats(key, counters, now_ms())
     end
   end
 
@@ -330,8 +358,8 @@ defmodule Munition.Fuel.Meter do
   def stats_at(module_or_hash, function, now_ms) do
     key = key!(module_or_hash, function)
 
-    with ref when ref != nil <- lookup(key) do
-      build_stats(key, ref, now_ms)
+    with counters when counters != nil <- lookup(key) do
+      build_stats(key, counters, now_ms)
     end
   end
 
@@ -361,15 +389,16 @@ defmodule Munition.Fuel.Meter do
       nil ->
         {0, nil}
 
-      ref ->
-        case :atomics.get(ref, @outcome_base) do
+      counters ->
+        case Native.meter_get(counters, @outcome_base) do
           0 ->
             {0, nil}
 
           n ->
-            min = :atomics.get(ref, @ok_min)
-            max = :atomics.get(ref, @ok_max)
-            {n, Histogram.quantile(ref, @hist_ok, n, min, max, quantile)}
+            min = Native.meter_get(counters, @ok_min)
+            max = Native.meter_get(counters, @ok_max)
+            at = &Native.meter_get(counters, &1)
+            {n, Histogram.quantile(at, @hist_ok, n, min, max, quantile)}
         end
     end
   end
@@ -397,26 +426,26 @@ defmodule Munition.Fuel.Meter do
 
     score =
       case opts[:by] do
-        :fuel -> fn ref -> :atomics.get(ref, @fuel_sum) end
-        :crashes -> fn ref -> sum_outcomes(ref, 1) end
-        :calls -> fn ref -> sum_outcomes(ref, 0) end
+        :fuel -> fn counters -> Native.meter_get(counters, @fuel_sum) end
+        :crashes -> fn counters -> sum_outcomes(counters, 1) end
+        :calls -> fn counters -> sum_outcomes(counters, 0) end
         other -> raise ArgumentError, "by must be :fuel, :crashes or :calls, got: #{inspect(other)}"
       end
 
     now = now_ms()
 
     entries()
-    |> Enum.map(fn {key, ref} -> {score.(ref), key, ref} end)
-    |> Enum.sort_by(fn {score, key, _ref} -> {score, key} end, :desc)
+    |> Enum.map(fn {key, counters} -> {score.(counters), key, counters} end)
+    |> Enum.sort_by(fn {score, key, _counters} -> {score, key} end, :desc)
     |> Enum.take(n)
-    |> Enum.map(fn {_score, key, ref} -> build_stats(key, ref, now) end)
+    |> Enum.map(fn {_score, key, counters} -> build_stats(key, counters, now) end)
   end
 
   def top(n, _opts), do: raise(ArgumentError, "n must be a non-negative integer, got: #{inspect(n)}")
 
   # Outcome counts from index `from` (0: every call, 1: every crash).
-  defp sum_outcomes(ref, from),
-    do: Enum.sum(for i <- from..(@outcome_count - 1), do: :atomics.get(ref, @outcome_base + i))
+  defp sum_outcomes(counters, from),
+    do: Enum.sum(for i <- from..(@outcome_count - 1), do: Native.meter_get(counters, @outcome_base + i))
 
   @doc """
   Forgets everything recorded. Returns `:ok`, also when the meter is not running.
@@ -433,9 +462,15 @@ defmodule Munition.Fuel.Meter do
     ArgumentError -> :ok
   end
 
-  # Recursion rather than Enum.sum/1, whose spec loses the integer type.
+  # Recursion rather than Enum.sum/1, whose spec loses the integer type; the
+  # guard tells Dialyzer what the NIF stub cannot.
   defp counters_bytes([]), do: 0
-  defp counters_bytes([{_key, ref} | rest]), do: :atomics.info(ref).memory + counters_bytes(rest)
+
+  defp counters_bytes([{_key, counters} | rest]) do
+    case Native.meter_bytes(counters) do
+      bytes when is_integer(bytes) and bytes >= 0 -> bytes + counters_bytes(rest)
+    end
+  end
 
   @doc """
   Bytes the meter holds: its table and every key's counters. Constant for a
@@ -478,7 +513,7 @@ defmodule Munition.Fuel.Meter do
 
       table ->
         case :ets.lookup(table, key) do
-          [{_key, ref}] -> ref
+          [{_key, counters}] -> counters
           [] -> nil
         end
     end
@@ -497,9 +532,9 @@ defmodule Munition.Fuel.Meter do
     raise ArgumentError, "function must be a string, got: #{inspect(function)}"
   end
 
-  defp build_stats({hash, function}, ref, now_ms) do
-    values = ref |> read_all() |> List.to_tuple()
-    at = fn i -> elem(values, i - 1) end
+  defp build_stats({hash, function}, counters, now_ms) do
+    values = counters |> Native.meter_read() |> List.to_tuple()
+    at = &elem(values, &1)
     hist = fn base -> for b <- 0..(@buckets - 1), do: at.(base + b) end
 
     counts = for i <- 0..(@outcome_count - 1), do: at.(@outcome_base + i)
@@ -523,8 +558,6 @@ defmodule Munition.Fuel.Meter do
       window: Window.read(at, @window, now_ms)
     }
   end
-
-  defp read_all(ref), do: for(i <- 1..@size, do: :atomics.get(ref, i))
 
   defp summary(0, _sum, _min, _max, _hist) do
     %{count: 0, sum: 0, min: nil, max: nil, mean: nil, p50: nil, p95: nil, p99: nil}

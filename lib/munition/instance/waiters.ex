@@ -22,9 +22,9 @@ defmodule Munition.Instance.Waiters do
   # Processes waiting on `counter`.
   @spec count(:atomics.atomics_ref()) :: non_neg_integer()
   def count(counter) do
-    # Read as Munition.Fuel.Meter.MinMax reads (a compare-and-swap with the
-    # same value, half an :atomics.get/2 on OTP 25): every pooled call reads
-    # it twice and every call once.
+    # Read by a compare-and-swap with the same value, which answers the
+    # counter's value when it differs and costs half an :atomics.get/2 on
+    # OTP 25: every pooled call reads it twice and every call once.
     case :atomics.compare_exchange(counter, 1, 0, 0) do
       :ok -> 0
       waiting -> waiting

@@ -1,10 +1,12 @@
 //! The parts of Munition's native side that need no Erlang VM: scanning a
 //! module's binary (and checking it against the compile limits), the engine's
-//! capacity arithmetic, and scanning or compressing guest memory. The NIF crate
-//! (`munition_native`) wraps them; keeping them here lets `cargo test` run
-//! them, which a crate full of `enif_*` calls cannot do without a VM.
+//! capacity arithmetic, scanning or compressing guest memory, and the fuel
+//! meter's counters. The NIF crate (`munition_native`) wraps them; keeping
+//! them here lets `cargo test` run them, which a crate full of `enif_*` calls
+//! cannot do without a VM.
 
 pub mod capacity;
 pub mod limits;
 pub mod memory;
+pub mod meter;
 pub mod scan;

@@ -13,7 +13,7 @@
 //! - `execution`, `wakeup`: running a guest in slices, and waking it when it
 //!   waits;
 //! - `instance`, `call`, `memory`, `capture`: the NIFs on a live instance;
-//!   `analyser`: the forensic scans;
+//!   `analyser`: the forensic scans; `meter`: the fuel meter's counters;
 //! - `wasmi`: the second engine (Wasmi, an interpreter), reusing the
 //!   vocabulary, the built-ins' table and the bridge.
 
@@ -29,6 +29,7 @@ mod guest_memory;
 mod instance;
 mod link;
 mod memory;
+mod meter;
 mod module;
 mod store;
 mod term;

@@ -1,41 +1,56 @@
 defmodule Munition.Fuel.Meter.Histogram do
   @moduledoc """
-  Log-scale histograms of non-negative integers, counted in an `:atomics`
-  array, and the percentiles read from them.
+  Log-scale histograms of non-negative integers, counted in a meter key's
+  counters (see `Munition.Fuel.Meter`), and the percentiles read from them.
 
-  A histogram is `buckets/0` consecutive counters of an array, from a base
-  index the caller chooses. Values 0 to 15 have a bucket each; above, each
-  power of two is split in 8 buckets, so a bucket's upper edge is at most
-  12.5% above any value it holds. The last bucket, which has no upper edge,
-  holds every value from `15 * 2^36` (the top eighth of `[2^39, 2^40)`) up.
-  However many values are counted, a histogram keeps the same counters.
+  A histogram is `buckets/0` consecutive counters, from a base index the
+  caller chooses. Values 0 to 15 have a bucket each; above, each power of two
+  is split in 8 buckets, so a bucket's upper edge is at most 12.5% above any
+  value it holds. The last bucket, which has no upper edge, holds every value
+  from `15 * 2^36` (the top eighth of `[2^39, 2^40)`) up. However many values
+  are counted, a histogram keeps the same counters.
 
   A percentile is the upper edge of the bucket holding its rank (the
   nearest-rank method), clamped to the smallest and largest value observed:
   an over-estimate, the safe side for a fuel budget, and exact when every
   value is the same or below 16.
 
-  This module owns the buckets and the percentiles; which counters hold which
-  histogram is `Munition.Fuel.Meter`'s.
+  This module owns the histograms' shape (`shape/0`), the buckets' upper
+  edges and the percentiles. Which bucket counts a value is computed
+  natively (`munition_core::meter`), where calls are counted, and only
+  there: `bucket/1` asks it. Which counters hold which histogram is
+  `Munition.Fuel.Meter`'s.
   """
 
   import Bitwise
+
+  alias Munition.Native
 
   @max_u64 0xFFFF_FFFF_FFFF_FFFF
 
   # Values 0..15 have a bucket each; above, 2^@sub_bits buckets per power of
   # two up to 2^@max_exp; the last of those also takes every larger value.
+  # The native side takes the same two numbers (shape/0) and checks them.
   @sub_bits 3
-  @sub 8
+  @sub bsl(1, @sub_bits)
   @max_exp 40
   @buckets @sub + (@max_exp - @sub_bits) * @sub
+  @shape %{sub_bits: @sub_bits, max_exp: @max_exp}
+
+  @typedoc "A histogram's shape, as the native side takes it."
+  @type shape :: %{sub_bits: pos_integer(), max_exp: pos_integer()}
+
+  @doc "The shape of the histograms: what the native bucket function needs to know."
+  @spec shape() :: shape()
+  def shape, do: @shape
 
   @doc "The number of counters a histogram takes."
   @spec buckets() :: pos_integer()
   def buckets, do: @buckets
 
   @doc """
-  The bucket, from `0` to `buckets() - 1`, that counts `value`.
+  The bucket, from `0` to `buckets() - 1`, that counts `value` (an unsigned
+  64-bit integer; anything else raises `ArgumentError`).
 
   ## Examples
 
@@ -43,18 +58,7 @@ defmodule Munition.Fuel.Meter.Histogram do
       [0, 15, 16, 16, 17, 143]
   """
   @spec bucket(non_neg_integer()) :: non_neg_integer()
-  def bucket(value) when value < 2 * @sub, do: value
-
-  def bucket(value) do
-    exp = msb(value, 0)
-
-    if exp >= @max_exp do
-      @buckets - 1
-    else
-      shift = exp - @sub_bits
-      @sub + shift * @sub + (bsr(value, shift) - @sub)
-    end
-  end
+  def bucket(value), do: Native.meter_bucket(value, @shape)
 
   @doc """
   The largest value `bucket` counts (for the last bucket, which has no bound,
@@ -74,19 +78,6 @@ defmodule Munition.Fuel.Meter.Histogram do
     mantissa = rem(bucket - @sub, @sub) + @sub
     bsl(mantissa + 1, shift) - 1
   end
-
-  # The index of the most significant bit of v > 0, by halving steps.
-  defp msb(v, acc) when v >= 0x1_0000_0000, do: msb(bsr(v, 32), acc + 32)
-  defp msb(v, acc) when v >= 0x1_0000, do: msb(bsr(v, 16), acc + 16)
-  defp msb(v, acc) when v >= 0x100, do: msb(bsr(v, 8), acc + 8)
-  defp msb(v, acc) when v >= 0x10, do: msb(bsr(v, 4), acc + 4)
-  defp msb(v, acc) when v >= 0x4, do: msb(bsr(v, 2), acc + 2)
-  defp msb(v, acc) when v >= 0x2, do: acc + 1
-  defp msb(_v, acc), do: acc
-
-  @doc "Counts `value` in the histogram at index `base` of `ref`."
-  @spec add(:atomics.atomics_ref(), pos_integer(), non_neg_integer()) :: :ok
-  def add(ref, base, value), do: :atomics.add(ref, base + bucket(value), 1)
 
   @doc """
   The percentiles `quantiles` (ascending, each above 0 and at most 1) of
@@ -124,33 +115,39 @@ defmodule Munition.Fuel.Meter.Histogram do
   end
 
   @doc """
-  The percentile `quantile` of the `count` values counted in the histogram at
-  index `base` of `ref`, whose smallest and largest were `min` and `max`, as
-  `percentiles/5` answers it.
+  The percentile `quantile` of the `count` values counted in the histogram
+  from index `base`, whose smallest and largest were `min` and `max`, as
+  `percentiles/5` answers it. `at` answers the counter at an index.
 
   Reads from the top bucket down, so a high quantile reads few counters.
+
+  ## Examples
+
+      iex> counts = {0, 1, 0, 2}
+      iex> Munition.Fuel.Meter.Histogram.quantile(&elem(counts, &1), 0, 3, 1, 3, 0.5)
+      3
   """
   @spec quantile(
-          :atomics.atomics_ref(),
-          pos_integer(),
+          (non_neg_integer() -> non_neg_integer()),
+          non_neg_integer(),
           pos_integer(),
           non_neg_integer(),
           non_neg_integer(),
           number()
         ) :: non_neg_integer()
-  def quantile(ref, base, count, min, max, quantile) do
+  def quantile(at, base, count, min, max, quantile) do
     above = count - rank(count, quantile)
-    ref |> walk_down(base, bucket(max), bucket(min), above, 0) |> clamp(min, max)
+    at |> walk_down(base, bucket(max), bucket(min), above, 0) |> clamp(min, max)
   end
 
   # The first bucket from the top under which lie no more than `above`
   # values; the lowest bucket, if the counts end before.
-  defp walk_down(ref, base, bucket, lowest, above, seen) do
-    seen = seen + :atomics.get(ref, base + bucket)
+  defp walk_down(at, base, bucket, lowest, above, seen) do
+    seen = seen + at.(base + bucket)
 
     if seen > above or bucket <= lowest,
       do: bucket_max(bucket),
-      else: walk_down(ref, base, bucket - 1, lowest, above, seen)
+      else: walk_down(at, base, bucket - 1, lowest, above, seen)
   end
 
   defp rank(count, quantile), do: max(ceil(quantile * count), 1)

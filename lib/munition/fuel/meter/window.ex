@@ -1,7 +1,7 @@
 defmodule Munition.Fuel.Meter.Window do
   @moduledoc """
   The last hour of a meter key, minute by minute, counted in the key's
-  `:atomics` array next to its totals.
+  counters next to its totals.
 
   The window is 60 slots, one per minute of the clock (the slot of a
   minute is the minute since the epoch modulo 60). A slot holds its minute's
@@ -11,99 +11,86 @@ defmodule Munition.Fuel.Meter.Window do
 
   The first caller of a new minute recycles the slot that minute maps to: it
   claims the slot by swapping its stamp, zeroes it, then stamps it. Callers
-  that find the slot claimed retry a few times, then leave their call out of
-  the window (the totals have it), so the window may miss the few calls that
-  record while a slot is recycled. Reading ignores slots stamped more than an
-  hour ago.
+  that find the slot claimed look again a bounded number of times, then
+  leave their call out of the window (the totals have it), so the window may
+  miss the few calls that record while a slot is recycled. A call whose
+  minute is older than its slot's (the clock went back) is left out too.
+  Reading ignores slots stamped more than an hour ago.
 
-  This module owns the slot layout, recording into it and reading it back;
-  the array and its other counters are `Munition.Fuel.Meter`'s.
+  This module owns the slot layout (`layout/1`) and reading it back.
+  Recording into it is native (`munition_core::meter`, which takes the
+  layout from here), in the one call that records everything else; the
+  counters and their other contents are `Munition.Fuel.Meter`'s.
   """
-
-  alias Munition.Fuel.Meter.MinMax
-  require MinMax
 
   @max_u64 0xFFFF_FFFF_FFFF_FFFF
   @minutes 60
-  # A caller that keeps finding its slot claimed gives up after this many tries.
-  @attempts 20
 
   @typedoc """
-  Where a window lies in an array and what it counts: its first index, and the
-  outcomes counted per minute, the first being success.
+  Where a window lies among a key's counters and what it counts: its first
+  index (0-based), and the outcomes counted per minute, the first being
+  success.
   """
-  @type t :: {base :: pos_integer(), outcome_count :: pos_integer(), outcomes :: [atom(), ...]}
+  @type t :: {base :: non_neg_integer(), outcome_count :: pos_integer(), outcomes :: [atom(), ...]}
+
+  @typedoc "Where each counter of a window lies, as the native side takes it (see `layout/1`)."
+  @type layout :: %{
+          base: non_neg_integer(),
+          minutes: pos_integer(),
+          slot_size: pos_integer(),
+          stamp: non_neg_integer(),
+          outcomes: non_neg_integer(),
+          fuel_sum: non_neg_integer(),
+          fuel_max: non_neg_integer(),
+          time_sum: non_neg_integer(),
+          time_max: non_neg_integer()
+        }
 
   @doc """
   A window from index `base`, counting `outcomes` per minute; the first
   outcome is success, and a minute's crashes are its calls of every other.
   """
-  @spec new(pos_integer(), [atom(), ...]) :: t()
+  @spec new(non_neg_integer(), [atom(), ...]) :: t()
   def new(base, [_success | _] = outcomes), do: {base, length(outcomes), outcomes}
 
   @doc "The number of counters `window` takes, from its base."
   @spec size(t()) :: pos_integer()
   def size({_base, count, _outcomes}) when is_integer(count), do: @minutes * slot_size(count)
 
+  @doc """
+  Where the counters of `window` lie: its base and number of minutes, the
+  counters of a slot (`slot_size`), and the offset within a slot of its
+  stamp, of its first outcome count (the others follow in the window's
+  order), and of its fuel and time sums and maxima. The native recorder
+  takes this map; `read/3` reads by it.
+
+  ## Examples
+
+      iex> Munition.Fuel.Meter.Window.layout(Munition.Fuel.Meter.Window.new(10, [:ok, :trap]))
+      %{base: 10, minutes: 60, slot_size: 7, stamp: 0, outcomes: 1,
+        fuel_sum: 3, fuel_max: 4, time_sum: 5, time_max: 6}
+  """
+  @spec layout(t()) :: layout()
+  def layout({base, count, _outcomes}) when is_integer(count) do
+    %{
+      base: base,
+      minutes: @minutes,
+      slot_size: slot_size(count),
+      stamp: 0,
+      outcomes: 1,
+      fuel_sum: count + 1,
+      fuel_max: count + 2,
+      time_sum: count + 3,
+      time_max: count + 4
+    }
+  end
+
   # A slot: stamp, a count per outcome, fuel sum, fuel max, time sum, time max.
   defp slot_size(count) when is_integer(count), do: count + 5
 
   @doc """
-  Counts a call at `now_ms` (milliseconds since the epoch) with outcome
-  `index` (its position among the window's outcomes), `fuel` and `time`.
-  """
-  @spec record(
-          :atomics.atomics_ref(),
-          t(),
-          non_neg_integer(),
-          non_neg_integer(),
-          non_neg_integer(),
-          non_neg_integer()
-        ) :: :ok
-  def record(ref, {base, count, _outcomes}, now_ms, index, fuel, time) do
-    minute = div(now_ms, 60_000)
-    size = slot_size(count)
-    record(ref, base + rem(minute, @minutes) * size, size, minute + 1, index, fuel, time, 0)
-  end
-
-  defp record(_ref, _slot, _size, _stamp, _index, _fuel, _time, @attempts), do: :ok
-
-  defp record(ref, slot, size, stamp, index, fuel, time, attempt) do
-    # Read as MinMax reads (a compare-and-swap of the stamp with itself):
-    # `:ok` when the slot holds this minute already.
-    case :atomics.compare_exchange(ref, slot, stamp, stamp) do
-      :ok ->
-        fuel_sum = slot + size - 4
-        :atomics.add(ref, slot + 1 + index, 1)
-        :atomics.add(ref, fuel_sum, fuel)
-        MinMax.put_max(ref, fuel_sum + 1, fuel)
-        :atomics.add(ref, fuel_sum + 2, time)
-        MinMax.put_max(ref, fuel_sum + 3, time)
-
-      @max_u64 ->
-        # Another caller is recycling the slot: let it finish.
-        :erlang.yield()
-        record(ref, slot, size, stamp, index, fuel, time, attempt + 1)
-
-      old when old < stamp ->
-        if :atomics.compare_exchange(ref, slot, old, @max_u64) == :ok do
-          for i <- 1..(size - 1), do: :atomics.put(ref, slot + i, 0)
-          :atomics.put(ref, slot, stamp)
-        end
-
-        record(ref, slot, size, stamp, index, fuel, time, attempt + 1)
-
-      _newer ->
-        # The clock went back: this minute's slot already holds a later one.
-        :ok
-    end
-
-    :ok
-  end
-
-  @doc """
-  The window at `now_ms`, from `at`, which answers the counter at an index of
-  the array (read once, so that the whole window comes from one reading).
+  The window at `now_ms`, from `at`, which answers the key's counter at an
+  index (read once, so that the whole window comes from one reading).
 
   Returns `%{minutes: 60, calls, crashes, outcomes, fuel: %{sum, max, mean},
   time_us: %{sum, max, mean}, per_minute}`, `per_minute` being a list of
@@ -111,31 +98,30 @@ defmodule Munition.Fuel.Meter.Window do
   time_us_sum, time_us_max}` for the minutes of the last hour that had calls,
   oldest first. `max` and `mean` are `nil` without calls.
   """
-  @spec read((pos_integer() -> non_neg_integer()), t(), non_neg_integer()) :: map()
-  def read(at, {base, count, [success | _] = outcomes}, now_ms) do
+  @spec read((non_neg_integer() -> non_neg_integer()), t(), non_neg_integer()) :: map()
+  def read(at, {_base, _count, [success | _] = outcomes} = window, now_ms) do
     minute = div(now_ms, 60_000)
-    size = slot_size(count)
+    l = layout(window)
 
     slots =
       for slot <- 0..(@minutes - 1),
-          first = base + slot * size,
-          stamp = at.(first),
+          first = l.base + slot * l.slot_size,
+          stamp = at.(first + l.stamp),
           stamp != 0 and stamp != @max_u64,
           m = stamp - 1,
           m > minute - @minutes and m <= minute do
-        by_outcome = Map.new(Enum.with_index(outcomes), fn {o, i} -> {o, at.(first + 1 + i)} end)
+        by_outcome = Map.new(Enum.with_index(outcomes), fn {o, i} -> {o, at.(first + l.outcomes + i)} end)
         calls = by_outcome |> Map.values() |> Enum.sum()
-        fuel_sum = first + size - 4
 
         %{
           minute: DateTime.from_unix!(m * 60),
           calls: calls,
           crashes: calls - by_outcome[success],
           outcomes: by_outcome,
-          fuel_sum: at.(fuel_sum),
-          fuel_max: at.(fuel_sum + 1),
-          time_us_sum: at.(fuel_sum + 2),
-          time_us_max: at.(fuel_sum + 3)
+          fuel_sum: at.(first + l.fuel_sum),
+          fuel_max: at.(first + l.fuel_max),
+          time_us_sum: at.(first + l.time_sum),
+          time_us_max: at.(first + l.time_max)
         }
       end
       |> Enum.sort_by(&DateTime.to_unix(&1.minute))

@@ -3,32 +3,63 @@ defmodule Munition.Fuel.Meter.WindowTest do
 
   alias Munition.Fuel.Meter.Window
 
+  doctest Window
+
   @outcomes [:ok, :trap, :other]
   @base 5
   # A minute boundary, in milliseconds since the epoch.
   @t0 29_000_000 * 60_000
 
-  # A window at @base of a fresh array, with a counter on each side of it
-  # that must stay untouched.
-  setup do
-    window = Window.new(@base, @outcomes)
-    ref = :atomics.new(@base + Window.size(window), signed: false)
-    %{window: window, ref: ref, at: &:atomics.get(ref, &1)}
+  # Counters as the native side leaves them: `slots` maps a minute's time to
+  # {stamp, outcome counts, fuel sum, fuel max, time sum, time max}, and every
+  # other counter is zero. Recording itself is tested in meter_test.exs and in
+  # munition_core's unit tests.
+  defp counters(window, slots) do
+    l = Window.layout(window)
+    zeros = List.duplicate(0, @base + Window.size(window))
+
+    slots
+    |> Enum.reduce(List.to_tuple(zeros), fn {now_ms, {stamp, counts, fuel_sum, fuel_max, time_sum, time_max}},
+                                            acc ->
+      first = l.base + rem(div(now_ms, 60_000), l.minutes) * l.slot_size
+
+      counts
+      |> Enum.with_index(fn n, i -> {l.outcomes + i, n} end)
+      |> Enum.concat([
+        {l.stamp, stamp},
+        {l.fuel_sum, fuel_sum},
+        {l.fuel_max, fuel_max},
+        {l.time_sum, time_sum},
+        {l.time_max, time_max}
+      ])
+      |> Enum.reduce(acc, fn {offset, value}, acc -> put_elem(acc, first + offset, value) end)
+    end)
   end
 
-  defp outside(ref, window) do
-    :atomics.get(ref, @base - 1) + :atomics.get(ref, @base + Window.size(window))
+  defp stamp(now_ms), do: div(now_ms, 60_000) + 1
+
+  setup do
+    %{window: Window.new(@base, @outcomes)}
   end
 
   test "takes 60 slots of a stamp, a count per outcome, and fuel and time sums and maxima" do
-    assert Window.size(Window.new(1, @outcomes)) == 60 * (1 + 3 + 4)
-    assert Window.size(Window.new(1, [:ok])) == 60 * (1 + 1 + 4)
+    assert Window.size(Window.new(0, @outcomes)) == 60 * (1 + 3 + 4)
+    assert Window.size(Window.new(0, [:ok])) == 60 * (1 + 1 + 4)
   end
 
-  test "counts calls per minute and sums them over the hour", %{ref: ref, window: window, at: at} do
-    Window.record(ref, window, @t0, 0, 100, 10)
-    Window.record(ref, window, @t0 + 5_000, 0, 300, 30)
-    Window.record(ref, window, @t0 + 60_000, 1, 50, 5)
+  test "lays out every counter of a slot once, within the slot", %{window: window} do
+    l = Window.layout(window)
+    assert %{base: @base, minutes: 60, slot_size: 8} = l
+    offsets = [l.stamp, l.fuel_sum, l.fuel_max, l.time_sum, l.time_max | Enum.map(0..2, &(l.outcomes + &1))]
+    assert Enum.sort(offsets) == Enum.to_list(0..(l.slot_size - 1))
+  end
+
+  test "reads calls per minute and sums them over the hour", %{window: window} do
+    counters =
+      counters(window, %{
+        @t0 => {stamp(@t0), [2, 0, 0], 400, 300, 40, 30},
+        (@t0 + 60_000) => {stamp(@t0 + 60_000), [0, 1, 0], 50, 50, 5, 5}
+      })
 
     assert %{
              minutes: 60,
@@ -38,7 +69,7 @@ defmodule Munition.Fuel.Meter.WindowTest do
              fuel: %{sum: 450, max: 300, mean: 150.0},
              time_us: %{sum: 45, max: 30, mean: 15.0},
              per_minute: [first, second]
-           } = Window.read(at, window, @t0 + 60_000)
+           } = Window.read(&elem(counters, &1), window, @t0 + 60_000)
 
     assert first == %{
              minute: DateTime.from_unix!(div(@t0, 1_000)),
@@ -53,42 +84,27 @@ defmodule Munition.Fuel.Meter.WindowTest do
 
     assert %{calls: 1, crashes: 1, outcomes: %{trap: 1}, fuel_max: 50} = second
     assert DateTime.diff(second.minute, first.minute) == 60
-    assert outside(ref, window) == 0
   end
 
-  test "a minute an hour later takes over its slot; older minutes drop out of the reading",
-       %{ref: ref, window: window, at: at} do
-    Window.record(ref, window, @t0, 0, 100, 1)
-    Window.record(ref, window, @t0 + 60_000, 1, 50, 1)
-    Window.record(ref, window, @t0 + 60 * 60_000, 0, 7, 1)
+  test "leaves out minutes over an hour old, after the reading's, and slots being recycled",
+       %{window: window} do
+    counters =
+      counters(window, %{
+        @t0 => {stamp(@t0), [1, 0, 0], 100, 100, 1, 1},
+        (@t0 + 60_000) => {0xFFFF_FFFF_FFFF_FFFF, [1, 0, 0], 50, 50, 1, 1},
+        (@t0 + 120_000) => {stamp(@t0 + 120_000), [0, 0, 1], 7, 7, 1, 1}
+      })
 
-    assert %{calls: 2, per_minute: [%{fuel_sum: 50}, %{fuel_sum: 7, calls: 1}]} =
-             Window.read(at, window, @t0 + 60 * 60_000)
+    at = &elem(counters, &1)
 
-    # Two hours on, nothing is in the window.
+    assert %{calls: 2, per_minute: [%{fuel_sum: 100}, %{fuel_sum: 7}]} =
+             Window.read(at, window, @t0 + 120_000)
+
+    assert %{calls: 1, per_minute: [%{fuel_sum: 7}]} = Window.read(at, window, @t0 + 60 * 60_000)
+
     assert %{calls: 0, crashes: 0, per_minute: [], fuel: %{sum: 0, max: nil, mean: nil}} =
              Window.read(at, window, @t0 + 180 * 60_000)
 
-    # Minutes after the reading's are not in it either.
     assert %{calls: 0} = Window.read(at, window, @t0 - 60_000)
-  end
-
-  test "a call from a minute older than its slot's is left out (the clock went back)",
-       %{ref: ref, window: window, at: at} do
-    Window.record(ref, window, @t0 + 60 * 60_000, 0, 7, 1)
-    assert Window.record(ref, window, @t0, 0, 100, 1) == :ok
-    assert %{calls: 1, fuel: %{sum: 7}} = Window.read(at, window, @t0 + 60 * 60_000)
-  end
-
-  test "a caller that keeps finding its slot claimed gives up, and the call is left out",
-       %{ref: ref, window: window, at: at} do
-    # The slot of @t0's minute, as another caller recycling it leaves it.
-    slot = @base + rem(div(@t0, 60_000), 60) * (1 + 3 + 4)
-    :atomics.put(ref, slot, 0xFFFF_FFFF_FFFF_FFFF)
-
-    assert Window.record(ref, window, @t0, 0, 100, 1) == :ok
-    assert :atomics.get(ref, slot) == 0xFFFF_FFFF_FFFF_FFFF
-    assert %{calls: 0} = Window.read(at, window, @t0)
-    assert Enum.sum(for i <- (slot + 1)..(slot + 7), do: :atomics.get(ref, i)) == 0
   end
 end
