@@ -159,22 +159,6 @@ defmodule Munition.Fuel.Policy do
   # Wasmtime keeps fuel in a signed 64-bit counter.
   @max_fuel 0x7FFF_FFFF_FFFF_FFFF
 
-  @doc false
-  # The shape of a fuel spec, checked with the other options before anything
-  # is compiled or run (a profile against the configured profiles): the spec,
-  # or ArgumentError as resolve!/3 raises it.
-  @spec check!(term()) :: term()
-  def check!(nil), do: nil
-  def check!(fuel) when is_integer(fuel) and fuel > 0 and fuel <= @max_fuel, do: fuel
-  def check!(spec) when spec in [:auto, :adaptive], do: spec
-
-  def check!(name) when is_atom(name) do
-    profiles = profiles()
-    if Map.has_key?(profiles, name), do: name, else: bad_fuel!(name, profiles)
-  end
-
-  def check!(other), do: bad_fuel!(other, profiles())
-
   @spec resolve!(term(), Munition.Module.t(), String.t()) :: pos_integer()
   def resolve!(nil, _module, _function), do: default_fuel()
   def resolve!(fuel, _module, _function) when is_integer(fuel) and fuel > 0 and fuel <= @max_fuel, do: fuel
@@ -197,6 +181,22 @@ defmodule Munition.Fuel.Policy do
   end
 
   def resolve!(other, _module, _function), do: bad_fuel!(other, profiles())
+
+  @doc false
+  # The shape of a fuel spec, checked with the other options before anything
+  # is compiled or run (a profile against the configured profiles): the spec,
+  # or ArgumentError as resolve!/3 raises it.
+  @spec check!(term()) :: term()
+  def check!(nil), do: nil
+  def check!(fuel) when is_integer(fuel) and fuel > 0 and fuel <= @max_fuel, do: fuel
+  def check!(spec) when spec in [:auto, :adaptive], do: spec
+
+  def check!(name) when is_atom(name) do
+    profiles = profiles()
+    if Map.has_key?(profiles, name), do: name, else: bad_fuel!(name, profiles)
+  end
+
+  def check!(other), do: bad_fuel!(other, profiles())
 
   @spec bad_fuel!(term(), map()) :: no_return()
   defp bad_fuel!(value, profiles) do
