@@ -198,25 +198,42 @@ defmodule Munition.Cluster do
 
   @doc false
   # Tries `nodes` in order for a pooled call, going to the next one where
-  # nothing ran: the node was down, its pool gone, or (for all but the last
-  # member) its call's process not there within a share of the time left
-  # (`Placement.member_wait_ms/1`: a frozen or overloaded node). Public for
-  # the tests, which hand it members that went down or froze after they
-  # were listed.
+  # nothing ran: the node was down, its pool gone, or its call's process
+  # not there within a share of the time left (`Placement.member_wait_ms/1`:
+  # a frozen or overloaded node must not take the whole deadline while
+  # another member could serve). Members given up on that way are tried
+  # again after the others, in the same order, the first of them then
+  # waited for until the deadline (the one the placement preferred). A
+  # member alone is waited for until the deadline. Public for the tests,
+  # which hand it members that went down or froze after they were listed.
   @spec try_members([node()], atom(), String.t(), list(), keyword(), integer()) :: Call.result()
   def try_members(nodes, name, function, args, opts, deadline) do
     none = {:error, {:pool_unavailable, "no member of pool #{inspect(name)} is running on any node"}}
-    try_members(nodes, name, function, args, opts, deadline, none)
+    try_members(nodes, {:first, []}, {name, function, args, opts, deadline}, none)
   end
 
-  defp try_members([], _name, _function, _args, _opts, _deadline, last), do: last
+  defp try_members([], {:first, [_ | _] = given_up}, call, last),
+    do: try_members(Enum.reverse(given_up), :again, call, last)
 
-  defp try_members([node | rest], name, function, args, opts, deadline, _last) do
-    ready_by = if rest != [], do: System.monotonic_time(:millisecond) + Placement.member_wait_ms(deadline)
+  defp try_members([], _round, _call, last), do: last
+
+  defp try_members([node | rest], round, {name, function, args, opts, deadline} = call, _last) do
+    ready_by =
+      case round do
+        {:first, given_up} when rest != [] or given_up != [] ->
+          System.monotonic_time(:millisecond) + Placement.member_wait_ms(deadline)
+
+        _alone_or_again ->
+          nil
+      end
 
     case fire_pooled_on(node, name, function, args, opts, deadline, ready_by) do
-      {:error, {kind, _}} = error when kind in [:nodedown, :pool_unavailable, :not_ready] ->
-        try_members(rest, name, function, args, opts, deadline, error)
+      {:error, {:not_ready, _}} = error ->
+        {:first, given_up} = round
+        try_members(rest, {:first, [node | given_up]}, call, error)
+
+      {:error, {kind, _}} = error when kind in [:nodedown, :pool_unavailable] ->
+        try_members(rest, round, call, error)
 
       result ->
         result

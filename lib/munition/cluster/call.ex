@@ -89,8 +89,17 @@ defmodule Munition.Cluster.Call do
       left when left > 0 ->
         reply = :erlang.alias([:explicit_unalias])
 
+        # How long the node's process waits for the go-ahead: as long as the
+        # caller may still send it.
+        may_go =
+          if ready_by, do: max(min(ready_by, deadline) - System.monotonic_time(:millisecond), 0), else: left
+
         request =
-          Map.put(%{request | opts: time_left(request.opts, deadline, left)}, :wait, left + @reply_margin_ms)
+          Map.put(
+            %{request | opts: time_left(request.opts, deadline, left)},
+            :wait,
+            may_go + @reply_margin_ms
+          )
 
         # Answered by {:spawn_reply, ...} only when it fails (:noconnection
         # for a node down or unreachable); the process says when it is there.
@@ -184,13 +193,39 @@ defmodule Munition.Cluster.Call do
 
           # A process spawned after this never gets the go-ahead.
           call.ready_by && call.ready_by < deadline ->
-            :erlang.spawn_request_abandon(monitor)
+            give_up(call)
             {:error, {:not_ready, call.node}}
 
           true ->
-            :erlang.spawn_request_abandon(monitor)
+            give_up(call)
             {:error, {:timeout, not_started(call.node)}}
         end
+    end
+  end
+
+  # Nothing more of a call given up on before its go-ahead reaches the
+  # caller's mailbox (a caller may be a GenServer that goes on to other
+  # work): the alias goes, and what it or the spawn answered in between is
+  # dropped.
+  defp give_up(%{reply: reply, monitor: monitor}) do
+    :erlang.unalias(reply)
+
+    unless :erlang.spawn_request_abandon(monitor) do
+      receive do
+        {:spawn_reply, ^monitor, _, _} -> :ok
+      after
+        0 -> :ok
+      end
+    end
+
+    flush(reply)
+  end
+
+  defp flush(reply) do
+    receive do
+      message when is_tuple(message) and tuple_size(message) > 1 and elem(message, 0) == reply -> flush(reply)
+    after
+      0 -> :ok
     end
   end
 

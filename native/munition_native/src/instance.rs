@@ -66,9 +66,10 @@ pub struct InstanceConfig<'a> {
     /// state is made).
     pub wasi: OrNil<WasiConfig>,
     /// `{function, params, release}` to call as soon as the instance is
-    /// ready, in the same NIF call (one trip instead of two for most calls),
-    /// or `nil`. With `release`, a call that returns has its store released
-    /// at once: nothing of it is needed after.
+    /// ready, in the same guest execution (one trip instead of two for most
+    /// calls), or `nil`. With `release`, a call that returns within the
+    /// first slice has its store released at once (unless its memory is
+    /// large): nothing of it is needed after.
     pub call: OrNil<(&'a str, Vec<Term<'a>>, bool)>,
 }
 

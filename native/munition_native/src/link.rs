@@ -48,7 +48,7 @@ impl Link {
 
 /// Decodes the two tuples above; anything else (another shape, a type that is
 /// not `:i32`, `:i64`, `:f32` or `:f64`) is a `badarg`, which Rustler reports
-/// as "Could not decode field :links" of `instance_new/2`'s config.
+/// as "Could not decode field links on InstanceConfig" of `instance_new/2`.
 impl<'a> Decoder<'a> for Link {
     fn decode(term: Term<'a>) -> NifResult<Self> {
         let types = |list: Term<'a>| -> NifResult<Vec<ValType>> {

@@ -164,6 +164,32 @@ defmodule Munition.Cluster.FailureTest do
     assert :erpc.call(frozen, Munition.Cluster, :local_stats, []).served == 0
   end
 
+  # Wall-clock: a member that thaws only after its share of the time.
+  @tag :timing
+  test "members given up on are tried again, the first one until the deadline" do
+    slow = peer!("cluster_ready_slow")
+    frozen = peer!("cluster_ready_stuck")
+    name = :"again_#{System.unique_integer([:positive])}"
+    Enum.each([slow, frozen], &Peers.start_pool!(&1, name: name, wasm: @add, size: 1))
+    slow_pid = freeze!(slow)
+    freeze!(frozen)
+
+    deadline = System.monotonic_time(:millisecond) + 10_000
+
+    placed =
+      Task.async(fn -> Munition.Cluster.try_members([slow, frozen], name, "add", [1, 2], [], deadline) end)
+
+    # Both given up on (250 ms each at most), the preferred one thaws: the
+    # call goes back to it rather than spend its deadline on the frozen one.
+    receive do
+    after
+      700 -> {_, 0} = System.cmd("kill", ["-CONT", slow_pid])
+    end
+
+    assert {:ok, 3, _} = Task.await(placed, 30_000)
+    assert :erpc.call(slow, Munition.Pool, :stats, [name]).completed == 1
+  end
+
   test "a node down while the guest runs is {:node_down_during_call, node}, and no other member is tried" do
     test = self()
     doomed = peer!("cluster_down_during")
