@@ -89,8 +89,17 @@ defmodule Munition.Instance.State do
   read key by key, a tenth of a pooled call's native time.
   """
   @spec to_native(t()) :: tuple()
-  def to_native(%__MODULE__{} = state) do
-    {state.fuel, state.timeout, state.max_memory, state.links, state.log_limit, state.host_pid, state.wasi,
-     state.call}
+  # One match reads the eight fields in one pass over the map's keys.
+  def to_native(%__MODULE__{
+        fuel: fuel,
+        timeout: timeout,
+        max_memory: max_memory,
+        links: links,
+        log_limit: log_limit,
+        host_pid: host_pid,
+        wasi: wasi,
+        call: call
+      }) do
+    {fuel, timeout, max_memory, links, log_limit, host_pid, wasi, call}
   end
 end
