@@ -34,13 +34,20 @@ defmodule Munition.Cluster.Server do
   @doc false
   # The module compiled here from the bytes hashed as `hash` for
   # `compiled_for` (its runtime and limits), or nil (counted as a hit or a
-  # miss).
+  # miss). A hit makes it the most recently used: eviction takes the least.
   @spec lookup(String.t(), term()) :: Munition.Module.t() | nil
   def lookup(hash, compiled_for) do
+    key = {hash, compiled_for}
+
     found =
-      case :ets.lookup(@table, {hash, compiled_for}) do
-        [{_key, module, _seq}] -> module
-        [] -> nil
+      case :ets.lookup(@table, key) do
+        [{_key, module, _seq}] ->
+          # Evicted in between: nothing to refresh, the module still serves.
+          :ets.update_element(@table, key, {3, System.unique_integer([:monotonic])})
+          module
+
+        [] ->
+          nil
       end
 
     count(if(found, do: :hits, else: :misses), 1)
@@ -51,7 +58,8 @@ defmodule Munition.Cluster.Server do
   end
 
   @doc false
-  # Keeps `module` for later calls; the oldest entries go past the capacity.
+  # Keeps `module` for later calls; the least recently used entries go past
+  # the capacity.
   # Every caller evicts until the table is within it: calls that insert at
   # once may pick the same oldest entry, and the capacity would then hold
   # only for one of them.

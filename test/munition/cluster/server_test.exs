@@ -11,6 +11,23 @@ defmodule Munition.Cluster.ServerTest do
     %{peer: node}
   end
 
+  test "the least recently used module goes first", %{peer: peer} do
+    :ok = :erpc.call(peer, Application, :put_env, [:munition, :module_cache_size, 2])
+    on_exit(fn -> :erpc.call(peer, Application, :delete_env, [:munition, :module_cache_size]) end)
+    module = fn hash -> %{__struct__: Munition.Module, hash: hash} end
+    kept? = fn hash -> :erpc.call(peer, Server, :lookup, [hash, :lru]) != nil end
+
+    :ok = :erpc.call(peer, Server, :remember, [module.("lru_a"), :lru])
+    :ok = :erpc.call(peer, Server, :remember, [module.("lru_b"), :lru])
+    # a, remembered first, was used since: b goes.
+    assert kept?.("lru_a")
+    :ok = :erpc.call(peer, Server, :remember, [module.("lru_c"), :lru])
+
+    assert kept?.("lru_a")
+    refute kept?.("lru_b")
+    assert kept?.("lru_c")
+  end
+
   test "the modules kept for remote calls stay within module_cache_size under concurrent calls", %{peer: peer} do
     capacity = 8
     :ok = :erpc.call(peer, Application, :put_env, [:munition, :module_cache_size, capacity])
