@@ -199,41 +199,39 @@ defmodule Munition.Cluster do
   @doc false
   # Tries `nodes` in order for a pooled call, going to the next one where
   # nothing ran: the node was down, its pool gone, or its call's process
-  # not there within a share of the time left (`Placement.member_wait_ms/1`:
-  # a frozen or overloaded node must not take the whole deadline while
-  # another member could serve). Members given up on that way are tried
-  # again after the others, in the same order, the first of them then
-  # waited for until the deadline (the one the placement preferred). A
-  # member alone is waited for until the deadline. Public for the tests,
-  # which hand it members that went down or froze after they were listed.
+  # not there within its window (a frozen or overloaded node must not take
+  # the whole deadline while another member could serve). Members given up
+  # on that way are tried again, in the same order, with windows twice as
+  # long each round (`Placement.ready_window/2`), so a member that is only
+  # slow still gets its turn; a window that would reach the deadline is the
+  # deadline. A member alone is waited for until the deadline. Nothing runs
+  # on a member given up on (it never gets the go-ahead). Public for the
+  # tests, which hand it members that went down or froze after they were
+  # listed.
   @spec try_members([node()], atom(), String.t(), list(), keyword(), integer()) :: Call.result()
   def try_members(nodes, name, function, args, opts, deadline) do
     none = {:error, {:pool_unavailable, "no member of pool #{inspect(name)} is running on any node"}}
-    try_members(nodes, {:first, []}, {name, function, args, opts, deadline}, none)
+    try_members(nodes, [], 0, {name, function, args, opts, deadline}, none)
   end
 
-  defp try_members([], {:first, [_ | _] = given_up}, call, last),
-    do: try_members(Enum.reverse(given_up), :again, call, last)
+  defp try_members([], [], _round, _call, last), do: last
 
-  defp try_members([], _round, _call, last), do: last
+  defp try_members([], given_up, round, call, last),
+    do: try_members(Enum.reverse(given_up), [], round + 1, call, last)
 
-  defp try_members([node | rest], round, {name, function, args, opts, deadline} = call, _last) do
+  defp try_members([node | rest], given_up, round, {name, function, args, opts, deadline} = call, _last) do
     ready_by =
-      case round do
-        {:first, given_up} when rest != [] or given_up != [] ->
-          System.monotonic_time(:millisecond) + Placement.member_wait_ms(deadline)
-
-        _alone_or_again ->
-          nil
+      if rest != [] or given_up != [] do
+        with window when window != nil <- Placement.ready_window(deadline, round),
+             do: System.monotonic_time(:millisecond) + window
       end
 
     case fire_pooled_on(node, name, function, args, opts, deadline, ready_by) do
       {:error, {:not_ready, _}} = error ->
-        {:first, given_up} = round
-        try_members(rest, {:first, [node | given_up]}, call, error)
+        try_members(rest, [node | given_up], round, call, error)
 
       {:error, {kind, _}} = error when kind in [:nodedown, :pool_unavailable] ->
-        try_members(rest, round, call, error)
+        try_members(rest, given_up, round, call, error)
 
       result ->
         result

@@ -54,13 +54,26 @@ defmodule Munition.Cluster.Placement do
   @query_share 4
   @query_max_ms 250
 
+  # How long the stats query may take of a call that has until `deadline`.
+  defp query_ms(deadline) do
+    min(div(max(deadline - System.monotonic_time(:millisecond), 0), @query_share), @query_max_ms)
+  end
+
+  # A window under this is the deadline: a call with so little time left
+  # waits for the member it tries rather than spawning on one after another.
+  @min_window_ms 10
+
   @doc false
   # How long a member may take to be ready for a call that has until
-  # `deadline`, when other members could take it: the same share of the
-  # time left as the stats query.
-  @spec member_wait_ms(integer()) :: non_neg_integer()
-  def member_wait_ms(deadline) do
-    min(div(max(deadline - System.monotonic_time(:millisecond), 0), @query_share), @query_max_ms)
+  # `deadline`, when other members could take it, in round `round` (0 for
+  # a member's first try): the stats query's share of the time left,
+  # doubled each round; `nil` (wait until the deadline) once that reaches
+  # the time left, or when it is too short to be worth another spawn.
+  @spec ready_window(integer(), non_neg_integer()) :: pos_integer() | nil
+  def ready_window(deadline, round) do
+    left = deadline - System.monotonic_time(:millisecond)
+    window = query_ms(deadline) * Integer.pow(2, round)
+    if window >= @min_window_ms and window < left, do: window
   end
 
   @doc false
@@ -80,7 +93,7 @@ defmodule Munition.Cluster.Placement do
 
       answers =
         remote
-        |> :erpc.multicall(Munition.Pool, :stats, [name], member_wait_ms(deadline))
+        |> :erpc.multicall(Munition.Pool, :stats, [name], query_ms(deadline))
         |> Enum.map(fn
           {:ok, stats} -> stats
           {:error, {:erpc, :timeout}} -> :no_answer

@@ -145,4 +145,21 @@ defmodule Munition.Cluster.PoolTest do
              ]
     end
   end
+
+  describe "Placement.ready_window/2" do
+    test "a share of the time left, doubled each round; the deadline once it reaches it or is too short" do
+      in_a_minute = System.monotonic_time(:millisecond) + 60_000
+      assert Placement.ready_window(in_a_minute, 0) == 250
+      assert Placement.ready_window(in_a_minute, 1) == 500
+      assert Placement.ready_window(in_a_minute, 3) == 2_000
+
+      # A quarter of about a second, then eight times that: past the deadline.
+      in_a_second = System.monotonic_time(:millisecond) + 1_000
+      assert Placement.ready_window(in_a_second, 0) in 10..250
+      assert Placement.ready_window(in_a_second, 3) == nil
+
+      # A quarter of 20 ms is not worth another spawn.
+      assert Placement.ready_window(System.monotonic_time(:millisecond) + 20, 0) == nil
+    end
+  end
 end
