@@ -11,8 +11,9 @@ defmodule Munition.Pool do
       Munition.fire_pooled(:resizer, "resize", [image], result: :binary)
 
   `start_link/1` compiles the module once, resolves its capabilities and host
-  functions into links once, resolves the fuel policy once (`:adaptive` stays
-  per call, since it follows the history), and checks the per-call defaults
+  functions into links once, resolves the fuel policy once (`:adaptive`
+  follows the history per call; its settings, from the application
+  environment, and its fallback are read once too), and checks the per-call defaults
   once. What is pooled is that preparation, never an instance: every pooled
   call still gets a brand-new store and instance out of the engine's pooling
   allocator, so nothing is reset between calls because nothing is reused
@@ -275,10 +276,11 @@ defmodule Munition.Pool do
     with {:ok, module} <- to_module(wasm, options),
          {:ok, links} <-
            Munition.Host.Capabilities.resolve(module, options.capabilities, options.host_functions) do
-      # Everything but :adaptive is the same for every function of the module.
+      # Everything but :adaptive is the same for every function of the
+      # module; :adaptive has its settings read once.
       fuel =
         case options.fuel do
-          :adaptive -> :adaptive
+          :adaptive -> Munition.Fuel.Policy.prepare_adaptive(module)
           spec -> Munition.Fuel.Policy.resolve!(spec, module, "")
         end
 

@@ -114,8 +114,13 @@ defmodule Munition.PoolTest do
       assert is_integer(Pool.fetch(name).options.fuel)
 
       name = start_pool!(wasm: @add, fuel: :adaptive)
-      assert Pool.fetch(name).options.fuel == :adaptive
-      assert {:ok, 5, _} = Munition.fire_pooled(name, "add", [2, 3])
+      assert {:adaptive, %{fallback: fallback}} = Pool.fetch(name).options.fuel
+
+      assert {:ok, 5, %{fuel_remaining: left, fuel_consumed: used}} =
+               Munition.fire_pooled(name, "add", [2, 3])
+
+      # No history yet: the module's :auto budget.
+      assert left + used == fallback
     end
 
     test "an unknown pool is :pool_unavailable" do

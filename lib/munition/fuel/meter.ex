@@ -506,17 +506,10 @@ defmodule Munition.Fuel.Meter do
     ArgumentError -> []
   end
 
+  # As counters_for/2 finds them (`:adaptive` reads them on every call), but
+  # nil for a key not there, or no meter.
   defp lookup(key) do
-    case :ets.whereis(@table) do
-      :undefined ->
-        nil
-
-      table ->
-        case :ets.lookup(table, key) do
-          [{_key, counters}] -> counters
-          [] -> nil
-        end
-    end
+    :ets.lookup_element(:persistent_term.get(@table_id, @table), key, 2)
   rescue
     ArgumentError -> nil
   end

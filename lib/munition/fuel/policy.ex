@@ -165,9 +165,17 @@ defmodule Munition.Fuel.Policy do
   def resolve!(:auto, module, _function), do: for_module(module)
 
   def resolve!(:adaptive, module, function) do
-    case for_history(module, function) do
+    case history_budget(module, function, adaptive_settings()) do
       {:ok, fuel} -> fuel
       :not_enough_history -> for_module(module)
+    end
+  end
+
+  # `:adaptive` as prepare_adaptive/1 made it, for `Munition.Pool`.
+  def resolve!({:adaptive, %{settings: settings, fallback: fallback}}, module, function) do
+    case history_budget(module, function, settings) do
+      {:ok, fuel} -> fuel
+      :not_enough_history -> fallback
     end
   end
 
@@ -277,18 +285,41 @@ defmodule Munition.Fuel.Policy do
   """
   @spec for_history(Munition.Module.t() | String.t(), String.t()) ::
           {:ok, pos_integer()} | :not_enough_history
-  def for_history(module, function) do
-    opts = adaptive_opts()
-    min_samples = opts[:min_samples]
+  def for_history(module, function), do: history_budget(module, function, adaptive_settings())
 
-    case Meter.successful_fuel(module, function, opts[:quantile]) do
-      {samples, fuel} when samples >= min_samples and is_integer(fuel) ->
-        budget = ceil(fuel * opts[:headroom])
-        {:ok, budget |> max(opts[:min]) |> min(max(auto_bounds()[:max], opts[:min]))}
+  @doc false
+  # `:adaptive` prepared for the calls of `module`: its settings read from
+  # the application environment and checked, and its fallback (the module's
+  # `:auto` budget) worked out, once. `Munition.Pool` does this when it
+  # starts, so that its calls pay only for reading the history (reading and
+  # checking the settings was half of resolving `:adaptive`, 0.7 of 1.5 µs).
+  # resolve!/3 takes what it returns.
+  @spec prepare_adaptive(Munition.Module.t()) :: {:adaptive, map()}
+  def prepare_adaptive(module),
+    do: {:adaptive, %{settings: adaptive_settings(), fallback: for_module(module)}}
+
+  defp history_budget(module, function, settings) do
+    case Meter.successful_fuel(module, function, settings.quantile) do
+      {samples, fuel} when samples >= settings.min_samples and is_integer(fuel) ->
+        {:ok, ceil(fuel * settings.headroom) |> max(settings.min) |> min(settings.max)}
 
       _ ->
         :not_enough_history
     end
+  end
+
+  # The configured :adaptive settings, checked; `max` is the ceiling, :auto's
+  # (or the floor, if that is higher).
+  defp adaptive_settings do
+    opts = adaptive_opts()
+
+    %{
+      min_samples: opts[:min_samples],
+      quantile: opts[:quantile],
+      headroom: opts[:headroom],
+      min: opts[:min],
+      max: max(auto_bounds()[:max], opts[:min])
+    }
   end
 
   defp auto_bounds do

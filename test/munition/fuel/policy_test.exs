@@ -212,6 +212,24 @@ defmodule Munition.Fuel.PolicyTest do
       assert_raise ArgumentError, ~r/headroom: -1/, fn -> Policy.resolve!(:adaptive, module, "f") end
     end
 
+    test "prepared once (as a pool does), the settings are those of that moment; the history is read per call" do
+      module = compile!(counter_wat("prepared"))
+      put_env(:adaptive_fuel, min_samples: 3, quantile: 0.5, headroom: 1.5, min: 10)
+      prepared = Policy.prepare_adaptive(module)
+      assert Policy.resolve!(prepared, module, "f") == Policy.for_module(module)
+
+      for n <- [1, 1, 100], do: Munition.fire(module, "f", [n])
+      assert Policy.resolve!(prepared, module, "f") == 18
+
+      # Configured otherwise later: only what is prepared after sees it.
+      put_env(:adaptive_fuel, min_samples: 3, quantile: 0.5, headroom: 1.5, min: 1_000)
+      assert Policy.resolve!(prepared, module, "f") == 18
+      assert Policy.resolve!(Policy.prepare_adaptive(module), module, "f") == 1_000
+
+      put_env(:adaptive_fuel, headroom: -1)
+      assert_raise ArgumentError, ~r/headroom: -1/, fn -> Policy.prepare_adaptive(module) end
+    end
+
     test "falls back to :auto when the meter is not running" do
       module = compile!(counter_wat("stopped"))
       for _ <- 1..20, do: Munition.fire(module, "f", [100])
