@@ -91,4 +91,5 @@ defmodule Munition.Native do
   def wasmi_instance_memory_write(_instance, _ptr, _bytes), do: :erlang.nif_error(:nif_not_loaded)
   def wasmi_instance_capture(_instance, _mode), do: :erlang.nif_error(:nif_not_loaded)
   def wasmi_instance_cleanup(_instance), do: :erlang.nif_error(:nif_not_loaded)
+  def wasmi_instance_cleanup_dirty(_instance), do: :erlang.nif_error(:nif_not_loaded)
 end

@@ -189,7 +189,14 @@ defmodule Munition.Runtime.Wasmi do
 
   @impl true
   def cleanup(:released), do: :ok
-  def cleanup(instance), do: Native.wasmi_instance_cleanup(instance)
+
+  def cleanup(instance) do
+    # A large memory is released on a dirty scheduler (see the NIF).
+    case Native.wasmi_instance_cleanup(instance) do
+      :ok -> :ok
+      :large -> Native.wasmi_instance_cleanup_dirty(instance)
+    end
+  end
 
   ## Host calls and captured memory: the engine-independent NIFs, as Wasmtime's.
 

@@ -24,7 +24,7 @@ use crate::engine::{FIRST_SLICE, SLICE};
 use crate::error::{MunitionError, MunitionResult};
 use crate::execution::Progress;
 use crate::guest_memory::{bounds, out_of_bounds, EXPORT_NAME};
-use crate::instance::{preflight, InstanceConfig};
+use crate::instance::{preflight, releases_inline, InstanceConfig};
 use crate::link::{refuse_unlinked, Link};
 use crate::value::{to_val, val_type_atom};
 
@@ -170,7 +170,7 @@ fn wasmi_instance_new<'a>(
     if let (Progress::Ready, Some((function, params, release))) = (&progress, &config.call.0) {
         if let Ok(execution) = prepare(slot.idle()?, function, params) {
             progress = start(env, &mut slot, execution, FIRST_SLICE)?;
-            if *release && matches!(progress, Progress::Returned(..)) {
+            if *release && matches!(progress, Progress::Returned(..)) && !holds_large_memory(&slot) {
                 return Ok((WasmiHandle::Released, progress));
             }
         }
@@ -256,11 +256,36 @@ fn wasmi_instance_resume(
     advance(env, &mut instance.lock(), SLICE)
 }
 
-/// Releases the store now (a guest mid-execution is dropped with it).
+/// Releases the store now (a guest mid-execution is dropped with it), as
+/// `instance_cleanup/1`: `:ok`, or `:large` without releasing a store whose
+/// memory is too large to release on a normal scheduler (see
+/// `releases_inline`): release that one with `wasmi_instance_cleanup_dirty/1`.
 #[rustler::nif]
 fn wasmi_instance_cleanup(instance: ResourceArc<WasmiInstanceRef>) -> Atom {
+    let mut slot = instance.lock();
+    if holds_large_memory(&slot) {
+        return atoms::large();
+    }
+    drop(std::mem::replace(&mut *slot, Slot::Gone));
+    atoms::ok()
+}
+
+/// `wasmi_instance_cleanup/1` for stores with large memories.
+#[rustler::nif(schedule = "DirtyCpu")]
+fn wasmi_instance_cleanup_dirty(instance: ResourceArc<WasmiInstanceRef>) -> Atom {
     drop(std::mem::replace(&mut *instance.lock(), Slot::Gone));
     atoms::ok()
+}
+
+/// Whether the slot's store, idle or mid-execution, holds too much memory to
+/// be released on a normal scheduler.
+fn holds_large_memory(slot: &Slot) -> bool {
+    let live = match slot {
+        Slot::Idle(live) => &**live,
+        Slot::Running(running) => &running.0,
+        Slot::Gone => return false,
+    };
+    !releases_inline(live.store.data().limits.limits.memory_total)
 }
 
 fn exported_memory(live: &Live) -> MunitionResult<Memory> {
