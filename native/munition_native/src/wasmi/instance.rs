@@ -170,7 +170,8 @@ fn wasmi_instance_new<'a>(
     if let (Progress::Ready, Some((function, params, release))) = (&progress, &config.call.0) {
         if let Ok(execution) = prepare(slot.idle()?, function, params) {
             progress = start(env, &mut slot, execution, FIRST_SLICE)?;
-            if *release && matches!(progress, Progress::Returned(..)) && !holds_large_memory(&slot) {
+            if *release && matches!(progress, Progress::Returned(..)) && !holds_large_memory(&slot)
+            {
                 return Ok((WasmiHandle::Released, progress));
             }
         }
