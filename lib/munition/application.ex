@@ -13,9 +13,23 @@ defmodule Munition.Application do
         Munition.Fuel.Meter,
         Munition.Instance.Slots,
         # The :pg scope of pools on several nodes, and the server of calls
-        # from other nodes (Munition.Cluster).
-        %{id: :pg, start: {:pg, :start_link, [Munition.Cluster.Server.scope()]}},
-        Munition.Cluster.Server
+        # from other nodes (Munition.Cluster). A scope that restarts starts
+        # with no groups: the server restarts after it (rest_for_one) and so
+        # joins its group again; pools watch the scope themselves
+        # (Munition.Cluster.join_pool/1).
+        %{
+          id: Munition.Cluster,
+          type: :supervisor,
+          start:
+            {Supervisor, :start_link,
+             [
+               [
+                 %{id: :pg, start: {:pg, :start_link, [Munition.Cluster.Server.scope()]}},
+                 Munition.Cluster.Server
+               ],
+               [strategy: :rest_for_one]
+             ]}
+        }
       ]
 
       Supervisor.start_link(children, strategy: :one_for_one, name: Munition.Supervisor)

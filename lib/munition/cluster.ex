@@ -316,10 +316,28 @@ defmodule Munition.Cluster do
 
   @doc false
   # Called by each Munition.Pool as it starts: its process joins the group of
-  # its name, and leaves it when it stops.
-  @spec join_pool(atom()) :: :ok
+  # its name (and leaves it when it stops). Returns a monitor of the :pg
+  # scope, whose groups go if it restarts: the pool joins again on its
+  # :DOWN (see Munition.Pool); nil without a scope (the application is not
+  # started: only local calls).
+  @spec join_pool(atom()) :: reference() | nil
   def join_pool(name) do
-    if Process.whereis(Server.scope()), do: :pg.join(Server.scope(), Placement.group(name), self())
-    :ok
+    case Process.whereis(Server.scope()) do
+      nil ->
+        nil
+
+      scope ->
+        # Monitored first: a scope that goes before or while this joins is a
+        # :DOWN too, and the pool tries again.
+        monitor = Process.monitor(scope)
+
+        try do
+          :pg.join(scope, Placement.group(name), self())
+        catch
+          :exit, _gone -> :ok
+        end
+
+        monitor
+    end
   end
 end

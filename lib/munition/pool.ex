@@ -73,6 +73,9 @@ defmodule Munition.Pool do
 
   @retry_ms 5
 
+  # How often a pool whose :pg scope went looks for it again.
+  @rejoin_ms 10
+
   @doc false
   def child_spec(opts) do
     %{id: {__MODULE__, Keyword.get(opts, :name)}, start: {__MODULE__, :start_link, [opts]}}
@@ -306,8 +309,8 @@ defmodule Munition.Pool do
 
       :persistent_term.put({__MODULE__, name}, pool)
       # Pools of the same name on several nodes form one group (Munition.Cluster).
-      :ok = Munition.Cluster.join_pool(name)
-      {:ok, %{pool: pool, line: Waiters.new(counters), timer: nil}}
+      scope = Munition.Cluster.join_pool(name)
+      {:ok, %{pool: pool, line: Waiters.new(counters), timer: nil, scope: scope}}
     else
       {:error, reason} -> {:stop, reason}
     end
@@ -339,8 +342,26 @@ defmodule Munition.Pool do
 
   def handle_info({:cancel, ref}, state), do: {:noreply, %{state | line: Waiters.cancel(state.line, ref)}}
 
+  # The :pg scope went, and the pool's group with it: joined again once the
+  # scope is back (its supervisor restarts it).
+  def handle_info({:DOWN, scope, :process, _pid, _reason}, %{scope: scope} = state) do
+    send(self(), :rejoin)
+    {:noreply, %{state | scope: nil}}
+  end
+
   def handle_info({:DOWN, monitor, :process, _pid, _reason}, state),
     do: {:noreply, %{state | line: Waiters.down(state.line, monitor)}}
+
+  def handle_info(:rejoin, state) do
+    case Munition.Cluster.join_pool(state.pool.name) do
+      nil ->
+        Process.send_after(self(), :rejoin, @rejoin_ms)
+        {:noreply, state}
+
+      scope ->
+        {:noreply, %{state | scope: scope}}
+    end
+  end
 
   def handle_info({:EXIT, _pid, reason}, state), do: {:stop, reason, state}
 

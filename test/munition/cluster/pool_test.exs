@@ -146,6 +146,38 @@ defmodule Munition.Cluster.PoolTest do
     end
   end
 
+  test "a pool and the node's server join their groups again when the :pg scope restarts" do
+    name = :"rejoin_#{System.unique_integer([:positive])}"
+    add = ~s{(module (func (export "add") (param i32 i32) (result i32) local.get 0 local.get 1 i32.add))}
+    pool = start_supervised!({Munition.Pool, name: name, wasm: add})
+    scope = Process.whereis(Munition.Cluster)
+    assert pool in :pg.get_members(Munition.Cluster, Placement.group(name))
+
+    monitor = Process.monitor(scope)
+    Process.exit(scope, :kill)
+    assert_receive {:DOWN, ^monitor, :process, _, :killed}
+
+    # Restarted empty by its supervisor; the pool and the server join again.
+    until(fn ->
+      Process.whereis(Munition.Cluster) not in [nil, scope] and
+        pool in :pg.get_members(Munition.Cluster, Placement.group(name)) and
+        Process.whereis(Munition.Cluster.Server) in :pg.get_members(Munition.Cluster, :munition_nodes)
+    end)
+
+    assert Placement.member_nodes(name) == [node()]
+    assert {:ok, 3, _} = Munition.fire_pooled(name, "add", [1, 2], node: :any)
+  end
+
+  # Polls a state the node reaches on its own (no time bound is asserted).
+  defp until(fun) do
+    unless fun.() do
+      receive do
+      after
+        1 -> until(fun)
+      end
+    end
+  end
+
   describe "Placement.ready_window/2" do
     test "a share of the time left, doubled each round; the deadline once it reaches it or is too short" do
       in_a_minute = System.monotonic_time(:millisecond) + 60_000
