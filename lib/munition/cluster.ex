@@ -332,7 +332,7 @@ defmodule Munition.Cluster do
         monitor = Process.monitor(scope)
 
         try do
-          :pg.join(scope, Placement.group(name), self())
+          :pg.join(Server.scope(), Placement.group(name), self())
         catch
           :exit, _gone -> :ok
         end
