@@ -331,8 +331,11 @@ defmodule Munition.Cluster do
         # :DOWN too, and the pool tries again.
         monitor = Process.monitor(scope)
 
+        # Joined already when the scope restarted between the lookup above
+        # and a join by name of an earlier try: once is enough.
         try do
-          :pg.join(Server.scope(), Placement.group(name), self())
+          unless self() in :pg.get_local_members(Server.scope(), Placement.group(name)),
+            do: :pg.join(Server.scope(), Placement.group(name), self())
         catch
           :exit, _gone -> :ok
         end

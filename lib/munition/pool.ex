@@ -73,8 +73,10 @@ defmodule Munition.Pool do
 
   @retry_ms 5
 
-  # How often a pool whose :pg scope went looks for it again.
+  # How soon a pool whose :pg scope went looks for it again, and how seldom
+  # at most.
   @rejoin_ms 10
+  @rejoin_max_ms 1_000
 
   @doc false
   def child_spec(opts) do
@@ -345,17 +347,20 @@ defmodule Munition.Pool do
   # The :pg scope went, and the pool's group with it: joined again once the
   # scope is back (its supervisor restarts it).
   def handle_info({:DOWN, scope, :process, _pid, _reason}, %{scope: scope} = state) do
-    send(self(), :rejoin)
+    Process.send_after(self(), {:rejoin, @rejoin_ms}, @rejoin_ms)
     {:noreply, %{state | scope: nil}}
   end
 
   def handle_info({:DOWN, monitor, :process, _pid, _reason}, state),
     do: {:noreply, %{state | line: Waiters.down(state.line, monitor)}}
 
-  def handle_info(:rejoin, state) do
+  # Looked for again less and less often (a pool may outlive Munition's
+  # application, whose scope then never comes back).
+  def handle_info({:rejoin, after_ms}, state) do
     case Munition.Cluster.join_pool(state.pool.name) do
       nil ->
-        Process.send_after(self(), :rejoin, @rejoin_ms)
+        later = min(2 * after_ms, @rejoin_max_ms)
+        Process.send_after(self(), {:rejoin, later}, later)
         {:noreply, state}
 
       scope ->

@@ -264,11 +264,15 @@ fn instance_cleanup(instance: ResourceArc<InstanceRef>) -> Atom {
 
 /// Whether releasing the slot's store would take too long for a normal
 /// scheduler: all the guest's memories, exported or not, as its limiter
-/// counted them, over `INLINE_RELEASE_LIMIT`.
+/// counted them, over `INLINE_RELEASE_LIMIT`. A store mid-execution is inside
+/// its future, where its memory cannot be read: taken as large (only an
+/// abandoned guest is cleaned up running, rarely; a dirty hop costs it
+/// nothing that matters).
 fn holds_large_memory(slot: &Slot) -> bool {
     match slot {
         Slot::Idle(live) => !releases_inline(live.store.data().limits.memory_total),
-        _ => false,
+        Slot::Running { .. } => true,
+        Slot::Gone => false,
     }
 }
 

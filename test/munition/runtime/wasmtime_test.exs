@@ -455,6 +455,17 @@ defmodule Munition.Runtime.WasmtimeTest do
       assert Wasmtime.live_count() == baseline + 1
       assert Wasmtime.cleanup(instance) == :ok
       assert Wasmtime.live_count() == baseline
+
+      # So is a store mid-execution (an abandoned guest): its memory is inside
+      # the suspended execution, where it cannot be measured.
+      spinning = compile!(@guest)
+
+      assert {:ok, instance, :yielded} =
+               Wasmtime.instantiate(spinning, state(spinning, call: {"spin", [], true}, fuel: @plenty))
+
+      assert Munition.Native.instance_cleanup(instance) == :large
+      assert Wasmtime.cleanup(instance) == :ok
+      assert Wasmtime.live_count() == baseline
     end
   end
 
