@@ -1,6 +1,8 @@
 defmodule Munition.PoolTest do
   use ExUnit.Case, async: true
 
+  alias Munition.Sync
+
   alias Munition.Forensics.Dump
   alias Munition.Pool
 
@@ -40,16 +42,6 @@ defmodule Munition.PoolTest do
 
     assert_receive {:holding, holder}, @long
     {caller, holder}
-  end
-
-  # Polls a condition the pool reaches on its own (no time bound is asserted).
-  defp until(fun) do
-    unless fun.() do
-      receive do
-      after
-        1 -> until(fun)
-      end
-    end
   end
 
   describe "fire_pooled/4" do
@@ -136,7 +128,7 @@ defmodule Munition.PoolTest do
       {_c2, h2} = start_held_call(name)
       test = self()
       spawn(fn -> send(test, {:third, Munition.fire_pooled(name, "f", [], timeout: @long)}) end)
-      until(fn -> Pool.stats(name).waiting == 1 end)
+      Sync.until(fn -> Pool.stats(name).waiting == 1 end)
 
       assert %{size: 2, running: 2, waiting: 1, completed: 0} = Pool.stats(name)
       refute_received {:holding, _}
@@ -178,7 +170,7 @@ defmodule Munition.PoolTest do
         send(test, {:spun, Munition.fire_pooled(name, "spin", [], timeout: 400, fuel: 1_000_000_000_000)})
       end)
 
-      until(fn -> Pool.stats(name).waiting == 1 end)
+      Sync.until(fn -> Pool.stats(name).waiting == 1 end)
 
       receive do
       after
@@ -234,7 +226,7 @@ defmodule Munition.PoolTest do
       {_caller, holder} = start_held_call(name)
       test = self()
       spawn(fn -> send(test, {:waiter, Munition.fire_pooled(name, "f", [], timeout: @long)}) end)
-      until(fn -> Pool.stats(name).waiting == 1 end)
+      Sync.until(fn -> Pool.stats(name).waiting == 1 end)
 
       GenServer.stop(pid)
       assert_receive {:waiter, {:error, {:pool_unavailable, _}}}, @long
@@ -252,7 +244,7 @@ defmodule Munition.PoolTest do
       Process.exit(pid, :kill)
       assert_receive {:DOWN, ^monitor, :process, _, :killed}
 
-      until(fn -> match?(%Pool{pid: new} when new != pid, Pool.fetch(name)) end)
+      Sync.until(fn -> match?(%Pool{pid: new} when new != pid, Pool.fetch(name)) end)
       assert {:ok, 5, _} = Munition.fire_pooled(name, "add", [2, 3])
       Supervisor.stop(sup)
     end

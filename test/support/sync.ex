@@ -28,25 +28,40 @@ defmodule Munition.Sync do
   @doc """
   Waits until `Munition.Runtime.Wasmtime.live_count/0` is `expected`.
 
-  A last resort, and the only poll in the suite: a store is released when the
-  last reference to its instance goes (the NIF resource's destructor), which
-  sends no message. Call it after the process that held the instance is known
+  A last resort: a store is released when the last reference to its
+  instance goes (the NIF resource's destructor), which sends no message. Call it after the process that held the instance is known
   to be down (`await_down/1`), so the poll only covers the few microseconds
   between that process's exit and the release of its heap. Each try yields for
   a millisecond; the number of tries only turns a leaked store into a failure.
   """
   def await_live_count(expected, tries \\ 20_000) do
-    case Munition.Runtime.Wasmtime.live_count() do
-      ^expected ->
+    await(fn -> Munition.Runtime.Wasmtime.live_count() == expected end, tries, fn ->
+      "#{Munition.Runtime.Wasmtime.live_count()} stores are alive, expected #{expected}: a store outlived its call"
+    end)
+  end
+
+  @doc """
+  Waits until `condition` (a function of no arguments) holds: for a state the
+  system reaches on its own and announces with no message (a pool's queue, a
+  `:pg` membership). Tried every millisecond; the number of tries only turns a
+  state never reached into a failure.
+  """
+  def until(condition, tries \\ @patience) do
+    await(condition, tries, fn -> "the awaited condition never held" end)
+  end
+
+  defp await(condition, tries, failure) do
+    cond do
+      condition.() ->
         :ok
 
-      count when tries == 0 ->
-        flunk("#{count} stores are alive, expected #{expected}: a store outlived its call")
+      tries == 0 ->
+        flunk(failure.())
 
-      _ ->
+      true ->
         receive do
         after
-          1 -> await_live_count(expected, tries - 1)
+          1 -> await(condition, tries - 1, failure)
         end
     end
   end

@@ -3,6 +3,8 @@ defmodule Munition.Cluster.PoolTest do
   # (:pg); placement, members leaving, and the cluster's stats.
   use ExUnit.Case, async: false
 
+  alias Munition.Sync
+
   alias Munition.Cluster.Placement
   alias Munition.Peers
 
@@ -158,7 +160,7 @@ defmodule Munition.Cluster.PoolTest do
     assert_receive {:DOWN, ^monitor, :process, _, :killed}
 
     # Restarted empty by its supervisor; the pool and the server join again.
-    until(fn ->
+    Sync.until(fn ->
       Process.whereis(Munition.Cluster) not in [nil, scope] and
         pool in :pg.get_members(Munition.Cluster, Placement.group(name)) and
         Process.whereis(Munition.Cluster.Server) in :pg.get_members(Munition.Cluster, :munition_nodes)
@@ -166,16 +168,6 @@ defmodule Munition.Cluster.PoolTest do
 
     assert Placement.member_nodes(name) == [node()]
     assert {:ok, 3, _} = Munition.fire_pooled(name, "add", [1, 2], node: :any)
-  end
-
-  # Polls a state the node reaches on its own (no time bound is asserted).
-  defp until(fun) do
-    unless fun.() do
-      receive do
-      after
-        1 -> until(fun)
-      end
-    end
   end
 
   describe "Placement.ready_window/2" do

@@ -2,6 +2,8 @@ defmodule Munition.Instance.SlotsTest do
   # Fills every instance slot of the engine: nothing else may run meanwhile.
   use ExUnit.Case, async: false
 
+  alias Munition.Sync
+
   alias Munition.Instance.Slots
 
   # The engine's instance slots (see engine.rs); the tests fill them all.
@@ -46,16 +48,6 @@ defmodule Munition.Instance.SlotsTest do
     for _ <- holders, do: assert_receive({:blocker_done, {:ok, nil, _}}, @long)
   end
 
-  # Polls a condition the queue reaches on its own (no time bound is asserted).
-  defp until(fun) do
-    unless fun.() do
-      receive do
-      after
-        1 -> until(fun)
-      end
-    end
-  end
-
   test "every slot in use: a call waits instead of failing, and runs when one frees" do
     baseline = Munition.Runtime.Wasmtime.live_count()
     holders = fill_every_slot()
@@ -71,7 +63,7 @@ defmodule Munition.Instance.SlotsTest do
       )
     end)
 
-    until(fn -> Slots.waiting() == 1 end)
+    Sync.until(fn -> Slots.waiting() == 1 end)
     refute_received {:waiter, _}
 
     release(holders)
@@ -88,7 +80,7 @@ defmodule Munition.Instance.SlotsTest do
 
     assert message =~ "deadline"
     # It left the queue (its cancel reaches the queue after it returned).
-    until(fn -> Slots.waiting() == 0 end)
+    Sync.until(fn -> Slots.waiting() == 0 end)
 
     release(holders)
   end
@@ -98,11 +90,11 @@ defmodule Munition.Instance.SlotsTest do
     holders = fill_every_slot()
 
     waiter = spawn(fn -> Munition.fire(~s{(module (func (export "f")))}, "f", [], timeout: @long) end)
-    until(fn -> Slots.waiting() == 1 end)
+    Sync.until(fn -> Slots.waiting() == 1 end)
     monitor = Process.monitor(waiter)
     Process.exit(waiter, :kill)
     assert_receive {:DOWN, ^monitor, :process, _, :killed}
-    until(fn -> Slots.waiting() == 0 end)
+    Sync.until(fn -> Slots.waiting() == 0 end)
 
     release(holders)
     assert Munition.Runtime.Wasmtime.live_count() == baseline
@@ -137,7 +129,7 @@ defmodule Munition.Instance.SlotsTest do
     end
 
     # Every one of them is queued behind the blocked guests before any slot frees.
-    until(fn -> Slots.waiting() == callers end)
+    Sync.until(fn -> Slots.waiting() == callers end)
     release(holders)
 
     for n <- 1..callers do
