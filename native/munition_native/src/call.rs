@@ -2,7 +2,7 @@
 //! before any guest code runs, then the first slice of the call.
 
 use rustler::{Env, ResourceArc, Term};
-use wasmtime::{Extern, Func, ModuleExport, Val};
+use wasmtime::{AsContextMut, Extern, Func, Instance, ModuleExport, Val};
 
 use crate::engine::FIRST_SLICE;
 use crate::error::{MunitionError, MunitionResult};
@@ -40,15 +40,13 @@ pub fn prepare(live: &mut Live, function: &str, params: &[Term]) -> MunitionResu
     let wasm_instance = live.instance.ok_or_else(|| {
         MunitionError::InvalidState("instance did not finish instantiating".into())
     })?;
-    let CallArgs {
-        export,
-        params,
-        results,
-    } = convert(&live.module, function, params)?;
-    let func = wasm_instance
-        .get_module_export(&mut live.store, &export)
-        .and_then(Extern::into_func)
+    let args = convert(&live.module, function, params)?;
+    let func = args
+        .func(&mut live.store, wasm_instance)
         .ok_or_else(|| MunitionError::FunctionNotFound(function.to_string()))?;
+    let CallArgs {
+        params, results, ..
+    } = args;
     Ok(PreparedCall {
         func,
         params,
@@ -63,6 +61,16 @@ pub struct CallArgs {
     pub export: ModuleExport,
     pub params: Vec<Val>,
     pub results: Vec<Val>,
+}
+
+impl CallArgs {
+    /// The export in `instance`, an instance of the module the call was
+    /// converted for.
+    pub fn func(&self, store: impl AsContextMut, instance: Instance) -> Option<Func> {
+        instance
+            .get_module_export(store, &self.export)
+            .and_then(Extern::into_func)
+    }
 }
 
 /// Finds `function` among the module's exports and converts `params` to its

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use rustler::{Atom, Encoder, Env, LocalPid, Resource, ResourceArc, Term};
-use wasmtime::{Extern, Instance};
+use wasmtime::Instance;
 
 use crate::atoms;
 use crate::bridge::HostBridge;
@@ -200,9 +200,7 @@ fn instance_new<'a>(
             Err(error) => return (live, Err(error)),
         };
         let Some((args, func)) = call.and_then(|args| {
-            let func = instance
-                .get_module_export(&mut live.store, &args.export)
-                .and_then(Extern::into_func)?;
+            let func = args.func(&mut live.store, instance)?;
             Some((args, func))
         }) else {
             return (live, Ok(Step::Instantiated(instance)));
