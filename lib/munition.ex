@@ -26,9 +26,10 @@ defmodule Munition do
 
   `args` are integers and floats, checked against the export's signature
   (`i32` takes `-2^31..2^32-1`, `i64` likewise for 64 bits, `f32`/`f64` take
-  floats and `:nan`, `:infinity`, `:neg_infinity`), and binaries (see "Binary
-  data" in the README: each binary is copied into guest memory through the
-  guest's allocator and passed as pointer and length).
+  floats and `:nan`, `:infinity`, `:neg_infinity`), and binaries (see
+  [Binary data](getting-started.md#binary-data): each binary is copied into
+  guest memory through the guest's allocator and passed as pointer and
+  length).
 
   ## Options
 

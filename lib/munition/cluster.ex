@@ -21,7 +21,7 @@ defmodule Munition.Cluster do
   limits) runs them at once. Only a node that has not answers with a miss,
   and the caller sends the bytes once: the node compiles them and keeps the
   compiled module for the next calls (at most `module_cache_size` modules,
-  the oldest going first). A `%Munition.Module{}` is compiled code of the
+  the least recently used going first). A `%Munition.Module{}` is compiled code of the
   node that compiled it and cannot travel: a call on another node takes the
   module's bytes (or WAT text).
 

@@ -5,7 +5,7 @@ defmodule Munition.Runtime do
   engine's native code.
 
   Munition ships two: `Munition.Runtime.Wasmtime` (the default) and
-  `Munition.Runtime.Wasmi` (an interpreter; README's "Two engines" says when
+  `Munition.Runtime.Wasmi` (an interpreter; [Engines](engines.md) says when
   to choose which). A runtime
   owns compiling, instantiating in a fresh store, running guest code in
   slices, guest memory, capturing the state of a failed store, releasing it,

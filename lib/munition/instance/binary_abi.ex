@@ -1,7 +1,7 @@
 defmodule Munition.Instance.BinaryABI do
   @moduledoc """
   Munition's binary ABI: how binaries cross into and out of a guest (see
-  "Binary data" in the README).
+  [Binary data](getting-started.md#binary-data)).
 
     1. The guest exports its memory as `memory` and an allocator
        `alloc(len: i32) -> ptr: i32` (another name with the `:alloc` option).
