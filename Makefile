@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 export MIX_ENV ?= test
 
-.PHONY: test demo deps elixir rust-checks elixir-checks consumer bench check soak examples guest-toolchain-apt
+.PHONY: test demo deps elixir rust-checks elixir-checks consumer native-package bench check soak examples guest-toolchain-apt
 
 elixir:
 	@if ! command -v mix >/dev/null 2>&1; then \
@@ -57,9 +57,6 @@ test: elixir proper rust-checks elixir-checks check examples
 	@epmd -names >/dev/null 2>&1 || epmd -daemon
 	mix test
 	$(MAKE) consumer
-
-consumer: elixir
-	cd test/consumer && MIX_ENV=dev mix run -e 'Consumer.smoke()'
 
 # Dialyzer on the compiled code (installs erlang-dialyzer if missing); fails on
 # any warning. The PLT is cached in ~/.cache/munition, keyed on the OTP and
@@ -195,3 +192,45 @@ $(GUESTS_OUT)/zig/%.wasm: $(GUESTS_SRC)/zig/%.zig $(ZIG_STAMP)
 	@mkdir -p $(@D) && echo "  ZIG    $@"
 	@$(ZIG) build-exe $< -target wasm32-wasi -O ReleaseSmall -femit-bin=$@
 	@rm -f $@.o
+
+# The consumer project (test/consumer) depends on a directory holding exactly
+# the Hex package's files (tools/package_dir.exs), as a user's project depends
+# on the package: test/consumer/run.sh fires a module through it built from
+# source (sharing this repository's cargo target directory: no second Wasmtime
+# build), then from a precompiled artifact with no cargo on PATH, and checks
+# that a tampered artifact is refused and a missing one falls back, saying why.
+PACKAGE_DIR := $(CURDIR)/_build/package/munition
+ARTIFACTS_DIR := $(CURDIR)/_build/package/artifacts
+MUNITION_CACHE := $(HOME)/.cache/munition
+CARGO_ZIGBUILD_VERSION := 0.24.1
+ZIGBUILD_DIR := $(MUNITION_CACHE)/toolchains/cargo-zigbuild-$(CARGO_ZIGBUILD_VERSION)-zig-$(ZIGLANG_VERSION)
+ZIGBUILD_STAMP := $(ZIGBUILD_DIR)/.installed
+# Its own target directory, outside the clone: a build for an explicit target
+# triple shares nothing with the host build, and CI starts from a fresh clone.
+ZIGBUILD_TARGET := $(MUNITION_CACHE)/cargo-target-zigbuild
+# The oldest glibc a precompiled artifact loads on (Rust's own floor).
+GLIBC_FLOOR := 2.17
+ZIGBUILD_ENV := PATH=$(ZIGBUILD_DIR)/bin:$$PATH PYTHONPATH=$(ZIGBUILD_DIR) CARGO_TARGET_DIR=$(ZIGBUILD_TARGET)
+
+# The artifact here is linked against this machine's glibc (--no-glibc-floor):
+# it reuses the release build `make test` already made, where a glibc-floor
+# build (`make native-package`) is a second Wasmtime build of 4 to 7 minutes.
+consumer: elixir
+	mix run --no-compile --no-start tools/package_dir.exs $(PACKAGE_DIR)
+	rm -rf $(ARTIFACTS_DIR)
+	mix munition.native.package $(ARTIFACTS_DIR) --no-glibc-floor
+	CARGO_TARGET_DIR=$(CURDIR)/target bash test/consumer/run.sh $(PACKAGE_DIR) $(ARTIFACTS_DIR)
+
+# cargo-zigbuild and Zig (PyPI), for `mix munition.native.package`, kept in
+# ~/.cache/munition: CI's clone starts without them.
+$(ZIGBUILD_STAMP):
+	@echo "Installing cargo-zigbuild $(CARGO_ZIGBUILD_VERSION) and Zig $(ZIGLANG_VERSION) (PyPI) into $(ZIGBUILD_DIR)"
+	@rm -rf $(ZIGBUILD_DIR)
+	@$(call quietly,PIP_ROOT_USER_ACTION=ignore python3 -m pip install --disable-pip-version-check \
+	  --no-warn-script-location --target $(ZIGBUILD_DIR) cargo-zigbuild==$(CARGO_ZIGBUILD_VERSION) ziglang==$(ZIGLANG_VERSION))
+	@touch $@
+
+# A precompiled artifact of this machine's NIF for a release, into DIR
+# (default _build/native-package): see `mix help munition.native.package`.
+native-package: elixir $(ZIGBUILD_STAMP)
+	$(ZIGBUILD_ENV) mix munition.native.package $(or $(DIR),_build/native-package) --glibc $(GLIBC_FLOOR)

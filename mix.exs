@@ -1,72 +1,7 @@
-defmodule Mix.Tasks.Compile.MunitionNative do
-  @moduledoc false
-  # Builds the Rust NIF with cargo and places it in priv/native. Defined here,
-  # in mix.exs, so it exists before anything of the project is compiled, both in
-  # this repository and when Munition is a dependency (hex.pm is not needed).
-  use Mix.Task.Compiler
-
-  @lib_name "munition_native"
-
-  @impl true
-  def run(_args) do
-    root = Path.dirname(Mix.Project.project_file())
-    target = Path.join([Mix.Project.app_path(), "priv", "native", "#{@lib_name}.so"])
-
-    if stale?(root, target) do
-      build(root, target)
-    else
-      {:noop, []}
-    end
-  end
-
-  defp stale?(root, target) do
-    sources =
-      Path.wildcard(Path.join(root, "native/**/*.{rs,toml}")) ++
-        Enum.map(["Cargo.toml", "Cargo.lock"], &Path.join(root, &1))
-
-    not File.exists?(target) or Mix.Utils.stale?(Enum.filter(sources, &File.exists?/1), [target])
-  end
-
-  defp build(root, target) do
-    cargo = System.find_executable("cargo")
-
-    unless cargo do
-      Mix.raise("""
-      Munition needs Rust's cargo to build its native library, and cargo is not on PATH.
-      Install Rust (https://rustup.rs or `apt-get install cargo`) and compile again.
-      """)
-    end
-
-    Mix.shell().info("Compiling munition_native (cargo build --release)")
-
-    case System.cmd(cargo, ["build", "--release", "--locked", "-p", @lib_name],
-           cd: root,
-           stderr_to_stdout: true,
-           into: IO.stream(:stdio, :line)
-         ) do
-      {_, 0} ->
-        built = Path.join([root, "target", "release", built_name()])
-        File.mkdir_p!(Path.dirname(target))
-        # Copy to a temporary name and rename: a VM that has the old library
-        # loaded keeps its mapping intact.
-        tmp = target <> ".tmp"
-        File.cp!(built, tmp)
-        File.rename!(tmp, target)
-        {:ok, []}
-
-      {_, status} ->
-        Mix.raise("cargo build failed with exit status #{status}")
-    end
-  end
-
-  defp built_name do
-    case :os.type() do
-      {:unix, :darwin} -> "lib#{@lib_name}.dylib"
-      {:win32, _} -> "#{@lib_name}.dll"
-      _ -> "lib#{@lib_name}.so"
-    end
-  end
-end
+# The compiler that puts the NIF in priv/native (from source, or a verified
+# precompiled artifact) and `mix munition.native.package`: in native/build.exs,
+# loaded before anything of the project is compiled.
+Code.require_file("native/build.exs", __DIR__)
 
 defmodule Munition.MixProject do
   use Mix.Project
@@ -85,7 +20,7 @@ defmodule Munition.MixProject do
       description:
         "Run untrusted WebAssembly from Elixir: bounded, isolated, capability-gated, with forensics.",
       package: package(),
-      docs: [main: "Munition"]
+      docs: docs()
     ]
   end
 
@@ -99,13 +34,64 @@ defmodule Munition.MixProject do
   defp elixirc_paths(:test), do: ["lib", "test/support"]
   defp elixirc_paths(_), do: ["lib"]
 
+  # For ex_doc (`mix docs`), when it is installed: Munition depends on nothing,
+  # so this is plain data and the project compiles without it. README.md is not
+  # an extra: its opening section is `Munition`'s moduledoc.
+  defp docs do
+    [
+      main: "Munition",
+      source_ref: "v#{@version}",
+      extras: [
+        "guides/getting-started.md",
+        "guides/capabilities-and-wasi.md",
+        "guides/forensics.md",
+        "guides/fuel.md",
+        "guides/pools-and-cluster.md",
+        "guides/engines.md",
+        "guides/performance.md",
+        "guides/limits.md",
+        "CONTRIBUTING.md",
+        "CHANGELOG.md"
+      ],
+      groups_for_extras: [Guides: ~r{^guides/}, Project: ["CONTRIBUTING.md", "CHANGELOG.md"]],
+      groups_for_modules: [
+        "Running guests": [Munition, Munition.Pool, Munition.Module, Munition.Reason, Munition.Cluster],
+        "Capabilities and host functions": [
+          Munition.Host.Capabilities,
+          Munition.Host.Functions,
+          Munition.Host.Context,
+          Munition.Host.WASI
+        ],
+        Forensics: [
+          Munition.Forensics.Dump,
+          Munition.Forensics.Analyser,
+          Munition.Forensics.Coredump,
+          Munition.Forensics.Report
+        ],
+        Fuel: [Munition.Fuel.Policy, Munition.Fuel.Meter],
+        "Engines and configuration": [
+          Munition.Runtime,
+          Munition.Runtime.Wasmtime,
+          Munition.Runtime.Wasmi,
+          Munition.Runtime.Config
+        ]
+      ]
+    ]
+  end
+
   defp package do
     [
       licenses: ["Apache-2.0"],
       links: %{},
-      files: ~w(lib native/munition_native/src native/munition_native/Cargo.toml
-                native/munition_core/src native/munition_core/Cargo.toml
-                Cargo.toml Cargo.lock mix.exs README.md CHANGELOG.md)
+      # Every workspace member of Cargo.toml ships (cargo refuses a workspace
+      # with a member missing, and its Cargo.lock covers them all); only
+      # munition_native is built when Munition is compiled as a dependency.
+      files: ~w(lib native/build.exs native/munition_core/src native/munition_core/Cargo.toml
+                native/munition_native/src native/munition_native/Cargo.toml
+                native/munition_bench/src native/munition_bench/Cargo.toml
+                native/munition_smith/src native/munition_smith/Cargo.toml
+                Cargo.toml Cargo.lock checksum-Elixir.Munition.Native.exs mix.exs .formatter.exs
+                README.md CHANGELOG.md LICENSE guides)
     ]
   end
 end

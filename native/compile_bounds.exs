@@ -81,7 +81,11 @@ defmodule CompileBounds do
 
   def rss do
     status = File.read!("/proc/self/status")
-    kib = fn key -> String.to_integer(Regex.run(~r/#{key}:\s+(\d+)/, status, capture: :all_but_first) |> hd()) end
+
+    kib = fn key ->
+      String.to_integer(Regex.run(~r/#{key}:\s+(\d+)/, status, capture: :all_but_first) |> hd())
+    end
+
     {kib.("VmRSS") * 1024, kib.("VmHWM") * 1024}
   end
 

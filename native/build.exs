@@ -1,0 +1,495 @@
+# How Munition's NIF reaches priv/native: built from source by cargo, or a
+# precompiled artifact fetched, checked against the checksum file shipped in the
+# package, and cached. mix.exs loads this file, so all of it exists before
+# anything of the project is compiled, both in this repository and when
+# Munition is a dependency (hex.pm and rustler_precompiled are not needed).
+#
+# Artifact and checksum names are rustler_precompiled's, so a later switch to it
+# is a small change:
+#
+#   libmunition_native-v0.1.0-nif-2.16-x86_64-unknown-linux-gnu.so.tar.gz
+#   checksum-Elixir.Munition.Native.exs  (%{artifact => "sha256:<hex>"})
+
+defmodule Munition.NativeBuild do
+  @moduledoc false
+
+  @crate "munition_native"
+  @checksum_file "checksum-Elixir.Munition.Native.exs"
+  # The glibc a precompiled artifact is linked against (`cargo zigbuild`):
+  # Rust's own floor since 1.64, so the artifact loads wherever Rust programs do.
+  @glibc_floor "2.17"
+
+  def crate, do: @crate
+  def checksum_file_name, do: @checksum_file
+  def glibc_floor, do: @glibc_floor
+
+  ## Names
+
+  @doc "The library's file name inside an artifact."
+  def lib_name(version, nif_version, target),
+    do: "lib#{@crate}-v#{version}-nif-#{nif_version}-#{target}.#{lib_ext(target)}"
+
+  @doc "An artifact's file name: the library, gzipped in a tar."
+  def artifact_name(version, nif_version, target),
+    do: lib_name(version, nif_version, target) <> ".tar.gz"
+
+  defp lib_ext(target) do
+    # rustler_precompiled's choice: `:erlang.load_nif/2` looks for `.so` on macOS too.
+    if String.contains?(target, "windows"), do: "dll", else: "so"
+  end
+
+  @doc "The NIF version of the running VM, as \"2.16\"."
+  def nif_version, do: to_string(:erlang.system_info(:nif_version))
+
+  @doc """
+  The Rust target triple of the running VM, from Erlang's system architecture
+  (`x86_64-pc-linux-gnu` becomes `x86_64-unknown-linux-gnu`), as
+  rustler_precompiled names it.
+  """
+  def target do
+    :erlang.system_info(:system_architecture) |> to_string() |> target_from_architecture()
+  end
+
+  def target_from_architecture(arch) do
+    case String.split(arch, "-") do
+      [cpu, _vendor, "linux", abi | _] -> "#{cpu(cpu)}-unknown-linux-#{abi(abi)}"
+      [cpu, _vendor, "linux"] -> "#{cpu(cpu)}-unknown-linux-gnu"
+      [cpu, "apple", "darwin" <> _ | _] -> "#{cpu(cpu)}-apple-darwin"
+      [cpu, _vendor, "freebsd" <> _ | _] -> "#{cpu(cpu)}-unknown-freebsd"
+      _ -> arch
+    end
+  end
+
+  defp cpu("amd64"), do: "x86_64"
+  defp cpu("arm64"), do: "aarch64"
+  defp cpu(cpu), do: cpu
+
+  defp abi("musl" <> _), do: "musl"
+  defp abi("gnu" <> _), do: "gnu"
+  defp abi(abi), do: abi
+
+  ## Checksums
+
+  @doc "The checksums in `dir`'s checksum file: `%{}` when there is none."
+  def read_checksums(dir) do
+    path = Path.join(dir, @checksum_file)
+
+    if File.exists?(path) do
+      case Code.eval_file(path) do
+        {checksums, _} when is_map(checksums) ->
+          checksums
+
+        {other, _} ->
+          Mix.raise("#{path} must hold a map of artifact names to checksums, got: #{inspect(other)}")
+      end
+    else
+      %{}
+    end
+  end
+
+  def write_checksums(dir, checksums) do
+    lines = for {name, sum} <- Enum.sort(checksums), do: "  #{inspect(name)} => #{inspect(sum)},\n"
+    File.write!(Path.join(dir, @checksum_file), ["%{\n", lines, "}\n"])
+  end
+
+  def checksum(bytes), do: "sha256:" <> Base.encode16(:crypto.hash(:sha256, bytes), case: :lower)
+
+  ## Choosing how to get the library
+
+  @doc """
+  What to do for the project at `root` (version `version`): `{:precompiled,
+  artifact, checksum, base_url}`, or `{:source, why}` with a sentence saying why
+  the library is built from source.
+  """
+  def plan(root, version, env \\ System.get_env()) do
+    target = target()
+    artifact = artifact_name(version, nif_version(), target)
+    checksums = read_checksums(root)
+
+    base_url = base_url(env)
+
+    cond do
+      env["MUNITION_BUILD"] in ["1", "true"] ->
+        {:source, "MUNITION_BUILD is set"}
+
+      base_url == nil ->
+        {:source,
+         "no base URL for precompiled NIFs is configured (MUNITION_NATIVE_BASE_URL or " <>
+           "config :munition, native_base_url: ...)"}
+
+      not Map.has_key?(checksums, artifact) ->
+        {:source, "the package lists no precompiled NIF for #{target} (NIF #{nif_version()}): #{artifact}"}
+
+      true ->
+        {:precompiled, artifact, Map.fetch!(checksums, artifact), base_url}
+    end
+  end
+
+  defp base_url(env) do
+    case env["MUNITION_NATIVE_BASE_URL"] || Application.get_env(:munition, :native_base_url) do
+      url when url in [nil, ""] ->
+        nil
+
+      url when is_binary(url) ->
+        if String.starts_with?(url, ["http://", "https://", "file://"]) do
+          String.trim_trailing(url, "/")
+        else
+          Mix.raise(
+            "the precompiled NIFs' base URL must start with http://, https:// or file://, got: #{inspect(url)}"
+          )
+        end
+
+      other ->
+        Mix.raise("config :munition, native_base_url must be a string, got: #{inspect(other)}")
+    end
+  end
+
+  ## Fetching, verifying, caching
+
+  @doc "Where fetched artifacts are kept: MUNITION_NATIVE_CACHE_DIR, or the user's cache."
+  def cache_dir(env \\ System.get_env()) do
+    env["MUNITION_NATIVE_CACHE_DIR"] || Path.join(:filename.basedir(:user_cache, ~c"munition"), "precompiled")
+  end
+
+  @doc """
+  The verified bytes of `artifact`: from the cache when a cached copy has the
+  expected checksum, otherwise fetched from `base_url` and cached. `{:error,
+  {:fetch, message}}` when it cannot be fetched; a fetched artifact whose
+  checksum differs raises (nothing of it is written or loaded).
+  """
+  def fetch_verified(artifact, expected, base_url, cache_dir) do
+    cached = Path.join(cache_dir, artifact)
+
+    with {:ok, bytes} <- File.read(cached), ^expected <- checksum(bytes) do
+      {:ok, bytes}
+    else
+      _ ->
+        url = base_url <> "/" <> artifact
+
+        with {:ok, bytes} <- download(url) do
+          case checksum(bytes) do
+            ^expected ->
+              File.mkdir_p!(cache_dir)
+              write_atomically(cached, bytes)
+              {:ok, bytes}
+
+            actual ->
+              Mix.raise("""
+              the precompiled NIF #{url} has checksum #{actual}, but the package's \
+              #{@checksum_file} lists #{expected}: refusing to load it. Set MUNITION_BUILD=1 to build from source.\
+              """)
+          end
+        end
+    end
+  end
+
+  def download("file://" <> path = url) do
+    case File.read(path) do
+      {:ok, bytes} -> {:ok, bytes}
+      {:error, reason} -> {:error, {:fetch, "#{url}: #{:file.format_error(reason)}"}}
+    end
+  end
+
+  def download("http" <> _ = url) do
+    {:ok, _} = Application.ensure_all_started(:inets)
+    {:ok, _} = Application.ensure_all_started(:ssl)
+
+    http_options = [
+      timeout: 120_000,
+      connect_timeout: 15_000,
+      autoredirect: true,
+      ssl: [
+        verify: :verify_peer,
+        cacerts: :public_key.cacerts_get(),
+        depth: 4,
+        customize_hostname_check: [match_fun: :public_key.pkix_verify_hostname_match_fun(:https)]
+      ]
+    ]
+
+    case :httpc.request(:get, {String.to_charlist(url), []}, http_options, body_format: :binary) do
+      {:ok, {{_, 200, _}, _headers, body}} -> {:ok, body}
+      {:ok, {{_, status, reason}, _headers, _body}} -> {:error, {:fetch, "#{url}: HTTP #{status} #{reason}"}}
+      {:error, reason} -> {:error, {:fetch, "#{url}: #{inspect(reason)}"}}
+    end
+  end
+
+  @doc "The library inside an artifact's bytes."
+  def unpack(artifact_bytes, lib_name) do
+    case :erl_tar.extract({:binary, artifact_bytes}, [:compressed, :memory]) do
+      {:ok, files} ->
+        case List.keyfind(files, String.to_charlist(lib_name), 0) do
+          {_, lib} -> lib
+          nil -> Mix.raise("the precompiled NIF artifact holds no #{lib_name}")
+        end
+
+      {:error, reason} ->
+        Mix.raise("the precompiled NIF artifact cannot be unpacked: #{inspect(reason)}")
+    end
+  end
+
+  @doc "The artifact's bytes for a built library."
+  def pack(lib_bytes, lib_name) do
+    path = Path.join(System.tmp_dir!(), "munition-artifact-#{System.unique_integer([:positive])}.tar.gz")
+
+    try do
+      :ok =
+        :erl_tar.create(String.to_charlist(path), [{String.to_charlist(lib_name), lib_bytes}], [:compressed])
+
+      File.read!(path)
+    after
+      File.rm(path)
+    end
+  end
+
+  # Written under a temporary name and renamed: a VM that has the old library
+  # loaded keeps its mapping intact, and no reader sees half a file.
+  def write_atomically(path, bytes) do
+    tmp = "#{path}.tmp#{System.unique_integer([:positive])}"
+    File.write!(tmp, bytes)
+    File.rename!(tmp, path)
+  end
+
+  ## Building from source
+
+  def cargo!(why) do
+    System.find_executable("cargo") ||
+      Mix.raise("""
+      Munition builds its native library from source because #{why}, and that \
+      needs Rust's cargo, which is not on PATH. Install Rust 1.95 or later (https://rustup.rs), \
+      or configure precompiled NIFs (see the getting-started guide), and compile again.
+      """)
+  end
+
+  @doc "The cargo target directory for `root`: CARGO_TARGET_DIR when set."
+  def target_dir(root) do
+    case System.get_env("CARGO_TARGET_DIR") do
+      dir when dir in [nil, ""] -> Path.join(root, "target")
+      dir -> Path.expand(dir, root)
+    end
+  end
+
+  @doc "Runs cargo in `root`, its output streamed; raises when it fails."
+  def cargo_build!(root, cargo, args) do
+    case System.cmd(cargo, ["build", "--release", "--locked", "-p", @crate | args],
+           cd: root,
+           stderr_to_stdout: true,
+           into: IO.stream(:stdio, :line)
+         ) do
+      {_, 0} -> :ok
+      {_, status} -> Mix.raise("cargo build failed with exit status #{status}")
+    end
+  end
+
+  def built_name do
+    case :os.type() do
+      {:unix, :darwin} -> "lib#{@crate}.dylib"
+      {:win32, _} -> "#{@crate}.dll"
+      _ -> "lib#{@crate}.so"
+    end
+  end
+
+  @doc """
+  The newest glibc symbol version a built library needs ("2.34"), read from its
+  bytes (the version names of its dynamic symbols); nil when it needs none.
+  """
+  def glibc_needed(lib_bytes) do
+    Regex.scan(~r/GLIBC_(\d+)\.(\d+)(?:\.(\d+))?/, lib_bytes, capture: :all_but_first)
+    |> Enum.map(fn parts -> parts |> Enum.reject(&(&1 == "")) |> Enum.map(&String.to_integer/1) end)
+    |> Enum.max(fn -> nil end)
+    |> case do
+      nil -> nil
+      parts -> Enum.join(parts, ".")
+    end
+  end
+end
+
+defmodule Mix.Tasks.Compile.MunitionNative do
+  @moduledoc false
+  # Puts the NIF in priv/native: a precompiled artifact when the package lists
+  # one for this target and a base URL is configured, otherwise built by cargo.
+  # A file beside the library (`.origin`) says which it holds, so switching
+  # between the two replaces it.
+  use Mix.Task.Compiler
+
+  alias Munition.NativeBuild
+
+  @impl true
+  def run(_args) do
+    root = Path.dirname(Mix.Project.project_file())
+    dest = Path.join([Mix.Project.app_path(), "priv", "native", NativeBuild.crate() <> ".so"])
+    File.mkdir_p!(Path.dirname(dest))
+
+    case NativeBuild.plan(root, Mix.Project.config()[:version]) do
+      {:precompiled, artifact, checksum, base_url} ->
+        if origin(dest) == "precompiled #{checksum}" and File.exists?(dest) do
+          {:noop, []}
+        else
+          install_precompiled(root, dest, artifact, checksum, base_url)
+        end
+
+      {:source, why} ->
+        if origin(dest) == "source" and not stale?(root, dest) do
+          {:noop, []}
+        else
+          build(root, dest, why)
+        end
+    end
+  end
+
+  defp install_precompiled(root, dest, artifact, checksum, base_url) do
+    case NativeBuild.fetch_verified(artifact, checksum, base_url, NativeBuild.cache_dir()) do
+      {:ok, bytes} ->
+        lib_name = String.replace_suffix(artifact, ".tar.gz", "")
+        NativeBuild.write_atomically(dest, NativeBuild.unpack(bytes, lib_name))
+        File.write!(origin_path(dest), "precompiled #{checksum}")
+        Mix.shell().info("munition_native: precompiled #{artifact} (#{checksum}), no cargo build")
+        {:ok, []}
+
+      {:error, {:fetch, message}} ->
+        build(root, dest, "the precompiled NIF could not be fetched: #{message}")
+    end
+  end
+
+  defp build(root, dest, why) do
+    cargo = NativeBuild.cargo!(why)
+    Mix.shell().info("Compiling munition_native from source with cargo: #{why}")
+    NativeBuild.cargo_build!(root, cargo, [])
+    built = Path.join([NativeBuild.target_dir(root), "release", NativeBuild.built_name()])
+    NativeBuild.write_atomically(dest, File.read!(built))
+    File.write!(origin_path(dest), "source")
+    {:ok, []}
+  end
+
+  defp stale?(root, dest) do
+    sources =
+      Path.wildcard(Path.join(root, "native/**/*.{rs,toml}")) ++
+        Enum.map(["Cargo.toml", "Cargo.lock"], &Path.join(root, &1))
+
+    not File.exists?(dest) or Mix.Utils.stale?(Enum.filter(sources, &File.exists?/1), [dest])
+  end
+
+  defp origin_path(dest), do: dest <> ".origin"
+
+  defp origin(dest) do
+    case File.read(origin_path(dest)) do
+      {:ok, origin} -> origin
+      {:error, _} -> nil
+    end
+  end
+end
+
+defmodule Mix.Tasks.Munition.Native.Package do
+  @shortdoc "Builds the release NIF for this machine's target as a precompiled artifact"
+  @moduledoc """
+  Builds the release NIF for this machine's target and writes, into DIR, its
+  artifact and the checksum file that ships inside the package.
+
+      mix munition.native.package DIR [--glibc VERSION | --no-glibc-floor]
+
+  On Linux with glibc the library is linked against glibc #{Munition.NativeBuild.glibc_floor()}
+  (`--glibc` for another) through `cargo zigbuild`, so that it loads on systems
+  older than the one that built it; the task reads the glibc versions the built
+  library needs and fails if any is newer than the floor. `--no-glibc-floor`
+  builds with plain cargo against this machine's glibc (the floor it reports is
+  then this machine's).
+
+  The artifact's name carries Munition's version, the NIF version and the
+  target triple (rustler_precompiled's naming); the checksum file in DIR is
+  merged, so artifacts built on several machines into one DIR share one
+  checksum file. To publish: upload the artifacts to the base URL users will
+  configure, copy DIR's checksum file to the project root, and publish the
+  package.
+  """
+  use Mix.Task
+
+  alias Munition.NativeBuild
+
+  @impl true
+  def run(argv) do
+    {opts, rest} = OptionParser.parse!(argv, strict: [glibc: :string, no_glibc_floor: :boolean])
+
+    dir =
+      case rest do
+        [dir] -> Path.expand(dir)
+        _ -> Mix.raise("usage: mix munition.native.package DIR [--glibc VERSION | --no-glibc-floor]")
+      end
+
+    root = Path.dirname(Mix.Project.project_file())
+    version = Mix.Project.config()[:version]
+    target = NativeBuild.target()
+
+    floor =
+      if opts[:no_glibc_floor] || not String.ends_with?(target, "-gnu"),
+        do: nil,
+        else: opts[:glibc] || NativeBuild.glibc_floor()
+
+    cargo = NativeBuild.cargo!("it is packaging a precompiled NIF")
+
+    built =
+      if floor do
+        zigbuild = System.find_executable("cargo-zigbuild")
+
+        unless zigbuild,
+          do:
+            Mix.raise(
+              "linking against glibc #{floor} needs cargo-zigbuild on PATH (`pip install cargo-zigbuild ziglang`, or `make native-package`); --no-glibc-floor builds without it"
+            )
+
+        Mix.shell().info("Building munition_native for #{target} against glibc #{floor} (cargo zigbuild)")
+
+        case System.cmd(
+               cargo,
+               [
+                 "zigbuild",
+                 "--release",
+                 "--locked",
+                 "-p",
+                 NativeBuild.crate(),
+                 "--target",
+                 "#{target}.#{floor}"
+               ],
+               cd: root,
+               stderr_to_stdout: true,
+               into: IO.stream(:stdio, :line)
+             ) do
+          {_, 0} -> :ok
+          {_, status} -> Mix.raise("cargo zigbuild failed with exit status #{status}")
+        end
+
+        Path.join([NativeBuild.target_dir(root), target, "release", NativeBuild.built_name()])
+      else
+        NativeBuild.cargo_build!(root, cargo, [])
+        Path.join([NativeBuild.target_dir(root), "release", NativeBuild.built_name()])
+      end
+
+    lib = File.read!(built)
+    needed = NativeBuild.glibc_needed(lib)
+
+    if floor && needed && Version.compare(semver(needed), semver(floor)) == :gt do
+      Mix.raise("the built library needs glibc #{needed}, newer than the floor #{floor}")
+    end
+
+    nif_version = NativeBuild.nif_version()
+    lib_name = NativeBuild.lib_name(version, nif_version, target)
+    artifact = NativeBuild.artifact_name(version, nif_version, target)
+    bytes = NativeBuild.pack(lib, lib_name)
+    checksum = NativeBuild.checksum(bytes)
+
+    File.mkdir_p!(dir)
+    NativeBuild.write_atomically(Path.join(dir, artifact), bytes)
+    NativeBuild.write_checksums(dir, Map.put(NativeBuild.read_checksums(dir), artifact, checksum))
+
+    Mix.shell().info("""
+    #{Path.join(dir, artifact)}
+      #{checksum}
+      needs glibc #{needed || "(none)"}; checksum file: #{Path.join(dir, NativeBuild.checksum_file_name())}\
+    """)
+  end
+
+  defp semver(version) do
+    case String.split(version, ".") do
+      [major, minor] -> "#{major}.#{minor}.0"
+      _ -> version
+    end
+  end
+end
