@@ -5,8 +5,8 @@ defmodule Munition.Conformance do
   # test module defines these tests for that runtime (test/conformance/).
   #
   # Where the engines differ, the difference is asserted here, next to the
-  # contract it departs from (`wasmi?/0`), and documented in README's "Two
-  # engines" and Munition.Runtime.Wasmi's moduledoc: never a skipped test.
+  # contract it departs from (`wasmi?/0`), and documented in guides/engines.md
+  # and Munition.Runtime.Wasmi's moduledoc: never a skipped test.
 
   defmacro __using__(runtime: runtime) do
     quote do

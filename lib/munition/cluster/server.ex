@@ -6,7 +6,7 @@ defmodule Munition.Cluster.Server do
   #   * the modules it compiled for them, keyed by content hash and the
   #     compile limits they were checked against, so that a repeat call sends
   #     the hash, never the bytes again. At most `module_cache_size` of them
-  #     are kept (the oldest goes first); they hold compiled code, never an
+  #     are kept (the least recently used goes first); they hold compiled code, never an
   #     instance;
   #   * the node's counters: module hits and misses, bytes received and sent
   #     as module code, calls served for other nodes.
