@@ -112,7 +112,14 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 quietly = log=$$(mktemp); if ! ( $(1) ) >$$log 2>&1; then cat $$log; rm -f $$log; exit 1; fi; rm -f $$log
 APT_INSTALL := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends
 
-examples: $(GUESTS:%=$(GUESTS_OUT)/%.wasm)
+examples: $(GUESTS:%=$(GUESTS_OUT)/%.wasm) interpreters
+
+# Interpreters as guests, built from the C sources published in Rust crates
+# (QuickJS-ng from rquickjs-sys) and cached in ~/.cache/munition/guests by a
+# key of their inputs: see tools/build_interpreters.sh.
+.PHONY: interpreters
+interpreters: | guest-toolchain-apt
+	@tools/build_interpreters.sh $(GUESTS_OUT)/interpreters
 
 # Installs what is missing of GUEST_APT_PACKAGES; nothing when all are there.
 guest-toolchain-apt:
