@@ -9,8 +9,9 @@ defmodule Munition.Runtime do
   to choose which). A runtime
   owns compiling, instantiating in a fresh store, running guest code in
   slices, guest memory, capturing the state of a failed store, releasing it,
-  the host-call protocol of Elixir host functions, and the codec and scans of
-  captured memory. `Munition.Instance.Manager` owns the order of the steps,
+  and the host-call protocol of Elixir host functions: engine concerns only.
+  What reads captured memory afterwards (its codec and scans) is the same
+  whichever engine wrote it, and belongs to forensics. `Munition.Instance.Manager` owns the order of the steps,
   the driver loop, the timeout and the forensics.
 
   A runtime must never reuse a store between instances, must stop a guest at
@@ -150,8 +151,9 @@ defmodule Munition.Runtime do
   @doc """
   Reads a failed store: `{:ok, map}` with `:reason`, `:trap`, `:message`,
   `:backtrace`, `:fuel_given`, `:fuel_consumed`, `:fuel_remaining`,
-  `:execution_time_us`, `:memories` (bytes compressed with
-  `c:compress_memory/1`, or none with `:minimal`), `:globals`, `:log` and
+  `:execution_time_us`, `:memories` (bytes compressed as one zstd frame
+  declaring its size, which is how dumps keep them, or none with
+  `:minimal`), `:globals`, `:log` and
   `:output` (`nil`, or what a call with a WASI configuration wrote: see
   `t:progress/0`).
   """
@@ -184,38 +186,6 @@ defmodule Munition.Runtime do
 
   @doc "As `c:host_read/3`, writing `bytes`; the answer is `:ok` or `{:error, :out_of_bounds}`."
   @callback host_write(host_call(), ptr :: non_neg_integer(), binary()) :: {:ok, term()} | failure()
-
-  ## Captured memory
-
-  @doc "Compresses a memory for a dump (one zstd frame declaring its size)."
-  @callback compress_memory(binary()) :: {:ok, binary()} | failure()
-
-  @doc "Decompresses what `c:compress_memory/1` made, refusing frames larger than `max_size`."
-  @callback decompress_memory(binary(), max_size :: non_neg_integer()) :: {:ok, binary()} | failure()
-
-  @doc "The size a compressed frame declares, read without decompressing."
-  @callback decompressed_size(binary()) :: {:ok, non_neg_integer()} | failure()
-
-  @doc "Offsets of up to `limit` occurrences of `pattern` in `bytes`."
-  @callback search_memory(binary(), pattern :: binary(), limit :: non_neg_integer()) ::
-              [non_neg_integer()]
-
-  @doc "Non-zero regions of `bytes` as `{start, length}`, merging gaps under `min_gap` zero bytes."
-  @callback memory_regions(binary(), min_gap :: non_neg_integer(), limit :: non_neg_integer()) ::
-              [{non_neg_integer(), non_neg_integer()}]
-
-  @doc "Ranges where two memories differ as `{start, length}`, merging gaps under `min_gap`."
-  @callback diff_memory(binary(), binary(), min_gap :: non_neg_integer(), limit :: non_neg_integer()) ::
-              [{non_neg_integer(), non_neg_integer()}]
-
-  @doc "Printable strings of `min_len..max_len` bytes (UTF-8 when `utf8`, else ASCII) with their offsets."
-  @callback memory_strings(
-              binary(),
-              min_len :: pos_integer(),
-              max_len :: pos_integer(),
-              utf8 :: boolean(),
-              limit :: non_neg_integer()
-            ) :: [{non_neg_integer(), binary()}]
 
   @doc "The compiled-module cache: `{entries, capacity, compilations}`. For tests and operators."
   @callback cache_stats() :: {non_neg_integer(), non_neg_integer(), non_neg_integer()}

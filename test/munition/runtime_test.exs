@@ -10,21 +10,14 @@ defmodule Munition.RuntimeTest do
     capture: 2,
     cleanup: 1,
     compile: 2,
-    compress_memory: 1,
-    decompress_memory: 2,
-    decompressed_size: 1,
-    diff_memory: 4,
     host_read: 3,
     host_reply: 3,
     host_write: 3,
     info: 0,
     instantiate: 2,
     live_count: 0,
-    memory_regions: 3,
-    memory_strings: 5,
     read_memory: 3,
     resume: 1,
-    search_memory: 3,
     write_memory: 3
   ]
 

@@ -210,7 +210,7 @@ defmodule Munition.Forensics.Dump do
     case Enum.find(memories, &(&1.index == index)) do
       nil -> {:error, :no_memory}
       %{data: nil} -> {:error, :not_captured}
-      %{data: data, size: size} -> Munition.Runtime.Config.runtime().decompress_memory(data, size)
+      %{data: data, size: size} -> Munition.Forensics.Memory.decompress(data, size)
     end
   end
 

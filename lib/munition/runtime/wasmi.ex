@@ -198,7 +198,7 @@ defmodule Munition.Runtime.Wasmi do
     end
   end
 
-  ## Host calls and captured memory: the engine-independent NIFs, as Wasmtime's.
+  ## Host calls: the engine-independent NIFs, as Wasmtime's.
 
   @impl true
   defdelegate host_reply(call, reply, result_types), to: Wasmtime
@@ -208,25 +208,4 @@ defmodule Munition.Runtime.Wasmi do
 
   @impl true
   defdelegate host_write(call, ptr, bytes), to: Wasmtime
-
-  @impl true
-  defdelegate compress_memory(bytes), to: Wasmtime
-
-  @impl true
-  defdelegate decompress_memory(data, max_size), to: Wasmtime
-
-  @impl true
-  defdelegate decompressed_size(data), to: Wasmtime
-
-  @impl true
-  defdelegate search_memory(bytes, pattern, limit), to: Wasmtime
-
-  @impl true
-  defdelegate memory_regions(bytes, min_gap, limit), to: Wasmtime
-
-  @impl true
-  defdelegate diff_memory(a, b, min_gap, limit), to: Wasmtime
-
-  @impl true
-  defdelegate memory_strings(bytes, min_len, max_len, utf8, limit), to: Wasmtime
 end

@@ -229,28 +229,4 @@ defmodule Munition.Runtime.Wasmtime do
 
   @impl true
   def info, do: Native.engine_info()
-
-  ## Captured memory: compressed in dumps, scanned by the analyser.
-
-  @impl true
-  def compress_memory(bytes), do: Native.zstd_compress(bytes)
-
-  @impl true
-  def decompress_memory(data, max_size), do: Native.zstd_decompress(data, max_size)
-
-  @impl true
-  def decompressed_size(data), do: Native.zstd_frame_size(data)
-
-  @impl true
-  def search_memory(bytes, pattern, limit), do: Native.memory_search(bytes, pattern, limit)
-
-  @impl true
-  def memory_regions(bytes, min_gap, limit), do: Native.memory_regions(bytes, min_gap, limit)
-
-  @impl true
-  def diff_memory(a, b, min_gap, limit), do: Native.memory_diff(a, b, min_gap, limit)
-
-  @impl true
-  def memory_strings(bytes, min_len, max_len, utf8, limit),
-    do: Native.memory_strings(bytes, min_len, max_len, utf8, limit)
 end

@@ -110,7 +110,7 @@ defmodule Munition.Forensics.Dump.Format do
       decompressed
   """
 
-  alias Munition.Runtime.Config
+  alias Munition.Forensics.Memory
 
   @version 1
 
@@ -388,7 +388,7 @@ defmodule Munition.Forensics.Dump.Format do
       page_size == 0 or Bitwise.band(page_size, page_size - 1) != 0 or pages * page_size != size ->
         {:error, {:malformed, :memory}}
 
-      flag == 1 and Config.runtime().decompressed_size(data) != {:ok, size} ->
+      flag == 1 and Memory.decompressed_size(data) != {:ok, size} ->
         {:error, {:malformed, :memory}}
 
       true ->
