@@ -289,18 +289,49 @@ defmodule Munition.Options do
   defp proper_list?(_), do: false
 
   @doc false
+  # The runtime of a call: `nil` is the configured one. A module is a
+  # runtime when it exports every non-optional callback of Munition.Runtime
+  # (checked once per module: a call pays one :persistent_term read); one
+  # that lacks some is the caller's mistake, named with what it lacks.
   @spec runtime!(term()) :: module()
-  def runtime!(nil), do: Config.runtime()
+  def runtime!(nil), do: checked_runtime!(Config.runtime(), "config :munition, :runtime")
+  def runtime!(runtime) when is_atom(runtime), do: checked_runtime!(runtime, "runtime")
+  def runtime!(other), do: raise(ArgumentError, "runtime must be a module, got: #{inspect(other)}")
 
-  def runtime!(runtime) when is_atom(runtime) do
-    if Code.ensure_loaded?(runtime) and function_exported?(runtime, :instantiate, 2) do
+  defp checked_runtime!(runtime, where) do
+    if :persistent_term.get({__MODULE__, :runtime, runtime}, false) do
       runtime
     else
-      raise ArgumentError, "runtime must be a module implementing Munition.Runtime, got: #{inspect(runtime)}"
+      check_runtime!(runtime, where)
     end
   end
 
-  def runtime!(other), do: raise(ArgumentError, "runtime must be a module, got: #{inspect(other)}")
+  defp check_runtime!(runtime, where) do
+    required =
+      Munition.Runtime.behaviour_info(:callbacks) -- Munition.Runtime.behaviour_info(:optional_callbacks)
+
+    missing =
+      if is_atom(runtime) and Code.ensure_loaded?(runtime),
+        do: Enum.reject(required, fn {name, arity} -> function_exported?(runtime, name, arity) end),
+        else: :not_loaded
+
+    case missing do
+      [] ->
+        # Written once per module: putting an equal value again is a no-op.
+        :persistent_term.put({__MODULE__, :runtime, runtime}, true)
+        runtime
+
+      :not_loaded ->
+        raise ArgumentError,
+              "#{where} must be a module implementing Munition.Runtime, got: #{inspect(runtime)} " <>
+                "(no such module)"
+
+      missing ->
+        raise ArgumentError,
+              "#{where} must be a module implementing Munition.Runtime, got: #{inspect(runtime)}, " <>
+                "which does not export #{Enum.map_join(Enum.sort(missing), ", ", fn {n, a} -> "#{n}/#{a}" end)}"
+    end
+  end
 
   # A 32-bit memory's whole range: the native pool reserves slots of that size.
   @max_memory_limit 4 * 1024 * 1024 * 1024

@@ -35,6 +35,49 @@ defmodule Munition.RuntimeTest do
     assert Enum.sort(documented) == @callbacks
   end
 
+  # Exports instantiate/2, which was all the old check looked for.
+  defmodule OnlyInstantiates do
+    def instantiate(_module, _state), do: {:error, {:instantiation_failed, "never"}}
+  end
+
+  test "a runtime is checked against the whole behaviour, naming what it lacks" do
+    message =
+      assert_raise ArgumentError, fn ->
+        Munition.fire(~s{(module (func (export "f")))}, "f", [], runtime: OnlyInstantiates)
+      end
+
+    missing =
+      (Munition.Runtime.behaviour_info(:callbacks) -- Munition.Runtime.behaviour_info(:optional_callbacks)) --
+        [instantiate: 2]
+
+    assert message.message =~ "runtime must be a module implementing Munition.Runtime"
+    assert message.message =~ inspect(OnlyInstantiates)
+    assert message.message =~ "which does not export "
+
+    for {name, arity} <- missing, do: assert(message.message =~ "#{name}/#{arity}")
+    refute message.message =~ "instantiate/2"
+
+    assert_raise ArgumentError, ~r/OnlyInstantiates, which does not export builtins\/0, call\/3/, fn ->
+      Munition.compile(~s{(module)}, runtime: OnlyInstantiates)
+    end
+
+    assert_raise ArgumentError, ~r/OnlyInstantiates, which does not export/, fn ->
+      Munition.Pool.start_link(name: :lacking_runtime, wasm: ~s{(module)}, runtime: OnlyInstantiates)
+    end
+  end
+
+  defmodule RequiredOnly do
+    use Munition.DelegatingRuntime, optional: false
+  end
+
+  test "a runtime without the optional callbacks is a runtime" do
+    for {name, arity} <- Munition.Runtime.behaviour_info(:optional_callbacks),
+        do: refute(function_exported?(RequiredOnly, name, arity))
+
+    add = ~s{(module (func (export "add") (param i32 i32) (result i32) local.get 0 local.get 1 i32.add))}
+    assert {:ok, 5, _} = Munition.fire(add, "add", [2, 3], runtime: RequiredOnly)
+  end
+
   test "fire/4 and compile/2 refuse a :runtime that is not one" do
     assert_raise ArgumentError, ~r/runtime must be a module implementing Munition.Runtime, got: String/, fn ->
       Munition.fire(~s{(module (func (export "f")))}, "f", [], runtime: String)
