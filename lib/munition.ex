@@ -128,7 +128,8 @@ defmodule Munition do
     options = Options.fire!(opts)
 
     with {:ok, module, options} <- prepare(wasm, options),
-         {:ok, links} <- Capabilities.resolve(module, options.capabilities, options.host_functions) do
+         {:ok, links} <-
+           Capabilities.resolve(module, options.capabilities, options.host_functions, options.runtime) do
       fuel = Munition.Fuel.Policy.resolve!(options.fuel, module, function)
       execute(Options.state(options, module, links, function, args, fuel), options.dump_dir)
     end
@@ -380,9 +381,9 @@ defmodule Munition do
           :ok
 
         capabilities ->
-          granted = Capabilities.expand!(capabilities, host_functions)
+          granted = Capabilities.expand!(capabilities, host_functions, runtime)
 
-          case Capabilities.resolve(module, granted, host_functions) do
+          case Capabilities.resolve(module, granted, host_functions, runtime) do
             {:ok, _links} -> :ok
             error -> error
           end

@@ -32,7 +32,7 @@ defmodule Munition.Options do
     opts = Keyword.validate!(keyword!(opts), @link_defaults ++ @compile_defaults ++ @call_defaults)
     runtime = runtime!(opts[:runtime])
     host_functions = Functions.normalize!(opts[:host_functions])
-    capabilities = Capabilities.expand!(opts[:capabilities], host_functions)
+    capabilities = Capabilities.expand!(opts[:capabilities], host_functions, runtime)
 
     opts
     |> Keyword.take(Keyword.keys(@call_defaults))

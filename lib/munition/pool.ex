@@ -280,7 +280,12 @@ defmodule Munition.Pool do
 
     with {:ok, module} <- to_module(wasm, options),
          {:ok, links} <-
-           Munition.Host.Capabilities.resolve(module, options.capabilities, options.host_functions) do
+           Munition.Host.Capabilities.resolve(
+             module,
+             options.capabilities,
+             options.host_functions,
+             options.runtime
+           ) do
       # Everything but :adaptive is the same for every function of the
       # module; :adaptive has its settings read once.
       fuel =

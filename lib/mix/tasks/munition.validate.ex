@@ -67,7 +67,7 @@ defmodule Mix.Tasks.Munition.Validate do
   # memories, as text. Shared with `mix munition.fire`.
   @spec describe(Munition.Module.t()) :: String.t()
   def describe(%Munition.Module{} = module) do
-    builtins = Capabilities.builtins()
+    builtins = Capabilities.builtins(module.runtime)
 
     imports =
       Enum.map(module.imports, fn import ->

@@ -173,7 +173,7 @@ defmodule Munition.Host.WASI do
 
   @doc """
   Capabilities that grant WASI functions, from the runtime's table of
-  built-ins (`builtins`, see `Munition.Host.Capabilities.builtins/0`).
+  built-ins (`builtins`, see `Munition.Host.Capabilities.builtins/1`).
   """
   @spec capabilities([map()]) :: [atom()]
   def capabilities(builtins) do

@@ -15,7 +15,7 @@ defmodule Munition.Instance.State do
     * `:timeout` - milliseconds from `:started_at` to the deadline
     * `:max_memory` - bytes of linear memory the guest may have
     * `:capabilities` - the expanded, granted capabilities
-    * `:links` - what each import links to, from `Munition.Host.Capabilities.resolve/3`
+    * `:links` - what each import links to, from `Munition.Host.Capabilities.resolve/4`
     * `:host_functions` - the call's `Munition.Host.Function`s (`:links` index into it)
     * `:forensics`, `:result`, `:alloc` - as the options of `Munition.fire/4`
     * `:log_limit` - bytes of guest log lines kept
