@@ -187,8 +187,37 @@ defmodule Munition.Runtime do
   @doc "As `c:host_read/3`, writing `bytes`; the answer is `:ok` or `{:error, :out_of_bounds}`."
   @callback host_write(host_call(), ptr :: non_neg_integer(), binary()) :: {:ok, term()} | failure()
 
-  @doc "The compiled-module cache: `{entries, capacity, compilations}`. For tests and operators."
-  @callback cache_stats() :: {non_neg_integer(), non_neg_integer(), non_neg_integer()}
+  ## Optional
 
-  @optional_callbacks cache_stats: 0
+  @doc """
+  The compiled-module cache: `%{entries: n, capacity: n, compilations: n}`,
+  `compilations` counting every module compiled since the VM started. For
+  tests and operators.
+  """
+  @callback cache_stats() :: %{
+              entries: non_neg_integer(),
+              capacity: non_neg_integer(),
+              compilations: non_neg_integer()
+            }
+
+  @doc """
+  Sets the engine's capacity before the engine is first built, from
+  `settings`: `Munition.Runtime.Config.engine!/0`'s map of
+  `:max_instances`, `:max_memories_per_module` and
+  `:max_concurrent_compiles` (`nil` for the engine's default). Munition's
+  application calls it when it starts, for every runtime of
+  `Munition.Runtime.Config.runtimes/0` that implements it, before anything
+  uses an engine; a runtime without settings leaves it out.
+
+  Returns `:ok`; `{:error, {:bad_config, message}}` for values the machine
+  cannot hold (the application does not start); `{:error, {:too_late,
+  message}}` once the engine exists (what it has stays: the application
+  logs a warning when that differs from `settings`, a key the runtime's
+  `c:info/0` reports); or `{:error, :nif_not_loaded}` when the engine's
+  native code is missing (nothing to configure).
+  """
+  @callback configure(settings :: %{atom() => pos_integer() | nil}) ::
+              :ok | {:error, {:bad_config | :too_late, String.t()} | :nif_not_loaded}
+
+  @optional_callbacks cache_stats: 0, configure: 1
 end

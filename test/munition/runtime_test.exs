@@ -10,6 +10,7 @@ defmodule Munition.RuntimeTest do
     capture: 2,
     cleanup: 1,
     compile: 2,
+    configure: 1,
     host_read: 3,
     host_reply: 3,
     host_write: 3,
@@ -24,7 +25,7 @@ defmodule Munition.RuntimeTest do
   test "the callbacks a runtime implements" do
     # A new callback needs a test in wasmtime_test.exs: add it here too.
     assert Enum.sort(Munition.Runtime.behaviour_info(:callbacks)) == @callbacks
-    assert Munition.Runtime.behaviour_info(:optional_callbacks) == [cache_stats: 0]
+    assert Enum.sort(Munition.Runtime.behaviour_info(:optional_callbacks)) == [cache_stats: 0, configure: 1]
   end
 
   test "every callback is documented" do

@@ -93,10 +93,11 @@ defmodule Munition.Runtime.Config do
   ## Engine capacity and address space
 
   The engine is built once, on first use, with a fixed number of instance
-  slots (Wasmtime's pooling allocator). `Munition.Application` reads these keys
-  when it starts, before anything uses the engine (changing them later has no
-  effect until the VM restarts: `Munition.Runtime.Wasmtime.configure/1` says
-  it is too late):
+  slots (Wasmtime's pooling allocator). Munition's application reads these
+  keys when it starts, before anything uses the engine, and hands them to
+  `c:Munition.Runtime.configure/1` of each runtime of `runtimes/0` that has
+  it (changing them later has no effect until the VM restarts:
+  `Munition.Runtime.Wasmtime.configure/1` says it is too late):
 
     * `:max_instances` - instances alive at once; past that a call waits for a
       slot until its deadline, then is `{:error, {:overloaded, _}}`. Defaults to
@@ -134,6 +135,20 @@ defmodule Munition.Runtime.Config do
   """
   @spec runtime() :: module()
   def runtime, do: Application.get_env(:munition, :runtime, Munition.Runtime.Wasmtime)
+
+  @doc """
+  The runtimes of this node whose engines Munition's application configures
+  when it starts (see `c:Munition.Runtime.configure/1`): the configured
+  `:runtime` first, then Munition's own two, `Munition.Runtime.Wasmtime`
+  and `Munition.Runtime.Wasmi`, which any call may name.
+
+  ## Examples
+
+      iex> Munition.Runtime.Config.runtimes()
+      [Munition.Runtime.Wasmtime, Munition.Runtime.Wasmi]
+  """
+  @spec runtimes() :: [module()]
+  def runtimes, do: Enum.uniq([runtime(), Munition.Runtime.Wasmtime, Munition.Runtime.Wasmi])
 
   @doc "Compiled modules kept in the native cache."
   @spec module_cache_size() :: non_neg_integer()

@@ -152,7 +152,10 @@ defmodule Munition.Runtime.Wasmi do
   def live_count, do: Native.wasmi_live_count()
 
   @impl true
-  def cache_stats, do: Native.wasmi_module_cache_stats()
+  def cache_stats do
+    {entries, capacity, compilations} = Native.wasmi_module_cache_stats()
+    %{entries: entries, capacity: capacity, compilations: compilations}
+  end
 
   @impl true
   def info, do: Native.wasmi_engine_info()

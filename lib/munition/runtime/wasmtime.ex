@@ -128,17 +128,19 @@ defmodule Munition.Runtime.Wasmtime do
   end
 
   @doc """
-  Sets the engine's capacity before the engine is first built:
-  `:max_instances`, `:max_memories_per_module`, `:max_concurrent_compiles`
-  (`nil` or absent: sized for the machine). `Munition.Application` calls it
-  with the application environment when it starts.
+  Sets the native library's capacity before an engine is first built (see
+  `c:Munition.Runtime.configure/1`): `:max_instances`,
+  `:max_memories_per_module`, `:max_concurrent_compiles` (`nil` or absent:
+  sized for the machine). Munition's application calls it with the
+  application environment when it starts. `Munition.Runtime.Wasmi`'s
+  compile threads are sized by the same `:max_concurrent_compiles`.
 
   Returns `:ok`; `{:error, {:bad_config, message}}` for values the machine
   cannot hold (checked first, always); `{:error, {:too_late, message}}` once
   the engine exists (its pools are reserved and cannot be resized); or
   `{:error, :nif_not_loaded}`.
   """
-  @spec configure(map()) :: :ok | {:error, {:bad_config | :too_late, String.t()} | :nif_not_loaded}
+  @impl true
   def configure(settings) when is_map(settings) do
     defaults = %{max_instances: nil, max_memories_per_module: nil, max_concurrent_compiles: nil}
 
@@ -172,7 +174,10 @@ defmodule Munition.Runtime.Wasmtime do
   def live_count, do: Native.instance_live_count()
 
   @impl true
-  def cache_stats, do: Native.module_cache_stats()
+  def cache_stats do
+    {entries, capacity, compilations} = Native.module_cache_stats()
+    %{entries: entries, capacity: capacity, compilations: compilations}
+  end
 
   ## Instances
 
