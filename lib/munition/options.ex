@@ -12,7 +12,7 @@ defmodule Munition.Options do
   # What decides how imports link: fixed for a pool's lifetime.
   @link_defaults [capabilities: [], host_functions: [], runtime: nil]
   # What bounds compiling the module fire/4 is given as bytes.
-  @compile_defaults [limits: []]
+  @compile_defaults [limits: [], compile_timeout: nil]
   # What may differ from call to call.
   @call_defaults [
     fuel: nil,
@@ -39,18 +39,37 @@ defmodule Munition.Options do
     |> call!()
     |> Map.merge(%{runtime: runtime, host_functions: host_functions, capabilities: capabilities})
     |> Map.put(:limits, Config.limits!(opts[:limits]))
+    |> Map.put(:compile_timeout, compile_timeout!(opts[:compile_timeout]))
   end
+
+  defp compile_timeout!(nil), do: nil
+  defp compile_timeout!(value), do: timeout!(value, :compile_timeout)
 
   @doc false
   # The options of compiling (Munition.compile/2, validate/2): the limits
-  # and the deadline, checked, for Munition.Runtime.compile/2.
+  # and the deadline, checked, for Munition.Runtime.compile/2. The call is
+  # the compilation, so its :timeout bounds it, as does :compile_timeout,
+  # whichever is shorter; with neither, config :munition, :compile_timeout.
   @spec compile!(keyword()) :: keyword()
   def compile!(opts) do
-    [
-      limits: Config.limits!(opts[:limits] || []),
-      timeout: timeout!(opts[:timeout] || Config.compile_timeout())
-    ]
+    timeout =
+      case {compile_timeout!(opts[:compile_timeout]), opts[:timeout]} do
+        {nil, nil} -> timeout!(Config.compile_timeout(), :compile_timeout)
+        {compile_timeout, nil} -> compile_timeout
+        {nil, timeout} -> timeout!(timeout)
+        {compile_timeout, timeout} -> min(compile_timeout, timeout!(timeout))
+      end
+
+    [limits: Config.limits!(opts[:limits] || []), timeout: timeout]
   end
+
+  @doc false
+  # How long fire/4 waits for the compilation of bytes: its :compile_timeout
+  # within its :timeout (which covers compiling and running), or the whole
+  # :timeout.
+  @spec compile_bound(map()) :: pos_integer()
+  def compile_bound(%{compile_timeout: nil, timeout: timeout}), do: timeout
+  def compile_bound(%{compile_timeout: compile_timeout, timeout: timeout}), do: min(compile_timeout, timeout)
 
   @doc false
   # The per-call options (`fuel`, `timeout`, `max_memory`, `forensics`,
@@ -129,6 +148,7 @@ defmodule Munition.Options do
     _ = opts |> Keyword.take([:timeout, :max_memory, :forensics, :result, :alloc, :dump_dir]) |> call!()
     _ = opts |> Keyword.get(:wasi) |> without_preopens() |> WASI.check!()
     _ = if opts[:limits] not in [nil, []], do: Config.limits!(opts[:limits])
+    _ = compile_timeout!(opts[:compile_timeout])
 
     case at do
       :caller ->
@@ -348,12 +368,14 @@ defmodule Munition.Options do
   @max_timeout 86_400_000
 
   @doc false
-  @spec timeout!(term()) :: pos_integer()
-  def timeout!(value) when is_integer(value) and value > 0 and value <= @max_timeout, do: value
+  # `name` is the option's, for the message: :timeout or :compile_timeout.
+  @spec timeout!(term(), :timeout | :compile_timeout) :: pos_integer()
+  def timeout!(value, name \\ :timeout)
+  def timeout!(value, _name) when is_integer(value) and value > 0 and value <= @max_timeout, do: value
 
-  def timeout!(value) do
+  def timeout!(value, name) do
     raise ArgumentError,
-          "timeout must be a positive integer of at most #{@max_timeout} ms, got: #{inspect(value)}"
+          "#{name} must be a positive integer of at most #{@max_timeout} ms, got: #{inspect(value)}"
   end
 
   defp dump_dir!(nil), do: nil

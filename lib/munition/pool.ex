@@ -26,9 +26,11 @@ defmodule Munition.Pool do
     * `:wasm` - bytes, WAT text or a `%Munition.Module{}` (required).
     * `:size` - how many of the pool's calls run at once; more wait in line,
       in order, until their deadline. Defaults to `100`.
-    * `:capabilities`, `:host_functions`, `:runtime`, `:limits` - as for
-      `Munition.fire/4`, fixed for the pool's lifetime (`:limits` bounds the
-      compile the pool does when it starts).
+    * `:capabilities`, `:host_functions`, `:runtime`, `:limits`,
+      `:compile_timeout` - as for `Munition.fire/4`, fixed for the pool's
+      lifetime (`:limits` and `:compile_timeout` bound the compile the pool
+      does when it starts; `:compile_timeout` defaults to
+      `config :munition, :compile_timeout`, or `30_000`).
     * `:fuel`, `:timeout`, `:max_memory`, `:forensics`, `:result`, `:alloc`,
       `:dump_dir`, `:wasi` - defaults for the pool's calls, as for
       `Munition.fire/4`; each call may override them (a call's `:wasi` keys
@@ -323,11 +325,16 @@ defmodule Munition.Pool do
     end
   end
 
-  # Bounded by the pool's limits and the default compile timeout.
+  # Bounded by the pool's limits and its :compile_timeout (the pool's
+  # :timeout is its calls', not its start's).
   defp to_module(%Munition.Module{} = module, _options), do: {:ok, module}
 
-  defp to_module(bytes, options) when is_binary(bytes),
-    do: options.runtime.compile(bytes, limits: options.limits)
+  defp to_module(bytes, options) when is_binary(bytes) do
+    options.runtime.compile(bytes,
+      limits: options.limits,
+      timeout: options.compile_timeout || Munition.Runtime.Config.compile_timeout()
+    )
+  end
 
   defp to_module(other, _options),
     do:
