@@ -239,7 +239,9 @@ defmodule Munition do
 
   What `fire/4` returns, or `{:error, {:overloaded, _}}` when every place of
   the pool stayed busy until the call's deadline, or
-  `{:error, {:pool_unavailable, _}}` when no pool `name` is running.
+  `{:error, {:pool_unavailable, _}}` when no pool `name` is running (as
+  `Munition.Pool.stats/1` answers then). A `name` that is not an atom raises
+  `ArgumentError`.
 
   ## Examples
 
@@ -254,12 +256,13 @@ defmodule Munition do
           | {:crash, crash_reason(), Munition.Forensics.Dump.t() | nil}
           | {:error, error_reason()}
   def fire_pooled(name, function, args, opts \\ []) do
+    name = Munition.Pool.name!(name)
     function = Options.function!(function)
     args = Options.args!(args)
 
     case not Options.remote?(opts) and Munition.Pool.fetch(name) do
       false -> Munition.Cluster.fire_pooled(name, function, args, opts)
-      nil -> {:error, {:pool_unavailable, "no pool named #{inspect(name)} is running"}}
+      nil -> Munition.Pool.unavailable(name)
       pool -> Munition.Pool.fire(pool, function, args, opts)
     end
   end
