@@ -261,8 +261,8 @@ defmodule Munition.Cluster do
 
     * `:running` - guests running there now (live instances), whatever
       node called them;
-    * `:waiting` - calls waiting there: for an instance slot
-      (`Munition.Instance.Slots`) and in its pools' lines;
+    * `:waiting` - calls waiting there: for an instance slot (when every
+      one of the engine's `:max_instances` is in use) and in its pools' lines;
     * `:pools` - the stats of each pool running there, by name (as
       `Munition.Pool.stats/1` returns them in `{:ok, stats}`);
     * `:served` - calls it has run for other nodes, since it started;

@@ -14,7 +14,7 @@ defmodule Munition.Module do
     * `:stats` - static complexity figures (code size, functions, loops and their
       nesting, calls, data size, memory pages), used by `Munition.Fuel.Policy`
     * `:reactor` - whether it exports `_initialize() -> ()`, a WASI reactor's
-      initializer, which every call runs first (see `Munition.Instance.Manager`)
+      initializer, which every call runs first, in the same instance
   """
 
   @enforce_keys [:resource, :hash]

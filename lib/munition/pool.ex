@@ -54,7 +54,7 @@ defmodule Munition.Pool do
 
   A pool that stops answers its waiting callers `{:error, {:pool_unavailable,
   _}}` at once. Calls already running need nothing from the pool's process
-  (they run in their callers, see `Munition.Instance.Manager`): they end on
+  (they run in their callers' processes): they end on
   their own, within their own bounds, and are answered as usual. A caller
   killed mid-call gives its place back: places held by dead processes are
   reclaimed as soon as someone waits.

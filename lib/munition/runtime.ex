@@ -6,17 +6,21 @@ defmodule Munition.Runtime do
 
   Munition ships two: `Munition.Runtime.Wasmtime` (the default) and
   `Munition.Runtime.Wasmi` (an interpreter; README's "Two engines" says when
-  to choose which). A runtime
-  owns compiling, instantiating in a fresh store, running guest code in
-  slices, guest memory, capturing the state of a failed store, releasing it,
-  and the host-call protocol of Elixir host functions: engine concerns only.
-  What reads captured memory afterwards (its codec and scans) is the same
-  whichever engine wrote it, and belongs to forensics. `Munition.Instance.Manager` owns the order of the steps,
-  the driver loop, the timeout and the forensics.
+  to choose which). A runtime owns compiling, instantiating in a fresh store,
+  running guest code in slices, guest memory, capturing the state of a
+  failed store, releasing it, and the host-call protocol of Elixir host
+  functions: engine concerns only. What reads captured memory afterwards
+  (its codec and scans) is the same whichever engine wrote it, and belongs
+  to forensics. Munition itself (the process that makes the call) owns the
+  order of the steps, the driver loop, the timeout and the forensics.
+
+  A runtime is any module that exports every callback below but the
+  optional ones (`c:cache_stats/0`, `c:configure/1`): a call whose
+  `:runtime` lacks one raises `ArgumentError` naming what it lacks.
 
   A runtime must never reuse a store between instances, must stop a guest at
-  the deadline given in `t:Munition.Instance.State.t/0`, and must never run a
-  guest on a scheduler thread's own stack.
+  the deadline given in its `t:state/0`, and must never run a guest on a
+  scheduler thread's own stack.
 
   ## Running a guest: progress
 
@@ -36,8 +40,9 @@ defmodule Munition.Runtime do
     * `{:waiting, ms}` - the guest is suspended, waiting for something
       outside itself (an Elixir host function, a WASI sleep, a file operation
       on another thread): serve the `{:munition_host_call, call, index, args,
-      fuel}` messages sent to the state's `:host_pid` (see
-      `Munition.Host.Calls`), wait for `:munition_wake` (sent to the process
+      fuel}` messages sent to the state's `:host_pid` (Munition does: it
+      runs each host function in a process of its own and answers with
+      `c:host_reply/3`), wait for `:munition_wake` (sent to the process
       that made the instance) or at most `ms` milliseconds (its wake time or
       its deadline), then `c:resume/1`.
 
@@ -45,10 +50,37 @@ defmodule Munition.Runtime do
   a call with a WASI configuration `%{stdout, stderr, stdout_truncated,
   stderr_truncated}`.
 
-  The manager loops on `:yielded` and `{:waiting, ms}` in one place
-  (`Munition.Instance.Manager`); the runtime never loops on its own, so the
-  caller's process stays in control between slices.
+  Munition loops on `:yielded` and `{:waiting, ms}` in one place; the
+  runtime never loops on its own, so the caller's process stays in control
+  between slices.
   """
+
+  @typedoc """
+  One call, as `Munition.fire/4` built it from the checked options: a
+  struct a runtime reads when it makes the store (`c:instantiate/2`) and
+  must not change. Its fields:
+
+    * `:module` - the compiled `Munition.Module`; `:function`, `:args` - the
+      export and the arguments as given; `:runtime` - the runtime that runs it
+    * `:fuel` - the resolved budget (start function included)
+    * `:timeout` - milliseconds from `:started_at` (monotonic milliseconds)
+      to the deadline
+    * `:max_memory` - bytes of linear memory the guest may have
+    * `:links` - what each import links to
+      (`t:Munition.Host.Capabilities.link/0`, in import order)
+    * `:log_limit` - bytes of guest log lines kept
+    * `:host_pid` - the process that drives the guest and serves its Elixir
+      host functions, `nil` when there are none
+    * `:wasi` - the call's WASI configuration, `nil` when it has none:
+      `%{args, env, stdin, preopens, stdout_limit, stderr_limit, clock}`,
+      preopens as `{guest_path, host_path, writable}`
+    * `:call` - `nil`, or `{function, params, release}`: see
+      `c:instantiate/2`
+
+  The other fields (capabilities, host functions, forensics, result, alloc)
+  are Munition's own.
+  """
+  @type state :: Munition.Instance.State.t()
 
   @typedoc "A live instance of a runtime: a fresh store with one module instantiated in it."
   @type instance :: term()
@@ -124,7 +156,7 @@ defmodule Munition.Runtime do
   instead of an instance (`c:cleanup/1` of it is `:ok`, and nothing else is
   called with it).
   """
-  @callback instantiate(Munition.Module.t(), Munition.Instance.State.t()) ::
+  @callback instantiate(Munition.Module.t(), state()) ::
               {:ok, instance(), progress()} | failure()
 
   @doc """

@@ -19,8 +19,8 @@ defmodule Munition.Host.Functions do
   ## How a call runs
 
   The guest waits, suspended, while `fun` runs in a process of its own
-  (spawned by the task that drives the guest, see `Munition.Host.Calls`),
-  which answers over a channel;
+  (spawned by the process that drives the guest), which answers over a
+  channel;
   the waiting guest holds no scheduler thread. If `fun` raises, exits, is
   killed or returns values of the wrong type, the guest's call ends at once as
   `{:crash, :host_error, dump}` with the reason in the dump; if it is still

@@ -52,7 +52,8 @@ defmodule Munition.Runtime.Wasmi do
       (a stack pointer) is not in it. Wasmi records no wasm backtrace:
       `dump.backtrace` is `[]`. Trap messages are Wasmi's wording.
     * **No instance pool**, so no `{:error, {:overloaded, _}}` from the
-      engine; `Munition.Instance.Slots` still bounds instances per node.
+      engine; Munition's own line for instance slots still bounds instances
+      per node.
     * **Modules are per engine.** A `%Munition.Module{}` compiled by one
       runtime given to a call on the other is a caller's mistake:
       `ArgumentError` naming both.

@@ -1,7 +1,8 @@
 defmodule Munition.Runtime.Wasmtime do
   @moduledoc """
-  The Wasmtime runtime, through Munition's NIF: the only module that calls
-  `Munition.Native`.
+  The Wasmtime runtime, through Munition's NIF: with
+  `Munition.Runtime.Wasmi`, the only module that calls the engines' native
+  code.
 
   Turns native results into Munition's vocabulary; holds no state of its own.
   Guests run on a fiber stack the NIF owns (so deep recursion is a
