@@ -331,7 +331,7 @@ defmodule Munition.Options do
       Munition.Runtime.behaviour_info(:callbacks) -- Munition.Runtime.behaviour_info(:optional_callbacks)
 
     missing =
-      if is_atom(runtime) and Code.ensure_loaded?(runtime),
+      if Code.ensure_loaded?(runtime),
         do: Enum.reject(required, fn {name, arity} -> function_exported?(runtime, name, arity) end),
         else: :not_loaded
 
