@@ -32,8 +32,8 @@ end
 
 alias Munition.Forensics.{Analyser, Dump}
 
-# The byte scans, as the analyser reaches them: through the runtime.
-runtime = Munition.Runtime.Config.runtime()
+# The byte scans, as the analyser reaches them: forensics' own native scans.
+alias Munition.Forensics.Memory
 
 wat = ~S"""
 (module
@@ -83,16 +83,16 @@ ForensicsBench.time("  Dump.memory/2 (decompress 64 MiB)", n, fn -> Dump.memory(
 
 {:ok, raw} = Dump.memory(dump)
 
-ForensicsBench.time("  runtime search_memory/3 on the raw 64 MiB", n, fn ->
-  runtime.search_memory(raw, "s3cr3t!!", 100)
+ForensicsBench.time("  Memory.search/3 on the raw 64 MiB", n, fn ->
+  Memory.search(raw, "s3cr3t!!", 100)
 end)
 
-ForensicsBench.time("  runtime memory_regions/3 on the raw 64 MiB", n, fn ->
-  runtime.memory_regions(raw, 16, 10_000)
+ForensicsBench.time("  Memory.regions/3 on the raw 64 MiB", n, fn ->
+  Memory.regions(raw, 16, 10_000)
 end)
 
-ForensicsBench.time("  runtime memory_strings/5 on the raw 64 MiB", n, fn ->
-  runtime.memory_strings(raw, 4, 4096, true, 10_000)
+ForensicsBench.time("  Memory.strings/5 on the raw 64 MiB", n, fn ->
+  Memory.strings(raw, 4, 4096, true, 10_000)
 end)
 
 ForensicsBench.time("  Analyser.search/2 (decompress + search)", n, fn ->
@@ -107,10 +107,10 @@ ForensicsBench.time("  Dump.to_coredump/1", n, fn -> Dump.to_coredump(dump) end)
 # Random (incompressible) bytes: the worst case for search and strings.
 noise = :crypto.strong_rand_bytes(64 * 1024 * 1024)
 
-ForensicsBench.time("  runtime search_memory/3 on 64 MiB of random bytes", n, fn ->
-  runtime.search_memory(noise, "s3cr3t!!", 100)
+ForensicsBench.time("  Memory.search/3 on 64 MiB of random bytes", n, fn ->
+  Memory.search(noise, "s3cr3t!!", 100)
 end)
 
-ForensicsBench.time("  runtime memory_strings/5 on 64 MiB of random bytes", 5, fn ->
-  runtime.memory_strings(noise, 4, 4096, true, 1_000_000)
+ForensicsBench.time("  Memory.strings/5 on 64 MiB of random bytes", 5, fn ->
+  Memory.strings(noise, 4, 4096, true, 1_000_000)
 end)

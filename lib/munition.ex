@@ -37,13 +37,16 @@ defmodule Munition do
       integer, a profile (`:strict`, `:default`, `:generous`, or one configured),
       `:auto` or `:adaptive` (see `Munition.Fuel.Policy`). Defaults to
       `10_000_000`.
-    * `:timeout` - milliseconds the call may take, compiling the module (when
-      `wasm` is not a compiled `Munition.Module`) and the start function
+    * `:timeout` - milliseconds the whole call may take, compiling the module
+      (when `wasm` is not a compiled `Munition.Module`) and the start function
       included: the guest gets what compiling left. Defaults to `5_000`, at
       most `86_400_000` (a day). The guest is stopped by the engine at its
       deadline. Compiling past the deadline is `{:error, {:timeout, message}}`:
       nothing ran, so there is no dump; the compilation goes on in the
       background and lands in the module cache, so a retry finds it compiled.
+    * `:compile_timeout` - milliseconds compiling alone may take, within
+      `:timeout` (as for `compile/2`). Defaults to none: compiling may take
+      the whole `:timeout`.
     * `:limits` - compile limits over the configured ones, e.g.
       `limits: [functions: 50_000]` (see "Compile limits" in
       `Munition.Runtime.Config`). A module over one is
@@ -129,7 +132,8 @@ defmodule Munition do
     options = Options.fire!(opts)
 
     with {:ok, module, options} <- prepare(wasm, options),
-         {:ok, links} <- Capabilities.resolve(module, options.capabilities, options.host_functions) do
+         {:ok, links} <-
+           Capabilities.resolve(module, options.capabilities, options.host_functions, options.runtime) do
       fuel = Munition.Fuel.Policy.resolve!(options.fuel, module, function)
       execute(Options.state(options, module, links, function, args, fuel), options.dump_dir)
     end
@@ -142,7 +146,8 @@ defmodule Munition do
   defp prepare(bytes, options) when is_binary(bytes) do
     started = System.monotonic_time(:millisecond)
 
-    with {:ok, module} <- options.runtime.compile(bytes, limits: options.limits, timeout: options.timeout) do
+    with {:ok, module} <-
+           options.runtime.compile(bytes, limits: options.limits, timeout: Options.compile_bound(options)) do
       case options.timeout - (System.monotonic_time(:millisecond) - started) do
         left when left > 0 ->
           {:ok, module, %{options | timeout: left}}
@@ -235,7 +240,9 @@ defmodule Munition do
 
   What `fire/4` returns, or `{:error, {:overloaded, _}}` when every place of
   the pool stayed busy until the call's deadline, or
-  `{:error, {:pool_unavailable, _}}` when no pool `name` is running.
+  `{:error, {:pool_unavailable, _}}` when no pool `name` is running (as
+  `Munition.Pool.stats/1` answers then). A `name` that is not an atom raises
+  `ArgumentError`.
 
   ## Examples
 
@@ -250,12 +257,13 @@ defmodule Munition do
           | {:crash, crash_reason(), Munition.Forensics.Dump.t() | nil}
           | {:error, error_reason()}
   def fire_pooled(name, function, args, opts \\ []) do
+    name = Munition.Pool.name!(name)
     function = Options.function!(function)
     args = Options.args!(args)
 
     case not Options.remote?(opts) and Munition.Pool.fetch(name) do
       false -> Munition.Cluster.fire_pooled(name, function, args, opts)
-      nil -> {:error, {:pool_unavailable, "no pool named #{inspect(name)} is running"}}
+      nil -> Munition.Pool.unavailable(name)
       pool -> Munition.Pool.fire(pool, function, args, opts)
     end
   end
@@ -308,7 +316,9 @@ defmodule Munition do
   defp logger_level(_), do: :error
 
   @doc """
-  Compiles `wasm` (bytes or WAT text) without running it.
+  Compiles `wasm` (bytes or WAT text) without running it; a
+  `%Munition.Module{}` is taken too, as `fire/4` takes one, and returned as
+  it is (its limits are not checked again).
 
   Compiled modules are cached by content hash, so compiling the same bytes again
   is cheap; keeping the returned module and passing it to `fire/4` also skips
@@ -322,30 +332,37 @@ defmodule Munition do
 
     * `:limits` - compile limits over the configured ones (see "Compile
       limits" in `Munition.Runtime.Config`).
-    * `:timeout` - milliseconds to wait for the compilation. Defaults to
-      `config :munition, :compile_timeout`, or `30_000`. Past it, the answer
-      is `{:error, {:timeout, message}}` and the compilation goes on in the
-      background, into the module cache.
+    * `:compile_timeout` - milliseconds to wait for the compilation. Defaults
+      to `config :munition, :compile_timeout`, or `30_000`. Past it, the
+      answer is `{:error, {:timeout, message}}` and the compilation goes on in
+      the background, into the module cache.
+    * `:timeout` - milliseconds the whole call may take, as for `fire/4`:
+      here the call is the compilation, so it bounds it too (the shorter of
+      the two applies). Defaults to none: `:compile_timeout` alone bounds it.
     * `:runtime` - a `Munition.Runtime`. Defaults to `config :munition, :runtime`,
-      or `Munition.Runtime.Wasmtime`.
+      or `Munition.Runtime.Wasmtime`. A `%Munition.Module{}` compiled by
+      another engine raises `ArgumentError`, as in `fire/4`: compile its
+      bytes for this one instead.
 
   ## Examples
 
       iex> {:ok, module} = Munition.compile(~s{(module (func (export "f")))})
       iex> Enum.map(module.exports, & &1.name)
       ["f"]
+      iex> Munition.compile(module) == {:ok, module}
+      true
       iex> {:error, {:invalid_module, _message}} = Munition.compile(<<0, 1, 2>>)
       iex> {:error, {:module_limit, message}} = Munition.compile(~s{(module (func) (func))}, limits: [functions: 1])
       iex> message
       "functions: the module defines 2 functions, over the limit of 1 (raise it with limits: [functions: n])"
   """
-  @spec compile(binary(), keyword()) ::
+  @spec compile(wasm(), keyword()) ::
           {:ok, Munition.Module.t()}
           | {:error, {:invalid_module | :unsupported | :module_limit | :timeout, String.t()}}
   def compile(wasm, opts \\ []) do
-    opts = Keyword.validate!(opts, runtime: nil, limits: [], timeout: nil)
-    unless is_binary(wasm), do: raise(ArgumentError, "wasm must be a binary, got: #{inspect(wasm)}")
-    Options.runtime!(opts[:runtime]).compile(wasm, Options.compile!(opts))
+    opts = Keyword.validate!(opts, runtime: nil, limits: [], compile_timeout: nil, timeout: nil)
+    runtime = Options.runtime!(opts[:runtime])
+    to_module(wasm, runtime, Options.compile!(opts))
   end
 
   @doc """
@@ -357,7 +374,7 @@ defmodule Munition do
     * `:capabilities` - when given, imports not covered are
       `{:error, {:capability_denied, [...]}}`, as `fire/4` would report them.
     * `:host_functions` - host functions whose imports count as available.
-    * `:limits`, `:timeout` - as for `compile/2`.
+    * `:limits`, `:compile_timeout`, `:timeout` - as for `compile/2`.
     * `:runtime` - a `Munition.Runtime`.
 
   ## Examples
@@ -370,7 +387,14 @@ defmodule Munition do
   @spec validate(wasm(), keyword()) :: :ok | {:error, error_reason()}
   def validate(wasm, opts \\ []) do
     opts =
-      Keyword.validate!(opts, [:capabilities, host_functions: [], runtime: nil, limits: [], timeout: nil])
+      Keyword.validate!(opts, [
+        :capabilities,
+        host_functions: [],
+        runtime: nil,
+        limits: [],
+        compile_timeout: nil,
+        timeout: nil
+      ])
 
     runtime = Options.runtime!(opts[:runtime])
     host_functions = Functions.normalize!(opts[:host_functions])
@@ -381,9 +405,9 @@ defmodule Munition do
           :ok
 
         capabilities ->
-          granted = Capabilities.expand!(capabilities, host_functions)
+          granted = Capabilities.expand!(capabilities, host_functions, runtime)
 
-          case Capabilities.resolve(module, granted, host_functions) do
+          case Capabilities.resolve(module, granted, host_functions, runtime) do
             {:ok, _links} -> :ok
             error -> error
           end

@@ -51,6 +51,36 @@ defmodule MunitionTest do
   end
 
   describe "compile/2" do
+    test "takes a %Munition.Module{}, as fire/4 does, and returns it" do
+      {:ok, module} = Munition.compile(@add)
+      assert Munition.compile(module) == {:ok, module}
+
+      assert Munition.compile(module, runtime: Munition.Runtime.Wasmtime, limits: [functions: 0]) ==
+               {:ok, module}
+
+      {:ok, on_wasmi} = Munition.compile(@add, runtime: Munition.Runtime.Wasmi)
+      assert Munition.compile(on_wasmi, runtime: Munition.Runtime.Wasmi) == {:ok, on_wasmi}
+    end
+
+    test "a module of another engine raises, as in fire/4; anything else is the caller's mistake" do
+      {:ok, module} = Munition.compile(@add)
+
+      for call <- [
+            fn -> Munition.compile(module, runtime: Munition.Runtime.Wasmi) end,
+            fn -> Munition.fire(module, "add", [1, 2], runtime: Munition.Runtime.Wasmi) end
+          ] do
+        assert_raise ArgumentError,
+                     ~r/compiled by Munition.Runtime.Wasmtime and cannot run on Munition.Runtime.Wasmi/,
+                     call
+      end
+
+      assert_raise ArgumentError,
+                   ~r/wasm must be wasm bytes, WAT text or a %Munition.Module{}, got: 123/,
+                   fn ->
+                     Munition.compile(123)
+                   end
+    end
+
     test "raises on a non-binary" do
       assert_raise ArgumentError, ~r/got: :nope/, fn -> Munition.compile(:nope) end
     end

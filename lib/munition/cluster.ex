@@ -261,9 +261,10 @@ defmodule Munition.Cluster do
 
     * `:running` - guests running there now (live instances), whatever
       node called them;
-    * `:waiting` - calls waiting there: for an instance slot
-      (`Munition.Instance.Slots`) and in its pools' lines;
-    * `:pools` - `Munition.Pool.stats/1` of each pool running there;
+    * `:waiting` - calls waiting there: for an instance slot (when every
+      one of the engine's `:max_instances` is in use) and in its pools' lines;
+    * `:pools` - the stats of each pool running there, by name (as
+      `Munition.Pool.stats/1` returns them in `{:ok, stats}`);
     * `:served` - calls it has run for other nodes, since it started;
     * `:modules` - modules it keeps for calls from other nodes, with
       `:hits` and `:misses` (a miss makes the caller send the bytes),
@@ -297,9 +298,9 @@ defmodule Munition.Cluster do
     pools =
       for {Munition.Pool, name} = group <- :pg.which_groups(Server.scope()),
           :pg.get_local_members(Server.scope(), group) != [],
-          # Also a filter: a pool that stopped since it was listed (nil)
-          # is left out, and the node's stats still answer.
-          stats = Munition.Pool.stats(name),
+          # Also a filter: a pool that stopped since it was listed
+          # ({:error, _}) is left out, and the node's stats still answer.
+          {:ok, stats} <- [Munition.Pool.stats(name)],
           into: %{},
           do: {name, stats}
 

@@ -14,7 +14,7 @@ defmodule Munition.Module do
     * `:stats` - static complexity figures (code size, functions, loops and their
       nesting, calls, data size, memory pages), used by `Munition.Fuel.Policy`
     * `:reactor` - whether it exports `_initialize() -> ()`, a WASI reactor's
-      initializer, which every call runs first (see `Munition.Instance.Manager`)
+      initializer, which every call runs first, in the same instance
   """
 
   @enforce_keys [:resource, :hash]
@@ -52,15 +52,17 @@ defmodule Munition.Module do
 
   @doc """
   Returns `module` if `runtime` can run it; raises `ArgumentError` naming
-  both runtimes if not. A compiled module is one engine's own code: a module
-  compiled by `Munition.Runtime.Wasmi` runs only on it, and one compiled by
-  Wasmtime only on runtimes that run Wasmtime's modules (any other runtime
-  module, such as a wrapper of `Munition.Runtime.Wasmtime`, is taken to).
-  Compile the bytes with the call's runtime instead.
+  both runtimes if not. A compiled module is one engine's own code: it runs
+  on the runtime that compiled it, and on any runtime whose engine is the
+  same (`c:Munition.Runtime.info/0`'s `:engine`, such as a wrapper of the
+  runtime that compiled it). Compile the bytes with the call's runtime
+  instead.
   """
   @spec runtime!(t(), module()) :: t()
+  def runtime!(%__MODULE__{runtime: runtime} = module, runtime), do: module
+
   def runtime!(%__MODULE__{runtime: compiled_by} = module, runtime) do
-    if compiled_by == Munition.Runtime.Wasmi == (runtime == Munition.Runtime.Wasmi) do
+    if engine(compiled_by) == engine(runtime) do
       module
     else
       raise ArgumentError,
@@ -68,6 +70,9 @@ defmodule Munition.Module do
               "#{inspect(runtime)}: compile its bytes with runtime: #{inspect(runtime)}"
     end
   end
+
+  # Only asked when a call's runtime is not the one that compiled its module.
+  defp engine(runtime), do: Map.fetch!(runtime.info(), :engine)
 
   @doc "The export named `name`, or `nil`."
   @spec export(t(), String.t()) :: map() | nil

@@ -1,10 +1,13 @@
 defmodule Munition.Native do
   @moduledoc false
-  # The NIF stubs and their loading, nothing else. Only the runtimes call
-  # these: Munition.Runtime.Wasmtime, and Munition.Runtime.Wasmi its `wasmi_*`
-  # ones; everything else goes through the Munition.Runtime behaviour. The
-  # exception is the fuel meter's `meter_*` ones, which Munition.Fuel.Meter
-  # and its Histogram call on every recorded call, whatever the runtime.
+  # The NIF stubs and their loading, nothing else. The engine's NIFs are
+  # called only by the runtimes: Munition.Runtime.Wasmtime, and
+  # Munition.Runtime.Wasmi its `wasmi_*` ones; everything else reaches an
+  # engine through the Munition.Runtime behaviour. Two groups are not an
+  # engine's and have one caller each, whatever the runtime: the codec and
+  # scans of captured memory (`zstd_*`, `memory_*`), called by
+  # Munition.Forensics.Memory, and the fuel meter's counters (`meter_*`),
+  # called by Munition.Fuel.Meter and its Histogram.
 
   @on_load :load_nif
 

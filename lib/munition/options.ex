@@ -12,7 +12,7 @@ defmodule Munition.Options do
   # What decides how imports link: fixed for a pool's lifetime.
   @link_defaults [capabilities: [], host_functions: [], runtime: nil]
   # What bounds compiling the module fire/4 is given as bytes.
-  @compile_defaults [limits: []]
+  @compile_defaults [limits: [], compile_timeout: nil]
   # What may differ from call to call.
   @call_defaults [
     fuel: nil,
@@ -32,25 +32,44 @@ defmodule Munition.Options do
     opts = Keyword.validate!(keyword!(opts), @link_defaults ++ @compile_defaults ++ @call_defaults)
     runtime = runtime!(opts[:runtime])
     host_functions = Functions.normalize!(opts[:host_functions])
-    capabilities = Capabilities.expand!(opts[:capabilities], host_functions)
+    capabilities = Capabilities.expand!(opts[:capabilities], host_functions, runtime)
 
     opts
     |> Keyword.take(Keyword.keys(@call_defaults))
     |> call!()
     |> Map.merge(%{runtime: runtime, host_functions: host_functions, capabilities: capabilities})
     |> Map.put(:limits, Config.limits!(opts[:limits]))
+    |> Map.put(:compile_timeout, compile_timeout!(opts[:compile_timeout]))
   end
+
+  defp compile_timeout!(nil), do: nil
+  defp compile_timeout!(value), do: timeout!(value, :compile_timeout)
 
   @doc false
   # The options of compiling (Munition.compile/2, validate/2): the limits
-  # and the deadline, checked, for Munition.Runtime.compile/2.
+  # and the deadline, checked, for Munition.Runtime.compile/2. The call is
+  # the compilation, so its :timeout bounds it, as does :compile_timeout,
+  # whichever is shorter; with neither, config :munition, :compile_timeout.
   @spec compile!(keyword()) :: keyword()
   def compile!(opts) do
-    [
-      limits: Config.limits!(opts[:limits] || []),
-      timeout: timeout!(opts[:timeout] || Config.compile_timeout())
-    ]
+    timeout =
+      case {compile_timeout!(opts[:compile_timeout]), opts[:timeout]} do
+        {nil, nil} -> timeout!(Config.compile_timeout(), :compile_timeout)
+        {compile_timeout, nil} -> compile_timeout
+        {nil, timeout} -> timeout!(timeout)
+        {compile_timeout, timeout} -> min(compile_timeout, timeout!(timeout))
+      end
+
+    [limits: Config.limits!(opts[:limits] || []), timeout: timeout]
   end
+
+  @doc false
+  # How long fire/4 waits for the compilation of bytes: its :compile_timeout
+  # within its :timeout (which covers compiling and running), or the whole
+  # :timeout.
+  @spec compile_bound(map()) :: pos_integer()
+  def compile_bound(%{compile_timeout: nil, timeout: timeout}), do: timeout
+  def compile_bound(%{compile_timeout: compile_timeout, timeout: timeout}), do: min(compile_timeout, timeout)
 
   @doc false
   # The per-call options (`fuel`, `timeout`, `max_memory`, `forensics`,
@@ -129,6 +148,7 @@ defmodule Munition.Options do
     _ = opts |> Keyword.take([:timeout, :max_memory, :forensics, :result, :alloc, :dump_dir]) |> call!()
     _ = opts |> Keyword.get(:wasi) |> without_preopens() |> WASI.check!()
     _ = if opts[:limits] not in [nil, []], do: Config.limits!(opts[:limits])
+    _ = compile_timeout!(opts[:compile_timeout])
 
     case at do
       :caller ->
@@ -289,18 +309,49 @@ defmodule Munition.Options do
   defp proper_list?(_), do: false
 
   @doc false
+  # The runtime of a call: `nil` is the configured one. A module is a
+  # runtime when it exports every non-optional callback of Munition.Runtime
+  # (checked once per module: a call pays one :persistent_term read); one
+  # that lacks some is the caller's mistake, named with what it lacks.
   @spec runtime!(term()) :: module()
-  def runtime!(nil), do: Config.runtime()
+  def runtime!(nil), do: checked_runtime!(Config.runtime(), "config :munition, :runtime")
+  def runtime!(runtime) when is_atom(runtime), do: checked_runtime!(runtime, "runtime")
+  def runtime!(other), do: raise(ArgumentError, "runtime must be a module, got: #{inspect(other)}")
 
-  def runtime!(runtime) when is_atom(runtime) do
-    if Code.ensure_loaded?(runtime) and function_exported?(runtime, :instantiate, 2) do
+  defp checked_runtime!(runtime, where) do
+    if :persistent_term.get({__MODULE__, :runtime, runtime}, false) do
       runtime
     else
-      raise ArgumentError, "runtime must be a module implementing Munition.Runtime, got: #{inspect(runtime)}"
+      check_runtime!(runtime, where)
     end
   end
 
-  def runtime!(other), do: raise(ArgumentError, "runtime must be a module, got: #{inspect(other)}")
+  defp check_runtime!(runtime, where) do
+    required =
+      Munition.Runtime.behaviour_info(:callbacks) -- Munition.Runtime.behaviour_info(:optional_callbacks)
+
+    missing =
+      if Code.ensure_loaded?(runtime),
+        do: Enum.reject(required, fn {name, arity} -> function_exported?(runtime, name, arity) end),
+        else: :not_loaded
+
+    case missing do
+      [] ->
+        # Written once per module: putting an equal value again is a no-op.
+        :persistent_term.put({__MODULE__, :runtime, runtime}, true)
+        runtime
+
+      :not_loaded ->
+        raise ArgumentError,
+              "#{where} must be a module implementing Munition.Runtime, got: #{inspect(runtime)} " <>
+                "(no such module)"
+
+      missing ->
+        raise ArgumentError,
+              "#{where} must be a module implementing Munition.Runtime, got: #{inspect(runtime)}, " <>
+                "which does not export #{Enum.map_join(Enum.sort(missing), ", ", fn {n, a} -> "#{n}/#{a}" end)}"
+    end
+  end
 
   # A 32-bit memory's whole range: the native pool reserves slots of that size.
   @max_memory_limit 4 * 1024 * 1024 * 1024
@@ -317,12 +368,14 @@ defmodule Munition.Options do
   @max_timeout 86_400_000
 
   @doc false
-  @spec timeout!(term()) :: pos_integer()
-  def timeout!(value) when is_integer(value) and value > 0 and value <= @max_timeout, do: value
+  # `name` is the option's, for the message: :timeout or :compile_timeout.
+  @spec timeout!(term(), :timeout | :compile_timeout) :: pos_integer()
+  def timeout!(value, name \\ :timeout)
+  def timeout!(value, _name) when is_integer(value) and value > 0 and value <= @max_timeout, do: value
 
-  def timeout!(value) do
+  def timeout!(value, name) do
     raise ArgumentError,
-          "timeout must be a positive integer of at most #{@max_timeout} ms, got: #{inspect(value)}"
+          "#{name} must be a positive integer of at most #{@max_timeout} ms, got: #{inspect(value)}"
   end
 
   defp dump_dir!(nil), do: nil

@@ -26,9 +26,11 @@ defmodule Munition.Pool do
     * `:wasm` - bytes, WAT text or a `%Munition.Module{}` (required).
     * `:size` - how many of the pool's calls run at once; more wait in line,
       in order, until their deadline. Defaults to `100`.
-    * `:capabilities`, `:host_functions`, `:runtime`, `:limits` - as for
-      `Munition.fire/4`, fixed for the pool's lifetime (`:limits` bounds the
-      compile the pool does when it starts).
+    * `:capabilities`, `:host_functions`, `:runtime`, `:limits`,
+      `:compile_timeout` - as for `Munition.fire/4`, fixed for the pool's
+      lifetime (`:limits` and `:compile_timeout` bound the compile the pool
+      does when it starts; `:compile_timeout` defaults to
+      `config :munition, :compile_timeout`, or `30_000`).
     * `:fuel`, `:timeout`, `:max_memory`, `:forensics`, `:result`, `:alloc`,
       `:dump_dir`, `:wasi` - defaults for the pool's calls, as for
       `Munition.fire/4`; each call may override them (a call's `:wasi` keys
@@ -42,13 +44,17 @@ defmodule Munition.Pool do
     * `{:error, {:overloaded, message}}` - every one of the pool's `:size`
       places stayed busy until the call's deadline (nothing ran);
     * `{:error, {:pool_unavailable, message}}` - no pool of that name is
-      running (never started, stopped, or being restarted by its supervisor).
+      running (never started, stopped, or being restarted by its supervisor);
+      `stats/1` answers the same then.
+
+  A name that is not an atom is the caller's mistake: `ArgumentError`, from
+  `Munition.fire_pooled/4` and `stats/1` alike.
 
   ## Stopping
 
   A pool that stops answers its waiting callers `{:error, {:pool_unavailable,
   _}}` at once. Calls already running need nothing from the pool's process
-  (they run in their callers, see `Munition.Instance.Manager`): they end on
+  (they run in their callers' processes): they end on
   their own, within their own bounds, and are answered as usual. A caller
   killed mid-call gives its place back: places held by dead processes are
   reclaimed as soon as someone waits.
@@ -94,11 +100,7 @@ defmodule Munition.Pool do
     {pool_opts, fire_opts} = Keyword.split(opts, [:name, :wasm, :size])
     pool_opts = Keyword.validate!(pool_opts, [:name, :wasm, size: 100])
 
-    name =
-      case pool_opts[:name] do
-        name when is_atom(name) and name not in [nil, true, false] -> name
-        other -> raise ArgumentError, "a pool's name must be an atom, got: #{inspect(other)}"
-      end
+    name = name!(pool_opts[:name])
 
     size =
       case pool_opts[:size] do
@@ -115,30 +117,69 @@ defmodule Munition.Pool do
   end
 
   @doc """
-  What the pool `name` is doing: `%{size: n, running: n, waiting: n,
-  completed: n, crashed: n, failed: n}`, where `completed`, `crashed` and
+  What the pool `name` is doing: `{:ok, %{size: n, running: n, waiting: n,
+  completed: n, crashed: n, failed: n}}`, where `completed`, `crashed` and
   `failed` count the calls that ended in `{:ok, ...}`, `{:crash, ...}` and
-  `{:error, ...}`. `nil` when no such pool runs.
+  `{:error, ...}`.
+
+  `{:error, {:pool_unavailable, message}}` when no pool `name` is running,
+  as `Munition.fire_pooled/4` answers then: not a mistake of the caller's,
+  since a pool may be stopped or being restarted by its supervisor. A name
+  that is not an atom is one, and raises `ArgumentError`.
+
+  ## Examples
+
+      iex> {:ok, _pid} = Munition.Pool.start_link(name: :doc_stats, wasm: ~s{(module (func (export "f")))}, size: 4)
+      iex> {:ok, nil, _meta} = Munition.fire_pooled(:doc_stats, "f", [])
+      iex> Munition.Pool.stats(:doc_stats)
+      {:ok, %{size: 4, running: 0, waiting: 0, completed: 1, crashed: 0, failed: 0}}
+      iex> GenServer.stop(:doc_stats)
+      iex> Munition.Pool.stats(:doc_stats)
+      {:error, {:pool_unavailable, "no pool named :doc_stats is running"}}
   """
-  @spec stats(atom()) :: map() | nil
+  @spec stats(atom()) ::
+          {:ok,
+           %{
+             size: pos_integer(),
+             running: non_neg_integer(),
+             waiting: non_neg_integer(),
+             completed: non_neg_integer(),
+             crashed: non_neg_integer(),
+             failed: non_neg_integer()
+           }}
+          | {:error, {:pool_unavailable, String.t()}}
   def stats(name) do
-    case fetch(name) do
+    case fetch(name!(name)) do
       nil ->
-        nil
+        unavailable(name)
 
       pool ->
         c = pool.counters
 
-        %{
-          size: pool.size,
-          running: :atomics.get(c, @running),
-          waiting: :atomics.get(c, @waiting),
-          completed: :atomics.get(c, @completed),
-          crashed: :atomics.get(c, @crashed),
-          failed: :atomics.get(c, @failed)
-        }
+        {:ok,
+         %{
+           size: pool.size,
+           running: :atomics.get(c, @running),
+           waiting: :atomics.get(c, @waiting),
+           completed: :atomics.get(c, @completed),
+           crashed: :atomics.get(c, @crashed),
+           failed: :atomics.get(c, @failed)
+         }}
     end
   end
+
+  @doc false
+  # What a call of a pool that is not running gets, from stats/1 and
+  # Munition.fire_pooled/4 alike.
+  @spec unavailable(atom()) :: {:error, {:pool_unavailable, String.t()}}
+  def unavailable(name), do: {:error, {:pool_unavailable, "no pool named #{inspect(name)} is running"}}
+
+  @doc false
+  # A pool's name: an atom other than nil and the booleans. Anything else
+  # is the caller's mistake.
+  @spec name!(term()) :: atom()
+  def name!(name) when is_atom(name) and name not in [nil, true, false], do: name
+  def name!(other), do: raise(ArgumentError, "a pool's name must be an atom, got: #{inspect(other)}")
 
   @doc false
   # The running pool `name`, or nil.
@@ -280,7 +321,12 @@ defmodule Munition.Pool do
 
     with {:ok, module} <- to_module(wasm, options),
          {:ok, links} <-
-           Munition.Host.Capabilities.resolve(module, options.capabilities, options.host_functions) do
+           Munition.Host.Capabilities.resolve(
+             module,
+             options.capabilities,
+             options.host_functions,
+             options.runtime
+           ) do
       # Everything but :adaptive is the same for every function of the
       # module; :adaptive has its settings read once.
       fuel =
@@ -318,11 +364,16 @@ defmodule Munition.Pool do
     end
   end
 
-  # Bounded by the pool's limits and the default compile timeout.
+  # Bounded by the pool's limits and its :compile_timeout (the pool's
+  # :timeout is its calls', not its start's).
   defp to_module(%Munition.Module{} = module, _options), do: {:ok, module}
 
-  defp to_module(bytes, options) when is_binary(bytes),
-    do: options.runtime.compile(bytes, limits: options.limits)
+  defp to_module(bytes, options) when is_binary(bytes) do
+    options.runtime.compile(bytes,
+      limits: options.limits,
+      timeout: options.compile_timeout || Munition.Runtime.Config.compile_timeout()
+    )
+  end
 
   defp to_module(other, _options),
     do:

@@ -6,16 +6,21 @@ defmodule Munition.Runtime do
 
   Munition ships two: `Munition.Runtime.Wasmtime` (the default) and
   `Munition.Runtime.Wasmi` (an interpreter; [Engines](engines.md) says when
-  to choose which). A runtime
-  owns compiling, instantiating in a fresh store, running guest code in
-  slices, guest memory, capturing the state of a failed store, releasing it,
-  the host-call protocol of Elixir host functions, and the codec and scans of
-  captured memory. `Munition.Instance.Manager` owns the order of the steps,
-  the driver loop, the timeout and the forensics.
+  to choose which). A runtime owns compiling, instantiating in a fresh store,
+  running guest code in slices, guest memory, capturing the state of a
+  failed store, releasing it, and the host-call protocol of Elixir host
+  functions: engine concerns only. What reads captured memory afterwards
+  (its codec and scans) is the same whichever engine wrote it, and belongs
+  to forensics. Munition itself (the process that makes the call) owns the
+  order of the steps, the driver loop, the timeout and the forensics.
+
+  A runtime is any module that exports every callback below but the
+  optional ones (`c:cache_stats/0`, `c:configure/1`): a call whose
+  `:runtime` lacks one raises `ArgumentError` naming what it lacks.
 
   A runtime must never reuse a store between instances, must stop a guest at
-  the deadline given in `t:Munition.Instance.State.t/0`, and must never run a
-  guest on a scheduler thread's own stack.
+  the deadline given in its `t:state/0`, and must never run a guest on a
+  scheduler thread's own stack.
 
   ## Running a guest: progress
 
@@ -35,8 +40,9 @@ defmodule Munition.Runtime do
     * `{:waiting, ms}` - the guest is suspended, waiting for something
       outside itself (an Elixir host function, a WASI sleep, a file operation
       on another thread): serve the `{:munition_host_call, call, index, args,
-      fuel}` messages sent to the state's `:host_pid` (see
-      `Munition.Host.Calls`), wait for `:munition_wake` (sent to the process
+      fuel}` messages sent to the state's `:host_pid` (Munition does: it
+      runs each host function in a process of its own and answers with
+      `c:host_reply/3`), wait for `:munition_wake` (sent to the process
       that made the instance) or at most `ms` milliseconds (its wake time or
       its deadline), then `c:resume/1`.
 
@@ -44,10 +50,37 @@ defmodule Munition.Runtime do
   a call with a WASI configuration `%{stdout, stderr, stdout_truncated,
   stderr_truncated}`.
 
-  The manager loops on `:yielded` and `{:waiting, ms}` in one place
-  (`Munition.Instance.Manager`); the runtime never loops on its own, so the
-  caller's process stays in control between slices.
+  Munition loops on `:yielded` and `{:waiting, ms}` in one place; the
+  runtime never loops on its own, so the caller's process stays in control
+  between slices.
   """
+
+  @typedoc """
+  One call, as `Munition.fire/4` built it from the checked options: a
+  struct a runtime reads when it makes the store (`c:instantiate/2`) and
+  must not change. Its fields:
+
+    * `:module` - the compiled `Munition.Module`; `:function`, `:args` - the
+      export and the arguments as given; `:runtime` - the runtime that runs it
+    * `:fuel` - the resolved budget (start function included)
+    * `:timeout` - milliseconds from `:started_at` (monotonic milliseconds)
+      to the deadline
+    * `:max_memory` - bytes of linear memory the guest may have
+    * `:links` - what each import links to
+      (`t:Munition.Host.Capabilities.link/0`, in import order)
+    * `:log_limit` - bytes of guest log lines kept
+    * `:host_pid` - the process that drives the guest and serves its Elixir
+      host functions, `nil` when there are none
+    * `:wasi` - the call's WASI configuration, `nil` when it has none:
+      `%{args, env, stdin, preopens, stdout_limit, stderr_limit, clock}`,
+      preopens as `{guest_path, host_path, writable}`
+    * `:call` - `nil`, or `{function, params, release}`: see
+      `c:instantiate/2`
+
+  The other fields (capabilities, host functions, forensics, result, alloc)
+  are Munition's own.
+  """
+  @type state :: Munition.Instance.State.t()
 
   @typedoc "A live instance of a runtime: a fresh store with one module instantiated in it."
   @type instance :: term()
@@ -123,7 +156,7 @@ defmodule Munition.Runtime do
   instead of an instance (`c:cleanup/1` of it is `:ok`, and nothing else is
   called with it).
   """
-  @callback instantiate(Munition.Module.t(), Munition.Instance.State.t()) ::
+  @callback instantiate(Munition.Module.t(), state()) ::
               {:ok, instance(), progress()} | failure()
 
   @doc """
@@ -150,8 +183,9 @@ defmodule Munition.Runtime do
   @doc """
   Reads a failed store: `{:ok, map}` with `:reason`, `:trap`, `:message`,
   `:backtrace`, `:fuel_given`, `:fuel_consumed`, `:fuel_remaining`,
-  `:execution_time_us`, `:memories` (bytes compressed with
-  `c:compress_memory/1`, or none with `:minimal`), `:globals`, `:log` and
+  `:execution_time_us`, `:memories` (bytes compressed as one zstd frame
+  declaring its size, which is how dumps keep them, or none with
+  `:minimal`), `:globals`, `:log` and
   `:output` (`nil`, or what a call with a WASI configuration wrote: see
   `t:progress/0`).
   """
@@ -185,40 +219,37 @@ defmodule Munition.Runtime do
   @doc "As `c:host_read/3`, writing `bytes`; the answer is `:ok` or `{:error, :out_of_bounds}`."
   @callback host_write(host_call(), ptr :: non_neg_integer(), binary()) :: {:ok, term()} | failure()
 
-  ## Captured memory
+  ## Optional
 
-  @doc "Compresses a memory for a dump (one zstd frame declaring its size)."
-  @callback compress_memory(binary()) :: {:ok, binary()} | failure()
+  @doc """
+  The compiled-module cache: `%{entries: n, capacity: n, compilations: n}`,
+  `compilations` counting every module compiled since the VM started. For
+  tests and operators.
+  """
+  @callback cache_stats() :: %{
+              entries: non_neg_integer(),
+              capacity: non_neg_integer(),
+              compilations: non_neg_integer()
+            }
 
-  @doc "Decompresses what `c:compress_memory/1` made, refusing frames larger than `max_size`."
-  @callback decompress_memory(binary(), max_size :: non_neg_integer()) :: {:ok, binary()} | failure()
+  @doc """
+  Sets the engine's capacity before the engine is first built, from
+  `settings`: `Munition.Runtime.Config.engine!/0`'s map of
+  `:max_instances`, `:max_memories_per_module` and
+  `:max_concurrent_compiles` (`nil` for the engine's default). Munition's
+  application calls it when it starts, for every runtime of
+  `Munition.Runtime.Config.runtimes/0` that implements it, before anything
+  uses an engine; a runtime without settings leaves it out.
 
-  @doc "The size a compressed frame declares, read without decompressing."
-  @callback decompressed_size(binary()) :: {:ok, non_neg_integer()} | failure()
+  Returns `:ok`; `{:error, {:bad_config, message}}` for values the machine
+  cannot hold (the application does not start); `{:error, {:too_late,
+  message}}` once the engine exists (what it has stays: the application
+  logs a warning when that differs from `settings`, a key the runtime's
+  `c:info/0` reports); or `{:error, :nif_not_loaded}` when the engine's
+  native code is missing (nothing to configure).
+  """
+  @callback configure(settings :: %{atom() => pos_integer() | nil}) ::
+              :ok | {:error, {:bad_config | :too_late, String.t()} | :nif_not_loaded}
 
-  @doc "Offsets of up to `limit` occurrences of `pattern` in `bytes`."
-  @callback search_memory(binary(), pattern :: binary(), limit :: non_neg_integer()) ::
-              [non_neg_integer()]
-
-  @doc "Non-zero regions of `bytes` as `{start, length}`, merging gaps under `min_gap` zero bytes."
-  @callback memory_regions(binary(), min_gap :: non_neg_integer(), limit :: non_neg_integer()) ::
-              [{non_neg_integer(), non_neg_integer()}]
-
-  @doc "Ranges where two memories differ as `{start, length}`, merging gaps under `min_gap`."
-  @callback diff_memory(binary(), binary(), min_gap :: non_neg_integer(), limit :: non_neg_integer()) ::
-              [{non_neg_integer(), non_neg_integer()}]
-
-  @doc "Printable strings of `min_len..max_len` bytes (UTF-8 when `utf8`, else ASCII) with their offsets."
-  @callback memory_strings(
-              binary(),
-              min_len :: pos_integer(),
-              max_len :: pos_integer(),
-              utf8 :: boolean(),
-              limit :: non_neg_integer()
-            ) :: [{non_neg_integer(), binary()}]
-
-  @doc "The compiled-module cache: `{entries, capacity, compilations}`. For tests and operators."
-  @callback cache_stats() :: {non_neg_integer(), non_neg_integer(), non_neg_integer()}
-
-  @optional_callbacks cache_stats: 0
+  @optional_callbacks cache_stats: 0, configure: 1
 end

@@ -115,11 +115,11 @@ defmodule Munition.CompileTest do
 
     test "the defaults refuse the 200,000-function bomb without compiling it" do
       bomb = functions(200_000)
-      {_, _, compilations} = Wasmtime.cache_stats()
+      %{compilations: compilations} = Wasmtime.cache_stats()
 
       assert {:error, {:module_limit, message}} = Munition.fire(bomb, "f", [], timeout: 100)
       assert message =~ "functions: the module defines 200000 functions, over the limit of 10000"
-      assert {_, _, ^compilations} = Wasmtime.cache_stats()
+      assert %{compilations: ^compilations} = Wasmtime.cache_stats()
       assert %{running: 0} = Wasmtime.compile_stats()
     end
 
@@ -188,9 +188,9 @@ defmodule Munition.CompileTest do
 
       # It went on in the background: once done, a retry is a cache hit.
       await_idle()
-      {_, _, compilations} = Wasmtime.cache_stats()
+      %{compilations: compilations} = Wasmtime.cache_stats()
       assert {:ok, nil, _meta} = Munition.fire(slow, "f", [], timeout: 20, limits: @slow_limits)
-      assert {_, _, ^compilations} = Wasmtime.cache_stats()
+      assert %{compilations: ^compilations} = Wasmtime.cache_stats()
     end
 
     test "compile/2 and validate/2 wait at most :timeout" do
@@ -200,9 +200,21 @@ defmodule Munition.CompileTest do
       assert {:ok, %Munition.Module{}} = Munition.compile(slow, timeout: 120_000, limits: @slow_limits)
     end
 
+    test ":compile_timeout bounds compiling alone, for compile/2, validate/2 and fire/4" do
+      slow = functions(@slow)
+      assert {:error, {:timeout, _}} = Munition.compile(slow, compile_timeout: 10, limits: @slow_limits)
+      assert {:error, {:timeout, _}} = Munition.validate(slow, compile_timeout: 10, limits: @slow_limits)
+
+      assert {:error, {:timeout, message}} =
+               Munition.fire(slow, "f", [], compile_timeout: 10, timeout: 60_000, limits: @slow_limits)
+
+      assert message =~ "compiling the module did not finish within 10 ms: nothing ran"
+      await_idle()
+    end
+
     test "callers of the same bytes share one compilation" do
       slow = functions(@slow)
-      {_, _, before} = Wasmtime.cache_stats()
+      %{compilations: before} = Wasmtime.cache_stats()
 
       results =
         1..3
@@ -212,7 +224,7 @@ defmodule Munition.CompileTest do
         |> Enum.map(&Task.await(&1, 130_000))
 
       assert [{:ok, %{hash: hash}}, {:ok, %{hash: hash}}, {:ok, %{hash: hash}}] = results
-      assert {_, _, after_} = Wasmtime.cache_stats()
+      assert %{compilations: after_} = Wasmtime.cache_stats()
       assert after_ - before == 1
     end
 
@@ -234,6 +246,88 @@ defmodule Munition.CompileTest do
       assert message =~ "was dropped"
       assert %{queued: 0} = Wasmtime.compile_stats()
       for task <- busy, do: assert({:ok, _} = Task.await(task, 130_000))
+    end
+  end
+
+  # A runtime that tells the test how long it was asked to wait for a
+  # compilation: the process compiling, or the test registered as
+  # :timed_compile_test (a pool compiles in its own process).
+  defmodule TimedCompile do
+    use Munition.DelegatingRuntime
+
+    @impl true
+    def compile(bytes, opts) do
+      send(Process.whereis(:timed_compile_test) || self(), {:compile_timeout, opts[:timeout]})
+      Munition.Runtime.Wasmtime.compile(bytes, opts)
+    end
+  end
+
+  describe "the :timeout and :compile_timeout options" do
+    @wat ~s{(module (func (export "f")))}
+
+    defp waited(fun) do
+      fun.()
+      assert_received {:compile_timeout, ms}
+      ms
+    end
+
+    test ":timeout is the whole call's, everywhere; :compile_timeout bounds compiling within it" do
+      # fire/4: compiling gets the whole timeout, or its own bound within it.
+      assert waited(fn -> Munition.fire(@wat, "f", [], runtime: TimedCompile) end) == 5_000
+      assert waited(fn -> Munition.fire(@wat, "f", [], runtime: TimedCompile, timeout: 900) end) == 900
+
+      assert waited(fn -> Munition.fire(@wat, "f", [], runtime: TimedCompile, compile_timeout: 200) end) ==
+               200
+
+      assert waited(fn ->
+               Munition.fire(@wat, "f", [], runtime: TimedCompile, compile_timeout: 2_000, timeout: 300)
+             end) == 300
+
+      # compile/2 and validate/2: the call is the compilation.
+      for call <- [&Munition.compile/2, &Munition.validate/2] do
+        assert waited(fn -> call.(@wat, runtime: TimedCompile) end) == 30_000
+        assert waited(fn -> call.(@wat, runtime: TimedCompile, compile_timeout: 700) end) == 700
+        assert waited(fn -> call.(@wat, runtime: TimedCompile, timeout: 60_000) end) == 60_000
+        assert waited(fn -> call.(@wat, runtime: TimedCompile, timeout: 400, compile_timeout: 700) end) == 400
+      end
+
+      put_env(:compile_timeout, 1_234)
+      assert waited(fn -> Munition.compile(@wat, runtime: TimedCompile) end) == 1_234
+      # fire/4's compile is bounded by its :timeout, not the configured compile timeout.
+      assert waited(fn -> Munition.fire(@wat, "f", [], runtime: TimedCompile) end) == 5_000
+    end
+
+    test "a pool compiles under its :compile_timeout, which its calls cannot change" do
+      name = :"timed_compile_#{System.unique_integer([:positive])}"
+
+      Process.register(self(), :timed_compile_test)
+
+      {:ok, pool} =
+        Munition.Pool.start_link(
+          name: name,
+          wasm: @wat,
+          runtime: TimedCompile,
+          compile_timeout: 750,
+          timeout: 50
+        )
+
+      assert_received {:compile_timeout, 750}
+      assert {:ok, nil, _} = Munition.fire_pooled(name, "f", [])
+
+      assert_raise ArgumentError, ~r/are fixed when the pool starts/, fn ->
+        Munition.fire_pooled(name, "f", [], compile_timeout: 10)
+      end
+
+      GenServer.stop(pool)
+    end
+
+    test "a :compile_timeout that is not one is the caller's mistake, named" do
+      for bad <- [0, -1, "10", 86_400_001] do
+        message = "compile_timeout must be a positive integer of at most 86400000 ms, got: #{inspect(bad)}"
+        assert_raise ArgumentError, message, fn -> Munition.compile(@wat, compile_timeout: bad) end
+        assert_raise ArgumentError, message, fn -> Munition.fire(@wat, "f", [], compile_timeout: bad) end
+        assert_raise ArgumentError, message, fn -> Munition.validate(@wat, compile_timeout: bad) end
+      end
     end
   end
 

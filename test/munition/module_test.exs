@@ -9,6 +9,47 @@ defmodule Munition.ModuleTest do
     struct!(Module, [resource: nil, hash: @hash] ++ fields)
   end
 
+  defmodule WasmiWrapper do
+    use Munition.DelegatingRuntime, to: Munition.Runtime.Wasmi
+  end
+
+  defmodule OtherEngine do
+    use Munition.DelegatingRuntime
+
+    @impl true
+    def info, do: %{Munition.Runtime.Wasmtime.info() | engine: :other}
+  end
+
+  @add ~s{(module (func (export "add") (param i32 i32) (result i32) local.get 0 local.get 1 i32.add))}
+
+  describe "runtime!/2" do
+    test "a module runs on the runtime that compiled it" do
+      {:ok, module} = Munition.compile(@add, runtime: Munition.Runtime.Wasmi)
+      assert Munition.Module.runtime!(module, Munition.Runtime.Wasmi) == module
+    end
+
+    test "a module runs on any runtime of the same engine: a wrapper of Wasmi runs Wasmi's modules" do
+      {:ok, module} = Munition.compile(@add, runtime: Munition.Runtime.Wasmi)
+      assert Munition.Module.runtime!(module, WasmiWrapper) == module
+      assert {:ok, 5, _} = Munition.fire(module, "add", [2, 3], runtime: WasmiWrapper)
+
+      {:ok, wrapped} = Munition.compile(@add, runtime: WasmiWrapper)
+      assert {:ok, 5, _} = Munition.fire(wrapped, "add", [2, 3], runtime: Munition.Runtime.Wasmi)
+    end
+
+    test "a module given to a runtime of another engine raises, naming both" do
+      {:ok, module} = Munition.compile(@add)
+
+      assert_raise ArgumentError,
+                   ~r/compiled by Munition.Runtime.Wasmtime and cannot run on Munition.ModuleTest.OtherEngine/,
+                   fn -> Munition.Module.runtime!(module, OtherEngine) end
+
+      assert_raise ArgumentError, ~r/cannot run on Munition.Runtime.Wasmtime/, fn ->
+        Munition.Module.runtime!(%{module | runtime: WasmiWrapper}, Munition.Runtime.Wasmtime)
+      end
+    end
+  end
+
   describe "export/2" do
     test "finds an export by name, whatever its kind" do
       f = %{name: "f", kind: :func, params: [:i32], results: []}

@@ -1,5 +1,6 @@
 defmodule Munition.PoolTest do
   use ExUnit.Case, async: true
+  doctest Munition.Pool
 
   alias Munition.Sync
 
@@ -128,9 +129,9 @@ defmodule Munition.PoolTest do
       {_c2, h2} = start_held_call(name)
       test = self()
       spawn(fn -> send(test, {:third, Munition.fire_pooled(name, "f", [], timeout: @long)}) end)
-      Sync.until(fn -> Pool.stats(name).waiting == 1 end)
+      Sync.until(fn -> match?({:ok, %{waiting: 1}}, Pool.stats(name)) end)
 
-      assert %{size: 2, running: 2, waiting: 1, completed: 0} = Pool.stats(name)
+      assert {:ok, %{size: 2, running: 2, waiting: 1, completed: 0}} = Pool.stats(name)
       refute_received {:holding, _}
 
       send(h1, :go)
@@ -141,7 +142,7 @@ defmodule Munition.PoolTest do
       assert_receive {:held_done, _, {:ok, nil, _}}, @long
       assert_receive {:third, {:ok, nil, _}}, @long
 
-      assert %{running: 0, waiting: 0, completed: 3, crashed: 0, failed: 0} = Pool.stats(name)
+      assert {:ok, %{running: 0, waiting: 0, completed: 3, crashed: 0, failed: 0}} = Pool.stats(name)
     end
 
     test "a call still waiting at its deadline is :overloaded, and counted as failed" do
@@ -150,7 +151,7 @@ defmodule Munition.PoolTest do
 
       assert {:error, {:overloaded, message}} = Munition.fire_pooled(name, "f", [], timeout: 10)
       assert message =~ "busy"
-      assert %{failed: 1} = Pool.stats(name)
+      assert {:ok, %{failed: 1}} = Pool.stats(name)
 
       send(holder, :go)
       assert_receive {:held_done, _, {:ok, nil, _}}, @long
@@ -170,7 +171,7 @@ defmodule Munition.PoolTest do
         send(test, {:spun, Munition.fire_pooled(name, "spin", [], timeout: 400, fuel: 1_000_000_000_000)})
       end)
 
-      Sync.until(fn -> Pool.stats(name).waiting == 1 end)
+      Sync.until(fn -> match?({:ok, %{waiting: 1}}, Pool.stats(name)) end)
 
       receive do
       after
@@ -194,7 +195,7 @@ defmodule Munition.PoolTest do
       {_caller, holder} = start_held_call(name)
       send(holder, :go)
       assert_receive {:held_done, _, {:ok, nil, _}}, @long
-      assert %{running: 0, waiting: 0} = Pool.stats(name)
+      assert {:ok, %{running: 0, waiting: 0}} = Pool.stats(name)
     end
 
     test "a process already holding a place gets a holder row of its own for a second one" do
@@ -207,7 +208,7 @@ defmodule Munition.PoolTest do
 
       assert {:ok, 5, _} = Munition.fire_pooled(name, "add", [2, 3])
       assert :ets.tab2list(holders) == [{self()}]
-      assert %{running: 0, completed: 1} = Pool.stats(name)
+      assert {:ok, %{running: 0, completed: 1}} = Pool.stats(name)
     end
 
     test "stopping the pool answers its waiters, and running calls end as usual" do
@@ -226,7 +227,7 @@ defmodule Munition.PoolTest do
       {_caller, holder} = start_held_call(name)
       test = self()
       spawn(fn -> send(test, {:waiter, Munition.fire_pooled(name, "f", [], timeout: @long)}) end)
-      Sync.until(fn -> Pool.stats(name).waiting == 1 end)
+      Sync.until(fn -> match?({:ok, %{waiting: 1}}, Pool.stats(name)) end)
 
       GenServer.stop(pid)
       assert_receive {:waiter, {:error, {:pool_unavailable, _}}}, @long
@@ -305,8 +306,26 @@ defmodule Munition.PoolTest do
       assert {:ok, _} = Pool.start_link(name: unique_name(), wasm: wat, limits: [functions: 3])
     end
 
-    test "stats of an unknown pool is nil" do
-      assert Pool.stats(:no_such_pool) == nil
+    test "a missing pool is the same {:error, {:pool_unavailable, _}} for stats/1 and fire_pooled/4" do
+      missing = {:error, {:pool_unavailable, "no pool named :no_such_pool is running"}}
+      assert Pool.stats(:no_such_pool) == missing
+      assert Munition.fire_pooled(:no_such_pool, "f", []) == missing
+
+      name = unique_name()
+      {:ok, pid} = Pool.start_link(name: name, wasm: ~s{(module (func (export "f")))})
+      assert {:ok, %{size: 100}} = Pool.stats(name)
+      GenServer.stop(pid)
+      assert Pool.stats(name) == Munition.fire_pooled(name, "f", [])
+      assert {:error, {:pool_unavailable, _}} = Pool.stats(name)
+    end
+
+    test "a pool name that is not an atom is the caller's mistake, for stats/1 and fire_pooled/4" do
+      for bad <- ["rules", nil, 42] do
+        message = "a pool's name must be an atom, got: #{inspect(bad)}"
+        assert_raise ArgumentError, message, fn -> Pool.stats(bad) end
+        assert_raise ArgumentError, message, fn -> Munition.fire_pooled(bad, "f", []) end
+        assert_raise ArgumentError, message, fn -> Munition.fire_pooled(bad, "f", [], node: :any) end
+      end
     end
   end
 end

@@ -11,6 +11,9 @@ defmodule Munition.ReasonTest do
 
   # A runtime that fails in itself.
   defmodule Raising do
+    use Munition.DelegatingRuntime
+
+    @impl true
     def instantiate(_module, _state), do: raise("the runtime is on fire")
   end
 

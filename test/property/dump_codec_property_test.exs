@@ -592,7 +592,7 @@ defmodule Munition.Property.DumpCodecPropertyTest do
   defp pattern(seed, size), do: binary_part(:binary.copy(seed, div(size, byte_size(seed)) + 1), 0, size)
 
   defp compress(bytes) do
-    {:ok, data} = Munition.Runtime.Wasmtime.compress_memory(bytes)
+    {:ok, data} = Munition.Forensics.Memory.compress(bytes)
     data
   end
 

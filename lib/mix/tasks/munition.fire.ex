@@ -10,7 +10,7 @@ defmodule Mix.Tasks.Munition.Fire do
 
   Each argument that reads as an integer (`42`, `-7`, `0x2a`) or a float
   (`1.5`) is passed as a number; any other is passed as a binary through the
-  binary ABI (the guest's `alloc` export; see "Binary data" in the README).
+  binary ABI (the guest's `alloc` export; see "Binary data" in the getting-started guide).
 
   With `FUNCTION` `_start`, the module runs as a WASI command
   (`Munition.run/2`): the arguments are its `argv` after the program's name
@@ -26,12 +26,16 @@ defmodule Mix.Tasks.Munition.Fire do
       `generous`, or `auto`)
     * `--timeout MS` - the deadline in milliseconds
     * `--cap time,log` - capabilities to grant (comma-separated; groups such
-      as `basic` allowed)
+      as `basic` allowed). Repeat it to grant more: `--cap wasi --cap wasi_fs`
+      grants both
     * `--binary` - read the result back as a binary (`result: :binary`)
     * `--max-memory BYTES` - the memory limit
     * `--stdin PATH` - a file whose bytes are the guest's stdin (`-` for this
       task's own standard input)
     * `--env KEY=VALUE` - a variable of the guest's environment (repeat it)
+
+  `--cap` and `--env` may be repeated, their values adding up; any other
+  option given twice is an error naming it.
 
   Exits with a non-zero status when the guest crashes or nothing could run.
   """
@@ -43,19 +47,16 @@ defmodule Mix.Tasks.Munition.Fire do
   @switches [
     fuel: :string,
     timeout: :integer,
-    cap: :string,
+    cap: [:string, :keep],
     binary: :boolean,
     max_memory: :integer,
     stdin: :string,
-    env: :keep
+    env: [:string, :keep]
   ]
 
   @impl Mix.Task
   def run(argv) do
-    {opts, args, invalid} = OptionParser.parse(argv, strict: @switches)
-
-    if invalid != [],
-      do: Mix.raise("Invalid option(s): #{Enum.map_join(invalid, ", ", &elem(&1, 0))}\n\n#{usage()}")
+    {opts, args} = Validate.parse!(argv, @switches, usage())
 
     {path, function, rest} =
       case args do
@@ -67,7 +68,7 @@ defmodule Mix.Tasks.Munition.Fire do
     bytes = Validate.read!(path)
 
     fire_opts =
-      [capabilities: Validate.capabilities!(opts[:cap])]
+      [capabilities: Validate.capabilities!(Keyword.get_values(opts, :cap))]
       |> put_if(:fuel, opts[:fuel] && parse_fuel(opts[:fuel]))
       |> put_if(:timeout, opts[:timeout])
       |> put_if(:max_memory, opts[:max_memory])

@@ -21,6 +21,9 @@ defmodule Mix.Tasks.Munition.Inspect do
     * `--coredump OUT` - write the dump as a standard WebAssembly coredump to `OUT`
     * `--memory N` - the memory index the options above read. Defaults to `0`.
 
+  `--search` and `--hexdump` may be repeated: each one is done, in the order
+  given. Any other option given twice is an error naming it.
+
   A missing, unreadable or corrupt file ends the task with an error message
   and a non-zero exit status.
   """
@@ -32,19 +35,15 @@ defmodule Mix.Tasks.Munition.Inspect do
   @switches [
     strings: :boolean,
     min_length: :integer,
-    search: :string,
-    hexdump: :string,
+    search: [:string, :keep],
+    hexdump: [:string, :keep],
     coredump: :string,
     memory: :integer
   ]
 
   @impl Mix.Task
   def run(argv) do
-    {opts, args, invalid} = OptionParser.parse(argv, strict: @switches)
-
-    if invalid != [] do
-      Mix.raise("Invalid option(s): #{Enum.map_join(invalid, ", ", &elem(&1, 0))}\n\n#{usage()}")
-    end
+    {opts, args} = Mix.Tasks.Munition.Validate.parse!(argv, @switches, usage())
 
     path =
       case args do

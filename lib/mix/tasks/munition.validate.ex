@@ -11,7 +11,8 @@ defmodule Mix.Tasks.Munition.Validate do
   `-` when nothing can), its exports with their signatures and its memories,
   then what would be refused with the capabilities given by `--cap`
   (comma-separated, groups such as `basic` and `wasi` allowed; none by
-  default, as for `fire/4`).
+  default, as for `fire/4`). `--cap` may be repeated: its values add up
+  (`--cap time --cap log` is `--cap time,log`).
 
   Exits with a non-zero status when the module is invalid or unsupported, or
   when an import would be refused.
@@ -21,14 +22,11 @@ defmodule Mix.Tasks.Munition.Validate do
 
   alias Munition.Host.Capabilities
 
-  @switches [cap: :string]
+  @switches [cap: [:string, :keep]]
 
   @impl Mix.Task
   def run(argv) do
-    {opts, args, invalid} = OptionParser.parse(argv, strict: @switches)
-
-    if invalid != [],
-      do: Mix.raise("Invalid option(s): #{Enum.map_join(invalid, ", ", &elem(&1, 0))}\n\n#{usage()}")
+    {opts, args} = parse!(argv, @switches, usage())
 
     path =
       case args do
@@ -38,7 +36,7 @@ defmodule Mix.Tasks.Munition.Validate do
 
     Mix.Task.run("app.start", [])
     bytes = read!(path)
-    capabilities = capabilities!(opts[:cap])
+    capabilities = capabilities!(Keyword.get_values(opts, :cap))
 
     module =
       case Munition.compile(bytes) do
@@ -67,7 +65,7 @@ defmodule Mix.Tasks.Munition.Validate do
   # memories, as text. Shared with `mix munition.fire`.
   @spec describe(Munition.Module.t()) :: String.t()
   def describe(%Munition.Module{} = module) do
-    builtins = Capabilities.builtins()
+    builtins = Capabilities.builtins(module.runtime)
 
     imports =
       Enum.map(module.imports, fn import ->
@@ -122,12 +120,38 @@ defmodule Mix.Tasks.Munition.Validate do
   end
 
   @doc false
-  # `--cap time,log` as expanded capabilities; an unknown one is a Mix error.
-  @spec capabilities!(String.t() | nil) :: [atom()]
-  def capabilities!(nil), do: []
+  # Parses the command line of a Munition task: `switches` as for
+  # OptionParser's `:strict`, where `[type, :keep]` marks an option that may
+  # be repeated, its values adding up (read them with Keyword.get_values/2).
+  # Any other option given twice is a Mix error naming it, rather than one
+  # value silently dropped; so is an unknown one. Shared with
+  # `mix munition.fire` and `mix munition.inspect`.
+  @spec parse!([String.t()], keyword(), String.t()) :: {keyword(), [String.t()]}
+  def parse!(argv, switches, usage) do
+    keep = Enum.map(switches, fn {key, type} -> {key, (List.wrap(type) -- [:keep]) ++ [:keep]} end)
+    {opts, args, invalid} = OptionParser.parse(argv, strict: keep)
 
-  def capabilities!(text) do
-    names = text |> String.split(",", trim: true) |> Enum.map(&String.trim/1)
+    if invalid != [],
+      do: Mix.raise("Invalid option(s): #{Enum.map_join(invalid, ", ", &elem(&1, 0))}\n\n#{usage}")
+
+    for {key, type} <- switches, :keep not in List.wrap(type), length(Keyword.get_values(opts, key)) > 1 do
+      switch = "--" <> String.replace(Atom.to_string(key), "_", "-")
+      Mix.raise("#{switch} was given more than once; it takes one value\n\n#{usage}")
+    end
+
+    {opts, args}
+  end
+
+  @doc false
+  # `--cap time,log` as expanded capabilities, every `--cap` given adding
+  # up; an unknown one is a Mix error.
+  @spec capabilities!([String.t()]) :: [atom()]
+  def capabilities!(texts) when is_list(texts) do
+    names =
+      texts
+      |> Enum.flat_map(&String.split(&1, ",", trim: true))
+      |> Enum.map(&String.trim/1)
+
     known = Map.new(Capabilities.builtin_capabilities() ++ Capabilities.groups(), &{Atom.to_string(&1), &1})
 
     names

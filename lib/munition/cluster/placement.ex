@@ -27,7 +27,7 @@ defmodule Munition.Cluster.Placement do
 
   @doc false
   # `nodes` in the order a call should try them, given each one's pool
-  # stats (`Munition.Pool.stats/1`, nil when it has no such pool any more,
+  # stats (`Munition.Pool.stats/1`'s map, nil when it has no such pool any more,
   # `:no_answer` when it did not answer the query in time). The local node's
   # stats decide alone when it has room: the others are asked only when it
   # has none (see `order/3`). Members that did not answer go last, in the
@@ -84,7 +84,7 @@ defmodule Munition.Cluster.Placement do
   # answer by then goes last.
   @spec order(atom(), [node()], integer()) :: [node()]
   def order(name, nodes, deadline) do
-    local = if node() in nodes, do: Munition.Pool.stats(name)
+    local = if node() in nodes, do: pool_stats(Munition.Pool.stats(name))
 
     if local && room?(local) do
       order(nodes, %{node() => local})
@@ -95,7 +95,7 @@ defmodule Munition.Cluster.Placement do
         remote
         |> :erpc.multicall(Munition.Pool, :stats, [name], query_ms(deadline))
         |> Enum.map(fn
-          {:ok, stats} -> stats
+          {:ok, answer} -> pool_stats(answer)
           {:error, {:erpc, :timeout}} -> :no_answer
           _failed -> nil
         end)
@@ -103,6 +103,9 @@ defmodule Munition.Cluster.Placement do
       order(nodes, Map.new(Enum.zip(remote, answers)) |> Map.put(node(), local))
     end
   end
+
+  defp pool_stats({:ok, stats}), do: stats
+  defp pool_stats({:error, {:pool_unavailable, _}}), do: nil
 
   defp room?(%{running: running, size: size, waiting: waiting}), do: running < size and waiting == 0
 end

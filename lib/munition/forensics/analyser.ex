@@ -6,10 +6,9 @@ defmodule Munition.Forensics.Analyser do
   `Munition.Forensics.Report`), and the differences between two dumps of the
   same module.
 
-  The byte scans are the runtime's (`Munition.Runtime.Config.runtime/0`; in
-  `Munition.Runtime.Wasmtime` they run in Rust: `memchr` for search,
-  block-wise zero skipping for regions, strings and diff), so they stay fast
-  on large memories; regex search runs in PCRE through `:re`. The analyser
+  The byte scans run in Munition's native library, whichever engine ran the
+  guest (`memchr` for search, block-wise zero skipping for regions, strings
+  and diff), so they stay fast on large memories; regex search runs in PCRE through `:re`. The analyser
   only reads dumps: it never changes one and never runs guest code.
 
   Every function taking a memory takes the option `:memory`, the memory index
@@ -20,8 +19,7 @@ defmodule Munition.Forensics.Analyser do
   `{:error, :different_modules}` from `diff/3`.
   """
 
-  alias Munition.Forensics.{Dump, Report}
-  alias Munition.Runtime.Config
+  alias Munition.Forensics.{Dump, Memory, Report}
 
   @type memory_error :: :no_memory | :not_captured | {:bad_data, String.t()}
 
@@ -57,7 +55,7 @@ defmodule Munition.Forensics.Analyser do
     opts = Keyword.validate!(opts, memory: 0, limit: @default_limit)
 
     with {:ok, bytes} <- Dump.memory(dump, opts[:memory]) do
-      {:ok, Config.runtime().search_memory(bytes, pattern, limit!(opts[:limit]))}
+      {:ok, Memory.search(bytes, pattern, limit!(opts[:limit]))}
     end
   end
 
@@ -151,7 +149,7 @@ defmodule Munition.Forensics.Analyser do
     max = limit!(opts[:max_length])
 
     with {:ok, bytes} <- Dump.memory(dump, opts[:memory]) do
-      {:ok, Config.runtime().memory_strings(bytes, min, max, utf8, limit!(opts[:limit]))}
+      {:ok, Memory.strings(bytes, min, max, utf8, limit!(opts[:limit]))}
     end
   end
 
@@ -233,7 +231,7 @@ defmodule Munition.Forensics.Analyser do
     opts = Keyword.validate!(opts, min_gap: 16, memory: 0, limit: @default_limit)
 
     with {:ok, bytes} <- Dump.memory(dump, opts[:memory]) do
-      {:ok, Config.runtime().memory_regions(bytes, limit!(opts[:min_gap]), limit!(opts[:limit]))}
+      {:ok, Memory.regions(bytes, limit!(opts[:min_gap]), limit!(opts[:limit]))}
     end
   end
 
@@ -276,7 +274,7 @@ defmodule Munition.Forensics.Analyser do
         for index <- indexes,
             bytes_a = Map.get(in_a, index, <<>>),
             bytes_b = Map.get(in_b, index, <<>>),
-            ranges = Config.runtime().diff_memory(bytes_a, bytes_b, min_gap, limit),
+            ranges = Memory.diff(bytes_a, bytes_b, min_gap, limit),
             ranges != [],
             do: %{index: index, ranges: ranges}
 
@@ -323,7 +321,6 @@ defmodule Munition.Forensics.Analyser do
   @spec summary(Dump.t(), keyword()) :: String.t()
   def summary(%Dump{} = dump, opts \\ []) do
     opts = Keyword.validate!(opts, frames: 10, strings: 10)
-    runtime = Config.runtime()
     # Each memory is decompressed once for the whole report.
     raw = Map.new(dump.memories, &{&1.index, Dump.memory(dump, &1.index)})
 
@@ -332,13 +329,13 @@ defmodule Munition.Forensics.Analyser do
     # enough to print.
     regions =
       Map.new(raw, fn
-        {index, {:ok, bytes}} -> {index, {:ok, runtime.memory_regions(bytes, 256, @default_limit)}}
+        {index, {:ok, bytes}} -> {index, {:ok, Memory.regions(bytes, 256, @default_limit)}}
         {index, error} -> {index, error}
       end)
 
     strings =
       case raw[0] do
-        {:ok, bytes} -> runtime.memory_strings(bytes, 6, 200, true, 100_000)
+        {:ok, bytes} -> Memory.strings(bytes, 6, 200, true, 100_000)
         _ -> nil
       end
 

@@ -1,13 +1,12 @@
 defmodule Munition.Forensics.Capture do
-  @moduledoc """
-  Turns the state of a failed store into a `Munition.Forensics.Dump`.
-
-  The manager calls `capture/3` on every failure path (a trap in a call or in a
-  start function, fuel exhaustion, timeout, memory limit, a failing host
-  function), right after the failure and before anything else runs in the
-  store, and before the store is released. It must never raise: a capture that
-  cannot read the store still returns a dump with what is known.
-  """
+  @moduledoc false
+  # Turns the state of a failed store into a `Munition.Forensics.Dump`.
+  #
+  # The manager calls `capture/3` on every failure path (a trap in a call or in a
+  # start function, fuel exhaustion, timeout, memory limit, a failing host
+  # function), right after the failure and before anything else runs in the
+  # store, and before the store is released. It must never raise: a capture that
+  # cannot read the store still returns a dump with what is known.
 
   alias Munition.Forensics.Dump
   alias Munition.Instance.State

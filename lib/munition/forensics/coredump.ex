@@ -24,8 +24,7 @@ defmodule Munition.Forensics.Coredump do
   It owns only this translation and must not read anything but the dump.
   """
 
-  alias Munition.Forensics.Dump
-  alias Munition.Runtime.Config
+  alias Munition.Forensics.{Dump, Memory}
 
   @standard_page_size 65_536
   @four_gib 4 * 1024 * 1024 * 1024
@@ -92,7 +91,7 @@ defmodule Munition.Forensics.Coredump do
         {offset_op, offset_enc} = if memory64?(memory), do: {0x42, &s64/1}, else: {0x41, &s32/1}
 
         bytes
-        |> Config.runtime().memory_regions(min_gap, @max_segments)
+        |> Memory.regions(min_gap, @max_segments)
         |> Enum.map(fn {start, len} ->
           head = if position == 0, do: [0], else: [2, u32(position)]
           offset = if offset_op == 0x41 and start > 0x7FFFFFFF, do: start - 0x100000000, else: start

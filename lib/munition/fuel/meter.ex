@@ -36,13 +36,13 @@ defmodule Munition.Fuel.Meter do
   ## Bounded memory
 
   Whatever the number of calls, a key costs one array of fixed size (about
-  13 KiB), because percentiles come from log-scale histograms
-  (`Munition.Fuel.Meter.Histogram`) rather than kept samples: values below 16
+  13 KiB), because percentiles come from log-scale histograms (each power
+  of two split in 8 buckets) rather than kept samples: values below 16
   are exact and a percentile is at most 12.5% above the true value (it is the
   upper edge of the bucket holding that rank, clamped to the observed min and
   max: an over-estimate, the safe side for a budget). Values from
-  `15 * 2^36`, just under `2^40`, up share the last bucket. The window
-  (`Munition.Fuel.Meter.Window`) is 60 one-minute slots in the same array.
+  `15 * 2^36`, just under `2^40`, up share the last bucket. The window of
+  the last hour is 60 one-minute slots in the same array.
 
   The number of keys is capped by `config :munition, :meter, max_keys: n`
   (default `1_000`). Past the cap, the least recently recorded tenth of the

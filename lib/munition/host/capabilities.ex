@@ -48,8 +48,9 @@ defmodule Munition.Host.Capabilities do
   """
 
   # The built-ins themselves (which capability grants which import, with
-  # which signature) are the runtime's: `builtins/0` reads its table once and
-  # keeps it in :persistent_term. The table above documents it.
+  # which signature) are the runtime's: each call's own runtime is asked
+  # (`builtins/1` reads its table once per runtime module and keeps it in
+  # :persistent_term). The table above documents Munition's two runtimes'.
   @basic [:time, :log, :abort]
   @groups [:all, :basic, :wasi]
 
@@ -67,19 +68,19 @@ defmodule Munition.Host.Capabilities do
              params :: [val_type()], results :: [val_type()]}
 
   @doc """
-  The built-in host functions, one map per import (see the table above), as
-  the runtime (`Munition.Runtime.Config.runtime/0`) reports them:
+  The built-in host functions of `runtime` (the configured one by default),
+  one map per import (see the table above), as its
+  `c:Munition.Runtime.builtins/0` reports them:
   `%{capability: atom, module: string, name: string, params: [type], results: [type]}`.
   """
-  @spec builtins() :: [map()]
-  def builtins, do: table().builtins
+  @spec builtins(module()) :: [map()]
+  def builtins(runtime \\ Munition.Runtime.Config.runtime()), do: table(runtime).builtins
 
-  @doc "Capabilities that unlock built-in host functions."
-  @spec builtin_capabilities() :: [atom()]
-  def builtin_capabilities, do: table().capabilities
+  @doc "Capabilities that unlock built-in host functions of `runtime` (the configured one by default)."
+  @spec builtin_capabilities(module()) :: [atom()]
+  def builtin_capabilities(runtime \\ Munition.Runtime.Config.runtime()), do: table(runtime).capabilities
 
-  defp table do
-    runtime = Munition.Runtime.Config.runtime()
+  defp table(runtime) do
     key = {__MODULE__, runtime}
 
     case :persistent_term.get(key, nil) do
@@ -115,19 +116,21 @@ defmodule Munition.Host.Capabilities do
   @doc """
   Validates `capabilities` and expands groups, returning a sorted list.
 
-  `host_functions` are the `Munition.Host.Function` structs of the call: their
-  capabilities are known too.
+  `host_functions` are the host functions of the call (from
+  `Munition.Host.Functions.new!/1`): their capabilities are known too, as
+  are the built-ins of `runtime` (the configured one by default), the call's
+  runtime.
 
       iex> Munition.Host.Capabilities.expand!([:basic, :random])
       [:abort, :log, :random, :time]
       iex> Munition.Host.Capabilities.expand!([:wasi])
       [:wasi_args, :wasi_clock, :wasi_env, :wasi_exit, :wasi_poll, :wasi_random, :wasi_stdio]
   """
-  @spec expand!([atom()], [Munition.Host.Function.t()]) :: [atom()]
-  def expand!(capabilities, host_functions \\ [])
+  @spec expand!([atom()], [Munition.Host.Functions.t()], module()) :: [atom()]
+  def expand!(capabilities, host_functions \\ [], runtime \\ Munition.Runtime.Config.runtime())
 
-  def expand!(capabilities, host_functions) when is_list(capabilities) do
-    table = table()
+  def expand!(capabilities, host_functions, runtime) when is_list(capabilities) do
+    table = table(runtime)
     known = table.capabilities ++ Enum.map(host_functions, & &1.capability)
 
     capabilities
@@ -150,13 +153,14 @@ defmodule Munition.Host.Capabilities do
     |> Enum.sort()
   end
 
-  def expand!(other, _host_functions) do
+  def expand!(other, _host_functions, _runtime) do
     raise ArgumentError, "capabilities must be a list of atoms, got: #{inspect(other)}"
   end
 
   @doc """
   Decides what each import of `module` links to, given the `granted` (expanded)
-  capabilities and the call's host functions.
+  capabilities, the call's host functions and the built-ins of `runtime`, the
+  call's runtime (by default the one that compiled `module`).
 
   Returns `{:ok, links}` for the runtime, one `t:link/0` per import in import
   order, `{:error, {:capability_denied, denied}}` listing every import that is
@@ -164,10 +168,10 @@ defmodule Munition.Host.Capabilities do
   import whose signature differs from the host function's. This is the only
   place signatures are compared before the engine instantiates.
   """
-  @spec resolve(Munition.Module.t(), [atom()], [Munition.Host.Function.t()]) ::
+  @spec resolve(Munition.Module.t(), [atom()], [Munition.Host.Functions.t()], module() | nil) ::
           {:ok, [link()]} | {:error, {:capability_denied, [map()]} | {:instantiation_failed, String.t()}}
-  def resolve(%Munition.Module{} = module, granted, host_functions) do
-    with {:ok, resolved} <- link_all(module, granted, host_functions) do
+  def resolve(%Munition.Module{} = module, granted, host_functions, runtime \\ nil) do
+    with {:ok, resolved} <- link_all(module, granted, host_functions, runtime || module.runtime) do
       case Enum.find(resolved, fn {import, _link, signature} ->
              {import.params, import.results} != signature
            end) do
@@ -183,9 +187,9 @@ defmodule Munition.Host.Capabilities do
     end
   end
 
-  defp link_all(%Munition.Module{imports: imports}, granted, host_functions) do
+  defp link_all(%Munition.Module{imports: imports}, granted, host_functions, runtime) do
     indexed = Enum.with_index(host_functions)
-    builtins = builtins()
+    builtins = builtins(runtime)
 
     {resolved, denied} =
       Enum.reduce(imports, {[], []}, fn import, {resolved, denied} ->

@@ -19,8 +19,8 @@ defmodule Munition.Host.Functions do
   ## How a call runs
 
   The guest waits, suspended, while `fun` runs in a process of its own
-  (spawned by the task that drives the guest, see `Munition.Host.Calls`),
-  which answers over a channel;
+  (spawned by the process that drives the guest), which answers over a
+  channel;
   the waiting guest holds no scheduler thread. If `fun` raises, exits, is
   killed or returns values of the wrong type, the guest's call ends at once as
   `{:crash, :host_error, dump}` with the reason in the dump; if it is still
@@ -32,11 +32,21 @@ defmodule Munition.Host.Functions do
 
   @types [:i32, :i64, :f32, :f64]
 
+  @typedoc """
+  A host function as `new!/1` builds it from its tuple form: a struct with
+  `:module` and `:name` (the import), `:params` and `:results` (wasm types
+  among `:i32`, `:i64`, `:f32`, `:f64`), `:capability` (the atom that must be
+  granted) and `:fun` (called as `fun.(context, arg1, ..., argN)`, see
+  `Munition.Host.Context`). Anywhere a host function is taken, its tuple form
+  is taken too.
+  """
+  @type t :: Function.t()
+
   @doc """
-  Builds a `Munition.Host.Function` from its tuple form, raising
+  Builds a host function (`t:t/0`) from its tuple form, raising
   `ArgumentError` on a malformed one.
   """
-  @spec new!(tuple() | Function.t()) :: Function.t()
+  @spec new!(tuple() | t()) :: t()
   def new!(%Function{} = function), do: function
 
   def new!({module, name, {params, results}, capability, fun} = spec)
@@ -68,7 +78,7 @@ defmodule Munition.Host.Functions do
   end
 
   @doc "Registers a host function under `key` for the whole node."
-  @spec register(atom(), tuple() | Function.t()) :: :ok
+  @spec register(atom(), tuple() | t()) :: :ok
   def register(key, spec) when is_atom(key) do
     :persistent_term.put({__MODULE__, key}, new!(spec))
   end
@@ -81,7 +91,7 @@ defmodule Munition.Host.Functions do
   end
 
   @doc "The host function registered under `key`; raises `ArgumentError` if none is."
-  @spec fetch!(atom()) :: Function.t()
+  @spec fetch!(atom()) :: t()
   def fetch!(key) when is_atom(key) do
     case :persistent_term.get({__MODULE__, key}, nil) do
       nil -> raise ArgumentError, "no host function is registered as #{inspect(key)}"
@@ -90,7 +100,7 @@ defmodule Munition.Host.Functions do
   end
 
   @doc "Normalizes the `:host_functions` option of `Munition.fire/4`."
-  @spec normalize!(list()) :: [Function.t()]
+  @spec normalize!(list()) :: [t()]
   def normalize!(list) when is_list(list) do
     functions =
       Enum.map(list, fn

@@ -148,7 +148,7 @@ defmodule Munition.Host.WASI do
 
   A call whose guest may open files (preopens given and `:wasi_fs` granted)
   is driven by a linked process of its own, as a call with Elixir host
-  functions is (see `Munition.Instance.Manager`): a file operation finishing
+  functions is: a file operation finishing
   on Wasmtime's thread wakes that process with a message, and the caller's
   mailbox is never written to. Other WASI calls are driven by the caller and
   never messaged (a sleep is waited for with a plain timeout).
@@ -173,7 +173,7 @@ defmodule Munition.Host.WASI do
 
   @doc """
   Capabilities that grant WASI functions, from the runtime's table of
-  built-ins (`builtins`, see `Munition.Host.Capabilities.builtins/0`).
+  built-ins (`builtins`, see `Munition.Host.Capabilities.builtins/1`).
   """
   @spec capabilities([map()]) :: [atom()]
   def capabilities(builtins) do

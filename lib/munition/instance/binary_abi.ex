@@ -1,19 +1,18 @@
 defmodule Munition.Instance.BinaryABI do
-  @moduledoc """
-  Munition's binary ABI: how binaries cross into and out of a guest (see
-  [Binary data](getting-started.md#binary-data)).
-
-    1. The guest exports its memory as `memory` and an allocator
-       `alloc(len: i32) -> ptr: i32` (another name with the `:alloc` option).
-    2. Each binary argument is copied into memory the allocator returned and
-       passed as two `i32`s, pointer then length; numbers pass as they are.
-    3. With `result: :binary`, the function returns `(ptr: i32, len: i32)`, or
-       one `i64` with the pointer in the high 32 bits and the length in the
-       low 32, and Munition reads `[ptr, ptr + len)` back.
-
-  This module checks the exports' signatures before anything runs and does
-  the arithmetic; the manager drives the guest's allocator and the copies.
-  """
+  @moduledoc false
+  # Munition's binary ABI: how binaries cross into and out of a guest (see
+  # "Binary data" in guides/getting-started.md).
+  #
+  #   1. The guest exports its memory as `memory` and an allocator
+  #      `alloc(len: i32) -> ptr: i32` (another name with the `:alloc` option).
+  #   2. Each binary argument is copied into memory the allocator returned and
+  #      passed as two `i32`s, pointer then length; numbers pass as they are.
+  #   3. With `result: :binary`, the function returns `(ptr: i32, len: i32)`, or
+  #      one `i64` with the pointer in the high 32 bits and the length in the
+  #      low 32, and Munition reads `[ptr, ptr + len)` back.
+  #
+  # This module checks the exports' signatures before anything runs and does
+  # the arithmetic; the manager drives the guest's allocator and the copies.
 
   alias Munition.Instance.State
 

@@ -1,53 +1,52 @@
 defmodule Munition.Instance.Manager do
-  @moduledoc """
-  Runs one execution: instantiate -> call -> capture -> cleanup, for a
-  `Munition.Instance.State` that `Munition.fire/4` built (module compiled,
-  imports resolved, bounds checked). For most calls the first two are one
-  step of the runtime: see the `:call` field of the State.
-
-  ## Who drives the guest
-
-  The calling process itself: it makes the runtime's calls, one slice at a
-  time (`drive/3`, the one loop over the runtime's slices). There is no task
-  per call: a task cost more than the guest's whole native work (a spawn, a
-  monitor and two messages per call), and each of its jobs is done without
-  one (below). The exception is a call with Elixir host functions: it is
-  driven by a linked process of its own, which serves the guest's host calls
-  (`Munition.Host.Calls`), so that their messages go to a mailbox holding
-  nothing else (each host call is a selective receive, which in a busy
-  caller's mailbox would scan every queued message: 10 µs a round trip
-  became 200 µs in a caller with 20,000 queued messages).
-
-    * **The guest stops at its deadline.** The engine interrupts it (epoch
-      interruption, see `Munition.Runtime`), and between slices this process
-      checks the deadline too: a guest still running one second past it (the
-      grace for capturing a large memory) is abandoned and released, and the
-      call is `{:crash, :timeout, dump}`.
-    * **The caller always gets its answer.** A slice lasts at most a few
-      milliseconds, so the caller regains control often; anything the runtime
-      raises is `{:error, {:runtime_failure, message}}`.
-    * **A dying caller cancels its guest.** The instance belongs to the
-      caller's heap: when the caller dies, the native store is dropped with
-      it, which cancels the guest mid-slice at its next suspension point.
-    * **Nothing reaches the caller's mailbox.** Without host functions the
-      runtime sends the caller no message, and a guest that waits (asleep)
-      is waited for with a plain timeout.
-
-  ## WASI: reactors and exits
-
-  A module exporting `_initialize() -> ()` (a WASI reactor) has it called
-  first, in the same instance, before the export asked for (unless that is
-  `_initialize` or `_start`). A guest that calls WASI's `proc_exit` ends its
-  execution with the runtime's `{:exited, code, meta}`: the call returns
-  `{:ok, nil, metadata}` with `metadata.exit_code` (`Munition.run/2` turns it
-  into its result). A call with a WASI configuration has its output in the
-  metadata (`:stdout`, `:stderr`, `:stdout_truncated`, `:stderr_truncated`).
-
-  Every failure path that leaves a store behind is captured before the store
-  is released; once the runtime hands out an instance, it is released on
-  every path; and every execution's fuel and time are recorded in
-  `Munition.Fuel.Meter`.
-  """
+  @moduledoc false
+  # Runs one execution: instantiate -> call -> capture -> cleanup, for a
+  # `Munition.Instance.State` that `Munition.fire/4` built (module compiled,
+  # imports resolved, bounds checked). For most calls the first two are one
+  # step of the runtime: see the `:call` field of the State.
+  #
+  # ## Who drives the guest
+  #
+  # The calling process itself: it makes the runtime's calls, one slice at a
+  # time (`drive/3`, the one loop over the runtime's slices). There is no task
+  # per call: a task cost more than the guest's whole native work (a spawn, a
+  # monitor and two messages per call), and each of its jobs is done without
+  # one (below). The exception is a call with Elixir host functions: it is
+  # driven by a linked process of its own, which serves the guest's host calls
+  # (`Munition.Host.Calls`), so that their messages go to a mailbox holding
+  # nothing else (each host call is a selective receive, which in a busy
+  # caller's mailbox would scan every queued message: 10 µs a round trip
+  # became 200 µs in a caller with 20,000 queued messages).
+  #
+  #   * **The guest stops at its deadline.** The engine interrupts it (epoch
+  #     interruption, see `Munition.Runtime`), and between slices this process
+  #     checks the deadline too: a guest still running one second past it (the
+  #     grace for capturing a large memory) is abandoned and released, and the
+  #     call is `{:crash, :timeout, dump}`.
+  #   * **The caller always gets its answer.** A slice lasts at most a few
+  #     milliseconds, so the caller regains control often; anything the runtime
+  #     raises is `{:error, {:runtime_failure, message}}`.
+  #   * **A dying caller cancels its guest.** The instance belongs to the
+  #     caller's heap: when the caller dies, the native store is dropped with
+  #     it, which cancels the guest mid-slice at its next suspension point.
+  #   * **Nothing reaches the caller's mailbox.** Without host functions the
+  #     runtime sends the caller no message, and a guest that waits (asleep)
+  #     is waited for with a plain timeout.
+  #
+  # ## WASI: reactors and exits
+  #
+  # A module exporting `_initialize() -> ()` (a WASI reactor) has it called
+  # first, in the same instance, before the export asked for (unless that is
+  # `_initialize` or `_start`). A guest that calls WASI's `proc_exit` ends its
+  # execution with the runtime's `{:exited, code, meta}`: the call returns
+  # `{:ok, nil, metadata}` with `metadata.exit_code` (`Munition.run/2` turns it
+  # into its result). A call with a WASI configuration has its output in the
+  # metadata (`:stdout`, `:stderr`, `:stdout_truncated`, `:stderr_truncated`).
+  #
+  # Every failure path that leaves a store behind is captured before the store
+  # is released; once the runtime hands out an instance, it is released on
+  # every path; and every execution's fuel and time are recorded in
+  # `Munition.Fuel.Meter`.
 
   alias Munition.Forensics.Capture
   alias Munition.Fuel.Meter

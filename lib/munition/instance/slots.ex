@@ -1,28 +1,27 @@
 defmodule Munition.Instance.Slots do
-  @moduledoc """
-  Backpressure: calls past the engine's capacity wait here for an instance
-  slot, in order, instead of failing.
-
-  The engine has a fixed number of instance slots, set when it starts
-  (`config :munition, max_instances: n`, 1,000 by default: see
-  `Munition.Runtime.Config`). A call that finds them all in use does not fail while its deadline
-  has not passed: it waits in this line and tries again when a slot is
-  released. A call still waiting at its deadline gets
-  `{:error, {:overloaded, message}}`: nothing ran, so there is no guest state
-  to dump, and the reason says why (the engine was full), which a caller can
-  match to retry later or shed load.
-
-  The fast path costs one atomic read: a call simply instantiates, and only
-  a call the runtime answers `{:overloaded, _}` comes here. A released slot
-  wakes the oldest waiter, which tries again and, if a newcomer took the slot
-  first, waits again at the head of the line. Stores released by the garbage
-  collector (their caller was killed) send no notice, so while anyone waits
-  the head of the line is also retried every 5 ms. A waiter that dies leaves
-  the line (monitored); one that times out leaves it itself.
-
-  Without the application started there is no line, and a full engine is
-  `{:error, {:overloaded, _}}` at once.
-  """
+  @moduledoc false
+  # Backpressure: calls past the engine's capacity wait here for an instance
+  # slot, in order, instead of failing.
+  #
+  # The engine has a fixed number of instance slots, set when it starts
+  # (`config :munition, max_instances: n`, 1,000 by default: see
+  # `Munition.Runtime.Config`). A call that finds them all in use does not fail while its deadline
+  # has not passed: it waits in this line and tries again when a slot is
+  # released. A call still waiting at its deadline gets
+  # `{:error, {:overloaded, message}}`: nothing ran, so there is no guest state
+  # to dump, and the reason says why (the engine was full), which a caller can
+  # match to retry later or shed load.
+  #
+  # The fast path costs one atomic read: a call simply instantiates, and only
+  # a call the runtime answers `{:overloaded, _}` comes here. A released slot
+  # wakes the oldest waiter, which tries again and, if a newcomer took the slot
+  # first, waits again at the head of the line. Stores released by the garbage
+  # collector (their caller was killed) send no notice, so while anyone waits
+  # the head of the line is also retried every 5 ms. A waiter that dies leaves
+  # the line (monitored); one that times out leaves it itself.
+  #
+  # Without the application started there is no line, and a full engine is
+  # `{:error, {:overloaded, _}}` at once.
 
   use GenServer
 

@@ -1,42 +1,41 @@
 defmodule Munition.Instance.State do
-  @moduledoc """
-  One call, as far as it is known: built once by `Munition.fire/4` from the
-  checked options and carried unchanged to the runtime, which reads its
-  bounds (`:fuel`, `:timeout`, `:max_memory`, `:links`, `:log_limit`,
-  `:host_pid`) and its WASI configuration (`:wasi`) when it makes the store. The forensic capture reads the
-  context from it (function, arguments, capabilities, fuel given).
-
-  Fields:
-
-    * `:module` - the compiled `Munition.Module`
-    * `:function`, `:args` - the export and the arguments as given
-    * `:runtime` - the `Munition.Runtime` that runs it
-    * `:fuel` - the resolved budget (start function included)
-    * `:timeout` - milliseconds from `:started_at` to the deadline
-    * `:max_memory` - bytes of linear memory the guest may have
-    * `:capabilities` - the expanded, granted capabilities
-    * `:links` - what each import links to, from `Munition.Host.Capabilities.resolve/3`
-    * `:host_functions` - the call's `Munition.Host.Function`s (`:links` index into it)
-    * `:forensics`, `:result`, `:alloc` - as the options of `Munition.fire/4`
-    * `:log_limit` - bytes of guest log lines kept
-    * `:wasi` - the call's WASI configuration, `nil` when it has none (see
-      `Munition.Host.WASI.config/2`): `%{args, env, stdin, preopens,
-      stdout_limit, stderr_limit, clock}`, preopens as `{guest_path,
-      host_path, writable}`
-    * `:host_pid` - the process that drives the guest and serves its Elixir
-      host functions; set by that process, `nil` when there are none
-    * `:started_at` - monotonic milliseconds when the execution started
-      (set by the manager; by `Munition.Pool` to when the call asked for its
-      place, or after a wait for one to when it got it, `:timeout` then
-      being what was left)
-    * `:call` - `{function, params, release}`: the call the runtime may
-      make as soon as the instance is ready, in the same step as
-      instantiating, and whether it may release the instance once that call
-      returns (see `c:Munition.Runtime.instantiate/2`); set by the manager
-      when the arguments need no copying in and no reactor needs
-      initializing (`release` unless a binary result is read after), `nil`
-      otherwise
-  """
+  @moduledoc false
+  # One call, as far as it is known: built once by `Munition.fire/4` from the
+  # checked options and carried unchanged to the runtime, which reads its
+  # bounds (`:fuel`, `:timeout`, `:max_memory`, `:links`, `:log_limit`,
+  # `:host_pid`) and its WASI configuration (`:wasi`) when it makes the store. The forensic capture reads the
+  # context from it (function, arguments, capabilities, fuel given).
+  #
+  # Fields:
+  #
+  #   * `:module` - the compiled `Munition.Module`
+  #   * `:function`, `:args` - the export and the arguments as given
+  #   * `:runtime` - the `Munition.Runtime` that runs it
+  #   * `:fuel` - the resolved budget (start function included)
+  #   * `:timeout` - milliseconds from `:started_at` to the deadline
+  #   * `:max_memory` - bytes of linear memory the guest may have
+  #   * `:capabilities` - the expanded, granted capabilities
+  #   * `:links` - what each import links to, from `Munition.Host.Capabilities.resolve/4`
+  #   * `:host_functions` - the call's `Munition.Host.Function`s (`:links` index into it)
+  #   * `:forensics`, `:result`, `:alloc` - as the options of `Munition.fire/4`
+  #   * `:log_limit` - bytes of guest log lines kept
+  #   * `:wasi` - the call's WASI configuration, `nil` when it has none (see
+  #     `Munition.Host.WASI.config/2`): `%{args, env, stdin, preopens,
+  #     stdout_limit, stderr_limit, clock}`, preopens as `{guest_path,
+  #     host_path, writable}`
+  #   * `:host_pid` - the process that drives the guest and serves its Elixir
+  #     host functions; set by that process, `nil` when there are none
+  #   * `:started_at` - monotonic milliseconds when the execution started
+  #     (set by the manager; by `Munition.Pool` to when the call asked for its
+  #     place, or after a wait for one to when it got it, `:timeout` then
+  #     being what was left)
+  #   * `:call` - `{function, params, release}`: the call the runtime may
+  #     make as soon as the instance is ready, in the same step as
+  #     instantiating, and whether it may release the instance once that call
+  #     returns (see `c:Munition.Runtime.instantiate/2`); set by the manager
+  #     when the arguments need no copying in and no reactor needs
+  #     initializing (`release` unless a binary result is read after), `nil`
+  #     otherwise
 
   @enforce_keys [:module, :function, :args, :runtime, :fuel, :timeout, :max_memory]
   defstruct [

@@ -11,9 +11,11 @@ defmodule Munition.Runtime.Config do
       Defaults to `128`; `0` disables the cache.
     * `:default_timeout` - milliseconds. Defaults to `5_000`.
     * `:default_max_memory` - bytes. Defaults to `67_108_864` (64 MiB).
-    * `:compile_timeout` - milliseconds `Munition.compile/2` and
-      `Munition.validate/2` wait for a compilation. Defaults to `30_000`.
-      (`Munition.fire/4`'s `:timeout` covers its compilation.)
+    * `:compile_timeout` - the default of the `:compile_timeout` option of
+      `Munition.compile/2`, `Munition.validate/2` and `Munition.Pool`:
+      milliseconds they wait for a compilation. Defaults to `30_000`.
+      (`Munition.fire/4`'s `:timeout` covers its compilation, and its
+      `:compile_timeout` has no default.)
     * `:limits` - the compile limits, below.
     * `:log_limit` - bytes of guest log lines kept per call. Defaults to `65_536`.
     * `:forward_guest_logs` - when `true`, guest log lines (capability `:log`)
@@ -83,8 +85,8 @@ defmodule Munition.Runtime.Config do
   A binary module over a limit is refused before it is queued, however busy
   the threads are (WAT text is checked once parsed, on a compile thread).
   Callers of the same bytes under the same limits share one compilation.
-  The caller waits for its result with a deadline (`:timeout` of
-  `Munition.fire/4`, `:compile_timeout` otherwise); past it the answer is
+  The caller waits for its result with a deadline (the `:compile_timeout`
+  option, within the call's `:timeout`: see `Munition.compile/2`); past it the answer is
   `{:error, {:timeout, message}}`. A compilation that was running goes on in
   the background and lands in the module cache, so a retry finds it; one
   still queued that nobody waits for any more is dropped.
@@ -93,10 +95,11 @@ defmodule Munition.Runtime.Config do
   ## Engine capacity and address space
 
   The engine is built once, on first use, with a fixed number of instance
-  slots (Wasmtime's pooling allocator). `Munition.Application` reads these keys
-  when it starts, before anything uses the engine (changing them later has no
-  effect until the VM restarts: `Munition.Runtime.Wasmtime.configure/1` says
-  it is too late):
+  slots (Wasmtime's pooling allocator). Munition's application reads these
+  keys when it starts, before anything uses the engine, and hands them to
+  `c:Munition.Runtime.configure/1` of each runtime of `runtimes/0` that has
+  it (changing them later has no effect until the VM restarts:
+  `Munition.Runtime.Wasmtime.configure/1` says it is too late):
 
     * `:max_instances` - instances alive at once; past that a call waits for a
       slot until its deadline, then is `{:error, {:overloaded, _}}`. Defaults to
@@ -135,6 +138,20 @@ defmodule Munition.Runtime.Config do
   @spec runtime() :: module()
   def runtime, do: Application.get_env(:munition, :runtime, Munition.Runtime.Wasmtime)
 
+  @doc """
+  The runtimes of this node whose engines Munition's application configures
+  when it starts (see `c:Munition.Runtime.configure/1`): the configured
+  `:runtime` first, then Munition's own two, `Munition.Runtime.Wasmtime`
+  and `Munition.Runtime.Wasmi`, which any call may name.
+
+  ## Examples
+
+      iex> Munition.Runtime.Config.runtimes()
+      [Munition.Runtime.Wasmtime, Munition.Runtime.Wasmi]
+  """
+  @spec runtimes() :: [module()]
+  def runtimes, do: Enum.uniq([runtime(), Munition.Runtime.Wasmtime, Munition.Runtime.Wasmi])
+
   @doc "Compiled modules kept in the native cache."
   @spec module_cache_size() :: non_neg_integer()
   def module_cache_size, do: Application.get_env(:munition, :module_cache_size, 128)
@@ -147,7 +164,7 @@ defmodule Munition.Runtime.Config do
   @spec default_max_memory() :: pos_integer()
   def default_max_memory, do: Application.get_env(:munition, :default_max_memory, 64 * 1024 * 1024)
 
-  @doc "Milliseconds `Munition.compile/2` and `Munition.validate/2` wait for a compilation."
+  @doc "The default `:compile_timeout` of `Munition.compile/2`, `Munition.validate/2` and pools, in milliseconds."
   @spec compile_timeout() :: pos_integer()
   def compile_timeout, do: Application.get_env(:munition, :compile_timeout, 30_000)
 

@@ -53,7 +53,8 @@ defmodule Munition.Runtime.Wasmi do
       (a stack pointer) is not in it. Wasmi records no wasm backtrace:
       `dump.backtrace` is `[]`. Trap messages are Wasmi's wording.
     * **No instance pool**, so no `{:error, {:overloaded, _}}` from the
-      engine; `Munition.Instance.Slots` still bounds instances per node.
+      engine; Munition's own line for instance slots still bounds instances
+      per node.
     * **Modules are per engine.** A `%Munition.Module{}` compiled by one
       runtime given to a call on the other is a caller's mistake:
       `ArgumentError` naming both.
@@ -153,7 +154,10 @@ defmodule Munition.Runtime.Wasmi do
   def live_count, do: Native.wasmi_live_count()
 
   @impl true
-  def cache_stats, do: Native.wasmi_module_cache_stats()
+  def cache_stats do
+    {entries, capacity, compilations} = Native.wasmi_module_cache_stats()
+    %{entries: entries, capacity: capacity, compilations: compilations}
+  end
 
   @impl true
   def info, do: Native.wasmi_engine_info()
@@ -199,7 +203,7 @@ defmodule Munition.Runtime.Wasmi do
     end
   end
 
-  ## Host calls and captured memory: the engine-independent NIFs, as Wasmtime's.
+  ## Host calls: the engine-independent NIFs, as Wasmtime's.
 
   @impl true
   defdelegate host_reply(call, reply, result_types), to: Wasmtime
@@ -209,25 +213,4 @@ defmodule Munition.Runtime.Wasmi do
 
   @impl true
   defdelegate host_write(call, ptr, bytes), to: Wasmtime
-
-  @impl true
-  defdelegate compress_memory(bytes), to: Wasmtime
-
-  @impl true
-  defdelegate decompress_memory(data, max_size), to: Wasmtime
-
-  @impl true
-  defdelegate decompressed_size(data), to: Wasmtime
-
-  @impl true
-  defdelegate search_memory(bytes, pattern, limit), to: Wasmtime
-
-  @impl true
-  defdelegate memory_regions(bytes, min_gap, limit), to: Wasmtime
-
-  @impl true
-  defdelegate diff_memory(a, b, min_gap, limit), to: Wasmtime
-
-  @impl true
-  defdelegate memory_strings(bytes, min_len, max_len, utf8, limit), to: Wasmtime
 end

@@ -1,7 +1,8 @@
 defmodule Munition.Runtime.Wasmtime do
   @moduledoc """
-  The Wasmtime runtime, through Munition's NIF: the only module that calls
-  `Munition.Native`.
+  The Wasmtime runtime, through Munition's NIF: with
+  `Munition.Runtime.Wasmi`, the only module that calls the engines' native
+  code.
 
   Turns native results into Munition's vocabulary; holds no state of its own.
   Guests run on a fiber stack the NIF owns (so deep recursion is a
@@ -128,17 +129,19 @@ defmodule Munition.Runtime.Wasmtime do
   end
 
   @doc """
-  Sets the engine's capacity before the engine is first built:
-  `:max_instances`, `:max_memories_per_module`, `:max_concurrent_compiles`
-  (`nil` or absent: sized for the machine). `Munition.Application` calls it
-  with the application environment when it starts.
+  Sets the native library's capacity before an engine is first built (see
+  `c:Munition.Runtime.configure/1`): `:max_instances`,
+  `:max_memories_per_module`, `:max_concurrent_compiles` (`nil` or absent:
+  sized for the machine). Munition's application calls it with the
+  application environment when it starts. `Munition.Runtime.Wasmi`'s
+  compile threads are sized by the same `:max_concurrent_compiles`.
 
   Returns `:ok`; `{:error, {:bad_config, message}}` for values the machine
   cannot hold (checked first, always); `{:error, {:too_late, message}}` once
   the engine exists (its pools are reserved and cannot be resized); or
   `{:error, :nif_not_loaded}`.
   """
-  @spec configure(map()) :: :ok | {:error, {:bad_config | :too_late, String.t()} | :nif_not_loaded}
+  @impl true
   def configure(settings) when is_map(settings) do
     defaults = %{max_instances: nil, max_memories_per_module: nil, max_concurrent_compiles: nil}
 
@@ -172,7 +175,10 @@ defmodule Munition.Runtime.Wasmtime do
   def live_count, do: Native.instance_live_count()
 
   @impl true
-  def cache_stats, do: Native.module_cache_stats()
+  def cache_stats do
+    {entries, capacity, compilations} = Native.module_cache_stats()
+    %{entries: entries, capacity: capacity, compilations: compilations}
+  end
 
   ## Instances
 
@@ -229,28 +235,4 @@ defmodule Munition.Runtime.Wasmtime do
 
   @impl true
   def info, do: Native.engine_info()
-
-  ## Captured memory: compressed in dumps, scanned by the analyser.
-
-  @impl true
-  def compress_memory(bytes), do: Native.zstd_compress(bytes)
-
-  @impl true
-  def decompress_memory(data, max_size), do: Native.zstd_decompress(data, max_size)
-
-  @impl true
-  def decompressed_size(data), do: Native.zstd_frame_size(data)
-
-  @impl true
-  def search_memory(bytes, pattern, limit), do: Native.memory_search(bytes, pattern, limit)
-
-  @impl true
-  def memory_regions(bytes, min_gap, limit), do: Native.memory_regions(bytes, min_gap, limit)
-
-  @impl true
-  def diff_memory(a, b, min_gap, limit), do: Native.memory_diff(a, b, min_gap, limit)
-
-  @impl true
-  def memory_strings(bytes, min_len, max_len, utf8, limit),
-    do: Native.memory_strings(bytes, min_len, max_len, utf8, limit)
 end

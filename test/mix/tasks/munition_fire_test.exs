@@ -142,6 +142,29 @@ defmodule Mix.Tasks.Munition.FireCommandTest do
     assert out =~ "exit code: 3"
   end
 
+  test "repeated --cap add up: --cap wasi --cap wasi_fs grants both", %{path: path} do
+    out = fire([path, "_start", "--cap", "wasi_fs", "--cap", "wasi"])
+    assert out =~ "exit code: 0"
+
+    out = fire([path, "_start", "--cap", "wasi", "--cap", "wasi_fs"])
+    assert out =~ "--- stdout ---\nhi\n"
+  end
+
+  test "an option that takes one value, given twice, is an error naming it", %{path: path} do
+    for {switch, values} <- [
+          {"--fuel", ["1000", "2000"]},
+          {"--timeout", ["100", "200"]},
+          {"--max-memory", ["65536", "131072"]},
+          {"--stdin", [path, path]}
+        ] do
+      argv = [path, "_start", "--cap", "wasi"] ++ Enum.flat_map(values, &[switch, &1])
+
+      assert_raise Mix.Error, ~r/^#{switch} was given more than once; it takes one value/, fn ->
+        fire(argv)
+      end
+    end
+  end
+
   test "a command without the capabilities it imports is refused", %{path: path} do
     assert_raise Mix.Error, ~r/capability_denied.*fd_write.*needs: :wasi_stdio/s, fn ->
       fire([path, "_start"])

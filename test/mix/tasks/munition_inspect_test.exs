@@ -65,6 +65,25 @@ defmodule Mix.Tasks.Munition.InspectTest do
     assert inspect_dump([path, "--search", "absent"]) =~ "0 match(es)"
   end
 
+  test "repeated --search and --hexdump are each done, in order; other options once", %{path: path} do
+    out = inspect_dump([path, "--search", "s3cr3t", "--hexdump", "0x200:8", "--search", "api_key"])
+
+    assert [_, searched, dumped, searched_again] =
+             Regex.split(~r/(?=1 match\(es\) of|00000200  61 70 69 5f 6b 65 79 3d   )/, out)
+
+    assert searched =~ ~s{1 match(es) of "s3cr3t"}
+    assert dumped =~ "|api_key=|"
+    assert searched_again =~ ~s{1 match(es) of "api_key"}
+
+    assert_raise Mix.Error, ~r/^--memory was given more than once/, fn ->
+      inspect_dump([path, "--memory", "0", "--memory", "1", "--strings"])
+    end
+
+    assert_raise Mix.Error, ~r/^--min-length was given more than once/, fn ->
+      inspect_dump([path, "--strings", "--min-length", "4", "--min-length", "9"])
+    end
+  end
+
   test "--hexdump prints a range", %{path: path} do
     assert inspect_dump([path, "--hexdump", "0x200:8"]) ==
              "00000200  61 70 69 5f 6b 65 79 3d                           |api_key=|\n"

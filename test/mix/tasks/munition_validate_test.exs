@@ -46,6 +46,23 @@ defmodule Mix.Tasks.Munition.ValidateTest do
     assert out =~ "refused with capabilities [:time]:\n  env.mystery"
   end
 
+  test "repeated --cap add up", %{path: path} do
+    out =
+      capture_io(fn ->
+        assert_raise Mix.Error, ~r/1 import\(s\) would be refused/, fn ->
+          Mix.Task.reenable("munition.validate")
+          Mix.Task.run("munition.validate", [path, "--cap", "log", "--cap", "time,random"])
+        end
+      end)
+
+    assert out =~ "refused with capabilities [:log, :random, :time]:"
+    assert out =~ "env.mystery"
+
+    assert_raise Mix.Error, ~r/Unknown capability: nope/, fn ->
+      validate([path, "--cap", "log", "--cap", "nope"])
+    end
+  end
+
   test "exits zero when nothing would be refused" do
     path =
       Path.join(

@@ -27,6 +27,11 @@ defmodule Munition.Cluster.FailureTest do
 
   defp deadline, do: System.monotonic_time(:millisecond) + 30_000
 
+  defp completed(node, name) do
+    {:ok, %{completed: completed}} = :erpc.call(node, Munition.Pool, :stats, [name])
+    completed
+  end
+
   test "a node down before the call starts is {:nodedown, node}: nothing ran" do
     node = peer!("cluster_down_before")
     Peers.halt!(node)
@@ -52,7 +57,7 @@ defmodule Munition.Cluster.FailureTest do
     assert {:ok, 3, _} =
              Munition.Cluster.try_members([down, gone, up], :failover, "add", [1, 2], [], deadline())
 
-    assert :erpc.call(up, Munition.Pool, :stats, [:failover]).completed == 1
+    assert completed(up, :failover) == 1
   end
 
   # Freezes `node` (SIGSTOP): its connection stays up, nothing answers.
@@ -128,7 +133,7 @@ defmodule Munition.Cluster.FailureTest do
     # The stats query takes a quarter of the timeout at most: the rest is
     # far more than the idle member needs.
     assert {:ok, 3, _} = Munition.fire_pooled(name, "add", [1, 2], node: :any, timeout: 5_000)
-    assert :erpc.call(idle, Munition.Pool, :stats, [name]).completed == 1
+    assert completed(idle, name) == 1
 
     send(fun, :release)
     assert {:ok, 1, _} = Task.await(blocked)
@@ -149,7 +154,7 @@ defmodule Munition.Cluster.FailureTest do
       Task.async(fn -> Munition.Cluster.try_members([frozen, idle], name, "add", [1, 2], [], deadline) end)
 
     assert {:ok, 3, _} = Task.await(placed, 30_000)
-    assert :erpc.call(idle, Munition.Pool, :stats, [name]).completed == 1
+    assert completed(idle, name) == 1
 
     # The last member is waited for until the deadline, as a call to one
     # node is: a timeout, never a :not_ready the caller would not know.
@@ -160,7 +165,7 @@ defmodule Munition.Cluster.FailureTest do
     {_, 0} = System.cmd("kill", ["-CONT", os_pid])
     serving = :erpc.call(frozen, Peers, :processes_running, [{Munition.Cluster.Call, :serve, 3}])
     Enum.each(serving, &Munition.Sync.await_down/1)
-    assert :erpc.call(frozen, Munition.Pool, :stats, [name]).completed == 0
+    assert completed(frozen, name) == 0
     assert :erpc.call(frozen, Munition.Cluster, :local_stats, []).served == 0
   end
 
@@ -188,7 +193,7 @@ defmodule Munition.Cluster.FailureTest do
     end
 
     assert {:ok, 3, _} = Task.await(placed, 30_000)
-    assert :erpc.call(slow, Munition.Pool, :stats, [name]).completed == 1
+    assert completed(slow, name) == 1
   end
 
   test "a node down while the guest runs is {:node_down_during_call, node}, and no other member is tried" do
@@ -213,7 +218,7 @@ defmodule Munition.Cluster.FailureTest do
     Peers.halt!(doomed)
     assert Task.await(pooled, 30_000) == {:error, {:node_down_during_call, doomed}}
     assert Task.await(fired, 30_000) == {:error, {:node_down_during_call, doomed}}
-    assert :erpc.call(other, Munition.Pool, :stats, [:doomed]).completed == 0
+    assert completed(other, :doomed) == 0
     # The host function here was waiting for a guest that is gone.
     assert Munition.Sync.await_down(fun) in [:killed, :noproc]
   end

@@ -154,7 +154,15 @@ defmodule Munition.Cluster.FireTest do
         assert_raise ArgumentError, ~r/got: :sometimes/, fn ->
           Munition.fire(@add, "add", [1, 2], [forensics: :sometimes] ++ opts)
         end
+
+        assert_raise ArgumentError, ~r/compile_timeout must be a positive integer .* got: 0/, fn ->
+          Munition.fire(@add, "add", [1, 2], [compile_timeout: 0] ++ opts)
+        end
       end
+
+      # A good :compile_timeout is an option of a call on another node too.
+      assert Munition.fire(@add, "add", [1, 2], node: nobody, compile_timeout: 100) ==
+               {:error, {:nodedown, nobody}}
 
       # What names the node's own resources is checked there, not here.
       preopens = [wasi: [preopens: [{"/d", "/nonexistent_#{System.pid()}"}]]]

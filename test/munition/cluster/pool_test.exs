@@ -24,14 +24,17 @@ defmodule Munition.Cluster.PoolTest do
 
     on_exit(fn ->
       for node <- [node(), peer],
-          :erpc.call(node, Munition.Pool, :stats, [name]) != nil,
+          match?({:ok, _}, :erpc.call(node, Munition.Pool, :stats, [name])),
           do: Peers.stop_pool!(node, name)
     end)
 
     %{name: name, opts: opts}
   end
 
-  defp completed(node, name), do: :erpc.call(node, Munition.Pool, :stats, [name]).completed
+  defp completed(node, name) do
+    {:ok, %{completed: completed}} = :erpc.call(node, Munition.Pool, :stats, [name])
+    completed
+  end
 
   test "the local member goes first when it has room", %{peer: peer, name: name, opts: opts} do
     Peers.start_pool!(node(), opts)

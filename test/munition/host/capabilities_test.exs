@@ -1,3 +1,12 @@
+defmodule Munition.Host.CapabilitiesTest.NoClock do
+  @moduledoc false
+  # A runtime whose engine offers every built-in of Wasmtime's but the clock.
+  use Munition.DelegatingRuntime
+
+  @impl true
+  def builtins, do: Enum.reject(Munition.Runtime.Wasmtime.builtins(), &(&1.capability == :time))
+end
+
 defmodule Munition.Host.CapabilitiesTest do
   use ExUnit.Case, async: true
   doctest Munition.Host.Capabilities
@@ -112,6 +121,34 @@ defmodule Munition.Host.CapabilitiesTest do
         assert is_binary(module) and is_binary(name)
         assert Enum.all?(params ++ results, &(&1 in [:i32, :i64, :f32, :f64]))
       end
+    end
+
+    test "is the call's runtime's, not the node's" do
+      # NoClock has Wasmtime's built-ins but for the :time ones.
+      no_clock = Munition.Host.CapabilitiesTest.NoClock
+      refute :time in Capabilities.builtin_capabilities(no_clock)
+      assert :time in Capabilities.builtin_capabilities()
+
+      assert Capabilities.builtins(no_clock) ==
+               Enum.reject(Capabilities.builtins(), &(&1.capability == :time))
+
+      # :basic names :time; NoClock has no built-in to link it to.
+      assert Munition.fire(@time, "now", [], capabilities: [:basic], runtime: no_clock) ==
+               {:error,
+                {:capability_denied,
+                 [
+                   %{module: "munition", name: "get_time_ms", needs: nil},
+                   %{module: "munition", name: "get_monotonic_ns", needs: nil}
+                 ]}}
+
+      assert {:error, {:capability_denied, [_, _]}} =
+               Munition.validate(@time, capabilities: [:basic], runtime: no_clock)
+
+      assert_raise ArgumentError, ~r/unknown capability: :time/, fn ->
+        Munition.fire(@time, "now", [], capabilities: [:time], runtime: no_clock)
+      end
+
+      assert {:ok, _now, _meta} = Munition.fire(@time, "now", [], capabilities: [:time])
     end
 
     test "is the one the moduledocs document" do

@@ -28,30 +28,27 @@ defmodule Munition.Instance.ManagerTest do
 
   # A runtime that breaks its contract after handing out an instance.
   defmodule Broken do
+    use Munition.DelegatingRuntime
+
+    @impl true
     def instantiate(module, state) do
       {:ok, instance, :ready} = Wasmtime.instantiate(module, %{state | call: nil})
       # No host functions: the caller (the test) drives the guest itself.
       send(self(), {:instance, instance})
       {:ok, instance, :bogus}
     end
-
-    defdelegate cleanup(instance), to: Wasmtime
   end
 
   # A runtime that never makes the call in the instantiating step (as the
   # contract allows), and tells the test which call it was offered.
   defmodule IgnoresCall do
+    use Munition.DelegatingRuntime
+
+    @impl true
     def instantiate(module, state) do
       send(self(), {:offered, state.call})
       Wasmtime.instantiate(module, %{state | call: nil})
     end
-
-    defdelegate call(instance, function, params), to: Wasmtime
-    defdelegate resume(instance), to: Wasmtime
-    defdelegate read_memory(instance, ptr, len), to: Wasmtime
-    defdelegate write_memory(instance, ptr, bytes), to: Wasmtime
-    defdelegate capture(instance, mode), to: Wasmtime
-    defdelegate cleanup(instance), to: Wasmtime
   end
 
   defp ready(test), do: {"env", "ready", {[], []}, :ready, fn _ctx -> send(test, {:running, self()}) end}

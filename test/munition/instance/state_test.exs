@@ -2,7 +2,10 @@ defmodule Munition.Instance.StateTest.Recorder do
   @moduledoc false
   # A runtime that runs nothing: it hands the State that fire/4 built (and the
   # process that drives the guest) to the test process that called fire/4,
-  # and refuses to instantiate.
+  # and refuses to instantiate. The rest, built-ins included, is Wasmtime's.
+  use Munition.DelegatingRuntime
+
+  @impl true
   def instantiate(module, state) do
     # The caller drives its guest itself, or through a task of its own when
     # there are host functions.
@@ -10,9 +13,6 @@ defmodule Munition.Instance.StateTest.Recorder do
     send(test, {:instantiate, module, state, self()})
     {:error, {:instantiation_failed, "fake"}}
   end
-
-  # Built-ins are the runtime's to say; this one has Wasmtime's.
-  defdelegate builtins(), to: Munition.Runtime.Wasmtime
 end
 
 defmodule Munition.Instance.StateTest do

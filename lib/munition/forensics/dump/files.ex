@@ -1,24 +1,23 @@
 defmodule Munition.Forensics.Dump.Files do
-  @moduledoc """
-  Dump files on disk: their names, private permissions, atomic writes and
-  bounded reads. `Munition.Forensics.Dump.write/2`,
-  `Munition.Forensics.Dump.write_to_dir/2` and
-  `Munition.Forensics.Dump.read/2` are built on it; what the bytes mean is
-  `Munition.Forensics.Dump.Format`'s.
-
-  A dump holds the whole memory of a guest, which can be customer data or
-  credentials, so:
-
-    * a dump file is mode `0600` (read and write for its owner only), whatever
-      the process umask;
-    * a directory this module creates is mode `0700`; a directory that already
-      existed keeps its mode;
-    * the bytes are first written in a staging directory of mode `0700` next
-      to the target, then renamed into place, so no other user can open the
-      file before its mode is `0600` (Erlang creates files with mode `0666`
-      less the umask, and the mode cannot be given at creation), and a reader
-      sees the whole file or none.
-  """
+  @moduledoc false
+  # Dump files on disk: their names, private permissions, atomic writes and
+  # bounded reads. `Munition.Forensics.Dump.write/2`,
+  # `Munition.Forensics.Dump.write_to_dir/2` and
+  # `Munition.Forensics.Dump.read/2` are built on it; what the bytes mean is
+  # `Munition.Forensics.Dump.Format`'s.
+  #
+  # A dump holds the whole memory of a guest, which can be customer data or
+  # credentials, so:
+  #
+  #   * a dump file is mode `0600` (read and write for its owner only), whatever
+  #     the process umask;
+  #   * a directory this module creates is mode `0700`; a directory that already
+  #     existed keeps its mode;
+  #   * the bytes are first written in a staging directory of mode `0700` next
+  #     to the target, then renamed into place, so no other user can open the
+  #     file before its mode is `0600` (Erlang creates files with mode `0666`
+  #     less the umask, and the mode cannot be given at creation), and a reader
+  #     sees the whole file or none.
 
   @private_file 0o600
   @private_dir 0o700

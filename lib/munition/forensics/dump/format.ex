@@ -1,116 +1,21 @@
 defmodule Munition.Forensics.Dump.Format do
-  @moduledoc """
-  The bytes of a `Munition.Forensics.Dump`: the file format, its encoder, and
-  a decoder that checks every field it reads.
+  @moduledoc false
+  # The bytes of a Munition.Forensics.Dump: the file format, its encoder,
+  # and a decoder that checks every field it reads. The format itself, and
+  # every error a reader answers, are specified in Munition.Forensics.Dump's
+  # moduledoc ("The file format, version 1"), the public documentation of
+  # the dumps this module reads and writes: change both together.
+  #
+  # This module owns the format and nothing else: `encode/1` turns a dump
+  # into bytes and `decode/2` turns bytes back into a dump. Files (names,
+  # permissions, atomic writes) are Munition.Forensics.Dump.Files'; the
+  # public entry points are Munition.Forensics.Dump.serialize/1,
+  # deserialize/2, write/2 and read/2.
+  #
+  # `decode/2` never raises: whatever the bytes hold, it answers `{:ok, dump}`
+  # or `{:error, reason}`.
 
-  This module owns the format below and nothing else: `encode/1` turns a dump
-  into bytes and `decode/2` turns bytes back into a dump. Files (names,
-  permissions, atomic writes) are `Munition.Forensics.Dump.Files`'; the public
-  entry points are `Munition.Forensics.Dump.serialize/1`,
-  `Munition.Forensics.Dump.deserialize/2`, `Munition.Forensics.Dump.write/2`
-  and `Munition.Forensics.Dump.read/2`.
-
-  `decode/2` never raises: whatever the bytes hold, it answers `{:ok, dump}`
-  or `{:error, reason}` (see Errors).
-
-  ## File format, version 1
-
-  A dump file is self-contained and needs nothing from Erlang to read. All
-  integers are unsigned little-endian unless stated.
-
-  | Bytes        | Content                                                         |
-  | ------------ | --------------------------------------------------------------- |
-  | 8            | magic `89 4D 55 4E 44 55 4D 50` (`\\x89MUNDUMP`)                 |
-  | 2            | format version, `1`                                             |
-  | 2            | flags, `0` (readers refuse anything else)                       |
-  | 4            | `H`, the length of the header                                   |
-  | `H`          | header: one *value* (below), a map from field name to value     |
-  | 4            | `N`, the number of memories                                     |
-  | `N` times    | memory record (below)                                           |
-  | 4            | CRC-32 (ISO-HDLC, as zlib's `crc32`) of every byte before it     |
-
-  Nothing follows the checksum. A **memory record** is:
-
-  | Bytes | Content                                                               |
-  | ----- | --------------------------------------------------------------------- |
-  | 4     | memory index                                                          |
-  | 8     | size in pages                                                         |
-  | 8     | page size in bytes, a power of two                                    |
-  | 8     | `S`, size of the memory in bytes: size in pages times page size       |
-  | 1     | `1` when the bytes were captured, `0` for a `forensics: :minimal` dump |
-  | 8     | `L`, length of the data that follows (`0` when not captured)           |
-  | `L`   | one zstd frame (RFC 8878) whose header declares content size `S`      |
-
-  A **value** is a tag byte and its payload:
-
-  | Tag    | Meaning     | Payload                                                        |
-  | ------ | ----------- | -------------------------------------------------------------- |
-  | `0x00` | nil / null  | none                                                           |
-  | `0x01` | false       | none                                                           |
-  | `0x02` | true        | none                                                           |
-  | `0x03` | integer     | 8 bytes, signed two's complement                               |
-  | `0x04` | big integer | sign byte (`0` positive, `1` negative), 4-byte length, magnitude bytes (little-endian) |
-  | `0x05` | float       | 8 bytes, IEEE 754 binary64                                     |
-  | `0x06` | bytes       | 4-byte length, bytes (UTF-8 text where the field is text)      |
-  | `0x07` | symbol      | 2-byte length (at most 255), UTF-8 name (an Elixir atom, see below) |
-  | `0x08` | list        | 4-byte count, that many values                                 |
-  | `0x09` | tuple       | 4-byte count, that many values                                 |
-  | `0x0A` | map         | 4-byte count, that many key value, value value pairs           |
-
-  The header map's keys are bytes values naming the struct's fields:
-  `"reason"`, `"trap"`, `"message"`, `"backtrace"`, `"fuel_given"`,
-  `"fuel_consumed"`, `"fuel_remaining"`, `"execution_time_us"`, `"globals"`,
-  `"module_hash"`, `"imports"`, `"exports"`, `"function"`, `"args"`,
-  `"capabilities"`, `"log"`, `"stdout"`, `"stderr"`, `"stdout_truncated"`,
-  `"stderr_truncated"`, `"wasmtime_version"`, `"munition_version"` with the
-  values described under the fields of `Munition.Forensics.Dump` (maps inside
-  them, such as a backtrace frame, have symbol keys), and `"captured_at"`: an
-  integer, microseconds since the Unix epoch (UTC), or nil. Readers ignore
-  keys they do not know, and a key the header lacks leaves the field at its
-  default: the four WASI output keys (`stdout` and `stderr` bytes or nil,
-  `stdout_truncated` and `stderr_truncated` true, false or nil) came after
-  the first files of version 1 were written, which read as nil.
-
-  `reason` is nil or one of the symbols
-  #{Enum.map_join(Munition.Reason.crash_reasons(), ", ", &"`#{&1}`")}
-  (`Munition.Reason.crash_reasons/0`), and `trap` nil or one of
-  #{Enum.map_join(Munition.Reason.trap_kinds(), ", ", &"`#{&1}`")}
-  (`Munition.Reason.trap_kinds/0`). A global's `type` is the symbol `i32`,
-  `i64`, `f32`, `f64`, `v128` or `ref` (every reference type), and its `value`
-  an integer for `i32` and `i64`, a float or the symbol `nan`, `infinity` or
-  `neg_infinity` for `f32` and `f64`, 16 bytes for `v128`, and the symbol
-  `ref` for `ref`.
-
-  Readers never create atoms: the atom table is never garbage collected, so a
-  reader that did would let a stream of crafted files exhaust it and stop the
-  VM. A symbol is read as the atom of that name when the atom already exists
-  (every symbol Munition writes does, save capabilities declared by host
-  functions whose module is not loaded), and as a string otherwise. A field
-  that must be an atom is then malformed: `reason`, `trap` and a global's
-  `type` and `value` must each be one of the atoms listed above.
-
-  ## Errors
-
-  `decode/2` (and so `Munition.Forensics.Dump.deserialize/2` and
-  `Munition.Forensics.Dump.read/2`) return:
-
-    * `{:error, :bad_magic}` - not a Munition dump
-    * `{:error, :truncated}` - the bytes end before the format says they do
-    * `{:error, {:unsupported_version, version}}` - a format this Munition cannot read
-    * `{:error, :checksum_mismatch}` - the bytes were altered after writing
-    * `{:error, :trailing_bytes}` - bytes after the checksum
-    * `{:error, {:malformed, what}}` - the checksum holds but the content does
-      not follow the format; `what` is an atom naming the part (`:flags`,
-      `:header`, `:value`, `:too_deep`, `:memory`, or the field that has the
-      wrong shape, such as `:reason` for a symbol that is not one of the
-      reasons above)
-    * `{:error, {:too_large, declared, bound}}` - a memory (or all of them
-      together, or, for `Munition.Forensics.Dump.read/2`, the file itself)
-      declares more bytes than the bound; refused before anything is
-      decompressed
-  """
-
-  alias Munition.Runtime.Config
+  alias Munition.Forensics.Memory
 
   @version 1
 
@@ -388,7 +293,7 @@ defmodule Munition.Forensics.Dump.Format do
       page_size == 0 or Bitwise.band(page_size, page_size - 1) != 0 or pages * page_size != size ->
         {:error, {:malformed, :memory}}
 
-      flag == 1 and Config.runtime().decompressed_size(data) != {:ok, size} ->
+      flag == 1 and Memory.decompressed_size(data) != {:ok, size} ->
         {:error, {:malformed, :memory}}
 
       true ->

@@ -1,26 +1,25 @@
 defmodule Munition.Fuel.Meter.Histogram do
-  @moduledoc """
-  Log-scale histograms of non-negative integers, counted in a meter key's
-  counters (see `Munition.Fuel.Meter`), and the percentiles read from them.
-
-  A histogram is `buckets/0` consecutive counters, from a base index the
-  caller chooses. Values 0 to 15 have a bucket each; above, each power of two
-  is split in 8 buckets, so a bucket's upper edge is at most 12.5% above any
-  value it holds. The last bucket, which has no upper edge, holds every value
-  from `15 * 2^36` (the top eighth of `[2^39, 2^40)`) up. However many values
-  are counted, a histogram keeps the same counters.
-
-  A percentile is the upper edge of the bucket holding its rank (the
-  nearest-rank method), clamped to the smallest and largest value observed:
-  an over-estimate, the safe side for a fuel budget, and exact when every
-  value is the same or below 16.
-
-  This module owns the histograms' shape (`shape/0`), the buckets' upper
-  edges and the percentiles. Which bucket counts a value is computed
-  natively (`munition_core::meter`), where calls are counted, and only
-  there: `bucket/1` asks it. Which counters hold which histogram is
-  `Munition.Fuel.Meter`'s.
-  """
+  @moduledoc false
+  # Log-scale histograms of non-negative integers, counted in a meter key's
+  # counters (see `Munition.Fuel.Meter`), and the percentiles read from them.
+  #
+  # A histogram is `buckets/0` consecutive counters, from a base index the
+  # caller chooses. Values 0 to 15 have a bucket each; above, each power of two
+  # is split in 8 buckets, so a bucket's upper edge is at most 12.5% above any
+  # value it holds. The last bucket, which has no upper edge, holds every value
+  # from `15 * 2^36` (the top eighth of `[2^39, 2^40)`) up. However many values
+  # are counted, a histogram keeps the same counters.
+  #
+  # A percentile is the upper edge of the bucket holding its rank (the
+  # nearest-rank method), clamped to the smallest and largest value observed:
+  # an over-estimate, the safe side for a fuel budget, and exact when every
+  # value is the same or below 16.
+  #
+  # This module owns the histograms' shape (`shape/0`), the buckets' upper
+  # edges and the percentiles. Which bucket counts a value is computed
+  # natively (`munition_core::meter`), where calls are counted, and only
+  # there: `bucket/1` asks it. Which counters hold which histogram is
+  # `Munition.Fuel.Meter`'s.
 
   import Bitwise
 

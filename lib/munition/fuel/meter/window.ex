@@ -1,27 +1,26 @@
 defmodule Munition.Fuel.Meter.Window do
-  @moduledoc """
-  The last hour of a meter key, minute by minute, counted in the key's
-  counters next to its totals.
-
-  The window is 60 slots, one per minute of the clock (the slot of a
-  minute is the minute since the epoch modulo 60). A slot holds its minute's
-  stamp (the minute plus one; `0` when never used, the largest unsigned
-  64-bit integer while being recycled), one count per outcome, the sum and
-  maximum of fuel, and the sum and maximum of execution time.
-
-  The first caller of a new minute recycles the slot that minute maps to: it
-  claims the slot by swapping its stamp, zeroes it, then stamps it. Callers
-  that find the slot claimed look again a bounded number of times, then
-  leave their call out of the window (the totals have it), so the window may
-  miss the few calls that record while a slot is recycled. A call whose
-  minute is older than its slot's (the clock went back) is left out too.
-  Reading ignores slots stamped more than an hour ago.
-
-  This module owns the slot layout (`layout/1`) and reading it back.
-  Recording into it is native (`munition_core::meter`, which takes the
-  layout from here), in the one call that records everything else; the
-  counters and their other contents are `Munition.Fuel.Meter`'s.
-  """
+  @moduledoc false
+  # The last hour of a meter key, minute by minute, counted in the key's
+  # counters next to its totals.
+  #
+  # The window is 60 slots, one per minute of the clock (the slot of a
+  # minute is the minute since the epoch modulo 60). A slot holds its minute's
+  # stamp (the minute plus one; `0` when never used, the largest unsigned
+  # 64-bit integer while being recycled), one count per outcome, the sum and
+  # maximum of fuel, and the sum and maximum of execution time.
+  #
+  # The first caller of a new minute recycles the slot that minute maps to: it
+  # claims the slot by swapping its stamp, zeroes it, then stamps it. Callers
+  # that find the slot claimed look again a bounded number of times, then
+  # leave their call out of the window (the totals have it), so the window may
+  # miss the few calls that record while a slot is recycled. A call whose
+  # minute is older than its slot's (the clock went back) is left out too.
+  # Reading ignores slots stamped more than an hour ago.
+  #
+  # This module owns the slot layout (`layout/1`) and reading it back.
+  # Recording into it is native (`munition_core::meter`, which takes the
+  # layout from here), in the one call that records everything else; the
+  # counters and their other contents are `Munition.Fuel.Meter`'s.
 
   @max_u64 0xFFFF_FFFF_FFFF_FFFF
   @minutes 60

@@ -203,7 +203,7 @@ defmodule Munition.Forensics.Dump.FormatTest do
     test "a memory whose zstd frame disagrees with its declared size is malformed" do
       dump = crash()
       [memory] = dump.memories
-      {:ok, data} = Munition.Runtime.Config.runtime().compress_memory(:binary.copy(<<0>>, 100))
+      {:ok, data} = Munition.Forensics.Memory.compress(:binary.copy(<<0>>, 100))
       lying = %{memory | data: data}
 
       assert decode(Format.encode(%{dump | memories: [lying]})) ==
