@@ -105,7 +105,7 @@ defmodule Munition.Runtime.Wasmi do
     tag = make_ref()
 
     case Native.wasmi_module_compile_start(bytes, hash, cache_size, limits, tag) do
-      {:ok, {:started, ticket}} ->
+      {:started, ticket} ->
         receive do
           {^tag, result} -> compiled(result)
         after
@@ -119,6 +119,9 @@ defmodule Munition.Runtime.Wasmi do
               0 -> {:error, {:timeout, Wasmtime.timeout_message(timeout, fate)}}
             end
         end
+
+      {:ok, {resource, info}} ->
+        {:ok, to_module(resource, info)}
 
       {:error, _} = error ->
         error

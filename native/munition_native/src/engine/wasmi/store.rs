@@ -1,0 +1,249 @@
+//! A fresh Wasmi store for every instance: the memory limit of
+//! `munition_core::guest::GuestLimits` as Wasmi's limiter, the budget kept
+//! in the state's reserve and put in the store a slice at a time, a store
+//! seen from a host function (`Ctx`, the `HostCtx` of this engine), and the
+//! imports made in it, from the one table of built-ins and the bridge.
+
+use std::sync::Arc;
+
+use munition_core::guest::take_fuel;
+use wasmi::{
+    AsContextMut, Caller, Error, Extern, Func, FuncType, Instance, Memory, Store, StoreContextMut,
+    TrapCode,
+};
+use wasmi_core::LimiterError;
+
+use super::config::ENGINE;
+use super::value::{from_val, to_type, to_val};
+use super::{Wasmi, LIVE_STORES};
+use crate::engine::link::{resolve, Link, Resolved};
+use crate::engine::module::Compiled;
+use crate::engine::settings::{max_memories_per_module, MAX_TABLES_PER_MODULE};
+use crate::host::bridge;
+use crate::host::builtins::{Builtin, Make};
+use crate::host::context::{HostCtx, Stop};
+use crate::host::state::{Limiter, StoreConfig, StoreState};
+use crate::vocabulary::error::{MunitionError, MunitionResult};
+use crate::vocabulary::guest_memory::EXPORT_NAME;
+use crate::vocabulary::trap::{Reason, TrapKind};
+use crate::vocabulary::value::{Value, ValueType};
+
+impl wasmi::ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> Result<bool, LimiterError> {
+        // The message is kept on the limits for the dump: Wasmi's limiter
+        // error carries none.
+        self.0
+            .memory_growing(current, desired, maximum)
+            .map_err(|_| LimiterError::ResourceLimiterDeniedAllocation)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> Result<bool, LimiterError> {
+        Ok(self.0.table_growing(desired))
+    }
+
+    fn instances(&self) -> usize {
+        1
+    }
+
+    fn tables(&self) -> usize {
+        MAX_TABLES_PER_MODULE
+    }
+
+    fn memories(&self) -> usize {
+        max_memories_per_module()
+    }
+}
+
+/// A fresh store as `config` says, with a budget of `fuel` in its reserve.
+pub fn new_store(config: StoreConfig, fuel: u64) -> MunitionResult<Store<StoreState>> {
+    let mut state = StoreState::new(config, &LIVE_STORES);
+    state.reserve = fuel;
+    let mut store = Store::new(&ENGINE, state);
+    store.limiter(|state| &mut state.limits);
+    store
+        .set_fuel(0)
+        .map_err(|e| MunitionError::InvalidState(e.to_string()))?;
+    Ok(store)
+}
+
+/// A Wasmi store seen from a host function, or from the loop serving a
+/// suspended guest's Elixir host call.
+pub struct Ctx<'a> {
+    store: StoreContextMut<'a, StoreState>,
+    memory: Option<Memory>,
+}
+
+impl<'a> Ctx<'a> {
+    pub fn of_caller(caller: &'a mut Caller<'_, StoreState>) -> Self {
+        let memory = caller.get_export(EXPORT_NAME).and_then(Extern::into_memory);
+        Ctx {
+            store: caller.as_context_mut(),
+            memory,
+        }
+    }
+
+    pub fn of_store(store: &'a mut Store<StoreState>, instance: Option<Instance>) -> Self {
+        let memory = instance.and_then(|instance| instance.get_memory(&*store, EXPORT_NAME));
+        Ctx {
+            store: store.as_context_mut(),
+            memory,
+        }
+    }
+}
+
+impl HostCtx for Ctx<'_> {
+    fn state(&mut self) -> &mut StoreState {
+        self.store.data_mut()
+    }
+
+    fn memory_and_state(&mut self) -> (Option<&mut [u8]>, &mut StoreState) {
+        match self.memory {
+            Some(memory) => {
+                let (data, state) = memory.data_and_store_mut(&mut self.store);
+                (Some(data), state)
+            }
+            None => (None, self.store.data_mut()),
+        }
+    }
+
+    fn fuel(&mut self) -> Result<u64, String> {
+        let in_store = self.store.get_fuel().map_err(|e| e.to_string())?;
+        Ok(in_store.saturating_add(self.store.data().reserve))
+    }
+
+    /// From the store, then from the reserve. Not enough is
+    /// `:fuel_exhausted`, as when the guest's own instructions run out.
+    fn charge(&mut self, cost: u64) -> Result<(), Stop> {
+        let in_store = self.store.get_fuel().map_err(|e| {
+            Stop::Failed(self.store.data_mut().fail(
+                Reason::HostError,
+                TrapKind::HostError,
+                format!("cannot read the fuel left: {e}"),
+            ))
+        })?;
+        let reserve = self.store.data().reserve;
+        let (in_store, reserve, stop) = match take_fuel(in_store, reserve, cost) {
+            Some((in_store, reserve)) => (in_store, reserve, None),
+            None => (0, 0, Some(())),
+        };
+        self.store.data_mut().reserve = reserve;
+        let set = self.store.set_fuel(in_store);
+        if stop.is_some() || set.is_err() {
+            return Err(Stop::Failed(self.store.data_mut().fail(
+                Reason::FuelExhausted,
+                TrapKind::OutOfFuel,
+                format!(
+                    "{}: a host function's work took the last of the fuel",
+                    TrapCode::OutOfFuel
+                ),
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The error that ends the guest for `stop`.
+pub fn error(stop: Stop) -> Error {
+    match stop {
+        Stop::Failed(message) => Error::new(message),
+        Stop::OutOfFuel => Error::from(TrapCode::OutOfFuel),
+    }
+}
+
+/// The imports of `module` from `links`, in import order. A WASI function
+/// is refused by name: Munition's WASI is Wasmtime's.
+pub fn imports(
+    store: &mut Store<StoreState>,
+    module: &Compiled<Wasmi>,
+    links: &[Link],
+) -> MunitionResult<Vec<Extern>> {
+    let names = module
+        .native
+        .imports()
+        .map(|import| (import.module(), import.name()));
+    resolve(names, links)?
+        .into_iter()
+        .map(|resolved| {
+            Ok(Extern::Func(match resolved {
+                Resolved::Builtin(row) => builtin(store, row)?,
+                Resolved::Elixir {
+                    name,
+                    index,
+                    params,
+                    results,
+                } => elixir(store, name, index, params, results),
+            }))
+        })
+        .collect()
+}
+
+fn func_type(params: &[ValueType], results: &[ValueType]) -> FuncType {
+    FuncType::new(params.iter().map(to_type), results.iter().map(to_type))
+}
+
+fn builtin(store: &mut Store<StoreState>, row: &'static Builtin) -> MunitionResult<Func> {
+    let Make::Own(own) = &row.make else {
+        return Err(MunitionError::Unsupported(format!(
+            "{}.{}: Munition.Runtime.Wasmi does not run WASI \
+             (Munition's WASI is Wasmtime's); use Munition.Runtime.Wasmtime",
+            row.module, row.name
+        )));
+    };
+    let own = *own;
+    let ty = func_type(row.params, row.results);
+    Ok(Func::new(store, ty, move |mut caller, params, results| {
+        let values: Vec<Value> = params.iter().map(from_val).collect();
+        let mut returned: Vec<Value> = row
+            .results
+            .iter()
+            .map(|ty| Value::default_for(*ty))
+            .collect();
+        own(&mut Ctx::of_caller(&mut caller), &values, &mut returned).map_err(error)?;
+        for (slot, value) in results.iter_mut().zip(&returned) {
+            *slot = to_val(value);
+        }
+        Ok(())
+    }))
+}
+
+/// The Elixir host function at `index` of the call's list, imported as
+/// `name`: sends the call over the bridge and returns a host error, on
+/// which Wasmi suspends the whole execution as a resumable host trap, so no
+/// thread and no stack is held while Elixir works (see `execution`).
+fn elixir(
+    store: &mut Store<StoreState>,
+    name: &str,
+    index: u32,
+    params: &[ValueType],
+    results: &[ValueType],
+) -> Func {
+    let ty = func_type(params, results);
+    let name: Arc<str> = name.into();
+    let results: Arc<[ValueType]> = results.into();
+    Func::new(store, ty, move |mut caller, params, _| {
+        let values: Vec<Value> = params.iter().map(from_val).collect();
+        let pending = bridge::call(
+            &mut Ctx::of_caller(&mut caller),
+            &name,
+            &results,
+            index,
+            &values,
+        )
+        .map_err(error)?;
+        caller.data_mut().pending = Some(pending);
+        // Not a failure: Wasmi suspends the execution on it.
+        Err(Error::new(format!(
+            "{name}: waiting for the Elixir host function"
+        )))
+    })
+}
