@@ -11,6 +11,8 @@ use rustler::types::tuple::get_tuple;
 use rustler::{Atom, Decoder, NifResult, Term};
 
 use crate::atoms;
+use crate::engine::module::Compiled;
+use crate::engine::Engine;
 use crate::host::builtins::{self, Builtin};
 use crate::vocabulary::error::{MunitionError, MunitionResult};
 use crate::vocabulary::value::{atom_type, ValueType};
@@ -87,7 +89,7 @@ pub enum Resolved<'l> {
 /// An import without a link, or a link to a built-in that does not exist, is
 /// refused (all imports without a link named at once): the Elixir side never
 /// asks for either, whichever engine.
-pub fn resolve<'l, 'i>(
+fn resolve<'l, 'i>(
     imports: impl Iterator<Item = (&'i str, &'i str)>,
     links: &'l [Link],
 ) -> MunitionResult<Vec<Resolved<'l>>> {
@@ -130,4 +132,50 @@ pub fn resolve<'l, 'i>(
         )));
     }
     Ok(resolved)
+}
+
+/// How an engine makes the functions an import is linked to: the other
+/// half of the seam, next to the linking it serves.
+pub trait Imports: Engine {
+    /// An import made in a store.
+    type Import;
+
+    /// The built-in of `row`, made in `store` (or why this engine has none).
+    fn builtin(store: &mut Self::Store, row: &'static Builtin) -> MunitionResult<Self::Import>;
+
+    /// The Elixir host function at `index` of the call's list, imported as
+    /// `name` with this signature, made in `store`.
+    fn elixir(
+        store: &mut Self::Store,
+        name: &str,
+        index: u32,
+        params: &[ValueType],
+        results: &[ValueType],
+    ) -> Self::Import;
+}
+
+/// The imports of `module` from `links`, in import order, made in `store`
+/// by the engine.
+pub fn imports<E: Imports>(
+    store: &mut E::Store,
+    module: &Compiled<E>,
+    links: &[Link],
+) -> MunitionResult<Vec<E::Import>> {
+    let names = module
+        .info
+        .imports
+        .iter()
+        .map(|import| (import.module.as_str(), import.name.as_str()));
+    resolve(names, links)?
+        .into_iter()
+        .map(|resolved| match resolved {
+            Resolved::Builtin(row) => E::builtin(store, row),
+            Resolved::Elixir {
+                name,
+                index,
+                params,
+                results,
+            } => Ok(E::elixir(store, name, index, params, results)),
+        })
+        .collect()
 }

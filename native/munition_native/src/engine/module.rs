@@ -115,10 +115,11 @@ impl<E: Engine> Compiled<E> {
         hash: String,
         scan: Scan,
         facts: Facts,
-        imports: impl Iterator<Item = (String, String, ExternKind)>,
-        exports: impl Iterator<Item = Export<E::Export>>,
+        imports: Vec<(String, String, ExternKind)>,
+        exports: Vec<Export<E::Export>>,
     ) -> Self {
         let imports = imports
+            .into_iter()
             .map(|(module, name, kind)| {
                 let (kind, params, results) = describe(&kind);
                 ImportInfo {

@@ -5,8 +5,6 @@ use rustler::{Atom, ResourceArc};
 use crate::atoms;
 use crate::engine::capture::{capture, Capture};
 use crate::engine::instance::InstanceRef;
-use crate::engine::wasmi::Wasmi;
-use crate::engine::wasmtime::Wasmtime;
 use crate::engine::Engine;
 use crate::vocabulary::error::MunitionResult;
 
@@ -15,20 +13,14 @@ fn read<E: Engine>(instance: &InstanceRef<E>, mode: Atom) -> MunitionResult<Capt
     capture(slot.idle()?, mode == atoms::full())
 }
 
-/// Reads a failed store: `mode` `:full` compresses every memory whole,
-/// `:minimal` gives their sizes only.
-#[rustler::nif(schedule = "DirtyCpu")]
-fn instance_capture(
-    instance: ResourceArc<InstanceRef<Wasmtime>>,
-    mode: Atom,
-) -> MunitionResult<Capture> {
-    read(&instance, mode)
-}
-
-#[rustler::nif(schedule = "DirtyCpu")]
-fn wasmi_instance_capture(
-    instance: ResourceArc<InstanceRef<Wasmi>>,
-    mode: Atom,
-) -> MunitionResult<Capture> {
-    read(&instance, mode)
+per_engine! {
+    /// Reads a failed store: `mode` `:full` compresses every memory whole,
+    /// `:minimal` gives their sizes only.
+    #[rustler::nif(schedule = "DirtyCpu")]
+    fn [instance_capture, wasmi_instance_capture](
+        instance: ResourceArc<InstanceRef<E>>,
+        mode: Atom,
+    ) -> MunitionResult<Capture> {
+        read(&instance, mode)
+    }
 }

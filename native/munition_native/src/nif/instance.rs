@@ -43,22 +43,23 @@ fn new<'a, E: Engine>(
     ))
 }
 
-/// Instantiates a module in a fresh store and runs the first slice of its
-/// start function, if any, under the call's fuel, deadline and memory limit.
-/// Returns the handle with `:ready`, `{:crashed, reason}`, `{:exited, code,
-/// meta}` (`proc_exit` in the start function), `:yielded` or `{:waiting,
-/// ms}`. On a normal scheduler: the first slice is short (`FIRST_SLICE`);
-/// `instance_resume/1` continues on dirty ones.
+/// Instantiates a module in a fresh store and runs the first slice of
+/// its start function, if any, under the call's fuel, deadline and
+/// memory limit. Returns the handle with `:ready`, `{:crashed, reason}`,
+/// `{:exited, code, meta}` (`proc_exit` in the start function),
+/// `:yielded` or `{:waiting, ms}`. On a normal scheduler: the first
+/// slice is short (`FIRST_SLICE`); `instance_resume/1` continues on
+/// dirty ones. Wasmi refuses a WASI configuration by name.
 ///
-/// With a `call` in the config, the call follows the instantiation in the
-/// same step and the progress is the call's, as `instance_call/3` would
-/// return it. A call that cannot start (no such export, bad arguments)
-/// leaves the instance `:ready`: the caller's own `instance_call/3` then
-/// reports why, and no guest code ran twice. A call that returned within the
-/// first slice, when the config says to release it, comes back with
-/// `:released` for the handle: the store is gone already (unless its memory
-/// is large, see `instance_cleanup/1`), and neither a resource nor a cleanup
-/// was paid for.
+/// With a `call` in the config, the call follows the instantiation in
+/// the same step and the progress is the call's, as `instance_call/3`
+/// would return it. A call that cannot start (no such export, bad
+/// arguments) leaves the instance `:ready`: the caller's own
+/// `instance_call/3` then reports why, and no guest code ran twice. A
+/// call that returned within the first slice, when the config says to
+/// release it, comes back with `:released` for the handle: the store is
+/// gone already (unless its memory is large, see `instance_cleanup/1`),
+/// and neither a resource nor a cleanup was paid for.
 #[rustler::nif]
 fn instance_new<'a>(
     env: Env<'a>,
@@ -68,7 +69,6 @@ fn instance_new<'a>(
     new(env, &module, config)
 }
 
-/// `instance_new/2` for Wasmi (which refuses a WASI configuration by name).
 #[rustler::nif]
 fn wasmi_instance_new<'a>(
     env: Env<'a>,
@@ -77,7 +77,6 @@ fn wasmi_instance_new<'a>(
 ) -> MunitionResult<(Handle<Wasmi>, Progress)> {
     new(env, &module, config)
 }
-
 fn call<E: Engine>(
     env: Env,
     instance: &InstanceRef<E>,
@@ -95,8 +94,9 @@ fn call<E: Engine>(
     E::call(env, &mut slot, call)
 }
 
-/// Calls `function` with `params` and runs the first slice of it. Argument
-/// errors come back as `{:error, {:bad_args, _}}` before any guest code runs.
+/// Calls `function` with `params` and runs the first slice of it.
+/// Argument errors come back as `{:error, {:bad_args, _}}` before any
+/// guest code runs.
 #[rustler::nif]
 fn instance_call<'a>(
     env: Env<'a>,
@@ -116,7 +116,6 @@ fn wasmi_instance_call<'a>(
 ) -> MunitionResult<Progress> {
     call(env, &instance, &function, &params)
 }
-
 /// Runs the next slice of a guest execution that yielded or waited.
 #[rustler::nif(schedule = "DirtyCpu")]
 fn instance_resume(
@@ -133,7 +132,6 @@ fn wasmi_instance_resume(
 ) -> MunitionResult<Progress> {
     Wasmi::resume(env, &mut instance.lock(), SLICE)
 }
-
 /// Drops the store now, cancelling a guest that is still mid-execution;
 /// later use of the handle is `{:error, {:invalid_state, _}}`. `:ok`, or
 /// `:large` without releasing a store whose memory is too large to release
@@ -152,34 +150,27 @@ fn cleanup_dirty<E: Engine>(instance: &InstanceRef<E>) -> Atom {
     atoms::ok()
 }
 
-#[rustler::nif]
-fn instance_cleanup(instance: ResourceArc<InstanceRef<Wasmtime>>) -> Atom {
-    cleanup(&instance)
+per_engine! {
+    #[rustler::nif]
+    fn [instance_cleanup, wasmi_instance_cleanup](instance: ResourceArc<InstanceRef<E>>) -> Atom {
+        cleanup(&instance)
+    }
 }
 
-#[rustler::nif]
-fn wasmi_instance_cleanup(instance: ResourceArc<InstanceRef<Wasmi>>) -> Atom {
-    cleanup(&instance)
+per_engine! {
+    /// The cleanup of a store with a large memory, on a dirty scheduler.
+    #[rustler::nif(schedule = "DirtyCpu")]
+    fn [instance_cleanup_dirty, wasmi_instance_cleanup_dirty](
+        instance: ResourceArc<InstanceRef<E>>,
+    ) -> Atom {
+        cleanup_dirty(&instance)
+    }
 }
 
-/// `instance_cleanup/1` for stores with large memories.
-#[rustler::nif(schedule = "DirtyCpu")]
-fn instance_cleanup_dirty(instance: ResourceArc<InstanceRef<Wasmtime>>) -> Atom {
-    cleanup_dirty(&instance)
-}
-
-#[rustler::nif(schedule = "DirtyCpu")]
-fn wasmi_instance_cleanup_dirty(instance: ResourceArc<InstanceRef<Wasmi>>) -> Atom {
-    cleanup_dirty(&instance)
-}
-
-/// Number of the engine's stores currently alive.
-#[rustler::nif]
-fn instance_live_count() -> usize {
-    Wasmtime::live_stores().count()
-}
-
-#[rustler::nif]
-fn wasmi_live_count() -> usize {
-    Wasmi::live_stores().count()
+per_engine! {
+    /// Number of the engine's stores currently alive.
+    #[rustler::nif]
+    fn [instance_live_count, wasmi_live_count]() -> usize {
+        E::live_stores().count()
+    }
 }

@@ -37,8 +37,9 @@ fn write<E: Engine>(instance: &InstanceRef<E>, ptr: u64, bytes: Binary) -> Munit
     Ok(atoms::ok())
 }
 
-/// Reads guest memory for the binary ABI (`result: :binary`), straight into
-/// the binary it returns. Dirty: a guest decides how much there is to copy.
+/// Reads guest memory for the binary ABI (`result: :binary`), straight
+/// into the binary it returns. Dirty: a guest decides how much there is
+/// to copy.
 #[rustler::nif(schedule = "DirtyCpu")]
 fn instance_memory_read<'a>(
     env: Env<'a>,
@@ -58,23 +59,16 @@ fn wasmi_instance_memory_read<'a>(
 ) -> MunitionResult<Binary<'a>> {
     read(env, &instance, ptr, len)
 }
-
-/// Writes a binary argument into guest memory (at a pointer the guest's
-/// allocator returned). Dirty: the caller decides how much there is to copy.
-#[rustler::nif(schedule = "DirtyCpu")]
-fn instance_memory_write(
-    instance: ResourceArc<InstanceRef<Wasmtime>>,
-    ptr: u64,
-    bytes: Binary,
-) -> MunitionResult<Atom> {
-    write(&instance, ptr, bytes)
-}
-
-#[rustler::nif(schedule = "DirtyCpu")]
-fn wasmi_instance_memory_write(
-    instance: ResourceArc<InstanceRef<Wasmi>>,
-    ptr: u64,
-    bytes: Binary,
-) -> MunitionResult<Atom> {
-    write(&instance, ptr, bytes)
+per_engine! {
+    /// Writes a binary argument into guest memory (at a pointer the guest's
+    /// allocator returned). Dirty: the caller decides how much there is to
+    /// copy.
+    #[rustler::nif(schedule = "DirtyCpu")]
+    fn [instance_memory_write, wasmi_instance_memory_write](
+        instance: ResourceArc<InstanceRef<E>>,
+        ptr: u64,
+        bytes: Binary,
+    ) -> MunitionResult<Atom> {
+        write(&instance, ptr, bytes)
+    }
 }

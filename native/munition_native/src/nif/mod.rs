@@ -5,6 +5,32 @@
 //! and give the same shapes. Besides: the host's (`host_*`), the analyser's
 //! scans (`memory_*`, `zstd_*`) and the fuel meter's (`meter_*`).
 
+/// Declares a NIF once for both engines: `fn [wasmtime_name, wasmi_name]`
+/// with a body in terms of `E`, the engine. Each is made in a module of
+/// its name where `E` is that engine, so the NIF names stay as they were
+/// and the two cannot drift apart.
+macro_rules! per_engine {
+    ($(#[$meta:meta])* fn [$wasmtime:ident, $wasmi:ident] $($rest:tt)*) => {
+        pub mod $wasmtime {
+            #[allow(unused_imports)]
+            use super::*;
+            #[allow(dead_code)]
+            type E = crate::engine::wasmtime::Wasmtime;
+            $(#[$meta])*
+            fn $wasmtime $($rest)*
+        }
+
+        pub mod $wasmi {
+            #[allow(unused_imports)]
+            use super::*;
+            #[allow(dead_code)]
+            type E = crate::engine::wasmi::Wasmi;
+            $(#[$meta])*
+            fn $wasmi $($rest)*
+        }
+    };
+}
+
 pub mod analyser;
 pub mod capture;
 pub mod engine;

@@ -201,6 +201,16 @@ pub fn pool_stats() -> (usize, usize) {
         .map_or((0, 0), |pool| (pool.running(), pool.threads))
 }
 
+/// A compilation asked for: the bytes (their content hash from the lookup),
+/// the cache's capacity, the limits, and the tag of the answer.
+pub struct Request<'a> {
+    pub bytes: Term<'a>,
+    pub hash: String,
+    pub cache_capacity: usize,
+    pub limits: Limits,
+    pub tag: Term<'a>,
+}
+
 /// What starting a compilation did.
 pub enum Start<E: Engine> {
     /// `{:ok, {handle, info}}`: compiled meanwhile, found in the cache.
@@ -225,68 +235,60 @@ impl<E: Engine> Encoder for Start<E> {
 /// compile thread, or joins the same compilation queued or running, and
 /// returns at once. Cheap on a normal scheduler: the bytes are kept alive,
 /// not copied.
-pub fn start<'a, E: Engine>(
-    env: Env<'a>,
-    bytes: Term<'a>,
-    hash: String,
-    cache_capacity: usize,
-    limits: Limits,
-    tag: Term<'a>,
-) -> Start<E> {
-    try_start(env, bytes, hash, cache_capacity, limits, tag).unwrap_or_else(Start::Refused)
-}
+pub fn start<'a, E: Engine>(env: Env<'a>, request: Request<'a>) -> Start<E> {
+    let Request {
+        bytes,
+        hash,
+        cache_capacity,
+        limits,
+        tag,
+    } = request;
+    let started = || -> MunitionResult<Start<E>> {
+        let size = bytes.decode::<Binary>().map_err(|_| bad_input())?.len();
+        limits.check_size(size).map_err(limit_error)?;
+        let pool = pool()?;
+        let registry = E::registry();
 
-fn try_start<'a, E: Engine>(
-    env: Env<'a>,
-    bytes: Term<'a>,
-    hash: String,
-    cache_capacity: usize,
-    limits: Limits,
-    tag: Term<'a>,
-) -> MunitionResult<Start<E>> {
-    let size = bytes.decode::<Binary>().map_err(|_| bad_input())?.len();
-    limits.check_size(size).map_err(limit_error)?;
-    let pool = pool()?;
-    let registry = E::registry();
-
-    let waiter_env = OwnedEnv::new();
-    let saved_tag = waiter_env.save(tag);
-    let waiter = Arc::new(Waiter {
-        inner: Mutex::new(WaiterInner {
-            pid: env.pid(),
-            env: waiter_env,
-            tag: saved_tag,
-            done: false,
-        }),
-        engine: std::marker::PhantomData,
-    });
-    let joined = registry.flights.join(
-        (hash.clone(), limits),
-        || registry.get(&hash, cache_capacity),
-        || {
-            let input_env = OwnedEnv::new();
-            let saved = input_env.save(bytes);
-            (input_env, saved)
-        },
-        waiter.clone(),
-    );
-    let flight = match joined {
-        Joined::Hit(hit) => return admit(hit, &limits).map(Start::Hit),
-        Joined::Joined(flight) => flight,
-        Joined::New(flight) => {
-            let lane = if size <= EXPRESS_INPUT {
-                Lane::Express
-            } else {
-                Lane::Bulk
-            };
-            let job = Arc::new(Job::<E> {
-                flight: flight.clone(),
-                cache_capacity,
-            });
-            pool.send(lane, job)
-                .map_err(MunitionError::RuntimeFailure)?;
-            flight
-        }
+        let waiter_env = OwnedEnv::new();
+        let saved_tag = waiter_env.save(tag);
+        let waiter = Arc::new(Waiter {
+            inner: Mutex::new(WaiterInner {
+                pid: env.pid(),
+                env: waiter_env,
+                tag: saved_tag,
+                done: false,
+            }),
+            engine: std::marker::PhantomData,
+        });
+        let joined = registry.flights.join(
+            (hash.clone(), limits),
+            || registry.get(&hash, cache_capacity),
+            || {
+                let input_env = OwnedEnv::new();
+                let saved = input_env.save(bytes);
+                (input_env, saved)
+            },
+            waiter.clone(),
+        );
+        let flight = match joined {
+            Joined::Hit(hit) => return admit(hit, &limits).map(Start::Hit),
+            Joined::Joined(flight) => flight,
+            Joined::New(flight) => {
+                let lane = if size <= EXPRESS_INPUT {
+                    Lane::Express
+                } else {
+                    Lane::Bulk
+                };
+                let job = Arc::new(Job::<E> {
+                    flight: flight.clone(),
+                    cache_capacity,
+                });
+                pool.send(lane, job)
+                    .map_err(MunitionError::RuntimeFailure)?;
+                flight
+            }
+        };
+        Ok(Start::Started(ResourceArc::new(Ticket { waiter, flight })))
     };
-    Ok(Start::Started(ResourceArc::new(Ticket { waiter, flight })))
+    started().unwrap_or_else(Start::Refused)
 }

@@ -34,10 +34,7 @@ pub mod value;
 use std::sync::Arc;
 use std::time::Duration;
 
-use munition_core::limits::Facts;
 use munition_core::start::START_EXPORT;
-use once_cell::sync::Lazy;
-use rustler::codegen_runtime::{inventory, ResourceRegistration};
 use rustler::Env;
 use wasmi::Instance;
 
@@ -45,26 +42,18 @@ use self::execution::{advance, classify, instantiation_crashed, start, Execution
 use self::value::{to_type, to_val};
 use crate::engine::call::Call;
 use crate::engine::capture::Snapshot;
-use crate::engine::compile::cache::Registry;
-use crate::engine::compile::scheduler::Ticket;
-use crate::engine::instance::{InstanceConfig, InstanceRef, Live, Progress, Slot};
-use crate::engine::module::{Compiled, ModuleRef};
-use crate::engine::{Engine, FIRST_SLICE};
-use crate::host::state::{LiveStores, StoreState};
+use crate::engine::instance::{InstanceConfig, Live, Progress, Slot};
+use crate::engine::link::imports;
+use crate::engine::module::Compiled;
+use crate::engine::FIRST_SLICE;
+use crate::host::state::StoreState;
 use crate::vocabulary::error::{MunitionError, MunitionResult};
 use crate::vocabulary::guest_memory::EXPORT_NAME;
 
 /// The Wasmi engine, as a type for the seam.
 pub struct Wasmi;
 
-static REGISTRY: Lazy<Registry<Wasmi>> = Lazy::new(Registry::new);
-pub(crate) static LIVE_STORES: LiveStores = LiveStores::new();
-
-inventory::submit!(ResourceRegistration::new::<ModuleRef<Wasmi>>());
-inventory::submit!(ResourceRegistration::new::<InstanceRef<Wasmi>>());
-inventory::submit!(ResourceRegistration::new::<Ticket<Wasmi>>());
-
-impl Engine for Wasmi {
+engine_impl! { Wasmi {
     /// Validating a binary module this small takes microseconds, less than
     /// a trip to a compile thread.
     const INLINE_COMPILE: usize = 4 * 1024;
@@ -77,22 +66,6 @@ impl Engine for Wasmi {
     type Running = Running;
     /// Wasmi's errors carry no backtrace: nothing to keep.
     type Evidence = ();
-
-    fn registry() -> &'static Registry<Self> {
-        &REGISTRY
-    }
-
-    fn live_stores() -> &'static LiveStores {
-        &LIVE_STORES
-    }
-
-    fn compile(wasm: &[u8], facts: Facts, hash: String) -> MunitionResult<Compiled<Self>> {
-        module::compile(wasm, facts, hash)
-    }
-
-    fn state(store: &Self::Store) -> &StoreState {
-        store.data()
-    }
 
     /// The store's and the reserve's.
     fn fuel_remaining(store: &Self::Store) -> MunitionResult<u64> {
@@ -121,7 +94,7 @@ impl Engine for Wasmi {
             ));
         }
         let mut store = store::new_store(config.store(None), config.fuel)?;
-        let imports = store::imports(&mut store, &module, &config.links)?;
+        let imports = imports(&mut store, &module, &config.links)?;
         let instantiated = Instance::new(&mut store, &module.native, &imports);
         let mut live = Live::new(store, module.clone(), config.fuel);
         let (mut slot, progress) = match instantiated {
@@ -187,4 +160,5 @@ impl Engine for Wasmi {
     fn snapshot(live: &mut Live<Self>, full: bool) -> MunitionResult<Snapshot> {
         capture::snapshot(live, full)
     }
+}
 }

@@ -65,14 +65,7 @@ pub fn compile(wasm: &[u8], facts: Facts, hash: String) -> MunitionResult<Compil
             func: Some(export.name().into()),
         })
         .collect();
-    let mut compiled = Compiled::new(
-        module,
-        hash,
-        scan,
-        facts,
-        imports.into_iter(),
-        exports.into_iter(),
-    );
+    let mut compiled = Compiled::new(module, hash, scan, facts, imports, exports);
     compiled.start = start;
     Ok(compiled)
 }

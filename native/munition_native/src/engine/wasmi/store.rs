@@ -15,10 +15,10 @@ use wasmi_core::LimiterError;
 
 use super::config::ENGINE;
 use super::value::{from_val, to_type, to_val};
-use super::{Wasmi, LIVE_STORES};
-use crate::engine::link::{resolve, Link, Resolved};
-use crate::engine::module::Compiled;
+use super::Wasmi;
+use crate::engine::link::Imports;
 use crate::engine::settings::{max_memories_per_module, MAX_TABLES_PER_MODULE};
+use crate::engine::Engine;
 use crate::host::bridge;
 use crate::host::builtins::{Builtin, Make};
 use crate::host::context::{HostCtx, Stop};
@@ -66,7 +66,7 @@ impl wasmi::ResourceLimiter for Limiter {
 
 /// A fresh store as `config` says, with a budget of `fuel` in its reserve.
 pub fn new_store(config: StoreConfig, fuel: u64) -> MunitionResult<Store<StoreState>> {
-    let mut state = StoreState::new(config, &LIVE_STORES);
+    let mut state = StoreState::new(config, Wasmi::live_stores());
     state.reserve = fuel;
     let mut store = Store::new(&ENGINE, state);
     store.limiter(|state| &mut state.limits);
@@ -160,90 +160,71 @@ pub fn error(stop: Stop) -> Error {
     }
 }
 
-/// The imports of `module` from `links`, in import order. A WASI function
-/// is refused by name: Munition's WASI is Wasmtime's.
-pub fn imports(
-    store: &mut Store<StoreState>,
-    module: &Compiled<Wasmi>,
-    links: &[Link],
-) -> MunitionResult<Vec<Extern>> {
-    let names = module
-        .native
-        .imports()
-        .map(|import| (import.module(), import.name()));
-    resolve(names, links)?
-        .into_iter()
-        .map(|resolved| {
-            Ok(Extern::Func(match resolved {
-                Resolved::Builtin(row) => builtin(store, row)?,
-                Resolved::Elixir {
-                    name,
-                    index,
-                    params,
-                    results,
-                } => elixir(store, name, index, params, results),
-            }))
-        })
-        .collect()
-}
-
 fn func_type(params: &[ValueType], results: &[ValueType]) -> FuncType {
     FuncType::new(params.iter().map(to_type), results.iter().map(to_type))
 }
 
-fn builtin(store: &mut Store<StoreState>, row: &'static Builtin) -> MunitionResult<Func> {
-    let Make::Own(own) = &row.make else {
-        return Err(MunitionError::Unsupported(format!(
-            "{}.{}: Munition.Runtime.Wasmi does not run WASI \
-             (Munition's WASI is Wasmtime's); use Munition.Runtime.Wasmtime",
-            row.module, row.name
-        )));
-    };
-    let own = *own;
-    let ty = func_type(row.params, row.results);
-    Ok(Func::new(store, ty, move |mut caller, params, results| {
-        let values: Vec<Value> = params.iter().map(from_val).collect();
-        let mut returned: Vec<Value> = row
-            .results
-            .iter()
-            .map(|ty| Value::default_for(*ty))
-            .collect();
-        own(&mut Ctx::of_caller(&mut caller), &values, &mut returned).map_err(error)?;
-        for (slot, value) in results.iter_mut().zip(&returned) {
-            *slot = to_val(value);
-        }
-        Ok(())
-    }))
-}
+impl Imports for Wasmi {
+    type Import = Extern;
 
-/// The Elixir host function at `index` of the call's list, imported as
-/// `name`: sends the call over the bridge and returns a host error, on
-/// which Wasmi suspends the whole execution as a resumable host trap, so no
-/// thread and no stack is held while Elixir works (see `execution`).
-fn elixir(
-    store: &mut Store<StoreState>,
-    name: &str,
-    index: u32,
-    params: &[ValueType],
-    results: &[ValueType],
-) -> Func {
-    let ty = func_type(params, results);
-    let name: Arc<str> = name.into();
-    let results: Arc<[ValueType]> = results.into();
-    Func::new(store, ty, move |mut caller, params, _| {
-        let values: Vec<Value> = params.iter().map(from_val).collect();
-        let pending = bridge::call(
-            &mut Ctx::of_caller(&mut caller),
-            &name,
-            &results,
-            index,
-            &values,
-        )
-        .map_err(error)?;
-        caller.data_mut().pending = Some(pending);
-        // Not a failure: Wasmi suspends the execution on it.
-        Err(Error::new(format!(
-            "{name}: waiting for the Elixir host function"
+    fn builtin(store: &mut Store<StoreState>, row: &'static Builtin) -> MunitionResult<Extern> {
+        let Make::Own(own) = &row.make else {
+            return Err(MunitionError::Unsupported(format!(
+                "{}.{}: Munition.Runtime.Wasmi does not run WASI \
+             (Munition's WASI is Wasmtime's); use Munition.Runtime.Wasmtime",
+                row.module, row.name
+            )));
+        };
+        let own = *own;
+        let ty = func_type(row.params, row.results);
+        Ok(Extern::Func(Func::new(
+            store,
+            ty,
+            move |mut caller, params, results| {
+                let values: Vec<Value> = params.iter().map(from_val).collect();
+                let mut returned: Vec<Value> = row
+                    .results
+                    .iter()
+                    .map(|ty| Value::default_for(*ty))
+                    .collect();
+                own(&mut Ctx::of_caller(&mut caller), &values, &mut returned).map_err(error)?;
+                for (slot, value) in results.iter_mut().zip(&returned) {
+                    *slot = to_val(value);
+                }
+                Ok(())
+            },
         )))
-    })
+    }
+
+    /// The Elixir host function at `index` of the call's list, imported as
+    /// `name`: sends the call over the bridge and returns a host error, on
+    /// which Wasmi suspends the whole execution as a resumable host trap, so no
+    /// thread and no stack is held while Elixir works (see `execution`).
+    fn elixir(
+        store: &mut Store<StoreState>,
+        name: &str,
+        index: u32,
+        params: &[ValueType],
+        results: &[ValueType],
+    ) -> Extern {
+        let ty = func_type(params, results);
+        let name: Arc<str> = name.into();
+        let results: Arc<[ValueType]> = results.into();
+        Extern::Func(Func::new(store, ty, move |mut caller, params, _| {
+            let values: Vec<Value> = params.iter().map(from_val).collect();
+            let pending = bridge::call(
+                &mut Ctx::of_caller(&mut caller),
+                &name,
+                &results,
+                index,
+                &values,
+            )
+            .map_err(error)?;
+            caller.data_mut().pending = Some(pending);
+            // Not a failure: Wasmi suspends the execution on it.
+            Err(Error::new(format!(
+                "{name}: waiting for the Elixir host function"
+            )))
+        }))
+    }
 }

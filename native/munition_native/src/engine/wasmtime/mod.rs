@@ -17,9 +17,6 @@ pub mod value;
 use std::sync::Arc;
 use std::time::Duration;
 
-use munition_core::limits::Facts;
-use once_cell::sync::Lazy;
-use rustler::codegen_runtime::{inventory, ResourceRegistration};
 use rustler::Env;
 use wasmtime::{Extern, Instance, ModuleExport, Val};
 
@@ -27,12 +24,11 @@ use self::execution::{advance, start, Running, Step};
 use self::value::to_val;
 use crate::engine::call::Call;
 use crate::engine::capture::Snapshot;
-use crate::engine::compile::cache::Registry;
-use crate::engine::compile::scheduler::Ticket;
-use crate::engine::instance::{InstanceConfig, InstanceRef, Live, Progress, Slot};
-use crate::engine::module::{Compiled, ModuleRef};
-use crate::engine::{Engine, FIRST_SLICE};
-use crate::host::state::{LiveStores, StoreState};
+use crate::engine::instance::{InstanceConfig, Live, Progress, Slot};
+use crate::engine::link::imports;
+use crate::engine::module::Compiled;
+use crate::engine::FIRST_SLICE;
+use crate::host::state::StoreState;
 use crate::host::wasi::caller::error_chain;
 use crate::host::wasi::WasiRun;
 use crate::vocabulary::error::{MunitionError, MunitionResult};
@@ -40,13 +36,6 @@ use crate::vocabulary::guest_memory::EXPORT_NAME;
 
 /// The Wasmtime engine, as a type for the seam.
 pub struct Wasmtime;
-
-static REGISTRY: Lazy<Registry<Wasmtime>> = Lazy::new(Registry::new);
-pub(crate) static LIVE_STORES: LiveStores = LiveStores::new();
-
-inventory::submit!(ResourceRegistration::new::<ModuleRef<Wasmtime>>());
-inventory::submit!(ResourceRegistration::new::<InstanceRef<Wasmtime>>());
-inventory::submit!(ResourceRegistration::new::<Ticket<Wasmtime>>());
 
 /// Result slots for `results`, overwritten by the call: their initial values
 /// never reach anyone, so a type without a default gets any placeholder.
@@ -78,7 +67,7 @@ async fn run_call(
     (live, result.map(|()| Step::Returned(results)))
 }
 
-impl Engine for Wasmtime {
+engine_impl! { Wasmtime {
     // Cranelift takes milliseconds for the smallest module: always a
     // compile thread.
     const INLINE_COMPILE: usize = 0;
@@ -90,22 +79,6 @@ impl Engine for Wasmtime {
     type Running = Running;
     /// The error, with the backtrace and coredump Wasmtime attached.
     type Evidence = wasmtime::Error;
-
-    fn registry() -> &'static Registry<Self> {
-        &REGISTRY
-    }
-
-    fn live_stores() -> &'static LiveStores {
-        &LIVE_STORES
-    }
-
-    fn compile(wasm: &[u8], facts: Facts, hash: String) -> MunitionResult<Compiled<Self>> {
-        module::compile(wasm, facts, hash)
-    }
-
-    fn state(store: &Self::Store) -> &StoreState {
-        store.data()
-    }
 
     fn fuel_remaining(store: &Self::Store) -> MunitionResult<u64> {
         store.get_fuel().map_err(|e| {
@@ -131,7 +104,7 @@ impl Engine for Wasmtime {
             .map(|wasi| WasiRun::new(wasi, config.fuel))
             .transpose()?;
         let mut store = store::new_store(config.store(wasi), config.fuel)?;
-        let imports = store::imports(&mut store, &module, &config.links)?;
+        let imports = imports(&mut store, &module, &config.links)?;
         let mut slot = Slot::Idle(Box::new(Live::new(store, module, config.fuel)));
         // Imports were checked by the Elixir side, so what fails here is the
         // guest (its start function, or a segment that does not fit) or,
@@ -174,4 +147,5 @@ impl Engine for Wasmtime {
     fn snapshot(live: &mut Live<Self>, full: bool) -> MunitionResult<Snapshot> {
         capture::snapshot(live, full)
     }
+}
 }

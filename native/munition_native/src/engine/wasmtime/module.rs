@@ -51,12 +51,5 @@ pub fn compile(wasm: &[u8], facts: Facts, hash: String) -> MunitionResult<Compil
         func: module.get_export_index(export.name()),
     });
     let (imports, exports): (Vec<_>, Vec<_>) = (imports.collect(), exports.collect());
-    Ok(Compiled::new(
-        module,
-        hash,
-        scan,
-        facts,
-        imports.into_iter(),
-        exports.into_iter(),
-    ))
+    Ok(Compiled::new(module, hash, scan, facts, imports, exports))
 }

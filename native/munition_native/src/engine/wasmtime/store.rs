@@ -10,10 +10,10 @@ use wasmtime::{Error, Extern, Func, FuncType, ResourceLimiter, Store, UpdateDead
 
 use super::config::{ENGINE, FUEL_YIELD_INTERVAL};
 use super::value::{from_val, to_type, to_val};
-use super::LIVE_STORES;
-use crate::engine::link::{resolve, Link, Resolved};
-use crate::engine::module::Compiled;
+use super::Wasmtime;
+use crate::engine::link::Imports;
 use crate::engine::settings::{max_memories_per_module, MAX_TABLES_PER_MODULE};
+use crate::engine::Engine;
 use crate::host::bridge::{self, Served};
 use crate::host::builtins::{Builtin, Make};
 use crate::host::state::{Limiter, StoreConfig, StoreState};
@@ -56,7 +56,7 @@ impl ResourceLimiter for Limiter {
 
 /// A fresh store as `config` says, with `fuel`.
 pub fn new_store(config: StoreConfig, fuel: u64) -> MunitionResult<Store<StoreState>> {
-    let mut store = Store::new(&ENGINE, StoreState::new(config, &LIVE_STORES));
+    let mut store = Store::new(&ENGINE, StoreState::new(config, Wasmtime::live_stores()));
     store.limiter(|state| &mut state.limits);
     store
         .set_fuel(fuel)
@@ -82,32 +82,6 @@ pub fn new_store(config: StoreConfig, fuel: u64) -> MunitionResult<Store<StoreSt
     Ok(store)
 }
 
-/// The imports of `module` from `links`, in import order.
-pub fn imports(
-    store: &mut Store<StoreState>,
-    module: &Compiled<super::Wasmtime>,
-    links: &[Link],
-) -> MunitionResult<Vec<Extern>> {
-    let names = module
-        .native
-        .imports()
-        .map(|import| (import.module(), import.name()));
-    resolve(names, links)?
-        .into_iter()
-        .map(|resolved| {
-            Ok(Extern::Func(match resolved {
-                Resolved::Builtin(row) => builtin(store, row)?,
-                Resolved::Elixir {
-                    name,
-                    index,
-                    params,
-                    results,
-                } => elixir(store, name, index, params, results),
-            }))
-        })
-        .collect()
-}
-
 fn func_type(params: &[ValueType], results: &[ValueType]) -> FuncType {
     FuncType::new(
         &ENGINE,
@@ -119,65 +93,77 @@ fn func_type(params: &[ValueType], results: &[ValueType]) -> FuncType {
 /// The most parameters or results a built-in has (`log`, `abort`).
 const MAX_BUILTIN_VALUES: usize = 8;
 
-/// The built-in of `row`, made in `store`: Munition's own function over the
-/// caller, or a WASI function.
-fn builtin(store: &mut Store<StoreState>, row: &'static Builtin) -> MunitionResult<Func> {
-    let ty = func_type(row.params, row.results);
-    let own = match &row.make {
-        Make::Own(own) => *own,
-        Make::Wasi(wasi) => return wasi.make(store, row.name, ty),
-    };
-    Ok(Func::new(store, ty, move |mut caller, params, results| {
-        // On the stack: a built-in call allocates nothing for its values.
-        let (count, outputs) = (params.len(), results.len());
-        let mut values = [Value::Ref; MAX_BUILTIN_VALUES];
-        for (slot, param) in values.iter_mut().zip(params.iter()) {
-            *slot = from_val(param);
-        }
-        let mut returned = [Value::Ref; MAX_BUILTIN_VALUES];
-        for (slot, ty) in returned.iter_mut().zip(row.results) {
-            *slot = Value::default_for(*ty);
-        }
-        own(&mut caller, &values[..count], &mut returned[..outputs]).map_err(error)?;
-        for (slot, value) in results.iter_mut().zip(returned.iter()) {
-            *slot = to_val(value);
-        }
-        Ok(())
-    }))
-}
+impl Imports for Wasmtime {
+    type Import = Extern;
 
-/// The Elixir host function at `index` of the call's list, imported as
-/// `name`: sends the call over the bridge, then waits for the reply with
-/// the guest's fiber parked (no thread held), serving the Elixir side's
-/// memory requests each time it is resumed.
-fn elixir(
-    store: &mut Store<StoreState>,
-    name: &str,
-    index: u32,
-    params: &[ValueType],
-    results: &[ValueType],
-) -> Func {
-    let ty = func_type(params, results);
-    let name: Arc<str> = name.into();
-    let result_types: Arc<[ValueType]> = results.into();
-    Func::new_async(store, ty, move |mut caller, params, results| {
-        let (name, result_types) = (name.clone(), result_types.clone());
-        Box::new(async move {
-            let params: Vec<Value> = params.iter().map(from_val).collect();
-            let pending =
-                bridge::call(&mut caller, &name, &result_types, index, &params).map_err(error)?;
-            loop {
-                match bridge::serve(&mut caller, &pending) {
-                    Served::Reply(values) => {
-                        for (slot, value) in results.iter_mut().zip(&values) {
-                            *slot = to_val(value);
-                        }
-                        return Ok(());
-                    }
-                    Served::Waiting => SuspendOnce(false).await,
-                    Served::Stopped(stop) => return Err(error(stop)),
+    /// The built-in of `row`, made in `store`: Munition's own function over the
+    /// caller, or a WASI function.
+    fn builtin(store: &mut Store<StoreState>, row: &'static Builtin) -> MunitionResult<Extern> {
+        let ty = func_type(row.params, row.results);
+        let own = match &row.make {
+            Make::Own(own) => *own,
+            Make::Wasi(wasi) => return wasi.make(store, row.name, ty).map(Extern::Func),
+        };
+        Ok(Extern::Func(Func::new(
+            store,
+            ty,
+            move |mut caller, params, results| {
+                // On the stack: a built-in call allocates nothing for its values.
+                let (count, outputs) = (params.len(), results.len());
+                let mut values = [Value::Ref; MAX_BUILTIN_VALUES];
+                for (slot, param) in values.iter_mut().zip(params.iter()) {
+                    *slot = from_val(param);
                 }
-            }
-        })
-    })
+                let mut returned = [Value::Ref; MAX_BUILTIN_VALUES];
+                for (slot, ty) in returned.iter_mut().zip(row.results) {
+                    *slot = Value::default_for(*ty);
+                }
+                own(&mut caller, &values[..count], &mut returned[..outputs]).map_err(error)?;
+                for (slot, value) in results.iter_mut().zip(returned.iter()) {
+                    *slot = to_val(value);
+                }
+                Ok(())
+            },
+        )))
+    }
+
+    /// The Elixir host function at `index` of the call's list, imported as
+    /// `name`: sends the call over the bridge, then waits for the reply with
+    /// the guest's fiber parked (no thread held), serving the Elixir side's
+    /// memory requests each time it is resumed.
+    fn elixir(
+        store: &mut Store<StoreState>,
+        name: &str,
+        index: u32,
+        params: &[ValueType],
+        results: &[ValueType],
+    ) -> Extern {
+        let ty = func_type(params, results);
+        let name: Arc<str> = name.into();
+        let result_types: Arc<[ValueType]> = results.into();
+        Extern::Func(Func::new_async(
+            store,
+            ty,
+            move |mut caller, params, results| {
+                let (name, result_types) = (name.clone(), result_types.clone());
+                Box::new(async move {
+                    let params: Vec<Value> = params.iter().map(from_val).collect();
+                    let pending = bridge::call(&mut caller, &name, &result_types, index, &params)
+                        .map_err(error)?;
+                    loop {
+                        match bridge::serve(&mut caller, &pending) {
+                            Served::Reply(values) => {
+                                for (slot, value) in results.iter_mut().zip(&values) {
+                                    *slot = to_val(value);
+                                }
+                                return Ok(());
+                            }
+                            Served::Waiting => SuspendOnce(false).await,
+                            Served::Stopped(stop) => return Err(error(stop)),
+                        }
+                    }
+                })
+            },
+        ))
+    }
 }
