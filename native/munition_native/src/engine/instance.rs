@@ -14,6 +14,7 @@ use rustler::{Encoder, Env, LocalPid, Resource, ResourceArc, Term};
 use crate::atoms;
 use crate::engine::link::Link;
 use crate::engine::module::Compiled;
+use crate::engine::reaper;
 use crate::engine::settings::MAX_TABLE_ELEMENTS;
 use crate::engine::Engine;
 use crate::host::bridge::HostBridge;
@@ -244,6 +245,23 @@ impl<E: Engine> InstanceRef<E> {
         self.slot
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// A handle garbage collected without a cleanup is dropped by whichever
+/// thread collects it, a normal scheduler as often as not (the caller's
+/// process died, or let go of the handle), and a resource destructor has no
+/// process to schedule a dirty NIF from: a store too large to release there
+/// goes to the reaper's thread instead (see `reaper`).
+impl<E: Engine> Drop for InstanceRef<E> {
+    fn drop(&mut self) {
+        let slot = self
+            .slot
+            .get_mut()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if slot.holds_large_memory() {
+            reaper::release(std::mem::replace(slot, Slot::Gone));
+        }
     }
 }
 

@@ -75,6 +75,7 @@ pub mod compile;
 pub mod instance;
 pub mod link;
 pub mod module;
+pub mod reaper;
 pub mod settings;
 pub mod wasmi;
 pub mod wasmtime;

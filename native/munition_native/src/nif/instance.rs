@@ -9,6 +9,7 @@ use crate::atoms;
 use crate::engine::call::convert;
 use crate::engine::instance::{Handle, InstanceConfig, InstanceRef, Progress, Slot};
 use crate::engine::module::ModuleRef;
+use crate::engine::reaper;
 use crate::engine::wasmi::Wasmi;
 use crate::engine::wasmtime::Wasmtime;
 use crate::engine::{Engine, SLICE};
@@ -173,4 +174,12 @@ per_engine! {
     fn [instance_live_count, wasmi_live_count]() -> usize {
         E::live_stores().count()
     }
+}
+
+/// `{handed, released}`: stores too large for a normal scheduler whose
+/// handles were collected without a cleanup, handed to the reaper's thread
+/// since the VM started, and released there (both engines).
+#[rustler::nif]
+fn instance_reaped() -> (u64, u64) {
+    reaper::stats()
 }
