@@ -6,14 +6,14 @@
 use rustler::Term;
 
 use crate::engine::module::Compiled;
-use crate::engine::Engine;
+use crate::engine::types::EngineTypes;
 use crate::vocabulary::error::{MunitionError, MunitionResult};
 use crate::vocabulary::value::{to_value, type_atom, Value, ValueType};
 
 /// A call checked against the module's types, before there is an instance:
 /// the export to call in whichever instance of the module, the converted
 /// arguments, and the types of its results.
-pub struct Call<E: Engine> {
+pub struct Call<E: EngineTypes> {
     pub export: E::Export,
     pub params: Vec<Value>,
     pub results: Vec<ValueType>,
@@ -21,7 +21,7 @@ pub struct Call<E: Engine> {
 
 /// Finds `function` among the module's exports and converts `params` to its
 /// parameter types (`:function_not_found`, `:bad_args`).
-pub fn convert<E: Engine>(
+pub fn convert<E: EngineTypes>(
     module: &Compiled<E>,
     function: &str,
     params: &[Term],

@@ -1,12 +1,11 @@
 //! Forensic capture, for every engine: the state of a store whose guest
 //! failed, read right after the failure and before anything else runs in
 //! it, in one format. What an engine can reach of the store (memories,
-//! globals, a backtrace) is `Engine::snapshot`; the rest is here.
+//! globals, a backtrace) is `Engine::snapshot`; the NIF puts the rest
+//! together (`nif::capture`).
 
 use rustler::Atom;
 
-use crate::engine::instance::Live;
-use crate::engine::Engine;
 use crate::host::wasi::WasiOutput;
 use crate::vocabulary::error::{MunitionError, MunitionResult};
 use crate::vocabulary::term::OwnedBytes;
@@ -108,31 +107,4 @@ pub fn compress(bytes: &[u8]) -> MunitionResult<OwnedBytes> {
         )));
     }
     Ok(OwnedBytes(frame))
-}
-
-/// Reads the idle store of `live`, its memories whole when `full`.
-pub fn capture<E: Engine>(live: &mut Live<E>, full: bool) -> MunitionResult<Capture> {
-    let Snapshot {
-        memories,
-        globals,
-        backtrace,
-    } = E::snapshot(live, full)?;
-    let fuel_remaining = E::fuel_remaining(&live.store)?;
-    let failure = live.failure.as_ref();
-    let state = E::state(&live.store);
-    Ok(Capture {
-        reason: failure.map(|f| f.reason.atom()),
-        trap: failure.map(|f| f.trap.atom()),
-        message: failure.map(|f| f.message.clone()),
-        backtrace,
-        fuel_given: live.fuel_given,
-        fuel_consumed: live.fuel_given.saturating_sub(fuel_remaining),
-        fuel_remaining,
-        execution_time_us: live.elapsed.as_micros() as u64,
-        memories,
-        globals,
-        log: state.log_terms(),
-        log_dropped: state.log.dropped,
-        output: state.output(),
-    })
 }

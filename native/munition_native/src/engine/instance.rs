@@ -16,7 +16,7 @@ use crate::engine::link::Link;
 use crate::engine::module::Compiled;
 use crate::engine::reaper;
 use crate::engine::settings::MAX_TABLE_ELEMENTS;
-use crate::engine::Engine;
+use crate::engine::types::EngineTypes;
 use crate::host::bridge::HostBridge;
 use crate::host::state::StoreConfig;
 use crate::host::wakeup::Wakeup;
@@ -74,7 +74,7 @@ impl InstanceConfig<'_> {
 }
 
 /// An instance between guest executions: its store is here to read.
-pub struct Live<E: Engine> {
+pub struct Live<E: EngineTypes> {
     pub store: E::Store,
     pub instance: Option<E::Instance>,
     pub module: Arc<Compiled<E>>,
@@ -87,7 +87,7 @@ pub struct Live<E: Engine> {
     pub evidence: Option<E::Evidence>,
 }
 
-impl<E: Engine> Live<E> {
+impl<E: EngineTypes> Live<E> {
     pub fn new(store: E::Store, module: Arc<Compiled<E>>, fuel_given: u64) -> Self {
         Live {
             store,
@@ -109,7 +109,7 @@ impl<E: Engine> Live<E> {
     }
 }
 
-pub enum Slot<E: Engine> {
+pub enum Slot<E: EngineTypes> {
     Idle(Box<Live<E>>),
     Running(E::Running),
     /// Cleaned up: the store and its memory were released at once instead of
@@ -117,7 +117,7 @@ pub enum Slot<E: Engine> {
     Gone,
 }
 
-impl<E: Engine> Slot<E> {
+impl<E: EngineTypes> Slot<E> {
     /// The idle instance, or why it cannot be used now.
     pub fn idle(&mut self) -> MunitionResult<&mut Live<E>> {
         match self {
@@ -171,7 +171,7 @@ pub struct CallMeta {
 }
 
 impl CallMeta {
-    pub fn of<E: Engine>(live: &Live<E>) -> MunitionResult<CallMeta> {
+    pub fn of<E: EngineTypes>(live: &Live<E>) -> MunitionResult<CallMeta> {
         let fuel_remaining = E::fuel_remaining(&live.store)?;
         let state = E::state(&live.store);
         Ok(CallMeta {
@@ -224,17 +224,17 @@ impl Encoder for Progress {
 }
 
 /// An instance as Elixir holds it. One resource type per engine.
-pub struct InstanceRef<E: Engine> {
+pub struct InstanceRef<E: EngineTypes> {
     slot: Mutex<Slot<E>>,
 }
 
-impl<E: Engine> Resource for InstanceRef<E> {}
+impl<E: EngineTypes> Resource for InstanceRef<E> {}
 
 // The slot sits behind a mutex whose poisoning we tolerate on purpose: a panic
 // mid-call leaves at worst a store that fails its next use.
-impl<E: Engine> std::panic::RefUnwindSafe for InstanceRef<E> {}
+impl<E: EngineTypes> std::panic::RefUnwindSafe for InstanceRef<E> {}
 
-impl<E: Engine> InstanceRef<E> {
+impl<E: EngineTypes> InstanceRef<E> {
     pub fn new(slot: Slot<E>) -> Self {
         InstanceRef {
             slot: Mutex::new(slot),
@@ -253,7 +253,7 @@ impl<E: Engine> InstanceRef<E> {
 /// process died, or let go of the handle), and a resource destructor has no
 /// process to schedule a dirty NIF from: a store too large to release there
 /// goes to the reaper's thread instead (see `reaper`).
-impl<E: Engine> Drop for InstanceRef<E> {
+impl<E: EngineTypes> Drop for InstanceRef<E> {
     fn drop(&mut self) {
         let slot = self
             .slot
@@ -267,12 +267,12 @@ impl<E: Engine> Drop for InstanceRef<E> {
 
 /// What `instance_new/2` hands out: the instance, or `:released` when its
 /// store is already gone (see `InstanceConfig::call`).
-pub enum Handle<E: Engine> {
+pub enum Handle<E: EngineTypes> {
     Instance(ResourceArc<InstanceRef<E>>),
     Released,
 }
 
-impl<E: Engine> Encoder for Handle<E> {
+impl<E: EngineTypes> Encoder for Handle<E> {
     fn encode<'a>(&self, env: Env<'a>) -> Term<'a> {
         match self {
             Handle::Instance(instance) => instance.encode(env),

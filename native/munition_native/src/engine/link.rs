@@ -12,8 +12,8 @@ use rustler::{Atom, Decoder, NifResult, Term};
 
 use crate::atoms;
 use crate::engine::module::Compiled;
-use crate::engine::Engine;
-use crate::host::builtins::{self, Builtin};
+use crate::engine::types::EngineTypes;
+use crate::host::builtins::Builtin;
 use crate::vocabulary::error::{MunitionError, MunitionResult};
 use crate::vocabulary::value::{atom_type, ValueType};
 
@@ -105,7 +105,7 @@ fn resolve<'l, 'i>(
         };
         resolved.push(match link {
             Link::Builtin { module, name } => {
-                Resolved::Builtin(builtins::find(module, name).ok_or_else(|| {
+                Resolved::Builtin(crate::host::find(module, name).ok_or_else(|| {
                     MunitionError::Instantiation(format!(
                         "no built-in host function {module}.{name}"
                     ))
@@ -136,7 +136,7 @@ fn resolve<'l, 'i>(
 
 /// How an engine makes the functions an import is linked to: the other
 /// half of the seam, next to the linking it serves.
-pub trait Imports: Engine {
+pub trait Imports: EngineTypes {
     /// An import made in a store.
     type Import;
 

@@ -12,11 +12,11 @@ use munition_core::scan::{MemoryInfo, ModuleStats, Scan};
 use rustler::{Atom, Resource, ResourceArc};
 
 use crate::atoms;
-use crate::engine::Engine;
+use crate::engine::types::EngineTypes;
 use crate::vocabulary::value::{type_atom, ValueType};
 
 /// A compiled module and everything Munition learned about it once.
-pub struct Compiled<E: Engine> {
+pub struct Compiled<E: EngineTypes> {
     pub native: E::Native,
     pub info: ModuleInfo,
     /// The exported functions by name, with where to find each in an
@@ -33,7 +33,7 @@ pub struct Compiled<E: Engine> {
 
 // A panic inside a NIF never leaves a compiled module half-updated: it is
 // immutable once built.
-impl<E: Engine> std::panic::RefUnwindSafe for Compiled<E> {}
+impl<E: EngineTypes> std::panic::RefUnwindSafe for Compiled<E> {}
 
 /// An exported function: where to find it in any instance of its module,
 /// and its signature.
@@ -106,7 +106,7 @@ fn describe(kind: &ExternKind) -> (Atom, Vec<Atom>, Vec<Atom>) {
     }
 }
 
-impl<E: Engine> Compiled<E> {
+impl<E: EngineTypes> Compiled<E> {
     /// The module `native` with what the scan and the pre-scan found, and
     /// its imports (`(module, name, kind)`) and exports as the engine lists
     /// them.
@@ -172,12 +172,14 @@ impl<E: Engine> Compiled<E> {
 
 /// A compiled module as Elixir holds it. One resource type per engine: a
 /// module of one engine given to the other's NIF is a `badarg`.
-pub struct ModuleRef<E: Engine>(pub Arc<Compiled<E>>);
+pub struct ModuleRef<E: EngineTypes>(pub Arc<Compiled<E>>);
 
-impl<E: Engine> Resource for ModuleRef<E> {}
+impl<E: EngineTypes> Resource for ModuleRef<E> {}
 
 /// `{handle, info}`, as every NIF that hands out a module answers.
-pub fn handle<E: Engine>(compiled: &Arc<Compiled<E>>) -> (ResourceArc<ModuleRef<E>>, ModuleInfo) {
+pub fn handle<E: EngineTypes>(
+    compiled: &Arc<Compiled<E>>,
+) -> (ResourceArc<ModuleRef<E>>, ModuleInfo) {
     (
         ResourceArc::new(ModuleRef(compiled.clone())),
         compiled.info.clone(),

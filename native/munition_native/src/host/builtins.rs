@@ -4,7 +4,7 @@
 //! written: linking reads it, and `host_builtins/0` hands it to
 //! `Munition.Host.Capabilities`, which grants by it. Its WASI rows (module
 //! `wasi_snapshot_preview1`) are in `wasi::FUNCTIONS`, next to the code
-//! they describe; `find` and `all` read both parts.
+//! they describe; `host::all` and `host::find` read both parts.
 //!
 //! Munition's own built-ins are written once, against `HostCtx`, and every
 //! engine makes them from the same functions. Work a built-in does in
@@ -17,9 +17,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use munition_core::guest::assemblyscript_string;
 use rustler::Atom;
 
+use wasmtime::{Func, FuncType, Store};
+
 use crate::atoms;
 use crate::host::context::{charge_bytes, check_deadline, fail, guest_range, HostCtx, Stop};
-use crate::host::wasi;
+use crate::host::state::StoreState;
 use crate::vocabulary::trap::{Reason, TrapKind};
 use crate::vocabulary::value::{Value, ValueType};
 
@@ -32,7 +34,15 @@ pub enum Make {
     Own(HostFn),
     /// A WASI function: made by the Wasmtime engine, whose `wasmtime-wasi`
     /// it is (see `wasi`).
-    Wasi(wasi::Wasi),
+    Wasi(WasiMake),
+}
+
+/// How a WASI function is made in a Wasmtime store.
+pub enum WasiMake {
+    /// By Munition, where it must bound the function itself.
+    Own(fn(&mut Store<StoreState>, FuncType) -> Func),
+    /// Taken from Wasmtime's implementation, by the row's name.
+    Linked,
 }
 
 /// One built-in host function.
@@ -101,16 +111,6 @@ pub static BUILTINS: [Builtin; 6] = {
         },
     ]
 };
-
-/// Every row of the table: Munition's own built-ins, then WASI's.
-pub fn all() -> impl Iterator<Item = &'static Builtin> {
-    BUILTINS.iter().chain(wasi::FUNCTIONS.iter())
-}
-
-/// The built-in imported as `module`.`name`, if there is one.
-pub fn find(module: &str, name: &str) -> Option<&'static Builtin> {
-    all().find(|builtin| builtin.module == module && builtin.name == name)
-}
 
 /// Parameter `index`, an i32 (the engine checked the signature from the
 /// table: anything else cannot happen and reads as 0).

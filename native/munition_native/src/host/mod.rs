@@ -13,3 +13,15 @@ pub mod context;
 pub mod state;
 pub mod wakeup;
 pub mod wasi;
+
+use self::builtins::{Builtin, BUILTINS};
+
+/// Every row of the built-ins' table: Munition's own, then WASI's.
+pub fn all() -> impl Iterator<Item = &'static Builtin> {
+    BUILTINS.iter().chain(wasi::FUNCTIONS.iter())
+}
+
+/// The built-in imported as `module`.`name`, if there is one.
+pub fn find(module: &str, name: &str) -> Option<&'static Builtin> {
+    all().find(|builtin| builtin.module == module && builtin.name == name)
+}

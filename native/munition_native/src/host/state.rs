@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use munition_core::guest::{GuestLimits, GuestLog};
 
-use crate::host::bridge::{HostBridge, Pending};
+use crate::host::bridge::channel::{HostBridge, Pending};
 use crate::host::wakeup::Wakeup;
-use crate::host::wasi::{WasiOutput, WasiRun};
+use crate::host::wasi::run::{WasiOutput, WasiRun};
 use crate::vocabulary::term::OwnedBytes;
 use crate::vocabulary::trap::{HostFailure, Reason, TrapKind};
 

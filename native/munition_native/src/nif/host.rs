@@ -6,7 +6,7 @@ use rustler::{Atom, Binary, Env, ResourceArc, Term};
 
 use crate::atoms;
 use crate::host::bridge::{self, HostCallRef};
-use crate::host::builtins;
+
 use crate::vocabulary::error::MunitionResult;
 use crate::vocabulary::value::type_atom;
 
@@ -25,7 +25,7 @@ struct BuiltinInfo {
 /// [type], results: [type]}]`, in table order.
 #[rustler::nif]
 fn host_builtins() -> Vec<BuiltinInfo> {
-    builtins::all()
+    crate::host::all()
         .map(|builtin| BuiltinInfo {
             capability: (builtin.capability)(),
             module: builtin.module.to_string(),

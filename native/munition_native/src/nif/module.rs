@@ -7,8 +7,8 @@ use munition_core::limits::Limits;
 use rustler::{Atom, Binary, Env, ResourceArc, Term};
 
 use crate::atoms;
-use crate::engine::compile::cache::{lookup, Lookup};
 use crate::engine::compile::scheduler::{self, pool_stats, Request, Start, Ticket};
+use crate::engine::compile::{lookup, Lookup};
 use crate::engine::wasmi::Wasmi;
 use crate::engine::wasmtime::Wasmtime;
 use crate::engine::Engine;

@@ -1,46 +1,39 @@
 //! Each engine's cache of compiled modules, by content hash (a module
-//! compiled for one engine cannot run on the other), and looking a module up
-//! in it before anything is compiled.
+//! compiled for one engine cannot run on the other), its compilations
+//! queued or running, and the callers waiting for them.
 
 use std::num::NonZeroUsize;
-use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use lru::LruCache;
-use munition_core::compile_queue::{panic_message, Flights};
-use munition_core::limits::{prescan, Limits};
-use munition_core::scan::content_hash;
-use rustler::{Encoder, Env, Term};
+use munition_core::compile_queue::{self, Flights};
+use munition_core::limits::Limits;
+use rustler::env::{OwnedEnv, SavedTerm};
+use rustler::{Encoder, LocalPid, Term};
 
-use super::scheduler::{Input, Waiter};
-use super::{compile, express, limit_error, precheck, NotCompiled};
 use crate::atoms;
 use crate::engine::module::{handle, Compiled};
-use crate::engine::Engine;
-use crate::vocabulary::error::{MunitionError, MunitionResult};
-
-/// Inputs up to this size are looked up in the cache on a normal scheduler:
-/// hashing them takes microseconds, less than a trip to a dirty scheduler.
-pub const INLINE_LOOKUP_LIMIT: usize = 64 * 1024;
+use crate::engine::types::EngineTypes;
+use crate::vocabulary::error::MunitionResult;
 
 type Cache<E> = LruCache<String, Arc<Compiled<E>>>;
 
 /// One engine's modules: its bounded LRU cache, how many it compiled, and
 /// its compilations queued or running.
-pub struct Registry<E: Engine> {
+pub struct Registry<E: EngineTypes> {
     cache: Mutex<Cache<E>>,
     compilations: AtomicU64,
     pub(super) flights: Flights<(String, Limits), Input, Waiter<E>>,
 }
 
-impl<E: Engine> Default for Registry<E> {
+impl<E: EngineTypes> Default for Registry<E> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<E: Engine> Registry<E> {
+impl<E: EngineTypes> Registry<E> {
     pub fn new() -> Self {
         Registry {
             cache: Mutex::new(LruCache::new(NonZeroUsize::new(128).expect("nonzero"))),
@@ -99,91 +92,78 @@ impl<E: Engine> Registry<E> {
     }
 }
 
-/// A cached module for a caller with `limits`: refused, as compiling it
-/// would have been, when it is over them.
-pub fn admit<E: Engine>(
-    compiled: Arc<Compiled<E>>,
-    limits: &Limits,
-) -> MunitionResult<Arc<Compiled<E>>> {
-    limits.check(&compiled.facts).map_err(limit_error)?;
-    Ok(compiled)
+/// The bytes to compile, kept alive in an environment of their own until a
+/// compile thread takes them or nobody waits any more.
+pub type Input = (OwnedEnv, SavedTerm);
+
+/// One caller waiting for a compilation: where to send the result, and
+/// whether it still wants it.
+pub struct Waiter<E: EngineTypes> {
+    inner: Mutex<WaiterInner>,
+    engine: std::marker::PhantomData<fn() -> E>,
 }
 
-/// What a lookup found.
-pub enum Lookup<E: Engine> {
-    /// `{:ok, {handle, info}}`
-    Hit(Arc<Compiled<E>>),
-    /// `{:miss, hash}`: compile it with `module_compile_start/5`.
-    Miss(String),
-    /// `:large`: too large to hash here; ask `module_lookup_dirty/3`.
-    Large,
-    /// `{:error, {kind, message}}`: over the limits.
-    Refused(MunitionError),
-}
-
-impl<E: Engine> Encoder for Lookup<E> {
-    fn encode<'a>(&self, env: Env<'a>) -> Term<'a> {
-        match self {
-            Lookup::Hit(compiled) => (atoms::ok(), handle(compiled)).encode(env),
-            Lookup::Miss(hash) => (atoms::miss(), hash).encode(env),
-            Lookup::Large => atoms::large().encode(env),
-            Lookup::Refused(error) => (atoms::error(), error).encode(env),
+impl<E: EngineTypes> Waiter<E> {
+    /// A caller, `pid`, to whom `{tag, result}` is sent.
+    pub fn new(pid: LocalPid, tag: Term) -> Self {
+        let env = OwnedEnv::new();
+        let tag = env.save(tag);
+        Waiter {
+            inner: Mutex::new(WaiterInner {
+                pid,
+                env,
+                tag,
+                done: false,
+            }),
+            engine: std::marker::PhantomData,
         }
     }
 }
 
-/// A compiled module from the cache, without compiling (but for the small
-/// binaries of an engine that compiles them at lookup); on a normal
-/// scheduler `:large` for inputs over `INLINE_LOOKUP_LIMIT`.
-pub fn lookup<E: Engine>(bytes: &[u8], capacity: usize, limits: &Limits, dirty: bool) -> Lookup<E> {
-    if !dirty && bytes.len() > INLINE_LOOKUP_LIMIT && limits.check_size(bytes.len()).is_ok() {
-        return Lookup::Large;
+struct WaiterInner {
+    pid: LocalPid,
+    /// Holds `tag` and builds the message.
+    env: OwnedEnv,
+    tag: SavedTerm,
+    /// Answered or cancelled: nothing more is sent.
+    done: bool,
+}
+
+impl<E: EngineTypes> Waiter<E> {
+    fn lock(&self) -> MutexGuard<'_, WaiterInner> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
-    if let Err(exceeded) = limits.check_size(bytes.len()) {
-        return Lookup::Refused(limit_error(exceeded));
+
+    /// No message is sent after this returns; one sent before is already in
+    /// the caller's mailbox (it was sent under the same lock).
+    pub fn cancel(&self) {
+        self.lock().done = true;
     }
-    let hash = content_hash(bytes);
-    match E::registry()
-        .get(&hash, capacity)
-        .map(|hit| admit(hit, limits))
-    {
-        Some(Ok(hit)) => return Lookup::Hit(hit),
-        Some(Err(error)) => return Lookup::Refused(error),
-        None => {}
-    }
-    if let Err(error) = precheck(bytes, limits) {
-        return Lookup::Refused(error);
-    }
-    let inline = bytes.starts_with(b"\0asm")
-        && bytes.len() <= E::INLINE_COMPILE
-        && prescan(bytes).is_ok_and(|facts| express(&facts));
-    if !inline {
-        return Lookup::Miss(hash);
-    }
-    match compile_guarded::<E>(bytes, hash.clone(), limits, false) {
-        Ok(compiled) => {
-            E::registry().record(hash, compiled.clone(), capacity);
-            Lookup::Hit(compiled)
+
+    /// Sends `{tag, result}`, unless the caller cancelled. On a compile
+    /// thread only: a scheduler thread cannot send from an `OwnedEnv`.
+    pub fn deliver(&self, result: &MunitionResult<Arc<Compiled<E>>>) {
+        let mut inner = self.lock();
+        if inner.done {
+            return;
         }
-        Err(NotCompiled::Refused(error)) => Lookup::Refused(error),
-        Err(NotCompiled::NotExpress) => Lookup::Miss(hash),
+        inner.done = true;
+        let WaiterInner { pid, env, tag, .. } = &mut *inner;
+        // A caller that died is not an error: nobody is left to tell.
+        let _ = env.send_and_clear(pid, |env| {
+            let result = match result {
+                Ok(compiled) => (atoms::ok(), handle(compiled)).encode(env),
+                Err(error) => (atoms::error(), error).encode(env),
+            };
+            (tag.load(env), result)
+        });
     }
 }
 
-/// `compile`, with a panic in the engine's compiler made a runtime failure.
-pub fn compile_guarded<E: Engine>(
-    bytes: &[u8],
-    hash: String,
-    limits: &Limits,
-    express_only: bool,
-) -> Result<Arc<Compiled<E>>, NotCompiled> {
-    panic::catch_unwind(AssertUnwindSafe(|| {
-        compile::<E>(bytes, hash, limits, express_only)
-    }))
-    .unwrap_or_else(|panic| {
-        Err(NotCompiled::Refused(MunitionError::RuntimeFailure(
-            format!("compiling panicked: {}", panic_message(panic.as_ref())),
-        )))
-    })
-    .map(Arc::new)
+impl<E: EngineTypes> compile_queue::Waiter for Waiter<E> {
+    fn waiting(&self) -> bool {
+        !self.lock().done
+    }
 }

@@ -35,11 +35,18 @@ pub mod cache;
 pub mod scheduler;
 
 use std::borrow::Cow;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::Arc;
 
+use munition_core::compile_queue::panic_message;
 use munition_core::limits::{prescan, Exceeded, Facts, Limits};
+use munition_core::scan::content_hash;
+use rustler::{Encoder, Env, Term};
 
-use crate::engine::module::Compiled;
+use crate::atoms;
+use crate::engine::module::{handle, Compiled};
 use crate::engine::settings::{max_memories_per_module, MAX_TABLES_PER_MODULE};
+use crate::engine::types::EngineTypes;
 use crate::engine::Engine;
 use crate::vocabulary::error::{MunitionError, MunitionResult};
 
@@ -149,4 +156,97 @@ pub fn precheck(bytes: &[u8], limits: &Limits) -> MunitionResult<()> {
     }
     let facts = prescan(bytes).map_err(|e| MunitionError::InvalidModule(e.to_string()))?;
     limits.check(&facts).map_err(limit_error)
+}
+
+/// Inputs up to this size are looked up in the cache on a normal scheduler:
+/// hashing them takes microseconds, less than a trip to a dirty scheduler.
+pub const INLINE_LOOKUP_LIMIT: usize = 64 * 1024;
+
+/// A cached module for a caller with `limits`: refused, as compiling it
+/// would have been, when it is over them.
+pub fn admit<E: EngineTypes>(
+    compiled: Arc<Compiled<E>>,
+    limits: &Limits,
+) -> MunitionResult<Arc<Compiled<E>>> {
+    limits.check(&compiled.facts).map_err(limit_error)?;
+    Ok(compiled)
+}
+
+/// What a lookup found.
+pub enum Lookup<E: EngineTypes> {
+    /// `{:ok, {handle, info}}`
+    Hit(Arc<Compiled<E>>),
+    /// `{:miss, hash}`: compile it with `module_compile_start/5`.
+    Miss(String),
+    /// `:large`: too large to hash here; ask `module_lookup_dirty/3`.
+    Large,
+    /// `{:error, {kind, message}}`: over the limits.
+    Refused(MunitionError),
+}
+
+impl<E: EngineTypes> Encoder for Lookup<E> {
+    fn encode<'a>(&self, env: Env<'a>) -> Term<'a> {
+        match self {
+            Lookup::Hit(compiled) => (atoms::ok(), handle(compiled)).encode(env),
+            Lookup::Miss(hash) => (atoms::miss(), hash).encode(env),
+            Lookup::Large => atoms::large().encode(env),
+            Lookup::Refused(error) => (atoms::error(), error).encode(env),
+        }
+    }
+}
+
+/// A compiled module from the cache, without compiling (but for the small
+/// binaries of an engine that compiles them at lookup); on a normal
+/// scheduler `:large` for inputs over `INLINE_LOOKUP_LIMIT`.
+pub fn lookup<E: Engine>(bytes: &[u8], capacity: usize, limits: &Limits, dirty: bool) -> Lookup<E> {
+    if !dirty && bytes.len() > INLINE_LOOKUP_LIMIT && limits.check_size(bytes.len()).is_ok() {
+        return Lookup::Large;
+    }
+    if let Err(exceeded) = limits.check_size(bytes.len()) {
+        return Lookup::Refused(limit_error(exceeded));
+    }
+    let hash = content_hash(bytes);
+    match E::registry()
+        .get(&hash, capacity)
+        .map(|hit| admit(hit, limits))
+    {
+        Some(Ok(hit)) => return Lookup::Hit(hit),
+        Some(Err(error)) => return Lookup::Refused(error),
+        None => {}
+    }
+    if let Err(error) = precheck(bytes, limits) {
+        return Lookup::Refused(error);
+    }
+    let inline = bytes.starts_with(b"\0asm")
+        && bytes.len() <= E::INLINE_COMPILE
+        && prescan(bytes).is_ok_and(|facts| express(&facts));
+    if !inline {
+        return Lookup::Miss(hash);
+    }
+    match compile_guarded::<E>(bytes, hash.clone(), limits, false) {
+        Ok(compiled) => {
+            E::registry().record(hash, compiled.clone(), capacity);
+            Lookup::Hit(compiled)
+        }
+        Err(NotCompiled::Refused(error)) => Lookup::Refused(error),
+        Err(NotCompiled::NotExpress) => Lookup::Miss(hash),
+    }
+}
+
+/// `compile`, with a panic in the engine's compiler made a runtime failure.
+pub fn compile_guarded<E: Engine>(
+    bytes: &[u8],
+    hash: String,
+    limits: &Limits,
+    express_only: bool,
+) -> Result<Arc<Compiled<E>>, NotCompiled> {
+    panic::catch_unwind(AssertUnwindSafe(|| {
+        compile::<E>(bytes, hash, limits, express_only)
+    }))
+    .unwrap_or_else(|panic| {
+        Err(NotCompiled::Refused(MunitionError::RuntimeFailure(
+            format!("compiling panicked: {}", panic_message(panic.as_ref())),
+        )))
+    })
+    .map(Arc::new)
 }

@@ -5,83 +5,23 @@
 //! caller's binary, kept alive, not copied), sends the results, and caches
 //! them.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
-use munition_core::compile_queue::{self, Flight, Joined, Lane, Next, Pool, Task};
+use munition_core::compile_queue::{Flight, Joined, Lane, Next, Pool, Task};
 use munition_core::limits::Limits;
 use once_cell::sync::OnceCell;
-use rustler::env::{OwnedEnv, SavedTerm};
-use rustler::{Binary, Encoder, Env, LocalPid, Resource, ResourceArc, Term};
+use rustler::env::OwnedEnv;
+use rustler::{Binary, Encoder, Env, Resource, ResourceArc, Term};
 
-use super::cache::admit;
-use super::cache::compile_guarded;
-use super::{limit_error, NotCompiled, EXPRESS_INPUT};
+use super::cache::{Input, Waiter};
+use super::{admit, compile_guarded, limit_error, NotCompiled, EXPRESS_INPUT};
 use crate::atoms;
 use crate::engine::module::{handle, Compiled};
 use crate::engine::settings::settings;
 use crate::engine::Engine;
 use crate::vocabulary::error::{MunitionError, MunitionResult};
 
-/// The bytes to compile, kept alive in an environment of their own until a
-/// compile thread takes them or nobody waits any more.
-pub type Input = (OwnedEnv, SavedTerm);
-
 type EngineFlight<E> = Flight<(String, Limits), Input, Waiter<E>>;
-
-/// One caller waiting for a compilation: where to send the result, and
-/// whether it still wants it.
-pub struct Waiter<E: Engine> {
-    inner: Mutex<WaiterInner>,
-    engine: std::marker::PhantomData<fn() -> E>,
-}
-
-struct WaiterInner {
-    pid: LocalPid,
-    /// Holds `tag` and builds the message.
-    env: OwnedEnv,
-    tag: SavedTerm,
-    /// Answered or cancelled: nothing more is sent.
-    done: bool,
-}
-
-impl<E: Engine> Waiter<E> {
-    fn lock(&self) -> MutexGuard<'_, WaiterInner> {
-        self.inner
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// No message is sent after this returns; one sent before is already in
-    /// the caller's mailbox (it was sent under the same lock).
-    fn cancel(&self) {
-        self.lock().done = true;
-    }
-
-    /// Sends `{tag, result}`, unless the caller cancelled. On a compile
-    /// thread only: a scheduler thread cannot send from an `OwnedEnv`.
-    fn deliver(&self, result: &MunitionResult<Arc<Compiled<E>>>) {
-        let mut inner = self.lock();
-        if inner.done {
-            return;
-        }
-        inner.done = true;
-        let WaiterInner { pid, env, tag, .. } = &mut *inner;
-        // A caller that died is not an error: nobody is left to tell.
-        let _ = env.send_and_clear(pid, |env| {
-            let result = match result {
-                Ok(compiled) => (atoms::ok(), handle(compiled)).encode(env),
-                Err(error) => (atoms::error(), error).encode(env),
-            };
-            (tag.load(env), result)
-        });
-    }
-}
-
-impl<E: Engine> compile_queue::Waiter for Waiter<E> {
-    fn waiting(&self) -> bool {
-        !self.lock().done
-    }
-}
 
 /// A caller's claim on a compilation: `module_compile_cancel/1`, or dropping
 /// it (its caller died), withdraws it.
@@ -249,17 +189,7 @@ pub fn start<'a, E: Engine>(env: Env<'a>, request: Request<'a>) -> Start<E> {
         let pool = pool()?;
         let registry = E::registry();
 
-        let waiter_env = OwnedEnv::new();
-        let saved_tag = waiter_env.save(tag);
-        let waiter = Arc::new(Waiter {
-            inner: Mutex::new(WaiterInner {
-                pid: env.pid(),
-                env: waiter_env,
-                tag: saved_tag,
-                done: false,
-            }),
-            engine: std::marker::PhantomData,
-        });
+        let waiter = Arc::new(Waiter::new(env.pid(), tag));
         let joined = registry.flights.join(
             (hash.clone(), limits),
             || registry.get(&hash, cache_capacity),

@@ -5,8 +5,8 @@
 
 use wasmi::Mutability;
 
+use super::execution::Wasmi;
 use super::value::{from_type, from_val};
-use super::Wasmi;
 use crate::engine::capture::{GlobalSnapshot, MemorySnapshot, Snapshot};
 use crate::engine::instance::Live;
 use crate::vocabulary::error::MunitionResult;

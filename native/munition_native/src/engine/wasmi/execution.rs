@@ -15,21 +15,55 @@
 use std::time::{Duration, Instant};
 
 use rustler::Env;
+use std::sync::Arc;
 use wasmi::errors::{ErrorKind, InstantiationError, MemoryError};
+
 use wasmi::{
-    Error, Func, ResumableCall, ResumableCallHostTrap, ResumableCallOutOfFuel, Store, TrapCode, Val,
+    Error, Func, Instance, ResumableCall, ResumableCallHostTrap, ResumableCallOutOfFuel, Store,
+    TrapCode, Val,
 };
 
 use super::config::FUEL_SLICE;
-use super::store::Ctx;
+use super::context::Ctx;
 use super::value::{from_val, to_val};
-use super::Wasmi;
 use crate::engine::instance::{CallMeta, Live, Progress, Slot};
+use crate::engine::types::EngineTypes;
 use crate::host::bridge::{self, BridgeEnv, Served};
 use crate::host::context::Stop;
 use crate::host::state::StoreState;
 use crate::vocabulary::error::{MunitionError, MunitionResult};
 use crate::vocabulary::trap::{HostFailure, Reason, TrapKind};
+
+/// The Wasmi engine, as a type for the seam (its `Engine` methods are in
+/// `engine::wasmi`).
+pub struct Wasmi;
+
+impl EngineTypes for Wasmi {
+    type Native = wasmi::Module;
+    /// Wasmi finds an export by name.
+    type Export = Arc<str>;
+    type Store = wasmi::Store<StoreState>;
+    type Instance = Instance;
+    type Running = Running;
+    /// Wasmi's errors carry no backtrace: nothing to keep.
+    type Evidence = ();
+
+    fn state(store: &Self::Store) -> &StoreState {
+        store.data()
+    }
+
+    /// The store's and the reserve's.
+    fn fuel_remaining(store: &Self::Store) -> MunitionResult<u64> {
+        let in_store = store.get_fuel().map_err(|e| {
+            MunitionError::RuntimeFailure(format!("cannot read the fuel left: {e}"))
+        })?;
+        Ok(in_store.saturating_add(store.data().reserve))
+    }
+
+    fn running_memory_total(running: &Self::Running) -> Option<usize> {
+        Some(running.0.store.data().limits.memory_total)
+    }
+}
 
 /// What finishing an execution means.
 #[derive(Clone, Copy)]

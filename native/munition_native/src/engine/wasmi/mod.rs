@@ -26,10 +26,13 @@
 
 pub mod capture;
 pub mod config;
+pub mod context;
 pub mod execution;
 pub mod module;
 pub mod store;
 pub mod value;
+
+pub use self::execution::Wasmi;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,7 +41,7 @@ use munition_core::start::START_EXPORT;
 use rustler::Env;
 use wasmi::Instance;
 
-use self::execution::{advance, classify, instantiation_crashed, start, Execution, Goal, Running};
+use self::execution::{advance, classify, instantiation_crashed, start, Execution, Goal};
 use self::value::{to_type, to_val};
 use crate::engine::call::Call;
 use crate::engine::capture::Snapshot;
@@ -46,34 +49,13 @@ use crate::engine::instance::{InstanceConfig, Live, Progress, Slot};
 use crate::engine::link::imports;
 use crate::engine::module::Compiled;
 use crate::engine::FIRST_SLICE;
-use crate::host::state::StoreState;
 use crate::vocabulary::error::{MunitionError, MunitionResult};
 use crate::vocabulary::guest_memory::EXPORT_NAME;
-
-/// The Wasmi engine, as a type for the seam.
-pub struct Wasmi;
 
 engine_impl! { Wasmi {
     /// Validating a binary module this small takes microseconds, less than
     /// a trip to a compile thread.
     const INLINE_COMPILE: usize = 4 * 1024;
-
-    type Native = wasmi::Module;
-    /// Wasmi finds an export by name.
-    type Export = Arc<str>;
-    type Store = wasmi::Store<StoreState>;
-    type Instance = Instance;
-    type Running = Running;
-    /// Wasmi's errors carry no backtrace: nothing to keep.
-    type Evidence = ();
-
-    /// The store's and the reserve's.
-    fn fuel_remaining(store: &Self::Store) -> MunitionResult<u64> {
-        let in_store = store.get_fuel().map_err(|e| {
-            MunitionError::RuntimeFailure(format!("cannot read the fuel left: {e}"))
-        })?;
-        Ok(in_store.saturating_add(store.data().reserve))
-    }
 
     fn memory(live: &mut Live<Self>) -> Option<&mut [u8]> {
         let memory = live.instance?.get_memory(&live.store, EXPORT_NAME)?;
@@ -151,10 +133,6 @@ engine_impl! { Wasmi {
 
     fn resume(env: Env, slot: &mut Slot<Self>, slice: Duration) -> MunitionResult<Progress> {
         advance(env, slot, slice)
-    }
-
-    fn running_memory_total(running: &Self::Running) -> Option<usize> {
-        Some(running.0.store.data().limits.memory_total)
     }
 
     fn snapshot(live: &mut Live<Self>, full: bool) -> MunitionResult<Snapshot> {

@@ -12,8 +12,8 @@ use munition_core::start::{exported_start, START_EXPORT};
 use wasmi::{ExternType, Module};
 
 use super::config::ENGINE;
+use super::execution::Wasmi;
 use super::value::from_type;
-use super::Wasmi;
 use crate::engine::compile::supported;
 use crate::engine::module::{Compiled, Export, ExternKind};
 use crate::vocabulary::error::{MunitionError, MunitionResult};

@@ -5,8 +5,8 @@
 
 use wasmtime::{FrameInfo, Global, Memory, Mutability, WasmBacktrace, WasmCoreDump};
 
+use super::execution::Wasmtime;
 use super::value::{from_type, from_val};
-use super::Wasmtime;
 use crate::engine::capture::{Frame, GlobalSnapshot, MemorySnapshot, Snapshot};
 use crate::engine::instance::Live;
 use crate::vocabulary::error::MunitionResult;

@@ -22,18 +22,48 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use rustler::Env;
-use wasmtime::{Error, Instance, Val};
+use wasmtime::{Error, Instance, ModuleExport, Val};
 
 use super::config::GuestRunning;
 use super::trap::classify;
 use super::value::from_val;
-use super::Wasmtime;
 use crate::engine::instance::{CallMeta, Live, Progress, Slot};
+use crate::engine::types::EngineTypes;
 use crate::host::bridge::{BridgeEnv, HostBridge};
+use crate::host::state::StoreState;
 use crate::host::wakeup::Wakeup;
-use crate::host::wasi::caller::error_chain;
+use crate::host::wasi::error::error_chain;
 use crate::vocabulary::error::{MunitionError, MunitionResult};
 use crate::vocabulary::trap::Reason;
+
+/// The Wasmtime engine, as a type for the seam (its `Engine` methods are in
+/// `engine::wasmtime`).
+pub struct Wasmtime;
+
+impl EngineTypes for Wasmtime {
+    type Native = wasmtime::Module;
+    type Export = ModuleExport;
+    type Store = wasmtime::Store<StoreState>;
+    type Instance = Instance;
+    type Running = Running;
+    /// The error, with the backtrace and coredump Wasmtime attached.
+    type Evidence = wasmtime::Error;
+
+    fn state(store: &Self::Store) -> &StoreState {
+        store.data()
+    }
+
+    fn fuel_remaining(store: &Self::Store) -> MunitionResult<u64> {
+        store.get_fuel().map_err(|e| {
+            MunitionError::RuntimeFailure(format!("cannot read the fuel left: {}", error_chain(&e)))
+        })
+    }
+
+    /// Inside its future, where it cannot be read.
+    fn running_memory_total(_running: &Self::Running) -> Option<usize> {
+        None
+    }
+}
 
 /// What a guest execution produced when it finished.
 pub enum Step {

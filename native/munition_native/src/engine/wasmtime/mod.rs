@@ -14,13 +14,15 @@ pub mod store;
 pub mod trap;
 pub mod value;
 
+pub use self::execution::Wasmtime;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use rustler::Env;
-use wasmtime::{Extern, Instance, ModuleExport, Val};
+use wasmtime::{Extern, Instance, Val};
 
-use self::execution::{advance, start, Running, Step};
+use self::execution::{advance, start, Step};
 use self::value::to_val;
 use crate::engine::call::Call;
 use crate::engine::capture::Snapshot;
@@ -28,14 +30,9 @@ use crate::engine::instance::{InstanceConfig, Live, Progress, Slot};
 use crate::engine::link::imports;
 use crate::engine::module::Compiled;
 use crate::engine::FIRST_SLICE;
-use crate::host::state::StoreState;
-use crate::host::wasi::caller::error_chain;
 use crate::host::wasi::WasiRun;
 use crate::vocabulary::error::{MunitionError, MunitionResult};
 use crate::vocabulary::guest_memory::EXPORT_NAME;
-
-/// The Wasmtime engine, as a type for the seam.
-pub struct Wasmtime;
 
 /// Result slots for `results`, overwritten by the call: their initial values
 /// never reach anyone, so a type without a default gets any placeholder.
@@ -71,20 +68,6 @@ engine_impl! { Wasmtime {
     // Cranelift takes milliseconds for the smallest module: always a
     // compile thread.
     const INLINE_COMPILE: usize = 0;
-
-    type Native = wasmtime::Module;
-    type Export = ModuleExport;
-    type Store = wasmtime::Store<StoreState>;
-    type Instance = Instance;
-    type Running = Running;
-    /// The error, with the backtrace and coredump Wasmtime attached.
-    type Evidence = wasmtime::Error;
-
-    fn fuel_remaining(store: &Self::Store) -> MunitionResult<u64> {
-        store.get_fuel().map_err(|e| {
-            MunitionError::RuntimeFailure(format!("cannot read the fuel left: {}", error_chain(&e)))
-        })
-    }
 
     fn memory(live: &mut Live<Self>) -> Option<&mut [u8]> {
         let memory = live.instance?.get_memory(&mut live.store, EXPORT_NAME)?;
@@ -137,11 +120,6 @@ engine_impl! { Wasmtime {
 
     fn resume(env: Env, slot: &mut Slot<Self>, slice: Duration) -> MunitionResult<Progress> {
         advance(env, slot, slice)
-    }
-
-    /// Inside its future, where it cannot be read.
-    fn running_memory_total(_running: &Self::Running) -> Option<usize> {
-        None
     }
 
     fn snapshot(live: &mut Live<Self>, full: bool) -> MunitionResult<Snapshot> {

@@ -7,11 +7,11 @@ use munition_core::scan::scan;
 use wasmtime::{ExternType, Module, ModuleExport};
 
 use super::config::ENGINE;
+use super::execution::Wasmtime;
 use super::value::from_type;
-use super::Wasmtime;
 use crate::engine::compile::supported;
 use crate::engine::module::{Compiled, Export, ExternKind};
-use crate::host::wasi::caller::error_chain;
+use crate::host::wasi::error::error_chain;
 use crate::vocabulary::error::{MunitionError, MunitionResult};
 
 fn kind(ty: &ExternType) -> ExternKind {

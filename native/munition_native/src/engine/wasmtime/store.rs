@@ -9,8 +9,8 @@ use std::time::Instant;
 use wasmtime::{Error, Extern, Func, FuncType, ResourceLimiter, Store, UpdateDeadline};
 
 use super::config::{ENGINE, FUEL_YIELD_INTERVAL};
+use super::execution::Wasmtime;
 use super::value::{from_val, to_type, to_val};
-use super::Wasmtime;
 use crate::engine::link::Imports;
 use crate::engine::settings::{max_memories_per_module, MAX_TABLES_PER_MODULE};
 use crate::engine::Engine;
@@ -18,7 +18,9 @@ use crate::host::bridge::{self, Served};
 use crate::host::builtins::{Builtin, Make};
 use crate::host::state::{Limiter, StoreConfig, StoreState};
 use crate::host::wakeup::SuspendOnce;
-use crate::host::wasi::caller::{error, error_chain};
+use crate::host::wasi::caller::error;
+use crate::host::wasi::error::error_chain;
+use crate::host::wasi::make as make_wasi;
 use crate::vocabulary::error::{MunitionError, MunitionResult};
 use crate::vocabulary::value::{Value, ValueType};
 
@@ -102,7 +104,7 @@ impl Imports for Wasmtime {
         let ty = func_type(row.params, row.results);
         let own = match &row.make {
             Make::Own(own) => *own,
-            Make::Wasi(wasi) => return wasi.make(store, row.name, ty).map(Extern::Func),
+            Make::Wasi(wasi) => return make_wasi(wasi, store, row.name, ty).map(Extern::Func),
         };
         Ok(Extern::Func(Func::new(
             store,

@@ -3,7 +3,7 @@
 use wasmtime::{Error, Trap};
 
 use crate::host::state::StoreState;
-use crate::host::wasi::caller::error_chain;
+use crate::host::wasi::error::error_chain;
 use crate::vocabulary::trap::{HostFailure, Reason, TrapKind};
 
 /// The kind of one of Wasmtime's traps.

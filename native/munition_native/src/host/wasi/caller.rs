@@ -1,11 +1,14 @@
 //! A Wasmtime `Caller` as a `HostCtx`: how WASI's functions, and the
 //! Wasmtime engine's glue around the built-ins and the bridge, reach the
-//! store they run in. Also the one-line text of a Wasmtime error, and the
-//! Wasmtime error a `Stop` unwinds the guest with.
+//! store they run in. Also the Wasmtime error a `Stop` unwinds the guest
+//! with, and WASI's reads and writes of guest memory.
+
+use std::ops::Range;
 
 use wasmtime::{Caller, Error, Extern, Memory, Trap};
 
-use crate::host::context::{HostCtx, Stop};
+use super::error::error_chain;
+use crate::host::context::{guest_range, HostCtx, Stop};
 use crate::host::state::StoreState;
 use crate::vocabulary::guest_memory::EXPORT_NAME;
 use crate::vocabulary::trap::{Reason, TrapKind};
@@ -23,25 +26,6 @@ pub fn error(stop: Stop) -> Error {
         Stop::OutOfFuel => Trap::OutOfFuel.into(),
         Stop::Failed(message) => Error::msg(message),
     }
-}
-
-/// An error and its causes on one line, outermost first. Wasmtime attaches
-/// the backtrace and the coredump as context layers whose text is a whole
-/// multi-line report; those are read structurally by the capture and left out.
-pub fn error_chain(error: &Error) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    for cause in error.chain() {
-        let text = cause.to_string();
-        if text.starts_with("error while executing at wasm backtrace:")
-            || text.starts_with("wasm coredump generated while executing")
-        {
-            continue;
-        }
-        if !parts.contains(&text) {
-            parts.push(text);
-        }
-    }
-    parts.join(": ")
 }
 
 impl HostCtx for Caller<'_, StoreState> {
@@ -78,4 +62,52 @@ impl HostCtx for Caller<'_, StoreState> {
         }
         self.set_fuel(fuel - cost).map_err(|e| unreadable(self, e))
     }
+}
+
+/// WASI's error numbers that Munition's own functions return. A pointer
+/// outside guest memory is no errno: as WASI says and Wasmtime does, the
+/// function traps (`:memory_out_of_bounds`).
+pub mod errno {
+    pub const SUCCESS: i32 = 0;
+    pub const BADF: i32 = 8;
+    pub const INVAL: i32 = 28;
+}
+
+/// Checks that `[ptr, ptr + len)` lies in the guest's memory, or fails the
+/// call as a `:memory_out_of_bounds` trap naming `func`.
+pub fn check_range(
+    caller: &mut Caller<'_, StoreState>,
+    func: &str,
+    ptr: u64,
+    len: u64,
+) -> Result<Range<usize>, Error> {
+    guest_range(caller, func, ptr, len).map_err(error)
+}
+
+/// `N` bytes at `ptr` of the guest's memory (see `check_range`).
+pub fn read_guest<const N: usize>(
+    caller: &mut Caller<'_, StoreState>,
+    func: &str,
+    ptr: u64,
+) -> Result<[u8; N], Error> {
+    let range = check_range(caller, func, ptr, N as u64)?;
+    let mut bytes = [0u8; N];
+    if let Some(memory) = memory(caller) {
+        bytes.copy_from_slice(&memory.data(&*caller)[range]);
+    }
+    Ok(bytes)
+}
+
+/// Writes `bytes` at `ptr` of the guest's memory (see `check_range`).
+pub fn write_guest(
+    caller: &mut Caller<'_, StoreState>,
+    func: &str,
+    ptr: u64,
+    bytes: &[u8],
+) -> Result<(), Error> {
+    let range = check_range(caller, func, ptr, bytes.len() as u64)?;
+    if let Some(memory) = memory(caller) {
+        memory.data_mut(&mut *caller)[range].copy_from_slice(bytes);
+    }
+    Ok(())
 }

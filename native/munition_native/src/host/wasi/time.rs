@@ -18,98 +18,20 @@
 //! the driver resumes it then (see `wakeup`). Past its deadline it ends as a
 //! timeout (`:interrupt`), however long it meant to sleep.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use wasmtime::{Caller, Error, Func, FuncType, Store, Val};
 use wasmtime_wasi::p1::wasi_snapshot_preview1 as p1;
 use wiggle::GuestMemory;
 
-use super::caller::error;
-use super::{check_range, errno, read_guest, write_guest};
+use super::caller::{check_range, errno, error, read_guest, write_guest};
+use super::clock::NS_PER_FUEL;
 use crate::host::context::charge_bytes;
 use crate::host::state::StoreState;
 use crate::host::wakeup::SuspendOnce;
 
-/// Nanoseconds the deterministic clocks advance per unit of fuel consumed:
-/// about what one wasm instruction takes.
-pub const NS_PER_FUEL: u64 = 1;
-
-/// Where the deterministic wall clock starts: 2000-01-01T00:00:00Z, in
-/// nanoseconds since the Unix epoch.
-pub const DETERMINISTIC_EPOCH_NS: u64 = 946_684_800 * 1_000_000_000;
-
 const REALTIME: u32 = 0;
 const MONOTONIC: u32 = 1;
-
-/// The clocks of one store.
-pub struct GuestClock {
-    deterministic: bool,
-    origin: Instant,
-    fuel_given: u64,
-    /// Deterministic only: nanoseconds slept so far.
-    slept_ns: u64,
-}
-
-impl GuestClock {
-    pub fn new(deterministic: bool, fuel_given: u64) -> Self {
-        GuestClock {
-            deterministic,
-            origin: Instant::now(),
-            fuel_given,
-            slept_ns: 0,
-        }
-    }
-
-    /// The monotonic clock, given the fuel left in the store.
-    fn monotonic_ns(&self, fuel_remaining: u64) -> u64 {
-        if self.deterministic {
-            self.fuel_given
-                .saturating_sub(fuel_remaining)
-                .saturating_mul(NS_PER_FUEL)
-                .saturating_add(self.slept_ns)
-        } else {
-            u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
-        }
-    }
-
-    /// The wall clock, given the fuel left in the store.
-    fn wall_ns(&self, fuel_remaining: u64) -> u64 {
-        if self.deterministic {
-            DETERMINISTIC_EPOCH_NS.saturating_add(self.monotonic_ns(fuel_remaining))
-        } else {
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-                // A host clock before 1970: the guest sees 1970.
-                .unwrap_or(0)
-        }
-    }
-}
-
-/// What Wasmtime's own code reads as the wall clock in deterministic mode
-/// (a file time set to "now"): the deterministic clock's first instant.
-pub struct FixedWallClock;
-
-impl wasmtime_wasi::HostWallClock for FixedWallClock {
-    fn resolution(&self) -> Duration {
-        Duration::from_nanos(NS_PER_FUEL)
-    }
-    fn now(&self) -> Duration {
-        Duration::from_nanos(DETERMINISTIC_EPOCH_NS)
-    }
-}
-
-/// As `FixedWallClock`, for the monotonic clock.
-pub struct FixedMonotonicClock;
-
-impl wasmtime_wasi::HostMonotonicClock for FixedMonotonicClock {
-    fn resolution(&self) -> u64 {
-        NS_PER_FUEL
-    }
-    fn now(&self) -> u64 {
-        0
-    }
-}
 
 fn fuel_left(caller: &mut Caller<'_, StoreState>) -> Result<u64, Error> {
     caller.get_fuel()

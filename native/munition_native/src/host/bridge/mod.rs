@@ -14,12 +14,16 @@
 //! memory (`host_read/3`, `host_write/3`) in `serve`, until the reply
 //! arrives (`host_reply/3`) or the call's deadline passes.
 
-use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+pub mod channel;
+
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crossbeam_channel::{Receiver, Sender, TryRecvError};
-use rustler::{Atom, Encoder, Env, LocalPid, Resource, Term};
+use crossbeam_channel::TryRecvError;
+use rustler::{Atom, Encoder, Env, LocalPid, Term};
+
+pub use self::channel::{BridgeEnv, HostBridge, HostCallRef, HostMessage, Pending};
 
 use crate::atoms;
 use crate::host::context::{fail, HostCtx, Stop};
@@ -28,108 +32,6 @@ use crate::vocabulary::guest_memory::bounds;
 use crate::vocabulary::term::{brief, bytes_term};
 use crate::vocabulary::trap::{Reason, TrapKind};
 use crate::vocabulary::value::{atom_type, to_value, Value, ValueType, WasmValue};
-
-pub enum HostMessage {
-    Reply(Result<Vec<Value>, String>),
-    /// A memory request of the host function's process `reply_to`; the guest
-    /// answers it with `{:munition_memory, tag, result}`.
-    Read {
-        ptr: u64,
-        len: u64,
-        reply_to: LocalPid,
-        tag: u64,
-    },
-    Write {
-        ptr: u64,
-        bytes: Vec<u8>,
-        reply_to: LocalPid,
-        tag: u64,
-    },
-}
-
-/// One instance's connection to the process that serves its Elixir host
-/// functions.
-pub struct HostBridge {
-    /// The process that drives the guest with `instance_*` NIF calls: it gets
-    /// the host calls, and is woken when a suspended guest has something to
-    /// read on its channel.
-    driver: LocalPid,
-    /// The environment of the NIF call currently running this store's guest.
-    /// Sending from a dirty scheduler thread must go through that environment;
-    /// it is set for the duration of each NIF call and cleared after.
-    env: AtomicPtr<rustler::sys::ErlNifEnv>,
-}
-
-impl HostBridge {
-    pub fn new(driver: LocalPid) -> Self {
-        HostBridge {
-            driver,
-            env: AtomicPtr::new(std::ptr::null_mut()),
-        }
-    }
-
-    /// The environment of the NIF call running the guest, if one is.
-    fn env(&self) -> Option<Env<'_>> {
-        let env_ptr = self.env.load(Ordering::Acquire);
-        // SAFETY: a non-null pointer is the environment of the NIF call that
-        // is running this guest on this very thread, set by `BridgeEnv` for
-        // its duration and cleared when it ends.
-        (!env_ptr.is_null()).then(|| unsafe { Env::new(&(), env_ptr) })
-    }
-}
-
-/// Makes the calling NIF's environment available to Elixir host functions for
-/// as long as the guard lives.
-pub struct BridgeEnv(Option<Arc<HostBridge>>);
-
-impl BridgeEnv {
-    pub fn enter(env: Env<'_>, bridge: Option<Arc<HostBridge>>) -> Self {
-        if let Some(bridge) = &bridge {
-            bridge.env.store(env.as_c_arg(), Ordering::Release);
-        }
-        BridgeEnv(bridge)
-    }
-}
-
-impl Drop for BridgeEnv {
-    fn drop(&mut self) {
-        if let Some(bridge) = &self.0 {
-            bridge.env.store(std::ptr::null_mut(), Ordering::Release);
-        }
-    }
-}
-
-/// The handle an Elixir host function gets for one guest call: replies and
-/// memory requests go through it.
-pub struct HostCallRef {
-    sender: Sender<HostMessage>,
-    driver: LocalPid,
-}
-
-#[rustler::resource_impl]
-impl Resource for HostCallRef {}
-
-impl HostCallRef {
-    /// Puts `message` on the guest's channel and wakes the process driving the
-    /// guest so it resumes it. `false` when the guest no longer listens.
-    fn deliver(&self, env: Env, message: HostMessage) -> bool {
-        let delivered = self.sender.send(message).is_ok();
-        if delivered {
-            // A wake for a guest that is not suspended is harmless: it finds
-            // nothing new and suspends again. A driver that is gone has
-            // abandoned the guest, and nobody is left to wake.
-            let _ = env.send(&self.driver, atoms::munition_wake());
-        }
-        delivered
-    }
-}
-
-/// An Elixir host call a suspended guest waits for.
-pub struct Pending {
-    receiver: Receiver<HostMessage>,
-    pub name: Arc<str>,
-    results: Arc<[ValueType]>,
-}
 
 /// Sends the guest's call of the Elixir host function at `index` of the
 /// call's list, imported as `name` with `results`, to the serving process;
