@@ -48,6 +48,7 @@ defmodule Munition.Native do
   def instance_cleanup(_instance), do: :erlang.nif_error(:nif_not_loaded)
   def instance_cleanup_dirty(_instance), do: :erlang.nif_error(:nif_not_loaded)
   def instance_live_count, do: :erlang.nif_error(:nif_not_loaded)
+  def instance_reaped, do: :erlang.nif_error(:nif_not_loaded)
   def host_reply(_call, _reply, _result_types), do: :erlang.nif_error(:nif_not_loaded)
   def host_read(_call, _ptr, _len), do: :erlang.nif_error(:nif_not_loaded)
   def host_write(_call, _ptr, _bytes), do: :erlang.nif_error(:nif_not_loaded)
@@ -64,7 +65,7 @@ defmodule Munition.Native do
   def memory_strings(_haystack, _min_len, _max_len, _utf8, _limit),
     do: :erlang.nif_error(:nif_not_loaded)
 
-  # The fuel meter's counters (native/munition_native/src/meter.rs).
+  # The fuel meter's counters (native/munition_native/src/nif/meter.rs).
   def meter_new(_layout, _now_ms), do: :erlang.nif_error(:nif_not_loaded)
   def meter_record(_counters, _outcome, _fuel, _time_us), do: :erlang.nif_error(:nif_not_loaded)
 
@@ -76,7 +77,7 @@ defmodule Munition.Native do
   def meter_bytes(_counters), do: :erlang.nif_error(:nif_not_loaded)
   def meter_bucket(_value, _histogram), do: :erlang.nif_error(:nif_not_loaded)
 
-  # The Wasmi engine (native/munition_native/src/wasmi).
+  # The Wasmi engine (native/munition_native/src/engine/wasmi).
   def wasmi_engine_info, do: :erlang.nif_error(:nif_not_loaded)
   def wasmi_live_count, do: :erlang.nif_error(:nif_not_loaded)
   def wasmi_module_lookup(_bytes, _cache_capacity, _limits), do: :erlang.nif_error(:nif_not_loaded)

@@ -74,8 +74,10 @@ defmodule Munition.Runtime.Wasmi do
 
   A cache hit, and a miss on a binary of up to 4 KiB (validating it takes
   microseconds), are answered on the caller's scheduler; anything larger
-  compiles on Wasmi's compile threads (`max_concurrent_compiles` of them,
-  a queue behind) while this process waits, until the deadline.
+  compiles on Munition's compile threads, shared with Wasmtime
+  (`max_concurrent_compiles` of them, an express lane for small modules and
+  a queue behind; callers of the same bytes share one compilation) while
+  this process waits, until the deadline.
   """
   @impl true
   def compile(bytes, opts \\ []) do
@@ -107,7 +109,7 @@ defmodule Munition.Runtime.Wasmi do
     tag = make_ref()
 
     case Native.wasmi_module_compile_start(bytes, hash, cache_size, limits, tag) do
-      {:ok, {:started, ticket}} ->
+      {:started, ticket} ->
         receive do
           {^tag, result} -> compiled(result)
         after
@@ -121,6 +123,9 @@ defmodule Munition.Runtime.Wasmi do
               0 -> {:error, {:timeout, Wasmtime.timeout_message(timeout, fate)}}
             end
         end
+
+      {:ok, {resource, info}} ->
+        {:ok, to_module(resource, info)}
 
       {:error, _} = error ->
         error

@@ -1,12 +1,18 @@
 //! The parts of Munition's native side that need no Erlang VM: scanning a
 //! module's binary (and checking it against the compile limits), the engine's
-//! capacity arithmetic, scanning or compressing guest memory, and the fuel
-//! meter's counters. The NIF crate (`munition_native`) wraps them; keeping
-//! them here lets `cargo test` run them, which a crate full of `enif_*` calls
-//! cannot do without a VM.
+//! capacity arithmetic, the compile queue and its de-duplication, wasm values
+//! and the rules a store keeps for its guest (memory bounds and limits, log,
+//! fuel), moving a start function to an export, scanning or compressing
+//! guest memory, and the fuel meter's counters. The NIF crate
+//! (`munition_native`) wraps them; keeping them here lets `cargo test` run
+//! them, which a crate full of `enif_*` calls cannot do without a VM.
 
 pub mod capacity;
+pub mod compile_queue;
+pub mod guest;
 pub mod limits;
 pub mod memory;
 pub mod meter;
 pub mod scan;
+pub mod start;
+pub mod value;

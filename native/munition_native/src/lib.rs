@@ -1,45 +1,28 @@
-//! Munition's native side: Wasmtime behind a Rustler NIF.
+//! Munition's native side: WebAssembly engines behind a Rustler NIF.
 //!
-//! One concept per file, and dependencies run one way, from the vocabulary up
-//! to the NIFs:
+//! Four layers, one folder each, dependencies running one way (each uses
+//! only those before it):
 //!
-//! - `error`, `term`, `value`, `trap`, `guest_memory`: the vocabulary (errors,
-//!   Erlang terms, wasm values, why a guest stopped, where its memory is);
-//! - `engine`, `module`, `store`: the shared engine, compiled modules, and the
-//!   state a fresh store carries;
-//! - `builtins`, `bridge`: host functions (the built-in ones, and the bridge to
-//!   those written in Elixir); `wasi`, `wasi_io`, `wasi_time`: WASI preview 1;
-//!   `link` chooses one of them for each import;
-//! - `execution`, `wakeup`: running a guest in slices, and waking it when it
-//!   waits;
-//! - `instance`, `call`, `memory`, `capture`: the NIFs on a live instance;
-//!   `analyser`: the forensic scans; `meter`: the fuel meter's counters;
-//! - `wasmi`: the second engine (Wasmi, an interpreter), reusing the
-//!   vocabulary, the built-ins' table and the bridge.
+//! 1. `vocabulary`: errors as Elixir sees them, Erlang terms, wasm values,
+//!    why a guest stopped, the guest's memory: what every layer speaks.
+//! 2. `host`: what a store carries besides the guest, the built-in host
+//!    functions (written once for every engine, over `host::context`), the
+//!    bridge to host functions written in Elixir, waking a waiting guest,
+//!    and WASI (Wasmtime's own `wasmtime-wasi`, so Wasmtime only).
+//! 3. `engine`: the seam (`engine::Engine`) and what is written once over
+//!    it (compiling and caching, module facts, linking, calls, instances,
+//!    capture), with each engine in a folder of its own: `engine/wasmtime`
+//!    (Wasmtime 48, Cranelift) and `engine/wasmi` (Wasmi 2, an interpreter).
+//! 4. `nif`: the NIFs, each naming its engine.
+//!
+//! What needs no VM (module scans, limits, the compile queue, wasm values,
+//! the rules a store keeps, memory scans, the meter's counters) is in the
+//! `munition_core` crate, where `cargo test` runs it.
 
-mod analyser;
-mod bridge;
-mod builtins;
-mod call;
-mod capture;
 mod engine;
-mod error;
-mod execution;
-mod guest_memory;
-mod instance;
-mod link;
-mod memory;
-mod meter;
-mod module;
-mod store;
-mod term;
-mod trap;
-mod value;
-mod wakeup;
-mod wasi;
-mod wasi_io;
-mod wasi_time;
-mod wasmi;
+mod host;
+mod nif;
+mod vocabulary;
 
 mod atoms {
     rustler::atoms! {

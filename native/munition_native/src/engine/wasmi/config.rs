@@ -1,0 +1,33 @@
+//! The one Wasmi engine of the VM, and the bounds of its executions.
+
+use once_cell::sync::Lazy;
+use wasmi::{CompilationMode, Config, Engine};
+
+pub const WASMI_VERSION: &str = "2.0.0";
+
+/// Fuel put in the store at a time. When it is used up the call suspends
+/// (Wasmi's out-of-fuel resumption) and the slice checks its time and the
+/// deadline: at Wasmi's speed here (a few hundred million units a second)
+/// this is well under a millisecond of guest code between checks.
+pub const FUEL_SLICE: u64 = 100_000;
+
+/// Nested wasm calls a guest may make before `:stack_overflow`. Wasmi keeps
+/// them on its own heap stack, never on the thread's: this bounds that
+/// stack's memory, not the scheduler's.
+pub const MAX_RECURSION_DEPTH: usize = 20_000;
+
+/// Bytes of Wasmi's value stack (locals and operands of every frame).
+pub const MAX_STACK_HEIGHT: usize = 16 * 1024 * 1024;
+
+pub static ENGINE: Lazy<Engine> = Lazy::new(|| {
+    let mut config = Config::default();
+    config
+        .consume_fuel(true)
+        // Validated when compiled (an invalid module is refused before
+        // anything runs), translated when first called.
+        .compilation_mode(CompilationMode::LazyTranslation)
+        .set_max_recursion_depth(MAX_RECURSION_DEPTH)
+        .set_max_stack_height(MAX_STACK_HEIGHT)
+        .wasm_multi_memory(true);
+    Engine::new(&config)
+});

@@ -1,0 +1,149 @@
+//! A fresh Wasmi store for every instance: the memory limit of
+//! `munition_core::guest::GuestLimits` as Wasmi's limiter, the budget kept
+//! in the state's reserve and put in the store a slice at a time, a store
+//! seen from a host function (`Ctx`, the `HostCtx` of this engine), and the
+//! imports made in it, from the one table of built-ins and the bridge.
+
+use std::sync::Arc;
+
+use wasmi::{Error, Extern, Func, FuncType, Store, TrapCode};
+use wasmi_core::LimiterError;
+
+use super::config::ENGINE;
+use super::context::Ctx;
+use super::execution::Wasmi;
+use super::value::{from_val, to_type, to_val};
+use crate::engine::link::Imports;
+use crate::engine::settings::{max_memories_per_module, MAX_TABLES_PER_MODULE};
+use crate::engine::Engine;
+use crate::host::bridge;
+use crate::host::builtins::{Builtin, Make};
+use crate::host::context::Stop;
+use crate::host::state::{Limiter, StoreConfig, StoreState};
+use crate::vocabulary::error::{MunitionError, MunitionResult};
+use crate::vocabulary::value::{Value, ValueType};
+
+impl wasmi::ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> Result<bool, LimiterError> {
+        // The message is kept on the limits for the dump: Wasmi's limiter
+        // error carries none.
+        self.0
+            .memory_growing(current, desired, maximum)
+            .map_err(|_| LimiterError::ResourceLimiterDeniedAllocation)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> Result<bool, LimiterError> {
+        Ok(self.0.table_growing(desired))
+    }
+
+    fn instances(&self) -> usize {
+        1
+    }
+
+    fn tables(&self) -> usize {
+        MAX_TABLES_PER_MODULE
+    }
+
+    fn memories(&self) -> usize {
+        max_memories_per_module()
+    }
+}
+
+/// A fresh store as `config` says, with a budget of `fuel` in its reserve.
+pub fn new_store(config: StoreConfig, fuel: u64) -> MunitionResult<Store<StoreState>> {
+    let mut state = StoreState::new(config, Wasmi::live_stores());
+    state.reserve = fuel;
+    let mut store = Store::new(&ENGINE, state);
+    store.limiter(|state| &mut state.limits);
+    store
+        .set_fuel(0)
+        .map_err(|e| MunitionError::InvalidState(e.to_string()))?;
+    Ok(store)
+}
+
+/// The error that ends the guest for `stop`.
+pub fn error(stop: Stop) -> Error {
+    match stop {
+        Stop::Failed(message) => Error::new(message),
+        Stop::OutOfFuel => Error::from(TrapCode::OutOfFuel),
+    }
+}
+
+fn func_type(params: &[ValueType], results: &[ValueType]) -> FuncType {
+    FuncType::new(params.iter().map(to_type), results.iter().map(to_type))
+}
+
+impl Imports for Wasmi {
+    type Import = Extern;
+
+    fn builtin(store: &mut Store<StoreState>, row: &'static Builtin) -> MunitionResult<Extern> {
+        let Make::Own(own) = &row.make else {
+            return Err(MunitionError::Unsupported(format!(
+                "{}.{}: Munition.Runtime.Wasmi does not run WASI \
+             (Munition's WASI is Wasmtime's); use Munition.Runtime.Wasmtime",
+                row.module, row.name
+            )));
+        };
+        let own = *own;
+        let ty = func_type(row.params, row.results);
+        Ok(Extern::Func(Func::new(
+            store,
+            ty,
+            move |mut caller, params, results| {
+                let values: Vec<Value> = params.iter().map(from_val).collect();
+                let mut returned: Vec<Value> = row
+                    .results
+                    .iter()
+                    .map(|ty| Value::default_for(*ty))
+                    .collect();
+                own(&mut Ctx::of_caller(&mut caller), &values, &mut returned).map_err(error)?;
+                for (slot, value) in results.iter_mut().zip(&returned) {
+                    *slot = to_val(value);
+                }
+                Ok(())
+            },
+        )))
+    }
+
+    /// The Elixir host function at `index` of the call's list, imported as
+    /// `name`: sends the call over the bridge and returns a host error, on
+    /// which Wasmi suspends the whole execution as a resumable host trap, so no
+    /// thread and no stack is held while Elixir works (see `execution`).
+    fn elixir(
+        store: &mut Store<StoreState>,
+        name: &str,
+        index: u32,
+        params: &[ValueType],
+        results: &[ValueType],
+    ) -> Extern {
+        let ty = func_type(params, results);
+        let name: Arc<str> = name.into();
+        let results: Arc<[ValueType]> = results.into();
+        Extern::Func(Func::new(store, ty, move |mut caller, params, _| {
+            let values: Vec<Value> = params.iter().map(from_val).collect();
+            let pending = bridge::call(
+                &mut Ctx::of_caller(&mut caller),
+                &name,
+                &results,
+                index,
+                &values,
+            )
+            .map_err(error)?;
+            caller.data_mut().pending = Some(pending);
+            // Not a failure: Wasmi suspends the execution on it.
+            Err(Error::new(format!(
+                "{name}: waiting for the Elixir host function"
+            )))
+        }))
+    }
+}

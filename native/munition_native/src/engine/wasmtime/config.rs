@@ -1,0 +1,167 @@
+//! The process-wide Wasmtime engine, built from the settled capacity
+//! (`engine::settings`), and the epoch ticker that enforces deadlines.
+//!
+//! One engine serves every call: compiled code is shared through it, and a
+//! module compiled once can be instantiated in any number of fresh stores.
+
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread::{self, Thread};
+use std::time::Duration;
+
+use munition_core::capacity::{self, Settings};
+use once_cell::sync::Lazy;
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, WasmBacktraceDetails,
+};
+
+use crate::engine::settings::{
+    settings, MAX_MEMORY_BYTES, MAX_TABLES_PER_MODULE, MAX_TABLE_ELEMENTS,
+};
+
+/// How often the ticker advances the epoch while a guest runs. A guest past its
+/// deadline is stopped at the next tick, so this is the worst-case overshoot
+/// (plus scheduling noise).
+pub const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// Fuel between the guest's suspension points (where the slice clock is read
+/// and the fuel counter is saved). Small enough that a slice ends close to
+/// `SLICE`, large enough that suspending costs well under 1% of the run.
+pub const FUEL_YIELD_INTERVAL: u64 = 10_000;
+
+/// Wasm stack a guest may use. Guests run on a fiber stack of
+/// `FIBER_STACK_SIZE` bytes that Munition owns, never on the dirty scheduler's
+/// own (much smaller) stack, so deep recursion is a `stack_overflow` trap and
+/// not a segfault of the VM. The difference is head room for host functions.
+pub const MAX_WASM_STACK: usize = 512 * 1024;
+pub const FIBER_STACK_SIZE: usize = capacity::FIBER_STACK_SIZE as usize;
+
+/// Frames kept in a backtrace (Wasmtime's default is 20).
+pub const MAX_BACKTRACE_FRAMES: usize = 256;
+
+/// Fresh instances come from Wasmtime's pooling allocator: memories, tables and
+/// fiber stacks are slots reserved once and reset between uses (zeroed; no
+/// state survives), so a call pays for neither `mmap` nor `munmap`, whose TLB
+/// shootdowns dominated the cost of a call with the on-demand allocator.
+///
+/// Every instance slot has room for `max_memories_per_module` memories and
+/// `MAX_TABLES_PER_MODULE` tables, so `max_instances` instances of any module
+/// Munition accepts fit at once; past that, instantiation fails with
+/// `{:error, {:overloaded, _}}` and the caller waits for a slot.
+fn pooling(settings: &Settings) -> PoolingAllocationConfig {
+    // Bounded by `capacity::settle`: at most 4,062 instances of 16 memories.
+    let instances = settings.max_instances as u32;
+    let memories = settings.max_memories_per_module as u32;
+    let tables = MAX_TABLES_PER_MODULE as u32;
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_core_instances(instances)
+        .total_memories(instances * memories)
+        .total_tables(instances * tables)
+        .total_stacks(instances)
+        .max_memories_per_module(memories)
+        .max_tables_per_module(tables)
+        .table_elements(MAX_TABLE_ELEMENTS)
+        .max_memory_size(MAX_MEMORY_BYTES as usize)
+        // Small memories and tables are reset with memset rather than madvise.
+        .linear_memory_keep_resident(64 * 1024)
+        .table_keep_resident(64 * 1024);
+    pool
+}
+
+pub static ENGINE: Lazy<Engine> = Lazy::new(|| {
+    let settings = settings();
+    let mut config = Config::new();
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling(&settings)));
+    config
+        .consume_fuel(true)
+        .epoch_interruption(true)
+        .max_wasm_stack(MAX_WASM_STACK)
+        .async_stack_size(FIBER_STACK_SIZE)
+        // The reservation and guard `munition_core::capacity` counts on
+        // (Wasmtime's defaults on 64-bit hosts, set so they cannot drift).
+        .memory_reservation(capacity::MAX_MEMORY_BYTES)
+        .memory_guard_size(capacity::MEMORY_GUARD_BYTES)
+        .wasm_multi_memory(true)
+        // One thread per compilation: compiles run on Munition's own pool of
+        // `max_concurrent_compiles` threads (see `module`), which bounds the
+        // cores they take; Wasmtime's parallel compilation would spread each
+        // one over every core.
+        .parallel_compilation(false)
+        .wasm_backtrace_max_frames(NonZeroUsize::new(MAX_BACKTRACE_FRAMES))
+        .wasm_backtrace_details(WasmBacktraceDetails::Enable)
+        .coredump_on_trap(true);
+    Engine::new(&config).expect("the Wasmtime configuration built from settled capacity is valid")
+});
+
+/// Calls currently inside wasm; the ticker sleeps while this stays zero so an
+/// idle VM pays nothing for deadlines.
+static ACTIVE_GUESTS: AtomicUsize = AtomicUsize::new(0);
+
+/// Set by the ticker just before it parks, cleared by whoever unparks it: a
+/// guest starting while the ticker is awake pays one atomic load, not a
+/// wake-up (a futex call, and a thread competing for a core: on two cores,
+/// waking it at every call halved the throughput of two callers).
+static TICKER_PARKED: AtomicBool = AtomicBool::new(false);
+
+/// Ticks without any guest running before the ticker parks. Calls that come
+/// in a stream keep it awake (about 1,000 cheap wake-ups a second) instead
+/// of waking it once per call.
+const TICKER_LINGER_TICKS: u32 = 100;
+
+static TICKER: Lazy<Thread> = Lazy::new(|| {
+    thread::Builder::new()
+        .name("munition-epoch".into())
+        .spawn(|| {
+            let mut idle_ticks = 0;
+            loop {
+                if ACTIVE_GUESTS.load(Ordering::SeqCst) > 0 {
+                    idle_ticks = 0;
+                } else if idle_ticks < TICKER_LINGER_TICKS {
+                    idle_ticks += 1;
+                } else {
+                    // Announce the park, then look again: a guest that
+                    // started in between either is seen here or sees the
+                    // flag and unparks (a token the park below consumes).
+                    TICKER_PARKED.store(true, Ordering::SeqCst);
+                    if ACTIVE_GUESTS.load(Ordering::SeqCst) == 0 {
+                        // Spurious wake-ups are fine: the loop re-checks.
+                        thread::park();
+                    }
+                    TICKER_PARKED.store(false, Ordering::SeqCst);
+                    idle_ticks = 0;
+                    continue;
+                }
+                thread::sleep(EPOCH_TICK);
+                ENGINE.increment_epoch();
+            }
+        })
+        .expect("spawning the epoch ticker thread")
+        .thread()
+        .clone()
+});
+
+/// Marks a guest as running for as long as it lives, so the ticker advances
+/// the epoch and deadlines are enforced.
+pub struct GuestRunning(());
+
+impl GuestRunning {
+    pub fn start() -> Self {
+        ACTIVE_GUESTS.fetch_add(1, Ordering::SeqCst);
+        // Also true the first time, before the ticker thread exists: forcing
+        // `TICKER` starts it.
+        if TICKER_PARKED.load(Ordering::SeqCst) || Lazy::get(&TICKER).is_none() {
+            TICKER_PARKED.store(false, Ordering::SeqCst);
+            TICKER.unpark();
+        }
+        GuestRunning(())
+    }
+}
+
+impl Drop for GuestRunning {
+    fn drop(&mut self) {
+        ACTIVE_GUESTS.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The Wasmtime version this NIF was built against (kept in step with Cargo.toml).
+pub const WASMTIME_VERSION: &str = "48.0.8";

@@ -1,0 +1,171 @@
+//! A fresh Wasmtime store for every instance: fuel, the epoch deadline, the
+//! memory limit of `munition_core::guest::GuestLimits` as Wasmtime's
+//! limiter, and the imports made in it, from the one table of built-ins and
+//! the bridge (`engine::link` says which import gets which).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use wasmtime::{Error, Extern, Func, FuncType, ResourceLimiter, Store, UpdateDeadline};
+
+use super::config::{ENGINE, FUEL_YIELD_INTERVAL};
+use super::execution::Wasmtime;
+use super::value::{from_val, to_type, to_val};
+use crate::engine::link::Imports;
+use crate::engine::settings::{max_memories_per_module, MAX_TABLES_PER_MODULE};
+use crate::engine::Engine;
+use crate::host::bridge::{self, Served};
+use crate::host::builtins::{Builtin, Make};
+use crate::host::state::{Limiter, StoreConfig, StoreState};
+use crate::host::wakeup::SuspendOnce;
+use crate::host::wasi::caller::error;
+use crate::host::wasi::error::error_chain;
+use crate::host::wasi::make as make_wasi;
+use crate::vocabulary::error::{MunitionError, MunitionResult};
+use crate::vocabulary::value::{Value, ValueType};
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.0
+            .memory_growing(current, desired, maximum)
+            .map_err(Error::msg)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(self.0.table_growing(desired))
+    }
+
+    fn instances(&self) -> usize {
+        1
+    }
+    fn memories(&self) -> usize {
+        max_memories_per_module()
+    }
+    fn tables(&self) -> usize {
+        MAX_TABLES_PER_MODULE
+    }
+}
+
+/// A fresh store as `config` says, with `fuel`.
+pub fn new_store(config: StoreConfig, fuel: u64) -> MunitionResult<Store<StoreState>> {
+    let mut store = Store::new(&ENGINE, StoreState::new(config, Wasmtime::live_stores()));
+    store.limiter(|state| &mut state.limits);
+    store
+        .set_fuel(fuel)
+        .map_err(|e| MunitionError::InvalidState(error_chain(&e)))?;
+    // Suspension points for slicing. They come from fuel rather than from
+    // epochs because an epoch-driven suspension or interrupt does not write the
+    // fuel counter back to the store (Wasmtime 48 keeps it in a register), and
+    // the dump of a timed-out guest must say how much fuel it burnt.
+    store
+        .fuel_async_yield_interval(Some(FUEL_YIELD_INTERVAL))
+        .map_err(|e| MunitionError::InvalidState(error_chain(&e)))?;
+    // The epoch ticker calls back at every tick; the guest is interrupted on
+    // the first tick past its wall-clock deadline.
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(|mut ctx| {
+        if Instant::now() >= ctx.data().deadline {
+            ctx.data_mut().timed_out = true;
+            Ok(UpdateDeadline::Interrupt)
+        } else {
+            Ok(UpdateDeadline::Continue(1))
+        }
+    });
+    Ok(store)
+}
+
+fn func_type(params: &[ValueType], results: &[ValueType]) -> FuncType {
+    FuncType::new(
+        &ENGINE,
+        params.iter().map(to_type),
+        results.iter().map(to_type),
+    )
+}
+
+/// The most parameters or results a built-in has (`log`, `abort`).
+const MAX_BUILTIN_VALUES: usize = 8;
+
+impl Imports for Wasmtime {
+    type Import = Extern;
+
+    /// The built-in of `row`, made in `store`: Munition's own function over the
+    /// caller, or a WASI function.
+    fn builtin(store: &mut Store<StoreState>, row: &'static Builtin) -> MunitionResult<Extern> {
+        let ty = func_type(row.params, row.results);
+        let own = match &row.make {
+            Make::Own(own) => *own,
+            Make::Wasi(wasi) => return make_wasi(wasi, store, row.name, ty).map(Extern::Func),
+        };
+        Ok(Extern::Func(Func::new(
+            store,
+            ty,
+            move |mut caller, params, results| {
+                // On the stack: a built-in call allocates nothing for its values.
+                let (count, outputs) = (params.len(), results.len());
+                let mut values = [Value::Ref; MAX_BUILTIN_VALUES];
+                for (slot, param) in values.iter_mut().zip(params.iter()) {
+                    *slot = from_val(param);
+                }
+                let mut returned = [Value::Ref; MAX_BUILTIN_VALUES];
+                for (slot, ty) in returned.iter_mut().zip(row.results) {
+                    *slot = Value::default_for(*ty);
+                }
+                own(&mut caller, &values[..count], &mut returned[..outputs]).map_err(error)?;
+                for (slot, value) in results.iter_mut().zip(returned.iter()) {
+                    *slot = to_val(value);
+                }
+                Ok(())
+            },
+        )))
+    }
+
+    /// The Elixir host function at `index` of the call's list, imported as
+    /// `name`: sends the call over the bridge, then waits for the reply with
+    /// the guest's fiber parked (no thread held), serving the Elixir side's
+    /// memory requests each time it is resumed.
+    fn elixir(
+        store: &mut Store<StoreState>,
+        name: &str,
+        index: u32,
+        params: &[ValueType],
+        results: &[ValueType],
+    ) -> Extern {
+        let ty = func_type(params, results);
+        let name: Arc<str> = name.into();
+        let result_types: Arc<[ValueType]> = results.into();
+        Extern::Func(Func::new_async(
+            store,
+            ty,
+            move |mut caller, params, results| {
+                let (name, result_types) = (name.clone(), result_types.clone());
+                Box::new(async move {
+                    let params: Vec<Value> = params.iter().map(from_val).collect();
+                    let pending = bridge::call(&mut caller, &name, &result_types, index, &params)
+                        .map_err(error)?;
+                    loop {
+                        match bridge::serve(&mut caller, &pending) {
+                            Served::Reply(values) => {
+                                for (slot, value) in results.iter_mut().zip(&values) {
+                                    *slot = to_val(value);
+                                }
+                                return Ok(());
+                            }
+                            Served::Waiting => SuspendOnce(false).await,
+                            Served::Stopped(stop) => return Err(error(stop)),
+                        }
+                    }
+                })
+            },
+        ))
+    }
+}

@@ -1,0 +1,61 @@
+//! A failed Wasmtime execution classified in Munition's vocabulary.
+
+use wasmtime::{Error, Trap};
+
+use crate::host::state::StoreState;
+use crate::host::wasi::error::error_chain;
+use crate::vocabulary::trap::{HostFailure, Reason, TrapKind};
+
+/// The kind of one of Wasmtime's traps.
+fn kind(trap: &Trap) -> TrapKind {
+    match trap {
+        Trap::StackOverflow => TrapKind::StackOverflow,
+        Trap::MemoryOutOfBounds => TrapKind::MemoryOutOfBounds,
+        Trap::HeapMisaligned => TrapKind::HeapMisaligned,
+        Trap::TableOutOfBounds => TrapKind::TableOutOfBounds,
+        Trap::IndirectCallToNull => TrapKind::IndirectCallToNull,
+        Trap::BadSignature => TrapKind::BadSignature,
+        Trap::IntegerOverflow => TrapKind::IntegerOverflow,
+        Trap::IntegerDivisionByZero => TrapKind::IntegerDivideByZero,
+        Trap::BadConversionToInteger => TrapKind::BadConversionToInteger,
+        Trap::UnreachableCodeReached => TrapKind::Unreachable,
+        Trap::Interrupt => TrapKind::Interrupt,
+        Trap::OutOfFuel => TrapKind::OutOfFuel,
+        Trap::NullReference => TrapKind::NullReference,
+        Trap::AllocationTooLarge => TrapKind::AllocationTooLarge,
+        _ => TrapKind::Unknown,
+    }
+}
+
+/// Classifies a failed guest execution, given what its store noticed: a
+/// failure a host function recorded, a memory growth past the limit, a
+/// deadline that passed. The first of these wins over the error itself.
+pub fn classify(error: &Error, state: &StoreState) -> HostFailure {
+    let message = error_chain(error);
+    let (reason, trap, message) = if let Some(host) = &state.host_failure {
+        (host.reason, host.trap, host.message.clone())
+    } else if state.limits.memory_limit_hit {
+        (Reason::MemoryLimit, TrapKind::MemoryLimit, message)
+    } else if let Some(guest_error) = error.downcast_ref::<wiggle::GuestError>() {
+        // Wasmtime's WASI functions trap on a pointer outside guest memory
+        // (as WASI says they shall) with the pointer's error.
+        let trap = match guest_error {
+            wiggle::GuestError::PtrNotAligned { .. } => TrapKind::HeapMisaligned,
+            _ => TrapKind::MemoryOutOfBounds,
+        };
+        (Reason::Trap, trap, message)
+    } else {
+        match error.downcast_ref::<Trap>() {
+            Some(Trap::OutOfFuel) => (Reason::FuelExhausted, TrapKind::OutOfFuel, message),
+            Some(Trap::Interrupt) => (Reason::Timeout, TrapKind::Interrupt, message),
+            Some(trap) => (Reason::Trap, kind(trap), message),
+            None if state.timed_out => (Reason::Timeout, TrapKind::Interrupt, message),
+            None => (Reason::Trap, TrapKind::Unknown, message),
+        }
+    };
+    HostFailure {
+        reason,
+        trap,
+        message,
+    }
+}

@@ -1,0 +1,118 @@
+//! WASI's byte movers, bounded: the metered `fd_read`/`fd_write`/
+//! `fd_pread`/`fd_pwrite`, and `random_get` (the capture pipes are `pipe`).
+//!
+//! A guest pays fuel for the bytes it moves, as for Munition's built-ins
+//! (`munition_core::guest::BYTES_PER_FUEL`): before an `fd_*` call runs, the guest pays
+//! one unit per entry of its iovec array (8 bytes each) and one per 8 bytes
+//! of the buffer that Wasmtime's implementation will move (the first
+//! non-empty one: it moves one buffer per call). Then Wasmtime's own
+//! function does the work, through the same entry point its linker uses.
+
+use wasmtime::{AsContextMut, Caller, Error, Func, FuncType, Store, Val};
+use wasmtime_wasi::p1::wasi_snapshot_preview1::{self as p1, WasiSnapshotPreview1};
+use wiggle::GuestMemory;
+
+use super::caller::{self, check_range, errno, error, read_guest};
+use crate::host::builtins::fill_random;
+use crate::host::context::charge_bytes;
+use crate::host::state::StoreState;
+use crate::vocabulary::guest_memory::bounds;
+
+/// Charges the guest for the iovec array `[iovs, iovs + 8 * count)` and for
+/// the buffer Wasmtime's implementation will move. An array outside guest
+/// memory is a `:memory_out_of_bounds` trap before anything is read; a
+/// buffer outside it is not charged for (Wasmtime's function traps on it).
+fn charge_iovecs(
+    caller: &mut Caller<'_, StoreState>,
+    func: &str,
+    iovs: i32,
+    count: i32,
+) -> Result<(), Error> {
+    let (iovs, count) = (iovs as u32 as u64, count as u32 as u64);
+    // Never overflows: both are below 2^32.
+    check_range(caller, func, iovs, count * 8)?;
+    charge_bytes(caller, (count * 8) as usize).map_err(error)?;
+    for entry in 0..count {
+        let iovec = read_guest::<8>(caller, func, iovs + entry * 8)?;
+        let buf = u32::from_le_bytes([iovec[0], iovec[1], iovec[2], iovec[3]]) as u64;
+        let len = u32::from_le_bytes([iovec[4], iovec[5], iovec[6], iovec[7]]) as u64;
+        if len == 0 {
+            continue;
+        }
+        let size = caller::memory(caller).map_or(0, |memory| memory.data_size(&*caller));
+        if bounds(size, buf, len).is_some() {
+            charge_bytes(caller, len as usize).map_err(error)?;
+        }
+        break;
+    }
+    Ok(())
+}
+
+/// One of Wasmtime's `fd_*` byte movers, paid for first (see the moduledoc).
+macro_rules! metered {
+    ($(#[$doc:meta])* $name:ident ($($arg:ident: $ty:ident),*) iovs at $iovs:ident, $count:ident) => {
+        $(#[$doc])*
+        pub fn $name(store: &mut Store<StoreState>, ty: FuncType) -> Func {
+            Func::new_async(store, ty, |mut caller, params, results| {
+                Box::new(async move {
+                    let mut args = params.iter();
+                    $(let $arg = metered!(@take args $ty);)*
+                    charge_iovecs(&mut caller, stringify!($name), $iovs, $count)?;
+                    // There is one: the iovecs were read from it.
+                    let Some(memory) = caller::memory(&mut caller) else {
+                        return Err(Error::msg(concat!(stringify!($name), ": the guest has no memory")));
+                    };
+                    let hostcall_fuel = caller.as_context_mut().hostcall_fuel();
+                    let (data, state) = memory.data_and_store_mut(&mut caller);
+                    let ctx = &mut state.wasi().ctx;
+                    ctx.set_hostcall_fuel(hostcall_fuel);
+                    let mut memory = GuestMemory::Unshared(data);
+                    let errno = p1::$name(ctx, &mut memory, $($arg),*).await?;
+                    results[0] = Val::I32(errno);
+                    Ok(())
+                })
+            })
+        }
+    };
+    (@take $args:ident I32) => { $args.next().and_then(Val::i32).unwrap_or_default() };
+    (@take $args:ident I64) => { $args.next().and_then(Val::i64).unwrap_or_default() };
+}
+
+metered! {
+    /// `fd_write(fd, iovs, iovs_len, nwritten)`.
+    fd_write (fd: I32, iovs: I32, count: I32, nwritten: I32) iovs at iovs, count
+}
+
+metered! {
+    /// `fd_read(fd, iovs, iovs_len, nread)`.
+    fd_read (fd: I32, iovs: I32, count: I32, nread: I32) iovs at iovs, count
+}
+
+metered! {
+    /// `fd_pwrite(fd, iovs, iovs_len, offset, nwritten)`.
+    fd_pwrite (fd: I32, iovs: I32, count: I32, offset: I64, nwritten: I32) iovs at iovs, count
+}
+
+metered! {
+    /// `fd_pread(fd, iovs, iovs_len, offset, nread)`.
+    fd_pread (fd: I32, iovs: I32, count: I32, offset: I64, nread: I32) iovs at iovs, count
+}
+
+/// `random_get(buf, len)`: fills `[buf, buf + len)` from the OS CSPRNG as
+/// the `random_bytes` built-in does, paid for in fuel and checked against
+/// the deadline as it goes; a range outside guest memory is a
+/// `:memory_out_of_bounds` trap.
+pub fn random_get(store: &mut Store<StoreState>, ty: FuncType) -> Func {
+    Func::new(store, ty, |mut caller, params, results| {
+        let (ptr, len) = (params[0].unwrap_i32(), params[1].unwrap_i32());
+        fill_random(
+            &mut caller,
+            "random_get",
+            ptr as u32 as u64,
+            len as u32 as u64,
+        )
+        .map_err(error)?;
+        results[0] = Val::I32(errno::SUCCESS);
+        Ok(())
+    })
+}

@@ -1,0 +1,167 @@
+//! WASI preview 1 (`wasi_snapshot_preview1`) for the calls that are granted
+//! it: which capability grants each function (`FUNCTIONS`, rows of the
+//! built-in table), the per-store WASI state (`WasiRun`) made from the call's
+//! configuration, and where each function comes from.
+//!
+//! Most functions are Wasmtime's own (`wasmtime-wasi`, `p1`), taken one by
+//! one from a linker built once (`linked`): Munition links imports one by
+//! one from its own table, so an import that is not granted never reaches
+//! them. Munition implements the ones it must bound itself: the clocks and
+//! `poll_oneoff`/`sched_yield` (`wasi_time`: time is Munition's, sleeps
+//! suspend the guest without holding a thread and end at the deadline),
+//! `random_get` and the metered `fd_read`/`fd_write`/`fd_pread`/`fd_pwrite`
+//! (`wasi_io`: bytes moved are paid for in fuel), and `proc_exit` (an exit
+//! code is a result, not a failure).
+//!
+//! The guest's stdout and stderr are bounded in-memory pipes
+//! (`io::CapturePipe`), its stdin an in-memory pipe, its environment and
+//! arguments only what the call gives, its files only the preopens it gives.
+//!
+//! This is the one part of the host side that speaks an engine's types:
+//! `wasmtime-wasi` is Wasmtime's, so its functions are Wasmtime functions
+//! over a Wasmtime `Caller` (`caller` makes one a `HostCtx`), and only the
+//! Wasmtime engine links them. The Wasmi engine refuses them by name.
+
+pub mod caller;
+pub mod clock;
+pub mod error;
+pub mod io;
+pub mod pipe;
+pub mod run;
+pub mod time;
+
+use once_cell::sync::OnceCell;
+use wasmtime::{Func, FuncType, Linker, Store};
+
+pub use self::run::{WasiConfig, WasiOutput, WasiRun};
+
+use self::error::error_chain;
+use crate::atoms;
+use crate::host::builtins::{Builtin, Make, WasiMake};
+use crate::host::state::StoreState;
+use crate::vocabulary::error::{MunitionError, MunitionResult};
+use crate::vocabulary::value::ValueType;
+
+/// The import module of WASI preview 1.
+pub const MODULE: &str = "wasi_snapshot_preview1";
+
+macro_rules! wasi_table {
+    ($($capability:ident $name:ident ($($param:ident),*) -> ($($result:ident),*) $make:expr;)*) => {
+        /// Every WASI function Munition can grant, with the capability that
+        /// grants it (documented in `Munition.Host.WASI`). Sockets and
+        /// `proc_raise` are not here: they are refused, needing nothing that
+        /// can be granted.
+        pub static FUNCTIONS: [Builtin; [$(stringify!($name)),*].len()] = {
+            #[allow(unused_imports)]
+            use ValueType::{I32, I64};
+            [$(Builtin {
+                capability: atoms::$capability,
+                module: MODULE,
+                name: stringify!($name),
+                params: &[$($param),*],
+                results: &[$($result),*],
+                make: $make,
+            },)*]
+        };
+    };
+}
+
+wasi_table! {
+    wasi_stdio fd_write (I32, I32, I32, I32) -> (I32) Make::Wasi(WasiMake::Own(io::fd_write));
+    wasi_stdio fd_read (I32, I32, I32, I32) -> (I32) Make::Wasi(WasiMake::Own(io::fd_read));
+    wasi_stdio fd_close (I32) -> (I32) Make::Wasi(WasiMake::Linked);
+    wasi_stdio fd_seek (I32, I64, I32, I32) -> (I32) Make::Wasi(WasiMake::Linked);
+    wasi_stdio fd_tell (I32, I32) -> (I32) Make::Wasi(WasiMake::Linked);
+    wasi_stdio fd_fdstat_get (I32, I32) -> (I32) Make::Wasi(WasiMake::Linked);
+    wasi_stdio fd_prestat_get (I32, I32) -> (I32) Make::Wasi(WasiMake::Linked);
+    wasi_stdio fd_prestat_dir_name (I32, I32, I32) -> (I32) Make::Wasi(WasiMake::Linked);
+    wasi_args args_get (I32, I32) -> (I32) Make::Wasi(WasiMake::Linked);
+    wasi_args args_sizes_get (I32, I32) -> (I32) Make::Wasi(WasiMake::Linked);
+    wasi_env environ_get (I32, I32) -> (I32) Make::Wasi(WasiMake::Linked);
+    wasi_env environ_sizes_get (I32, I32) -> (I32) Make::Wasi(WasiMake::Linked);
+    wasi_clock clock_res_get (I32, I32) -> (I32) Make::Wasi(WasiMake::Own(time::clock_res_get));
+    wasi_clock clock_time_get (I32, I64, I32) -> (I32) Make::Wasi(WasiMake::Own(time::clock_time_get));
+    wasi_random random_get (I32, I32) -> (I32) Make::Wasi(WasiMake::Own(io::random_get));
+    wasi_exit proc_exit (I32) -> () Make::Wasi(WasiMake::Own(proc_exit));
+    wasi_poll poll_oneoff (I32, I32, I32, I32) -> (I32) Make::Wasi(WasiMake::Own(time::poll_oneoff));
+    wasi_poll sched_yield () -> (I32) Make::Wasi(WasiMake::Own(time::sched_yield));
+    wasi_fs path_open (I32, I32, I32, I32, I32, I64, I64, I32, I32) -> (I32) Make::Wasi(WasiMake::Linked);
+    wasi_fs path_filestat_get (I32, I32, I32, I32, I32) -> (I32) Make::Wasi(WasiMake::Linked);
+    wasi_fs path_readlink (I32, I32, I32, I32, I32, I32) -> (I32) Make::Wasi(WasiMake::Linked);
+    wasi_fs fd_pread (I32, I32, I32, I64, I32) -> (I32) Make::Wasi(WasiMake::Own(io::fd_pread));
+    wasi_fs fd_readdir (I32, I32, I32, I64, I32) -> (I32) Make::Wasi(WasiMake::Linked);
+    wasi_fs fd_filestat_get (I32, I32) -> (I32) Make::Wasi(WasiMake::Linked);
+    wasi_fs fd_advise (I32, I64, I64, I32) -> (I32) Make::Wasi(WasiMake::Linked);
+    wasi_fs fd_fdstat_set_flags (I32, I32) -> (I32) Make::Wasi(WasiMake::Linked);
+    wasi_fs fd_fdstat_set_rights (I32, I64, I64) -> (I32) Make::Wasi(WasiMake::Linked);
+    wasi_fs fd_renumber (I32, I32) -> (I32) Make::Wasi(WasiMake::Linked);
+    wasi_fs fd_sync (I32) -> (I32) Make::Wasi(WasiMake::Linked);
+    wasi_fs fd_datasync (I32) -> (I32) Make::Wasi(WasiMake::Linked);
+    wasi_fs_write fd_pwrite (I32, I32, I32, I64, I32) -> (I32) Make::Wasi(WasiMake::Own(io::fd_pwrite));
+    wasi_fs_write fd_allocate (I32, I64, I64) -> (I32) Make::Wasi(WasiMake::Linked);
+    wasi_fs_write fd_filestat_set_size (I32, I64) -> (I32) Make::Wasi(WasiMake::Linked);
+    wasi_fs_write fd_filestat_set_times (I32, I64, I64, I32) -> (I32) Make::Wasi(WasiMake::Linked);
+    wasi_fs_write path_create_directory (I32, I32, I32) -> (I32) Make::Wasi(WasiMake::Linked);
+    wasi_fs_write path_filestat_set_times (I32, I32, I32, I32, I64, I64, I32) -> (I32) Make::Wasi(WasiMake::Linked);
+    wasi_fs_write path_link (I32, I32, I32, I32, I32, I32, I32) -> (I32) Make::Wasi(WasiMake::Linked);
+    wasi_fs_write path_remove_directory (I32, I32, I32) -> (I32) Make::Wasi(WasiMake::Linked);
+    wasi_fs_write path_rename (I32, I32, I32, I32, I32, I32) -> (I32) Make::Wasi(WasiMake::Linked);
+    wasi_fs_write path_symlink (I32, I32, I32, I32, I32) -> (I32) Make::Wasi(WasiMake::Linked);
+    wasi_fs_write path_unlink_file (I32, I32, I32) -> (I32) Make::Wasi(WasiMake::Linked);
+}
+
+/// The WASI function `name` of type `ty`, made in `store` as `make` says.
+pub fn make(
+    make: &WasiMake,
+    store: &mut Store<StoreState>,
+    name: &str,
+    ty: FuncType,
+) -> MunitionResult<Func> {
+    match make {
+        WasiMake::Own(make) => Ok(make(store, ty)),
+        WasiMake::Linked => linked(store, name),
+    }
+}
+
+/// Wasmtime's WASI preview 1, every function defined once for every store of
+/// the one engine (the first store's, which is every store's). Its functions
+/// reach the store's `WasiP1Ctx` through `StoreState::wasi`.
+static LINKER: OnceCell<Result<Linker<StoreState>, String>> = OnceCell::new();
+
+/// Wasmtime's WASI function `name`, made in `store`.
+fn linked(store: &mut Store<StoreState>, name: &str) -> MunitionResult<Func> {
+    let linker = LINKER
+        .get_or_init(|| {
+            let mut linker = Linker::new(store.engine());
+            wasmtime_wasi::p1::add_to_linker_async(&mut linker, |state: &mut StoreState| {
+                &mut state.wasi().ctx
+            })
+            .map_err(|e| error_chain(&e))?;
+            Ok(linker)
+        })
+        .as_ref()
+        .map_err(|message| {
+            MunitionError::RuntimeFailure(format!("cannot set up Wasmtime's WASI: {message}"))
+        })?;
+    let missing = |why: String| {
+        MunitionError::Instantiation(format!(
+            "Wasmtime's WASI implementation has no function {MODULE}.{name}: {why}"
+        ))
+    };
+    linker
+        .get(&mut *store, MODULE, name)
+        .map_err(|e| missing(error_chain(&e)))?
+        .into_func()
+        .ok_or_else(|| missing("not a function".into()))
+}
+
+/// `proc_exit(code)`: the guest ends itself. The code is kept on the store
+/// and the guest unwound; its execution then ends as `{:exited, code, meta}`
+/// (see `execution`), whatever the code.
+fn proc_exit(store: &mut Store<StoreState>, ty: FuncType) -> Func {
+    Func::new(store, ty, |mut caller, params, _| {
+        let code = params[0].unwrap_i32() as u32;
+        caller.data_mut().exit_code = Some(code);
+        Err(wasmtime::Error::msg(format!("proc_exit({code})")))
+    })
+}

@@ -1,0 +1,50 @@
+defmodule Munition.NativeTest do
+  # What the native library guarantees below the runtimes' callbacks. Counts
+  # node-wide stores, so this module runs alone.
+  use ExUnit.Case, async: false
+  import Bitwise
+
+  alias Munition.Instance.State
+  alias Munition.Runtime.{Wasmi, Wasmtime}
+
+  # 8 MiB of memory: over the 4 MiB a normal scheduler may release.
+  @large ~s{(module (memory (export "memory") 128) (func (export "f")))}
+
+  describe "instance_reaped/0" do
+    for runtime <- [Wasmtime, Wasmi] do
+      @runtime runtime
+
+      test "a large store whose caller died without a cleanup is released by the reaper (#{inspect(runtime)})" do
+        {:ok, module} = @runtime.compile(@large)
+        baseline = @runtime.live_count()
+        {handed, _released} = Munition.Native.instance_reaped()
+
+        state = %State{
+          module: module,
+          function: "f",
+          args: [],
+          runtime: @runtime,
+          fuel: 1_000_000,
+          timeout: 10_000,
+          max_memory: 16 <<< 20
+        }
+
+        # The caller dies holding the handle: the scheduler that frees its
+        # heap runs the handle's destructor, which has no process to ask for
+        # a dirty scheduler, and hands the store to the reaper's thread.
+        {pid, ref} =
+          spawn_monitor(fn ->
+            {:ok, instance, :ready} = @runtime.instantiate(module, state)
+            true = is_reference(instance)
+          end)
+
+        assert_receive {:DOWN, ^ref, :process, ^pid, :normal}
+        Munition.Sync.until(fn -> @runtime.live_count() == baseline end)
+
+        {handed_after, released_after} = Munition.Native.instance_reaped()
+        assert handed_after >= handed + 1
+        assert released_after >= handed + 1
+      end
+    end
+  end
+end
