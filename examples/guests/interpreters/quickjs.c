@@ -75,13 +75,20 @@ static JSValue eval(const char *src, size_t len) {
 
 __attribute__((export_name("alloc"))) void *guest_alloc(int32_t len) { return malloc(len); }
 
-__attribute__((export_name("init"))) int32_t init(const char *src, int32_t len) {
+/* Evaluates in the reactor's state (created on first use); an uncaught
+ * exception is reported and traps. */
+static JSValue eval_or_trap(const char *src, int32_t len) {
   start();
   JSValue value = eval(src, len);
   if (JS_IsException(value)) {
     report();
     __builtin_trap();
   }
+  return value;
+}
+
+__attribute__((export_name("init"))) int32_t init(const char *src, int32_t len) {
+  JSValue value = eval_or_trap(src, len); /* sets ctx on first use */
   JS_FreeValue(ctx, value);
   return 0;
 }
@@ -89,12 +96,7 @@ __attribute__((export_name("init"))) int32_t init(const char *src, int32_t len) 
 static char *last_result;
 
 __attribute__((export_name("eval"))) int64_t eval_export(const char *src, int32_t len) {
-  start();
-  JSValue value = eval(src, len);
-  if (JS_IsException(value)) {
-    report();
-    __builtin_trap();
-  }
+  JSValue value = eval_or_trap(src, len);
   size_t out_len;
   const char *s = JS_ToCStringLen(ctx, &out_len, value);
   JS_FreeValue(ctx, value);
