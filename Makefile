@@ -92,7 +92,7 @@ TOOLCHAINS := $(CURDIR)/_build/toolchains
 ZIGLANG_VERSION := 0.14.1
 GUEST_APT_PACKAGES := clang lld wasi-libc libclang-rt-dev-wasm32 rustc libstd-rust-dev-wasm32
 
-GUESTS := c/upper c/checked_sum c/rot13 \
+GUESTS := c/upper c/checked_sum c/rot13 c/hash \
           rust/reverse_words rust/reverse_words_wasi rust/wc rust/parse_config \
           assemblyscript/text assemblyscript/port \
           zig/base64 zig/greet
@@ -163,6 +163,12 @@ $(ZIG_STAMP):
 $(GUESTS_OUT)/c/rot13.wasm: $(GUESTS_SRC)/c/rot13.c | guest-toolchain-apt
 	@mkdir -p $(@D) && echo "  CLANG  $@"
 	@$(CLANG) --target=wasm32 -O2 -nostdlib -Wl,--no-entry -Wl,--export=alloc -Wl,--export=rot13 $< -o $@
+
+# hash, the C guest of bench/compute.exs: freestanding too, exporting its
+# memory (wasm-ld's default), alloc and fnv1a.
+$(GUESTS_OUT)/c/hash.wasm: $(GUESTS_SRC)/c/hash.c | guest-toolchain-apt
+	@mkdir -p $(@D) && echo "  CLANG  $@"
+	@$(CLANG) --target=wasm32 -O2 -nostdlib -Wl,--no-entry $< -o $@
 
 $(GUESTS_OUT)/c/%.wasm: $(GUESTS_SRC)/c/%.c | guest-toolchain-apt
 	@mkdir -p $(@D) && echo "  CLANG  $@"

@@ -16,19 +16,20 @@ defmodule Munition.Bench.RawWasmtime do
   figures under `{name, threads}`. `args` go to the binary.
   """
   def run(args \\ []) do
-    warn_if_drifted()
-    IO.puts(:stderr, "Building the raw-Wasmtime baseline: cargo #{Enum.join(@build, " ")}")
-
-    case System.cmd("cargo", @build, cd: @root, stderr_to_stdout: true) do
-      {_, 0} -> :ok
-      {output, status} -> raise "cargo build of munition_bench failed (#{status}):\n#{output}"
-    end
-
-    binary = Path.join([target_dir(), "release", "munition_bench"])
-
-    case System.cmd(binary, args, cd: @root) do
+    case System.cmd(build!(), args, cd: @root) do
       {output, 0} -> parse(output)
       {output, status} -> raise "munition_bench exited with #{status}:\n#{output}"
+    end
+  end
+
+  @doc "Builds munition_bench (with the NIF, see @build) and returns the binary's path."
+  def build! do
+    warn_if_drifted()
+    IO.puts(:stderr, "Building the raw baselines: cargo #{Enum.join(@build, " ")}")
+
+    case System.cmd("cargo", @build, cd: @root, stderr_to_stdout: true) do
+      {_, 0} -> Path.join([target_dir(), "release", "munition_bench"])
+      {output, status} -> raise "cargo build of munition_bench failed (#{status}):\n#{output}"
     end
   end
 

@@ -32,6 +32,11 @@
 //!
 //! Options: `--samples N` (timed iterations per case, default 20000),
 //! `--throughput-ms N` (wall time per throughput figure, default 500).
+//!
+//! `munition_bench compute ...` measures guest code instead (bench/compute.exs):
+//! see src/compute.rs.
+
+mod compute;
 
 use std::future::Future;
 use std::num::NonZeroUsize;
@@ -312,6 +317,9 @@ fn option(args: &[String], name: &str, default: usize) -> usize {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("compute") {
+        return compute::main(&args[1..]);
+    }
     let samples = option(&args, "--samples", 20_000).max(1);
     let duration = Duration::from_millis(option(&args, "--throughput-ms", 500) as u64);
 
