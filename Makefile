@@ -112,7 +112,7 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 quietly = log=$$(mktemp); if ! ( $(1) ) >$$log 2>&1; then cat $$log; rm -f $$log; exit 1; fi; rm -f $$log
 APT_INSTALL := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends
 
-examples: $(GUESTS:%=$(GUESTS_OUT)/%.wasm) interpreters
+examples: $(GUESTS:%=$(GUESTS_OUT)/%.wasm) interpreters components
 
 # Interpreters as guests, built from the C sources published in Rust crates
 # (QuickJS-ng from rquickjs-sys) and cached in ~/.cache/munition/guests by a
@@ -120,6 +120,21 @@ examples: $(GUESTS:%=$(GUESTS_OUT)/%.wasm) interpreters
 .PHONY: interpreters
 interpreters: | guest-toolchain-apt
 	@tools/build_interpreters.sh $(GUESTS_OUT)/interpreters
+
+# Plugins as WebAssembly components (WIT, WASI 0.2), one world in JavaScript
+# (componentize-js, npm) and Python (componentize-py, PyPI), toolchains and
+# builds cached in ~/.cache/munition by a key of their inputs: see
+# tools/build_components.sh.
+.PHONY: components
+components:
+	@if ! command -v npm >/dev/null 2>&1; then \
+	  echo "Installing Node.js and npm from Debian's packages"; \
+	  $(call quietly,$(SUDO) apt-get update -q && $(APT_INSTALL) nodejs npm); \
+	fi
+	@python3 -m pip --version >/dev/null 2>&1 || { \
+	  echo "Installing Python's pip from Debian's packages"; \
+	  $(call quietly,$(SUDO) apt-get update -q && $(APT_INSTALL) python3-pip); }
+	@tools/build_components.sh $(GUESTS_OUT)/components
 
 # Installs what is missing of GUEST_APT_PACKAGES; nothing when all are there.
 guest-toolchain-apt:

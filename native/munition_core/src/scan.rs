@@ -43,6 +43,14 @@ pub fn content_hash(bytes: &[u8]) -> String {
     hex
 }
 
+/// Whether `bytes` is a WebAssembly component (the component model's binary:
+/// the `\0asm` magic, then version 0x0d and layer 1), not a core module
+/// (version 1, layer 0). Read from the header alone, so a component is named
+/// for what it is before any limit or parser calls it anything else.
+pub fn is_component(bytes: &[u8]) -> bool {
+    bytes.len() >= 8 && bytes[0..4] == *b"\0asm" && bytes[6..8] == [1, 0] && bytes[4..6] != [1, 0]
+}
+
 pub struct Scan {
     pub stats: ModuleStats,
     pub memories: Vec<MemoryInfo>,
@@ -228,6 +236,14 @@ mod tests {
             scan.memory_export_names,
             vec![Some("first".to_string()), Some("second".to_string()), None]
         );
+    }
+
+    #[test]
+    fn components_are_told_from_core_modules_by_their_header() {
+        assert!(is_component(b"\0asm\x0d\x00\x01\x00rest"));
+        assert!(!is_component(b"\0asm\x01\x00\x00\x00rest"));
+        assert!(!is_component(b"\0asm\x0d\x00"));
+        assert!(!is_component(b"(module)"));
     }
 
     #[test]

@@ -40,7 +40,7 @@ use std::sync::Arc;
 
 use munition_core::compile_queue::panic_message;
 use munition_core::limits::{prescan, Exceeded, Facts, Limits};
-use munition_core::scan::content_hash;
+use munition_core::scan::{content_hash, is_component};
 use rustler::{Encoder, Env, Term};
 
 use crate::atoms;
@@ -98,13 +98,27 @@ pub fn compile<E: Engine>(
 /// against every compile limit. Returns the wasm and what the pre-scan
 /// measured.
 pub fn measure<'a>(bytes: &'a [u8], limits: &Limits) -> MunitionResult<(Cow<'a, [u8]>, Facts)> {
-    limits.check_size(bytes.len()).map_err(limit_error)?;
+    admit_input(bytes, limits)?;
     not_text_with_nul(bytes)?;
     let wasm = wat::parse_bytes(bytes)
         .map_err(|e| MunitionError::InvalidModule(format!("cannot parse WAT: {e}")))?;
     let facts = prescan(&wasm).map_err(|e| MunitionError::InvalidModule(e.to_string()))?;
     limits.check(&facts).map_err(limit_error)?;
     Ok((wasm, facts))
+}
+
+/// Step 1, before anything else looks at the input: a component is refused
+/// by name (it is valid, just not a core module), then an input over the
+/// size limit.
+pub fn admit_input(bytes: &[u8], limits: &Limits) -> MunitionResult<()> {
+    if is_component(bytes) {
+        return Err(MunitionError::Unsupported(
+            "the binary is a WebAssembly component (the component model: WIT interfaces, WASI 0.2), \
+             not a core module; Munition runs core modules only"
+                .into(),
+        ));
+    }
+    limits.check_size(bytes.len()).map_err(limit_error)
 }
 
 /// Step 5: valid wasm that Munition's instance slots cannot hold (see the
@@ -199,11 +213,11 @@ impl<E: EngineTypes> Encoder for Lookup<E> {
 /// binaries of an engine that compiles them at lookup); on a normal
 /// scheduler `:large` for inputs over `INLINE_LOOKUP_LIMIT`.
 pub fn lookup<E: Engine>(bytes: &[u8], capacity: usize, limits: &Limits, dirty: bool) -> Lookup<E> {
-    if !dirty && bytes.len() > INLINE_LOOKUP_LIMIT && limits.check_size(bytes.len()).is_ok() {
-        return Lookup::Large;
+    if let Err(refused) = admit_input(bytes, limits) {
+        return Lookup::Refused(refused);
     }
-    if let Err(exceeded) = limits.check_size(bytes.len()) {
-        return Lookup::Refused(limit_error(exceeded));
+    if !dirty && bytes.len() > INLINE_LOOKUP_LIMIT {
+        return Lookup::Large;
     }
     let hash = content_hash(bytes);
     match E::registry()

@@ -14,7 +14,7 @@ use rustler::env::OwnedEnv;
 use rustler::{Binary, Encoder, Env, Resource, ResourceArc, Term};
 
 use super::cache::{Input, Waiter};
-use super::{admit, compile_guarded, limit_error, NotCompiled, EXPRESS_INPUT};
+use super::{admit, admit_input, compile_guarded, NotCompiled, EXPRESS_INPUT};
 use crate::atoms;
 use crate::engine::module::{handle, Compiled};
 use crate::engine::settings::settings;
@@ -184,8 +184,9 @@ pub fn start<'a, E: Engine>(env: Env<'a>, request: Request<'a>) -> Start<E> {
         tag,
     } = request;
     let started = || -> MunitionResult<Start<E>> {
-        let size = bytes.decode::<Binary>().map_err(|_| bad_input())?.len();
-        limits.check_size(size).map_err(limit_error)?;
+        let input = bytes.decode::<Binary>().map_err(|_| bad_input())?;
+        admit_input(input.as_slice(), &limits)?;
+        let size = input.len();
         let pool = pool()?;
         let registry = E::registry();
 
