@@ -3,11 +3,12 @@ defmodule Munition.Native do
   # The NIF stubs and their loading, nothing else. The engine's NIFs are
   # called only by the runtimes: Munition.Runtime.Wasmtime, and
   # Munition.Runtime.Wasmi its `wasmi_*` ones; everything else reaches an
-  # engine through the Munition.Runtime behaviour. Two groups are not an
+  # engine through the Munition.Runtime behaviour. Three groups are not an
   # engine's and have one caller each, whatever the runtime: the codec and
   # scans of captured memory (`zstd_*`, `memory_*`), called by
-  # Munition.Forensics.Memory, and the fuel meter's counters (`meter_*`),
-  # called by Munition.Fuel.Meter and its Histogram.
+  # Munition.Forensics.Memory; the fuel meter's counters (`meter_*`),
+  # called by Munition.Fuel.Meter and its Histogram; and a pool's places
+  # (`pool_*`), called by Munition.Pool.
 
   @on_load :load_nif
 
@@ -76,6 +77,10 @@ defmodule Munition.Native do
   def meter_read(_counters), do: :erlang.nif_error(:nif_not_loaded)
   def meter_bytes(_counters), do: :erlang.nif_error(:nif_not_loaded)
   def meter_bucket(_value, _histogram), do: :erlang.nif_error(:nif_not_loaded)
+  def pool_places_new(_size), do: :erlang.nif_error(:nif_not_loaded)
+  def pool_place_take(_places), do: :erlang.nif_error(:nif_not_loaded)
+  def pool_place_return(_place), do: :erlang.nif_error(:nif_not_loaded)
+  def pool_places_in_use(_places), do: :erlang.nif_error(:nif_not_loaded)
 
   # The Wasmi engine (native/munition_native/src/engine/wasmi).
   def wasmi_engine_info, do: :erlang.nif_error(:nif_not_loaded)

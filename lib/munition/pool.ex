@@ -56,26 +56,28 @@ defmodule Munition.Pool do
   _}}` at once. Calls already running need nothing from the pool's process
   (they run in their callers' processes): they end on
   their own, within their own bounds, and are answered as usual. A caller
-  killed mid-call gives its place back: places held by dead processes are
-  reclaimed as soon as someone waits.
+  killed mid-call gives its place back, wherever it was killed: a place is
+  a value in its caller's process (a native resource), given back when the
+  call ends or, should it never end, when the caller's heap is freed.
   """
 
   use GenServer
 
   alias Munition.Instance.Waiters
+  alias Munition.Native
   alias Munition.Options
 
-  @enforce_keys [:name, :pid, :module, :links, :options, :state, :size, :counters, :holders]
+  @enforce_keys [:name, :pid, :module, :links, :options, :state, :size, :counters, :places]
   defstruct @enforce_keys
 
   @type t :: %__MODULE__{}
 
   # Indexes in the pool's :atomics counters. Waiters.count/1 reads index 1.
+  # The places taken (stats' :running) are counted natively, with the places.
   @waiting 1
-  @running 2
-  @completed 3
-  @crashed 4
-  @failed 5
+  @completed 2
+  @crashed 3
+  @failed 4
 
   @retry_ms 5
 
@@ -159,7 +161,7 @@ defmodule Munition.Pool do
         {:ok,
          %{
            size: pool.size,
-           running: :atomics.get(c, @running),
+           running: Native.pool_places_in_use(pool.places),
            waiting: :atomics.get(c, @waiting),
            completed: :atomics.get(c, @completed),
            crashed: :atomics.get(c, @crashed),
@@ -209,12 +211,12 @@ defmodule Munition.Pool do
     asked_at = System.monotonic_time(:millisecond)
     deadline = asked_at + options.timeout
 
-    with {:ok, holder, place} <- checkout(pool, deadline, :back) do
+    with {:ok, place, line} <- checkout(pool, deadline, :back) do
       result =
         try do
-          state |> started(place, asked_at, deadline) |> Munition.execute(options.dump_dir)
+          state |> started(line, asked_at, deadline) |> Munition.execute(options.dump_dir)
         after
-          checkin(pool, holder)
+          checkin(pool, place)
         end
 
       :atomics.add(pool.counters, outcome_index(result), 1)
@@ -241,50 +243,26 @@ defmodule Munition.Pool do
   defp outcome_index({:crash, _, _}), do: @crashed
   defp outcome_index({:error, _}), do: @failed
 
-  # A place in the pool: taken with one atomic add when there is room and no
-  # one waits (a waiter woken from the line may take it regardless: it is
-  # next). Each holder is recorded in an ETS table, so a place whose caller
-  # was killed mid-call can be found and reclaimed.
-  defp checkout(pool, deadline, place) do
-    c = pool.counters
-
-    cond do
-      place == :back and Waiters.count(c) > 0 ->
-        wait(pool, deadline, place)
-
-      :atomics.add_get(c, @running, 1) <= pool.size ->
-        try do
-          {:ok, hold(pool.holders), place}
-        rescue
-          # The pool stopped since it was looked up: its table went with it.
-          ArgumentError ->
-            :atomics.sub(c, @running, 1)
-            {:error, {:pool_unavailable, "pool #{inspect(pool.name)} stopped"}}
-        end
-
-      true ->
-        :atomics.sub(c, @running, 1)
-        wait(pool, deadline, place)
-    end
-  end
-
-  # A holder row is keyed by the caller's pid: a process holds one place of a
-  # pool at a time (a call runs to its end in its caller; host functions run
-  # in processes of their own), and a pid hashes faster than `{pid, ref}`
-  # (70 ns of a pooled call). Should a process ever hold a second place, it
-  # gets a key of its own.
-  defp hold(holders) do
-    if :ets.insert_new(holders, {self()}) do
-      self()
+  # A place in the pool: taken when there is room and no one waits (a waiter
+  # woken from the line may take it regardless: it is next). Taking counts
+  # the place and makes the token that gives it back in one NIF call, and
+  # the token lives only in this process (never in a message or a table):
+  # a caller killed at any point, even between two instructions, gives its
+  # place back when its heap is freed (the token's destructor). `line` is
+  # where the caller last stood: `:back` before it waited, `:front` after.
+  defp checkout(pool, deadline, line) do
+    if line == :back and Waiters.count(pool.counters) > 0 do
+      wait(pool, deadline, line)
     else
-      holder = {self(), make_ref()}
-      :ets.insert(holders, {holder})
-      holder
+      case Native.pool_place_take(pool.places) do
+        :full -> wait(pool, deadline, line)
+        place -> {:ok, place, line}
+      end
     end
   end
 
-  defp wait(pool, deadline, place) do
-    case Waiters.await(pool.pid, deadline, place) do
+  defp wait(pool, deadline, line) do
+    case Waiters.await(pool.pid, deadline, line) do
       :ok ->
         checkout(pool, deadline, :front)
 
@@ -298,21 +276,15 @@ defmodule Munition.Pool do
     end
   end
 
-  defp checkin(pool, holder) do
-    # The table goes with the pool's process: a call that outlived its pool
-    # has nothing to give back.
-    try do
-      :ets.delete(pool.holders, holder)
-    rescue
-      ArgumentError -> :ok
-    end
-
-    :atomics.sub(pool.counters, @running, 1)
+  # A call that outlived its pool gives its place back to places no one
+  # counts any more, which is harmless.
+  defp checkin(pool, place) do
+    Native.pool_place_return(place)
     if Waiters.count(pool.counters) > 0, do: send(pool.pid, :released)
   end
 
   ## The pool's process: it prepares the module, owns the line of waiting
-  ## callers and the table of holders, and publishes the pool.
+  ## callers, and publishes the pool.
 
   @impl true
   def init({name, wasm, size, options}) do
@@ -335,7 +307,7 @@ defmodule Munition.Pool do
           spec -> Munition.Fuel.Policy.resolve!(spec, module, "")
         end
 
-      counters = :atomics.new(5, signed: true)
+      counters = :atomics.new(4, signed: true)
       options = %{options | fuel: fuel}
 
       pool = %__MODULE__{
@@ -349,10 +321,7 @@ defmodule Munition.Pool do
         state: Options.state(options, module, links, "", [], 1),
         size: size,
         counters: counters,
-        # write_concurrency: without it, one lock for every caller took two
-        # callers from 300k to 80k calls/s (`make bench`), though it saves
-        # 0.1 µs for one.
-        holders: :ets.new(__MODULE__, [:set, :public, write_concurrency: true])
+        places: Native.pool_places_new(size)
       }
 
       :persistent_term.put({__MODULE__, name}, pool)
@@ -385,13 +354,14 @@ defmodule Munition.Pool do
   @impl true
   def handle_info({:wait, pid, ref, place}, state) do
     state = %{state | line: Waiters.add(state.line, pid, ref, place)}
-    {:noreply, state |> reclaim() |> wake_free() |> schedule()}
+    {:noreply, state |> wake_free() |> schedule()}
   end
 
   def handle_info(:released, state), do: {:noreply, state |> wake_free() |> schedule()}
 
-  def handle_info(:retry, state),
-    do: {:noreply, %{state | timer: nil} |> reclaim() |> wake_free() |> schedule()}
+  # While anyone waits: a place given back by a killed caller's token sends
+  # no :released, and is found here.
+  def handle_info(:retry, state), do: {:noreply, %{state | timer: nil} |> wake_free() |> schedule()}
 
   def handle_info({:cancel, ref}, state), do: {:noreply, %{state | line: Waiters.cancel(state.line, ref)}}
 
@@ -429,28 +399,10 @@ defmodule Munition.Pool do
     :ok
   end
 
-  # Places held by processes that died mid-call are given back.
-  defp reclaim(state) do
-    pool = state.pool
-
-    # A holder listed alive may check in and exit before it is looked at
-    # here: its place is given back once, by whoever takes its row.
-    for {holder} <- :ets.tab2list(pool.holders),
-        not Process.alive?(holder_pid(holder)),
-        :ets.take(pool.holders, holder) != [] do
-      :atomics.sub(pool.counters, @running, 1)
-    end
-
-    state
-  end
-
-  defp holder_pid({pid, _ref}), do: pid
-  defp holder_pid(pid), do: pid
-
   # Wakes as many waiters as there are free places; one that loses its place
   # to a newcomer waits again at the front.
   defp wake_free(state) do
-    free = state.pool.size - :atomics.get(state.pool.counters, @running)
+    free = state.pool.size - Native.pool_places_in_use(state.pool.places)
     %{state | line: Enum.reduce(1..max(free, 0)//1, state.line, fn _, line -> Waiters.wake(line) end)}
   end
 

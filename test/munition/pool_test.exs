@@ -5,12 +5,21 @@ defmodule Munition.PoolTest do
   alias Munition.Sync
 
   alias Munition.Forensics.Dump
+  alias Munition.Native
   alias Munition.Pool
 
   @add ~s{(module (func (export "add") (param i32 i32) (result i32) local.get 0 local.get 1 i32.add)
     (func (export "boom") unreachable))}
 
   @long 60_000
+
+  # The places test's module: its thousands of calls go to a meter key of
+  # their own, not to @add's, whose :adaptive fuel another test reads.
+  @sum ~s{(module (func (export "sum") (param i32 i32) (result i32) local.get 0 local.get 1 i32.add))}
+
+  # Callers killed mid-call by the places test: over 7 times the reductions
+  # of a bare pooled call (about 125 on OTP 25).
+  @victims 1_000
 
   defp unique_name, do: :"pool_#{System.unique_integer([:positive])}"
 
@@ -44,6 +53,27 @@ defmodule Munition.PoolTest do
     assert_receive {:holding, holder}, @long
     {caller, holder}
   end
+
+  # Burns `reductions`, then calls the pool's `sum` until killed; says when it
+  # has started. A bare pooled call (no Elixir host function, no dump) stays
+  # on its scheduler from start to end.
+  defp call_forever(name, test, reductions) do
+    send(test, {:calling, self()})
+    burn(reductions)
+    call_forever(name)
+  end
+
+  defp call_forever(name) do
+    {:ok, 3, _} = Munition.fire_pooled(name, "sum", [1, 2])
+    call_forever(name)
+  end
+
+  # Takes a place and keeps only whether it got one: the token is garbage.
+  defp take_and_drop(places), do: is_reference(Native.pool_place_take(places))
+
+  # One reduction per step.
+  defp burn(0), do: :ok
+  defp burn(n), do: burn(n - 1)
 
   describe "fire_pooled/4" do
     test "returns exactly what fire/4 returns" do
@@ -198,19 +228,6 @@ defmodule Munition.PoolTest do
       assert {:ok, %{running: 0, waiting: 0}} = Pool.stats(name)
     end
 
-    test "a process already holding a place gets a holder row of its own for a second one" do
-      name = start_pool!(wasm: @add)
-      holders = Pool.fetch(name).holders
-      # As if this process held a place (its row is keyed by its pid); no
-      # public path does that today, but a second call must not take over
-      # the first one's row and delete it when it ends.
-      :ets.insert(holders, {self()})
-
-      assert {:ok, 5, _} = Munition.fire_pooled(name, "add", [2, 3])
-      assert :ets.tab2list(holders) == [{self()}]
-      assert {:ok, %{running: 0, completed: 1}} = Pool.stats(name)
-    end
-
     test "stopping the pool answers its waiters, and running calls end as usual" do
       name = unique_name()
 
@@ -248,6 +265,79 @@ defmodule Munition.PoolTest do
       Sync.until(fn -> match?(%Pool{pid: new} when new != pid, Pool.fetch(name)) end)
       assert {:ok, 5, _} = Munition.fire_pooled(name, "add", [2, 3])
       Supervisor.stop(sup)
+    end
+  end
+
+  describe "places" do
+    # A caller killed between taking a place and recording that it holds
+    # it, or between the two steps of giving it back, must not take the
+    # place with it. A kill is acted on when its victim is next scheduled
+    # out, and a bare pooled call is scheduled out only when its time slice
+    # (4,000 reductions) ends. Victim n burns n reductions before calling in
+    # a loop, so its first slice ends one reduction further into its calls
+    # than victim n - 1's: the victims die at every point of a call,
+    # checking out and in included, several times over. (Before places were
+    # tokens, 29 of 1,000 such victims each took a place with them.)
+    # Nothing is timed: each victim's DOWN is awaited, then the pool's count
+    # (a victim may have died waiting in line, which is a schedule-out too).
+    test "callers killed at any point of a call leave every place free" do
+      name = start_pool!(wasm: @sum, size: 1)
+      test = self()
+      # A module's first call does one-time work that leaves the scheduler
+      # (a victim would die there, every time): done here, once.
+      assert {:ok, 3, _} = Munition.fire_pooled(name, "sum", [1, 2])
+
+      for n <- 1..@victims do
+        {victim, monitor} = spawn_monitor(fn -> call_forever(name, test, n) end)
+
+        receive do
+          {:calling, ^victim} -> Process.exit(victim, :kill)
+        end
+
+        assert_receive {:DOWN, ^monitor, :process, ^victim, reason}, @long
+        assert reason == :killed
+      end
+
+      # The place comes back by itself (a killed victim's just after its
+      # DOWN, when its heap is freed), with no call waiting for it.
+      Sync.until(fn -> match?({:ok, %{running: 0, waiting: 0}}, Pool.stats(name)) end)
+      assert {:ok, 3, _} = Munition.fire_pooled(name, "sum", [1, 2], timeout: @long)
+      assert {:ok, %{running: 0, waiting: 0, crashed: 0}} = Pool.stats(name)
+    end
+
+    test "a place is given back once, by its caller or by its token's destructor" do
+      name = start_pool!(wasm: @add, size: 1)
+      places = Pool.fetch(name).places
+      test = self()
+
+      place = Native.pool_place_take(places)
+      assert is_reference(place)
+      assert Native.pool_place_take(places) == :full
+      assert Native.pool_place_return(place) == :ok
+      assert Native.pool_place_return(place) == :released
+      assert {:ok, %{running: 0}} = Pool.stats(name)
+
+      # A token dropped unreturned gives its place back once collected (the
+      # VM runs the destructor just after the collection, not within it).
+      assert take_and_drop(places)
+      :erlang.garbage_collect()
+      Sync.until(fn -> match?({:ok, %{running: 0}}, Pool.stats(name)) end)
+
+      # A process that dies holding a token it never returned.
+      {holder, monitor} =
+        spawn_monitor(fn ->
+          place = Native.pool_place_take(places)
+          send(test, {:taken, is_reference(place)})
+          receive do: (:never -> place)
+        end)
+
+      assert_receive {:taken, true}
+      assert {:ok, %{running: 1}} = Pool.stats(name)
+      Process.exit(holder, :kill)
+      assert_receive {:DOWN, ^monitor, :process, ^holder, :killed}
+      # Its heap, and the token with it, is freed about when its DOWN is sent.
+      Sync.until(fn -> match?({:ok, %{running: 0}}, Pool.stats(name)) end)
+      assert {:ok, 5, _} = Munition.fire_pooled(name, "add", [2, 3])
     end
   end
 

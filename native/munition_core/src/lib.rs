@@ -3,7 +3,7 @@
 //! capacity arithmetic, the compile queue and its de-duplication, wasm values
 //! and the rules a store keeps for its guest (memory bounds and limits, log,
 //! fuel), moving a start function to an export, scanning or compressing
-//! guest memory, and the fuel meter's counters. The NIF crate
+//! guest memory, the fuel meter's counters, and a pool's places. The NIF crate
 //! (`munition_native`) wraps them; keeping them here lets `cargo test` run
 //! them, which a crate full of `enif_*` calls cannot do without a VM.
 
@@ -13,6 +13,7 @@ pub mod guest;
 pub mod limits;
 pub mod memory;
 pub mod meter;
+pub mod place;
 pub mod scan;
 pub mod start;
 pub mod value;

@@ -3,7 +3,8 @@
 //! engine's NIFs keep their first names (`module_*`, `instance_*`), the
 //! Wasmi engine's are the same names with `wasmi_` in front; the two take
 //! and give the same shapes. Besides: the host's (`host_*`), the analyser's
-//! scans (`memory_*`, `zstd_*`) and the fuel meter's (`meter_*`).
+//! scans (`memory_*`, `zstd_*`), the fuel meter's (`meter_*`) and a
+//! pool's places (`pool_*`).
 
 /// Declares a NIF once for both engines: `fn [wasmtime_name, wasmi_name]`
 /// with a body in terms of `E`, the engine. Each is made in a module of
@@ -39,3 +40,4 @@ pub mod instance;
 pub mod memory;
 pub mod meter;
 pub mod module;
+pub mod pool;
