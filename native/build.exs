@@ -70,21 +70,39 @@ defmodule Munition.NativeBuild do
 
   ## Checksums
 
-  @doc "The checksums in `dir`'s checksum file: `%{}` when there is none."
+  @doc """
+  The checksums in `dir`'s checksum file: `%{}` when there is none. A file
+  that is not a map of artifact names to `"sha256:<64 hex digits>"` is a Mix
+  error naming it.
+  """
   def read_checksums(dir) do
     path = Path.join(dir, @checksum_file)
 
-    if File.exists?(path) do
-      case Code.eval_file(path) do
-        {checksums, _} when is_map(checksums) ->
-          checksums
-
-        {other, _} ->
-          Mix.raise("#{path} must hold a map of artifact names to checksums, got: #{inspect(other)}")
+    checksums =
+      if File.exists?(path) do
+        try do
+          {value, _} = Code.eval_file(path)
+          value
+        rescue
+          error -> Mix.raise("#{path} cannot be read: #{Exception.message(error)}")
+        end
+      else
+        %{}
       end
-    else
-      %{}
+
+    valid? =
+      is_map(checksums) and
+        Enum.all?(checksums, fn {name, sum} ->
+          is_binary(name) and is_binary(sum) and sum =~ ~r/\Asha256:[0-9a-f]{64}\z/
+        end)
+
+    unless valid? do
+      Mix.raise(
+        "#{path} must hold a map of artifact names to \"sha256:<hex>\" checksums, got: #{inspect(checksums)}"
+      )
     end
+
+    checksums
   end
 
   def write_checksums(dir, checksums) do
@@ -99,29 +117,63 @@ defmodule Munition.NativeBuild do
   @doc """
   What to do for the project at `root` (version `version`): `{:precompiled,
   artifact, checksum, base_url}`, or `{:source, why}` with a sentence saying why
-  the library is built from source.
+  the library is built from source. `MUNITION_BUILD` is looked at first: with it
+  set, nothing else (the base URL, the checksum file) is read.
+
+  The artifact is the one listed for this target with the highest NIF version
+  the running VM loads (the same major version, a minor version up to the
+  VM's), as rustler_precompiled chooses.
   """
   def plan(root, version, env \\ System.get_env()) do
-    target = target()
-    artifact = artifact_name(version, nif_version(), target)
+    if env["MUNITION_BUILD"] in ["1", "true"] do
+      {:source, "MUNITION_BUILD is set"}
+    else
+      plan_precompiled(root, version, base_url(env))
+    end
+  end
+
+  defp plan_precompiled(_root, _version, nil) do
+    {:source,
+     "no base URL for precompiled NIFs is configured (MUNITION_NATIVE_BASE_URL or " <>
+       "config :munition, native_base_url: ...)"}
+  end
+
+  defp plan_precompiled(root, version, base_url) do
     checksums = read_checksums(root)
 
-    base_url = base_url(env)
-
-    cond do
-      env["MUNITION_BUILD"] in ["1", "true"] ->
-        {:source, "MUNITION_BUILD is set"}
-
-      base_url == nil ->
+    case loadable(Map.keys(checksums), version, target(), nif_version()) do
+      nil ->
         {:source,
-         "no base URL for precompiled NIFs is configured (MUNITION_NATIVE_BASE_URL or " <>
-           "config :munition, native_base_url: ...)"}
+         "the package lists no precompiled NIF for #{target()} that NIF #{nif_version()} loads " <>
+           "(#{artifact_name(version, nif_version(), target())} or an older NIF version)"}
 
-      not Map.has_key?(checksums, artifact) ->
-        {:source, "the package lists no precompiled NIF for #{target} (NIF #{nif_version()}): #{artifact}"}
-
-      true ->
+      artifact ->
         {:precompiled, artifact, Map.fetch!(checksums, artifact), base_url}
+    end
+  end
+
+  @doc "Of the artifact names listed, the one for `target` with the highest NIF version `vm_nif` loads."
+  def loadable(names, version, target, vm_nif) do
+    [vm_major, vm_minor] = String.split(vm_nif, ".") |> Enum.map(&String.to_integer/1)
+
+    names
+    |> Enum.flat_map(fn name ->
+      with [nif] <-
+             Regex.run(~r/\Alib#{@crate}-v#{Regex.escape(version)}-nif-(\d+\.\d+)-/, name,
+               capture: :all_but_first
+             ),
+           ^name <- artifact_name(version, nif, target),
+           [^vm_major, minor] when minor <= vm_minor <-
+             String.split(nif, ".") |> Enum.map(&String.to_integer/1) do
+        [{minor, name}]
+      else
+        _ -> []
+      end
+    end)
+    |> Enum.max(fn -> nil end)
+    |> case do
+      nil -> nil
+      {_minor, name} -> name
     end
   end
 
@@ -131,17 +183,29 @@ defmodule Munition.NativeBuild do
         nil
 
       url when is_binary(url) ->
-        if String.starts_with?(url, ["http://", "https://", "file://"]) do
-          String.trim_trailing(url, "/")
-        else
-          Mix.raise(
-            "the precompiled NIFs' base URL must start with http://, https:// or file://, got: #{inspect(url)}"
-          )
+        case URI.parse(url) do
+          %URI{scheme: scheme} when scheme in ["http", "https"] ->
+            url
+
+          %URI{scheme: "file", host: host, path: "/" <> _} when host in [nil, "", "localhost"] ->
+            url
+
+          _ ->
+            Mix.raise(
+              "the precompiled NIFs' base URL must be http://, https:// or file:// with an absolute path, " <>
+                "got: #{inspect(url)}"
+            )
         end
 
       other ->
         Mix.raise("config :munition, native_base_url must be a string, got: #{inspect(other)}")
     end
+  end
+
+  @doc "Where `artifact` is under `base_url`: appended to its path (a query string stays a query string)."
+  def artifact_url(base_url, artifact) do
+    uri = URI.parse(base_url)
+    URI.to_string(%URI{uri | path: String.trim_trailing(uri.path || "", "/") <> "/" <> artifact})
   end
 
   ## Fetching, verifying, caching
@@ -164,7 +228,7 @@ defmodule Munition.NativeBuild do
       {:ok, bytes}
     else
       _ ->
-        url = base_url <> "/" <> artifact
+        url = artifact_url(base_url, artifact)
 
         with {:ok, bytes} <- download(url) do
           case checksum(bytes) do
@@ -183,16 +247,28 @@ defmodule Munition.NativeBuild do
     end
   end
 
-  def download("file://" <> path = url) do
+  def download(url) do
+    case URI.parse(url) do
+      %URI{scheme: "file", path: path} -> read_file(url, URI.decode(path))
+      %URI{} -> http_get(url)
+    end
+  end
+
+  defp read_file(url, path) do
     case File.read(path) do
       {:ok, bytes} -> {:ok, bytes}
       {:error, reason} -> {:error, {:fetch, "#{url}: #{:file.format_error(reason)}"}}
     end
   end
 
-  def download("http" <> _ = url) do
-    {:ok, _} = Application.ensure_all_started(:inets)
-    {:ok, _} = Application.ensure_all_started(:ssl)
+  defp http_get(url) do
+    for app <- [:inets, :ssl] do
+      with {:error, reason} <- Application.ensure_all_started(app) do
+        Mix.raise(
+          "fetching a precompiled NIF needs OTP's #{app} application, which cannot start: #{inspect(reason)}"
+        )
+      end
+    end
 
     http_options = [
       timeout: 120_000,
@@ -200,7 +276,7 @@ defmodule Munition.NativeBuild do
       autoredirect: true,
       ssl: [
         verify: :verify_peer,
-        cacerts: :public_key.cacerts_get(),
+        cacerts: cacerts!(),
         depth: 4,
         customize_hostname_check: [match_fun: :public_key.pkix_verify_hostname_match_fun(:https)]
       ]
@@ -210,6 +286,25 @@ defmodule Munition.NativeBuild do
       {:ok, {{_, 200, _}, _headers, body}} -> {:ok, body}
       {:ok, {{_, status, reason}, _headers, _body}} -> {:error, {:fetch, "#{url}: HTTP #{status} #{reason}"}}
       {:error, reason} -> {:error, {:fetch, "#{url}: #{inspect(reason)}"}}
+    end
+  end
+
+  # The system's CA certificates (OTP 25's :public_key.cacerts_get/0): an
+  # https:// base URL is refused with a clear message where they cannot be had.
+  defp cacerts! do
+    unless function_exported?(:public_key, :cacerts_get, 0) do
+      Mix.raise(
+        "an https:// base URL for precompiled NIFs needs OTP 25 or later (its CA store); use file:// or build from source"
+      )
+    end
+
+    try do
+      :public_key.cacerts_get()
+    rescue
+      error ->
+        Mix.raise(
+          "the system's CA certificates cannot be read for an https:// base URL: #{Exception.message(error)}"
+        )
     end
   end
 
@@ -308,27 +403,30 @@ defmodule Mix.Tasks.Compile.MunitionNative do
   # Puts the NIF in priv/native: a precompiled artifact when the package lists
   # one for this target and a base URL is configured, otherwise built by cargo.
   # A file beside the library (`.origin`) says which it holds, so switching
-  # between the two replaces it.
+  # between the two replaces it. Mix does not recompile a dependency when the
+  # environment changes: after setting MUNITION_BUILD or a base URL, run
+  # `mix deps.compile munition --force` (`--force` always installs again).
   use Mix.Task.Compiler
 
   alias Munition.NativeBuild
 
   @impl true
-  def run(_args) do
+  def run(args) do
     root = Path.dirname(Mix.Project.project_file())
     dest = Path.join([Mix.Project.app_path(), "priv", "native", NativeBuild.crate() <> ".so"])
     File.mkdir_p!(Path.dirname(dest))
+    force = "--force" in args
 
     case NativeBuild.plan(root, Mix.Project.config()[:version]) do
       {:precompiled, artifact, checksum, base_url} ->
-        if origin(dest) == "precompiled #{checksum}" and File.exists?(dest) do
+        if not force and origin(dest) == "precompiled #{checksum}" and File.exists?(dest) do
           {:noop, []}
         else
           install_precompiled(root, dest, artifact, checksum, base_url)
         end
 
       {:source, why} ->
-        if origin(dest) == "source" and not stale?(root, dest) do
+        if not force and origin(dest) == "source" and not stale?(root, dest) do
           {:noop, []}
         else
           build(root, dest, why)
@@ -340,8 +438,7 @@ defmodule Mix.Tasks.Compile.MunitionNative do
     case NativeBuild.fetch_verified(artifact, checksum, base_url, NativeBuild.cache_dir()) do
       {:ok, bytes} ->
         lib_name = String.replace_suffix(artifact, ".tar.gz", "")
-        NativeBuild.write_atomically(dest, NativeBuild.unpack(bytes, lib_name))
-        File.write!(origin_path(dest), "precompiled #{checksum}")
+        install(dest, NativeBuild.unpack(bytes, lib_name), "precompiled #{checksum}")
         Mix.shell().info("munition_native: precompiled #{artifact} (#{checksum}), no cargo build")
         {:ok, []}
 
@@ -355,9 +452,21 @@ defmodule Mix.Tasks.Compile.MunitionNative do
     Mix.shell().info("Compiling munition_native from source with cargo: #{why}")
     NativeBuild.cargo_build!(root, cargo, [])
     built = Path.join([NativeBuild.target_dir(root), "release", NativeBuild.built_name()])
-    NativeBuild.write_atomically(dest, File.read!(built))
-    File.write!(origin_path(dest), "source")
+
+    case File.read(built) do
+      {:ok, library} -> install(dest, library, "source")
+      {:error, reason} -> Mix.raise("cargo built no #{built}: #{:file.format_error(reason)}")
+    end
+
     {:ok, []}
+  end
+
+  # The marker goes first and comes back last: a compile stopped in between
+  # leaves no marker, so the next one installs again.
+  defp install(dest, library, origin) do
+    File.rm(origin_path(dest))
+    NativeBuild.write_atomically(dest, library)
+    NativeBuild.write_atomically(origin_path(dest), origin)
   end
 
   defp stale?(root, dest) do

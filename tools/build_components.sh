@@ -17,25 +17,36 @@ src=$here/examples/guests/components
 cache=${MUNITION_CACHE_DIR:-$HOME/.cache/munition}
 quietly() { local log; log=$(mktemp); if ! "$@" >"$log" 2>&1; then cat "$log"; rm -f "$log"; return 1; fi; rm -f "$log"; }
 
-js_key=$(sha256sum "$src/js/package-lock.json" | cut -c1-16)
-py_key=$(sha256sum "$src/python/requirements.txt" | cut -c1-16)
+# Installs a toolchain into DIR with COMMAND (run in a fresh directory, its
+# first argument), then renames it into place: a half-done install is never
+# taken for a whole one, and two builds sharing the cache never see one.
+install_once() {
+  local dir=$1 label=$2
+  shift 2
+  [ -e "$dir/.complete" ] && return 0
+  echo "  $label into $dir"
+  mkdir -p "$(dirname "$dir")"
+  local tmp
+  tmp=$(mktemp -d "$dir.tmp.XXXXXX")
+  "$@" "$tmp" || { rm -rf "$tmp"; return 1; }
+  touch "$tmp/.complete"
+  rm -rf "$dir"
+  mv -T "$tmp" "$dir" 2>/dev/null || rm -rf "$tmp" # another build got there first
+}
+npm_ci() {
+  cp "$src/js/package.json" "$src/js/package-lock.json" "$1/" && (cd "$1" && quietly npm ci --no-audit --no-fund)
+}
+pip_install() {
+  PIP_ROOT_USER_ACTION=ignore quietly python3 -m pip install --disable-pip-version-check \
+    --no-warn-script-location --target "$1" -r "$src/python/requirements.txt"
+}
+
+js_key=$( { cat "$src/js/package-lock.json"; node --version; } | sha256sum | cut -c1-16)
+py_key=$( { cat "$src/python/requirements.txt"; python3 --version; } | sha256sum | cut -c1-16)
 js_tools=$cache/toolchains/componentize-js-$js_key
 py_tools=$cache/toolchains/componentize-py-$py_key
-
-if [ ! -e "$js_tools/.complete" ]; then
-  echo "  NPM    componentize-js (npm ci) into $js_tools"
-  rm -rf "$js_tools" && mkdir -p "$js_tools"
-  cp "$src/js/package.json" "$src/js/package-lock.json" "$js_tools/"
-  (cd "$js_tools" && quietly npm ci --no-audit --no-fund)
-  touch "$js_tools/.complete"
-fi
-if [ ! -e "$py_tools/.complete" ]; then
-  echo "  PIP    componentize-py into $py_tools"
-  rm -rf "$py_tools"
-  PIP_ROOT_USER_ACTION=ignore quietly python3 -m pip install --disable-pip-version-check \
-    --no-warn-script-location --target "$py_tools" -r "$src/python/requirements.txt"
-  touch "$py_tools/.complete"
-fi
+install_once "$js_tools" "NPM    componentize-js (npm ci)" npm_ci
+install_once "$py_tools" "PIP    componentize-py" pip_install
 
 key=$( { cat "$0" "$src/plugin.wit" "$src/js/plugin.js" "$src/python/app.py"; echo "$js_key $py_key"; } |
   sha256sum | cut -c1-16)
@@ -48,11 +59,14 @@ if [ ! -e "$dir/.complete" ]; then
   quietly "$js_tools/node_modules/.bin/componentize-js" --wit "$src/plugin.wit" --world-name plugin \
     --disable http --disable fetch-event -o "$tmp/plugin_js.wasm" "$src/js/plugin.js"
   echo "  PY     plugin_py.wasm (componentize-py)"
-  (cd "$src/python" && PYTHONPATH=$py_tools quietly "$py_tools/bin/componentize-py" -d "$src/plugin.wit" \
+  # From a copy: Python writes __pycache__ beside the module it imports.
+  mkdir "$tmp/python" && cp "$src/python/app.py" "$tmp/python/"
+  (cd "$tmp/python" && PYTHONPATH=$py_tools quietly "$py_tools/bin/componentize-py" -d "$src/plugin.wit" \
     -w plugin componentize app -o "$tmp/plugin_py.wasm")
+  rm -rf "$tmp/python"
   touch "$tmp/.complete"
   rm -rf "$dir"
-  mv "$tmp" "$dir"
+  mv -T "$tmp" "$dir" 2>/dev/null || rm -rf "$tmp" # another build got there first
   trap - EXIT
 fi
 

@@ -17,7 +17,11 @@ src=$here/examples/guests/interpreters
 clang=/usr/bin/clang
 cache=${MUNITION_CACHE_DIR:-$HOME/.cache/munition}/guests
 
-key=$( { cat "$0" "$src/quickjs.c" "$src/Cargo.lock"; "$clang" --version; } | sha256sum | cut -c1-16)
+key=$( {
+  cat "$0" "$src/quickjs.c" "$src/Cargo.lock"
+  "$clang" --version
+  dpkg-query -W wasi-libc lld libclang-rt-14-dev-wasm32 2>/dev/null || true
+} | sha256sum | cut -c1-16)
 dir=$cache/quickjs-$key
 
 if [ ! -e "$dir/.complete" ]; then
@@ -32,10 +36,12 @@ if [ ! -e "$dir/.complete" ]; then
   # <signal.h> quickjs.c includes (it raises none). QuickJS's own files are
   # compiled once, two at a time, for both modules.
   flags=(--target=wasm32-wasi -O2 -D_GNU_SOURCE -D_WASI_EMULATED_SIGNAL -I"$qjs" -Wno-everything)
+  jobs=()
   for file in quickjs libregexp libunicode dtoa; do
     "$clang" "${flags[@]}" -c "$qjs/$file.c" -o "$tmp/$file.o" &
+    jobs+=($!)
   done
-  wait
+  for job in "${jobs[@]}"; do wait "$job"; done
   objects=("$tmp/quickjs.o" "$tmp/libregexp.o" "$tmp/libunicode.o" "$tmp/dtoa.o")
   "$clang" "${flags[@]}" "$src/quickjs.c" "${objects[@]}" -lwasi-emulated-signal -o "$tmp/quickjs.wasm"
   "$clang" "${flags[@]}" -mexec-model=reactor -DQUICKJS_REACTOR "$src/quickjs.c" "${objects[@]}" \
@@ -43,7 +49,7 @@ if [ ! -e "$dir/.complete" ]; then
   rm "${objects[@]}"
   touch "$tmp/.complete"
   rm -rf "$dir"
-  mv "$tmp" "$dir"
+  mv -T "$tmp" "$dir" 2>/dev/null || rm -rf "$tmp" # another build got there first
   trap - EXIT
 fi
 

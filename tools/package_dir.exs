@@ -9,8 +9,16 @@
 root = File.cwd!()
 File.rm_rf!(dir)
 
+entries = Mix.Project.config()[:package][:files]
+
+# Hex refuses a package whose list names a file that is not there.
+case Enum.filter(entries, &(Path.wildcard(Path.join(root, &1)) == [])) do
+  [] -> :ok
+  missing -> raise "the package lists files that do not exist: #{inspect(missing)}"
+end
+
 files =
-  for entry <- Mix.Project.config()[:package][:files],
+  for entry <- entries,
       match <- Path.wildcard(Path.join(root, entry)),
       path <- if(File.dir?(match), do: Path.wildcard(Path.join(match, "**"), match_dot: true), else: [match]),
       File.regular?(path),

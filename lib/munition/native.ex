@@ -22,8 +22,9 @@ defmodule Munition.Native do
       {:error, {reason, text}} ->
         IO.warn("""
         Munition could not load its native library (#{reason}): #{text}
-        Expected it at #{path}.so. It is built by `mix compile` with Rust's cargo;
-        install Rust and run `mix compile` (or `make test`) to build it.
+        Expected it at #{path}.so. `mix compile` puts it there: built with Rust's
+        cargo, or a precompiled NIF when a base URL is configured (see the
+        getting-started guide); then run `mix deps.compile munition --force`.
         """)
 
         :ok

@@ -15,6 +15,8 @@
 set -euo pipefail
 package=$1 artifacts=$2
 cd "$(dirname "$0")"
+# Each scenario sets what it needs; nothing from the caller's shell may decide it.
+unset MUNITION_BUILD MUNITION_NATIVE_BASE_URL MUNITION_NATIVE_CACHE_DIR
 export MUNITION_PACKAGE_DIR=$package
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
@@ -38,7 +40,9 @@ cp "$artifacts/checksum-Elixir.Munition.Native.exs" "$package/"
 rm -rf _build
 
 echo "consumer 1/4: built from source (no base URL configured)"
-MIX_ENV=dev mix run -e 'Consumer.smoke()'
+out=$(MIX_ENV=dev mix run -e 'Consumer.smoke()' 2>&1) || { echo "$out"; exit 1; }
+echo "$out" | grep -v '^   Compiling'
+grep -q 'Compiling munition_native from source with cargo: no base URL' <<<"$out" || { echo "not built from source"; exit 1; }
 
 artifact=$(cd "$artifacts" && ls ./*.tar.gz | head -1)
 artifact=${artifact#./}
@@ -46,7 +50,9 @@ export MIX_ENV=prod MUNITION_NATIVE_BASE_URL=file://$artifacts MUNITION_NATIVE_C
 library=_build/prod/lib/munition/priv/native/munition_native.so
 
 echo "consumer 2/4: precompiled ($artifact), no cargo on PATH"
-without_cargo mix run -e 'Consumer.smoke()'
+out=$(without_cargo mix run -e 'Consumer.smoke()' 2>&1) || { echo "$out"; exit 1; }
+echo "$out"
+grep -q "munition_native: precompiled $artifact" <<<"$out" || { echo "not installed from the artifact"; exit 1; }
 
 echo "consumer 3/4: a tampered artifact is refused"
 rm -rf _build/prod/lib/munition "$scratch/cache"

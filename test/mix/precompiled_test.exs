@@ -54,12 +54,55 @@ defmodule Munition.PrecompiledTest do
 
     test "a checksum file written and read back", %{tmp_dir: tmp} do
       assert NativeBuild.read_checksums(tmp) == %{}
-      NativeBuild.write_checksums(tmp, %{"b.tar.gz" => "sha256:02", "a.tar.gz" => "sha256:01"})
-      assert NativeBuild.read_checksums(tmp) == %{"a.tar.gz" => "sha256:01", "b.tar.gz" => "sha256:02"}
+
+      sums = %{
+        "b.tar.gz" => "sha256:" <> String.duplicate("2", 64),
+        "a.tar.gz" => "sha256:" <> String.duplicate("1", 64)
+      }
+
+      NativeBuild.write_checksums(tmp, sums)
+      assert NativeBuild.read_checksums(tmp) == sums
     end
 
-    test "the repository ships a checksum file, empty until a release fills it" do
-      assert NativeBuild.read_checksums(File.cwd!()) == %{}
+    test "a malformed checksum file is a Mix error naming it", %{tmp_dir: tmp} do
+      path = Path.join(tmp, NativeBuild.checksum_file_name())
+
+      for content <- [~s(%{"a.tar.gz" => :oops}), ~s(%{"a.tar.gz" => "sha256:01"}), "[1, 2]", "%{"] do
+        File.write!(path, content)
+
+        assert_raise Mix.Error, ~r/checksum-Elixir.Munition.Native.exs/, fn ->
+          NativeBuild.read_checksums(tmp)
+        end
+      end
+    end
+
+    test "the repository's checksum file is well formed (empty until a release fills it)" do
+      assert is_map(NativeBuild.read_checksums(File.cwd!()))
+    end
+
+    test "the artifact with the highest NIF version the VM loads, for its target" do
+      names =
+        for nif <- ~w(2.15 2.16 2.17 3.0),
+            target <- ~w(x86_64-unknown-linux-gnu aarch64-apple-darwin),
+            do: NativeBuild.artifact_name("0.1.0", nif, target)
+
+      pick = &NativeBuild.loadable(names, "0.1.0", &1, &2)
+      assert pick.("x86_64-unknown-linux-gnu", "2.16") =~ "-nif-2.16-x86_64-unknown-linux-gnu"
+      assert pick.("x86_64-unknown-linux-gnu", "2.17") =~ "-nif-2.17-x86_64-unknown-linux-gnu"
+      assert pick.("aarch64-apple-darwin", "2.99") =~ "-nif-2.17-aarch64-apple-darwin"
+      assert pick.("x86_64-unknown-linux-gnu", "2.14") == nil
+      assert NativeBuild.loadable(names, "0.2.0", "x86_64-unknown-linux-gnu", "2.16") == nil
+    end
+
+    test "an artifact's URL is appended to the base URL's path, its query kept" do
+      assert NativeBuild.artifact_url("https://h.example/r/v0.1.0/", "a.tar.gz") ==
+               "https://h.example/r/v0.1.0/a.tar.gz"
+
+      assert NativeBuild.artifact_url("https://h.example/r?sig=1", "a.tar.gz") ==
+               "https://h.example/r/a.tar.gz?sig=1"
+
+      assert NativeBuild.artifact_url("file:///srv/nifs", "a.tar.gz") == "file:///srv/nifs/a.tar.gz"
+      assert NativeBuild.artifact_url("file:///", "a.tar.gz") == "file:///a.tar.gz"
     end
   end
 
@@ -73,7 +116,7 @@ defmodule Munition.PrecompiledTest do
       env = %{"MUNITION_NATIVE_BASE_URL" => "file://#{ctx.served}/"}
 
       assert NativeBuild.plan(ctx.tmp_dir, @version, env) ==
-               {:precompiled, ctx.artifact, ctx.checksum, "file://#{ctx.served}"}
+               {:precompiled, ctx.artifact, ctx.checksum, "file://#{ctx.served}/"}
     end
 
     test "the base URL from the application environment", ctx do
@@ -94,13 +137,27 @@ defmodule Munition.PrecompiledTest do
       assert {:source, "the package lists no precompiled NIF for " <> why} =
                NativeBuild.plan(ctx.tmp_dir, "9.9.9", url)
 
+      assert why =~ "libmunition_native-v9.9.9"
+
       assert why =~ NativeBuild.target()
     end
 
-    test "a base URL of another scheme is the caller's mistake, named", ctx do
-      assert_raise Mix.Error, ~r/ftp:\/\/host/, fn ->
-        NativeBuild.plan(ctx.tmp_dir, @version, %{"MUNITION_NATIVE_BASE_URL" => "ftp://host"})
+    test "a base URL of another scheme, or a relative file:// one, is the caller's mistake, named", ctx do
+      for url <- ["ftp://host", "file://relative/dir", "nifs/"] do
+        assert_raise Mix.Error, ~r/#{Regex.escape(url)}/, fn ->
+          NativeBuild.plan(ctx.tmp_dir, @version, %{"MUNITION_NATIVE_BASE_URL" => url})
+        end
       end
+    end
+
+    test "MUNITION_BUILD wins: nothing else is read", ctx do
+      File.write!(Path.join(ctx.tmp_dir, NativeBuild.checksum_file_name()), "%{")
+
+      assert {:source, "MUNITION_BUILD is set"} =
+               NativeBuild.plan(ctx.tmp_dir, @version, %{
+                 "MUNITION_BUILD" => "1",
+                 "MUNITION_NATIVE_BASE_URL" => "ftp://host"
+               })
     end
   end
 
