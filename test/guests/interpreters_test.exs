@@ -5,13 +5,26 @@ defmodule Munition.Guests.InterpretersTest do
   # the rquickjs-sys crate (examples/guests/interpreters, tools/build_interpreters.sh):
   # a WASI command and a reactor following the binary ABI. Real code of real
   # size: an interpreter's start-up costs millions of units of fuel.
-  use ExUnit.Case, async: true
+  #
+  # Not async, and compiled once up front with a bound of its own: compiling
+  # QuickJS takes seconds of both cores, which would hold up the compile
+  # queue under the default deadlines of the async tests running beside it.
+  use ExUnit.Case, async: false
 
   import Munition.Guests, only: [read!: 1, imports!: 1]
 
+  setup_all do
+    compile = fn name ->
+      {:ok, module} = Munition.compile(read!("interpreters/" <> name), timeout: 300_000)
+      module
+    end
+
+    %{command: compile.("quickjs"), reactor: compile.("quickjs_reactor")}
+  end
+
   describe "quickjs (a WASI command)" do
-    setup do
-      %{wasm: read!("interpreters/quickjs")}
+    setup %{command: command} do
+      %{wasm: command}
     end
 
     test "imports stdio, clocks, arguments and exit only: no file functions" do
@@ -62,8 +75,8 @@ defmodule Munition.Guests.InterpretersTest do
   end
 
   describe "quickjs_reactor (binary ABI)" do
-    setup do
-      %{wasm: read!("interpreters/quickjs_reactor")}
+    setup %{reactor: reactor} do
+      %{wasm: reactor}
     end
 
     test "eval returns a script's value as a string", %{wasm: wasm} do
