@@ -47,11 +47,12 @@ defmodule Munition.Runtime.Wasmi do
     * **Fuel** is Wasmi's measure, not Wasmtime's: about one unit per
       instruction too, but the counts of a call differ between engines
       (`fuel_consumed`), and so does where exactly a budget runs out.
-    * **Forensics.** A dump has the reason, trap kind, message, fuel, time,
-      log, and the *exported* memories and globals: Wasmi reaches them only
-      through the instance's exports, so a global the module keeps to itself
-      (a stack pointer) is not in it. Wasmi records no wasm backtrace:
-      `dump.backtrace` is `[]`. Trap messages are Wasmi's wording.
+    * **Forensics.** A dump has what a Wasmtime dump has (every memory and
+      every global, exported or not) but the backtrace: Wasmi records no
+      wasm frames, so `dump.backtrace` is `[]`. Trap messages are Wasmi's
+      wording. (Wasmi reaches items only through exports: compiling for it
+      exports each memory and global under reserved names, which no
+      caller sees or calls.)
     * **No instance pool**, so no `{:error, {:overloaded, _}}` from the
       engine; Munition's own line for instance slots still bounds instances
       per node.

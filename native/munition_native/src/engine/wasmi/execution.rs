@@ -25,6 +25,7 @@ use wasmi::{
 
 use super::config::FUEL_SLICE;
 use super::context::Ctx;
+use super::module::WasmiModule;
 use super::value::{from_val, to_val};
 use crate::engine::instance::{CallMeta, Live, Progress, Slot};
 use crate::engine::types::EngineTypes;
@@ -39,7 +40,7 @@ use crate::vocabulary::trap::{HostFailure, Reason, TrapKind};
 pub struct Wasmi;
 
 impl EngineTypes for Wasmi {
-    type Native = wasmi::Module;
+    type Native = WasmiModule;
     /// Wasmi finds an export by name.
     type Export = Arc<str>;
     type Store = wasmi::Store<StoreState>;

@@ -15,8 +15,10 @@
 //!   bounds it (`config::MAX_RECURSION_DEPTH`): a runaway recursion is a
 //!   `:stack_overflow` trap;
 //! - **start functions** are moved to an export before compiling
-//!   (`munition_core::start`) and called resumably after instantiating
+//!   (`munition_core::internals`) and called resumably after instantiating
 //!   (`module`);
+//! - **dumps** hold every memory and every global, reached through exports
+//!   under reserved names added when compiling (`module`, `capture`);
 //! - fresh stores, capabilities at import resolution, the built-ins and
 //!   Elixir host functions are the shared ones (`store` makes them); a
 //!   call of an Elixir host function suspends the guest as a resumable
@@ -37,7 +39,6 @@ pub use self::execution::Wasmi;
 use std::sync::Arc;
 use std::time::Duration;
 
-use munition_core::start::START_EXPORT;
 use rustler::Env;
 use wasmi::Instance;
 
@@ -77,20 +78,24 @@ engine_impl! { Wasmi {
         }
         let mut store = store::new_store(config.store(None), config.fuel)?;
         let imports = imports(&mut store, &module, &config.links)?;
-        let instantiated = Instance::new(&mut store, &module.native, &imports);
+        let instantiated = Instance::new(&mut store, &module.native.module, &imports);
         let mut live = Live::new(store, module.clone(), config.fuel);
         let (mut slot, progress) = match instantiated {
             Ok(instance) => {
                 live.instance = Some(instance);
-                let start_func = instance.get_func(&live.store, START_EXPORT);
+                let start_func = module
+                    .native
+                    .start
+                    .then(|| instance.get_func(&live.store, &module.native.internals.start()))
+                    .flatten();
                 let mut slot = Slot::Idle(Box::new(live));
                 match start_func {
-                    Some(func) if module.start => {
+                    Some(func) => {
                         let execution = Execution::new(Goal::Start, func, vec![], vec![]);
                         let progress = start(env, &mut slot, execution, FIRST_SLICE)?;
                         (slot, progress)
                     }
-                    _ => (slot, Progress::Ready),
+                    None => (slot, Progress::Ready),
                 }
             }
             // A segment that does not fit, or memory over the limit: the
