@@ -293,7 +293,9 @@ defmodule Munition.Conformance do
         end
 
         test "the names a dump is read through are no export a caller sees or calls" do
-          wat = ~s{(module (memory 1) (global $g (mut i32) (i32.const 1)) (func $init) (start $init) (func (export "f")))}
+          wat =
+            ~s{(module (memory 1) (global $g (mut i32) (i32.const 1)) (func $init) (start $init) (func (export "f")))}
+
           assert {:ok, module} = compile(wat)
           assert [%{name: "f"}] = module.exports
 
