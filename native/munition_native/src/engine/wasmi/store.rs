@@ -20,6 +20,7 @@ use crate::host::bridge;
 use crate::host::builtins::{Builtin, Make};
 use crate::host::context::Stop;
 use crate::host::state::{Limiter, StoreConfig, StoreState};
+use crate::host::wasi;
 use crate::vocabulary::error::{MunitionError, MunitionResult};
 use crate::vocabulary::value::{Value, ValueType};
 
@@ -87,7 +88,9 @@ impl Imports for Wasmi {
     type Import = Extern;
 
     fn builtin(store: &mut Store<StoreState>, row: &'static Builtin) -> MunitionResult<Extern> {
-        let Make::Own(own) = &row.make else {
+        // WASI's own rows are written for every engine (`host::wasi::own`),
+        // but WASI on Wasmi is refused as a whole until it has the rest.
+        let (Make::Own(own), false) = (&row.make, row.module == wasi::MODULE) else {
             return Err(MunitionError::Unsupported(format!(
                 "{}.{}: Munition.Runtime.Wasmi does not run WASI \
              (Munition's WASI is Wasmtime's); use Munition.Runtime.Wasmtime",

@@ -1,5 +1,6 @@
-//! WASI's time, Munition's own: the guest's clocks (`clock_time_get`,
-//! `clock_res_get`), and waiting (`poll_oneoff`, `sched_yield`).
+//! WASI's time, Munition's own: the guest's clocks (read by
+//! `clock_time_get` and `clock_res_get`, written once in `own`), and
+//! waiting (`poll_oneoff` here; `sched_yield` in `own`).
 //!
 //! Two clocks, chosen per call:
 //!
@@ -24,76 +25,15 @@ use wasmtime::{Caller, Error, Func, FuncType, Store, Val};
 use wasmtime_wasi::p1::wasi_snapshot_preview1 as p1;
 use wiggle::GuestMemory;
 
-use super::caller::{check_range, errno, error, read_guest, write_guest};
-use super::clock::NS_PER_FUEL;
+use super::caller::{check_range, error, read_guest, write_guest};
+use super::own::{self, errno, MONOTONIC, REALTIME};
 use crate::host::context::charge_bytes;
 use crate::host::state::StoreState;
 use crate::host::wakeup::SuspendOnce;
 
-const REALTIME: u32 = 0;
-const MONOTONIC: u32 = 1;
-
-fn fuel_left(caller: &mut Caller<'_, StoreState>) -> Result<u64, Error> {
-    caller.get_fuel()
-}
-
-/// `(monotonic, wall)` now, in nanoseconds.
+/// `(monotonic, wall)` now, in nanoseconds (see `own::now`).
 fn now(caller: &mut Caller<'_, StoreState>) -> Result<(u64, u64), Error> {
-    let fuel = fuel_left(caller)?;
-    let clock = &caller.data_mut().wasi().clock;
-    Ok((clock.monotonic_ns(fuel), clock.wall_ns(fuel)))
-}
-
-/// `clock_res_get(id, resolution)`.
-pub fn clock_res_get(store: &mut Store<StoreState>, ty: FuncType) -> Func {
-    Func::new(store, ty, |mut caller, params, results| {
-        let (id, ptr) = (params[0].unwrap_i32() as u32, params[1].unwrap_i32() as u32);
-        // CPU-time clocks are not offered, as in Wasmtime's implementation.
-        if id != REALTIME && id != MONOTONIC {
-            results[0] = Val::I32(errno::BADF);
-            return Ok(());
-        }
-        write_guest(
-            &mut caller,
-            "clock_res_get",
-            ptr.into(),
-            &NS_PER_FUEL.to_le_bytes(),
-        )?;
-        results[0] = Val::I32(errno::SUCCESS);
-        Ok(())
-    })
-}
-
-/// `clock_time_get(id, precision, time)`.
-pub fn clock_time_get(store: &mut Store<StoreState>, ty: FuncType) -> Func {
-    Func::new(store, ty, |mut caller, params, results| {
-        let (id, ptr) = (params[0].unwrap_i32() as u32, params[2].unwrap_i32() as u32);
-        let (monotonic, wall) = now(&mut caller)?;
-        let time = match id {
-            REALTIME => wall,
-            MONOTONIC => monotonic,
-            _ => {
-                results[0] = Val::I32(errno::BADF);
-                return Ok(());
-            }
-        };
-        write_guest(
-            &mut caller,
-            "clock_time_get",
-            ptr.into(),
-            &time.to_le_bytes(),
-        )?;
-        results[0] = Val::I32(errno::SUCCESS);
-        Ok(())
-    })
-}
-
-/// `sched_yield()`: nothing to yield to (the guest has its own slices).
-pub fn sched_yield(store: &mut Store<StoreState>, ty: FuncType) -> Func {
-    Func::new(store, ty, |_, _, results| {
-        results[0] = Val::I32(errno::SUCCESS);
-        Ok(())
-    })
+    own::now(caller).map_err(error)
 }
 
 const POLL: &str = "poll_oneoff";
