@@ -346,6 +346,16 @@ defmodule Munition.Conformance do
           if wasmi?(), do: assert(dump.backtrace == []), else: assert([_ | _] = dump.backtrace)
         end
 
+        test "a function larger than a fuel slice's worth of translation runs" do
+          # 40 KiB of code in one function: Wasmi used to charge its lazy
+          # translation (7 units a byte) to the call, from a store holding
+          # one fuel slice, and could not resume it.
+          body = String.duplicate("nop ", 40_000)
+          wat = ~s{(module (func (export "f") (result i32) #{body} i32.const 7))}
+          assert {:ok, 7, meta} = fire(wat, "f", [])
+          assert meta.fuel_consumed < 100_000
+        end
+
         test "fuel exhaustion is a crash with the fuel accounted" do
           wat = ~s{(module (func (export "spin") (loop br 0)))}
           assert {:crash, :fuel_exhausted, dump} = fire(wat, "spin", [], fuel: 10_000)
