@@ -50,6 +50,7 @@ use crate::engine::instance::{InstanceConfig, Live, Progress, Slot};
 use crate::engine::link::imports;
 use crate::engine::module::Compiled;
 use crate::engine::FIRST_SLICE;
+use crate::host::wasi::WasiRun;
 use crate::vocabulary::error::{MunitionError, MunitionResult};
 use crate::vocabulary::guest_memory::EXPORT_NAME;
 
@@ -69,14 +70,18 @@ engine_impl! { Wasmi {
         config: &InstanceConfig,
         call: Option<Call<Self>>,
     ) -> MunitionResult<(Slot<Self>, Progress)> {
-        if config.wasi.0.is_some() {
-            return Err(MunitionError::Unsupported(
-                "Munition.Runtime.Wasmi does not run WASI (the :wasi option; Munition's WASI is \
-                 Wasmtime's); use Munition.Runtime.Wasmtime"
-                    .into(),
-            ));
-        }
-        let mut store = store::new_store(config.store(None), config.fuel)?;
+        let wasi = match &config.wasi.0 {
+            Some(wasi) if !wasi.preopens.is_empty() => {
+                return Err(MunitionError::Unsupported(
+                    "Munition.Runtime.Wasmi runs WASI without a filesystem (preopens); \
+                     use Munition.Runtime.Wasmtime"
+                        .into(),
+                ))
+            }
+            Some(wasi) => Some(WasiRun::new(wasi, config.fuel)?),
+            None => None,
+        };
+        let mut store = store::new_store(config.store(wasi), config.fuel)?;
         let imports = imports(&mut store, &module, &config.links)?;
         let instantiated = Instance::new(&mut store, &module.native.module, &imports);
         let mut live = Live::new(store, module.clone(), config.fuel);

@@ -88,16 +88,19 @@ impl Imports for Wasmi {
     type Import = Extern;
 
     fn builtin(store: &mut Store<StoreState>, row: &'static Builtin) -> MunitionResult<Extern> {
-        // WASI's own rows are written for every engine (`host::wasi::own`),
-        // but WASI on Wasmi is refused as a whole until it has the rest.
-        let (Make::Own(own), false) = (&row.make, row.module == wasi::MODULE) else {
-            return Err(MunitionError::Unsupported(format!(
-                "{}.{}: Munition.Runtime.Wasmi does not run WASI \
-             (Munition's WASI is Wasmtime's); use Munition.Runtime.Wasmtime",
-                row.module, row.name
-            )));
+        // Munition's own rows (the built-ins, WASI's clocks, random, exit)
+        // are written for every engine; WASI's descriptor functions, which
+        // Wasmtime takes from `wasmtime-wasi`, are `wasi::plain`'s here.
+        let own = match &row.make {
+            Make::Own(own) => *own,
+            Make::Wasi(_) => wasi::plain::find(row.name).ok_or_else(|| {
+                MunitionError::Unsupported(format!(
+                    "{}.{}: Munition.Runtime.Wasmi runs WASI without a filesystem \
+                     (the :wasi_fs and :wasi_fs_write functions); use Munition.Runtime.Wasmtime",
+                    row.module, row.name
+                ))
+            })?,
         };
-        let own = *own;
         let ty = func_type(row.params, row.results);
         Ok(Extern::Func(Func::new(
             store,

@@ -17,10 +17,16 @@
 //! (`io::CapturePipe`), its stdin an in-memory pipe, its environment and
 //! arguments only what the call gives, its files only the preopens it gives.
 //!
-//! This is the one part of the host side that speaks an engine's types:
-//! `wasmtime-wasi` is Wasmtime's, so its functions are Wasmtime functions
-//! over a Wasmtime `Caller` (`caller` makes one a `HostCtx`), and only the
-//! Wasmtime engine links them. The Wasmi engine refuses them by name.
+//! Munition's own clocks, `sched_yield`, `random_get` and `proc_exit` are
+//! written once over `HostCtx` (`own`) and made by every engine like the
+//! built-ins. The rest is where an engine's types show: `wasmtime-wasi` is
+//! Wasmtime's (its generated preview-1 functions are not for use outside
+//! it), so its functions, and Munition's metered wrappers and sleeping
+//! `poll_oneoff` around them (`io`, `time`), are Wasmtime functions over a
+//! Wasmtime `Caller` (`caller` makes one a `HostCtx`), linked by Wasmtime
+//! only. An engine without it (Wasmi) takes the descriptor functions and
+//! `poll_oneoff` from `plain`, over a fixed table of stdin, stdout and
+//! stderr and no files: the filesystem rows are refused there by name.
 
 pub mod caller;
 pub mod clock;
@@ -28,6 +34,7 @@ pub mod error;
 pub mod io;
 pub mod own;
 pub mod pipe;
+pub mod plain;
 pub mod run;
 pub mod time;
 
