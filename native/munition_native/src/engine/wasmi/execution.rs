@@ -32,7 +32,6 @@ use crate::engine::types::EngineTypes;
 use crate::host::bridge::{self, BridgeEnv, Served};
 use crate::host::context::Stop;
 use crate::host::state::StoreState;
-use crate::host::wasi::plain;
 use crate::vocabulary::error::{MunitionError, MunitionResult};
 use crate::vocabulary::trap::{HostFailure, Reason, TrapKind};
 
@@ -298,7 +297,9 @@ fn wake(
     let Some(sleep) = wasi.sleeping.take() else {
         return Ok(Ok(0));
     };
-    plain::finish(&mut Ctx::of_store(store, instance), &sleep, vec![])
+    sleep
+        .poll
+        .finish(&mut Ctx::of_store(store, instance), vec![])
         .map(Ok)
         .map_err(|stop| recorded(store.data(), stop))
 }

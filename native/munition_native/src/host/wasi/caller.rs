@@ -1,7 +1,7 @@
 //! A Wasmtime `Caller` as a `HostCtx`: how WASI's functions, and the
 //! Wasmtime engine's glue around the built-ins and the bridge, reach the
 //! store they run in. Also the Wasmtime error a `Stop` unwinds the guest
-//! with, and WASI's reads and writes of guest memory.
+//! with, and the reads of guest memory of the WASI functions over it.
 
 use std::ops::Range;
 
@@ -87,14 +87,4 @@ pub fn read_guest<const N: usize>(
         bytes.copy_from_slice(&memory.data(&*caller)[range]);
     }
     Ok(bytes)
-}
-
-/// Writes `bytes` at `ptr` of the guest's memory (see `own::write_guest`).
-pub fn write_guest(
-    caller: &mut Caller<'_, StoreState>,
-    func: &str,
-    ptr: u64,
-    bytes: &[u8],
-) -> Result<(), Error> {
-    super::own::write_guest(caller, func, ptr, bytes).map_err(error)
 }

@@ -35,6 +35,7 @@ pub mod io;
 pub mod own;
 pub mod pipe;
 pub mod plain;
+pub mod poll;
 pub mod run;
 pub mod time;
 

@@ -18,7 +18,8 @@
 
 use std::time::{Duration, Instant};
 
-use super::own::{self, errno, write_guest, MONOTONIC, REALTIME};
+use super::own::{errno, write_guest};
+use super::poll::{event, sleep_deterministic, Poll, EVENT_FD_READ, POLL};
 use crate::host::builtins::{i32_param, HostFn};
 use crate::host::context::{charge_bytes, guest_range, HostCtx, Stop};
 use crate::vocabulary::value::Value;
@@ -296,132 +297,46 @@ fn fd_prestat_dir_name(
     done(results, errno::BADF)
 }
 
-const POLL: &str = "poll_oneoff";
-const SUBSCRIPTION_SIZE: u64 = 48;
-const EVENT_SIZE: u64 = 32;
-const EVENT_CLOCK: u8 = 0;
-const EVENT_FD_READ: u8 = 1;
-const EVENT_FD_WRITE: u8 = 2;
-const SUBSCRIPTION_CLOCK_ABSTIME: u16 = 1;
-
 /// A `poll_oneoff` waiting for its clock subscriptions: the guest is
-/// suspended until `until` (or its deadline), then `finish` writes the
+/// suspended until `until` (or its deadline), then `poll.finish` writes the
 /// events that are due.
 pub struct Sleep {
     pub until: Instant,
-    clocks: Vec<(u64, u64)>,
-    output: u64,
-    nevents: u64,
-}
-
-fn event(userdata: u64, error: i32, kind: u8) -> [u8; EVENT_SIZE as usize] {
-    let mut event = [0u8; EVENT_SIZE as usize];
-    event[0..8].copy_from_slice(&userdata.to_le_bytes());
-    event[8..10].copy_from_slice(&(error as u16).to_le_bytes());
-    event[10] = kind;
-    event
+    pub poll: Poll,
 }
 
 /// `poll_oneoff(in, out, nsubscriptions, nevents)`, as Wasmtime's engine
-/// answers it (`time`): descriptors are always ready (stdin for reading,
-/// stdout and stderr for writing; anything else is an event with `EBADF`);
-/// with none ready the guest sleeps until its earliest clock subscription:
-/// at once on the deterministic clock (the clocks jump), else by leaving
+/// answers it (`poll`, `time`): descriptors are always ready (stdin for
+/// reading, stdout and stderr for writing; anything else is an event with
+/// `EBADF`); with none ready the guest sleeps until its earliest clock
+/// subscription: at once on the deterministic clock, else by leaving a
 /// `Sleep` on its WASI state for the engine to suspend it.
 fn poll_oneoff(ctx: &mut dyn HostCtx, params: &[Value], results: &mut [Value]) -> Result<(), Stop> {
     let (input, output) = (param(params, 0), param(params, 1));
     let (count, nevents) = (param(params, 2), param(params, 3));
-    if count == 0 {
-        // Sleeping forever is not a thing in preview 1.
-        return done(results, errno::INVAL);
-    }
-    // Below 2^32 each: the products cannot overflow.
-    let subscriptions = guest_range(ctx, POLL, input, count * SUBSCRIPTION_SIZE)?;
-    guest_range(ctx, POLL, output, count * EVENT_SIZE)?;
-    guest_range(ctx, POLL, nevents, 4)?;
-    charge_bytes(ctx, (count * (SUBSCRIPTION_SIZE + EVENT_SIZE)) as usize)?;
-    let mut raw = vec![0u8; subscriptions.len()];
-    if let (Some(data), _) = ctx.memory_and_state() {
-        raw.copy_from_slice(&data[subscriptions]);
-    }
-    let (monotonic, wall) = own::now(ctx)?;
-    let mut clocks = Vec::new();
-    let mut events = Vec::new();
-    for raw in raw.chunks_exact(SUBSCRIPTION_SIZE as usize) {
-        let u64_at = |at: usize| u64::from_le_bytes(raw[at..at + 8].try_into().unwrap_or_default());
-        let u32_at = |at: usize| u32::from_le_bytes(raw[at..at + 4].try_into().unwrap_or_default());
-        let userdata = u64_at(0);
-        match raw[8] {
-            EVENT_CLOCK => {
-                let (id, timeout) = (u32_at(16), u64_at(24));
-                let absolute =
-                    u16::from_le_bytes([raw[40], raw[41]]) & SUBSCRIPTION_CLOCK_ABSTIME != 0;
-                let at = match (id, absolute) {
-                    (MONOTONIC | REALTIME, false) => monotonic.saturating_add(timeout),
-                    (MONOTONIC, true) => timeout,
-                    (REALTIME, true) => monotonic.saturating_add(timeout.saturating_sub(wall)),
-                    _ => return done(results, errno::INVAL),
-                };
-                clocks.push((userdata, at));
-            }
-            kind @ (EVENT_FD_READ | EVENT_FD_WRITE) => {
-                let fd = u32_at(16);
-                let ready = match kind {
-                    EVENT_FD_READ => fd == 0,
-                    _ => fd == 1 || fd == 2,
-                } && ctx.state().wasi().plain.is_open(fd);
-                let error = if ready { errno::SUCCESS } else { errno::BADF };
-                events.push(event(userdata, error, kind));
-            }
-            _ => return done(results, errno::INVAL),
-        }
-    }
-    let earliest = clocks.iter().map(|(_, at)| *at).min();
-    let mut sleep = Sleep {
-        until: Instant::now(),
-        clocks,
-        output,
-        nevents,
+    let poll = match Poll::read(ctx, input, output, count, nevents)? {
+        Ok(poll) => poll,
+        Err(errno) => return done(results, errno),
     };
-    match earliest {
-        Some(earliest) if events.is_empty() && earliest > monotonic => {
-            let ns = earliest - monotonic;
-            let wasi = ctx.state().wasi();
-            if wasi.clock.deterministic {
-                wasi.clock.slept_ns = wasi.clock.slept_ns.saturating_add(ns);
-            } else {
-                // Past the deadline is as good as forever.
-                sleep.until = Instant::now()
-                    .checked_add(Duration::from_nanos(ns))
-                    .unwrap_or(ctx.state().deadline);
-                ctx.state().wasi().sleeping = Some(sleep);
-                return Err(Stop::Failed(format!("{POLL}: sleeping")));
-            }
-        }
-        _ => {}
+    let mut events = Vec::new();
+    for &(userdata, kind, fd) in &poll.fds {
+        let ready = match kind {
+            EVENT_FD_READ => fd == 0,
+            _ => fd == 1 || fd == 2,
+        } && ctx.state().wasi().plain.is_open(fd);
+        let error = if ready { errno::SUCCESS } else { errno::BADF };
+        events.push(event(userdata, error, kind));
     }
-    results[0] = Value::I32(finish(ctx, &sleep, events)?);
+    if let Some(ns) = poll.sleep_ns().filter(|_| events.is_empty()) {
+        if !sleep_deterministic(ctx, ns) {
+            // Past the deadline is as good as forever.
+            let until = Instant::now()
+                .checked_add(Duration::from_nanos(ns))
+                .unwrap_or(ctx.state().deadline);
+            ctx.state().wasi().sleeping = Some(Sleep { until, poll });
+            return Err(Stop::Failed(format!("{POLL}: sleeping")));
+        }
+    }
+    results[0] = Value::I32(poll.finish(ctx, events)?);
     Ok(())
-}
-
-/// Ends a `poll_oneoff` (after its sleep, when it slept): the clock events
-/// due now after the descriptor `events`, written to the guest; the call's
-/// errno.
-pub fn finish(
-    ctx: &mut dyn HostCtx,
-    sleep: &Sleep,
-    mut events: Vec<[u8; EVENT_SIZE as usize]>,
-) -> Result<i32, Stop> {
-    let (monotonic, _) = own::now(ctx)?;
-    for (userdata, at) in &sleep.clocks {
-        if *at <= monotonic {
-            events.push(event(*userdata, errno::SUCCESS, EVENT_CLOCK));
-        }
-    }
-    for (index, event) in events.iter().enumerate() {
-        write_guest(ctx, POLL, sleep.output + index as u64 * EVENT_SIZE, event)?;
-    }
-    let count = events.len() as u32;
-    write_guest(ctx, POLL, sleep.nevents, &count.to_le_bytes())?;
-    Ok(errno::SUCCESS)
 }
