@@ -9,8 +9,8 @@ defmodule Munition.Guests.InterpretersTest do
 
   import Munition.Guests, only: [read!: 1, imports!: 1]
 
-  # The command on every engine (the reactor below is Wasmtime's: its
-  # binary ABI is the same code on both, tested in the conformance suite).
+  # The command on every engine (the reactor below is compared across the
+  # engines in engines_test.exs).
   for runtime <- [Munition.Runtime.Wasmtime, Munition.Runtime.Wasmi] do
     describe "quickjs (a WASI command) on #{inspect(runtime)}" do
       @runtime runtime
