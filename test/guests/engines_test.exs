@@ -4,7 +4,13 @@ defmodule Munition.Guests.EnginesTest do
   # The guests of real toolchains on both engines: the same bytes in give the
   # same bytes out (or the same crash), WASI commands included (Wasmi runs
   # WASI without files; none of these opens one).
-  use ExUnit.Case, async: true
+  #
+  # Not async: it compiles the same large guests as the other guest tests
+  # (QuickJS's reactor among them) on both engines, and on 2 cores those
+  # compilations, sharing Munition's compile threads with the async tests',
+  # could outwait a call's deadline. Run after them, each finds its module
+  # compiled or a compile thread free.
+  use ExUnit.Case, async: false
 
   import Munition.Guests, only: [read!: 1]
 
@@ -54,7 +60,7 @@ defmodule Munition.Guests.EnginesTest do
       wasm = read!(guest)
 
       on = fn runtime ->
-        case Munition.run(wasm, capabilities: [:wasi], wasi: wasi, runtime: runtime) do
+        case Munition.run(wasm, capabilities: [:wasi], wasi: wasi, runtime: runtime, timeout: 60_000) do
           {:ok, code, meta} -> {:ok, code, meta.stdout, meta.stderr}
           {:crash, reason, dump} -> {:crash, reason, dump.trap, dump.stdout, dump.stderr}
         end
@@ -69,7 +75,12 @@ defmodule Munition.Guests.EnginesTest do
 
     for script <- ["[1, 2, 3].reduce((a, b) => a + b) * 7", ~s|JSON.stringify({rule: "DE"})|] do
       on = fn runtime ->
-        Munition.fire(wasm, "eval", [script], result: :binary, capabilities: [:wasi], runtime: runtime)
+        Munition.fire(wasm, "eval", [script],
+          result: :binary,
+          capabilities: [:wasi],
+          runtime: runtime,
+          timeout: 60_000
+        )
       end
 
       assert {:ok, out, _} = on.(Wasmtime)
