@@ -13,64 +13,91 @@ defmodule Munition.Guests.InterpretersTest do
 
   import Munition.Guests, only: [read!: 1, imports!: 1]
 
+  @runtimes [Munition.Runtime.Wasmtime, Munition.Runtime.Wasmi]
+
   setup_all do
-    compile = fn name ->
-      {:ok, module} = Munition.compile(read!("interpreters/" <> name), timeout: 300_000)
+    compile = fn name, runtime ->
+      {:ok, module} = Munition.compile(read!("interpreters/" <> name), runtime: runtime, timeout: 300_000)
       module
     end
 
-    %{command: compile.("quickjs"), reactor: compile.("quickjs_reactor")}
+    %{
+      commands: Map.new(@runtimes, &{&1, compile.("quickjs", &1)}),
+      reactor: compile.("quickjs_reactor", Munition.Runtime.Wasmtime)
+    }
   end
 
-  describe "quickjs (a WASI command)" do
-    setup %{command: command} do
-      %{wasm: command}
-    end
+  # The command on every engine (the reactor below is compared across the
+  # engines in engines_test.exs).
+  for runtime <- @runtimes do
+    describe "quickjs (a WASI command) on #{inspect(runtime)}" do
+      @runtime runtime
 
-    test "imports stdio, clocks, arguments and exit only: no file functions" do
-      assert Enum.sort(imports!("interpreters/quickjs")) ==
-               Enum.sort(
-                 for name <-
-                       ~w(args_get args_sizes_get clock_time_get fd_close fd_fdstat_get fd_read fd_seek fd_write proc_exit),
-                     do: {"wasi_snapshot_preview1", name}
-               )
-    end
+      setup %{commands: commands} do
+        %{wasm: Map.fetch!(commands, @runtime)}
+      end
 
-    test "prints with the ordinary :wasi grant", %{wasm: wasm} do
-      assert {:ok, 0, %{stdout: "2\n", stderr: ""} = meta} =
-               Munition.run(wasm, capabilities: [:wasi], wasi: [args: ["quickjs", "-e", "print(1 + 1)"]])
+      test "imports stdio, clocks, arguments and exit only: no file functions" do
+        assert Enum.sort(imports!("interpreters/quickjs")) ==
+                 Enum.sort(
+                   for name <-
+                         ~w(args_get args_sizes_get clock_time_get fd_close fd_fdstat_get fd_read fd_seek fd_write proc_exit),
+                       do: {"wasi_snapshot_preview1", name}
+                 )
+      end
 
-      # Start-up is most of it: the figure the snapshots issue starts from.
-      assert meta.fuel_consumed > 100_000
-    end
+      test "prints with the ordinary :wasi grant", %{wasm: wasm} do
+        assert {:ok, 0, %{stdout: "2\n", stderr: ""} = meta} =
+                 Munition.run(wasm,
+                   runtime: @runtime,
+                   capabilities: [:wasi],
+                   wasi: [args: ["quickjs", "-e", "print(1 + 1)"]]
+                 )
 
-    test "reads its script from stdin", %{wasm: wasm} do
-      script = "const rows = [3, 1, 2].sort(); print(JSON.stringify(rows), typeof BigInt(1))"
+        # Start-up is most of it: the figure the snapshots issue starts from.
+        assert meta.fuel_consumed > 100_000
+      end
 
-      assert {:ok, 0, %{stdout: "[1,2,3] bigint\n"}} =
-               Munition.run(wasm, capabilities: [:wasi], wasi: [args: ["quickjs"], stdin: script])
-    end
+      test "reads its script from stdin", %{wasm: wasm} do
+        script = "const rows = [3, 1, 2].sort(); print(JSON.stringify(rows), typeof BigInt(1))"
 
-    test "an uncaught exception is exit code 1 with the message on stderr", %{wasm: wasm} do
-      assert {:ok, 1, %{stdout: "", stderr: stderr}} =
-               Munition.run(wasm,
-                 capabilities: [:wasi],
-                 wasi: [args: ["quickjs", "-e", "throw new TypeError('no such rule')"]]
-               )
+        assert {:ok, 0, %{stdout: "[1,2,3] bigint\n"}} =
+                 Munition.run(wasm,
+                   runtime: @runtime,
+                   capabilities: [:wasi],
+                   wasi: [args: ["quickjs"], stdin: script]
+                 )
+      end
 
-      assert stderr =~ "TypeError: no such rule"
-    end
+      test "an uncaught exception is exit code 1 with the message on stderr", %{wasm: wasm} do
+        assert {:ok, 1, %{stdout: "", stderr: stderr}} =
+                 Munition.run(wasm,
+                   runtime: @runtime,
+                   capabilities: [:wasi],
+                   wasi: [args: ["quickjs", "-e", "throw new TypeError('no such rule')"]]
+                 )
 
-    test "an endless loop ends on its fuel, with a dump", %{wasm: wasm} do
-      assert {:crash, :fuel_exhausted, dump} =
-               Munition.run(wasm,
-                 capabilities: [:wasi],
-                 fuel: 20_000_000,
-                 wasi: [args: ["quickjs", "-e", "print('started'); for (;;) {}"]]
-               )
+        assert stderr =~ "TypeError: no such rule"
+      end
 
-      assert dump.stdout == "started\n"
-      assert dump.fuel_consumed == 20_000_000
+      test "an endless loop ends on its fuel, with a dump", %{wasm: wasm} do
+        assert {:crash, :fuel_exhausted, dump} =
+                 Munition.run(wasm,
+                   runtime: @runtime,
+                   capabilities: [:wasi],
+                   fuel: 20_000_000,
+                   wasi: [args: ["quickjs", "-e", "print('started'); for (;;) {}"]]
+                 )
+
+        assert dump.stdout == "started\n"
+        assert dump.fuel_consumed + dump.fuel_remaining == 20_000_000
+
+        # Wasmi stops when what is left cannot pay for the guest's next step
+        # (guides/engines.md, "What differs on Wasmi").
+        if @runtime == Munition.Runtime.Wasmi,
+          do: assert(dump.fuel_remaining < 100_000),
+          else: assert(dump.fuel_remaining == 0)
+      end
     end
   end
 

@@ -41,6 +41,19 @@ defmodule Munition.Host.WASI do
   scheduler: the guest is suspended until the operation is done, and the
   thread that finished it wakes the process driving the guest.
 
+  ## On Wasmi: the same table, without files
+
+  `wasmtime-wasi`'s preview-1 functions are generated for Wasmtime and not
+  for use outside it, so `Munition.Runtime.Wasmi` runs Munition's own
+  preview 1 through the same table and capabilities: the functions above
+  that Munition already replaces (one implementation for both engines),
+  and its own descriptor functions over stdin, stdout and stderr (the same
+  bounded capture, the same errnos and fuel for bytes moved). A sleeping
+  guest is suspended as for an Elixir host call, holding no thread. There
+  are no files yet: preopens and the `:wasi_fs` and `:wasi_fs_write`
+  functions are `{:error, {:unsupported, message}}` on Wasmi (see the
+  Engines guide).
+
   ## Capabilities
 
   | function | capability |

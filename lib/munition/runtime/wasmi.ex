@@ -38,20 +38,22 @@ defmodule Munition.Runtime.Wasmi do
 
   ## What differs (each one tested)
 
-    * **WASI** is refused by name: Munition's WASI is Wasmtime's own
-      (`wasmtime-wasi`), and `wasmi_wasi` (built on `wasi-common`) could not
-      honour its capability table, bounded output, sleeping without a
-      thread or the deterministic clock. A call with `wasi:` or an import
-      of `wasi_snapshot_preview1` is `{:error, {:unsupported, message}}`,
-      the message naming the runtime.
+    * **WASI without a filesystem**: the same capability table, captured
+      and bounded output, clocks, random, arguments, environment, exit
+      codes and thread-free sleeps as on Wasmtime, from Munition's own
+      preview-1 layer (Wasmtime's is `wasmtime-wasi`, made for Wasmtime
+      only). Preopens and the `:wasi_fs`/`:wasi_fs_write` functions are
+      `{:error, {:unsupported, message}}`, the message naming the runtime
+      and the function.
     * **Fuel** is Wasmi's measure, not Wasmtime's: about one unit per
       instruction too, but the counts of a call differ between engines
       (`fuel_consumed`), and so does where exactly a budget runs out.
-    * **Forensics.** A dump has the reason, trap kind, message, fuel, time,
-      log, and the *exported* memories and globals: Wasmi reaches them only
-      through the instance's exports, so a global the module keeps to itself
-      (a stack pointer) is not in it. Wasmi records no wasm backtrace:
-      `dump.backtrace` is `[]`. Trap messages are Wasmi's wording.
+    * **Forensics.** A dump has what a Wasmtime dump has (every memory and
+      every global, exported or not) but the backtrace: Wasmi records no
+      wasm frames, so `dump.backtrace` is `[]`. Trap messages are Wasmi's
+      wording. (Wasmi reaches items only through exports: compiling for it
+      exports each memory and global under reserved names, which no
+      caller sees or calls.)
     * **No instance pool**, so no `{:error, {:overloaded, _}}` from the
       engine; Munition's own line for instance slots still bounds instances
       per node.
@@ -149,8 +151,9 @@ defmodule Munition.Runtime.Wasmi do
 
   @doc """
   The same table as Wasmtime's (`Munition.Host.Capabilities` grants from
-  it), WASI's rows included: a WASI import granted to a call on Wasmi is
-  refused by name when the instance is made.
+  it), WASI's rows included: a granted import of a filesystem function
+  (`:wasi_fs`, `:wasi_fs_write`) is refused by name when the instance is
+  made.
   """
   @impl true
   def builtins, do: Native.host_builtins()

@@ -2,7 +2,8 @@
 //! module's binary (and checking it against the compile limits), the engine's
 //! capacity arithmetic, the compile queue and its de-duplication, wasm values
 //! and the rules a store keeps for its guest (memory bounds and limits, log,
-//! fuel), moving a start function to an export, scanning or compressing
+//! fuel), exporting a module's internals under reserved names (its start
+//! function, memories and globals), scanning or compressing
 //! guest memory, the fuel meter's counters, and a pool's places. The NIF crate
 //! (`munition_native`) wraps them; keeping them here lets `cargo test` run
 //! them, which a crate full of `enif_*` calls cannot do without a VM.
@@ -10,10 +11,10 @@
 pub mod capacity;
 pub mod compile_queue;
 pub mod guest;
+pub mod internals;
 pub mod limits;
 pub mod memory;
 pub mod meter;
 pub mod place;
 pub mod scan;
-pub mod start;
 pub mod value;

@@ -8,7 +8,9 @@
 //! 2. `host`: what a store carries besides the guest, the built-in host
 //!    functions (written once for every engine, over `host::context`), the
 //!    bridge to host functions written in Elixir, waking a waiting guest,
-//!    and WASI (Wasmtime's own `wasmtime-wasi`, so Wasmtime only).
+//!    and WASI (Wasmtime's own `wasmtime-wasi` on Wasmtime, Munition's own
+//!    file-less preview 1 on Wasmi, the functions Munition owns written
+//!    once for both).
 //! 3. `engine`: the seam (`engine::Engine`) and what is written once over
 //!    it (compiling and caching, module facts, linking, calls, instances,
 //!    capture), with each engine in a folder of its own: `engine/wasmtime`

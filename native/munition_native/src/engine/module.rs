@@ -25,10 +25,6 @@ pub struct Compiled<E: EngineTypes> {
     /// What the pre-scan measured: a cache hit is checked against the
     /// caller's limits with these, as a compilation would have been.
     pub facts: Facts,
-    /// The module has a start function the engine runs as a call after
-    /// instantiating (exported as `munition_core::start::START_EXPORT`),
-    /// rather than inside instantiation.
-    pub start: bool,
 }
 
 // A panic inside a NIF never leaves a compiled module half-updated: it is
@@ -165,7 +161,6 @@ impl<E: EngineTypes> Compiled<E> {
             },
             functions,
             facts,
-            start: false,
         }
     }
 }

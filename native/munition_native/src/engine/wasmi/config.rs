@@ -1,7 +1,7 @@
 //! The one Wasmi engine of the VM, and the bounds of its executions.
 
 use once_cell::sync::Lazy;
-use wasmi::{CompilationMode, Config, Engine};
+use wasmi::{CompilationMode, Config, CustomFuelCosts, Engine};
 
 pub const WASMI_VERSION: &str = "2.0.0";
 
@@ -19,10 +19,26 @@ pub const MAX_RECURSION_DEPTH: usize = 20_000;
 /// Bytes of Wasmi's value stack (locals and operands of every frame).
 pub const MAX_STACK_HEIGHT: usize = 16 * 1024 * 1024;
 
+/// What Wasmi charges besides instructions: copying bytes as by default,
+/// but translating and validating a function nothing. Wasmi charges a
+/// lazily translated function's translation to the call that first reaches
+/// it, from the fuel in the store, and cannot resume a call whose
+/// translation ran out of it: with the store holding at most `FUEL_SLICE`,
+/// any function of more than about 14 KiB of code (7 units a byte) ended
+/// its guest as `:fuel_exhausted` however large the budget. Translation is
+/// bounded by the module's size (checked at compile time) and done once per
+/// module, not per call, so it is not the guest's to pay for either.
+const FUEL_COSTS: CustomFuelCosts = CustomFuelCosts {
+    bytes_copied_per_fuel: 64,
+    fuel_per_bytes_translated: 0,
+    fuel_per_bytes_validated: 0,
+};
+
 pub static ENGINE: Lazy<Engine> = Lazy::new(|| {
     let mut config = Config::default();
     config
         .consume_fuel(true)
+        .fuel_cost(FUEL_COSTS)
         // Validated when compiled (an invalid module is refused before
         // anything runs), translated when first called.
         .compilation_mode(CompilationMode::LazyTranslation)

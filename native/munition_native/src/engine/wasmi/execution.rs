@@ -25,6 +25,7 @@ use wasmi::{
 
 use super::config::FUEL_SLICE;
 use super::context::Ctx;
+use super::module::WasmiModule;
 use super::value::{from_val, to_val};
 use crate::engine::instance::{CallMeta, Live, Progress, Slot};
 use crate::engine::types::EngineTypes;
@@ -39,7 +40,7 @@ use crate::vocabulary::trap::{HostFailure, Reason, TrapKind};
 pub struct Wasmi;
 
 impl EngineTypes for Wasmi {
-    type Native = wasmi::Module;
+    type Native = WasmiModule;
     /// Wasmi finds an export by name.
     type Export = Arc<str>;
     type Store = wasmi::Store<StoreState>;
@@ -264,6 +265,45 @@ fn serve(
     Ok(served)
 }
 
+/// Whether the guest is suspended in a sleeping WASI `poll_oneoff`.
+fn sleeping(state: &StoreState) -> bool {
+    state
+        .wasi
+        .as_ref()
+        .is_some_and(|wasi| wasi.sleeping.is_some())
+}
+
+/// A sleeping `poll_oneoff` resumed: still asleep (`Err` with the time
+/// left, at most until the deadline), or its errno once the events due are
+/// written; past the deadline while asleep, a timeout.
+fn wake(
+    store: &mut Store<StoreState>,
+    instance: Option<wasmi::Instance>,
+) -> Result<Result<i32, Duration>, HostFailure> {
+    let now = Instant::now();
+    let deadline = store.data().deadline;
+    let wasi = store.data_mut().wasi();
+    let until = wasi.sleeping.as_ref().map_or(now, |sleep| sleep.until);
+    if now < until {
+        if now < deadline {
+            return Ok(Err(until.min(deadline) - now));
+        }
+        wasi.sleeping = None;
+        let message = store
+            .data_mut()
+            .time_out("poll_oneoff: the deadline passed while the guest slept".into());
+        return Err(recorded(store.data(), Stop::Failed(message)));
+    }
+    let Some(sleep) = wasi.sleeping.take() else {
+        return Ok(Ok(0));
+    };
+    sleep
+        .poll
+        .finish(&mut Ctx::of_store(store, instance), vec![])
+        .map(Ok)
+        .map_err(|stop| recorded(store.data(), stop))
+}
+
 /// The failure the store recorded when the bridge stopped the guest.
 fn recorded(state: &StoreState, stop: Stop) -> HostFailure {
     state.host_failure.clone().unwrap_or_else(|| HostFailure {
@@ -306,6 +346,14 @@ fn run(live: &mut Live<Wasmi>, execution: &mut Execution, slice: Duration) -> Ou
                 Ok(false) => return Outcome::Failed(fuel_exhausted()),
                 Err(message) => return Outcome::Failed(fuel_unreadable(message)),
             },
+            Next::HostCall(call) if sleeping(store.data()) => match wake(store, live.instance) {
+                Err(failure) => return Outcome::Failed(failure),
+                Ok(Err(left)) => {
+                    execution.next = Some(Next::HostCall(call));
+                    return Outcome::Waiting(left);
+                }
+                Ok(Ok(errno)) => call.resume(&mut *store, &[Val::I32(errno)], results),
+            },
             Next::HostCall(call) => match serve(store, live.instance) {
                 Err(failure) => return Outcome::Failed(failure),
                 Ok(Served::Reply(values)) => {
@@ -333,9 +381,10 @@ fn run(live: &mut Live<Wasmi>, execution: &mut Execution, slice: Duration) -> Ou
             }
             Ok(ResumableCall::HostTrap(call)) => {
                 let state = live.store.data();
-                if state.pending.is_some() && state.host_failure.is_none() {
-                    // Served at once: the reply cannot be there yet, so this
-                    // ends the slice waiting.
+                let suspended = state.pending.is_some() || sleeping(state);
+                if suspended && state.host_failure.is_none() {
+                    // Served at once: the reply cannot be there yet (or the
+                    // sleep is not over), so this ends the slice waiting.
                     execution.next = Some(Next::HostCall(call));
                 } else {
                     return Outcome::Failed(classify(call.host_error(), state));
@@ -380,6 +429,11 @@ pub fn advance(env: Env, slot: &mut Slot<Wasmi>, slice: Duration) -> MunitionRes
         Outcome::Waiting(left) => {
             *slot = Slot::Running(Box::new((live, execution)));
             return Ok(Progress::waiting(left));
+        }
+        // `proc_exit`: the guest ended itself, a result whatever the code.
+        Outcome::Failed(_) if live.store.data().exit_code.is_some() => {
+            let code = live.store.data().exit_code.unwrap_or_default();
+            Progress::Exited(code, CallMeta::of(&live)?)
         }
         Outcome::Failed(failure) => Progress::Crashed(live.fail(failure, None)),
         Outcome::Finished => match execution.goal {

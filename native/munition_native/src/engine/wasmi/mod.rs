@@ -15,8 +15,10 @@
 //!   bounds it (`config::MAX_RECURSION_DEPTH`): a runaway recursion is a
 //!   `:stack_overflow` trap;
 //! - **start functions** are moved to an export before compiling
-//!   (`munition_core::start`) and called resumably after instantiating
+//!   (`munition_core::internals`) and called resumably after instantiating
 //!   (`module`);
+//! - **dumps** hold every memory and every global, reached through exports
+//!   under reserved names added when compiling (`module`, `capture`);
 //! - fresh stores, capabilities at import resolution, the built-ins and
 //!   Elixir host functions are the shared ones (`store` makes them); a
 //!   call of an Elixir host function suspends the guest as a resumable
@@ -37,7 +39,6 @@ pub use self::execution::Wasmi;
 use std::sync::Arc;
 use std::time::Duration;
 
-use munition_core::start::START_EXPORT;
 use rustler::Env;
 use wasmi::Instance;
 
@@ -49,6 +50,7 @@ use crate::engine::instance::{InstanceConfig, Live, Progress, Slot};
 use crate::engine::link::imports;
 use crate::engine::module::Compiled;
 use crate::engine::FIRST_SLICE;
+use crate::host::wasi::WasiRun;
 use crate::vocabulary::error::{MunitionError, MunitionResult};
 use crate::vocabulary::guest_memory::EXPORT_NAME;
 
@@ -68,29 +70,37 @@ engine_impl! { Wasmi {
         config: &InstanceConfig,
         call: Option<Call<Self>>,
     ) -> MunitionResult<(Slot<Self>, Progress)> {
-        if config.wasi.0.is_some() {
-            return Err(MunitionError::Unsupported(
-                "Munition.Runtime.Wasmi does not run WASI (the :wasi option; Munition's WASI is \
-                 Wasmtime's); use Munition.Runtime.Wasmtime"
-                    .into(),
-            ));
-        }
-        let mut store = store::new_store(config.store(None), config.fuel)?;
+        let wasi = match &config.wasi.0 {
+            Some(wasi) if !wasi.preopens.is_empty() => {
+                return Err(MunitionError::Unsupported(
+                    "Munition.Runtime.Wasmi runs WASI without a filesystem (preopens); \
+                     use Munition.Runtime.Wasmtime"
+                        .into(),
+                ))
+            }
+            Some(wasi) => Some(WasiRun::new(wasi, config.fuel)?),
+            None => None,
+        };
+        let mut store = store::new_store(config.store(wasi), config.fuel)?;
         let imports = imports(&mut store, &module, &config.links)?;
-        let instantiated = Instance::new(&mut store, &module.native, &imports);
+        let instantiated = Instance::new(&mut store, &module.native.module, &imports);
         let mut live = Live::new(store, module.clone(), config.fuel);
         let (mut slot, progress) = match instantiated {
             Ok(instance) => {
                 live.instance = Some(instance);
-                let start_func = instance.get_func(&live.store, START_EXPORT);
+                let start_func = module
+                    .native
+                    .start
+                    .then(|| instance.get_func(&live.store, &module.native.internals.start()))
+                    .flatten();
                 let mut slot = Slot::Idle(Box::new(live));
                 match start_func {
-                    Some(func) if module.start => {
+                    Some(func) => {
                         let execution = Execution::new(Goal::Start, func, vec![], vec![]);
                         let progress = start(env, &mut slot, execution, FIRST_SLICE)?;
                         (slot, progress)
                     }
-                    _ => (slot, Progress::Ready),
+                    None => (slot, Progress::Ready),
                 }
             }
             // A segment that does not fit, or memory over the limit: the

@@ -1,14 +1,16 @@
 //! Compiling a measured module with Wasmi (steps 4 to 6 of
-//! `engine::compile`): the start section moved to an export first (see
-//! `munition_core::start`), then Wasmi validates every function now and
-//! translates each one when it first runs, so compiling is about as cheap
-//! as validating.
+//! `engine::compile`): its internals exported under reserved names first
+//! (see `munition_core::internals`: the start function, to be called
+//! resumably, and every memory and global, for dumps), then Wasmi validates
+//! every function now and translates each one when it first runs, so
+//! compiling is about as cheap as validating. The reserved exports are
+//! left out of the module's exports: no caller sees or calls them.
 
 use std::sync::Arc;
 
+use munition_core::internals::{expose, Reserved};
 use munition_core::limits::Facts;
 use munition_core::scan::scan;
-use munition_core::start::{exported_start, START_EXPORT};
 use wasmi::{ExternType, Module};
 
 use super::config::ENGINE;
@@ -17,6 +19,16 @@ use super::value::from_type;
 use crate::engine::compile::supported;
 use crate::engine::module::{Compiled, Export, ExternKind};
 use crate::vocabulary::error::{MunitionError, MunitionResult};
+
+/// A module as Wasmi compiled it, with the names its internals are
+/// exported under.
+pub struct WasmiModule {
+    pub module: Module,
+    pub internals: Reserved,
+    /// The module has a start function, run as a call after instantiating
+    /// (exported as `internals.start()`) rather than inside instantiation.
+    pub start: bool,
+}
 
 fn kind(ty: &ExternType) -> ExternKind {
     let types = |types: &[wasmi::ValType]| types.iter().map(from_type).collect();
@@ -32,16 +44,21 @@ pub fn compile(wasm: &[u8], facts: Facts, hash: String) -> MunitionResult<Compil
     let scan = scan(wasm).map_err(|e| MunitionError::InvalidModule(e.to_string()))?;
     let start = scan.stats.has_start;
     // Validation errors win over what Munition does not support, as on the
-    // Wasmtime side. A start section that cannot be moved is in a module
-    // that does not validate: compiling the original bytes says why.
-    let runnable = match start.then(|| exported_start(wasm)).flatten() {
-        Some(moved) => moved,
-        None => wasm.to_vec(),
+    // Wasmtime side. Sections that cannot be read are in a module that does
+    // not validate: compiling the original bytes says why.
+    let exposed = expose(
+        wasm,
+        scan.memories.len() as u32,
+        scan.global_export_names.len() as u32,
+    );
+    let (runnable, internals) = match &exposed {
+        Some(exposed) => (&exposed.wasm[..], exposed.names.clone()),
+        None => (wasm, Reserved::avoiding([])),
     };
-    let module = Module::new(&ENGINE, &runnable[..])
-        .map_err(|e| MunitionError::InvalidModule(e.to_string()))?;
+    let module =
+        Module::new(&ENGINE, runnable).map_err(|e| MunitionError::InvalidModule(e.to_string()))?;
     supported(&facts)?;
-    if start && module.get_export(START_EXPORT).is_none() {
+    if start && module.get_export(&internals.start()).is_none() {
         return Err(MunitionError::Unsupported(
             "the module's start function cannot be made resumable".into(),
         ));
@@ -58,14 +75,17 @@ pub fn compile(wasm: &[u8], facts: Facts, hash: String) -> MunitionResult<Compil
         .collect();
     let exports: Vec<_> = module
         .exports()
-        .filter(|export| export.name() != START_EXPORT)
+        .filter(|export| !internals.is_reserved(export.name()))
         .map(|export| Export::<Arc<str>> {
             name: export.name().to_string(),
             kind: kind(export.ty()),
             func: Some(export.name().into()),
         })
         .collect();
-    let mut compiled = Compiled::new(module, hash, scan, facts, imports, exports);
-    compiled.start = start;
-    Ok(compiled)
+    let native = WasmiModule {
+        module,
+        internals,
+        start,
+    };
+    Ok(Compiled::new(native, hash, scan, facts, imports, exports))
 }

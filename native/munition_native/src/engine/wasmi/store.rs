@@ -20,6 +20,7 @@ use crate::host::bridge;
 use crate::host::builtins::{Builtin, Make};
 use crate::host::context::Stop;
 use crate::host::state::{Limiter, StoreConfig, StoreState};
+use crate::host::wasi;
 use crate::vocabulary::error::{MunitionError, MunitionResult};
 use crate::vocabulary::value::{Value, ValueType};
 
@@ -87,14 +88,19 @@ impl Imports for Wasmi {
     type Import = Extern;
 
     fn builtin(store: &mut Store<StoreState>, row: &'static Builtin) -> MunitionResult<Extern> {
-        let Make::Own(own) = &row.make else {
-            return Err(MunitionError::Unsupported(format!(
-                "{}.{}: Munition.Runtime.Wasmi does not run WASI \
-             (Munition's WASI is Wasmtime's); use Munition.Runtime.Wasmtime",
-                row.module, row.name
-            )));
+        // Munition's own rows (the built-ins, WASI's clocks, random, exit)
+        // are written for every engine; WASI's descriptor functions, which
+        // Wasmtime takes from `wasmtime-wasi`, are `wasi::plain`'s here.
+        let own = match &row.make {
+            Make::Own(own) => *own,
+            Make::Wasi(_) => wasi::plain::find(row.name).ok_or_else(|| {
+                MunitionError::Unsupported(format!(
+                    "{}.{}: Munition.Runtime.Wasmi runs WASI without a filesystem \
+                     (the :wasi_fs and :wasi_fs_write functions); use Munition.Runtime.Wasmtime",
+                    row.module, row.name
+                ))
+            })?,
         };
-        let own = *own;
         let ty = func_type(row.params, row.results);
         Ok(Extern::Func(Func::new(
             store,

@@ -1,7 +1,7 @@
 //! A Wasmtime `Caller` as a `HostCtx`: how WASI's functions, and the
 //! Wasmtime engine's glue around the built-ins and the bridge, reach the
 //! store they run in. Also the Wasmtime error a `Stop` unwinds the guest
-//! with, and WASI's reads and writes of guest memory.
+//! with, and the reads of guest memory of the WASI functions over it.
 
 use std::ops::Range;
 
@@ -64,15 +64,6 @@ impl HostCtx for Caller<'_, StoreState> {
     }
 }
 
-/// WASI's error numbers that Munition's own functions return. A pointer
-/// outside guest memory is no errno: as WASI says and Wasmtime does, the
-/// function traps (`:memory_out_of_bounds`).
-pub mod errno {
-    pub const SUCCESS: i32 = 0;
-    pub const BADF: i32 = 8;
-    pub const INVAL: i32 = 28;
-}
-
 /// Checks that `[ptr, ptr + len)` lies in the guest's memory, or fails the
 /// call as a `:memory_out_of_bounds` trap naming `func`.
 pub fn check_range(
@@ -96,18 +87,4 @@ pub fn read_guest<const N: usize>(
         bytes.copy_from_slice(&memory.data(&*caller)[range]);
     }
     Ok(bytes)
-}
-
-/// Writes `bytes` at `ptr` of the guest's memory (see `check_range`).
-pub fn write_guest(
-    caller: &mut Caller<'_, StoreState>,
-    func: &str,
-    ptr: u64,
-    bytes: &[u8],
-) -> Result<(), Error> {
-    let range = check_range(caller, func, ptr, bytes.len() as u64)?;
-    if let Some(memory) = memory(caller) {
-        memory.data_mut(&mut *caller)[range].copy_from_slice(bytes);
-    }
-    Ok(())
 }

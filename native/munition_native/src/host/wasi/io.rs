@@ -1,5 +1,6 @@
 //! WASI's byte movers, bounded: the metered `fd_read`/`fd_write`/
-//! `fd_pread`/`fd_pwrite`, and `random_get` (the capture pipes are `pipe`).
+//! `fd_pread`/`fd_pwrite` (`random_get` is in `own`, the capture pipes are
+//! `pipe`).
 //!
 //! A guest pays fuel for the bytes it moves, as for Munition's built-ins
 //! (`munition_core::guest::BYTES_PER_FUEL`): before an `fd_*` call runs, the guest pays
@@ -12,8 +13,7 @@ use wasmtime::{AsContextMut, Caller, Error, Func, FuncType, Store, Val};
 use wasmtime_wasi::p1::wasi_snapshot_preview1::{self as p1, WasiSnapshotPreview1};
 use wiggle::GuestMemory;
 
-use super::caller::{self, check_range, errno, error, read_guest};
-use crate::host::builtins::fill_random;
+use super::caller::{self, check_range, error, read_guest};
 use crate::host::context::charge_bytes;
 use crate::host::state::StoreState;
 use crate::vocabulary::guest_memory::bounds;
@@ -96,23 +96,4 @@ metered! {
 metered! {
     /// `fd_pread(fd, iovs, iovs_len, offset, nread)`.
     fd_pread (fd: I32, iovs: I32, count: I32, offset: I64, nread: I32) iovs at iovs, count
-}
-
-/// `random_get(buf, len)`: fills `[buf, buf + len)` from the OS CSPRNG as
-/// the `random_bytes` built-in does, paid for in fuel and checked against
-/// the deadline as it goes; a range outside guest memory is a
-/// `:memory_out_of_bounds` trap.
-pub fn random_get(store: &mut Store<StoreState>, ty: FuncType) -> Func {
-    Func::new(store, ty, |mut caller, params, results| {
-        let (ptr, len) = (params[0].unwrap_i32(), params[1].unwrap_i32());
-        fill_random(
-            &mut caller,
-            "random_get",
-            ptr as u32 as u64,
-            len as u32 as u64,
-        )
-        .map_err(error)?;
-        results[0] = Val::I32(errno::SUCCESS);
-        Ok(())
-    })
 }

@@ -17,16 +17,25 @@
 //! (`io::CapturePipe`), its stdin an in-memory pipe, its environment and
 //! arguments only what the call gives, its files only the preopens it gives.
 //!
-//! This is the one part of the host side that speaks an engine's types:
-//! `wasmtime-wasi` is Wasmtime's, so its functions are Wasmtime functions
-//! over a Wasmtime `Caller` (`caller` makes one a `HostCtx`), and only the
-//! Wasmtime engine links them. The Wasmi engine refuses them by name.
+//! Munition's own clocks, `sched_yield`, `random_get` and `proc_exit` are
+//! written once over `HostCtx` (`own`) and made by every engine like the
+//! built-ins. The rest is where an engine's types show: `wasmtime-wasi` is
+//! Wasmtime's (its generated preview-1 functions are not for use outside
+//! it), so its functions, and Munition's metered wrappers and sleeping
+//! `poll_oneoff` around them (`io`, `time`), are Wasmtime functions over a
+//! Wasmtime `Caller` (`caller` makes one a `HostCtx`), linked by Wasmtime
+//! only. An engine without it (Wasmi) takes the descriptor functions and
+//! `poll_oneoff` from `plain`, over a fixed table of stdin, stdout and
+//! stderr and no files: the filesystem rows are refused there by name.
 
 pub mod caller;
 pub mod clock;
 pub mod error;
 pub mod io;
+pub mod own;
 pub mod pipe;
+pub mod plain;
+pub mod poll;
 pub mod run;
 pub mod time;
 
@@ -79,12 +88,12 @@ wasi_table! {
     wasi_args args_sizes_get (I32, I32) -> (I32) Make::Wasi(WasiMake::Linked);
     wasi_env environ_get (I32, I32) -> (I32) Make::Wasi(WasiMake::Linked);
     wasi_env environ_sizes_get (I32, I32) -> (I32) Make::Wasi(WasiMake::Linked);
-    wasi_clock clock_res_get (I32, I32) -> (I32) Make::Wasi(WasiMake::Own(time::clock_res_get));
-    wasi_clock clock_time_get (I32, I64, I32) -> (I32) Make::Wasi(WasiMake::Own(time::clock_time_get));
-    wasi_random random_get (I32, I32) -> (I32) Make::Wasi(WasiMake::Own(io::random_get));
-    wasi_exit proc_exit (I32) -> () Make::Wasi(WasiMake::Own(proc_exit));
+    wasi_clock clock_res_get (I32, I32) -> (I32) Make::Own(own::clock_res_get);
+    wasi_clock clock_time_get (I32, I64, I32) -> (I32) Make::Own(own::clock_time_get);
+    wasi_random random_get (I32, I32) -> (I32) Make::Own(own::random_get);
+    wasi_exit proc_exit (I32) -> () Make::Own(own::proc_exit);
     wasi_poll poll_oneoff (I32, I32, I32, I32) -> (I32) Make::Wasi(WasiMake::Own(time::poll_oneoff));
-    wasi_poll sched_yield () -> (I32) Make::Wasi(WasiMake::Own(time::sched_yield));
+    wasi_poll sched_yield () -> (I32) Make::Own(own::sched_yield);
     wasi_fs path_open (I32, I32, I32, I32, I32, I64, I64, I32, I32) -> (I32) Make::Wasi(WasiMake::Linked);
     wasi_fs path_filestat_get (I32, I32, I32, I32, I32) -> (I32) Make::Wasi(WasiMake::Linked);
     wasi_fs path_readlink (I32, I32, I32, I32, I32, I32) -> (I32) Make::Wasi(WasiMake::Linked);
@@ -153,15 +162,4 @@ fn linked(store: &mut Store<StoreState>, name: &str) -> MunitionResult<Func> {
         .map_err(|e| missing(error_chain(&e)))?
         .into_func()
         .ok_or_else(|| missing("not a function".into()))
-}
-
-/// `proc_exit(code)`: the guest ends itself. The code is kept on the store
-/// and the guest unwound; its execution then ends as `{:exited, code, meta}`
-/// (see `execution`), whatever the code.
-fn proc_exit(store: &mut Store<StoreState>, ty: FuncType) -> Func {
-    Func::new(store, ty, |mut caller, params, _| {
-        let code = params[0].unwrap_i32() as u32;
-        caller.data_mut().exit_code = Some(code);
-        Err(wasmtime::Error::msg(format!("proc_exit({code})")))
-    })
 }

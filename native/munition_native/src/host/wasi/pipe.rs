@@ -40,7 +40,7 @@ impl CapturePipe {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn push(&self, bytes: &[u8]) {
+    pub fn push(&self, bytes: &[u8]) {
         let mut captured = self.lock();
         let room = captured.limit.saturating_sub(captured.bytes.len());
         if bytes.len() > room {

@@ -9,6 +9,7 @@ use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 use super::clock::{self, GuestClock};
 use super::error::error_chain;
 use super::pipe::CapturePipe;
+use super::plain::{Plain, Sleep};
 use crate::atoms;
 use crate::vocabulary::error::{MunitionError, MunitionResult};
 use crate::vocabulary::term::OwnedBytes;
@@ -57,6 +58,10 @@ pub struct WasiRun {
     pub stderr: CapturePipe,
     /// The guest's clocks.
     pub clock: GuestClock,
+    /// The descriptors of an engine without Wasmtime's context (`plain`).
+    pub plain: Plain,
+    /// A `poll_oneoff` of such an engine, sleeping (`plain`).
+    pub sleeping: Option<Sleep>,
 }
 
 impl WasiRun {
@@ -103,6 +108,8 @@ impl WasiRun {
             stdout,
             stderr,
             clock: GuestClock::new(deterministic, fuel),
+            plain: Plain::new(&config.args, &config.env, &config.stdin.0),
+            sleeping: None,
         })
     }
 
@@ -113,6 +120,8 @@ impl WasiRun {
             stdout: CapturePipe::new(0),
             stderr: CapturePipe::new(0),
             clock: GuestClock::new(false, 0),
+            plain: Plain::new(&[], &[], &[]),
+            sleeping: None,
         }
     }
 

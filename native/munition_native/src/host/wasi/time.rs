@@ -1,5 +1,6 @@
-//! WASI's time, Munition's own: the guest's clocks (`clock_time_get`,
-//! `clock_res_get`), and waiting (`poll_oneoff`, `sched_yield`).
+//! WASI's time, Munition's own: the guest's clocks (read by
+//! `clock_time_get` and `clock_res_get`, written once in `own`), and
+//! waiting (`poll_oneoff` here; `sched_yield` in `own`).
 //!
 //! Two clocks, chosen per call:
 //!
@@ -24,108 +25,13 @@ use wasmtime::{Caller, Error, Func, FuncType, Store, Val};
 use wasmtime_wasi::p1::wasi_snapshot_preview1 as p1;
 use wiggle::GuestMemory;
 
-use super::caller::{check_range, errno, error, read_guest, write_guest};
-use super::clock::NS_PER_FUEL;
-use crate::host::context::charge_bytes;
+use super::caller::error;
+use super::own::errno;
+use super::poll::{event, sleep_deterministic, Poll, EVENT_FD_READ};
 use crate::host::state::StoreState;
 use crate::host::wakeup::SuspendOnce;
 
-const REALTIME: u32 = 0;
-const MONOTONIC: u32 = 1;
-
-fn fuel_left(caller: &mut Caller<'_, StoreState>) -> Result<u64, Error> {
-    caller.get_fuel()
-}
-
-/// `(monotonic, wall)` now, in nanoseconds.
-fn now(caller: &mut Caller<'_, StoreState>) -> Result<(u64, u64), Error> {
-    let fuel = fuel_left(caller)?;
-    let clock = &caller.data_mut().wasi().clock;
-    Ok((clock.monotonic_ns(fuel), clock.wall_ns(fuel)))
-}
-
-/// `clock_res_get(id, resolution)`.
-pub fn clock_res_get(store: &mut Store<StoreState>, ty: FuncType) -> Func {
-    Func::new(store, ty, |mut caller, params, results| {
-        let (id, ptr) = (params[0].unwrap_i32() as u32, params[1].unwrap_i32() as u32);
-        // CPU-time clocks are not offered, as in Wasmtime's implementation.
-        if id != REALTIME && id != MONOTONIC {
-            results[0] = Val::I32(errno::BADF);
-            return Ok(());
-        }
-        write_guest(
-            &mut caller,
-            "clock_res_get",
-            ptr.into(),
-            &NS_PER_FUEL.to_le_bytes(),
-        )?;
-        results[0] = Val::I32(errno::SUCCESS);
-        Ok(())
-    })
-}
-
-/// `clock_time_get(id, precision, time)`.
-pub fn clock_time_get(store: &mut Store<StoreState>, ty: FuncType) -> Func {
-    Func::new(store, ty, |mut caller, params, results| {
-        let (id, ptr) = (params[0].unwrap_i32() as u32, params[2].unwrap_i32() as u32);
-        let (monotonic, wall) = now(&mut caller)?;
-        let time = match id {
-            REALTIME => wall,
-            MONOTONIC => monotonic,
-            _ => {
-                results[0] = Val::I32(errno::BADF);
-                return Ok(());
-            }
-        };
-        write_guest(
-            &mut caller,
-            "clock_time_get",
-            ptr.into(),
-            &time.to_le_bytes(),
-        )?;
-        results[0] = Val::I32(errno::SUCCESS);
-        Ok(())
-    })
-}
-
-/// `sched_yield()`: nothing to yield to (the guest has its own slices).
-pub fn sched_yield(store: &mut Store<StoreState>, ty: FuncType) -> Func {
-    Func::new(store, ty, |_, _, results| {
-        results[0] = Val::I32(errno::SUCCESS);
-        Ok(())
-    })
-}
-
-const POLL: &str = "poll_oneoff";
-const SUBSCRIPTION_SIZE: u64 = 48;
-const EVENT_SIZE: u64 = 32;
-const EVENT_CLOCK: u8 = 0;
-const EVENT_FD_READ: u8 = 1;
-const EVENT_FD_WRITE: u8 = 2;
-const SUBSCRIPTION_CLOCK_ABSTIME: u16 = 1;
 const FILETYPE_DIRECTORY: u8 = 3;
-
-/// One subscription of `poll_oneoff`.
-enum Subscription {
-    /// Wakes at this monotonic time (ns).
-    Clock {
-        userdata: u64,
-        at: u64,
-    },
-    Fd {
-        userdata: u64,
-        kind: u8,
-        fd: u32,
-    },
-}
-
-fn event(userdata: u64, error: i32, kind: u8) -> [u8; EVENT_SIZE as usize] {
-    let mut event = [0u8; EVENT_SIZE as usize];
-    event[0..8].copy_from_slice(&userdata.to_le_bytes());
-    event[8..10].copy_from_slice(&(error as u16).to_le_bytes());
-    event[10] = kind;
-    event
-}
 
 /// `poll_oneoff(in, out, nsubscriptions, nevents)`.
 ///
@@ -155,80 +61,19 @@ async fn poll(
     count: u64,
     nevents: u64,
 ) -> Result<i32, Error> {
-    if count == 0 {
-        // Sleeping forever is not a thing in preview 1.
-        return Ok(errno::INVAL);
-    }
-    // Below 2^32 each: the products cannot overflow.
-    check_range(caller, POLL, input, count * SUBSCRIPTION_SIZE)?;
-    check_range(caller, POLL, output, count * EVENT_SIZE)?;
-    check_range(caller, POLL, nevents, 4)?;
-    charge_bytes(caller, (count * (SUBSCRIPTION_SIZE + EVENT_SIZE)) as usize).map_err(error)?;
-    let (monotonic, wall) = now(caller)?;
-    let mut subscriptions = Vec::new();
-    for index in 0..count {
-        let raw = read_guest::<48>(caller, POLL, input + index * SUBSCRIPTION_SIZE)?;
-        let u64_at = |at: usize| u64::from_le_bytes(raw[at..at + 8].try_into().unwrap_or_default());
-        let u32_at = |at: usize| u32::from_le_bytes(raw[at..at + 4].try_into().unwrap_or_default());
-        let userdata = u64_at(0);
-        subscriptions.push(match raw[8] {
-            EVENT_CLOCK => {
-                let (id, timeout) = (u32_at(16), u64_at(24));
-                let absolute =
-                    u16::from_le_bytes([raw[40], raw[41]]) & SUBSCRIPTION_CLOCK_ABSTIME != 0;
-                let at = match (id, absolute) {
-                    (_, false) => monotonic.saturating_add(timeout),
-                    (MONOTONIC, true) => timeout,
-                    (REALTIME, true) => monotonic.saturating_add(timeout.saturating_sub(wall)),
-                    _ => return Ok(errno::INVAL),
-                };
-                if id != MONOTONIC && id != REALTIME {
-                    return Ok(errno::INVAL);
-                }
-                Subscription::Clock { userdata, at }
-            }
-            kind @ (EVENT_FD_READ | EVENT_FD_WRITE) => Subscription::Fd {
-                userdata,
-                kind,
-                fd: u32_at(16),
-            },
-            _ => return Ok(errno::INVAL),
-        });
-    }
-
+    let poll = match Poll::read(caller, input, output, count, nevents).map_err(error)? {
+        Ok(poll) => poll,
+        Err(errno) => return Ok(errno),
+    };
     let mut events = Vec::new();
-    for subscription in &subscriptions {
-        if let Subscription::Fd { userdata, kind, fd } = *subscription {
-            let error = fd_ready(caller, kind, fd).await?;
-            events.push(event(userdata, error, kind));
-        }
+    for &(userdata, kind, fd) in &poll.fds {
+        let error = fd_ready(caller, kind, fd).await?;
+        events.push(event(userdata, error, kind));
     }
-    if events.is_empty() {
-        let earliest = subscriptions
-            .iter()
-            .filter_map(|s| match s {
-                Subscription::Clock { at, .. } => Some(*at),
-                Subscription::Fd { .. } => None,
-            })
-            .min()
-            .unwrap_or(monotonic);
-        if earliest > monotonic {
-            sleep(caller, earliest - monotonic).await?;
-        }
+    if let Some(ns) = poll.sleep_ns().filter(|_| events.is_empty()) {
+        sleep(caller, ns).await?;
     }
-    let (monotonic, _) = now(caller)?;
-    for subscription in &subscriptions {
-        if let Subscription::Clock { userdata, at } = *subscription {
-            if at <= monotonic {
-                events.push(event(userdata, errno::SUCCESS, EVENT_CLOCK));
-            }
-        }
-    }
-    for (index, event) in events.iter().enumerate() {
-        write_guest(caller, POLL, output + index as u64 * EVENT_SIZE, event)?;
-    }
-    write_guest(caller, POLL, nevents, &(events.len() as u32).to_le_bytes())?;
-    Ok(errno::SUCCESS)
+    poll.finish(caller, events).map_err(error)
 }
 
 /// The error of an event for descriptor `fd`: `0` (ready) or why not. Asks
@@ -257,9 +102,7 @@ async fn fd_ready(caller: &mut Caller<'_, StoreState>, kind: u8, fd: u32) -> Res
 /// jump); on the real clock, suspended until then or until the deadline,
 /// where the call ends as a timeout.
 async fn sleep(caller: &mut Caller<'_, StoreState>, ns: u64) -> Result<(), Error> {
-    let wasi = caller.data_mut().wasi();
-    if wasi.clock.deterministic {
-        wasi.clock.slept_ns = wasi.clock.slept_ns.saturating_add(ns);
+    if sleep_deterministic(caller, ns) {
         return Ok(());
     }
     let wakeup = caller.data().wakeup.clone();

@@ -1,0 +1,750 @@
+defmodule Munition.Host.WASIContract do
+  @moduledoc false
+  # The WASI contract (Munition.Host.WASI, Munition.run/2), written once and
+  # run against every engine, as Munition.Conformance is:
+  # test/munition/host/wasi_test.exs uses it once per runtime. Where the
+  # engines differ, the difference is asserted here (`wasmi?/0`), never
+  # skipped.
+
+  defmacro __using__(runtime: runtime) do
+    quote do
+      use ExUnit.Case, async: true
+
+      @runtime unquote(runtime)
+
+      defp run(wasm, opts \\ []), do: Munition.run(wasm, Keyword.put_new(opts, :runtime, @runtime))
+
+      defp fire(wasm, function, args, opts \\ []),
+        do: Munition.fire(wasm, function, args, Keyword.put_new(opts, :runtime, @runtime))
+
+      defp wasmi?, do: @runtime == Munition.Runtime.Wasmi
+
+      alias Munition.Forensics.Dump
+      alias Munition.Host.Capabilities
+
+      @module "wasi_snapshot_preview1"
+
+      # Errno values of WASI preview 1.
+      @badf 8
+
+      ## Guests. Memory: 0..8 an iovec, 8..12 a count the host writes, 16..64
+      ## scratch, 64..256 pointers, 256.. subscriptions and events, 1024.. data,
+      ## 2048.. buffers.
+
+      defp rows, do: Enum.filter(Capabilities.builtins(), &(&1.module == @module))
+      defp row(name), do: Enum.find(rows(), &(&1.name == name)) || flunk("no WASI function #{name}")
+
+      defp import_line(name) do
+        row = row(name)
+        params = if row.params == [], do: "", else: "(param #{Enum.join(row.params, " ")})"
+        results = if row.results == [], do: "", else: "(result #{Enum.join(row.results, " ")})"
+        ~s{(import "#{@module}" "#{name}" (func $#{name} #{params} #{results}))}
+      end
+
+      # A module importing `names`, with `$write(fd, ptr, len) -> errno`
+      # (needs fd_write) and `body` as its functions.
+      defp guest(names, body, data \\ "") do
+        write =
+          if "fd_write" in names do
+            """
+            (func $write (param $fd i32) (param $ptr i32) (param $len i32) (result i32)
+              (i32.store (i32.const 0) (local.get $ptr))
+              (i32.store (i32.const 4) (local.get $len))
+              (call $fd_write (local.get $fd) (i32.const 0) (i32.const 1) (i32.const 8)))
+            """
+          else
+            ""
+          end
+
+        """
+        (module
+          #{Enum.map_join(names, "\n", &import_line/1)}
+          (memory (export "memory") 1)
+          #{data}
+          #{write}
+          #{body})
+        """
+      end
+
+      # `bytes` as a WAT string literal.
+      defp wat_string(bytes), do: for(<<byte <- bytes>>, into: "", do: "\\" <> Base.encode16(<<byte>>))
+
+      # A command printing `text` to `fd`.
+      defp printer(text, fd \\ 1) do
+        guest(
+          ["fd_write"],
+          ~s{(func (export "_start") (drop (call $write (i32.const #{fd}) (i32.const 1024) (i32.const #{byte_size(text)}))))},
+          ~s{(data (i32.const 1024) "#{wat_string(text)}")}
+        )
+      end
+
+      # Writes the buffer that `sizes`/`get` fill (args or environ) to stdout.
+      defp lister(sizes, get) do
+        guest(
+          [sizes, get, "fd_write"],
+          """
+          (func (export "_start")
+            (drop (call $#{sizes} (i32.const 16) (i32.const 20)))
+            (drop (call $#{get} (i32.const 64) (i32.const 2048)))
+            (drop (call $write (i32.const 1) (i32.const 2048) (i32.load (i32.const 20)))))
+          """
+        )
+      end
+
+      @echo """
+      (func (export "_start")
+        (i32.store (i32.const 0) (i32.const 2048))
+        (i32.store (i32.const 4) (i32.const 4096))
+        (drop (call $fd_read (i32.const 0) (i32.const 0) (i32.const 1) (i32.const 8)))
+        (drop (call $write (i32.const 1) (i32.const 2048) (i32.load (i32.const 8)))))
+      """
+
+      defp exiter(code),
+        do: guest(["proc_exit"], ~s{(func (export "_start") (call $proc_exit (i32.const #{code})))})
+
+      # `sleep(ns)`: poll_oneoff on one relative monotonic clock subscription;
+      # returns the errno, the number of events at 20.
+      @sleep """
+      (func $sleep (export "sleep") (param $ns i64) (result i32)
+        (i64.store (i32.const 256) (i64.const 7))
+        (i32.store8 (i32.const 264) (i32.const 0))
+        (i32.store (i32.const 272) (i32.const 1))
+        (i64.store (i32.const 280) (local.get $ns))
+        (i64.store (i32.const 288) (i64.const 0))
+        (i32.store16 (i32.const 296) (i32.const 0))
+        (call $poll_oneoff (i32.const 256) (i32.const 512) (i32.const 1) (i32.const 20)))
+      (func (export "events") (result i32) (i32.load (i32.const 20)))
+      (func (export "event_userdata") (result i64) (i64.load (i32.const 512)))
+      """
+
+      @now """
+      (func $now (export "now") (param $clock i32) (result i64)
+        (drop (call $clock_time_get (local.get $clock) (i64.const 0) (i32.const 16)))
+        (i64.load (i32.const 16)))
+      """
+
+      defp tmp_dir(tag) do
+        # The OS pid too: unique integers restart with every VM, and a run killed
+        # before its on_exit leaves its directory behind.
+        dir =
+          Path.join(
+            System.tmp_dir!(),
+            "munition-wasi-#{tag}-#{System.pid()}-#{System.pid()}-#{System.unique_integer([:positive])}"
+          )
+
+        File.rm_rf!(dir)
+        File.mkdir_p!(dir)
+        on_exit(fn -> File.rm_rf!(dir) end)
+        dir
+      end
+
+      # A preopen `data/` holding hello.txt, next to secret.txt outside it, and a
+      # symlink in it pointing at the secret.
+      defp sandbox do
+        root = tmp_dir("fs")
+        data = Path.join(root, "data")
+        File.mkdir_p!(data)
+        File.write!(Path.join(data, "hello.txt"), "file contents")
+        secret = Path.join(root, "secret.txt")
+        File.write!(secret, "the secret")
+        File.ln_s!(secret, Path.join(data, "link"))
+        %{root: root, data: data, secret: secret}
+      end
+
+      # `cat()`: opens `path` under the preopen (fd 3), reads it to stdout;
+      # returns path_open's errno. `create(text)`: creates `path` and writes
+      # into it; returns the first errno.
+      defp file_guest(path) do
+        guest(
+          ["path_open", "fd_read", "fd_write"],
+          """
+          (func (export "cat") (result i32) (local $errno i32)
+            (local.set $errno (call $path_open (i32.const 3) (i32.const 1) (i32.const 1024) (i32.const #{byte_size(path)})
+              (i32.const 0) (i64.const 2) (i64.const 0) (i32.const 0) (i32.const 24)))
+            (if (local.get $errno) (then (return (local.get $errno))))
+            (i32.store (i32.const 0) (i32.const 2048))
+            (i32.store (i32.const 4) (i32.const 4096))
+            (drop (call $fd_read (i32.load (i32.const 24)) (i32.const 0) (i32.const 1) (i32.const 8)))
+            (drop (call $write (i32.const 1) (i32.const 2048) (i32.load (i32.const 8))))
+            (i32.const 0))
+          (func (export "create") (result i32) (local $errno i32)
+            (local.set $errno (call $path_open (i32.const 3) (i32.const 0) (i32.const 1024) (i32.const #{byte_size(path)})
+              (i32.const 1) (i64.const 64) (i64.const 0) (i32.const 0) (i32.const 24)))
+            (if (local.get $errno) (then (return (local.get $errno))))
+            (call $write (i32.load (i32.const 24)) (i32.const 1536) (i32.const 7)))
+          """,
+          ~s{(data (i32.const 1024) "#{wat_string(path)}") (data (i32.const 1536) "written")}
+        )
+      end
+
+      describe "the table" do
+        test "every WASI function but sockets and proc_raise is a built-in under one WASI capability" do
+          names = Enum.map(rows(), & &1.name)
+          assert length(names) == 41
+          assert length(Enum.uniq(names)) == 41
+          refute Enum.any?(names, &String.starts_with?(&1, "sock_"))
+          refute "proc_raise" in names
+
+          assert rows() |> Enum.map(& &1.capability) |> Enum.uniq() |> Enum.sort() ==
+                   [:wasi_args, :wasi_clock, :wasi_env, :wasi_exit, :wasi_fs, :wasi_fs_write] ++
+                     [:wasi_poll, :wasi_random, :wasi_stdio]
+
+          assert row("fd_write").capability == :wasi_stdio
+          assert row("path_open").capability == :wasi_fs
+          assert row("path_unlink_file").capability == :wasi_fs_write
+          assert row("poll_oneoff").capability == :wasi_poll
+        end
+
+        test "the :wasi group is everything but the filesystem; :all grants no WASI" do
+          assert Capabilities.expand!([:wasi]) ==
+                   [:wasi_args, :wasi_clock, :wasi_env, :wasi_exit, :wasi_poll, :wasi_random, :wasi_stdio]
+
+          assert Capabilities.expand!([:all]) == [:abort, :log, :random, :time]
+        end
+
+        test "each capability grants its functions and nothing else" do
+          for capability <- Enum.uniq(Enum.map(rows(), & &1.capability)) do
+            {mine, others} = Enum.split_with(rows(), &(&1.capability == capability))
+            wat = guest(Enum.map(rows(), & &1.name), "")
+            assert {:error, {:capability_denied, denied}} = Munition.validate(wat, capabilities: [capability])
+            assert Enum.map(denied, & &1.name) == Enum.map(others, & &1.name)
+            assert Enum.all?(denied, &(&1.needs == row(&1.name).capability))
+            assert mine != []
+          end
+        end
+
+        test "denied imports name the capability that grants them; sockets need nothing grantable" do
+          wat = """
+          (module
+            (import "#{@module}" "fd_write" (func (param i32 i32 i32 i32) (result i32)))
+            (import "#{@module}" "path_open" (func (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+            (import "#{@module}" "sock_accept" (func (param i32 i32 i32) (result i32)))
+            (import "#{@module}" "proc_raise" (func (param i32) (result i32))))
+          """
+
+          assert Munition.validate(wat, capabilities: [:wasi]) ==
+                   {:error,
+                    {:capability_denied,
+                     [
+                       %{module: @module, name: "path_open", needs: :wasi_fs},
+                       %{module: @module, name: "sock_accept", needs: nil},
+                       %{module: @module, name: "proc_raise", needs: nil}
+                     ]}}
+
+          assert {:error, {:capability_denied, [%{name: "fd_write", needs: :wasi_stdio} | _]}} = run(wat)
+        end
+      end
+
+      describe "stdout and stderr" do
+        test "are captured, never reaching the host's" do
+          assert {:ok, 0, %{stdout: "hello\n", stderr: "", stdout_truncated: false, stderr_truncated: false}} =
+                   run(printer("hello\n"), capabilities: [:wasi])
+
+          assert {:ok, 0, %{stdout: "", stderr: "oops"}} = run(printer("oops", 2), capabilities: [:wasi])
+        end
+
+        test "are bounded: past the limit the rest is dropped and marked truncated" do
+          assert {:ok, 0, %{stdout: "hel", stdout_truncated: true, stderr_truncated: false}} =
+                   run(printer("hello"), capabilities: [:wasi], wasi: [stdout_limit: 3])
+
+          assert {:ok, 0, %{stderr: "", stderr_truncated: true}} =
+                   run(printer("hello", 2), capabilities: [:wasi], wasi: [stderr_limit: 0])
+        end
+
+        test "the guest is told its writes succeeded, truncated or not" do
+          wat =
+            guest(
+              ["fd_write"],
+              ~s{(func (export "run") (result i32 i32) (call $write (i32.const 1) (i32.const 1024) (i32.const 5)) (i32.load (i32.const 8)))},
+              ~s{(data (i32.const 1024) "hello")}
+            )
+
+          assert {:ok, [0, 5], %{stdout: "he", stdout_truncated: true}} =
+                   fire(wat, "run", [], capabilities: [:wasi_stdio], wasi: [stdout_limit: 2])
+        end
+
+        test "bytes written are paid for in fuel" do
+          wat =
+            guest(
+              ["fd_write"],
+              ~s{(func (export "run") (result i32) (call $write (i32.const 1) (i32.const 0) (i32.const 65536)))}
+            )
+
+          assert {:crash, :fuel_exhausted, _} = fire(wat, "run", [], capabilities: [:wasi], fuel: 5_000)
+          assert {:ok, 0, %{fuel_consumed: fuel}} = fire(wat, "run", [], capabilities: [:wasi])
+          assert fuel > 65_536 / 8
+        end
+
+        test "a call without a WASI configuration has no output keys; one with the :wasi option has them" do
+          wat = ~s{(module (func (export "f") (result i32) i32.const 1))}
+          assert {:ok, 1, meta} = fire(wat, "f", [])
+          refute Map.has_key?(meta, :stdout)
+          refute Map.has_key?(meta, :output)
+          assert {:ok, 1, %{stdout: "", stderr: ""}} = fire(wat, "f", [], wasi: [])
+        end
+      end
+
+      describe "stdin, args and env" do
+        test "stdin is the binary given, and empty by default" do
+          wat = guest(["fd_read", "fd_write"], @echo)
+
+          assert {:ok, 0, %{stdout: "from the host"}} =
+                   run(wat, capabilities: [:wasi], wasi: [stdin: "from the host"])
+
+          assert {:ok, 0, %{stdout: ""}} = run(wat, capabilities: [:wasi])
+        end
+
+        test "args are the ones given" do
+          wat = lister("args_sizes_get", "args_get")
+
+          assert {:ok, 0, %{stdout: "prog\0a b\0"}} =
+                   run(wat, capabilities: [:wasi_args, :wasi_stdio], wasi: [args: ["prog", "a b"]])
+
+          # By default, one argument: a program's name, as toolchains' start-up code expects.
+          assert {:ok, 0, %{stdout: "main\0"}} = run(wat, capabilities: [:wasi])
+          assert {:ok, 0, %{stdout: ""}} = run(wat, capabilities: [:wasi], wasi: [args: []])
+        end
+
+        test "the host's environment is never inherited; the env given is" do
+          System.put_env("MUNITION_SECRET", "hunter2")
+          on_exit(fn -> System.delete_env("MUNITION_SECRET") end)
+          wat = lister("environ_sizes_get", "environ_get")
+
+          assert {:ok, 0, %{stdout: ""}} = run(wat, capabilities: [:wasi])
+
+          assert {:ok, 0, %{stdout: "K=V\0"}} = run(wat, capabilities: [:wasi], wasi: [env: [{"K", "V"}]])
+
+          assert {:ok, 0, %{stdout: "A=1\0MUNITION_SECRET=given\0"}} =
+                   run(wat,
+                     capabilities: [:wasi],
+                     wasi: [env: %{"MUNITION_SECRET" => "given", "A" => "1"}]
+                   )
+        end
+
+        test "bad options raise ArgumentError naming the value" do
+          wat = printer("x")
+          assert_raise ArgumentError, ~r/wasi args .* got: 42/, fn -> run(wat, wasi: [args: [42]]) end
+          assert_raise ArgumentError, ~r/got: "A=B"/, fn -> run(wat, wasi: [env: [{"A=B", "1"}]]) end
+          assert_raise ArgumentError, ~r/got: :stdin/, fn -> run(wat, wasi: [stdin: :stdin]) end
+          assert_raise ArgumentError, ~r/got: -1/, fn -> run(wat, wasi: [stdout_limit: -1]) end
+          assert_raise ArgumentError, ~r/got: :wall/, fn -> run(wat, wasi: [clock: :wall]) end
+          assert_raise ArgumentError, ~r/unknown wasi option :net/, fn -> run(wat, wasi: [net: true]) end
+
+          assert_raise ArgumentError, ~r/got: "\/nonexistent"/, fn ->
+            run(wat, wasi: [preopens: [{"/", "/nonexistent"}]])
+          end
+
+          assert_raise ArgumentError, ~r/got: <<97, 0, 98>>/, fn -> run(wat, wasi: [args: ["a\0b"]]) end
+
+          assert_raise ArgumentError, ~r/wasi must be a keyword list, got: "x"/, fn ->
+            run(wat, wasi: "x")
+          end
+        end
+      end
+
+      describe "exit codes" do
+        test "proc_exit(n) is the result of run/2, not a crash" do
+          assert {:ok, 0, %{exit_code: 0}} = run(exiter(0), capabilities: [:wasi])
+          assert {:ok, 3, %{exit_code: 3, stdout: ""}} = run(exiter(3), capabilities: [:wasi])
+          assert {:ok, 4_294_967_295, _} = run(exiter(-1), capabilities: [:wasi])
+        end
+
+        test "a _start that returns exits with 0" do
+          assert {:ok, 0, %{exit_code: 0, stdout: "bye"}} = run(printer("bye"), capabilities: [:wasi])
+        end
+
+        test "in fire/4, proc_exit ends the call with {:ok, nil, %{exit_code: n}}" do
+          wat =
+            guest(
+              ["proc_exit"],
+              ~s{(func (export "run") (result i32) (call $proc_exit (i32.const 5)) (i32.const 1))}
+            )
+
+          assert {:ok, nil, %{exit_code: 5}} = fire(wat, "run", [], capabilities: [:wasi])
+        end
+
+        test "proc_exit in the start function ends the call too" do
+          wat =
+            guest(
+              ["proc_exit"],
+              ~s{(func $s (call $proc_exit (i32.const 2))) (start $s) (func (export "run"))}
+            )
+
+          assert {:ok, nil, %{exit_code: 2}} = fire(wat, "run", [], capabilities: [:wasi])
+        end
+
+        test "a module without _start is not a command" do
+          assert {:error, {:function_not_found, "_start"}} =
+                   run(~s{(module (func (export "main")))}, capabilities: [:wasi])
+        end
+
+        test "a trap in _start is a crash, with the output written so far in the dump" do
+          wat =
+            guest(
+              ["fd_write"],
+              ~s{(func (export "_start") (drop (call $write (i32.const 1) (i32.const 1024) (i32.const 6))) unreachable)},
+              ~s{(data (i32.const 1024) "before")}
+            )
+
+          assert {:crash, :trap,
+                  %Dump{trap: :unreachable, stdout: "before", stderr: "", stdout_truncated: false}} =
+                   run(wat, capabilities: [:wasi])
+        end
+      end
+
+      describe "reactors" do
+        test "fire/4 calls _initialize before the export" do
+          wat = """
+          (module
+            (global $ready (mut i32) (i32.const 0))
+            (func (export "_initialize") (global.set $ready (i32.const 42)))
+            (func (export "get") (result i32) (global.get $ready)))
+          """
+
+          assert {:ok, 42, _} = fire(wat, "get", [])
+          assert {:ok, nil, _} = fire(wat, "_initialize", [])
+        end
+
+        test "a reactor's _initialize may use WASI, and its trap is the call's crash" do
+          wat =
+            guest(
+              ["fd_write"],
+              """
+              (global $calls (mut i32) (i32.const 0))
+              (func (export "_initialize")
+                (global.set $calls (i32.add (global.get $calls) (i32.const 1)))
+                (drop (call $write (i32.const 1) (i32.const 1024) (i32.const 5))))
+              (func (export "get") (result i32) (global.get $calls))
+              """,
+              ~s{(data (i32.const 1024) "init\\n")}
+            )
+
+          assert {:ok, 1, %{stdout: "init\n"}} = fire(wat, "get", [], capabilities: [:wasi])
+
+          trapping =
+            ~s{(module (func (export "_initialize") unreachable) (func (export "get") (result i32) i32.const 1))}
+
+          assert {:crash, :trap, %Dump{trap: :unreachable}} = fire(trapping, "get", [])
+        end
+      end
+
+      describe "time" do
+        test "a short sleep suspends and returns its clock event" do
+          wat = guest(["poll_oneoff"], @sleep)
+          assert {:ok, 0, _} = fire(wat, "sleep", [1_000_000], capabilities: [:wasi])
+        end
+
+        test "a guest asleep past its deadline ends as a timeout, with its output so far" do
+          wat =
+            guest(
+              ["fd_write", "poll_oneoff"],
+              @sleep <>
+                ~s{(func (export "_start") (drop (call $write (i32.const 1) (i32.const 1024) (i32.const 7))) (drop (call $sleep (i64.const 3600000000000))))},
+              ~s{(data (i32.const 1024) "before\\n")}
+            )
+
+          assert {:crash, :timeout, %Dump{trap: :interrupt, stdout: "before\n", message: message}} =
+                   run(wat, capabilities: [:wasi], timeout: 100)
+
+          assert message =~ "slept"
+          refute_received _
+        end
+
+        test "the deterministic clock starts at 2000-01-01 and advances with fuel and sleeps, reproducibly" do
+          wat =
+            guest(
+              ["clock_time_get", "poll_oneoff"],
+              @now <>
+                @sleep <>
+                """
+                (func (export "slept") (result i64) (local $before i64)
+                  (local.set $before (call $now (i32.const 1)))
+                  (drop (call $sleep (i64.const 3600000000000)))
+                  (i64.sub (call $now (i32.const 1)) (local.get $before)))
+                """
+            )
+
+          opts = [capabilities: [:wasi], wasi: [clock: :deterministic]]
+          assert {:ok, wall, _} = fire(wat, "now", [0], opts)
+          assert {:ok, ^wall, _} = fire(wat, "now", [0], opts)
+          assert wall > 946_684_800_000_000_000 and wall < 946_684_800_000_000_000 + 1_000_000
+          assert {:ok, monotonic, _} = fire(wat, "now", [1], opts)
+          assert monotonic == wall - 946_684_800_000_000_000
+
+          # An hour's sleep takes no real time (the default timeout is 5 s).
+          assert {:ok, slept, _} = fire(wat, "slept", [], opts)
+          assert slept >= 3_600_000_000_000 and slept < 3_600_000_000_000 + 1_000_000
+          assert {:ok, ^slept, _} = fire(wat, "slept", [], opts)
+        end
+
+        test "the real clock is the host's" do
+          wat = guest(["clock_time_get"], @now)
+          # Bracketed by the host's clock read before and after: no time bound.
+          before = System.os_time(:nanosecond)
+          assert {:ok, wall, _} = fire(wat, "now", [0], capabilities: [:wasi_clock])
+          assert wall >= before and wall <= System.os_time(:nanosecond)
+
+          assert {:ok, @badf, _} =
+                   fire(
+                     guest(
+                       ["clock_time_get"],
+                       ~s{(func (export "cpu") (result i32) (call $clock_time_get (i32.const 2) (i64.const 0) (i32.const 16)))}
+                     ),
+                     "cpu",
+                     [],
+                     capabilities: [:wasi]
+                   )
+        end
+
+        test "poll_oneoff reports stdin ready and a bad descriptor as EBADF" do
+          wat =
+            guest(
+              ["poll_oneoff"],
+              """
+              (func (export "poll") (param $fd i32) (result i32 i32 i32)
+                (i32.store8 (i32.const 264) (i32.const 1))
+                (i32.store (i32.const 272) (local.get $fd))
+                (call $poll_oneoff (i32.const 256) (i32.const 512) (i32.const 1) (i32.const 20))
+                (i32.load (i32.const 20))
+                (i32.load16_u (i32.const 520)))
+              """
+            )
+
+          assert {:ok, [0, 1, 0], _} = fire(wat, "poll", [0], capabilities: [:wasi])
+          assert {:ok, [0, 1, @badf], _} = fire(wat, "poll", [1], capabilities: [:wasi])
+          assert {:ok, [0, 1, @badf], _} = fire(wat, "poll", [99], capabilities: [:wasi])
+        end
+      end
+
+      describe "random" do
+        test "random_get fills guest memory, paid for in fuel" do
+          wat =
+            guest(
+              ["random_get"],
+              ~s{(func (export "fill") (param $len i32) (result i32) (call $random_get (i32.const 2048) (local.get $len)))}
+            )
+
+          assert {:ok, 0, %{fuel_consumed: fuel}} = fire(wat, "fill", [32_768], capabilities: [:wasi])
+          assert fuel > 32_768 / 8
+
+          assert {:crash, :fuel_exhausted, _} =
+                   fire(wat, "fill", [32_768], capabilities: [:wasi], fuel: 1_000)
+
+          assert {:crash, :trap, %Dump{trap: :memory_out_of_bounds, message: message}} =
+                   fire(wat, "fill", [65_536], capabilities: [:wasi])
+
+          assert message =~ "random_get"
+        end
+      end
+
+      # Wasmi runs WASI without a filesystem (Munition.Runtime.Wasmi, guides/engines.md).
+      if @runtime == Munition.Runtime.Wasmi do
+        describe "files" do
+          test "are refused by name on Wasmi: preopens, and each :wasi_fs function" do
+            box = sandbox()
+
+            assert {:error, {:unsupported, message}} =
+                     fire(file_guest("hello.txt"), "cat", [],
+                       capabilities: [:wasi, :wasi_fs],
+                       wasi: [preopens: [{"/data", box.data}]]
+                     )
+
+            assert message =~ "Munition.Runtime.Wasmi runs WASI without a filesystem (preopens)"
+
+            for %{name: name, capability: capability} <- rows(), capability in [:wasi_fs, :wasi_fs_write] do
+              wat = guest([name], "")
+
+              assert {:error, {:unsupported, message}} =
+                       fire(wat, "_start", [], capabilities: [:wasi, capability], wasi: [])
+
+              assert message =~ "#{@module}.#{name}: Munition.Runtime.Wasmi runs WASI without a filesystem"
+            end
+          end
+        end
+      else
+        describe "files" do
+          test "a preopen is read under :wasi_fs" do
+            box = sandbox()
+
+            assert {:ok, 0, %{stdout: "file contents"}} =
+                     fire(file_guest("hello.txt"), "cat", [],
+                       capabilities: [:wasi, :wasi_fs],
+                       wasi: [preopens: [{"/data", box.data}]]
+                     )
+          end
+
+          test "no path leads out of a preopen: .., an absolute path, a symlink" do
+            box = sandbox()
+            opts = [capabilities: [:wasi, :wasi_fs], wasi: [preopens: [{"/data", box.data}]]]
+
+            for path <- ["../secret.txt", "/etc/passwd", box.secret, "link", "./../data/../secret.txt"] do
+              assert {:ok, errno, %{stdout: ""}} = fire(file_guest(path), "cat", [], opts)
+              assert errno != 0, "#{path} was opened"
+            end
+          end
+
+          test "file operations run off the schedulers, and nothing of them reaches the caller's mailbox" do
+            box = sandbox()
+            opts = [capabilities: [:wasi, :wasi_fs], wasi: [preopens: [{"/data", box.data}]]]
+
+            for _ <- 1..20 do
+              assert {:ok, 0, %{stdout: "file contents"}} = fire(file_guest("hello.txt"), "cat", [], opts)
+            end
+
+            refute_received _
+          end
+
+          test "preopens are given only with :wasi_fs" do
+            box = sandbox()
+
+            wat =
+              guest(
+                ["fd_prestat_get"],
+                ~s{(func (export "pre") (result i32) (call $fd_prestat_get (i32.const 3) (i32.const 16)))}
+              )
+
+            opts = [wasi: [preopens: [{"/data", box.data}]]]
+            assert {:ok, @badf, _} = fire(wat, "pre", [], [capabilities: [:wasi]] ++ opts)
+            assert {:ok, 0, _} = fire(wat, "pre", [], [capabilities: [:wasi, :wasi_fs]] ++ opts)
+          end
+
+          test "writes need a :read_write preopen and :wasi_fs_write" do
+            box = sandbox()
+            wat = file_guest("new.txt")
+            created = Path.join(box.data, "new.txt")
+
+            for {caps, mode} <- [
+                  {[:wasi, :wasi_fs, :wasi_fs_write], :read_only},
+                  {[:wasi, :wasi_fs], :read_write}
+                ] do
+              assert {:ok, errno, _} =
+                       fire(wat, "create", [],
+                         capabilities: caps,
+                         wasi: [preopens: [{"/data", box.data, mode}]]
+                       )
+
+              assert errno != 0
+              refute File.exists?(created)
+            end
+
+            assert {:ok, 0, _} =
+                     fire(wat, "create", [],
+                       capabilities: [:wasi, :wasi_fs, :wasi_fs_write],
+                       wasi: [preopens: [{"/data", box.data, :read_write}]]
+                     )
+
+            assert File.read!(created) == "written"
+          end
+        end
+      end
+
+      describe "hostile guests" do
+        # Every parameter a wild pointer, a huge length or a bad descriptor, in
+        # four patterns, into every WASI function (but proc_exit, which ends the
+        # call): each returns an errno, or traps cleanly on a pointer outside
+        # memory (as WASI says a function shall), and the VM and the next call
+        # live.
+        test "hostile pointers and lengths into every WASI function return an errno or trap cleanly" do
+          box = sandbox()
+          wild = 0xFFFFFFF0
+          huge = 0x7FFFFFFF
+
+          patterns = [
+            fn _ -> wild end,
+            fn index -> if index == 0, do: 3, else: wild end,
+            fn index -> if index == 0, do: 1, else: wild end,
+            fn index -> if index == 0, do: 1, else: huge end
+          ]
+
+          opts = [
+            capabilities: [:wasi, :wasi_fs, :wasi_fs_write],
+            wasi: [preopens: [{"/data", box.data, :read_write}]],
+            fuel: 1_000_000,
+            timeout: 2_000
+          ]
+
+          # Wasmi has no filesystem functions to call (see "files").
+          {rows, opts} =
+            if wasmi?(),
+              do:
+                {Enum.reject(rows(), &(&1.capability in [:wasi_fs, :wasi_fs_write])),
+                 Keyword.put(opts, :wasi, [])},
+              else: {rows(), opts}
+
+          for %{name: name, params: params} <- rows, name != "proc_exit", pattern <- patterns do
+            args =
+              params
+              |> Enum.with_index()
+              |> Enum.map_join(" ", fn {type, index} -> "(#{type}.const #{pattern.(index)})" end)
+
+            wat = guest([name], ~s{(func (export "run") (result i32) (call $#{name} #{args}))})
+
+            case fire(wat, "run", [], opts) do
+              {:ok, errno, _} when is_integer(errno) ->
+                assert errno in 0..76, "#{name}(#{args}) returned #{errno}"
+
+              {:crash, :trap, %Dump{trap: trap}} ->
+                assert trap in [:memory_out_of_bounds, :heap_misaligned],
+                       "#{name}(#{args}) trapped with #{trap}"
+
+              other ->
+                flunk("#{name}(#{args}) returned #{inspect(other)}")
+            end
+          end
+
+          assert {:ok, 0, %{stdout: "alive"}} = run(printer("alive"), capabilities: [:wasi])
+          assert File.read!(Path.join(box.data, "hello.txt")) == "file contents"
+        end
+
+        test "huge iovec counts and ranges outside memory are clean traps, never a touch outside" do
+          wat =
+            guest(
+              ["fd_write", "fd_read"],
+              """
+              (func (export "write") (param $ptr i32) (param $count i32) (result i32)
+                (call $fd_write (i32.const 1) (local.get $ptr) (local.get $count) (i32.const 8)))
+              (func (export "read") (param $buf i32) (param $len i32) (result i32)
+                (i32.store (i32.const 0) (local.get $buf)) (i32.store (i32.const 4) (local.get $len))
+                (call $fd_read (i32.const 0) (i32.const 0) (i32.const 1) (i32.const 8)))
+              """
+            )
+
+          opts = [capabilities: [:wasi], wasi: [stdin: "input"]]
+
+          for {function, args} <- [
+                {"write", [0, 0x7FFFFFFF]},
+                {"write", [0xFFFFFFF8, 2]},
+                {"read", [0xFFFFFFF0, 0x20]}
+              ] do
+            assert {:crash, :trap, %Dump{trap: :memory_out_of_bounds, stdout: ""}} =
+                     fire(wat, function, args, opts)
+          end
+
+          # 4 GiB is more than Wasmtime copies in one call: ENOMEM before any
+          # pointer is followed.
+          assert {:ok, 48, _} = fire(wat, "read", [16, 0xFFFFFFFF], opts)
+
+          assert {:ok, 0, %{stdout: ""}} = fire(wat, "write", [0, 0], opts)
+        end
+      end
+
+      describe "pools" do
+        test "a pooled call's :wasi keys override the pool's one by one" do
+          name = :"wasi_pool_#{System.unique_integer([:positive])}"
+          wat = guest(["fd_read", "fd_write"], @echo)
+
+          start_supervised!(
+            {Munition.Pool,
+             name: name, wasm: wat, capabilities: [:wasi], wasi: [stdin: "pool", stdout_limit: 3]}
+          )
+
+          assert {:ok, nil, %{stdout: "poo", stdout_truncated: true}} =
+                   Munition.fire_pooled(name, "_start", [])
+
+          assert {:ok, nil, %{stdout: "cal", stdout_truncated: true}} =
+                   Munition.fire_pooled(name, "_start", [], wasi: [stdin: "call"])
+        end
+      end
+    end
+  end
+end
