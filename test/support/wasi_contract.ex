@@ -3,7 +3,7 @@ defmodule Munition.Host.WASIContract do
   # The WASI contract (Munition.Host.WASI, Munition.run/2), written once and
   # run against every engine, as Munition.Conformance is:
   # test/munition/host/wasi_test.exs uses it once per runtime. Where the
-  # engines differ, the difference is asserted here (`wasmi?/0`), never
+  # engines differ, the difference is asserted here, never
   # skipped.
 
   defmacro __using__(runtime: runtime) do
@@ -16,8 +16,6 @@ defmodule Munition.Host.WASIContract do
 
       defp fire(wasm, function, args, opts \\ []),
         do: Munition.fire(wasm, function, args, Keyword.put_new(opts, :runtime, @runtime))
-
-      defp wasmi?, do: @runtime == Munition.Runtime.Wasmi
 
       alias Munition.Forensics.Dump
       alias Munition.Host.Capabilities
@@ -537,104 +535,79 @@ defmodule Munition.Host.WASIContract do
         end
       end
 
-      # Wasmi runs WASI without a filesystem (Munition.Runtime.Wasmi, guides/engines.md).
-      if @runtime == Munition.Runtime.Wasmi do
-        describe "files" do
-          test "are refused by name on Wasmi: preopens, and each :wasi_fs function" do
-            box = sandbox()
+      describe "files" do
+        test "a preopen is read under :wasi_fs" do
+          box = sandbox()
 
-            assert {:error, {:unsupported, message}} =
-                     fire(file_guest("hello.txt"), "cat", [],
-                       capabilities: [:wasi, :wasi_fs],
-                       wasi: [preopens: [{"/data", box.data}]]
-                     )
+          assert {:ok, 0, %{stdout: "file contents"}} =
+                   fire(file_guest("hello.txt"), "cat", [],
+                     capabilities: [:wasi, :wasi_fs],
+                     wasi: [preopens: [{"/data", box.data}]]
+                   )
+        end
 
-            assert message =~ "Munition.Runtime.Wasmi runs WASI without a filesystem (preopens)"
+        test "no path leads out of a preopen: .., an absolute path, a symlink" do
+          box = sandbox()
+          opts = [capabilities: [:wasi, :wasi_fs], wasi: [preopens: [{"/data", box.data}]]]
 
-            for %{name: name, capability: capability} <- rows(), capability in [:wasi_fs, :wasi_fs_write] do
-              wat = guest([name], "")
-
-              assert {:error, {:unsupported, message}} =
-                       fire(wat, "_start", [], capabilities: [:wasi, capability], wasi: [])
-
-              assert message =~ "#{@module}.#{name}: Munition.Runtime.Wasmi runs WASI without a filesystem"
-            end
+          for path <- ["../secret.txt", "/etc/passwd", box.secret, "link", "./../data/../secret.txt"] do
+            assert {:ok, errno, %{stdout: ""}} = fire(file_guest(path), "cat", [], opts)
+            assert errno != 0, "#{path} was opened"
           end
         end
-      else
-        describe "files" do
-          test "a preopen is read under :wasi_fs" do
-            box = sandbox()
 
-            assert {:ok, 0, %{stdout: "file contents"}} =
-                     fire(file_guest("hello.txt"), "cat", [],
-                       capabilities: [:wasi, :wasi_fs],
-                       wasi: [preopens: [{"/data", box.data}]]
-                     )
+        # Wasmtime runs them off the schedulers, Wasmi on the slice's thread.
+        test "file operations, repeated, leave nothing in the caller's mailbox" do
+          box = sandbox()
+          opts = [capabilities: [:wasi, :wasi_fs], wasi: [preopens: [{"/data", box.data}]]]
+
+          for _ <- 1..20 do
+            assert {:ok, 0, %{stdout: "file contents"}} = fire(file_guest("hello.txt"), "cat", [], opts)
           end
 
-          test "no path leads out of a preopen: .., an absolute path, a symlink" do
-            box = sandbox()
-            opts = [capabilities: [:wasi, :wasi_fs], wasi: [preopens: [{"/data", box.data}]]]
+          refute_received _
+        end
 
-            for path <- ["../secret.txt", "/etc/passwd", box.secret, "link", "./../data/../secret.txt"] do
-              assert {:ok, errno, %{stdout: ""}} = fire(file_guest(path), "cat", [], opts)
-              assert errno != 0, "#{path} was opened"
-            end
-          end
+        test "preopens are given only with :wasi_fs" do
+          box = sandbox()
 
-          test "file operations run off the schedulers, and nothing of them reaches the caller's mailbox" do
-            box = sandbox()
-            opts = [capabilities: [:wasi, :wasi_fs], wasi: [preopens: [{"/data", box.data}]]]
+          wat =
+            guest(
+              ["fd_prestat_get"],
+              ~s{(func (export "pre") (result i32) (call $fd_prestat_get (i32.const 3) (i32.const 16)))}
+            )
 
-            for _ <- 1..20 do
-              assert {:ok, 0, %{stdout: "file contents"}} = fire(file_guest("hello.txt"), "cat", [], opts)
-            end
+          opts = [wasi: [preopens: [{"/data", box.data}]]]
+          assert {:ok, @badf, _} = fire(wat, "pre", [], [capabilities: [:wasi]] ++ opts)
+          assert {:ok, 0, _} = fire(wat, "pre", [], [capabilities: [:wasi, :wasi_fs]] ++ opts)
+        end
 
-            refute_received _
-          end
+        test "writes need a :read_write preopen and :wasi_fs_write" do
+          box = sandbox()
+          wat = file_guest("new.txt")
+          created = Path.join(box.data, "new.txt")
 
-          test "preopens are given only with :wasi_fs" do
-            box = sandbox()
-
-            wat =
-              guest(
-                ["fd_prestat_get"],
-                ~s{(func (export "pre") (result i32) (call $fd_prestat_get (i32.const 3) (i32.const 16)))}
-              )
-
-            opts = [wasi: [preopens: [{"/data", box.data}]]]
-            assert {:ok, @badf, _} = fire(wat, "pre", [], [capabilities: [:wasi]] ++ opts)
-            assert {:ok, 0, _} = fire(wat, "pre", [], [capabilities: [:wasi, :wasi_fs]] ++ opts)
-          end
-
-          test "writes need a :read_write preopen and :wasi_fs_write" do
-            box = sandbox()
-            wat = file_guest("new.txt")
-            created = Path.join(box.data, "new.txt")
-
-            for {caps, mode} <- [
-                  {[:wasi, :wasi_fs, :wasi_fs_write], :read_only},
-                  {[:wasi, :wasi_fs], :read_write}
-                ] do
-              assert {:ok, errno, _} =
-                       fire(wat, "create", [],
-                         capabilities: caps,
-                         wasi: [preopens: [{"/data", box.data, mode}]]
-                       )
-
-              assert errno != 0
-              refute File.exists?(created)
-            end
-
-            assert {:ok, 0, _} =
+          for {caps, mode} <- [
+                {[:wasi, :wasi_fs, :wasi_fs_write], :read_only},
+                {[:wasi, :wasi_fs], :read_write}
+              ] do
+            assert {:ok, errno, _} =
                      fire(wat, "create", [],
-                       capabilities: [:wasi, :wasi_fs, :wasi_fs_write],
-                       wasi: [preopens: [{"/data", box.data, :read_write}]]
+                       capabilities: caps,
+                       wasi: [preopens: [{"/data", box.data, mode}]]
                      )
 
-            assert File.read!(created) == "written"
+            assert errno != 0
+            refute File.exists?(created)
           end
+
+          assert {:ok, 0, _} =
+                   fire(wat, "create", [],
+                     capabilities: [:wasi, :wasi_fs, :wasi_fs_write],
+                     wasi: [preopens: [{"/data", box.data, :read_write}]]
+                   )
+
+          assert File.read!(created) == "written"
         end
       end
 
@@ -663,15 +636,7 @@ defmodule Munition.Host.WASIContract do
             timeout: 2_000
           ]
 
-          # Wasmi has no filesystem functions to call (see "files").
-          {rows, opts} =
-            if wasmi?(),
-              do:
-                {Enum.reject(rows(), &(&1.capability in [:wasi_fs, :wasi_fs_write])),
-                 Keyword.put(opts, :wasi, [])},
-              else: {rows(), opts}
-
-          for %{name: name, params: params} <- rows, name != "proc_exit", pattern <- patterns do
+          for %{name: name, params: params} <- rows(), name != "proc_exit", pattern <- patterns do
             args =
               params
               |> Enum.with_index()

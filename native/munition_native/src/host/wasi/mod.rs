@@ -31,7 +31,9 @@
 pub mod caller;
 pub mod clock;
 pub mod error;
+pub mod files;
 pub mod io;
+pub mod iovec;
 pub mod own;
 pub mod pipe;
 pub mod plain;
