@@ -568,6 +568,81 @@ defmodule Munition.Host.WASIContract do
           refute_received _
         end
 
+        test "a file's life: the same errnos and results on every engine" do
+          box = sandbox()
+
+          names =
+            ~w(fd_write fd_read fd_seek fd_tell fd_pwrite fd_pread fd_filestat_get fd_readdir fd_close) ++
+              ~w(path_open path_create_directory path_rename path_unlink_file path_remove_directory) ++
+              ~w(path_filestat_get)
+
+          fd = "(i32.load (i32.const 24))"
+
+          wat =
+            guest(
+              names,
+              """
+              (func (export "life") (result i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i64 i64 i32 i32)
+                (i32.store (i32.const 40) (i32.const 1552)) (i32.store (i32.const 44) (i32.const 6))
+                (i32.store (i32.const 56) (i32.const 2560)) (i32.store (i32.const 60) (i32.const 64))
+                (call $path_create_directory (i32.const 3) (i32.const 1024) (i32.const 1))
+                (call $path_create_directory (i32.const 3) (i32.const 1024) (i32.const 1))
+                (call $path_open (i32.const 3) (i32.const 0) (i32.const 1040) (i32.const 3)
+                  (i32.const 1) (i64.const 66) (i64.const 0) (i32.const 0) (i32.const 24))
+                (call $write #{fd} (i32.const 1536) (i32.const 5))
+                (call $fd_pwrite #{fd} (i32.const 40) (i32.const 1) (i64.const 5) (i32.const 48))
+                (call $fd_seek #{fd} (i64.const 0) (i32.const 0) (i32.const 32))
+                (call $fd_pread #{fd} (i32.const 56) (i32.const 1) (i64.const 0) (i32.const 52))
+                (drop (call $write (i32.const 1) (i32.const 2560) (i32.load (i32.const 52))))
+                (call $fd_filestat_get #{fd} (i32.const 2048))
+                (call $fd_seek #{fd} (i64.const -1) (i32.const 0) (i32.const 32))
+                (call $fd_tell #{fd} (i32.const 32))
+                (call $path_rename (i32.const 3) (i32.const 1040) (i32.const 3) (i32.const 3) (i32.const 1056) (i32.const 3))
+                (call $path_unlink_file (i32.const 3) (i32.const 1040) (i32.const 3))
+                (call $path_remove_directory (i32.const 3) (i32.const 1024) (i32.const 1))
+                (call $path_filestat_get (i32.const 3) (i32.const 0) (i32.const 1056) (i32.const 3) (i32.const 2112))
+                (call $fd_readdir (i32.const 3) (i32.const 3072) (i32.const 1024) (i64.const 0) (i32.const 16))
+                (call $fd_close #{fd})
+                (call $fd_close #{fd})
+                (i64.load (i32.const 2080))
+                (i64.load (i32.const 2144))
+                (i32.load8_u (i32.const 2128))
+                (i32.load (i32.const 16)))
+              (func (export "refused") (result i32 i32 i32)
+                (call $path_open (i32.const 3) (i32.const 1) (i32.const 1072) (i32.const 13)
+                  (i32.const 0) (i64.const 2) (i64.const 0) (i32.const 0) (i32.const 24))
+                (call $path_open (i32.const 3) (i32.const 0) (i32.const 1040) (i32.const 3)
+                  (i32.const 1) (i64.const 64) (i64.const 0) (i32.const 0) (i32.const 24))
+                (call $fd_read (i32.const 3) (i32.const 56) (i32.const 1) (i32.const 52)))
+              """,
+              ~s{(data (i32.const 1024) "d") (data (i32.const 1040) "d/f") (data (i32.const 1056) "d/g")} <>
+                ~s{(data (i32.const 1072) "../secret.txt") (data (i32.const 1536) "hello") (data (i32.const 1552) " world")}
+            )
+
+          writable = [
+            capabilities: [:wasi, :wasi_fs, :wasi_fs_write],
+            wasi: [preopens: [{"/data", box.data, :read_write}]]
+          ]
+
+          # created, EEXIST, opened, written, pwritten, sought, pread, stat,
+          # EINVAL, told, renamed, ENOENT, ENOTEMPTY, stat, listed, closed,
+          # EBADF; the sizes stat found, the file type (regular), the bytes
+          # listed (., .., hello.txt, link, d: five 24-byte headers and names)
+          assert {:ok, [0, 20, 0, 0, 0, 0, 0, 0, 28, 0, 0, 44, 55, 0, 0, 0, 8, 11, 11, 4, 137],
+                  %{stdout: "hello world"}} = fire(wat, "life", [], writable)
+
+          assert File.read!(Path.join([box.data, "d", "g"])) == "hello world"
+          refute File.exists?(Path.join([box.data, "d", "f"]))
+
+          # The escape, a write under a read-only preopen, a read of a directory.
+          read_only = [
+            capabilities: [:wasi, :wasi_fs, :wasi_fs_write],
+            wasi: [preopens: [{"/data", box.data}]]
+          ]
+
+          assert {:ok, [63, 63, 8], _} = fire(wat, "refused", [], read_only)
+        end
+
         test "preopens are given only with :wasi_fs" do
           box = sandbox()
 

@@ -1,7 +1,7 @@
 //! WASI preview 1 for an engine without `wasmtime-wasi` (Wasmi): the
 //! functions that Wasmtime's own implementation serves from its descriptor
-//! table, written once over `HostCtx` for a fixed table of three
-//! descriptors (stdin 0, stdout 1, stderr 2) and no preopens; and
+//! table, written once over `HostCtx`: stdin 0, stdout 1 and stderr 2 here,
+//! the descriptors from 3 up (preopens, files) handed to `files`; and
 //! `poll_oneoff`, whose sleep the engine turns into a suspension
 //! (`Sleep`: the guest's execution ends its slice waiting, holding no
 //! thread, and the engine finishes the call when it resumes it).
@@ -13,8 +13,10 @@
 //! every guest range is checked before it is read or written (outside
 //! memory: a `:memory_out_of_bounds` trap).
 //!
-//! The filesystem is not here: the rows of `wasi_fs` and `wasi_fs_write`
-//! are refused on such an engine by name, and so are preopens.
+//! The filesystem's own functions (the rows of `wasi_fs` and
+//! `wasi_fs_write`) are `files`'; `find` names them too, so every row of the
+//! table has an implementation on such an engine (the WASI contract's
+//! hostile-guest test calls each on both engines).
 
 use std::time::{Duration, Instant};
 

@@ -16,7 +16,7 @@
 //! Each operation is one bounded system call or a few (a read or write
 //! moves one buffer, at most 128 MiB; a directory listing stops when the
 //! guest's buffer is full), and runs on the thread running the guest's
-//! slice: Wasmi has no fiber to park the guest on while another thread
+//! slice (a dirty CPU scheduler): Wasmi has no fiber to park the guest on while another thread
 //! works. Bytes moved are paid for in fuel before they move (8 a unit, as
 //! for stdio), paths by their length; every guest range is checked before it
 //! is read or written (outside memory: a `:memory_out_of_bounds` trap).
