@@ -179,6 +179,10 @@ pub fn done(results: &mut [Value], errno: i32) -> Result<(), Stop> {
     Ok(())
 }
 
+/// The longest path copied out of guest memory: longer is `ENAMETOOLONG`
+/// (the host's own limit is 4 KiB), before a byte of it is copied.
+pub const PATH_LIMIT: usize = 64 << 10;
+
 /// The path of `len` bytes at `ptr`, paid for by the byte; `Ok(Err(ILSEQ))`
 /// when it is not UTF-8, as preview 1's paths must be.
 pub fn read_path(
@@ -188,6 +192,9 @@ pub fn read_path(
     len: u64,
 ) -> Result<Result<PathBuf, i32>, Stop> {
     let range = guest_range(ctx, func, ptr, len)?;
+    if range.len() > PATH_LIMIT {
+        return Ok(Err(errno::NAMETOOLONG));
+    }
     charge_bytes(ctx, range.len())?;
     let bytes = match ctx.memory_and_state() {
         (Some(data), _) => data[range].to_vec(),
