@@ -3,7 +3,7 @@ defmodule Munition.Host.WASIContract do
   # The WASI contract (Munition.Host.WASI, Munition.run/2), written once and
   # run against every engine, as Munition.Conformance is:
   # test/munition/host/wasi_test.exs uses it once per runtime. Where the
-  # engines differ, the difference is asserted here (`wasmi?/0`), never
+  # engines differ, the difference is asserted here, never
   # skipped.
 
   defmacro __using__(runtime: runtime) do
@@ -16,8 +16,6 @@ defmodule Munition.Host.WASIContract do
 
       defp fire(wasm, function, args, opts \\ []),
         do: Munition.fire(wasm, function, args, Keyword.put_new(opts, :runtime, @runtime))
-
-      defp wasmi?, do: @runtime == Munition.Runtime.Wasmi
 
       alias Munition.Forensics.Dump
       alias Munition.Host.Capabilities
@@ -537,104 +535,154 @@ defmodule Munition.Host.WASIContract do
         end
       end
 
-      # Wasmi runs WASI without a filesystem (Munition.Runtime.Wasmi, guides/engines.md).
-      if @runtime == Munition.Runtime.Wasmi do
-        describe "files" do
-          test "are refused by name on Wasmi: preopens, and each :wasi_fs function" do
-            box = sandbox()
+      describe "files" do
+        test "a preopen is read under :wasi_fs" do
+          box = sandbox()
 
-            assert {:error, {:unsupported, message}} =
-                     fire(file_guest("hello.txt"), "cat", [],
-                       capabilities: [:wasi, :wasi_fs],
-                       wasi: [preopens: [{"/data", box.data}]]
-                     )
+          assert {:ok, 0, %{stdout: "file contents"}} =
+                   fire(file_guest("hello.txt"), "cat", [],
+                     capabilities: [:wasi, :wasi_fs],
+                     wasi: [preopens: [{"/data", box.data}]]
+                   )
+        end
 
-            assert message =~ "Munition.Runtime.Wasmi runs WASI without a filesystem (preopens)"
+        test "no path leads out of a preopen: .., an absolute path, a symlink" do
+          box = sandbox()
+          opts = [capabilities: [:wasi, :wasi_fs], wasi: [preopens: [{"/data", box.data}]]]
 
-            for %{name: name, capability: capability} <- rows(), capability in [:wasi_fs, :wasi_fs_write] do
-              wat = guest([name], "")
-
-              assert {:error, {:unsupported, message}} =
-                       fire(wat, "_start", [], capabilities: [:wasi, capability], wasi: [])
-
-              assert message =~ "#{@module}.#{name}: Munition.Runtime.Wasmi runs WASI without a filesystem"
-            end
+          for path <- ["../secret.txt", "/etc/passwd", box.secret, "link", "./../data/../secret.txt"] do
+            assert {:ok, errno, %{stdout: ""}} = fire(file_guest(path), "cat", [], opts)
+            assert errno != 0, "#{path} was opened"
           end
         end
-      else
-        describe "files" do
-          test "a preopen is read under :wasi_fs" do
-            box = sandbox()
 
-            assert {:ok, 0, %{stdout: "file contents"}} =
-                     fire(file_guest("hello.txt"), "cat", [],
-                       capabilities: [:wasi, :wasi_fs],
-                       wasi: [preopens: [{"/data", box.data}]]
-                     )
+        # Wasmtime runs them off the schedulers, Wasmi on the slice's thread.
+        test "file operations, repeated, leave nothing in the caller's mailbox" do
+          box = sandbox()
+          opts = [capabilities: [:wasi, :wasi_fs], wasi: [preopens: [{"/data", box.data}]]]
+
+          for _ <- 1..20 do
+            assert {:ok, 0, %{stdout: "file contents"}} = fire(file_guest("hello.txt"), "cat", [], opts)
           end
 
-          test "no path leads out of a preopen: .., an absolute path, a symlink" do
-            box = sandbox()
-            opts = [capabilities: [:wasi, :wasi_fs], wasi: [preopens: [{"/data", box.data}]]]
+          refute_received _
+        end
 
-            for path <- ["../secret.txt", "/etc/passwd", box.secret, "link", "./../data/../secret.txt"] do
-              assert {:ok, errno, %{stdout: ""}} = fire(file_guest(path), "cat", [], opts)
-              assert errno != 0, "#{path} was opened"
-            end
-          end
+        test "a file's life: the same errnos and results on every engine" do
+          box = sandbox()
 
-          test "file operations run off the schedulers, and nothing of them reaches the caller's mailbox" do
-            box = sandbox()
-            opts = [capabilities: [:wasi, :wasi_fs], wasi: [preopens: [{"/data", box.data}]]]
+          names =
+            ~w(fd_write fd_read fd_seek fd_tell fd_pwrite fd_pread fd_filestat_get fd_readdir fd_close) ++
+              ~w(path_open path_create_directory path_rename path_unlink_file path_remove_directory) ++
+              ~w(path_filestat_get)
 
-            for _ <- 1..20 do
-              assert {:ok, 0, %{stdout: "file contents"}} = fire(file_guest("hello.txt"), "cat", [], opts)
-            end
+          fd = "(i32.load (i32.const 24))"
 
-            refute_received _
-          end
+          wat =
+            guest(
+              names,
+              """
+              (func (export "life") (result i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i64 i64 i32 i32)
+                (i32.store (i32.const 40) (i32.const 1552)) (i32.store (i32.const 44) (i32.const 6))
+                (i32.store (i32.const 56) (i32.const 2560)) (i32.store (i32.const 60) (i32.const 64))
+                (call $path_create_directory (i32.const 3) (i32.const 1024) (i32.const 1))
+                (call $path_create_directory (i32.const 3) (i32.const 1024) (i32.const 1))
+                (call $path_open (i32.const 3) (i32.const 0) (i32.const 1040) (i32.const 3)
+                  (i32.const 1) (i64.const 66) (i64.const 0) (i32.const 0) (i32.const 24))
+                (call $write #{fd} (i32.const 1536) (i32.const 5))
+                (call $fd_pwrite #{fd} (i32.const 40) (i32.const 1) (i64.const 5) (i32.const 48))
+                (call $fd_seek #{fd} (i64.const 0) (i32.const 0) (i32.const 32))
+                (call $fd_pread #{fd} (i32.const 56) (i32.const 1) (i64.const 0) (i32.const 52))
+                (drop (call $write (i32.const 1) (i32.const 2560) (i32.load (i32.const 52))))
+                (call $fd_filestat_get #{fd} (i32.const 2048))
+                (call $fd_seek #{fd} (i64.const -1) (i32.const 0) (i32.const 32))
+                (call $fd_tell #{fd} (i32.const 32))
+                (call $path_rename (i32.const 3) (i32.const 1040) (i32.const 3) (i32.const 3) (i32.const 1056) (i32.const 3))
+                (call $path_unlink_file (i32.const 3) (i32.const 1040) (i32.const 3))
+                (call $path_remove_directory (i32.const 3) (i32.const 1024) (i32.const 1))
+                (call $path_filestat_get (i32.const 3) (i32.const 0) (i32.const 1056) (i32.const 3) (i32.const 2112))
+                (call $fd_readdir (i32.const 3) (i32.const 3072) (i32.const 1024) (i64.const 0) (i32.const 16))
+                (call $fd_close #{fd})
+                (call $fd_close #{fd})
+                (i64.load (i32.const 2080))
+                (i64.load (i32.const 2144))
+                (i32.load8_u (i32.const 2128))
+                (i32.load (i32.const 16)))
+              (func (export "refused") (result i32 i32 i32)
+                (call $path_open (i32.const 3) (i32.const 1) (i32.const 1072) (i32.const 13)
+                  (i32.const 0) (i64.const 2) (i64.const 0) (i32.const 0) (i32.const 24))
+                (call $path_open (i32.const 3) (i32.const 0) (i32.const 1040) (i32.const 3)
+                  (i32.const 1) (i64.const 64) (i64.const 0) (i32.const 0) (i32.const 24))
+                (call $fd_read (i32.const 3) (i32.const 56) (i32.const 1) (i32.const 52)))
+              """,
+              ~s{(data (i32.const 1024) "d") (data (i32.const 1040) "d/f") (data (i32.const 1056) "d/g")} <>
+                ~s{(data (i32.const 1072) "../secret.txt") (data (i32.const 1536) "hello") (data (i32.const 1552) " world")}
+            )
 
-          test "preopens are given only with :wasi_fs" do
-            box = sandbox()
+          writable = [
+            capabilities: [:wasi, :wasi_fs, :wasi_fs_write],
+            wasi: [preopens: [{"/data", box.data, :read_write}]]
+          ]
 
-            wat =
-              guest(
-                ["fd_prestat_get"],
-                ~s{(func (export "pre") (result i32) (call $fd_prestat_get (i32.const 3) (i32.const 16)))}
-              )
+          # created, EEXIST, opened, written, pwritten, sought, pread, stat,
+          # EINVAL, told, renamed, ENOENT, ENOTEMPTY, stat, listed, closed,
+          # EBADF; the sizes stat found, the file type (regular), the bytes
+          # listed (., .., hello.txt, link, d: five 24-byte headers and names)
+          assert {:ok, [0, 20, 0, 0, 0, 0, 0, 0, 28, 0, 0, 44, 55, 0, 0, 0, 8, 11, 11, 4, 137],
+                  %{stdout: "hello world"}} = fire(wat, "life", [], writable)
 
-            opts = [wasi: [preopens: [{"/data", box.data}]]]
-            assert {:ok, @badf, _} = fire(wat, "pre", [], [capabilities: [:wasi]] ++ opts)
-            assert {:ok, 0, _} = fire(wat, "pre", [], [capabilities: [:wasi, :wasi_fs]] ++ opts)
-          end
+          assert File.read!(Path.join([box.data, "d", "g"])) == "hello world"
+          refute File.exists?(Path.join([box.data, "d", "f"]))
 
-          test "writes need a :read_write preopen and :wasi_fs_write" do
-            box = sandbox()
-            wat = file_guest("new.txt")
-            created = Path.join(box.data, "new.txt")
+          # The escape, a write under a read-only preopen, a read of a directory.
+          read_only = [
+            capabilities: [:wasi, :wasi_fs, :wasi_fs_write],
+            wasi: [preopens: [{"/data", box.data}]]
+          ]
 
-            for {caps, mode} <- [
-                  {[:wasi, :wasi_fs, :wasi_fs_write], :read_only},
-                  {[:wasi, :wasi_fs], :read_write}
-                ] do
-              assert {:ok, errno, _} =
-                       fire(wat, "create", [],
-                         capabilities: caps,
-                         wasi: [preopens: [{"/data", box.data, mode}]]
-                       )
+          assert {:ok, [63, 63, 8], _} = fire(wat, "refused", [], read_only)
+        end
 
-              assert errno != 0
-              refute File.exists?(created)
-            end
+        test "preopens are given only with :wasi_fs" do
+          box = sandbox()
 
-            assert {:ok, 0, _} =
+          wat =
+            guest(
+              ["fd_prestat_get"],
+              ~s{(func (export "pre") (result i32) (call $fd_prestat_get (i32.const 3) (i32.const 16)))}
+            )
+
+          opts = [wasi: [preopens: [{"/data", box.data}]]]
+          assert {:ok, @badf, _} = fire(wat, "pre", [], [capabilities: [:wasi]] ++ opts)
+          assert {:ok, 0, _} = fire(wat, "pre", [], [capabilities: [:wasi, :wasi_fs]] ++ opts)
+        end
+
+        test "writes need a :read_write preopen and :wasi_fs_write" do
+          box = sandbox()
+          wat = file_guest("new.txt")
+          created = Path.join(box.data, "new.txt")
+
+          for {caps, mode} <- [
+                {[:wasi, :wasi_fs, :wasi_fs_write], :read_only},
+                {[:wasi, :wasi_fs], :read_write}
+              ] do
+            assert {:ok, errno, _} =
                      fire(wat, "create", [],
-                       capabilities: [:wasi, :wasi_fs, :wasi_fs_write],
-                       wasi: [preopens: [{"/data", box.data, :read_write}]]
+                       capabilities: caps,
+                       wasi: [preopens: [{"/data", box.data, mode}]]
                      )
 
-            assert File.read!(created) == "written"
+            assert errno != 0
+            refute File.exists?(created)
           end
+
+          assert {:ok, 0, _} =
+                   fire(wat, "create", [],
+                     capabilities: [:wasi, :wasi_fs, :wasi_fs_write],
+                     wasi: [preopens: [{"/data", box.data, :read_write}]]
+                   )
+
+          assert File.read!(created) == "written"
         end
       end
 
@@ -663,15 +711,7 @@ defmodule Munition.Host.WASIContract do
             timeout: 2_000
           ]
 
-          # Wasmi has no filesystem functions to call (see "files").
-          {rows, opts} =
-            if wasmi?(),
-              do:
-                {Enum.reject(rows(), &(&1.capability in [:wasi_fs, :wasi_fs_write])),
-                 Keyword.put(opts, :wasi, [])},
-              else: {rows(), opts}
-
-          for %{name: name, params: params} <- rows, name != "proc_exit", pattern <- patterns do
+          for %{name: name, params: params} <- rows(), name != "proc_exit", pattern <- patterns do
             args =
               params
               |> Enum.with_index()

@@ -37,22 +37,30 @@ defmodule Munition.Host.WASI do
     * `proc_exit` - an exit code is a result, not a failure: any code ends the
       call as `{:ok, ...}` (see "Exit codes").
 
-  File operations run on `wasmtime-wasi`'s own threads, never on a BEAM
-  scheduler: the guest is suspended until the operation is done, and the
+  On Wasmtime, file operations run on `wasmtime-wasi`'s own threads, never
+  on a BEAM scheduler: the guest is suspended until the operation is done, and the
   thread that finished it wakes the process driving the guest.
 
-  ## On Wasmi: the same table, without files
+  ## On Wasmi: the same table, files on the guest's thread
 
   `wasmtime-wasi`'s preview-1 functions are generated for Wasmtime and not
   for use outside it, so `Munition.Runtime.Wasmi` runs Munition's own
   preview 1 through the same table and capabilities: the functions above
   that Munition already replaces (one implementation for both engines),
-  and its own descriptor functions over stdin, stdout and stderr (the same
-  bounded capture, the same errnos and fuel for bytes moved). A sleeping
-  guest is suspended as for an Elixir host call, holding no thread. There
-  are no files yet: preopens and the `:wasi_fs` and `:wasi_fs_write`
-  functions are `{:error, {:unsupported, message}}` on Wasmi (see the
-  Engines guide).
+  and its own descriptor and file functions (the same bounded capture, the
+  same errnos and fuel for bytes moved). Its files keep the guarantees
+  above: preopens given only with `:wasi_fs`, read-only unless marked
+  `:read_write` with `:wasi_fs_write` granted, and every path resolved
+  under its directory by `cap-primitives` (4.0.3, the crate `wasmtime-wasi`
+  sandboxes with), so no `..`, absolute path or symlink leads out of a
+  preopen (`EPERM`). A sleeping guest is suspended as for an Elixir host
+  call, holding no thread; but a file operation runs on the thread running
+  the guest's slice, a dirty CPU scheduler (Wasmi has no fiber to park the guest on while another
+  thread works), each one bounded: a read or write moves one buffer of at
+  most 128 MiB, a directory listing stops when the guest's buffer is full,
+  at most 1024 descriptors are open. `fd_allocate` and
+  `fd_fdstat_set_rights` are `ENOTSUP`, as on Wasmtime, and so is
+  `fd_fdstat_set_flags` changing the flags.
 
   ## Capabilities
 
@@ -163,7 +171,8 @@ defmodule Munition.Host.WASI do
   is driven by a linked process of its own, as a call with Elixir host
   functions is: a file operation finishing
   on Wasmtime's thread wakes that process with a message, and the caller's
-  mailbox is never written to. Other WASI calls are driven by the caller and
+  mailbox is never written to (on Wasmi the operation is done within the
+  slice, so no message comes at all). Other WASI calls are driven by the caller and
   never messaged (a sleep is waited for with a plain timeout).
 
   """

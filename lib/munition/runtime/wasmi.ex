@@ -38,13 +38,15 @@ defmodule Munition.Runtime.Wasmi do
 
   ## What differs (each one tested)
 
-    * **WASI without a filesystem**: the same capability table, captured
-      and bounded output, clocks, random, arguments, environment, exit
-      codes and thread-free sleeps as on Wasmtime, from Munition's own
-      preview-1 layer (Wasmtime's is `wasmtime-wasi`, made for Wasmtime
-      only). Preopens and the `:wasi_fs`/`:wasi_fs_write` functions are
-      `{:error, {:unsupported, message}}`, the message naming the runtime
-      and the function.
+    * **WASI's file operations run on the guest's thread**: the same
+      capability table, captured and bounded output, clocks, random,
+      arguments, environment, exit codes, thread-free sleeps and files
+      (preopens, read-only unless writable and `:wasi_fs_write` granted,
+      paths sandboxed by `cap-primitives`) as on Wasmtime, from Munition's
+      own preview-1 layer (Wasmtime's is `wasmtime-wasi`, made for
+      Wasmtime only). Wasmi has no fiber to park the guest on, so each file
+      operation, bounded, runs on the thread running the guest's slice (a
+      dirty CPU scheduler, never a normal one) where Wasmtime runs it on `wasmtime-wasi`'s threads.
     * **Fuel** is Wasmi's measure, not Wasmtime's: about one unit per
       instruction too, but the counts of a call differ between engines
       (`fuel_consumed`), and so does where exactly a budget runs out.
@@ -151,9 +153,7 @@ defmodule Munition.Runtime.Wasmi do
 
   @doc """
   The same table as Wasmtime's (`Munition.Host.Capabilities` grants from
-  it), WASI's rows included: a granted import of a filesystem function
-  (`:wasi_fs`, `:wasi_fs_write`) is refused by name when the instance is
-  made.
+  it), WASI's rows included: every row has its function on Wasmi too.
   """
   @impl true
   def builtins, do: Native.host_builtins()

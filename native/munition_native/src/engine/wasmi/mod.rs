@@ -71,14 +71,16 @@ engine_impl! { Wasmi {
         call: Option<Call<Self>>,
     ) -> MunitionResult<(Slot<Self>, Progress)> {
         let wasi = match &config.wasi.0 {
-            Some(wasi) if !wasi.preopens.is_empty() => {
-                return Err(MunitionError::Unsupported(
-                    "Munition.Runtime.Wasmi runs WASI without a filesystem (preopens); \
-                     use Munition.Runtime.Wasmtime"
-                        .into(),
-                ))
+            Some(wasi) => {
+                let mut run = WasiRun::new(wasi, config.fuel)?;
+                // Wasmi's own descriptors (`wasi::files`); Wasmtime's
+                // context opened its own in `WasiRun::new`.
+                run.plain
+                    .files
+                    .preopen(&wasi.preopens)
+                    .map_err(MunitionError::Instantiation)?;
+                Some(run)
             }
-            Some(wasi) => Some(WasiRun::new(wasi, config.fuel)?),
             None => None,
         };
         let mut store = store::new_store(config.store(wasi), config.fuel)?;

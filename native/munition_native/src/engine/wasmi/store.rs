@@ -94,9 +94,9 @@ impl Imports for Wasmi {
         let own = match &row.make {
             Make::Own(own) => *own,
             Make::Wasi(_) => wasi::plain::find(row.name).ok_or_else(|| {
-                MunitionError::Unsupported(format!(
-                    "{}.{}: Munition.Runtime.Wasmi runs WASI without a filesystem \
-                     (the :wasi_fs and :wasi_fs_write functions); use Munition.Runtime.Wasmtime",
+                // Never: every row has one (`wasi::plain::find`).
+                MunitionError::RuntimeFailure(format!(
+                    "{}.{}: no implementation for Munition.Runtime.Wasmi",
                     row.module, row.name
                 ))
             })?,

@@ -25,13 +25,16 @@
 //! `poll_oneoff` around them (`io`, `time`), are Wasmtime functions over a
 //! Wasmtime `Caller` (`caller` makes one a `HostCtx`), linked by Wasmtime
 //! only. An engine without it (Wasmi) takes the descriptor functions and
-//! `poll_oneoff` from `plain`, over a fixed table of stdin, stdout and
-//! stderr and no files: the filesystem rows are refused there by name.
+//! `poll_oneoff` from `plain`, over stdin, stdout and stderr, and the
+//! filesystem rows from `files`, over the preopens and what the guest opens
+//! under them, sandboxed by `cap-primitives` as `wasmtime-wasi` sandboxes.
 
 pub mod caller;
 pub mod clock;
 pub mod error;
+pub mod files;
 pub mod io;
+pub mod iovec;
 pub mod own;
 pub mod pipe;
 pub mod plain;

@@ -1,7 +1,7 @@
 //! WASI preview 1 for an engine without `wasmtime-wasi` (Wasmi): the
 //! functions that Wasmtime's own implementation serves from its descriptor
-//! table, written once over `HostCtx` for a fixed table of three
-//! descriptors (stdin 0, stdout 1, stderr 2) and no preopens; and
+//! table, written once over `HostCtx`: stdin 0, stdout 1 and stderr 2 here,
+//! the descriptors from 3 up (preopens, files) handed to `files`; and
 //! `poll_oneoff`, whose sleep the engine turns into a suspension
 //! (`Sleep`: the guest's execution ends its slice waiting, holding no
 //! thread, and the engine finishes the call when it resumes it).
@@ -13,22 +13,23 @@
 //! every guest range is checked before it is read or written (outside
 //! memory: a `:memory_out_of_bounds` trap).
 //!
-//! The filesystem is not here: the rows of `wasi_fs` and `wasi_fs_write`
-//! are refused on such an engine by name, and so are preopens.
+//! The filesystem's own functions (the rows of `wasi_fs` and
+//! `wasi_fs_write`) are `files`'; `find` names them too, so every row of the
+//! table has an implementation on such an engine (the WASI contract's
+//! hostile-guest test calls each on both engines).
 
 use std::time::{Duration, Instant};
 
+use super::files::fd::{self as files_fd, Move};
+use super::files::{path as files_path, Files};
+use super::iovec::iovecs;
 use super::own::{errno, write_guest};
 use super::poll::{event, sleep_deterministic, Poll, EVENT_FD_READ, POLL};
 use crate::host::builtins::{i32_param, HostFn};
-use crate::host::context::{charge_bytes, guest_range, HostCtx, Stop};
+use crate::host::context::{charge_bytes, HostCtx, Stop};
 use crate::vocabulary::value::Value;
 
-const NOMEM: i32 = 48;
 const SPIPE: i32 = 70;
-/// What one call may copy, as Wasmtime's `hostcall_fuel` allows its WASI
-/// (128 MiB): more is `ENOMEM` before any buffer is followed.
-const COPY_LIMIT: u64 = 128 << 20;
 const RIGHTS_FD_READ: u64 = 1 << 1;
 const RIGHTS_FD_WRITE: u64 = 1 << 6;
 
@@ -40,6 +41,8 @@ pub struct Plain {
     pub stdin: Vec<u8>,
     read: usize,
     open: [bool; 3],
+    /// The descriptors from 3 up: preopens and what the guest opened.
+    pub files: Files,
 }
 
 impl Plain {
@@ -50,6 +53,7 @@ impl Plain {
             stdin: stdin.to_vec(),
             read: 0,
             open: [true; 3],
+            files: Files::default(),
         }
     }
 
@@ -74,6 +78,29 @@ pub fn find(name: &str) -> Option<HostFn> {
         "fd_prestat_get" => fd_prestat_get,
         "fd_prestat_dir_name" => fd_prestat_dir_name,
         "poll_oneoff" => poll_oneoff,
+        "fd_pread" => files_fd::fd_pread,
+        "fd_pwrite" => files_fd::fd_pwrite,
+        "fd_readdir" => files_fd::fd_readdir,
+        "fd_filestat_get" => files_fd::fd_filestat_get,
+        "fd_advise" => files_fd::fd_advise,
+        "fd_fdstat_set_flags" => files_fd::fd_fdstat_set_flags,
+        "fd_fdstat_set_rights" => files_fd::fd_fdstat_set_rights,
+        "fd_renumber" => files_fd::fd_renumber,
+        "fd_sync" => files_fd::fd_sync,
+        "fd_datasync" => files_fd::fd_datasync,
+        "fd_allocate" => files_fd::fd_allocate,
+        "fd_filestat_set_size" => files_fd::fd_filestat_set_size,
+        "fd_filestat_set_times" => files_fd::fd_filestat_set_times,
+        "path_open" => files_path::path_open,
+        "path_filestat_get" => files_path::path_filestat_get,
+        "path_readlink" => files_path::path_readlink,
+        "path_create_directory" => files_path::path_create_directory,
+        "path_filestat_set_times" => files_path::path_filestat_set_times,
+        "path_link" => files_path::path_link,
+        "path_remove_directory" => files_path::path_remove_directory,
+        "path_rename" => files_path::path_rename,
+        "path_symlink" => files_path::path_symlink,
+        "path_unlink_file" => files_path::path_unlink_file,
         _ => return None,
     })
 }
@@ -143,36 +170,6 @@ fn environ_get(ctx: &mut dyn HostCtx, p: &[Value], r: &mut [Value]) -> Result<()
     strings(ctx, "environ_get", p, r, |plain| &plain.env)
 }
 
-/// The buffers of the iovec array `[iovs, iovs + 8 * count)`, each checked
-/// in guest memory, the array paid for (one unit per entry); `ENOMEM`
-/// (`Ok(Err)`) when they add up to more than one call may copy.
-fn iovecs(
-    ctx: &mut dyn HostCtx,
-    func: &str,
-    iovs: u64,
-    count: u64,
-) -> Result<Result<Vec<std::ops::Range<usize>>, i32>, Stop> {
-    // Below 2^32 each: the product cannot overflow.
-    let array = guest_range(ctx, func, iovs, count * 8)?;
-    charge_bytes(ctx, array.len())?;
-    let mut raw = vec![0u8; array.len()];
-    if let (Some(data), _) = ctx.memory_and_state() {
-        raw.copy_from_slice(&data[array]);
-    }
-    let mut buffers = Vec::new();
-    let mut copied = raw.len() as u64;
-    for entry in raw.chunks_exact(8) {
-        let buf = u32::from_le_bytes([entry[0], entry[1], entry[2], entry[3]]) as u64;
-        let len = u32::from_le_bytes([entry[4], entry[5], entry[6], entry[7]]) as u64;
-        copied += len;
-        if copied > COPY_LIMIT {
-            return Ok(Err(NOMEM));
-        }
-        buffers.push(guest_range(ctx, func, buf, len)?);
-    }
-    Ok(Ok(buffers))
-}
-
 /// `fd_write(fd, iovs, iovs_len, nwritten)`: to the capture pipes.
 fn fd_write(ctx: &mut dyn HostCtx, params: &[Value], results: &mut [Value]) -> Result<(), Stop> {
     let fd = param(params, 0) as u32;
@@ -180,6 +177,18 @@ fn fd_write(ctx: &mut dyn HostCtx, params: &[Value], results: &mut [Value]) -> R
         Ok(buffers) => buffers,
         Err(errno) => return done(results, errno),
     };
+    if fd >= 3 {
+        let out = param(params, 3);
+        return files_fd::move_bytes(
+            ctx,
+            "fd_write",
+            fd,
+            buffers,
+            Move::Write(None),
+            out,
+            results,
+        );
+    }
     if !(fd == 1 || fd == 2) || !ctx.state().wasi().plain.is_open(fd) {
         return done(results, errno::BADF);
     }
@@ -205,6 +214,10 @@ fn fd_read(ctx: &mut dyn HostCtx, params: &[Value], results: &mut [Value]) -> Re
         Ok(buffers) => buffers,
         Err(errno) => return done(results, errno),
     };
+    if fd >= 3 {
+        let out = param(params, 3);
+        return files_fd::move_bytes(ctx, "fd_read", fd, buffers, Move::Read(None), out, results);
+    }
     if fd != 0 || !ctx.state().wasi().plain.is_open(fd) {
         return done(results, errno::BADF);
     }
@@ -236,6 +249,9 @@ fn fd_read(ctx: &mut dyn HostCtx, params: &[Value], results: &mut [Value]) -> Re
 
 fn fd_close(ctx: &mut dyn HostCtx, params: &[Value], results: &mut [Value]) -> Result<(), Stop> {
     let fd = param(params, 0) as u32;
+    if fd >= 3 {
+        return files_fd::close(ctx, fd, results);
+    }
     let plain = &mut ctx.state().wasi().plain;
     if !plain.is_open(fd) {
         return done(results, errno::BADF);
@@ -254,12 +270,27 @@ fn not_seekable(
     done(results, if open { SPIPE } else { errno::BADF })
 }
 
+/// `fd_seek(fd, offset, whence, newoffset)`.
 fn fd_seek(ctx: &mut dyn HostCtx, params: &[Value], results: &mut [Value]) -> Result<(), Stop> {
-    not_seekable(ctx, params, results)
+    let fd = param(params, 0) as u32;
+    if fd < 3 {
+        return not_seekable(ctx, params, results);
+    }
+    let offset = match params.get(1) {
+        Some(Value::I64(offset)) => *offset,
+        _ => 0,
+    };
+    let (whence, out) = (param(params, 2), param(params, 3));
+    files_fd::seek(ctx, fd, offset, whence, out, "fd_seek", results)
 }
 
+/// `fd_tell(fd, offset)`.
 fn fd_tell(ctx: &mut dyn HostCtx, params: &[Value], results: &mut [Value]) -> Result<(), Stop> {
-    not_seekable(ctx, params, results)
+    let fd = param(params, 0) as u32;
+    if fd < 3 {
+        return not_seekable(ctx, params, results);
+    }
+    files_fd::seek(ctx, fd, 0, 1, param(params, 1), "fd_tell", results)
 }
 
 /// `fd_fdstat_get(fd, stat)`: as Wasmtime's for stdio that is no terminal.
@@ -269,6 +300,9 @@ fn fd_fdstat_get(
     results: &mut [Value],
 ) -> Result<(), Stop> {
     let fd = param(params, 0) as u32;
+    if fd >= 3 {
+        return files_fd::fdstat(ctx, fd, param(params, 1), results);
+    }
     if !ctx.state().wasi().plain.is_open(fd) {
         return done(results, errno::BADF);
     }
@@ -284,17 +318,14 @@ fn fd_fdstat_get(
     done(results, errno::SUCCESS)
 }
 
-/// No preopens: every descriptor is `EBADF` here.
-fn fd_prestat_get(_: &mut dyn HostCtx, _: &[Value], results: &mut [Value]) -> Result<(), Stop> {
-    done(results, errno::BADF)
+/// `fd_prestat_get(fd, prestat)`: the preopens are from 3 up.
+fn fd_prestat_get(ctx: &mut dyn HostCtx, p: &[Value], r: &mut [Value]) -> Result<(), Stop> {
+    files_fd::fd_prestat_get(ctx, p, r)
 }
 
-fn fd_prestat_dir_name(
-    _: &mut dyn HostCtx,
-    _: &[Value],
-    results: &mut [Value],
-) -> Result<(), Stop> {
-    done(results, errno::BADF)
+/// `fd_prestat_dir_name(fd, path, path_len)`.
+fn fd_prestat_dir_name(ctx: &mut dyn HostCtx, p: &[Value], r: &mut [Value]) -> Result<(), Stop> {
+    files_fd::fd_prestat_dir_name(ctx, p, r)
 }
 
 /// A `poll_oneoff` waiting for its clock subscriptions: the guest is
@@ -320,10 +351,13 @@ fn poll_oneoff(ctx: &mut dyn HostCtx, params: &[Value], results: &mut [Value]) -
     };
     let mut events = Vec::new();
     for &(userdata, kind, fd) in &poll.fds {
-        let ready = match kind {
-            EVENT_FD_READ => fd == 0,
-            _ => fd == 1 || fd == 2,
-        } && ctx.state().wasi().plain.is_open(fd);
+        let plain = &mut ctx.state().wasi().plain;
+        // A file is always ready, as on Wasmtime; a directory never is.
+        let ready = match (fd, kind) {
+            (3.., _) => matches!(plain.files.get(fd), Some(super::files::Entry::File { .. })),
+            (_, EVENT_FD_READ) => fd == 0 && plain.is_open(fd),
+            _ => (fd == 1 || fd == 2) && plain.is_open(fd),
+        };
         let error = if ready { errno::SUCCESS } else { errno::BADF };
         events.push(event(userdata, error, kind));
     }
