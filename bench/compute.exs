@@ -15,7 +15,7 @@
 # same engines and versions, a fresh store and instance per call, with each
 # instrumentation the engine can be built with (Wasmtime: none, fuel, epochs,
 # fuel + epochs, the same on a fiber, and "munition" = fuel + epochs on a
-# fiber yielding every 10,000 units of fuel, Munition's configuration; Wasmi:
+# fiber yielding every 100,000 units of fuel, Munition's configuration; Wasmi:
 # none, fuel).
 #
 # Columns: median and p99 of one call, the fuel it consumed, and the median

@@ -11,8 +11,8 @@
 //!     every millisecond, a deadline callback on every tick, as Munition's),
 //!     `fuel+epochs`, `fuel+epochs+fiber` (the guest on a fiber, `call_async`,
 //!     never yielding), and `munition` = fuel + epochs on a fiber yielding
-//!     every 10,000 units of fuel (`fuel_async_yield_interval`), Munition's
-//!     own configuration;
+//!     every 100,000 units of fuel (`fuel_async_yield_interval`), Munition's
+//!     own configuration (munition_native's FUEL_YIELD_INTERVAL: keep in step);
 //!   * Wasmi: `none` and `fuel`.
 //!
 //! WASI imports (a reactor built with wasi-libc imports a few) are stubs
@@ -33,7 +33,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 const FUEL: u64 = u64::MAX / 2;
-const FUEL_YIELD_INTERVAL: u64 = 10_000;
+const FUEL_YIELD_INTERVAL: u64 = 100_000;
 const EPOCH_TICK: Duration = Duration::from_millis(1);
 const ENOSYS: i32 = 52;
 

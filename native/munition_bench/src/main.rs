@@ -60,7 +60,7 @@ const MAX_MEMORY_BYTES: u64 = 4 << 30;
 const MAX_WASM_STACK: usize = 512 * 1024;
 const FIBER_STACK_SIZE: usize = 2 * 1024 * 1024;
 const MAX_BACKTRACE_FRAMES: usize = 256;
-const FUEL_YIELD_INTERVAL: u64 = 10_000;
+const FUEL_YIELD_INTERVAL: u64 = 100_000;
 // Munition's defaults for a call.
 const FUEL: u64 = 10_000_000;
 const TIMEOUT: Duration = Duration::from_secs(5);

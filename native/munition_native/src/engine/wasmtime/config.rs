@@ -25,9 +25,13 @@ use crate::engine::settings::{
 pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 
 /// Fuel between the guest's suspension points (where the slice clock is read
-/// and the fuel counter is saved). Small enough that a slice ends close to
-/// `SLICE`, large enough that suspending costs well under 1% of the run.
-pub const FUEL_YIELD_INTERVAL: u64 = 10_000;
+/// and the fuel counter is saved). A slice can only end at one, so it
+/// overshoots `SLICE` by at most this much fuel: 10 to 20 µs of guest code.
+/// At 10,000 the suspensions themselves cost 8 to 19% of guest compute
+/// (bench/compute.exs: a tight loop, a QuickJS start-up, a C hash); at
+/// 100,000 they cost 1 to 2%, and runaways still end at their deadline and
+/// leave the schedulers' heartbeat alone (test/soak/runaway_guests_soak_test.exs).
+pub const FUEL_YIELD_INTERVAL: u64 = 100_000;
 
 /// Wasm stack a guest may use. Guests run on a fiber stack of
 /// `FIBER_STACK_SIZE` bytes that Munition owns, never on the dirty scheduler's
