@@ -55,6 +55,13 @@ defmodule Munition.Conformance do
           assert {:ok, nil, _} = fire(~s{(module (func (export "f")))}, "f", [])
         end
 
+        test "a start function with parameters or results makes the module invalid" do
+          for start <- ["(func $s (result i32) i32.const 1)", "(func $s (param i32))"] do
+            wat = ~s{(module #{start} (start $s) (func (export "f")))}
+            assert {:error, {:invalid_module, _}} = fire(wat, "f", [])
+          end
+        end
+
         test "a function with several results returns a list" do
           wat = ~s{(module (func (export "f") (result i32 i64 f64) i32.const 1 i64.const 2 f64.const 3.5))}
           assert {:ok, [1, 2, 3.5], _} = fire(wat, "f", [])

@@ -568,6 +568,40 @@ defmodule Munition.Host.WASIContract do
           refute_received _
         end
 
+        test "a hard link from a read-only preopen into a writable one is refused: the file stays read-only" do
+          box = sandbox()
+          out = Path.join(box.root, "out")
+          File.mkdir_p!(out)
+
+          # path_link(3: /data read-only, "hello.txt", 4: /out writable, "x"),
+          # then the same from /out to /out.
+          wat =
+            guest(
+              ["path_link"],
+              """
+              (func (export "link") (result i32 i32)
+                (call $path_link (i32.const 3) (i32.const 0) (i32.const 1024) (i32.const 9)
+                  (i32.const 4) (i32.const 1040) (i32.const 1))
+                (call $path_link (i32.const 4) (i32.const 0) (i32.const 1048) (i32.const 1)
+                  (i32.const 4) (i32.const 1056) (i32.const 1)))
+              """,
+              ~s{(data (i32.const 1024) "hello.txt") (data (i32.const 1040) "x") } <>
+                ~s{(data (i32.const 1048) "y") (data (i32.const 1056) "z")}
+            )
+
+          File.write!(Path.join(out, "y"), "mine")
+
+          opts = [
+            capabilities: [:wasi, :wasi_fs, :wasi_fs_write],
+            wasi: [preopens: [{"/data", box.data}, {"/out", out, :read_write}]]
+          ]
+
+          # EPERM from the read-only side; a link within the writable one is made.
+          assert {:ok, [63, 0], _} = fire(wat, "link", [], opts)
+          refute File.exists?(Path.join(out, "x"))
+          assert File.read!(Path.join(out, "z")) == "mine"
+        end
+
         test "a file's life: the same errnos and results on every engine" do
           box = sandbox()
 

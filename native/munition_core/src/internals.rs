@@ -161,6 +161,16 @@ pub fn expose(wasm: &[u8], memories: u32, globals: u32) -> Option<Exposed> {
 
     let mut entries = Vec::new();
     let mut added = 0u32;
+    // Two start sections make the module invalid; left as it is, the
+    // validation of the original bytes says so.
+    if sections
+        .iter()
+        .filter(|(id, _)| *id == START_SECTION)
+        .count()
+        > 1
+    {
+        return None;
+    }
     let start = sections.iter().find(|(id, _)| *id == START_SECTION);
     if let Some((_, range)) = start {
         let func = read_u32(wasm, &mut range.start.clone())?;
@@ -264,6 +274,18 @@ mod tests {
         let (start, exports) = read(&exposed.wasm);
         assert_eq!(start, None);
         assert_eq!(exports, vec![("a".to_string(), 0), (reserved("start"), 1)]);
+    }
+
+    #[test]
+    fn two_start_sections_are_left_to_the_validation_of_the_original() {
+        let wasm = wat::parse_str(r#"(module (func $init) (start $init))"#).unwrap();
+        // The start section (id, size 1, function 0), then it again.
+        let at = wasm
+            .windows(3)
+            .position(|bytes| bytes == [START_SECTION, 1, 0])
+            .unwrap();
+        let twice = [&wasm[..at + 3], &wasm[at..]].concat();
+        assert!(expose(&twice, 0, 0).is_none());
     }
 
     #[test]

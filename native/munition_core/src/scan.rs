@@ -95,7 +95,14 @@ pub fn scan(wasm: &[u8]) -> wasmparser::Result<Scan> {
                     memories.push(memory_info(&memory?, false));
                 }
             }
-            Payload::GlobalSection(reader) => global_count += reader.count(),
+            // Counted as read, not as the section's header declares: the
+            // count sizes the names below, before the module is validated.
+            Payload::GlobalSection(reader) => {
+                for global in reader {
+                    global?;
+                    global_count += 1;
+                }
+            }
             Payload::ExportSection(reader) => {
                 for export in reader {
                     let export = export?;
@@ -244,6 +251,13 @@ mod tests {
         assert!(!is_component(b"\0asm\x01\x00\x00\x00rest"));
         assert!(!is_component(b"\0asm\x0d\x00"));
         assert!(!is_component(b"(module)"));
+    }
+
+    #[test]
+    fn a_global_count_larger_than_the_globals_is_an_error_not_an_allocation() {
+        // A global section declaring 2^32 - 1 globals and holding none.
+        let wasm = b"\0asm\x01\x00\x00\x00\x06\x05\xff\xff\xff\xff\x0f";
+        assert!(scan(wasm).is_err());
     }
 
     #[test]

@@ -58,10 +58,23 @@ pub fn compile(wasm: &[u8], facts: Facts, hash: String) -> MunitionResult<Compil
     let module =
         Module::new(&ENGINE, runnable).map_err(|e| MunitionError::InvalidModule(e.to_string()))?;
     supported(&facts)?;
-    if start && module.get_export(&internals.start()).is_none() {
-        return Err(MunitionError::Unsupported(
-            "the module's start function cannot be made resumable".into(),
-        ));
+    match module.get_export(&internals.start()) {
+        None if start => {
+            return Err(MunitionError::Unsupported(
+                "the module's start function cannot be made resumable".into(),
+            ))
+        }
+        // Exported, the start function's type is no longer checked as a start
+        // function's: one with parameters or results makes the module
+        // invalid, as Wasmi says of the original bytes.
+        Some(ExternType::Func(ty)) if !ty.params().is_empty() || !ty.results().is_empty() => {
+            let error = Module::new(&ENGINE, wasm).err().map_or(
+                "the start function must take and return nothing".into(),
+                |e| e.to_string(),
+            );
+            return Err(MunitionError::InvalidModule(error));
+        }
+        _ => {}
     }
     let imports: Vec<_> = module
         .imports()

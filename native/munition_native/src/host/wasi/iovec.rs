@@ -20,8 +20,13 @@ pub fn iovecs(
     iovs: u64,
     count: u64,
 ) -> Result<Result<Vec<Range<usize>>, i32>, Stop> {
-    // Below 2^32 each: the product cannot overflow.
+    // Below 2^32 each: the product cannot overflow. An array outside memory
+    // traps; one over the copy limit is refused before anything of it is
+    // copied to the host.
     let array = guest_range(ctx, func, iovs, count * 8)?;
+    if count * 8 > COPY_LIMIT {
+        return Ok(Err(NOMEM));
+    }
     charge_bytes(ctx, array.len())?;
     let mut raw = vec![0u8; array.len()];
     if let (Some(data), _) = ctx.memory_and_state() {

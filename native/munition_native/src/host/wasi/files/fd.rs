@@ -248,7 +248,9 @@ pub fn fd_readdir(ctx: &mut dyn HostCtx, p: &[Value], r: &mut [Value]) -> Result
         (ino, ty, entry.file_name().to_string_lossy().into_owned())
     });
     let mut out = Vec::new();
+    let mut visited = 0usize;
     for (index, (ino, ty, name)) in dots.into_iter().chain(listed).enumerate() {
+        visited += 1;
         let next = index as u64 + 1;
         if next <= cookie {
             continue;
@@ -263,7 +265,9 @@ pub fn fd_readdir(ctx: &mut dyn HostCtx, p: &[Value], r: &mut [Value]) -> Result
         out.extend_from_slice(name.as_bytes());
     }
     out.truncate(range.len());
-    charge_bytes(ctx, out.len())?;
+    // Every entry walked is paid for, skipped ones too (as a 24-byte header
+    // each): a listing from a far cookie into a small buffer is not free.
+    charge_bytes(ctx, out.len() + visited * 24)?;
     if let (Some(data), _) = ctx.memory_and_state() {
         data[range.start..range.start + out.len()].copy_from_slice(&out);
     }

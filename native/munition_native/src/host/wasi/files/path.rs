@@ -152,6 +152,9 @@ pub fn path_open(ctx: &mut dyn HostCtx, p: &[Value], r: &mut [Value]) -> Result<
             preopen: None,
         }
     } else {
+        // Creating or truncating opens for writing, as on Wasmtime (cap-std
+        // refuses either without it): the directory is writable, checked above.
+        let write = write || create || trunc;
         let mut options = OpenOptions::new();
         options
             .read(read || !write)
@@ -276,7 +279,9 @@ pub fn path_link(ctx: &mut dyn HostCtx, p: &[Value], r: &mut [Value]) -> Result<
         return done(r, errno::INVAL);
     }
     let files = files(ctx);
-    let (from, _) = check!(r, dir(files, param(p, 0)));
+    // Both ends writable, as Wasmtime's `link_at`: a link from a read-only
+    // preopen into a writable one would make its file writable through the link.
+    let from = check!(r, writable_dir(files, param(p, 0)));
     let to = check!(r, writable_dir(files, param(p, 4)));
     check!(
         r,
