@@ -363,16 +363,26 @@ defmodule Munition.NativeBuild do
     end
   end
 
-  @doc "Runs cargo in `root`, its output streamed; raises when it fails."
-  def cargo_build!(root, cargo, args) do
-    case System.cmd(cargo, ["build", "--release", "--locked", "-p", @crate | args],
+  @doc """
+  Builds the release library in `root` with `cargo <command>` ("build", or
+  "zigbuild" with `zig_target` such as "x86_64-unknown-linux-gnu.2.17"), its
+  output streamed, and returns the built library's path; raises when it fails.
+  """
+  def build!(root, cargo, command \\ "build", zig_target \\ nil) do
+    target = if zig_target, do: ["--target", zig_target], else: []
+
+    case System.cmd(cargo, [command, "--release", "--locked", "-p", @crate | target],
            cd: root,
            stderr_to_stdout: true,
            into: IO.stream(:stdio, :line)
          ) do
       {_, 0} -> :ok
-      {_, status} -> Mix.raise("cargo build failed with exit status #{status}")
+      {_, status} -> Mix.raise("cargo #{command} failed with exit status #{status}")
     end
+
+    # An explicit target builds under its triple (without the glibc suffix).
+    triple = if zig_target, do: [zig_target |> String.split(".") |> hd()], else: []
+    Path.join([target_dir(root)] ++ triple ++ ["release", built_name()])
   end
 
   def built_name do
@@ -450,8 +460,7 @@ defmodule Mix.Tasks.Compile.MunitionNative do
   defp build(root, dest, why) do
     cargo = NativeBuild.cargo!(why)
     Mix.shell().info("Compiling munition_native from source with cargo: #{why}")
-    NativeBuild.cargo_build!(root, cargo, [])
-    built = Path.join([NativeBuild.target_dir(root), "release", NativeBuild.built_name()])
+    built = NativeBuild.build!(root, cargo)
 
     case File.read(built) do
       {:ok, library} -> install(dest, library, "source")
@@ -546,29 +555,9 @@ defmodule Mix.Tasks.Munition.Native.Package do
 
         Mix.shell().info("Building munition_native for #{target} against glibc #{floor} (cargo zigbuild)")
 
-        case System.cmd(
-               cargo,
-               [
-                 "zigbuild",
-                 "--release",
-                 "--locked",
-                 "-p",
-                 NativeBuild.crate(),
-                 "--target",
-                 "#{target}.#{floor}"
-               ],
-               cd: root,
-               stderr_to_stdout: true,
-               into: IO.stream(:stdio, :line)
-             ) do
-          {_, 0} -> :ok
-          {_, status} -> Mix.raise("cargo zigbuild failed with exit status #{status}")
-        end
-
-        Path.join([NativeBuild.target_dir(root), target, "release", NativeBuild.built_name()])
+        NativeBuild.build!(root, cargo, "zigbuild", "#{target}.#{floor}")
       else
-        NativeBuild.cargo_build!(root, cargo, [])
-        Path.join([NativeBuild.target_dir(root), "release", NativeBuild.built_name()])
+        NativeBuild.build!(root, cargo)
       end
 
     lib = File.read!(built)
