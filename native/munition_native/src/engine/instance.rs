@@ -184,11 +184,23 @@ impl CallMeta {
     }
 }
 
+/// What a call returned: core values, or values only their engine can
+/// make terms of (a component's WIT values, see `engine::component`).
+pub enum Returned {
+    Values(Vec<Value>),
+    Terms(Box<dyn ToTerms>),
+}
+
+/// Values an engine makes terms of itself.
+pub trait ToTerms: Send + std::panic::RefUnwindSafe {
+    fn to_terms<'a>(&self, env: Env<'a>) -> Vec<Term<'a>>;
+}
+
 /// Where a guest execution stands after a slice: finished one way or the
 /// other, or yielded (call `instance_resume/1` for the next slice).
 pub enum Progress {
     Ready,
-    Returned(Vec<Value>, CallMeta),
+    Returned(Returned, CallMeta),
     Crashed(Reason),
     /// The guest called WASI's `proc_exit`: `{:exited, code, meta}`.
     Exited(u32, CallMeta),
@@ -211,9 +223,12 @@ impl Encoder for Progress {
     fn encode<'a>(&self, env: Env<'a>) -> Term<'a> {
         match self {
             Progress::Ready => atoms::ready().encode(env),
-            Progress::Returned(values, meta) => {
+            Progress::Returned(Returned::Values(values), meta) => {
                 let values: Vec<WasmValue> = values.iter().copied().map(WasmValue).collect();
                 (atoms::returned(), values, meta).encode(env)
+            }
+            Progress::Returned(Returned::Terms(values), meta) => {
+                (atoms::returned(), values.to_terms(env), meta).encode(env)
             }
             Progress::Crashed(reason) => (atoms::crashed(), reason.atom()).encode(env),
             Progress::Exited(code, meta) => (atoms::exited(), *code, meta).encode(env),

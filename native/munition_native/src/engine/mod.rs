@@ -38,7 +38,6 @@ use std::time::Duration;
 use munition_core::limits::Facts;
 use rustler::Env;
 
-use self::call::Call;
 use self::capture::Snapshot;
 use self::compile::cache::Registry;
 use self::instance::{InstanceConfig, Live, Progress, Slot};
@@ -46,6 +45,7 @@ use self::module::Compiled;
 pub use self::types::EngineTypes;
 use crate::host::state::LiveStores;
 use crate::vocabulary::error::MunitionResult;
+use rustler::Term;
 
 /// How long a guest runs before it hands its scheduler thread back. Between
 /// slices other dirty work, including other guests, gets its turn, so runaway
@@ -77,6 +77,16 @@ pub trait Engine: EngineTypes {
     /// steps, see `compile`), refusing what Munition does not run.
     fn compile(wasm: &[u8], facts: Facts, hash: String) -> MunitionResult<Compiled<Self>>;
 
+    /// Finds `function` among the module's exports and converts `params`
+    /// to its parameter types, before there is an instance
+    /// (`:function_not_found`, `:bad_args`): every engine of one kind
+    /// refuses the same calls with the same errors.
+    fn convert(
+        module: &Compiled<Self>,
+        function: &str,
+        params: &[Term],
+    ) -> MunitionResult<Self::Call>;
+
     /// The bytes of the guest's exported memory, once it is instantiated.
     fn memory(live: &mut Live<Self>) -> Option<&mut [u8]>;
 
@@ -87,10 +97,10 @@ pub trait Engine: EngineTypes {
         env: Env,
         module: Arc<Compiled<Self>>,
         config: &InstanceConfig,
-        call: Option<Call<Self>>,
+        call: Option<Self::Call>,
     ) -> MunitionResult<(Slot<Self>, Progress)>;
     /// Starts a checked call on the idle instance and runs its first slice.
-    fn call(env: Env, slot: &mut Slot<Self>, call: Call<Self>) -> MunitionResult<Progress>;
+    fn call(env: Env, slot: &mut Slot<Self>, call: Self::Call) -> MunitionResult<Progress>;
     /// Runs the next slice of the execution in progress.
     fn resume(env: Env, slot: &mut Slot<Self>, slice: Duration) -> MunitionResult<Progress>;
     /// The memories, globals and backtrace of a failed (or idle) store.

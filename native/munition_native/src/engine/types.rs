@@ -18,6 +18,9 @@ pub trait EngineTypes: Sized + Send + Sync + 'static {
     type Running: Send + 'static;
     /// What a failure keeps for the capture besides its classification.
     type Evidence: Send + 'static;
+    /// A call checked against the module's types, ready to start in any
+    /// instance of it (`Engine::convert` makes one).
+    type Call: Send + 'static;
 
     fn state(store: &Self::Store) -> &StoreState;
     /// Fuel left to the guest; an error when the engine cannot say.

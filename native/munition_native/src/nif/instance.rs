@@ -6,7 +6,6 @@ use munition_core::guest::preflight;
 use rustler::{Atom, Env, ResourceArc, Term};
 
 use crate::atoms;
-use crate::engine::call::convert;
 use crate::engine::instance::{Handle, InstanceConfig, InstanceRef, Progress, Slot};
 use crate::engine::module::ModuleRef;
 use crate::engine::reaper;
@@ -27,7 +26,7 @@ fn new<'a, E: Engine>(
     // One that cannot start (no such export, bad arguments) is left out: the
     // instance comes back `:ready` and the caller's own call says why.
     let (call, release) = match &config.call.0 {
-        Some((function, params, release)) => match convert(&compiled, function, params) {
+        Some((function, params, release)) => match E::convert(&compiled, function, params) {
             Ok(call) => (Some(call), *release),
             Err(_) => (None, false),
         },
@@ -91,7 +90,7 @@ fn call<E: Engine>(
             "instance did not finish instantiating".into(),
         ));
     }
-    let call = convert(&live.module, function, params)?;
+    let call = E::convert(&live.module, function, params)?;
     E::call(env, &mut slot, call)
 }
 

@@ -27,7 +27,7 @@ use super::config::FUEL_SLICE;
 use super::context::Ctx;
 use super::module::WasmiModule;
 use super::value::{from_val, to_val};
-use crate::engine::instance::{CallMeta, Live, Progress, Slot};
+use crate::engine::instance::{CallMeta, Live, Progress, Returned, Slot};
 use crate::engine::types::EngineTypes;
 use crate::host::bridge::{self, BridgeEnv, Served};
 use crate::host::context::Stop;
@@ -48,6 +48,7 @@ impl EngineTypes for Wasmi {
     type Running = Running;
     /// Wasmi's errors carry no backtrace: nothing to keep.
     type Evidence = ();
+    type Call = crate::engine::call::Call<Wasmi>;
 
     fn state(store: &Self::Store) -> &StoreState {
         store.data()
@@ -440,7 +441,7 @@ pub fn advance(env: Env, slot: &mut Slot<Wasmi>, slice: Duration) -> MunitionRes
             Goal::Start => Progress::Ready,
             Goal::Call => {
                 let values = execution.results.iter().map(from_val).collect();
-                Progress::Returned(values, CallMeta::of(&live)?)
+                Progress::Returned(Returned::Values(values), CallMeta::of(&live)?)
             }
         },
     };

@@ -39,12 +39,12 @@ pub use self::execution::Wasmi;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustler::Env;
+use rustler::{Env, Term};
 use wasmi::Instance;
 
 use self::execution::{advance, classify, instantiation_crashed, start, Execution, Goal};
 use self::value::{to_type, to_val};
-use crate::engine::call::Call;
+use crate::engine::call;
 use crate::engine::capture::Snapshot;
 use crate::engine::instance::{InstanceConfig, Live, Progress, Slot};
 use crate::engine::link::imports;
@@ -59,6 +59,11 @@ engine_impl! { Wasmi {
     /// a trip to a compile thread.
     const INLINE_COMPILE: usize = 4 * 1024;
 
+    fn convert(module: &Compiled<Self>, function: &str, params: &[Term])
+        -> MunitionResult<Self::Call> {
+        call::convert(module, function, params)
+    }
+
     fn memory(live: &mut Live<Self>) -> Option<&mut [u8]> {
         let memory = live.instance?.get_memory(&live.store, EXPORT_NAME)?;
         Some(memory.data_mut(&mut live.store))
@@ -68,7 +73,7 @@ engine_impl! { Wasmi {
         env: Env,
         module: Arc<Compiled<Self>>,
         config: &InstanceConfig,
-        call: Option<Call<Self>>,
+        call: Option<Self::Call>,
     ) -> MunitionResult<(Slot<Self>, Progress)> {
         let wasi = match &config.wasi.0 {
             Some(wasi) => {
@@ -123,7 +128,7 @@ engine_impl! { Wasmi {
         Ok((slot, progress))
     }
 
-    fn call(env: Env, slot: &mut Slot<Self>, call: Call<Self>) -> MunitionResult<Progress> {
+    fn call(env: Env, slot: &mut Slot<Self>, call: Self::Call) -> MunitionResult<Progress> {
         let live = slot.idle()?;
         let func = live
             .instance

@@ -22,12 +22,11 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use rustler::Env;
-use wasmtime::{Error, Instance, ModuleExport, Val};
+use wasmtime::{Error, Instance, ModuleExport, Store};
 
 use super::config::GuestRunning;
 use super::trap::classify;
-use super::value::from_val;
-use crate::engine::instance::{CallMeta, Live, Progress, Slot};
+use crate::engine::instance::{CallMeta, Live, Progress, Returned, Slot};
 use crate::engine::types::EngineTypes;
 use crate::host::bridge::{BridgeEnv, HostBridge};
 use crate::host::state::StoreState;
@@ -45,9 +44,10 @@ impl EngineTypes for Wasmtime {
     type Export = ModuleExport;
     type Store = wasmtime::Store<StoreState>;
     type Instance = Instance;
-    type Running = Running;
+    type Running = Running<Wasmtime>;
     /// The error, with the backtrace and coredump Wasmtime attached.
     type Evidence = wasmtime::Error;
+    type Call = crate::engine::call::Call<Wasmtime>;
 
     fn state(store: &Self::Store) -> &StoreState {
         store.data()
@@ -65,18 +65,31 @@ impl EngineTypes for Wasmtime {
     }
 }
 
-/// What a guest execution produced when it finished.
-pub enum Step {
-    Instantiated(Instance),
-    Returned(Vec<Val>),
+/// The engines that run on Wasmtime, core modules (`Wasmtime`) and
+/// components (`engine::component`): a Wasmtime store with Munition's
+/// state, failures as Wasmtime's errors, and executions run here.
+pub trait OnWasmtime:
+    EngineTypes<Store = Store<StoreState>, Evidence = Error, Running = Running<Self>>
+{
 }
 
-type Done = (Live<Wasmtime>, wasmtime::Result<Step>);
+impl OnWasmtime for Wasmtime {}
+
+/// What a guest execution produced when it finished.
+pub enum Step<I> {
+    Instantiated(I),
+    Returned(Returned),
+}
+
+type Done<E> = (
+    Live<E>,
+    wasmtime::Result<Step<<E as EngineTypes>::Instance>>,
+);
 
 /// A guest execution in progress. It owns the `Live` (and so the store) until
 /// it finishes; dropping it cancels the guest (Wasmtime unwinds the fiber).
-pub struct Running {
-    future: Pin<Box<dyn Future<Output = Done> + Send>>,
+pub struct Running<E: EngineTypes> {
+    future: Pin<Box<dyn Future<Output = Done<E>> + Send>>,
     bridge: Option<Arc<HostBridge>>,
     wakeup: Arc<Wakeup>,
     /// The store has WASI state: its slices run inside wasmtime-wasi's
@@ -87,10 +100,10 @@ pub struct Running {
 }
 
 /// Starts a guest execution on the idle instance; `advance` runs it.
-pub fn start<F, Fut>(slot: &mut Slot<Wasmtime>, run: F) -> MunitionResult<()>
+pub fn start<E: OnWasmtime, F, Fut>(slot: &mut Slot<E>, run: F) -> MunitionResult<()>
 where
-    F: FnOnce(Live<Wasmtime>) -> Fut,
-    Fut: Future<Output = Done> + Send + 'static,
+    F: FnOnce(Live<E>) -> Fut,
+    Fut: Future<Output = Done<E>> + Send + 'static,
 {
     let live = slot.take_idle()?;
     let state = live.store.data();
@@ -107,8 +120,8 @@ where
 }
 
 /// How the polls of a slice ended.
-enum SlicePoll {
-    Done(Done),
+enum SlicePoll<E: EngineTypes> {
+    Done(Done<E>),
     Yielded,
     Waiting,
 }
@@ -119,7 +132,7 @@ enum SlicePoll {
 ///
 /// The guest also suspends itself every `FUEL_YIELD_INTERVAL` units of
 /// fuel; within a slice it is resumed at once.
-fn poll_slice(env: Env, running: &mut Running, slice: Duration) -> SlicePoll {
+fn poll_slice<E: EngineTypes>(env: Env, running: &mut Running<E>, slice: Duration) -> SlicePoll<E> {
     let started = Instant::now();
     let Running {
         future,
@@ -167,7 +180,11 @@ fn poll_slice(env: Env, running: &mut Running, slice: Duration) -> SlicePoll {
 }
 
 /// Runs one slice of the slot's guest execution and reports where it stands.
-pub fn advance(env: Env, slot: &mut Slot<Wasmtime>, slice: Duration) -> MunitionResult<Progress> {
+pub fn advance<E: OnWasmtime>(
+    env: Env,
+    slot: &mut Slot<E>,
+    slice: Duration,
+) -> MunitionResult<Progress> {
     let Slot::Running(running) = slot else {
         return Err(MunitionError::InvalidState(
             "no guest execution to resume".into(),
@@ -192,9 +209,7 @@ pub fn advance(env: Env, slot: &mut Slot<Wasmtime>, slice: Duration) -> Munition
             live.instance = Some(instance);
             Progress::Ready
         }
-        Ok(Step::Returned(values)) => {
-            Progress::Returned(values.iter().map(from_val).collect(), CallMeta::of(&live)?)
-        }
+        Ok(Step::Returned(values)) => Progress::Returned(values, CallMeta::of(&live)?),
         Err(error) => match finish(&mut live, error) {
             Ok(progress) => progress,
             Err(overloaded) => {
@@ -210,7 +225,7 @@ pub fn advance(env: Env, slot: &mut Slot<Wasmtime>, slice: Duration) -> Munition
 /// A guest execution that ended with an error: every instance slot in use
 /// (the caller waits for one), `proc_exit` (which unwinds the guest with an
 /// error but ends it as the guest wanted: a result), or a failure.
-fn finish(live: &mut Live<Wasmtime>, error: Error) -> MunitionResult<Progress> {
+fn finish<E: OnWasmtime>(live: &mut Live<E>, error: Error) -> MunitionResult<Progress> {
     if error
         .downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
         .is_some()

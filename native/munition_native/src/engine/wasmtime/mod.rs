@@ -19,14 +19,14 @@ pub use self::execution::Wasmtime;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustler::Env;
+use rustler::{Env, Term};
 use wasmtime::{Extern, Instance, Val};
 
 use self::execution::{advance, start, Step};
-use self::value::to_val;
-use crate::engine::call::Call;
+use self::value::{from_val, to_val};
+use crate::engine::call::{self, Call};
 use crate::engine::capture::Snapshot;
-use crate::engine::instance::{InstanceConfig, Live, Progress, Slot};
+use crate::engine::instance::{InstanceConfig, Live, Progress, Returned, Slot};
 use crate::engine::link::imports;
 use crate::engine::module::Compiled;
 use crate::engine::FIRST_SLICE;
@@ -48,7 +48,7 @@ async fn run_call(
     mut live: Live<Wasmtime>,
     instance: Instance,
     call: Call<Wasmtime>,
-) -> (Live<Wasmtime>, wasmtime::Result<Step>) {
+) -> (Live<Wasmtime>, wasmtime::Result<Step<Instance>>) {
     let func = instance
         .get_module_export(&mut live.store, &call.export)
         .and_then(Extern::into_func);
@@ -61,13 +61,19 @@ async fn run_call(
     let result = func
         .call_async(&mut live.store, &params, &mut results)
         .await;
-    (live, result.map(|()| Step::Returned(results)))
+    let returned = || Returned::Values(results.iter().map(from_val).collect());
+    (live, result.map(|()| Step::Returned(returned())))
 }
 
 engine_impl! { Wasmtime {
     // Cranelift takes milliseconds for the smallest module: always a
     // compile thread.
     const INLINE_COMPILE: usize = 0;
+
+    fn convert(module: &Compiled<Self>, function: &str, params: &[Term])
+        -> MunitionResult<Self::Call> {
+        call::convert(module, function, params)
+    }
 
     fn memory(live: &mut Live<Self>) -> Option<&mut [u8]> {
         let memory = live.instance?.get_memory(&mut live.store, EXPORT_NAME)?;
@@ -78,7 +84,7 @@ engine_impl! { Wasmtime {
         env: Env,
         module: Arc<Compiled<Self>>,
         config: &InstanceConfig,
-        call: Option<Call<Self>>,
+        call: Option<Self::Call>,
     ) -> MunitionResult<(Slot<Self>, Progress)> {
         let wasi = config
             .wasi
@@ -110,7 +116,7 @@ engine_impl! { Wasmtime {
         Ok((slot, progress))
     }
 
-    fn call(env: Env, slot: &mut Slot<Self>, call: Call<Self>) -> MunitionResult<Progress> {
+    fn call(env: Env, slot: &mut Slot<Self>, call: Self::Call) -> MunitionResult<Progress> {
         let instance = slot.idle()?.instance.ok_or_else(|| {
             MunitionError::InvalidState("instance did not finish instantiating".into())
         })?;
