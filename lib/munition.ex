@@ -275,6 +275,8 @@ defmodule Munition do
           | {:crash, crash_reason(), Munition.Forensics.Dump.t() | nil}
           | {:error, error_reason()}
   def execute(%State{} = state, dump_dir) do
+    if state.module.kind == :module, do: Options.core_args!(state.args)
+
     state
     |> Manager.execute()
     |> tap(&report(&1, state, dump_dir))

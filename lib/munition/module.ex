@@ -15,6 +15,14 @@ defmodule Munition.Module do
       nesting, calls, data size, memory pages), used by `Munition.Fuel.Policy`
     * `:reactor` - whether it exports `_initialize() -> ()`, a WASI reactor's
       initializer, which every call runs first, in the same instance
+    * `:kind` - `:module` (a core module) or `:component` (the component
+      model: WIT interfaces, WASI 0.2; see `Munition.Component`). A
+      component's `:imports` and `:exports` are its WIT world's functions:
+      `%{module: interface, name: n, kind: :func, params: [{name, type}],
+      results: [type], refused: nil | reason}` for imports (`module` is `""`
+      at the root of the world) and `%{name: call_name, ...}` for exports,
+      types as WIT text (`"list<string>"`); `refused` says why Munition
+      cannot call (or link) it.
   """
 
   @enforce_keys [:resource, :hash]
@@ -26,7 +34,8 @@ defmodule Munition.Module do
     exports: [],
     memories: [],
     stats: %{},
-    reactor: false
+    reactor: false,
+    kind: :module
   ]
 
   @type t :: %__MODULE__{
@@ -37,7 +46,8 @@ defmodule Munition.Module do
           exports: [map()],
           memories: [map()],
           stats: map(),
-          reactor: boolean()
+          reactor: boolean(),
+          kind: :module | :component
         }
 
   @doc false
@@ -74,13 +84,22 @@ defmodule Munition.Module do
   # Only asked when a call's runtime is not the one that compiled its module.
   defp engine(runtime), do: Map.fetch!(runtime.info(), :engine)
 
+  @doc false
+  # Whether `bytes` hold a component rather than a core module: the binary's
+  # header (version 0x0d, layer 1), or WAT text whose first form is
+  # `(component`.
+  @spec component_bytes?(binary()) :: boolean()
+  def component_bytes?(<<0, "asm", version::16-little, 1::16-little, _::binary>>) when version != 1, do: true
+  def component_bytes?(<<0, "asm", _::binary>>), do: false
+  def component_bytes?(text), do: Regex.match?(~r/\A(\s|;;[^\n]*\n)*\(component\b/, binary_part(text, 0, min(byte_size(text), 4096)))
+
   @doc "The export named `name`, or `nil`."
   @spec export(t(), String.t()) :: map() | nil
   def export(%__MODULE__{exports: exports}, name), do: Enum.find(exports, &(&1.name == name))
 
   defimpl Inspect do
     def inspect(module, _opts) do
-      "#Munition.Module<hash: \"#{String.slice(module.hash, 0, 12)}…\", exports: #{length(module.exports)}, imports: #{length(module.imports)}>"
+      "#Munition.Module<#{if module.kind == :component, do: "component, "}hash: \"#{String.slice(module.hash, 0, 12)}…\", exports: #{length(module.exports)}, imports: #{length(module.imports)}>"
     end
   end
 end

@@ -83,6 +83,24 @@ defmodule Munition.Native do
   def pool_place_return(_place), do: :erlang.nif_error(:nif_not_loaded)
   def pool_places_in_use(_places), do: :erlang.nif_error(:nif_not_loaded)
 
+  # Components on Wasmtime (native/munition_native/src/engine/component).
+  def component_lookup(_bytes, _cache_capacity, _limits), do: :erlang.nif_error(:nif_not_loaded)
+  def component_lookup_dirty(_bytes, _cache_capacity, _limits), do: :erlang.nif_error(:nif_not_loaded)
+
+  def component_compile_start(_bytes, _hash, _cache_capacity, _limits, _tag),
+    do: :erlang.nif_error(:nif_not_loaded)
+
+  def component_compile_cancel(_ticket), do: :erlang.nif_error(:nif_not_loaded)
+  def component_cache_stats, do: :erlang.nif_error(:nif_not_loaded)
+  def component_live_count, do: :erlang.nif_error(:nif_not_loaded)
+  def component_instance_new(_module, _config), do: :erlang.nif_error(:nif_not_loaded)
+  def component_instance_call(_instance, _function, _params), do: :erlang.nif_error(:nif_not_loaded)
+  def component_instance_resume(_instance), do: :erlang.nif_error(:nif_not_loaded)
+  def component_instance_capture(_instance, _mode), do: :erlang.nif_error(:nif_not_loaded)
+  def component_instance_cleanup(_instance), do: :erlang.nif_error(:nif_not_loaded)
+  def component_instance_cleanup_dirty(_instance), do: :erlang.nif_error(:nif_not_loaded)
+  def component_host_reply(_call, _reply), do: :erlang.nif_error(:nif_not_loaded)
+
   # The Wasmi engine (native/munition_native/src/engine/wasmi).
   def wasmi_engine_info, do: :erlang.nif_error(:nif_not_loaded)
   def wasmi_live_count, do: :erlang.nif_error(:nif_not_loaded)

@@ -274,12 +274,22 @@ defmodule Munition.Options do
   @doc false
   @spec args!(term()) :: list()
   def args!(args) when is_list(args) do
-    # Checked on every call: one pass, no closure.
-    check_args!(args, args)
+    unless proper_list?(args), do: raise(ArgumentError, "args must be a proper list, got: #{inspect(args)}")
     args
   end
 
   def args!(other), do: raise(ArgumentError, "args must be a list, got: #{inspect(other)}")
+
+  @doc false
+  # A core module's arguments, checked once its kind is known: numbers, the
+  # float atoms, or binaries (a component's are WIT values, which the runtime
+  # checks against its types).
+  @spec core_args!(list()) :: list()
+  def core_args!(args) do
+    # Checked on every call: one pass, no closure.
+    check_args!(args, args)
+    args
+  end
 
   defp check_args!([], _args), do: :ok
 

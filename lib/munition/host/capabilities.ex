@@ -170,7 +170,28 @@ defmodule Munition.Host.Capabilities do
   """
   @spec resolve(Munition.Module.t(), [atom()], [Munition.Host.Functions.t()], module() | nil) ::
           {:ok, [link()]} | {:error, {:capability_denied, [map()]} | {:instantiation_failed, String.t()}}
-  def resolve(%Munition.Module{} = module, granted, host_functions, runtime \\ nil) do
+  def resolve(module, granted, host_functions, runtime \\ nil)
+
+  def resolve(%Munition.Module{kind: :component} = module, granted, host_functions, _runtime) do
+    indexed = Enum.with_index(host_functions)
+
+    {links, denied} =
+      Enum.reduce(module.imports, {[], []}, fn import, {links, denied} ->
+        case link_component(import, granted, indexed) do
+          {:ok, link} -> {[link | links], denied}
+          {:denied, needs} -> {links, [%{module: import.module, name: import.name, needs: needs} | denied]}
+          {:error, _} = error -> throw(error)
+        end
+      end)
+
+    if denied == [],
+      do: {:ok, Enum.reverse(links)},
+      else: {:error, {:capability_denied, Enum.reverse(denied)}}
+  catch
+    {:error, _} = error -> error
+  end
+
+  def resolve(%Munition.Module{} = module, granted, host_functions, runtime) do
     with {:ok, resolved} <- link_all(module, granted, host_functions, runtime || module.runtime) do
       case Enum.find(resolved, fn {import, _link, signature} ->
              {import.params, import.results} != signature
@@ -231,4 +252,65 @@ defmodule Munition.Host.Capabilities do
   end
 
   defp link(_import, _granted, _host_functions, _builtins), do: {:denied, nil}
+
+  # A component's import. WASI 0.2 interfaces are granted as preview 1's
+  # functions are (`wasi_capability/1`); those that reach nothing unless
+  # something else is given (files without a preopen, sockets, which the
+  # context denies, and interfaces Munition does not implement, which trap
+  # if called) are linked without a capability: a plugin that imports them
+  # and never uses them runs. Any other interface is served by an Elixir
+  # host function given as `{interface, name, :wit, capability, fun}`.
+  defp link_component(%{module: "wasi:" <> _ = interface} = import, granted, _host_functions) do
+    case wasi_capability(interface) do
+      nil -> {:ok, {:builtin, interface, import.name}}
+      capability -> if capability in granted, do: {:ok, {:builtin, interface, import.name}}, else: {:denied, capability}
+    end
+  end
+
+  defp link_component(import, granted, host_functions) do
+    case Enum.find(host_functions, fn {f, _} -> f.module == import.module and f.name == import.name end) do
+      nil ->
+        {:denied, nil}
+
+      {%{params: :wit} = function, index} ->
+        cond do
+          function.capability not in granted ->
+            {:denied, function.capability}
+
+          import.refused != nil ->
+            {:error, {:instantiation_failed, "import #{import.module}.#{import.name} cannot be served: #{import.refused}"}}
+
+          not is_function(function.fun, length(import.params) + 1) ->
+            {:error,
+             {:instantiation_failed,
+              "import #{import.module}.#{import.name} takes #{length(import.params)} argument(s), so its " <>
+                "host function's fun must have arity #{length(import.params) + 1} (context first)"}}
+
+          true ->
+            {:ok, {:elixir, import.module, import.name, index, [], []}}
+        end
+
+      {function, _index} ->
+        {:error,
+         {:instantiation_failed,
+          "import #{import.module}.#{import.name} is a component's: its host function is typed by the component " <>
+            "(give {#{inspect(import.module)}, #{inspect(import.name)}, :wit, capability, fun}), not " <>
+            "#{inspect(function.params)} -> #{inspect(function.results)}"}}
+    end
+  end
+
+  # The capability that grants a WASI 0.2 interface (its name without the
+  # version), or nil for those linked without one (see `link_component/3`).
+  defp wasi_capability(interface) do
+    case interface |> String.split("@") |> hd() do
+      "wasi:cli/environment" -> :wasi_env
+      "wasi:cli/exit" -> :wasi_exit
+      "wasi:cli/" <> _stdio -> :wasi_stdio
+      "wasi:io/poll" -> :wasi_poll
+      "wasi:io/" <> _streams -> :wasi_stdio
+      "wasi:clocks/" <> _ -> :wasi_clock
+      "wasi:random/" <> _ -> :wasi_random
+      _files_sockets_or_unimplemented -> nil
+    end
+  end
 end

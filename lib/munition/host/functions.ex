@@ -49,6 +49,18 @@ defmodule Munition.Host.Functions do
   @spec new!(tuple() | t()) :: t()
   def new!(%Function{} = function), do: function
 
+  # An import of a component: typed by the component's WIT world.
+  def new!({module, name, :wit, capability, fun} = spec)
+      when is_binary(module) and is_binary(name) and is_atom(capability) and is_function(fun) do
+    if capability in Munition.Host.Capabilities.builtin_capabilities() do
+      raise ArgumentError,
+            "host function #{module}.#{name} must use a capability of its own, not the built-in #{inspect(capability)}"
+    end
+
+    _ = spec
+    %Function{module: module, name: name, params: :wit, results: :wit, capability: capability, fun: fun}
+  end
+
   def new!({module, name, {params, results}, capability, fun} = spec)
       when is_binary(module) and is_binary(name) and is_list(params) and is_list(results) and
              is_atom(capability) and is_function(fun) do

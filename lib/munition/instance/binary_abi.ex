@@ -23,6 +23,12 @@ defmodule Munition.Instance.BinaryABI do
   to report as `{:function_not_found, name}`.
   """
   @spec check(State.t()) :: :ok | {:error, {:bad_args | :bad_result, String.t()}}
+  def check(%State{module: %{kind: :component}, result: :binary}) do
+    {:error, {:bad_result, "result: :binary is for core modules: a component's results are WIT values"}}
+  end
+
+  def check(%State{module: %{kind: :component}}), do: :ok
+
   def check(%State{module: module} = state) do
     # The exports are looked up only when the ABI is in use: most calls pass
     # numbers and want values.

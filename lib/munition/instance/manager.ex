@@ -151,6 +151,9 @@ defmodule Munition.Instance.Manager do
   # initialize), which is most calls, and saves a trip to the engine. The
   # instance may go as soon as it returns unless a binary result is read
   # from its memory after.
+  defp call_at_once(%State{module: %{kind: :component}} = state),
+    do: {state.function, state.args, true}
+
   defp call_at_once(state) do
     if BinaryABI.numbers_only?(state.args) and not reactor?(state),
       do: {state.function, state.args, state.result == :values}
@@ -227,8 +230,13 @@ defmodule Munition.Instance.Manager do
     end
   end
 
-  defp call(state, instance) do
-    with {:ok, params} <- BinaryABI.lower(state.args, &copy_in(state, instance, &1)) do
+  # A component's arguments are WIT values, converted by the runtime.
+  defp call(%State{module: %{kind: :component}} = state, instance), do: call(state, instance, {:ok, state.args})
+
+  defp call(state, instance), do: call(state, instance, BinaryABI.lower(state.args, &copy_in(state, instance, &1)))
+
+  defp call(state, instance, lowered) do
+    with {:ok, params} <- lowered do
       case drive(state, instance, state.runtime.call(instance, state.function, params)) do
         {:ok, {:returned, values, meta}} -> returned(state, instance, values, meta)
         {:ok, {:crashed, reason}} -> crash(state, instance, reason)

@@ -51,33 +51,52 @@ defmodule Munition.Runtime.Wasmtime do
         overrides -> Config.limits!(overrides)
       end
 
-    case lookup(bytes, cache_size, limits) do
+    kind = if Munition.Module.component_bytes?(bytes), do: :component, else: :module
+
+    case lookup(kind, bytes, cache_size, limits) do
       {:ok, {resource, info}} -> {:ok, to_module(resource, info)}
-      {:miss, hash} -> compile_off_scheduler(bytes, hash, cache_size, limits, started + timeout, timeout)
+      {:miss, hash} -> compile_off_scheduler(kind, bytes, hash, cache_size, limits, started + timeout, timeout)
       {:error, _} = error -> error
     end
   end
 
   # A cache hit is answered on this scheduler; large inputs are hashed on a
-  # dirty one.
-  defp lookup(bytes, cache_size, limits) do
+  # dirty one. Components have NIFs of their own (the engine is the same,
+  # its compiled code another kind).
+  defp lookup(:module, bytes, cache_size, limits) do
     case Native.module_lookup(bytes, cache_size, limits) do
       :large -> Native.module_lookup_dirty(bytes, cache_size, limits)
       other -> other
     end
   end
 
-  defp compile_off_scheduler(bytes, hash, cache_size, limits, deadline, timeout) do
+  defp lookup(:component, bytes, cache_size, limits) do
+    case Native.component_lookup(bytes, cache_size, limits) do
+      :large -> Native.component_lookup_dirty(bytes, cache_size, limits)
+      other -> other
+    end
+  end
+
+  defp compile_start(:module, bytes, hash, cache_size, limits, tag),
+    do: Native.module_compile_start(bytes, hash, cache_size, limits, tag)
+
+  defp compile_start(:component, bytes, hash, cache_size, limits, tag),
+    do: Native.component_compile_start(bytes, hash, cache_size, limits, tag)
+
+  defp compile_cancel(:module, ticket), do: Native.module_compile_cancel(ticket)
+  defp compile_cancel(:component, ticket), do: Native.component_compile_cancel(ticket)
+
+  defp compile_off_scheduler(kind, bytes, hash, cache_size, limits, deadline, timeout) do
     tag = make_ref()
 
-    case Native.module_compile_start(bytes, hash, cache_size, limits, tag) do
+    case compile_start(kind, bytes, hash, cache_size, limits, tag) do
       {:started, ticket} ->
         receive do
           {^tag, result} -> compiled(result)
         after
           max(deadline - System.monotonic_time(:millisecond), 0) ->
             # After the cancel no answer is sent; one sent before is here now.
-            fate = Native.module_compile_cancel(ticket)
+            fate = compile_cancel(kind, ticket)
 
             receive do
               {^tag, result} -> compiled(result)
@@ -156,7 +175,7 @@ defmodule Munition.Runtime.Wasmtime do
         else: reraise(error, __STACKTRACE__)
   end
 
-  defp to_module(resource, info) do
+  defp to_module(resource, %{component: nil} = info) do
     Munition.Module.new(
       resource: resource,
       runtime: __MODULE__,
@@ -168,21 +187,63 @@ defmodule Munition.Runtime.Wasmtime do
     )
   end
 
+  defp to_module(resource, %{component: world} = info) do
+    Munition.Module.new(
+      resource: resource,
+      runtime: __MODULE__,
+      kind: :component,
+      hash: info.hash,
+      imports: Enum.map(world.imports, &wit_function(&1, :module)),
+      exports: Enum.map(world.exports, &wit_function(&1, :name)),
+      memories: [],
+      stats: info.stats
+    )
+  end
+
+  # A function of a component's world: an import is named by its interface
+  # and name, an export by the name a call gives it (`interface#name`).
+  defp wit_function(function, :module) do
+    %{module: function.interface, name: function.name, kind: :func} |> Map.merge(wit_types(function))
+  end
+
+  defp wit_function(%{interface: ""} = function, :name),
+    do: Map.put(wit_types(function), :name, function.name)
+
+  defp wit_function(function, :name),
+    do: Map.put(wit_types(function), :name, "#{function.interface}##{function.name}")
+
+  defp wit_types(function),
+    do: %{kind: :func, params: function.params, results: function.results, refused: function.refused}
+
   @impl true
   def builtins, do: Native.host_builtins()
 
   @impl true
-  def live_count, do: Native.instance_live_count()
+  def live_count, do: Native.instance_live_count() + Native.component_live_count()
 
   @impl true
   def cache_stats do
     {entries, capacity, compilations} = Native.module_cache_stats()
-    %{entries: entries, capacity: capacity, compilations: compilations}
+    {component_entries, _capacity, component_compilations} = Native.component_cache_stats()
+
+    %{
+      entries: entries + component_entries,
+      capacity: capacity,
+      compilations: compilations + component_compilations
+    }
   end
 
   ## Instances
+  #
+  # A component's instance is `{:component, handle}`: its NIFs are its own.
 
   @impl true
+  def instantiate(%Munition.Module{kind: :component, resource: resource}, %State{} = state) do
+    with {:ok, {instance, progress}} <- Native.component_instance_new(resource, State.to_native(state)) do
+      {:ok, if(instance == :released, do: :released, else: {:component, instance}), progress}
+    end
+  end
+
   def instantiate(%Munition.Module{resource: resource}, %State{} = state) do
     with {:ok, {instance, progress}} <- Native.instance_new(resource, State.to_native(state)) do
       {:ok, instance, progress}
@@ -190,15 +251,20 @@ defmodule Munition.Runtime.Wasmtime do
   end
 
   @impl true
+  def call({:component, instance}, function, params), do: Native.component_instance_call(instance, function, params)
   def call(instance, function, params), do: Native.instance_call(instance, function, params)
 
   @impl true
+  def resume({:component, instance}), do: Native.component_instance_resume(instance)
   def resume(instance), do: Native.instance_resume(instance)
 
   @impl true
+  def read_memory({:component, _instance}, _ptr, _len), do: no_memory()
   def read_memory(instance, ptr, len), do: Native.instance_memory_read(instance, ptr, len)
 
   @impl true
+  def write_memory({:component, _instance}, _ptr, _bytes), do: no_memory()
+
   def write_memory(instance, ptr, bytes) do
     case Native.instance_memory_write(instance, ptr, bytes) do
       {:ok, :ok} -> :ok
@@ -206,13 +272,26 @@ defmodule Munition.Runtime.Wasmtime do
     end
   end
 
+  defp no_memory,
+    do: {:error, {:invalid_state, "a component's values cross typed: it has no memory for the binary ABI"}}
+
   @impl true
+  def capture({:component, instance}, mode) when mode in [:full, :minimal],
+    do: Native.component_instance_capture(instance, mode)
+
   def capture(instance, mode) when mode in [:full, :minimal] do
     Native.instance_capture(instance, mode)
   end
 
   @impl true
   def cleanup(:released), do: :ok
+
+  def cleanup({:component, instance}) do
+    case Native.component_instance_cleanup(instance) do
+      :ok -> :ok
+      :large -> Native.component_instance_cleanup_dirty(instance)
+    end
+  end
 
   def cleanup(instance) do
     # A large memory is released on a dirty scheduler (see the NIF).
@@ -225,6 +304,9 @@ defmodule Munition.Runtime.Wasmtime do
   ## Host calls
 
   @impl true
+  # A component's import (`:wit`): the reply is decoded against its WIT
+  # types on the guest's side.
+  def host_reply(call, reply, :wit), do: Native.component_host_reply(call, reply)
   def host_reply(call, reply, result_types), do: Native.host_reply(call, reply, result_types)
 
   @impl true

@@ -42,7 +42,7 @@ mod atoms {
         allocation_too_large, unknown, abort,
         // value types and extern kinds
         i32, i64, f32, f64, v128, ref_ = "ref", func, memory, table, global, tag,
-        nan, infinity, neg_infinity,
+        nan, infinity, neg_infinity, some, component, module, instance,
         // capabilities of the built-in host functions
         time, random, log,
         wasi_stdio, wasi_args, wasi_env, wasi_clock, wasi_random, wasi_exit, wasi_poll,

@@ -69,6 +69,7 @@ impl InstanceConfig<'_> {
             // Only a driver of its own may be messaged (see `wakeup`).
             wakeup: Wakeup::new(host_pid),
             wasi,
+            instances: 1,
         }
     }
 }

@@ -23,6 +23,7 @@ mod macros;
 pub mod call;
 pub mod capture;
 pub mod compile;
+pub mod component;
 pub mod instance;
 pub mod link;
 pub mod module;
@@ -67,6 +68,9 @@ pub trait Engine: EngineTypes {
     /// take are compiled at lookup, on the caller's scheduler, when that is
     /// cheaper than a trip to a compile thread (0: never).
     const INLINE_COMPILE: usize;
+    /// Whether the engine runs components (`engine::component`) rather
+    /// than core modules.
+    const COMPONENTS: bool = false;
 
     /// The engine's module cache and compilations.
     fn registry() -> &'static Registry<Self>;

@@ -69,6 +69,8 @@ pub struct ModuleInfo {
     pub global_export_names: Vec<Option<String>>,
     /// Export name of each memory, by memory index (None when not exported).
     pub memory_export_names: Vec<Option<String>>,
+    /// A component's world (`None` for a core module).
+    pub component: Option<crate::engine::component::module::ComponentInfo>,
 }
 
 #[derive(Clone, rustler::NifMap)]
@@ -158,6 +160,7 @@ impl<E: EngineTypes> Compiled<E> {
                 stats: scan.stats,
                 global_export_names: scan.global_export_names,
                 memory_export_names: scan.memory_export_names,
+                component: None,
             },
             functions,
             facts,

@@ -40,8 +40,14 @@ impl Default for LiveStores {
 
 /// The memory limit of a store (`munition_core::guest::GuestLimits`), as
 /// each engine's limiter: the engines implement their limiter traits on
-/// this.
-pub struct Limiter(pub GuestLimits);
+/// this. The second field is how many core instances the store may hold:
+/// one for a core module, up to `MAX_CORE_INSTANCES` for a component, whose
+/// core instances share the limit on memory.
+pub struct Limiter(pub GuestLimits, pub usize);
+
+/// The most core instances a component's store may hold (componentize-py's
+/// plugins have 14).
+pub const MAX_CORE_INSTANCES: usize = 64;
 
 impl std::ops::Deref for Limiter {
     type Target = GuestLimits;
@@ -66,6 +72,8 @@ pub struct StoreConfig {
     pub bridge: Option<Arc<HostBridge>>,
     pub wakeup: Arc<Wakeup>,
     pub wasi: Option<WasiRun>,
+    /// Core instances the store may hold (see `Limiter`).
+    pub instances: usize,
 }
 
 /// Everything a store carries besides the guest.
@@ -95,6 +103,9 @@ pub struct StoreState {
     /// Set by `proc_exit`: the guest ended itself with this exit code (the
     /// error that unwinds it is then no failure).
     pub exit_code: Option<u32>,
+    /// For a component: `{interface, function, index}` of each import an
+    /// Elixir host function serves, as the capability gate linked it.
+    pub component_links: Vec<(String, String, u32)>,
     live: &'static LiveStores,
 }
 
@@ -104,10 +115,10 @@ impl StoreState {
         live.0.fetch_add(1, Ordering::Relaxed);
         let now = Instant::now();
         StoreState {
-            limits: Limiter(GuestLimits::new(
-                config.max_memory,
-                config.max_table_elements,
-            )),
+            limits: Limiter(
+                GuestLimits::new(config.max_memory, config.max_table_elements),
+                config.instances,
+            ),
             origin: now,
             deadline: now + config.timeout,
             timed_out: false,
@@ -119,6 +130,7 @@ impl StoreState {
             wakeup: config.wakeup,
             wasi: config.wasi.map(Box::new),
             exit_code: None,
+            component_links: Vec::new(),
             live,
         }
     }

@@ -45,7 +45,7 @@ per_engine! {
     /// Reads a failed store: `mode` `:full` compresses every memory whole,
     /// `:minimal` gives their sizes only.
     #[rustler::nif(schedule = "DirtyCpu")]
-    fn [instance_capture, wasmi_instance_capture](
+    fn [instance_capture, wasmi_instance_capture, component_instance_capture](
         instance: ResourceArc<InstanceRef<E>>,
         mode: Atom,
     ) -> MunitionResult<Capture> {

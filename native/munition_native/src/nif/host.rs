@@ -5,7 +5,8 @@
 use rustler::{Atom, Binary, Env, ResourceArc, Term};
 
 use crate::atoms;
-use crate::host::bridge::{self, HostCallRef};
+use crate::host::bridge::{self, HostCallRef, HostMessage, SavedReply};
+use rustler::env::OwnedEnv;
 
 use crate::vocabulary::error::MunitionResult;
 use crate::vocabulary::value::type_atom;
@@ -37,6 +38,17 @@ fn host_builtins() -> Vec<BuiltinInfo> {
 }
 
 /// The Elixir side's answer: `{:ok, value_or_values}` or `{:error, message}`.
+/// The answer to a component's import, `{:ok, value}` or `{:error,
+/// message}`, kept as a term: the guest's side decodes it against the
+/// import's WIT types.
+#[rustler::nif]
+fn component_host_reply(env: Env, call: ResourceArc<HostCallRef>, reply: Term) -> Atom {
+    let owned = OwnedEnv::new();
+    let term = owned.save(reply);
+    call.deliver(env, HostMessage::Saved(SavedReply { env: owned, term }));
+    atoms::ok()
+}
+
 #[rustler::nif]
 fn host_reply(
     env: Env,

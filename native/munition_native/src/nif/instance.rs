@@ -6,6 +6,7 @@ use munition_core::guest::preflight;
 use rustler::{Atom, Env, ResourceArc, Term};
 
 use crate::atoms;
+use crate::engine::component::Component;
 use crate::engine::instance::{Handle, InstanceConfig, InstanceRef, Progress, Slot};
 use crate::engine::module::ModuleRef;
 use crate::engine::reaper;
@@ -70,6 +71,15 @@ fn instance_new<'a>(
 }
 
 #[rustler::nif]
+fn component_instance_new<'a>(
+    env: Env<'a>,
+    module: ResourceArc<ModuleRef<Component>>,
+    config: InstanceConfig<'a>,
+) -> MunitionResult<(Handle<Component>, Progress)> {
+    new(env, &module, config)
+}
+
+#[rustler::nif]
 fn wasmi_instance_new<'a>(
     env: Env<'a>,
     module: ResourceArc<ModuleRef<Wasmi>>,
@@ -108,6 +118,16 @@ fn instance_call<'a>(
 }
 
 #[rustler::nif]
+fn component_instance_call<'a>(
+    env: Env<'a>,
+    instance: ResourceArc<InstanceRef<Component>>,
+    function: String,
+    params: Vec<Term<'a>>,
+) -> MunitionResult<Progress> {
+    call(env, &instance, &function, &params)
+}
+
+#[rustler::nif]
 fn wasmi_instance_call<'a>(
     env: Env<'a>,
     instance: ResourceArc<InstanceRef<Wasmi>>,
@@ -123,6 +143,14 @@ fn instance_resume(
     instance: ResourceArc<InstanceRef<Wasmtime>>,
 ) -> MunitionResult<Progress> {
     Wasmtime::resume(env, &mut instance.lock(), SLICE)
+}
+
+#[rustler::nif(schedule = "DirtyCpu")]
+fn component_instance_resume(
+    env: Env,
+    instance: ResourceArc<InstanceRef<Component>>,
+) -> MunitionResult<Progress> {
+    Component::resume(env, &mut instance.lock(), SLICE)
 }
 
 #[rustler::nif(schedule = "DirtyCpu")]
@@ -152,7 +180,7 @@ fn cleanup_dirty<E: Engine>(instance: &InstanceRef<E>) -> Atom {
 
 per_engine! {
     #[rustler::nif]
-    fn [instance_cleanup, wasmi_instance_cleanup](instance: ResourceArc<InstanceRef<E>>) -> Atom {
+    fn [instance_cleanup, wasmi_instance_cleanup, component_instance_cleanup](instance: ResourceArc<InstanceRef<E>>) -> Atom {
         cleanup(&instance)
     }
 }
@@ -160,7 +188,7 @@ per_engine! {
 per_engine! {
     /// The cleanup of a store with a large memory, on a dirty scheduler.
     #[rustler::nif(schedule = "DirtyCpu")]
-    fn [instance_cleanup_dirty, wasmi_instance_cleanup_dirty](
+    fn [instance_cleanup_dirty, wasmi_instance_cleanup_dirty, component_instance_cleanup_dirty](
         instance: ResourceArc<InstanceRef<E>>,
     ) -> Atom {
         cleanup_dirty(&instance)
@@ -170,7 +198,7 @@ per_engine! {
 per_engine! {
     /// Number of the engine's stores currently alive.
     #[rustler::nif]
-    fn [instance_live_count, wasmi_live_count]() -> usize {
+    fn [instance_live_count, wasmi_live_count, component_live_count]() -> usize {
         E::live_stores().count()
     }
 }

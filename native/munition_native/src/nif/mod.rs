@@ -30,6 +30,18 @@ macro_rules! per_engine {
             fn $wasmi $($rest)*
         }
     };
+    ($(#[$meta:meta])* fn [$wasmtime:ident, $wasmi:ident, $component:ident] $($rest:tt)*) => {
+        per_engine! { $(#[$meta])* fn [$wasmtime, $wasmi] $($rest)* }
+
+        pub mod $component {
+            #[allow(unused_imports)]
+            use super::*;
+            #[allow(dead_code)]
+            type E = crate::engine::component::Component;
+            $(#[$meta])*
+            fn $component $($rest)*
+        }
+    };
 }
 
 pub mod analyser;

@@ -9,6 +9,7 @@ use rustler::{Atom, Binary, Env, ResourceArc, Term};
 use crate::atoms;
 use crate::engine::compile::scheduler::{self, pool_stats, Request, Start, Ticket};
 use crate::engine::compile::{lookup, Lookup};
+use crate::engine::component::Component;
 use crate::engine::wasmi::Wasmi;
 use crate::engine::wasmtime::Wasmtime;
 use crate::engine::Engine;
@@ -21,7 +22,7 @@ per_engine! {
     /// inputs too large to hash on a normal scheduler. Wasmi also compiles
     /// a small binary (up to `Engine::INLINE_COMPILE` bytes) there and then.
     #[rustler::nif]
-    fn [module_lookup, wasmi_module_lookup](
+    fn [module_lookup, wasmi_module_lookup, component_lookup](
         bytes: Binary,
         cache_capacity: usize,
         limits: Limits,
@@ -34,7 +35,7 @@ per_engine! {
     /// The lookup of large inputs, whose hashing and pre-scan are bounded by
     /// the `module_size` limit (checked first): a few milliseconds per MiB.
     #[rustler::nif(schedule = "DirtyCpu")]
-    fn [module_lookup_dirty, wasmi_module_lookup_dirty](
+    fn [module_lookup_dirty, wasmi_module_lookup_dirty, component_lookup_dirty](
         bytes: Binary,
         cache_capacity: usize,
         limits: Limits,
@@ -86,13 +87,32 @@ fn wasmi_module_compile_start<'a>(
     };
     scheduler::start(env, request)
 }
+#[rustler::nif]
+fn component_compile_start<'a>(
+    env: Env<'a>,
+    bytes: Term<'a>,
+    hash: String,
+    cache_capacity: usize,
+    limits: Limits,
+    tag: Term<'a>,
+) -> Start<Component> {
+    let request = Request {
+        bytes,
+        hash,
+        cache_capacity,
+        limits,
+        tag,
+    };
+    scheduler::start(env, request)
+}
+
 per_engine! {
     /// Withdraws a caller from its compilation. After it returns, no result
     /// is sent to the caller; one sent before is in its mailbox. `:running`
     /// when the compilation goes on (it will land in the cache), `:dropped`
     /// when it was still queued and nobody else waits for it.
     #[rustler::nif]
-    fn [module_compile_cancel, wasmi_module_compile_cancel](
+    fn [module_compile_cancel, wasmi_module_compile_cancel, component_compile_cancel](
         ticket: ResourceArc<Ticket<E>>,
     ) -> Atom {
         if ticket.cancel() {
@@ -106,7 +126,7 @@ per_engine! {
 per_engine! {
     /// `{entries, capacity, compilations}` of the engine's module cache.
     #[rustler::nif]
-    fn [module_cache_stats, wasmi_module_cache_stats]() -> (usize, usize, u64) {
+    fn [module_cache_stats, wasmi_module_cache_stats, component_cache_stats]() -> (usize, usize, u64) {
         E::registry().stats()
     }
 }
@@ -117,12 +137,14 @@ per_engine! {
 #[rustler::nif]
 fn module_compile_stats() -> (usize, usize, usize) {
     let (running, threads) = pool_stats();
-    let queued = Wasmtime::registry().queued() + Wasmi::registry().queued();
+    let queued =
+        Wasmtime::registry().queued() + Wasmi::registry().queued() + Component::registry().queued();
     (running, queued, threads)
 }
 
 #[rustler::nif]
 fn module_cache_clear() -> Atom {
     Wasmtime::registry().clear();
+    Component::registry().clear();
     atoms::ok()
 }

@@ -20,6 +20,13 @@ use crate::vocabulary::term::{brief, bytes_term};
 /// binary, a reference the atom `:ref`.
 pub struct WasmValue(pub Value);
 
+impl WasmValue {
+    /// `values` as a list of terms.
+    pub fn list(values: &[Value]) -> Vec<WasmValue> {
+        values.iter().copied().map(WasmValue).collect()
+    }
+}
+
 impl Encoder for WasmValue {
     fn encode<'a>(&self, env: Env<'a>) -> Term<'a> {
         match &self.0 {

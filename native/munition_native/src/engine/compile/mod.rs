@@ -87,7 +87,7 @@ pub fn compile<E: Engine>(
     limits: &Limits,
     express_only: bool,
 ) -> Result<Compiled<E>, NotCompiled> {
-    let (wasm, facts) = measure(bytes, limits)?;
+    let (wasm, facts) = measure::<E>(bytes, limits)?;
     if express_only && !express(&facts) {
         return Err(NotCompiled::NotExpress);
     }
@@ -97,28 +97,46 @@ pub fn compile<E: Engine>(
 /// Steps 1 to 3: the input's size, WAT parsed to wasm, and the pre-scan
 /// against every compile limit. Returns the wasm and what the pre-scan
 /// measured.
-pub fn measure<'a>(bytes: &'a [u8], limits: &Limits) -> MunitionResult<(Cow<'a, [u8]>, Facts)> {
-    admit_input(bytes, limits)?;
+pub fn measure<'a, E: Engine>(
+    bytes: &'a [u8],
+    limits: &Limits,
+) -> MunitionResult<(Cow<'a, [u8]>, Facts)> {
+    admit_input::<E>(bytes, limits)?;
     not_text_with_nul(bytes)?;
     let wasm = wat::parse_bytes(bytes)
         .map_err(|e| MunitionError::InvalidModule(format!("cannot parse WAT: {e}")))?;
+    admit_kind::<E>(&wasm)?;
     let facts = prescan(&wasm).map_err(|e| MunitionError::InvalidModule(e.to_string()))?;
     limits.check(&facts).map_err(limit_error)?;
     Ok((wasm, facts))
 }
 
-/// Step 1, before anything else looks at the input: a component is refused
-/// by name (it is valid, just not a core module), then an input over the
-/// size limit.
-pub fn admit_input(bytes: &[u8], limits: &Limits) -> MunitionResult<()> {
-    if is_component(bytes) {
-        return Err(MunitionError::Unsupported(
-            "the binary is a WebAssembly component (the component model: WIT interfaces, WASI 0.2), \
-             not a core module; Munition runs core modules only"
-                .into(),
-        ));
-    }
+/// Step 1, before anything else looks at the input: a binary of the other
+/// kind than the engine runs is refused by name (a component is valid, just
+/// not a core module), then an input over the size limit.
+pub fn admit_input<E: Engine>(bytes: &[u8], limits: &Limits) -> MunitionResult<()> {
+    admit_kind::<E>(bytes)?;
     limits.check_size(bytes.len()).map_err(limit_error)
+}
+
+/// A component for an engine of core modules, or a core module for the
+/// component engine, refused by name. Text is checked once parsed.
+fn admit_kind<E: Engine>(wasm: &[u8]) -> MunitionResult<()> {
+    if !wasm.starts_with(b"\0asm") {
+        return Ok(());
+    }
+    match (is_component(wasm), E::COMPONENTS) {
+        (true, false) => Err(MunitionError::Unsupported(
+            "the binary is a WebAssembly component (the component model: WIT interfaces, WASI 0.2), \
+             not a core module; this engine runs core modules only (Munition.Runtime.Wasmtime runs \
+             components)"
+                .into(),
+        )),
+        (false, true) => Err(MunitionError::InvalidModule(
+            "the binary is a core module, not a component".into(),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Step 5: valid wasm that Munition's instance slots cannot hold (see the
@@ -213,7 +231,7 @@ impl<E: EngineTypes> Encoder for Lookup<E> {
 /// binaries of an engine that compiles them at lookup); on a normal
 /// scheduler `:large` for inputs over `INLINE_LOOKUP_LIMIT`.
 pub fn lookup<E: Engine>(bytes: &[u8], capacity: usize, limits: &Limits, dirty: bool) -> Lookup<E> {
-    if let Err(refused) = admit_input(bytes, limits) {
+    if let Err(refused) = admit_input::<E>(bytes, limits) {
         return Lookup::Refused(refused);
     }
     if !dirty && bytes.len() > INLINE_LOOKUP_LIMIT {

@@ -185,7 +185,7 @@ pub fn start<'a, E: Engine>(env: Env<'a>, request: Request<'a>) -> Start<E> {
     } = request;
     let started = || -> MunitionResult<Start<E>> {
         let input = bytes.decode::<Binary>().map_err(|_| bad_input())?;
-        admit_input(input.as_slice(), &limits)?;
+        admit_input::<E>(input.as_slice(), &limits)?;
         let size = input.len();
         let pool = pool()?;
         let registry = E::registry();

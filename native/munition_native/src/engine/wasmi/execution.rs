@@ -362,6 +362,8 @@ fn run(live: &mut Live<Wasmi>, execution: &mut Execution, slice: Duration) -> Ou
                     call.resume(&mut *store, &values, results)
                 }
                 Ok(Served::Stopped(stop)) => return Outcome::Failed(recorded(store.data(), stop)),
+                // `serve` fails a core call answered untyped.
+                Ok(Served::Saved(_)) => unreachable!("a core call's reply is decoded"),
                 Ok(Served::Waiting) => {
                     execution.next = Some(Next::HostCall(call));
                     let left = store

@@ -22,7 +22,7 @@ use crate::host::context::Stop;
 use crate::host::state::{Limiter, StoreConfig, StoreState};
 use crate::host::wasi;
 use crate::vocabulary::error::{MunitionError, MunitionResult};
-use crate::vocabulary::value::{Value, ValueType};
+use crate::vocabulary::value::{Value, ValueType, WasmValue};
 
 impl wasmi::ResourceLimiter for Limiter {
     fn memory_growing(
@@ -140,9 +140,9 @@ impl Imports for Wasmi {
             let pending = bridge::call(
                 &mut Ctx::of_caller(&mut caller),
                 &name,
-                &results,
+                Some(&results),
                 index,
-                &values,
+                WasmValue::list(&values),
             )
             .map_err(error)?;
             caller.data_mut().pending = Some(pending);

@@ -3,12 +3,13 @@
 //! non-exported ones, such as a stack pointer), the exported ones when
 //! there is no coredump, and the wasm backtrace.
 
-use wasmtime::{FrameInfo, Global, Memory, Mutability, WasmBacktrace, WasmCoreDump};
+use wasmtime::{Error, FrameInfo, Global, Memory, Mutability, Store, WasmBacktrace, WasmCoreDump};
 
 use super::execution::Wasmtime;
 use super::value::{from_type, from_val};
 use crate::engine::capture::{Frame, GlobalSnapshot, MemorySnapshot, Snapshot};
 use crate::engine::instance::Live;
+use crate::host::state::StoreState;
 use crate::vocabulary::error::MunitionResult;
 use crate::vocabulary::value::{type_atom, WasmValue};
 
@@ -34,16 +35,10 @@ type Indexed<T> = Vec<(u32, T)>;
 /// result out of bounds) and there is no coredump, the exported ones, each
 /// once, under the index its export names.
 fn state_handles(live: &mut Live<Wasmtime>) -> (Indexed<Memory>, Indexed<Global>) {
-    if let Some(dump) = live
-        .evidence
-        .as_ref()
-        .and_then(|error| error.downcast_ref::<WasmCoreDump>())
-    {
+    if let Some(handles) = coredump_handles(live.evidence.as_ref()) {
         // Imports of memories and globals are refused, so the store's
         // memories and globals are the module's own, in index order.
-        let memories = (0..).zip(dump.memories().iter().cloned()).collect();
-        let globals = (0..).zip(dump.globals().iter().cloned()).collect();
-        return (memories, globals);
+        return handles;
     }
     let Some(instance) = live.instance else {
         return (vec![], vec![]);
@@ -84,16 +79,57 @@ fn state_handles(live: &mut Live<Wasmtime>) -> (Indexed<Memory>, Indexed<Global>
     (memories, globals)
 }
 
+/// Every memory and global of the store, in the order the coredump
+/// Wasmtime attached to the failure lists them, when it attached one.
+fn coredump_handles(evidence: Option<&Error>) -> Option<(Indexed<Memory>, Indexed<Global>)> {
+    let dump = evidence?.downcast_ref::<WasmCoreDump>()?;
+    let memories = (0..).zip(dump.memories().iter().cloned()).collect();
+    let globals = (0..).zip(dump.globals().iter().cloned()).collect();
+    Some((memories, globals))
+}
+
 pub fn snapshot(live: &mut Live<Wasmtime>, full: bool) -> MunitionResult<Snapshot> {
-    let (memories, globals) = state_handles(live);
+    let handles = state_handles(live);
+    let names = &live.module.info.global_export_names;
+    read(
+        &mut live.store,
+        live.evidence.as_ref(),
+        handles,
+        names,
+        full,
+    )
+}
+
+/// What a store holds after a failure, from the coredump alone: for a
+/// component, whose many core instances export nothing Munition looks
+/// up, every memory and global of them all (none without a coredump:
+/// a failure found outside wasm).
+pub fn coredump_snapshot(
+    store: &mut Store<StoreState>,
+    evidence: Option<&Error>,
+    full: bool,
+) -> MunitionResult<Snapshot> {
+    let handles = coredump_handles(evidence).unwrap_or_default();
+    read(store, evidence, handles, &[], full)
+}
+
+/// Reads `handles` in `store`, with the export names of the globals by
+/// index (`names`), and the backtrace of `evidence`.
+fn read(
+    store: &mut Store<StoreState>,
+    evidence: Option<&Error>,
+    (memories, globals): (Indexed<Memory>, Indexed<Global>),
+    names: &[Option<String>],
+    full: bool,
+) -> MunitionResult<Snapshot> {
     let memories = memories
         .iter()
         .map(|(index, memory)| {
             MemorySnapshot::new(
                 *index,
-                memory.size(&live.store),
-                memory.page_size(&live.store),
-                memory.data(&live.store),
+                memory.size(&*store),
+                memory.page_size(&*store),
+                memory.data(&*store),
                 full,
             )
         })
@@ -101,25 +137,17 @@ pub fn snapshot(live: &mut Live<Wasmtime>, full: bool) -> MunitionResult<Snapsho
     let globals = globals
         .iter()
         .map(|(index, global)| {
-            let ty = global.ty(&live.store);
+            let ty = global.ty(&*store);
             GlobalSnapshot {
                 index: *index,
                 r#type: type_atom(&from_type(ty.content())),
                 mutable: ty.mutability() == Mutability::Var,
-                value: WasmValue(from_val(&global.get(&mut live.store))),
-                export: live
-                    .module
-                    .info
-                    .global_export_names
-                    .get(*index as usize)
-                    .cloned()
-                    .flatten(),
+                value: WasmValue(from_val(&global.get(&mut *store))),
+                export: names.get(*index as usize).cloned().flatten(),
             }
         })
         .collect();
-    let backtrace = live
-        .evidence
-        .as_ref()
+    let backtrace = evidence
         .and_then(|error| {
             error
                 .downcast_ref::<WasmBacktrace>()

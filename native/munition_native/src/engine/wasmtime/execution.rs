@@ -235,6 +235,10 @@ fn finish<E: OnWasmtime>(live: &mut Live<E>, error: Error) -> MunitionResult<Pro
     if let Some(code) = live.store.data().exit_code {
         return Ok(Progress::Exited(code, CallMeta::of(live)?));
     }
+    // WASI 0.2's `exit`, `wasmtime-wasi`'s own (components).
+    if let Some(exit) = error.downcast_ref::<wasmtime_wasi::I32Exit>() {
+        return Ok(Progress::Exited(exit.0 as u32, CallMeta::of(live)?));
+    }
     let failure = classify(&error, live.store.data());
     let reason: Reason = live.fail(failure, Some(error));
     Ok(Progress::Crashed(reason))

@@ -22,7 +22,7 @@ use crate::host::wasi::caller::error;
 use crate::host::wasi::error::error_chain;
 use crate::host::wasi::make as make_wasi;
 use crate::vocabulary::error::{MunitionError, MunitionResult};
-use crate::vocabulary::value::{Value, ValueType};
+use crate::vocabulary::value::{Value, ValueType, WasmValue};
 
 impl ResourceLimiter for Limiter {
     fn memory_growing(
@@ -46,13 +46,13 @@ impl ResourceLimiter for Limiter {
     }
 
     fn instances(&self) -> usize {
-        1
+        self.1
     }
     fn memories(&self) -> usize {
-        max_memories_per_module()
+        max_memories_per_module() * self.1
     }
     fn tables(&self) -> usize {
-        MAX_TABLES_PER_MODULE
+        MAX_TABLES_PER_MODULE * self.1
     }
 }
 
@@ -150,8 +150,14 @@ impl Imports for Wasmtime {
                 let (name, result_types) = (name.clone(), result_types.clone());
                 Box::new(async move {
                     let params: Vec<Value> = params.iter().map(from_val).collect();
-                    let pending = bridge::call(&mut caller, &name, &result_types, index, &params)
-                        .map_err(error)?;
+                    let pending = bridge::call(
+                        &mut caller,
+                        &name,
+                        Some(&result_types),
+                        index,
+                        WasmValue::list(&params),
+                    )
+                    .map_err(error)?;
                     loop {
                         match bridge::serve(&mut caller, &pending) {
                             Served::Reply(values) => {
@@ -160,6 +166,8 @@ impl Imports for Wasmtime {
                                 }
                                 return Ok(());
                             }
+                            // `serve` fails a core call answered untyped.
+                            Served::Saved(_) => unreachable!("a core call's reply is decoded"),
                             Served::Waiting => SuspendOnce(false).await,
                             Served::Stopped(stop) => return Err(error(stop)),
                         }

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender};
+use rustler::env::{OwnedEnv, SavedTerm};
 use rustler::{Env, LocalPid, Resource};
 
 use crate::atoms;
@@ -15,6 +16,9 @@ use crate::vocabulary::value::{Value, ValueType};
 
 pub enum HostMessage {
     Reply(Result<Vec<Value>, String>),
+    /// The reply to a component's import, kept as the term Elixir gave:
+    /// only the guest's side knows its WIT types to decode it with.
+    Saved(SavedReply),
     /// A memory request of the host function's process `reply_to`; the guest
     /// answers it with `{:munition_memory, tag, result}`.
     Read {
@@ -96,7 +100,7 @@ impl Resource for HostCallRef {}
 impl HostCallRef {
     /// Puts `message` on the guest's channel and wakes the process driving the
     /// guest so it resumes it. `false` when the guest no longer listens.
-    pub(super) fn deliver(&self, env: Env, message: HostMessage) -> bool {
+    pub fn deliver(&self, env: Env, message: HostMessage) -> bool {
         let delivered = self.sender.send(message).is_ok();
         if delivered {
             // A wake for a guest that is not suspended is harmless: it finds
@@ -108,9 +112,18 @@ impl HostCallRef {
     }
 }
 
+/// A reply term, kept in an environment of its own until the guest's
+/// side decodes it.
+pub struct SavedReply {
+    pub env: OwnedEnv,
+    pub term: SavedTerm,
+}
+
 /// An Elixir host call a suspended guest waits for.
 pub struct Pending {
     pub(super) receiver: Receiver<HostMessage>,
     pub name: Arc<str>,
-    pub(super) results: Arc<[ValueType]>,
+    /// The core results to expect; `None` for a component's import, whose
+    /// reply comes `Saved`.
+    pub(super) results: Option<Arc<[ValueType]>>,
 }

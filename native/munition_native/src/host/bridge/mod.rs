@@ -23,7 +23,7 @@ use std::time::Instant;
 use crossbeam_channel::TryRecvError;
 use rustler::{Atom, Encoder, Env, LocalPid, Term};
 
-pub use self::channel::{BridgeEnv, HostBridge, HostCallRef, HostMessage, Pending};
+pub use self::channel::{BridgeEnv, HostBridge, HostCallRef, HostMessage, Pending, SavedReply};
 
 use crate::atoms;
 use crate::host::context::{fail, HostCtx, Stop};
@@ -31,7 +31,7 @@ use crate::vocabulary::error::{MunitionError, MunitionResult};
 use crate::vocabulary::guest_memory::bounds;
 use crate::vocabulary::term::{brief, bytes_term};
 use crate::vocabulary::trap::{Reason, TrapKind};
-use crate::vocabulary::value::{atom_type, to_value, Value, ValueType, WasmValue};
+use crate::vocabulary::value::{atom_type, to_value, Value, ValueType};
 
 /// Sends the guest's call of the Elixir host function at `index` of the
 /// call's list, imported as `name` with `results`, to the serving process;
@@ -39,9 +39,9 @@ use crate::vocabulary::value::{atom_type, to_value, Value, ValueType, WasmValue}
 pub fn call(
     ctx: &mut dyn HostCtx,
     name: &Arc<str>,
-    results: &Arc<[ValueType]>,
+    results: Option<&Arc<[ValueType]>>,
     index: u32,
-    params: &[Value],
+    args: impl Encoder,
 ) -> Result<Pending, Stop> {
     let bridge = ctx.state().bridge.clone();
     let Some(bridge) = bridge.filter(|bridge| bridge.env().is_some()) else {
@@ -65,7 +65,6 @@ pub fn call(
         sender,
         driver: bridge.driver,
     });
-    let args: Vec<WasmValue> = params.iter().copied().map(WasmValue).collect();
     let message = (atoms::munition_host_call(), call, index, args, fuel);
     let sent = bridge
         .env()
@@ -81,7 +80,7 @@ pub fn call(
     Ok(Pending {
         receiver,
         name: name.clone(),
-        results: results.clone(),
+        results: results.cloned(),
     })
 }
 
@@ -89,6 +88,8 @@ pub fn call(
 pub enum Served {
     /// The reply: resume the guest with these results.
     Reply(Vec<Value>),
+    /// A component's reply, to decode against its WIT types.
+    Saved(SavedReply),
     /// Nothing yet: wait until woken, or the deadline.
     Waiting,
     Stopped(Stop),
@@ -97,6 +98,18 @@ pub enum Served {
 /// Sends `{:munition_memory, tag, {:ok, bytes} | :ok | {:error,
 /// :out_of_bounds}}` to the process that asked, through the environment of
 /// the NIF call serving the guest.
+/// A reply of the wrong kind (core values for a component's import, or a
+/// term kept for a component for a core import): the Elixir side broke the
+/// protocol; the guest's call fails rather than guess.
+fn untyped(ctx: &mut dyn HostCtx, name: &str) -> Stop {
+    fail(
+        ctx,
+        Reason::HostError,
+        TrapKind::HostError,
+        format!("{name}: the reply was of the wrong kind for this import"),
+    )
+}
+
 fn answer(env: Option<Env>, reply_to: &LocalPid, tag: u64, result: Result<Option<&[u8]>, ()>) {
     // Requests are served only while a NIF call runs the guest, under
     // `BridgeEnv`: without an environment nothing can be sent.
@@ -125,10 +138,13 @@ pub fn serve(ctx: &mut dyn HostCtx, pending: &Pending) -> Served {
                     // A wild pointer seen while serving a memory request.
                     return Served::Stopped(Stop::Failed(format!("{name}: failed")));
                 }
-                if values.len() != pending.results.len()
+                let Some(results) = &pending.results else {
+                    return Served::Stopped(untyped(ctx, name));
+                };
+                if values.len() != results.len()
                     || values
                         .iter()
-                        .zip(pending.results.iter())
+                        .zip(results.iter())
                         .any(|(value, ty)| value.ty() != *ty)
                 {
                     return Served::Stopped(fail(
@@ -139,6 +155,15 @@ pub fn serve(ctx: &mut dyn HostCtx, pending: &Pending) -> Served {
                     ));
                 }
                 return Served::Reply(values);
+            }
+            Ok(HostMessage::Saved(reply)) => {
+                if ctx.state().host_failure.is_some() {
+                    return Served::Stopped(Stop::Failed(format!("{name}: failed")));
+                }
+                if pending.results.is_some() {
+                    return Served::Stopped(untyped(ctx, name));
+                }
+                return Served::Saved(reply);
             }
             Ok(HostMessage::Reply(Err(message))) => {
                 return Served::Stopped(fail(

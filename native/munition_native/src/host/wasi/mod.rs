@@ -36,6 +36,7 @@ pub mod files;
 pub mod io;
 pub mod iovec;
 pub mod own;
+pub mod p2;
 pub mod pipe;
 pub mod plain;
 pub mod poll;
