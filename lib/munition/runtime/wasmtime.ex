@@ -52,6 +52,7 @@ defmodule Munition.Runtime.Wasmtime do
       end
 
     kind = if Munition.Module.component_bytes?(bytes), do: :component, else: :module
+    limits = if kind == :component, do: Config.component_limits(limits), else: limits
 
     case lookup(kind, bytes, cache_size, limits) do
       {:ok, {resource, info}} -> {:ok, to_module(resource, info)}
