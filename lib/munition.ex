@@ -91,8 +91,11 @@ defmodule Munition do
 
     * `{:ok, result, metadata}` - `result` is the value of a one-result function,
       `nil` for none, a list for several. `metadata` holds `:fuel_consumed`,
-      `:fuel_remaining`, `:execution_time_us`, `:module_hash`, `:capabilities`
-      and `:log`; a call with a WASI configuration also `:stdout`, `:stderr`,
+      `:fuel_remaining`, `:execution_time_us`, `:module_hash`, `:capabilities`,
+      `:inert_links` (imports linked without their capability because they
+      reach nothing, `[]` for most calls: see "Inert links" in
+      `Munition.Host.Capabilities`) and `:log`; a call with a WASI
+      configuration also `:stdout`, `:stderr`,
       `:stdout_truncated` and `:stderr_truncated`. A guest that called WASI's
       `proc_exit` returns `{:ok, nil, metadata}` with `metadata.exit_code`.
     * `{:crash, reason, %Munition.Forensics.Dump{}}` - the guest failed;
@@ -168,8 +171,10 @@ defmodule Munition do
 
   WASI functions are granted by `:capabilities` as for `fire/4`:
   `capabilities: [:wasi]` runs a program that prints, reads stdin, its
-  arguments and environment, the clock and random bytes, sleeps and exits;
-  add `:wasi_fs` (and `:wasi_fs_write`) for files in `:preopens`.
+  arguments and environment, the clock and random bytes, sleeps and exits,
+  even when it imports file functions it does not grant (wasi-libc's
+  `fopen`, `remove`, ...: linked inert, they find no directory and answer
+  `EBADF`); add `:wasi_fs` (and `:wasi_fs_write`) for files in `:preopens`.
 
   ## Options
 
@@ -375,6 +380,8 @@ defmodule Munition do
 
     * `:capabilities` - when given, imports not covered are
       `{:error, {:capability_denied, [...]}}`, as `fire/4` would report them.
+      Imports `fire/4` would link inert are covered (see "Inert links" in
+      `Munition.Host.Capabilities`; `mix munition.validate` lists them).
     * `:host_functions` - host functions whose imports count as available.
     * `:limits`, `:compile_timeout`, `:timeout` - as for `compile/2`.
     * `:runtime` - a `Munition.Runtime`.

@@ -3,7 +3,9 @@
 # quickjs.wasm (a WASI command) and quickjs_reactor.wasm (a WASI reactor with
 # Munition's binary ABI), from QuickJS-ng's C sources as published in the
 # rquickjs-sys crate (pinned by examples/guests/interpreters/Cargo.lock),
-# with Debian's clang and wasi-libc.
+# with Debian's clang and wasi-libc; and qjs.wasm, QuickJS-ng's own command
+# (qjs.c, with quickjs-libc: the std and os modules, so files: it imports
+# path_open, path_rename, path_unlink_file, ... as Lua's io and os would).
 #
 # Built once per input: the modules are kept in ~/.cache/munition/guests/
 # under a key hashing everything that goes into them (this script, the glue
@@ -46,6 +48,12 @@ if [ ! -e "$dir/.complete" ]; then
   "$clang" "${flags[@]}" "$src/quickjs.c" "${objects[@]}" -lwasi-emulated-signal -o "$tmp/quickjs.wasm"
   "$clang" "${flags[@]}" -mexec-model=reactor -DQUICKJS_REACTOR "$src/quickjs.c" "${objects[@]}" \
     -lwasi-emulated-signal -o "$tmp/quickjs_reactor.wasm"
+  # qjs as upstream builds it for WASI (CMakeLists.txt): its clock() wants
+  # the emulated process clocks. Its REPL and standalone scripts come
+  # compiled to C in gen/.
+  "$clang" "${flags[@]}" -D_WASI_EMULATED_PROCESS_CLOCKS "$qjs/qjs.c" "$qjs/quickjs-libc.c" \
+    "$qjs/gen/repl.c" "$qjs/gen/standalone.c" "${objects[@]}" \
+    -lwasi-emulated-signal -lwasi-emulated-process-clocks -o "$tmp/qjs.wasm"
   rm "${objects[@]}"
   touch "$tmp/.complete"
   rm -rf "$dir"
@@ -54,4 +62,4 @@ if [ ! -e "$dir/.complete" ]; then
 fi
 
 mkdir -p "$out"
-cp "$dir/quickjs.wasm" "$dir/quickjs_reactor.wasm" "$out/"
+cp "$dir/quickjs.wasm" "$dir/quickjs_reactor.wasm" "$dir/qjs.wasm" "$out/"

@@ -254,6 +254,7 @@ defmodule Munition.Options do
       max_memory: options.max_memory,
       capabilities: options.capabilities,
       links: links,
+      inert_links: Capabilities.inert_links(links, options.capabilities, options.runtime),
       host_functions: options.host_functions,
       forensics: options.forensics,
       result: options.result,

@@ -119,7 +119,12 @@ defmodule Munition.Runtime do
   @doc """
   The built-in host functions the runtime implements, one map per import:
   `%{capability: atom, module: String.t(), name: String.t(), params: [type],
-  results: [type]}`. `Munition.Host.Capabilities` grants imports from it.
+  results: [type]}`. `Munition.Host.Capabilities` grants imports from it,
+  and links the `wasi_snapshot_preview1` rows of `:wasi_fs` and
+  `:wasi_fs_write` inert when `:wasi_stdio` is granted without them (see
+  "Inert links" there): a runtime's file functions must reach nothing but
+  the preopens of the call's WASI configuration, which has none without
+  `:wasi_fs` and no writable one without `:wasi_fs_write`.
   """
   @callback builtins() :: [map()]
 

@@ -196,7 +196,7 @@ defmodule Munition.Property.DumpCodecPropertyTest do
   @malformed_parts [:flags, :header, :value, :too_deep, :memory, :captured_at] ++
                      [:reason, :trap, :message, :backtrace, :fuel_given, :fuel_consumed, :fuel_remaining] ++
                      [:execution_time_us, :globals, :module_hash, :imports, :exports, :function, :args] ++
-                     [:capabilities, :log, :wasmtime_version, :munition_version]
+                     [:capabilities, :inert_links, :log, :wasmtime_version, :munition_version]
 
   defp documented_error?(reason) when reason in [:bad_magic, :truncated, :checksum_mismatch, :trailing_bytes],
     do: true
@@ -305,8 +305,8 @@ defmodule Munition.Property.DumpCodecPropertyTest do
   ## Generators: header values
 
   @header_fields ~w(reason trap message backtrace fuel_given fuel_consumed fuel_remaining execution_time_us
-                    globals module_hash imports exports function args capabilities log wasmtime_version
-                    munition_version captured_at)
+                    globals module_hash imports exports function args capabilities inert_links log
+                    wasmtime_version munition_version captured_at)
 
   # `log`: `:any` log values, or `:well_shaped_log` for only [{level, line}].
   defp header(log) do
@@ -365,6 +365,22 @@ defmodule Munition.Property.DumpCodecPropertyTest do
 
   defp shaped("capabilities"),
     do: T.list(T.oneof([T.elements([:time, :log, :random, :abort]), T.binary(), symbol()]))
+
+  defp shaped("inert_links") do
+    link =
+      T.bind(
+        T.tuple([
+          T.binary(),
+          T.binary(),
+          T.oneof([T.elements([:wasi_fs, :wasi_fs_write]), symbol()]),
+          symbol()
+        ]),
+        fn {module, name, needs, reason} -> %{module: module, name: name, needs: needs, reason: reason} end,
+        false
+      )
+
+    T.list(T.oneof([link, value(1)]))
+  end
 
   defp shaped("log"), do: T.list(T.oneof([T.tuple([T.integer(0, 3), T.binary()]), value(1)]))
   defp shaped(_other), do: value(2)

@@ -175,6 +175,86 @@ defmodule Munition.Host.WASIContract do
         )
       end
 
+      # Every file function but fd_renumber, each called with honest
+      # arguments on one descriptor (`probe(fd)`, its errnos in this order):
+      # "hello.txt" at 1024 and "new" at 1040 its paths, an iovec at 0 over
+      # "LEAKED" at 2048. Then "ok" is written to stdout: stdio still works.
+      # `fileprobe()` opens hello.txt under the preopen (fd 3) for reading
+      # and probes the file it gets.
+      @probed [
+        {"path_open", "$fd 0 1024 9 0 (i64 2) (i64 0) 0 24"},
+        {"path_filestat_get", "$fd 0 1024 9 2112"},
+        {"path_readlink", "$fd 1024 9 3072 64 16"},
+        {"fd_pread", "$fd 0 1 (i64 0) 16"},
+        {"fd_readdir", "$fd 3072 256 (i64 0) 16"},
+        {"fd_filestat_get", "$fd 2112"},
+        {"fd_advise", "$fd (i64 0) (i64 0) 0"},
+        {"fd_fdstat_set_flags", "$fd 0"},
+        {"fd_fdstat_set_rights", "$fd (i64 0) (i64 0)"},
+        {"fd_sync", "$fd"},
+        {"fd_datasync", "$fd"},
+        {"fd_pwrite", "$fd 0 1 (i64 0) 16"},
+        {"fd_allocate", "$fd (i64 0) (i64 1)"},
+        {"fd_filestat_set_size", "$fd (i64 0)"},
+        {"fd_filestat_set_times", "$fd (i64 0) (i64 0) 2"},
+        {"path_create_directory", "$fd 1040 3"},
+        {"path_filestat_set_times", "$fd 0 1024 9 (i64 0) (i64 0) 2"},
+        {"path_link", "$fd 0 1024 9 $fd 1040 3"},
+        {"path_remove_directory", "$fd 1024 9"},
+        {"path_rename", "$fd 1024 9 $fd 1040 3"},
+        {"path_symlink", "1024 9 $fd 1040 3"},
+        {"path_unlink_file", "$fd 1024 9"}
+      ]
+
+      defp probed, do: Enum.map(@probed, &elem(&1, 0))
+
+      defp probe_guest do
+        args = fn text ->
+          text
+          |> String.split(~r/(\(i64 \d+\)|\S+)/, include_captures: true, trim: true)
+          |> Enum.reject(&(String.trim(&1) == ""))
+          |> Enum.map_join(" ", fn
+            "$fd" -> "(local.get $fd)"
+            "(i64 " <> n -> "(i64.const #{String.trim_trailing(n, ")")})"
+            n -> "(i32.const #{n})"
+          end)
+        end
+
+        results = Enum.map_join(@probed, " ", fn _ -> "i32" end)
+
+        guest(
+          ["fd_write" | probed()],
+          """
+          (func $probe (export "probe") (param $fd i32) (result #{results})
+            (i32.store (i32.const 0) (i32.const 2048)) (i32.store (i32.const 4) (i32.const 6))
+            #{Enum.map_join(@probed, "\n", fn {name, text} -> "(call $#{name} #{args.(text)})" end)}
+            (drop (call $write (i32.const 1) (i32.const 1056) (i32.const 2))))
+          (func (export "fileprobe") (result #{results})
+            (drop (call $path_open (i32.const 3) (i32.const 0) (i32.const 1024) (i32.const 9)
+              (i32.const 0) (i64.const 2) (i64.const 0) (i32.const 0) (i32.const 24)))
+            (call $probe (i32.load (i32.const 24))))
+          (func (export "trap") unreachable)
+          """,
+          ~s{(data (i32.const 1024) "hello.txt") (data (i32.const 1040) "new") (data (i32.const 1056) "ok")} <>
+            ~s{(data (i32.const 2048) "LEAKED")}
+        )
+      end
+
+      # What the metadata and the dump say of `names` linked inert.
+      defp inert(names) do
+        for name <- names, capability = row(name).capability, capability in [:wasi_fs, :wasi_fs_write] do
+          reason = if capability == :wasi_fs, do: :no_preopen, else: :no_writable_preopen
+          %{module: @module, name: name, needs: capability, reason: reason}
+        end
+      end
+
+      # Everything under `dir`, with the contents of its files.
+      defp tree(dir) do
+        for path <- Path.wildcard(Path.join(dir, "**"), match_dot: true), into: %{} do
+          {Path.relative_to(path, dir), if(File.regular?(path), do: File.read!(path), else: :dir)}
+        end
+      end
+
       describe "the table" do
         test "every WASI function but sockets and proc_raise is a built-in under one WASI capability" do
           names = Enum.map(rows(), & &1.name)
@@ -200,15 +280,28 @@ defmodule Munition.Host.WASIContract do
           assert Capabilities.expand!([:all]) == [:abort, :log, :random, :time]
         end
 
-        test "each capability grants its functions and nothing else" do
+        test "each capability grants its functions and nothing else; :wasi_stdio links the file functions inert" do
           for capability <- Enum.uniq(Enum.map(rows(), & &1.capability)) do
             {mine, others} = Enum.split_with(rows(), &(&1.capability == capability))
+
+            # Every file function but fd_renumber (see "files out of reach").
+            inert =
+              if capability == :wasi_stdio,
+                do:
+                  Enum.filter(
+                    others,
+                    &(&1.capability in [:wasi_fs, :wasi_fs_write] and &1.name != "fd_renumber")
+                  ),
+                else: []
+
             wat = guest(Enum.map(rows(), & &1.name), "")
             assert {:error, {:capability_denied, denied}} = Munition.validate(wat, capabilities: [capability])
-            assert Enum.map(denied, & &1.name) == Enum.map(others, & &1.name)
+            assert Enum.map(denied, & &1.name) == Enum.map(others -- inert, & &1.name)
             assert Enum.all?(denied, &(&1.needs == row(&1.name).capability))
             assert mine != []
           end
+
+          assert length(probed()) == 22
         end
 
         test "denied imports name the capability that grants them; sockets need nothing grantable" do
@@ -216,18 +309,24 @@ defmodule Munition.Host.WASIContract do
           (module
             (import "#{@module}" "fd_write" (func (param i32 i32 i32 i32) (result i32)))
             (import "#{@module}" "path_open" (func (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+            (import "#{@module}" "fd_renumber" (func (param i32 i32) (result i32)))
             (import "#{@module}" "sock_accept" (func (param i32 i32 i32) (result i32)))
             (import "#{@module}" "proc_raise" (func (param i32) (result i32))))
           """
 
+          # path_open is linked inert under :wasi (see "files out of reach").
           assert Munition.validate(wat, capabilities: [:wasi]) ==
                    {:error,
                     {:capability_denied,
                      [
-                       %{module: @module, name: "path_open", needs: :wasi_fs},
+                       %{module: @module, name: "fd_renumber", needs: :wasi_fs},
                        %{module: @module, name: "sock_accept", needs: nil},
                        %{module: @module, name: "proc_raise", needs: nil}
                      ]}}
+
+          # Without :wasi_stdio nothing is linked inert.
+          assert {:error, {:capability_denied, denied}} = Munition.validate(wat, capabilities: [:wasi_clock])
+          assert %{module: @module, name: "path_open", needs: :wasi_fs} in denied
 
           assert {:error, {:capability_denied, [%{name: "fd_write", needs: :wasi_stdio} | _]}} = run(wat)
         end
@@ -717,6 +816,148 @@ defmodule Munition.Host.WASIContract do
                    )
 
           assert File.read!(created) == "written"
+        end
+      end
+
+      describe "files out of reach (inert links)" do
+        test "under :wasi, every file function but fd_renumber is linked inert, and the metadata says so" do
+          assert {:ok, _errnos, %{inert_links: inert_links, capabilities: granted}} =
+                   fire(probe_guest(), "probe", [3], capabilities: [:wasi])
+
+          assert inert_links == inert(probed())
+          assert granted == Capabilities.expand!([:wasi])
+          assert Enum.count(inert_links, &(&1.reason == :no_preopen)) == 11
+
+          # Granted, nothing is inert; with :wasi_fs alone, the writes are.
+          assert {:ok, _, %{inert_links: []}} =
+                   fire(probe_guest(), "probe", [3], capabilities: [:wasi, :wasi_fs, :wasi_fs_write])
+
+          assert {:ok, _, %{inert_links: writes}} =
+                   fire(probe_guest(), "probe", [3], capabilities: [:wasi, :wasi_fs])
+
+          assert writes == Enum.filter(inert(probed()), &(&1.needs == :wasi_fs_write))
+
+          # A call with no WASI has none, and says so.
+          assert {:ok, 1, %{inert_links: []}} =
+                   fire(~s{(module (func (export "f") (result i32) i32.const 1))}, "f", [])
+        end
+
+        test "with no directory, each answers WASI's errno on stdio and beyond, and the host is untouched" do
+          box = sandbox()
+          before = tree(box.root)
+
+          # Preopens given without :wasi_fs are not given to the guest.
+          opts = [capabilities: [:wasi], wasi: [preopens: [{"/data", box.data, :read_write}]]]
+
+          # EBADF everywhere: no descriptor is a directory, stdio is no file;
+          # but stdin cannot fd_pread and stdout and stderr cannot fd_pwrite
+          # (ESPIPE), and stdio's fd_filestat_get is the zero stat.
+          badf = List.duplicate(@badf, 22)
+          stdio = List.replace_at(badf, 5, 0)
+
+          for {fd, errnos} <- [
+                {0, List.replace_at(stdio, 3, 70)},
+                {1, List.replace_at(stdio, 11, 70)},
+                {2, List.replace_at(stdio, 11, 70)},
+                {3, badf},
+                {4, badf}
+              ] do
+            assert {:ok, ^errnos, %{stdout: "ok", stderr: ""}} = fire(probe_guest(), "probe", [fd], opts)
+          end
+
+          assert tree(box.root) == before
+        end
+
+        test "under a read-only directory, the write functions are linked inert and change nothing" do
+          box = sandbox()
+          before = tree(box.root)
+
+          # Marked :read_write, but without :wasi_fs_write the preopen is read-only.
+          opts = [capabilities: [:wasi, :wasi_fs], wasi: [preopens: [{"/data", box.data, :read_write}]]]
+
+          # On the directory: the reads work (path_open opens hello.txt, its
+          # stat, the listing: 0), the writes are EBADF (no file) or EPERM.
+          assert {:ok, [0, 0, 28, @badf, 0, 0 | errnos], %{stdout: "ok"}} =
+                   fire(probe_guest(), "probe", [3], opts)
+
+          assert Enum.drop(errnos, 5) == [@badf, @badf, @badf, 63, 63, 63, 63, 63, 63, 63, 63]
+
+          # On a file opened for reading: every write is refused (the errnos
+          # differ between the engines, not what they refuse).
+          assert {:ok, [_, _, _, 0, _, 0 | errnos], %{stdout: "ok"}} =
+                   fire(probe_guest(), "fileprobe", [], opts)
+
+          assert errnos |> Enum.drop(5) |> Enum.all?(&(&1 != 0))
+
+          assert tree(box.root) == before
+        end
+
+        test "with a preopen and :wasi_fs, path_open opens the file; nothing is inert with :wasi_fs_write too" do
+          box = sandbox()
+
+          assert {:ok, 0, %{stdout: "file contents", inert_links: []}} =
+                   fire(file_guest("hello.txt"), "cat", [],
+                     capabilities: [:wasi, :wasi_fs],
+                     wasi: [preopens: [{"/data", box.data}]]
+                   )
+
+          # The same guest under :wasi: no directory, so EBADF.
+          assert {:ok, @badf, %{stdout: "", inert_links: [%{name: "path_open", reason: :no_preopen}]}} =
+                   fire(file_guest("hello.txt"), "cat", [],
+                     capabilities: [:wasi],
+                     wasi: [preopens: [{"/data", box.data}]]
+                   )
+        end
+
+        # It is the one file function that acts on stdio with no directory.
+        test "fd_renumber is never inert: on Wasmtime it moves stdio, on Wasmi it cannot" do
+          wat =
+            guest(
+              ["fd_renumber", "fd_write"],
+              """
+              (func (export "run") (result i32)
+                (call $fd_renumber (i32.const 1) (i32.const 2))
+                (drop (call $write (i32.const 2) (i32.const 1024) (i32.const 2))))
+              """,
+              ~s{(data (i32.const 1024) "ok")}
+            )
+
+          assert {:error, {:capability_denied, [%{name: "fd_renumber", needs: :wasi_fs}]}} =
+                   fire(wat, "run", [], capabilities: [:wasi])
+
+          # Stdout moved onto stderr's number on Wasmtime: "ok" goes to stdout.
+          expected =
+            if @runtime == Munition.Runtime.Wasmi,
+              do: {@badf, "", "ok"},
+              else: {0, "ok", ""}
+
+          assert {:ok, errno, %{stdout: stdout, stderr: stderr}} =
+                   fire(wat, "run", [], capabilities: [:wasi, :wasi_fs])
+
+          assert {errno, stdout, stderr} == expected
+        end
+
+        test "a crash's dump lists the inert links, in its file too" do
+          assert {:crash, :trap, %Dump{inert_links: inert_links} = dump} =
+                   fire(probe_guest(), "trap", [], capabilities: [:wasi])
+
+          assert inert_links == inert(probed())
+          assert {:ok, %Dump{inert_links: ^inert_links}} = Dump.deserialize(Dump.serialize(dump))
+        end
+
+        test "a pool links them once, and every call's metadata says so" do
+          name = :"wasi_inert_pool_#{System.unique_integer([:positive])}"
+
+          start_supervised!(
+            {Munition.Pool, name: name, wasm: probe_guest(), capabilities: [:wasi], runtime: @runtime}
+          )
+
+          expected = inert(probed())
+
+          assert {:ok, _, %{inert_links: ^expected}} = Munition.fire_pooled(name, "probe", [1])
+
+          assert {:ok, _, %{inert_links: ^expected}} =
+                   Munition.fire_pooled(name, "probe", [1], fuel: 1_000_000)
         end
       end
 

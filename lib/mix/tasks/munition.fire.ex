@@ -159,9 +159,17 @@ defmodule Mix.Tasks.Munition.Fire do
       "fuel:   #{meta.fuel_consumed} consumed, #{meta.fuel_remaining} left\n",
       "time:   #{meta.execution_time_us} µs\n",
       "module: #{meta.module_hash}",
+      inert(meta.inert_links),
       log
     ]
   end
+
+  # Imports linked without their capability, reaching nothing (see "Inert
+  # links" in Munition.Host.Capabilities).
+  defp inert([]), do: []
+
+  defp inert(links),
+    do: ["\ninert:  ", Enum.map_join(links, ", ", &"#{&1.name} (needs #{inspect(&1.needs)}: #{&1.reason})")]
 
   defp put_if(opts, _key, nil), do: opts
   defp put_if(opts, key, value), do: Keyword.put(opts, key, value)

@@ -12,7 +12,9 @@ defmodule Mix.Tasks.Munition.Validate do
   then what would be refused with the capabilities given by `--cap`
   (comma-separated, groups such as `basic` and `wasi` allowed; none by
   default, as for `fire/4`). `--cap` may be repeated: its values add up
-  (`--cap time --cap log` is `--cap time,log`).
+  (`--cap time --cap log` is `--cap time,log`). When nothing is refused, it
+  lists the imports linked inert, each with the capability it lacks and why
+  it reaches nothing (see "Inert links" in `Munition.Host.Capabilities`).
 
   Exits with a non-zero status when the module is invalid or unsupported, or
   when an import would be refused.
@@ -47,8 +49,21 @@ defmodule Mix.Tasks.Munition.Validate do
     Mix.shell().info(describe(module))
 
     case Capabilities.resolve(module, capabilities, []) do
-      {:ok, _links} ->
+      {:ok, links} ->
         Mix.shell().info("\nnothing refused with capabilities #{inspect(capabilities)}")
+
+        case Capabilities.inert_links(links, capabilities, module.runtime) do
+          [] ->
+            :ok
+
+          inert ->
+            lines =
+              Enum.map(inert, fn i -> "  #{i.module}.#{i.name}  needs: #{needs(i.needs)} (#{i.reason})" end)
+
+            Mix.shell().info(
+              Enum.join(["linked inert, reaching nothing (see Munition.Host.Capabilities):" | lines], "\n")
+            )
+        end
 
       {:error, {:capability_denied, denied}} ->
         lines = Enum.map(denied, fn d -> "  #{d.module}.#{d.name}  needs: #{needs(d.needs)}" end)

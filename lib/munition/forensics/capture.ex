@@ -62,6 +62,7 @@ defmodule Munition.Forensics.Capture do
       function: state.function,
       args: state.args,
       capabilities: state.capabilities,
+      inert_links: state.inert_links,
       fuel_given: state.fuel,
       wasmtime_version: engine_version(state.runtime),
       munition_version: @munition_version,

@@ -30,6 +30,9 @@ defmodule Munition.Forensics.Dump do
     * `:function`, `:args` - what was called
     * `:capabilities` - the granted, expanded capabilities (read from a file,
       a capability whose atom does not exist in the reading VM is a string)
+    * `:inert_links` - the imports linked without their capability because
+      they reach nothing in the call, `[%{module, name, needs, reason}]`
+      (see "Inert links" in `Munition.Host.Capabilities`); `[]` for most calls
     * `:log` - guest log lines `[{level, line}]` (capability `:log`)
     * `:stdout`, `:stderr` - what the guest wrote to its WASI stdout and
       stderr until it failed (binaries, within the call's limits), and
@@ -99,7 +102,7 @@ defmodule Munition.Forensics.Dump do
   `"reason"`, `"trap"`, `"message"`, `"backtrace"`, `"fuel_given"`,
   `"fuel_consumed"`, `"fuel_remaining"`, `"execution_time_us"`, `"globals"`,
   `"module_hash"`, `"imports"`, `"exports"`, `"function"`, `"args"`,
-  `"capabilities"`, `"log"`, `"stdout"`, `"stderr"`, `"stdout_truncated"`,
+  `"capabilities"`, `"inert_links"`, `"log"`, `"stdout"`, `"stderr"`, `"stdout_truncated"`,
   `"stderr_truncated"`, `"wasmtime_version"`, `"munition_version"` with the
   values described under the fields above (maps inside
   them, such as a backtrace frame, have symbol keys), and `"captured_at"`: an
@@ -107,7 +110,9 @@ defmodule Munition.Forensics.Dump do
   keys they do not know, and a key the header lacks leaves the field at its
   default: the four WASI output keys (`stdout` and `stderr` bytes or nil,
   `stdout_truncated` and `stderr_truncated` true, false or nil) came after
-  the first files of version 1 were written, which read as nil.
+  the first files of version 1 were written, which read as nil, and so did
+  `inert_links` (a list of maps whose `module` and `name` are bytes and
+  `needs` and `reason` symbols), which reads as `[]`.
 
   `reason` is nil or one of the symbols
   #{Enum.map_join(Munition.Reason.crash_reasons(), ", ", &"`#{&1}`")}
@@ -169,6 +174,7 @@ defmodule Munition.Forensics.Dump do
             function: nil,
             args: [],
             capabilities: [],
+            inert_links: [],
             log: [],
             stdout: nil,
             stderr: nil,

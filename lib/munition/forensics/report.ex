@@ -62,6 +62,7 @@ defmodule Munition.Forensics.Report do
         "#{dump.fuel_consumed} consumed of #{dump.fuel_given} (#{dump.fuel_remaining} left), #{dump.execution_time_us} µs"
       ),
       line("capabilities", inspect(dump.capabilities)),
+      inert_section(dump.inert_links),
       backtrace_section(dump.backtrace, opts[:frames]),
       globals_section(dump.globals),
       memory_section(dump.memories, regions),
@@ -148,6 +149,17 @@ defmodule Munition.Forensics.Report do
       |> Enum.map(fn {offset, s} -> ["  ", string_line(offset, s), "\n"] end)
 
     ["\nnotable strings (longest #{min(shown, length(found))} of #{length(found)}):\n", lines]
+  end
+
+  # Imports linked without their capability, reaching nothing (see
+  # Munition.Host.Capabilities): named with what would grant them.
+  defp inert_section([]), do: []
+
+  defp inert_section(links) do
+    line(
+      "inert links",
+      Enum.map_join(links, ", ", fn link -> "#{link.name} (needs #{inspect(link.needs)}: #{link.reason})" end)
+    )
   end
 
   defp log_section([]), do: []

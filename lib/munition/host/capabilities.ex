@@ -3,7 +3,8 @@ defmodule Munition.Host.Capabilities do
   Capabilities: what a guest may reach on the host, granted per call.
 
   The check happens when imports are resolved, before any guest code runs: a
-  module that imports anything not granted does not instantiate, and
+  module that imports anything not granted (nor linked inert, below) does
+  not instantiate, and
   `Munition.fire/4` returns
   `{:error, {:capability_denied, [%{module: m, name: n, needs: capability_or_nil}]}}`
   listing every refused import, with the capability that would grant it where
@@ -35,12 +36,42 @@ defmodule Munition.Host.Capabilities do
   `:wasi_exit`, `:wasi_poll`, `:wasi_fs`, `:wasi_fs_write`. The table of
   which function needs which, and what they do, is in `Munition.Host.WASI`.
 
+  ## Inert links
+
+  A grant matches what the guest can reach, not what it imports. A guest
+  built with wasi-libc imports the file function behind every libc call it
+  contains (`fopen`'s `path_open`, `remove`'s `path_unlink_file`, ...),
+  whether or not a run calls them; without `:wasi_fs` it has no directory
+  to call them on, since preopens are given only with `:wasi_fs`, and
+  without `:wasi_fs_write` no writable one.
+  So a call granting `:wasi_stdio` (as `:wasi` does) links the file
+  functions of `:wasi_fs` and `:wasi_fs_write` it does not grant *inert*:
+  linked, answering the guest with WASI's errno (`EBADF`: no directory
+  descriptor; `EPERM` under a read-only one), reaching nothing on the host.
+  `fd_renumber` is the exception, refused as before: with no directory it
+  would still move or close the guest's stdin, stdout and stderr on
+  Wasmtime, where Wasmi answers `EBADF`. `Munition.Host.WASI` says what each
+  function does with nothing to reach.
+
+  The audit trail says what was linked so: `:inert_links` in the metadata
+  of every call and in every dump (`Munition.Forensics.Dump`), `[]` when
+  nothing was, else one `t:inert_link/0` per such import:
+
+      %{module: "wasi_snapshot_preview1", name: "path_open", needs: :wasi_fs, reason: :no_preopen}
+
+  `needs` is the capability that would grant it, `reason` why it reaches
+  nothing: `:no_preopen` (a function of `:wasi_fs`: the guest has no
+  directory) or `:no_writable_preopen` (one of `:wasi_fs_write`: none it has
+  is writable). `inert_links/3` computes the list, and
+  `mix munition.validate --cap ...` prints it.
+
   ## Groups
 
     * `:basic` - `[:time, :log, :abort]`
     * `:all` - every capability of the built-ins above (not WASI's: granting
       `:all` never grants WASI)
     * `:wasi` - every WASI capability but `:wasi_fs` and `:wasi_fs_write`
+      (whose file functions it links inert: see "Inert links")
 
   Capabilities of Elixir host functions (`Munition.Host.Functions`) are the atoms
   those functions declare; granting one that no built-in and no host function of
@@ -56,6 +87,19 @@ defmodule Munition.Host.Capabilities do
 
   @typedoc "A wasm value type a host function can take or return."
   @type val_type :: :i32 | :i64 | :f32 | :f64
+
+  @typedoc """
+  An import linked without the capability that would grant it, because it
+  reaches nothing in the call (see "Inert links"): `needs` is that
+  capability, `reason` why nothing is in reach, `:no_preopen` (the guest has
+  no directory) or `:no_writable_preopen` (it has no writable one).
+  """
+  @type inert_link :: %{
+          module: String.t(),
+          name: String.t(),
+          needs: atom(),
+          reason: :no_preopen | :no_writable_preopen
+        }
 
   @typedoc """
   What one import is linked to, for the runtime: a built-in host function by
@@ -91,6 +135,7 @@ defmodule Munition.Host.Capabilities do
 
         table = %{
           builtins: builtins,
+          by_import: Map.new(builtins, &{{&1.module, &1.name}, &1}),
           capabilities: capabilities,
           all: capabilities -- wasi,
           wasi: Munition.Host.WASI.group(builtins)
@@ -167,6 +212,9 @@ defmodule Munition.Host.Capabilities do
   not granted, or `{:error, {:instantiation_failed, message}}` for a granted
   import whose signature differs from the host function's. This is the only
   place signatures are compared before the engine instantiates.
+
+  A WASI file function whose capability is not granted is linked inert when
+  `:wasi_stdio` is (see "Inert links" above); `inert_links/3` lists them.
   """
   @spec resolve(Munition.Module.t(), [atom()], [Munition.Host.Functions.t()], module() | nil) ::
           {:ok, [link()]} | {:error, {:capability_denied, [map()]} | {:instantiation_failed, String.t()}}
@@ -208,6 +256,38 @@ defmodule Munition.Host.Capabilities do
     end
   end
 
+  @doc """
+  The imports among `links` (from `resolve/4`) linked inert: built-ins whose
+  capability is not among `granted`, which reach nothing in the call (see
+  "Inert links" above), one `t:inert_link/0` each, in import order. `[]` for
+  most calls.
+
+      iex> wat = ~s{(module
+      ...>   (import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))
+      ...>   (import "wasi_snapshot_preview1" "path_open" (func (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32))))}
+      iex> {:ok, module} = Munition.compile(wat)
+      iex> granted = Munition.Host.Capabilities.expand!([:wasi])
+      iex> {:ok, links} = Munition.Host.Capabilities.resolve(module, granted, [])
+      iex> Munition.Host.Capabilities.inert_links(links, granted, module.runtime)
+      [%{module: "wasi_snapshot_preview1", name: "path_open", needs: :wasi_fs, reason: :no_preopen}]
+  """
+  @spec inert_links([link()], [atom()], module()) :: [inert_link()]
+  def inert_links(links, granted, runtime) do
+    # Only a call granting :wasi_stdio and not both file capabilities can
+    # have any: the others (most calls) pay one check.
+    if :wasi_stdio in granted and not (:wasi_fs in granted and :wasi_fs_write in granted) do
+      by_import = table(runtime).by_import
+
+      for {:builtin, module, name} <- links,
+          builtin = Map.fetch!(by_import, {module, name}),
+          reason = Munition.Host.WASI.inert(builtin, granted) do
+        %{module: module, name: name, needs: builtin.capability, reason: reason}
+      end
+    else
+      []
+    end
+  end
+
   defp link_all(%Munition.Module{imports: imports}, granted, host_functions, runtime) do
     indexed = Enum.with_index(host_functions)
     builtins = builtins(runtime)
@@ -242,7 +322,11 @@ defmodule Munition.Host.Capabilities do
           else: {:denied, function.capability}
 
       builtin != nil ->
-        if builtin.capability in granted,
+        # An inert file function is linked as a granted one is: what keeps
+        # it from reaching anything is the call's WASI configuration, which
+        # gives no directory without :wasi_fs and no writable one without
+        # :wasi_fs_write (Munition.Host.WASI.config/2).
+        if builtin.capability in granted or Munition.Host.WASI.inert(builtin, granted) != nil,
           do: {:ok, {:builtin, import.module, import.name}, {builtin.params, builtin.results}},
           else: {:denied, builtin.capability}
 

@@ -16,8 +16,9 @@ defmodule Munition.Host.WASI do
   errno). Writing WASI again would mean writing that sandbox again.
 
   Munition links imports one by one from its own table (below): each granted
-  function is taken from a Wasmtime linker that defines them all once per
-  node, so an import that is not granted never reaches Wasmtime's code. Each
+  function (or file function linked inert, below) is taken from a Wasmtime
+  linker that defines them all once per node, so an import that is refused
+  never reaches Wasmtime's code. Each
   store gets a fresh WASI context, dropped with the store: nothing is shared
   between calls.
 
@@ -80,12 +81,66 @@ defmodule Munition.Host.WASI do
   The group `:wasi` is every WASI capability but `:wasi_fs` and
   `:wasi_fs_write`: enough for a program that prints (C's `printf` with
   wasi-libc, Rust's `println!`), reads stdin, its arguments and environment,
-  the time and random bytes, sleeps and exits. Files are granted apart.
-  (`:all` stays Munition's own built-ins: granting it never grants WASI.)
+  the time and random bytes, sleeps and exits, whatever file functions it
+  imports besides (below). Files are granted apart: a directory in
+  `:preopens` and `:wasi_fs` (with `:wasi_fs_write` to write). (`:all`
+  stays Munition's own built-ins: granting it never grants WASI.)
 
   As for other imports, a module that imports a WASI function that is not
-  granted does not run: `{:error, {:capability_denied, [...]}}` lists every
-  one with the capability that would grant it.
+  granted, nor linked inert (below), does not run:
+  `{:error, {:capability_denied, [...]}}` lists every one with the
+  capability that would grant it.
+
+  ## Files the guest cannot reach
+
+  What `:wasi_fs` and `:wasi_fs_write` give is directories: the preopens
+  reach the guest only with `:wasi_fs`, and are writable only with
+  `:wasi_fs_write` too. A file function has nothing to act on without them,
+  so a call granting `:wasi_stdio` (as `:wasi` does) links the file
+  functions whose capability it does not grant *inert* instead of refusing
+  the module: QuickJS-ng's `qjs` and Lua, built with wasi-libc, import
+  `path_open`, `path_rename`, `path_unlink_file`, ... for `fopen`,
+  `rename` and `remove`, and print `2` with `capabilities: [:wasi]`. Each
+  is still the function of the table (the same code on each engine as when
+  granted); what it can reach is what the call gives:
+
+    * with no directory (`:wasi_fs` not granted): the guest's descriptors
+      are stdin 0, stdout 1 and stderr 2, and never more (only `path_open`
+      makes one, under a directory). Every `path_*` function answers `EBADF`
+      (no descriptor is a directory), as do `fd_readdir`, `fd_advise`,
+      `fd_allocate`, `fd_sync`, `fd_datasync`, `fd_fdstat_set_flags`,
+      `fd_fdstat_set_rights`, `fd_filestat_set_size` and
+      `fd_filestat_set_times` (stdio is no file); `fd_pread` on stdin and
+      `fd_pwrite` on stdout and stderr are `ESPIPE` (`EBADF` the other way
+      round); `fd_filestat_get` on stdio succeeds with the zero stat it
+      always gives them. Nothing on the host is touched, and stdio is left
+      as it was;
+    * with read-only directories only (`:wasi_fs` granted, `:wasi_fs_write`
+      not): every function of `:wasi_fs_write` is refused by the directory
+      or file it names, as under a read-only preopen with `:wasi_fs_write`
+      granted: the `path_*` ones and `fd_filestat_set_times` on a directory
+      are `EPERM`, `fd_pwrite`, `fd_allocate` and `fd_filestat_set_size` on
+      a directory `EBADF`, and each on a file opened for reading an errno
+      (which one differs between the engines).
+
+  `fd_renumber` is never linked inert: with no directory it still acts on
+  stdio, and not the same way on both engines (on Wasmtime it moves stdout
+  or stderr onto another's number, closing that one; on Wasmi it answers
+  `EBADF`), so it needs `:wasi_fs` as before. Sockets and `proc_raise` stay
+  refused.
+
+  The metadata of every call and every dump say which imports were linked
+  inert (`:inert_links`, see "Inert links" in `Munition.Host.Capabilities`):
+
+      %{module: "wasi_snapshot_preview1", name: "path_open", needs: :wasi_fs, reason: :no_preopen}
+      %{module: "wasi_snapshot_preview1", name: "path_rename", needs: :wasi_fs_write, reason: :no_writable_preopen}
+
+  A call that gives `:preopens` without granting `:wasi_fs` still gives the
+  guest no directory (the preopens are dropped, as they always were): its
+  file functions are linked inert with `reason: :no_preopen`, which is where
+  to look when a guest finds none of its files. Likewise a `:read_write`
+  preopen without `:wasi_fs_write` is read-only, and the write functions
+  say `:no_writable_preopen`.
 
   ## The `:wasi` option
 
@@ -103,7 +158,9 @@ defmodule Munition.Host.WASI do
     * `:preopens` - directories the guest may open files in:
       `[{"/data", host_path}]` (read-only) or `{"/out", host_path, :read_write}`.
       Given to the guest only when `:wasi_fs` is granted, and writable only
-      when marked `:read_write` and `:wasi_fs_write` is granted too.
+      when marked `:read_write` and `:wasi_fs_write` is granted too (else
+      the file functions are linked inert: see "Files the guest cannot
+      reach").
     * `:stdout_limit`, `:stderr_limit` - bytes of each kept. Defaults to
       `65_536`. Past it the guest's writes still succeed, the rest is dropped
       and the result says `stdout_truncated: true`.
@@ -179,6 +236,10 @@ defmodule Munition.Host.WASI do
 
   @module "wasi_snapshot_preview1"
   @fs [:wasi_fs, :wasi_fs_write]
+  # The one file function that does something to stdin, stdout and stderr
+  # with no directory: on Wasmtime it moves or closes them, on Wasmi it
+  # answers EBADF. Not the same on both engines, so never linked inert.
+  @never_inert ["fd_renumber"]
   @defaults %{
     args: ["main"],
     env: [],
@@ -205,6 +266,34 @@ defmodule Munition.Host.WASI do
   @doc "The capabilities of the group `:wasi`: all WASI capabilities but the filesystem's."
   @spec group([map()]) :: [atom()]
   def group(builtins), do: capabilities(builtins) -- @fs
+
+  @doc """
+  Why the WASI built-in `builtin` (a row of `Munition.Host.Capabilities.builtins/1`)
+  reaches nothing in a call that grants `granted` without its capability:
+  `:no_preopen` for a function of `:wasi_fs` (the guest has no directory),
+  `:no_writable_preopen` for one of `:wasi_fs_write` (it has no writable
+  one), or `nil` when it is not linked inert: its capability is granted, it
+  is no file function, it is `fd_renumber`, or `:wasi_stdio` is not granted
+  (see "Files the guest cannot reach" above).
+
+      iex> path_open = %{module: "wasi_snapshot_preview1", name: "path_open", capability: :wasi_fs}
+      iex> Munition.Host.WASI.inert(path_open, [:wasi_stdio])
+      :no_preopen
+      iex> Munition.Host.WASI.inert(path_open, [:wasi_stdio, :wasi_fs])
+      nil
+      iex> Munition.Host.WASI.inert(path_open, [:wasi_clock])
+      nil
+  """
+  @spec inert(map(), [atom()]) :: :no_preopen | :no_writable_preopen | nil
+  def inert(%{module: @module, name: name, capability: capability}, granted)
+      when capability in @fs and name not in @never_inert do
+    if :wasi_stdio in granted and capability not in granted, do: inert_reason(capability)
+  end
+
+  def inert(_builtin, _granted), do: nil
+
+  defp inert_reason(:wasi_fs), do: :no_preopen
+  defp inert_reason(:wasi_fs_write), do: :no_writable_preopen
 
   @doc """
   Checks the `:wasi` option of a call, raising `ArgumentError` naming the

@@ -282,7 +282,11 @@ defmodule Munition.Instance.Manager do
   # The runtime's metadata, with the call's context and its WASI output (when
   # it has a WASI configuration) at the top level.
   defp metadata(meta, state) do
-    context = %{module_hash: state.module.hash, capabilities: state.capabilities}
+    context = %{
+      module_hash: state.module.hash,
+      capabilities: state.capabilities,
+      inert_links: state.inert_links
+    }
 
     case Map.pop(meta, :output) do
       {nil, meta} -> Map.merge(meta, context)

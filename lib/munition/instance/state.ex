@@ -16,6 +16,8 @@ defmodule Munition.Instance.State do
   #   * `:max_memory` - bytes of linear memory the guest may have
   #   * `:capabilities` - the expanded, granted capabilities
   #   * `:links` - what each import links to, from `Munition.Host.Capabilities.resolve/4`
+  #   * `:inert_links` - those of them linked inert, for the audit trail
+  #     (`Munition.Host.Capabilities.inert_links/3`)
   #   * `:host_functions` - the call's `Munition.Host.Function`s (`:links` index into it)
   #   * `:forensics`, `:result`, `:alloc` - as the options of `Munition.fire/4`
   #   * `:log_limit` - bytes of guest log lines kept
@@ -52,6 +54,7 @@ defmodule Munition.Instance.State do
     :call,
     capabilities: [],
     links: [],
+    inert_links: [],
     host_functions: [],
     forensics: :full,
     result: :values,
@@ -69,6 +72,7 @@ defmodule Munition.Instance.State do
           max_memory: pos_integer(),
           capabilities: [atom()],
           links: [tuple()],
+          inert_links: [Munition.Host.Capabilities.inert_link()],
           host_functions: [Munition.Host.Function.t()],
           forensics: :full | :minimal | false,
           result: :values | :binary,

@@ -142,6 +142,23 @@ defmodule Mix.Tasks.Munition.FireCommandTest do
     assert out =~ "exit code: 3"
   end
 
+  test "the file functions --cap wasi links inert are named after the metadata", %{dir: dir} do
+    path = Path.join(dir, "files.wat")
+
+    File.write!(path, ~S"""
+    (module
+      (import "wasi_snapshot_preview1" "path_open" (func (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+      (import "wasi_snapshot_preview1" "path_unlink_file" (func (param i32 i32 i32) (result i32)))
+      (func (export "_start")))
+    """)
+
+    assert fire([path, "_start", "--cap", "wasi"]) =~
+             "\ninert:  path_open (needs :wasi_fs: no_preopen), " <>
+               "path_unlink_file (needs :wasi_fs_write: no_writable_preopen)"
+
+    refute fire([path, "_start", "--cap", "wasi,wasi_fs,wasi_fs_write"]) =~ "inert:"
+  end
+
   test "repeated --cap add up: --cap wasi --cap wasi_fs grants both", %{path: path} do
     out = fire([path, "_start", "--cap", "wasi_fs", "--cap", "wasi"])
     assert out =~ "exit code: 0"

@@ -93,7 +93,7 @@ defmodule Mix.Tasks.Munition.ValidateWASITest do
 
   import ExUnit.CaptureIO
 
-  test "WASI imports name the capability that grants each, and --cap takes the wasi group" do
+  test "WASI imports name the capability that grants each; --cap wasi links the file functions inert" do
     path =
       Path.join(
         System.tmp_dir!(),
@@ -103,21 +103,35 @@ defmodule Mix.Tasks.Munition.ValidateWASITest do
     File.write!(path, ~S"""
     (module (import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))
       (import "wasi_snapshot_preview1" "path_open" (func (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+      (import "wasi_snapshot_preview1" "path_unlink_file" (func (param i32 i32 i32) (result i32)))
       (memory (export "memory") 1) (func (export "_start")))
     """)
 
     on_exit(fn -> File.rm(path) end)
 
+    Mix.Task.reenable("munition.validate")
+    out = capture_io(fn -> Mix.Task.run("munition.validate", [path, "--cap", "wasi"]) end)
+
+    assert out =~ "wasi_snapshot_preview1.fd_write  func (i32, i32, i32, i32) -> (i32)  needs: :wasi_stdio"
+    assert out =~ "nothing refused with capabilities"
+
+    assert out =~
+             "linked inert, reaching nothing (see Munition.Host.Capabilities):\n" <>
+               "  wasi_snapshot_preview1.path_open  needs: :wasi_fs (no_preopen)\n" <>
+               "  wasi_snapshot_preview1.path_unlink_file  needs: :wasi_fs_write (no_writable_preopen)"
+
+    # Without :wasi_stdio nothing is inert.
     out =
       capture_io(fn ->
-        assert_raise Mix.Error, ~r/1 import\(s\) would be refused/, fn ->
+        assert_raise Mix.Error, ~r/2 import\(s\) would be refused/, fn ->
           Mix.Task.reenable("munition.validate")
-          Mix.Task.run("munition.validate", [path, "--cap", "wasi"])
+          Mix.Task.run("munition.validate", [path, "--cap", "wasi_fs"])
         end
       end)
 
-    assert out =~ "wasi_snapshot_preview1.fd_write  func (i32, i32, i32, i32) -> (i32)  needs: :wasi_stdio"
-    assert out =~ "refused with capabilities"
-    assert out =~ "wasi_snapshot_preview1.path_open  needs: :wasi_fs"
+    assert out =~
+             "refused with capabilities [:wasi_fs]:\n  wasi_snapshot_preview1.fd_write  needs: :wasi_stdio"
+
+    assert out =~ "wasi_snapshot_preview1.path_unlink_file  needs: :wasi_fs_write"
   end
 end

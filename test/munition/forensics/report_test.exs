@@ -50,6 +50,25 @@ defmodule Munition.Forensics.ReportTest do
                """
     end
 
+    test "names the imports linked inert, with what would grant them" do
+      links = [
+        %{module: "wasi_snapshot_preview1", name: "path_open", needs: :wasi_fs, reason: :no_preopen},
+        %{
+          module: "wasi_snapshot_preview1",
+          name: "path_rename",
+          needs: :wasi_fs_write,
+          reason: :no_writable_preopen
+        }
+      ]
+
+      text = Report.summary(%Dump{capabilities: [:wasi_stdio], inert_links: links}, @no_scan)
+
+      assert text =~
+               "  capabilities: [:wasi_stdio]\n" <>
+                 "  inert links:  path_open (needs :wasi_fs: no_preopen), " <>
+                 "path_rename (needs :wasi_fs_write: no_writable_preopen)\n"
+    end
+
     test "shows the first frames and counts the others" do
       frames = for i <- 0..3, do: %{func_index: i, func_name: "f#{i}"}
       text = Report.summary(%Dump{backtrace: frames}, @no_scan, frames: 2)

@@ -69,6 +69,7 @@ defmodule Munition.Forensics.Dump.Format do
     :function,
     :args,
     :capabilities,
+    :inert_links,
     :log,
     :stdout,
     :stderr,
@@ -414,11 +415,19 @@ defmodule Munition.Forensics.Dump.Format do
   defp valid?(field, v) when field in [:imports, :exports], do: list_of?(v, &is_map/1)
   defp valid?(:args, v), do: is_list(v)
   defp valid?(:capabilities, v), do: list_of?(v, &(is_atom(&1) or is_binary(&1)))
+  defp valid?(:inert_links, v), do: list_of?(v, &inert_link?/1)
   defp valid?(:log, v), do: list_of?(v, &match?({level, line} when is_integer(level) and is_binary(line), &1))
   defp valid?(field, v) when field in [:stdout, :stderr], do: is_nil(v) or is_binary(v)
   defp valid?(field, v) when field in [:stdout_truncated, :stderr_truncated], do: is_nil(v) or is_boolean(v)
 
   defp list_of?(v, check), do: is_list(v) and Enum.all?(v, check)
+
+  # A symbol the reading VM has no atom for reads as a string.
+  defp inert_link?(%{module: module, name: name, needs: needs, reason: reason})
+       when is_binary(module) and is_binary(name),
+       do: (is_atom(needs) or is_binary(needs)) and (is_atom(reason) or is_binary(reason))
+
+  defp inert_link?(_), do: false
 
   defp frame?(%{func_index: i} = frame) when is_integer(i) and i >= 0 do
     (is_nil(frame[:func_name]) or is_binary(frame[:func_name])) and

@@ -127,7 +127,7 @@ defmodule Munition.Forensics.Dump.FormatTest do
       header_end = 16 + header_len
       fields = ~w(reason trap message backtrace fuel_given fuel_consumed fuel_remaining
                   execution_time_us globals module_hash imports exports function args
-                  capabilities log stdout stderr stdout_truncated stderr_truncated
+                  capabilities inert_links log stdout stderr stdout_truncated stderr_truncated
                   wasmtime_version munition_version captured_at)a
       malformed = [:header, :value, :too_deep, :memory | fields]
 
@@ -232,6 +232,42 @@ defmodule Munition.Forensics.Dump.FormatTest do
                )
 
       assert_raise ArgumentError, fn -> String.to_existing_atom(name) end
+    end
+
+    test "inert links round-trip; a file from before them reads as none; a wrong shape is malformed" do
+      links = [
+        %{module: "wasi_snapshot_preview1", name: "path_open", needs: :wasi_fs, reason: :no_preopen},
+        %{
+          module: "wasi_snapshot_preview1",
+          name: "path_rename",
+          needs: :wasi_fs_write,
+          reason: :no_writable_preopen
+        }
+      ]
+
+      assert {:ok, %Dump{inert_links: ^links}} =
+               %{crash() | inert_links: links} |> Format.encode() |> decode()
+
+      assert {:ok, %Dump{inert_links: []}} = decode(crafted(%{}))
+
+      # A capability or reason this VM has no atom for reads as a string.
+      fresh = "munition_test_reason_#{System.unique_integer([:positive])}"
+      link = %{{:symbol, "module"} => "m", {:symbol, "name"} => "f"}
+
+      assert {:ok, %Dump{inert_links: [%{module: "m", name: "f", needs: :wasi_fs, reason: ^fresh}]}} =
+               decode(
+                 crafted(%{
+                   "inert_links" => [
+                     Map.merge(link, %{
+                       {:symbol, "needs"} => {:symbol, "wasi_fs"},
+                       {:symbol, "reason"} => {:symbol, fresh}
+                     })
+                   ]
+                 })
+               )
+
+      assert decode(crafted(%{"inert_links" => [link]})) == {:error, {:malformed, :inert_links}}
+      assert decode(crafted(%{"inert_links" => "path_open"})) == {:error, {:malformed, :inert_links}}
     end
 
     test "reason, trap and a global's type and value outside the format's atoms are malformed" do
