@@ -97,16 +97,18 @@ defmodule Munition.Runtime.Config do
 
   ## Compiled code on disk
 
-  Cranelift takes seconds for a module of real size (23 s for the 12 MB
+  Cranelift takes seconds for a module of real size (20-32 s for the 12 MB
   core module of a componentize-js plugin, on this project's loaded
   machine), and a node that restarts would compile every module again. With
   `config :munition, compile_cache_dir: "/var/cache/my_app/munition"`, the
   compile thread that compiles a module with Wasmtime writes its compiled
   code to that directory, and the next compile of the same wasm, on this
   node after the module cache forgot it or on the node restarted, loads it
-  instead: 0.16-0.26 s for the same module, checks included (the figures,
-  and the command, are in the performance guide). The Wasmi runtime keeps nothing
-  on disk: it compiles in about the time it takes to validate.
+  instead: 0.16-0.35 s for the same module, checks included (the figures,
+  and the command, are in the performance guide). Only the compile threads
+  read and write the files, never a scheduler. The setting is read at every
+  compile, as `:module_cache_size` is. The Wasmi runtime keeps nothing on
+  disk: it compiles in about the time it takes to validate.
 
   A module from the disk is the same as a compiled one: the input is
   measured and checked against the caller's limits first, what Munition
@@ -135,7 +137,11 @@ defmodule Munition.Runtime.Config do
   directory writable by a group) is not loaded: the module is compiled, the
   file rewritten when the directory passes, and `:rejected` with
   `:last_problem` say why. Files are written `0600` to a temporary name and
-  renamed, so no reader sees half a file, and nodes can share a directory.
+  renamed, so no reader sees half a file, and nodes can share a directory
+  (a node killed while writing may leave a `.*.tmp` file behind: never
+  read, safe to delete). Only the directory itself is checked, not its
+  parents: a directory another user put in its place is theirs, and
+  refused.
 
   What it does not protect against: anything running as the node's own
   user can write a file that passes every check. That is out of scope on
