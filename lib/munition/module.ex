@@ -91,7 +91,9 @@ defmodule Munition.Module do
   @spec component_bytes?(binary()) :: boolean()
   def component_bytes?(<<0, "asm", version::16-little, 1::16-little, _::binary>>) when version != 1, do: true
   def component_bytes?(<<0, "asm", _::binary>>), do: false
-  def component_bytes?(text), do: Regex.match?(~r/\A(\s|;;[^\n]*\n)*\(component\b/, binary_part(text, 0, min(byte_size(text), 4096)))
+
+  def component_bytes?(text),
+    do: Regex.match?(~r/\A(\s|;;[^\n]*\n)*\(component\b/, binary_part(text, 0, min(byte_size(text), 4096)))
 
   @doc "The export named `name`, or `nil`."
   @spec export(t(), String.t()) :: map() | nil

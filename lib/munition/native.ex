@@ -34,12 +34,13 @@ defmodule Munition.Native do
   def module_lookup(_bytes, _cache_capacity, _limits), do: :erlang.nif_error(:nif_not_loaded)
   def module_lookup_dirty(_bytes, _cache_capacity, _limits), do: :erlang.nif_error(:nif_not_loaded)
 
-  def module_compile_start(_bytes, _hash, _cache_capacity, _limits, _tag),
+  def module_compile_start(_bytes, _hash, _cache_capacity, _limits, _disk_dir, _tag),
     do: :erlang.nif_error(:nif_not_loaded)
 
   def module_compile_cancel(_ticket), do: :erlang.nif_error(:nif_not_loaded)
   def module_compile_stats, do: :erlang.nif_error(:nif_not_loaded)
   def module_cache_stats, do: :erlang.nif_error(:nif_not_loaded)
+  def module_disk_cache_stats, do: :erlang.nif_error(:nif_not_loaded)
   def module_cache_clear, do: :erlang.nif_error(:nif_not_loaded)
   def instance_new(_module, _config), do: :erlang.nif_error(:nif_not_loaded)
   def instance_call(_instance, _function, _params), do: :erlang.nif_error(:nif_not_loaded)

@@ -97,6 +97,19 @@ defmodule Munition.Runtime do
           | :yielded
           | {:waiting, non_neg_integer()}
 
+  @typedoc """
+  What a runtime's compiled code on disk gave since the VM started: see
+  `Munition.Runtime.Wasmtime.cache_stats/0`.
+  """
+  @type disk_stats :: %{
+          hits: non_neg_integer(),
+          misses: non_neg_integer(),
+          rejected: non_neg_integer(),
+          written: non_neg_integer(),
+          write_failed: non_neg_integer(),
+          last_problem: String.t() | nil
+        }
+
   @typedoc "A native failure: `{kind, message}`, `kind` among `Munition.Reason.error_kinds/0` or `:invalid_state`, `:out_of_bounds`, `:bad_data`."
   @type failure :: {:error, {atom(), term()}}
 
@@ -228,13 +241,16 @@ defmodule Munition.Runtime do
 
   @doc """
   The compiled-module cache: `%{entries: n, capacity: n, compilations: n}`,
-  `compilations` counting every module compiled since the VM started. For
-  tests and operators.
+  `compilations` counting every module compiled since the VM started. A
+  runtime that keeps compiled code on disk adds `:disk`, what it gave (see
+  `Munition.Runtime.Wasmtime.cache_stats/0`); modules loaded from there are
+  not compilations. For tests and operators.
   """
   @callback cache_stats() :: %{
-              entries: non_neg_integer(),
-              capacity: non_neg_integer(),
-              compilations: non_neg_integer()
+              required(:entries) => non_neg_integer(),
+              required(:capacity) => non_neg_integer(),
+              required(:compilations) => non_neg_integer(),
+              optional(:disk) => disk_stats()
             }
 
   @doc """

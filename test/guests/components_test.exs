@@ -26,11 +26,17 @@ defmodule Munition.Guests.ComponentsTest do
   end
 
   # The plugin's `log` import, served by Elixir: each message goes to the test.
-  defp log_to(pid), do: {@host, "log", :wit, :plugin_log, fn _ctx, message -> send(pid, {:logged, message}) end}
+  defp log_to(pid),
+    do: {@host, "log", :wit, :plugin_log, fn _ctx, message -> send(pid, {:logged, message}) end}
 
   defp opts(extra \\ []) do
     Keyword.merge(
-      [capabilities: [:wasi, :plugin_log], host_functions: [log_to(self())], fuel: 2_000_000_000, timeout: 60_000],
+      [
+        capabilities: [:wasi, :plugin_log],
+        host_functions: [log_to(self())],
+        fuel: 2_000_000_000,
+        timeout: 60_000
+      ],
       extra
     )
   end
@@ -50,12 +56,17 @@ defmodule Munition.Guests.ComponentsTest do
     for {plugin, module} <- modules do
       assert {:ok, true, _} = Munition.fire(module, "check", [1200, "DE"], opts()), plugin
       assert {:ok, false, _} = Munition.fire(module, "check", [1200, "FR"], opts()), plugin
-      assert {:ok, "allow", _} = Munition.fire(module, "classify", [%{"amount" => 10, "country" => "FR"}], opts())
+
+      assert {:ok, "allow", _} =
+               Munition.fire(module, "classify", [%{"amount" => 10, "country" => "FR"}], opts())
+
       assert {:ok, {"deny", "5000 is over the limit"}, _} =
                Munition.fire(module, "classify", [%{amount: 5000, country: "FR"}], opts())
 
       assert {:ok, {:ok, 3}, _} = Munition.fire(module, "total", [[1, 2]], opts()), plugin
-      assert {:ok, {:error, "zero is not an amount"}, _} = Munition.fire(module, "total", [[0]], opts()), plugin
+
+      assert {:ok, {:error, "zero is not an amount"}, _} = Munition.fire(module, "total", [[0]], opts()),
+             plugin
     end
   end
 
@@ -67,7 +78,9 @@ defmodule Munition.Guests.ComponentsTest do
       assert {:error, {:capability_denied, [%{module: @host, name: "log", needs: :plugin_log}]}} =
                Munition.fire(module, "check", [1, "DE"], opts(capabilities: [:wasi]))
 
-      assert {:error, {:capability_denied, denied}} = Munition.fire(module, "check", [1, "DE"], opts(capabilities: [:wasi], host_functions: []))
+      assert {:error, {:capability_denied, denied}} =
+               Munition.fire(module, "check", [1, "DE"], opts(capabilities: [:wasi], host_functions: []))
+
       assert Enum.any?(denied, &match?(%{module: @host, name: "log", needs: nil}, &1))
     end
   end
@@ -76,7 +89,9 @@ defmodule Munition.Guests.ComponentsTest do
     raising = {@host, "log", :wit, :plugin_log, fn _ctx, _message -> raise "no logging today" end}
 
     for {plugin, module} <- modules do
-      assert {:crash, :host_error, dump} = Munition.fire(module, "tags", ["a b"], opts(host_functions: [raising]))
+      assert {:crash, :host_error, dump} =
+               Munition.fire(module, "tags", ["a b"], opts(host_functions: [raising]))
+
       assert dump.message =~ "no logging today", plugin
     end
   end
@@ -112,9 +127,14 @@ defmodule Munition.Guests.ComponentsTest do
     live = Munition.Runtime.Wasmtime.live_count()
 
     for {plugin, module} <- modules do
-      assert {:crash, :fuel_exhausted, dump} = Munition.fire(module, "spin", [], opts(fuel: 50_000_000)), plugin
+      assert {:crash, :fuel_exhausted, dump} = Munition.fire(module, "spin", [], opts(fuel: 50_000_000)),
+             plugin
+
       assert dump.fuel_consumed == 50_000_000
-      assert {:crash, :timeout, _dump} = Munition.fire(module, "spin", [], opts(fuel: 10**15, timeout: 300)), plugin
+
+      assert {:crash, :timeout, _dump} =
+               Munition.fire(module, "spin", [], opts(fuel: 10 ** 15, timeout: 300)),
+             plugin
     end
 
     assert Munition.Runtime.Wasmtime.live_count() == live
@@ -122,7 +142,9 @@ defmodule Munition.Guests.ComponentsTest do
 
   test "Wasmi refuses a component by name", %{modules: _} do
     for plugin <- @plugins do
-      assert {:error, {:unsupported, message}} = Munition.compile(read!(plugin), runtime: Munition.Runtime.Wasmi)
+      assert {:error, {:unsupported, message}} =
+               Munition.compile(read!(plugin), runtime: Munition.Runtime.Wasmi)
+
       assert message =~ "is a WebAssembly component"
     end
   end

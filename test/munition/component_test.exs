@@ -56,12 +56,16 @@ defmodule Munition.ComponentTest do
     # `nested` needs a core function of three i32s; the WAT above names one
     # that the module does not have, so it is added here.
     wat =
-      String.replace(@echo, ~s{(func (export "spin") (loop br 0))}, ~s{(func (export "nested-id") (param i32 i32 i32) (result i32)
+      String.replace(
+        @echo,
+        ~s{(func (export "spin") (loop br 0))},
+        ~s{(func (export "nested-id") (param i32 i32 i32) (result i32)
           (i32.store8 (i32.const 32) (local.get 0))
           (i32.store8 (i32.const 33) (local.get 1))
           (i32.store8 (i32.const 34) (local.get 2))
           (i32.const 32))
-        (func (export "spin") (loop br 0))})
+        (func (export "spin") (loop br 0))}
+      )
 
     {:ok, module} = Munition.compile(wat)
     %{module: module}
@@ -74,6 +78,7 @@ defmodule Munition.ComponentTest do
 
   test "a component is a Munition.Module of kind :component, its world typed", %{module: module} do
     assert module.kind == :component
+
     assert %{params: [{"x", "option<option<bool>>"}], results: ["option<option<bool>>"]} =
              Munition.Module.export(module, "nested")
 

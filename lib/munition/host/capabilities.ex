@@ -346,8 +346,11 @@ defmodule Munition.Host.Capabilities do
   # host function given as `{interface, name, :wit, capability, fun}`.
   defp link_component(%{module: "wasi:" <> _ = interface} = import, granted, _host_functions) do
     case wasi_capability(interface) do
-      nil -> {:ok, {:builtin, interface, import.name}}
-      capability -> if capability in granted, do: {:ok, {:builtin, interface, import.name}}, else: {:denied, capability}
+      nil ->
+        {:ok, {:builtin, interface, import.name}}
+
+      capability ->
+        if capability in granted, do: {:ok, {:builtin, interface, import.name}}, else: {:denied, capability}
     end
   end
 
@@ -362,7 +365,9 @@ defmodule Munition.Host.Capabilities do
             {:denied, function.capability}
 
           import.refused != nil ->
-            {:error, {:instantiation_failed, "import #{import.module}.#{import.name} cannot be served: #{import.refused}"}}
+            {:error,
+             {:instantiation_failed,
+              "import #{import.module}.#{import.name} cannot be served: #{import.refused}"}}
 
           not is_function(function.fun, length(import.params) + 1) ->
             {:error,

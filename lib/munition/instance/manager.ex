@@ -231,9 +231,11 @@ defmodule Munition.Instance.Manager do
   end
 
   # A component's arguments are WIT values, converted by the runtime.
-  defp call(%State{module: %{kind: :component}} = state, instance), do: call(state, instance, {:ok, state.args})
+  defp call(%State{module: %{kind: :component}} = state, instance),
+    do: call(state, instance, {:ok, state.args})
 
-  defp call(state, instance), do: call(state, instance, BinaryABI.lower(state.args, &copy_in(state, instance, &1)))
+  defp call(state, instance),
+    do: call(state, instance, BinaryABI.lower(state.args, &copy_in(state, instance, &1)))
 
   defp call(state, instance, lowered) do
     with {:ok, params} <- lowered do

@@ -22,6 +22,9 @@ defmodule Munition.Runtime.Config do
       are also sent to `Logger` after each call: level 0 as debug, 1 info,
       2 warning, 3 and above error. Defaults to `false`.
     * `:dump_dir` - when set, every crash's dump is written there (see `Munition.fire/4`).
+    * `:compile_cache_dir` - when set, a directory where Wasmtime's compiled
+      code is kept across restarts (created `0700` when missing): below,
+      "Compiled code on disk". Defaults to `nil`: nothing is written.
     * `:max_instances`, `:max_memories_per_module`, `:max_concurrent_compiles` -
       the engine's capacity, below.
     * Fuel budgets live under `Munition.Fuel.Policy`.
@@ -113,6 +116,62 @@ defmodule Munition.Runtime.Config do
   the background and lands in the module cache, so a retry finds it; one
   still queued that nobody waits for any more is dropped.
   `Munition.Runtime.Wasmtime.compile_stats/0` counts them.
+
+  ## Compiled code on disk
+
+  Cranelift takes seconds for a module of real size (20-32 s for the 12 MB
+  core module of a componentize-js plugin, on this project's loaded
+  machine), and a node that restarts would compile every module again. With
+  `config :munition, compile_cache_dir: "/var/cache/my_app/munition"`, the
+  compile thread that compiles a module with Wasmtime writes its compiled
+  code to that directory, and the next compile of the same wasm, on this
+  node after the module cache forgot it or on the node restarted, loads it
+  instead: 0.16-0.35 s for the same module, checks included (the figures,
+  and the command, are in the performance guide). Only the compile threads
+  read and write the files, never a scheduler. The setting is read at every
+  compile, as `:module_cache_size` is. The Wasmi runtime keeps nothing on
+  disk: it compiles in about the time it takes to validate.
+
+  A module from the disk is the same as a compiled one: the input is
+  measured and checked against the caller's limits first, what Munition
+  supports is checked again, and `Munition.Runtime.Wasmtime.cache_stats/0`
+  counts it under `:disk` (`:hits`), not as a compilation. A file is named
+  by a key hashing the wasm's SHA-256 and everything its code depends on:
+  Wasmtime's version and its `precompile_compatibility_hash` (the target,
+  the compiler's settings and the CPU features it uses, the engine's
+  tunables and wasm features). Code of another Wasmtime, configuration or
+  CPU is under another name, so several builds can share a directory; files
+  are never evicted (clear the directory when it grows).
+
+  Loading compiled code is what Wasmtime calls unsafe: it trusts the bytes
+  to be what it wrote, and bytes that are not can run any code in the node.
+  So a file is loaded only when:
+
+    * the directory and the file are owned by the node's effective uid and
+      writable by nobody else (no group or other write bit), and the file is
+      a regular file (not a link, opened relative to the directory checked);
+    * its header has Munition's magic and format, the key asked for (a file
+      copied under another name is refused), the length of the file, and the
+      SHA-256 of the code it carries;
+    * Wasmtime accepts it (its version and configuration, once more).
+
+  Anything else (a flipped byte, a truncated file, another user's file, a
+  directory writable by a group) is not loaded: the module is compiled, the
+  file rewritten when the directory passes, and `:rejected` with
+  `:last_problem` say why. Files are written `0600` to a temporary name and
+  renamed, so no reader sees half a file, and nodes can share a directory
+  (a node killed while writing may leave a `.*.tmp` file behind: never
+  read, safe to delete). Only the directory itself is checked, not its
+  parents: a directory another user put in its place is theirs, and
+  refused.
+
+  What it does not protect against: anything running as the node's own
+  user can write a file that passes every check. That is out of scope on
+  purpose: such a process can already replace the NIF, the BEAM files or
+  attach a debugger to the node. So give the directory to the node's user
+  alone (not a shared `/tmp` path another user could create first: that
+  directory is refused, as its owner is not the node's), and treat it like
+  the node's code. The SHA-256 catches corruption, not forgery.
 
   ## Engine capacity and address space
 
@@ -335,6 +394,38 @@ defmodule Munition.Runtime.Config do
   @doc "Whether guest log lines are forwarded to `Logger`."
   @spec forward_guest_logs?() :: boolean()
   def forward_guest_logs?, do: Application.get_env(:munition, :forward_guest_logs, false) == true
+
+  @doc """
+  The directory of compiled code on disk (`config :munition,
+  :compile_cache_dir`, see "Compiled code on disk" above), expanded to an
+  absolute path, or `nil` (the default: nothing on disk). Raises
+  `ArgumentError` for a value that is neither a non-empty string nor `nil`.
+
+  ## Examples
+
+      iex> Munition.Runtime.Config.compile_cache_dir()
+      nil
+  """
+  @spec compile_cache_dir() :: Path.t() | nil
+  def compile_cache_dir,
+    do:
+      check_compile_cache_dir!(
+        Application.get_env(:munition, :compile_cache_dir),
+        "config :munition, compile_cache_dir:"
+      )
+
+  @doc false
+  # The check of a cache directory, from the configuration or an option (`where`).
+  @spec check_compile_cache_dir!(term(), String.t()) :: Path.t() | nil
+  def check_compile_cache_dir!(nil, _where), do: nil
+  def check_compile_cache_dir!(dir, _where) when is_binary(dir) and dir != "", do: Path.expand(dir)
+
+  def check_compile_cache_dir!(other, where),
+    do:
+      raise(
+        ArgumentError,
+        "#{where} must be a directory path (a non-empty string) or nil, got: #{inspect(other)}"
+      )
 
   @doc "Default directory for crash dumps, or `nil`."
   @spec dump_dir() :: Path.t() | nil

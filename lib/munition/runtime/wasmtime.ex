@@ -28,7 +28,10 @@ defmodule Munition.Runtime.Wasmtime do
   on Munition's compile threads, never on a scheduler (see "Where compiling
   runs" in `Munition.Runtime.Config`): this process waits for the result
   until the deadline and is free for nothing else meanwhile, but holds no
-  scheduler thread.
+  scheduler thread. With a compile cache directory, the compile thread
+  first looks there for the code compiled before for the same wasm, and
+  leaves there what it compiles (see "Compiled code on disk" in
+  `Munition.Runtime.Config`).
 
   ## Options
 
@@ -38,12 +41,20 @@ defmodule Munition.Runtime.Wasmtime do
       `Munition.Runtime.Config.compile_timeout/0`.
     * `:cache_size` - the module cache's capacity. Defaults to
       `Munition.Runtime.Config.module_cache_size/0`.
+    * `:compile_cache_dir` - the directory of compiled code on disk, or
+      `nil` for none. Defaults to `Munition.Runtime.Config.compile_cache_dir/0`.
   """
   @impl true
   def compile(bytes, opts \\ []) do
     started = System.monotonic_time(:millisecond)
     cache_size = Keyword.get_lazy(opts, :cache_size, &Config.module_cache_size/0)
     timeout = Keyword.get_lazy(opts, :timeout, &Config.compile_timeout/0)
+
+    disk_dir =
+      case Keyword.fetch(opts, :compile_cache_dir) do
+        {:ok, dir} -> Config.check_compile_cache_dir!(dir, ":compile_cache_dir")
+        :error -> Config.compile_cache_dir()
+      end
 
     limits =
       case Keyword.get(opts, :limits, []) do
@@ -55,9 +66,14 @@ defmodule Munition.Runtime.Wasmtime do
     limits = if kind == :component, do: Config.component_limits(limits), else: limits
 
     case lookup(kind, bytes, cache_size, limits) do
-      {:ok, {resource, info}} -> {:ok, to_module(resource, info)}
-      {:miss, hash} -> compile_off_scheduler(kind, bytes, hash, cache_size, limits, started + timeout, timeout)
-      {:error, _} = error -> error
+      {:ok, {resource, info}} ->
+        {:ok, to_module(resource, info)}
+
+      {:miss, hash} ->
+        compile_off_scheduler(kind, bytes, hash, {cache_size, limits, disk_dir}, started + timeout, timeout)
+
+      {:error, _} = error ->
+        error
     end
   end
 
@@ -78,19 +94,20 @@ defmodule Munition.Runtime.Wasmtime do
     end
   end
 
-  defp compile_start(:module, bytes, hash, cache_size, limits, tag),
-    do: Native.module_compile_start(bytes, hash, cache_size, limits, tag)
+  # Only a core module's code is kept on disk so far (`:compile_cache_dir`).
+  defp compile_start(:module, bytes, hash, {cache_size, limits, disk_dir}, tag),
+    do: Native.module_compile_start(bytes, hash, cache_size, limits, disk_dir, tag)
 
-  defp compile_start(:component, bytes, hash, cache_size, limits, tag),
+  defp compile_start(:component, bytes, hash, {cache_size, limits, _disk_dir}, tag),
     do: Native.component_compile_start(bytes, hash, cache_size, limits, tag)
 
   defp compile_cancel(:module, ticket), do: Native.module_compile_cancel(ticket)
   defp compile_cancel(:component, ticket), do: Native.component_compile_cancel(ticket)
 
-  defp compile_off_scheduler(kind, bytes, hash, cache_size, limits, deadline, timeout) do
+  defp compile_off_scheduler(kind, bytes, hash, settings, deadline, timeout) do
     tag = make_ref()
 
-    case compile_start(kind, bytes, hash, cache_size, limits, tag) do
+    case compile_start(kind, bytes, hash, settings, tag) do
       {:started, ticket} ->
         receive do
           {^tag, result} -> compiled(result)
@@ -222,6 +239,25 @@ defmodule Munition.Runtime.Wasmtime do
   @impl true
   def live_count, do: Native.instance_live_count() + Native.component_live_count()
 
+  @doc """
+  The compiled-module cache (see `c:Munition.Runtime.cache_stats/0`), with
+  what the compiled code on disk gave since the VM started (see "Compiled
+  code on disk" in `Munition.Runtime.Config`) under `:disk`:
+
+    * `:hits` - modules whose code was loaded from the disk instead of
+      compiled (not counted in `:compilations`);
+    * `:misses` - modules with no file for them: compiled, then written;
+    * `:rejected` - files (or a directory) refused by a check, or code
+      Wasmtime would not load: compiled instead, and written over the file
+      when the directory passes its checks;
+    * `:written` - files written;
+    * `:write_failed` - files that could not be written (the directory
+      refused, the disk full...): the module compiled serves all the same;
+    * `:last_problem` - why the last rejection or failed write happened,
+      with the file's path, or `nil`.
+
+  All zero, and `:last_problem` `nil`, while no directory is configured.
+  """
   @impl true
   def cache_stats do
     {entries, capacity, compilations} = Native.module_cache_stats()
@@ -230,7 +266,8 @@ defmodule Munition.Runtime.Wasmtime do
     %{
       entries: entries + component_entries,
       capacity: capacity,
-      compilations: compilations + component_compilations
+      compilations: compilations + component_compilations,
+      disk: Native.module_disk_cache_stats()
     }
   end
 
@@ -252,7 +289,9 @@ defmodule Munition.Runtime.Wasmtime do
   end
 
   @impl true
-  def call({:component, instance}, function, params), do: Native.component_instance_call(instance, function, params)
+  def call({:component, instance}, function, params),
+    do: Native.component_instance_call(instance, function, params)
+
   def call(instance, function, params), do: Native.instance_call(instance, function, params)
 
   @impl true

@@ -4,11 +4,13 @@
 //! and the rules a store keeps for its guest (memory bounds and limits, log,
 //! fuel), exporting a module's internals under reserved names (its start
 //! function, memories and globals), scanning or compressing
-//! guest memory, the fuel meter's counters, and a pool's places. The NIF crate
+//! guest memory, the fuel meter's counters, a pool's places, and the files of
+//! the persistent cache of compiled code. The NIF crate
 //! (`munition_native`) wraps them; keeping them here lets `cargo test` run
 //! them, which a crate full of `enif_*` calls cannot do without a VM.
 
 pub mod capacity;
+pub mod code_cache;
 pub mod compile_queue;
 pub mod guest;
 pub mod internals;

@@ -162,11 +162,11 @@ defmodule Munition.Runtime.WasmtimeTest do
       assert after_ - before == 1
     end
 
-    test "cache_stats/0 is a map of entries, capacity and compilations, as every stats" do
-      assert %{entries: entries, capacity: capacity, compilations: compilations} =
+    test "cache_stats/0 is a map of entries, capacity and compilations, as every stats, and the disk's" do
+      assert %{entries: entries, capacity: capacity, compilations: compilations, disk: %{}} =
                stats = Wasmtime.cache_stats()
 
-      assert map_size(stats) == 3
+      assert map_size(stats) == 4
       assert is_integer(entries) and entries >= 0 and entries <= capacity
       assert is_integer(compilations) and compilations >= 0
     end

@@ -42,8 +42,9 @@ macro_rules! engine_impl {
                 wasm: &[u8],
                 facts: munition_core::limits::Facts,
                 hash: String,
+                disk: Option<&crate::engine::compile::disk::Disk>,
             ) -> crate::vocabulary::error::MunitionResult<crate::engine::module::Compiled<Self>> {
-                module::compile(wasm, facts, hash)
+                module::compile(wasm, facts, hash, disk)
             }
 
             $($items)*

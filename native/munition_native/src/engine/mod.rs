@@ -41,6 +41,7 @@ use rustler::Env;
 
 use self::capture::Snapshot;
 use self::compile::cache::Registry;
+use self::compile::disk::Disk;
 use self::instance::{InstanceConfig, Live, Progress, Slot};
 use self::module::Compiled;
 pub use self::types::EngineTypes;
@@ -78,8 +79,16 @@ pub trait Engine: EngineTypes {
     fn live_stores() -> &'static LiveStores;
 
     /// Validates and compiles `wasm` (measured as `facts` by the shared
-    /// steps, see `compile`), refusing what Munition does not run.
-    fn compile(wasm: &[u8], facts: Facts, hash: String) -> MunitionResult<Compiled<Self>>;
+    /// steps, see `compile`), refusing what Munition does not run. With
+    /// `disk`, an engine that keeps compiled code there loads it instead
+    /// when it is there, and stores what it compiles; Wasmi, whose
+    /// compiling costs about what loading would, is never given one.
+    fn compile(
+        wasm: &[u8],
+        facts: Facts,
+        hash: String,
+        disk: Option<&Disk>,
+    ) -> MunitionResult<Compiled<Self>>;
 
     /// Finds `function` among the module's exports and converts `params`
     /// to its parameter types, before there is an instance

@@ -25,6 +25,17 @@ pub struct Compiled<E: EngineTypes> {
     /// What the pre-scan measured: a cache hit is checked against the
     /// caller's limits with these, as a compilation would have been.
     pub facts: Facts,
+    /// Whether the engine compiled it or loaded its code from the disk.
+    pub origin: Origin,
+}
+
+/// Where a compiled module's code came from: only `Compiled` counts as a
+/// compilation in the cache's figures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    Compiled,
+    /// The persistent cache of compiled code (`engine::compile::disk`).
+    Disk,
 }
 
 // A panic inside a NIF never leaves a compiled module half-updated: it is
@@ -164,6 +175,7 @@ impl<E: EngineTypes> Compiled<E> {
             },
             functions,
             facts,
+            origin: Origin::Compiled,
         }
     }
 }

@@ -3,10 +3,15 @@
 //! cancelling a compilation on the compile threads, and the caches' and
 //! threads' figures. Both engines answer in the same shapes.
 
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+
 use munition_core::limits::Limits;
 use rustler::{Atom, Binary, Env, ResourceArc, Term};
 
 use crate::atoms;
+use crate::engine::compile::disk::{self, DiskStats};
 use crate::engine::compile::scheduler::{self, pool_stats, Request, Start, Ticket};
 use crate::engine::compile::{lookup, Lookup};
 use crate::engine::component::Component;
@@ -49,7 +54,9 @@ per_engine! {
 /// and returns at once: `{:started, ticket}`, the result to come to the
 /// calling process as `{tag, {:ok, {handle, info}}}` or `{tag, {:error,
 /// {kind, message}}}`; or `{:ok, {handle, info}}` when it was cached
-/// since the lookup; or `{:error, {kind, message}}`.
+/// since the lookup; or `{:error, {kind, message}}`. With `disk_dir` (a
+/// path, or `nil`), the compile thread first looks for the module's code
+/// in that directory, and stores what it compiles there.
 #[rustler::nif]
 fn module_compile_start<'a>(
     env: Env<'a>,
@@ -57,6 +64,7 @@ fn module_compile_start<'a>(
     hash: String,
     cache_capacity: usize,
     limits: Limits,
+    disk_dir: Option<Binary<'a>>,
     tag: Term<'a>,
 ) -> Start<Wasmtime> {
     let request = Request {
@@ -64,6 +72,7 @@ fn module_compile_start<'a>(
         hash,
         cache_capacity,
         limits,
+        disk: disk_dir.map(|dir| PathBuf::from(OsStr::from_bytes(dir.as_slice()))),
         tag,
     };
     scheduler::start(env, request)
@@ -83,6 +92,7 @@ fn wasmi_module_compile_start<'a>(
         hash,
         cache_capacity,
         limits,
+        disk: None,
         tag,
     };
     scheduler::start(env, request)
@@ -101,6 +111,7 @@ fn component_compile_start<'a>(
         hash,
         cache_capacity,
         limits,
+        disk: None,
         tag,
     };
     scheduler::start(env, request)
@@ -129,6 +140,14 @@ per_engine! {
     fn [module_cache_stats, wasmi_module_cache_stats, component_cache_stats]() -> (usize, usize, u64) {
         E::registry().stats()
     }
+}
+
+/// What the persistent cache of compiled code gave since the VM started
+/// (see `engine::compile::disk`): a map of `hits`, `misses`, `rejected`,
+/// `written`, `write_failed` and `last_problem` (`nil` or a message).
+#[rustler::nif]
+fn module_disk_cache_stats() -> DiskStats {
+    disk::stats()
 }
 
 /// `{running, queued, threads}`: compilations running and waiting for a

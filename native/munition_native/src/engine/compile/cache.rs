@@ -13,14 +13,15 @@ use rustler::env::{OwnedEnv, SavedTerm};
 use rustler::{Encoder, LocalPid, Term};
 
 use crate::atoms;
-use crate::engine::module::{handle, Compiled};
+use crate::engine::module::{handle, Compiled, Origin};
 use crate::engine::types::EngineTypes;
 use crate::vocabulary::error::MunitionResult;
 
 type Cache<E> = LruCache<String, Arc<Compiled<E>>>;
 
-/// One engine's modules: its bounded LRU cache, how many it compiled, and
-/// its compilations queued or running.
+/// One engine's modules: its bounded LRU cache, how many it compiled (not
+/// counting those whose code came from the disk), and its compilations
+/// queued or running.
 pub struct Registry<E: EngineTypes> {
     cache: Mutex<Cache<E>>,
     compilations: AtomicU64,
@@ -64,9 +65,12 @@ impl<E: EngineTypes> Registry<E> {
         cache.get(hash).cloned()
     }
 
-    /// Counts a compilation and caches its module (unless the capacity is 0).
+    /// Counts a compilation (unless its code came from the disk) and caches
+    /// its module (unless the capacity is 0).
     pub fn record(&self, hash: String, module: Arc<Compiled<E>>, capacity: usize) {
-        self.compilations.fetch_add(1, Ordering::Relaxed);
+        if module.origin == Origin::Compiled {
+            self.compilations.fetch_add(1, Ordering::Relaxed);
+        }
         if capacity > 0 {
             self.cache().put(hash, module);
         }

@@ -1,7 +1,8 @@
 //! Compiling guest modules, for every engine: the steps, each refusing what
 //! it can before the next, more expensive one runs; the content-addressed
-//! cache of compiled modules (`cache`); and the compile threads that run
-//! them off the schedulers (`scheduler`).
+//! cache of compiled modules (`cache`); the persistent cache of compiled
+//! code on disk, when one is configured (`disk`); and the compile threads
+//! that run them off the schedulers (`scheduler`).
 //!
 //! ## The steps
 //!
@@ -13,7 +14,11 @@
 //! 4. the engine's validation: `{:error, {:invalid_module, message}}`;
 //! 5. what Munition does not run (more memories or tables than an instance
 //!    has room for): `{:error, {:unsupported, message}}`;
-//! 6. the engine's compiler (`Engine::compile` does 4 to 6).
+//! 6. the engine's compiler (`Engine::compile` does 4 to 6), or, with a
+//!    cache directory, the engine's code for the same wasm loaded from it
+//!    (Wasmtime only: see `disk`). Steps 1 to 3 run either way, so a module
+//!    from the disk is checked against the caller's limits as a compiled
+//!    one is.
 //!
 //! ## Where it runs
 //!
@@ -32,10 +37,12 @@
 //! (`Engine::INLINE_COMPILE`) compiles small binaries at lookup instead.
 
 pub mod cache;
+pub mod disk;
 pub mod scheduler;
 
 use std::borrow::Cow;
 use std::panic::{self, AssertUnwindSafe};
+use std::path::Path;
 use std::sync::Arc;
 
 use munition_core::compile_queue::panic_message;
@@ -43,6 +50,7 @@ use munition_core::limits::{prescan, Exceeded, Facts, Limits};
 use munition_core::scan::{content_hash, is_component};
 use rustler::{Encoder, Env, Term};
 
+use self::disk::Disk;
 use crate::atoms;
 use crate::engine::module::{handle, Compiled};
 use crate::engine::settings::{max_memories_per_module, MAX_TABLES_PER_MODULE};
@@ -79,19 +87,29 @@ impl From<MunitionError> for NotCompiled {
 }
 
 /// Compiles `bytes` (binary wasm or WAT text) for engine `E` under
-/// `limits`, in the order the moduledoc gives. With `express_only`, gives up
+/// `limits`, in the order the moduledoc gives, or loads its code from the
+/// cache directory `disk` when it is there. With `express_only`, gives up
 /// after the pre-scan on a module `express` does not admit.
 pub fn compile<E: Engine>(
     bytes: &[u8],
     hash: String,
     limits: &Limits,
     express_only: bool,
+    disk: Option<&Path>,
 ) -> Result<Compiled<E>, NotCompiled> {
     let (wasm, facts) = measure::<E>(bytes, limits)?;
     if express_only && !express(&facts) {
         return Err(NotCompiled::NotExpress);
     }
-    Ok(E::compile(&wasm, facts, hash)?)
+    let disk = disk.map(|dir| Disk {
+        dir,
+        wasm_hash: match &wasm {
+            // Binary input: the caller's hash is the wasm's.
+            Cow::Borrowed(_) => hash.clone(),
+            Cow::Owned(parsed) => content_hash(parsed),
+        },
+    });
+    Ok(E::compile(&wasm, facts, hash, disk.as_ref())?)
 }
 
 /// Steps 1 to 3: the input's size, WAT parsed to wasm, and the pre-scan
@@ -255,7 +273,7 @@ pub fn lookup<E: Engine>(bytes: &[u8], capacity: usize, limits: &Limits, dirty: 
     if !inline {
         return Lookup::Miss(hash);
     }
-    match compile_guarded::<E>(bytes, hash.clone(), limits, false) {
+    match compile_guarded::<E>(bytes, hash.clone(), limits, false, None) {
         Ok(compiled) => {
             E::registry().record(hash, compiled.clone(), capacity);
             Lookup::Hit(compiled)
@@ -271,9 +289,10 @@ pub fn compile_guarded<E: Engine>(
     hash: String,
     limits: &Limits,
     express_only: bool,
+    disk: Option<&Path>,
 ) -> Result<Arc<Compiled<E>>, NotCompiled> {
     panic::catch_unwind(AssertUnwindSafe(|| {
-        compile::<E>(bytes, hash, limits, express_only)
+        compile::<E>(bytes, hash, limits, express_only, disk)
     }))
     .unwrap_or_else(|panic| {
         Err(NotCompiled::Refused(MunitionError::RuntimeFailure(

@@ -5,6 +5,7 @@
 //! caller's binary, kept alive, not copied), sends the results, and caches
 //! them.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use munition_core::compile_queue::{Flight, Joined, Lane, Next, Pool, Task};
@@ -54,6 +55,8 @@ impl<E: Engine> Drop for Ticket<E> {
 struct Job<E: Engine> {
     flight: Arc<EngineFlight<E>>,
     cache_capacity: usize,
+    /// The cache directory of compiled code, if any (see `disk`).
+    disk: Option<PathBuf>,
 }
 
 impl<E: Engine> Job<E> {
@@ -93,6 +96,7 @@ impl<E: Engine> Task for Job<E> {
                 hash.clone(),
                 limits,
                 lane == Lane::Express,
+                self.disk.as_deref(),
             )
         });
         let result = match outcome {
@@ -142,12 +146,16 @@ pub fn pool_stats() -> (usize, usize) {
 }
 
 /// A compilation asked for: the bytes (their content hash from the lookup),
-/// the cache's capacity, the limits, and the tag of the answer.
+/// the cache's capacity, the limits, the cache directory of compiled code
+/// (`None` for none, and always for Wasmi), and the tag of the answer.
+/// Callers who join a compilation queued or running share it as it was
+/// asked for first, directory included.
 pub struct Request<'a> {
     pub bytes: Term<'a>,
     pub hash: String,
     pub cache_capacity: usize,
     pub limits: Limits,
+    pub disk: Option<PathBuf>,
     pub tag: Term<'a>,
 }
 
@@ -181,6 +189,7 @@ pub fn start<'a, E: Engine>(env: Env<'a>, request: Request<'a>) -> Start<E> {
         hash,
         cache_capacity,
         limits,
+        disk,
         tag,
     } = request;
     let started = || -> MunitionResult<Start<E>> {
@@ -213,6 +222,7 @@ pub fn start<'a, E: Engine>(env: Env<'a>, request: Request<'a>) -> Start<E> {
                 let job = Arc::new(Job::<E> {
                     flight: flight.clone(),
                     cache_capacity,
+                    disk,
                 });
                 pool.send(lane, job)
                     .map_err(MunitionError::RuntimeFailure)?;

@@ -22,7 +22,8 @@ use wasmtime::component::{
 use super::bridge::elixir_function;
 use super::wit::{self, WitFunction};
 use super::{Component, ENGINE};
-use crate::engine::module::{Compiled, ModuleInfo};
+use crate::engine::compile::disk::Disk;
+use crate::engine::module::{Compiled, ModuleInfo, Origin};
 use crate::host::state::StoreState;
 use crate::host::wasi::error::error_chain;
 use crate::vocabulary::error::{MunitionError, MunitionResult};
@@ -183,7 +184,14 @@ fn linker_for(component: &Native) -> MunitionResult<Linker<StoreState>> {
     Ok(linker)
 }
 
-pub fn compile(wasm: &[u8], facts: Facts, hash: String) -> MunitionResult<Compiled<Component>> {
+/// Compiles `wasm`. Components are not kept on disk yet (`_disk`): only a
+/// core module's code is (see `engine::compile::disk`).
+pub fn compile(
+    wasm: &[u8],
+    facts: Facts,
+    hash: String,
+    _disk: Option<&Disk>,
+) -> MunitionResult<Compiled<Component>> {
     let component =
         Native::new(&ENGINE, wasm).map_err(|e| MunitionError::InvalidModule(error_chain(&e)))?;
     let pre = linker_for(&component)?
@@ -238,5 +246,6 @@ pub fn compile(wasm: &[u8], facts: Facts, hash: String) -> MunitionResult<Compil
         info,
         functions: HashMap::new(),
         facts,
+        origin: Origin::Compiled,
     })
 }

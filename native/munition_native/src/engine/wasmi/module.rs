@@ -16,6 +16,7 @@ use wasmi::{ExternType, Module};
 use super::config::ENGINE;
 use super::execution::Wasmi;
 use super::value::from_type;
+use crate::engine::compile::disk::Disk;
 use crate::engine::compile::supported;
 use crate::engine::module::{Compiled, Export, ExternKind};
 use crate::vocabulary::error::{MunitionError, MunitionResult};
@@ -40,7 +41,14 @@ fn kind(ty: &ExternType) -> ExternKind {
     }
 }
 
-pub fn compile(wasm: &[u8], facts: Facts, hash: String) -> MunitionResult<Compiled<Wasmi>> {
+/// `_disk` is always `None`: Wasmi keeps no compiled code on disk (see
+/// `engine::compile::disk`).
+pub fn compile(
+    wasm: &[u8],
+    facts: Facts,
+    hash: String,
+    _disk: Option<&Disk>,
+) -> MunitionResult<Compiled<Wasmi>> {
     let scan = scan(wasm).map_err(|e| MunitionError::InvalidModule(e.to_string()))?;
     let start = scan.stats.has_start;
     // Validation errors win over what Munition does not support, as on the

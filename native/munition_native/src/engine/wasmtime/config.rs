@@ -10,6 +10,7 @@ use std::thread::{self, Thread};
 use std::time::Duration;
 
 use munition_core::capacity::{self, Settings};
+use munition_core::code_cache::{Key, KeyHasher};
 use once_cell::sync::Lazy;
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, WasmBacktraceDetails,
@@ -169,3 +170,17 @@ impl Drop for GuestRunning {
 
 /// The Wasmtime version this NIF was built against (kept in step with Cargo.toml).
 pub const WASMTIME_VERSION: &str = "48.0.8";
+
+/// What code compiled by `ENGINE` depends on, for the keys of the disk
+/// cache (`engine::compile::disk`): Wasmtime's
+/// `precompile_compatibility_hash` (the target, Cranelift's flags and the
+/// host CPU's features it uses, the tunables, the wasm features, and
+/// Wasmtime's version), and the version once more, should a later
+/// Wasmtime stop hashing it. Code from another build or configuration is
+/// under another key: never found, so never loaded.
+pub static ENGINE_KEY: Lazy<Key> = Lazy::new(|| {
+    KeyHasher::new("munition wasmtime engine")
+        .part(WASMTIME_VERSION)
+        .hashed(&ENGINE.precompile_compatibility_hash())
+        .key()
+});

@@ -1,0 +1,311 @@
+defmodule Munition.Runtime.WasmtimeDiskCacheTest do
+  # Compiled code on disk (`:compile_cache_dir`, see Munition.Runtime.Config):
+  # what is loaded, what is refused, and what the counters of
+  # Wasmtime.cache_stats/0 say. The counters and the in-memory module cache
+  # are node-wide, so this module runs alone. Every test compiles bytes no
+  # other test compiles (a unique constant), into a directory of its own.
+  use ExUnit.Case, async: false
+  import Bitwise
+  import Munition.AppEnv
+
+  alias Munition.Runtime.Wasmtime
+
+  setup do
+    # A compilation an earlier test left running in the background (one
+    # whose caller timed out) would land in the counts: wait for none.
+    Munition.Sync.until(fn -> match?(%{running: 0, queued: 0}, Wasmtime.compile_stats()) end)
+    root = Path.join(System.tmp_dir!(), "munition-disk-cache-#{System.unique_integer([:positive])}")
+    on_exit(fn -> File.rm_rf!(root) end)
+    # A directory that does not exist yet: the first write creates it.
+    %{dir: Path.join(root, "code")}
+  end
+
+  defp guest do
+    n = System.unique_integer([:positive])
+    {~s{(module (func (export "f") (result i32) i32.const #{n}))}, n}
+  end
+
+  defp disk, do: Wasmtime.cache_stats().disk
+  defp compilations, do: Wasmtime.cache_stats().compilations
+
+  # What changed in the counters while `fun` ran.
+  defp counted(fun) do
+    {disk, compilations} = {disk(), compilations()}
+    result = fun.()
+    now = disk()
+    counts = Map.new([:hits, :misses, :rejected, :written, :write_failed], &{&1, now[&1] - disk[&1]})
+    {result, Map.put(counts, :compilations, compilations() - compilations)}
+  end
+
+  defp nothing, do: %{hits: 0, misses: 0, rejected: 0, written: 0, write_failed: 0, compilations: 0}
+
+  # Compiles `bytes` with the cache directory and no in-memory cache (as a
+  # restarted node would): every call goes to the compile thread.
+  defp compile(bytes, dir), do: Wasmtime.compile(bytes, cache_size: 0, compile_cache_dir: dir)
+
+  defp only_file(dir) do
+    assert [file] = File.ls!(dir)
+    Path.join(dir, file)
+  end
+
+  defp mode(path), do: File.stat!(path).mode &&& 0o777
+
+  # Signed LEB128, as `i32.const` takes its operand.
+  defp sleb(n) do
+    byte = n &&& 0x7F
+    rest = n >>> 7
+
+    if (rest == 0 and (byte &&& 0x40) == 0) or (rest == -1 and (byte &&& 0x40) != 0),
+      do: <<byte>>,
+      else: <<byte ||| 0x80>> <> sleb(rest)
+  end
+
+  # Writes a file's first bytes through the existing file (its owner and
+  # mode stay).
+  defp flip_byte(path, at) do
+    bytes = File.read!(path)
+    <<before::binary-size(at), byte, rest::binary>> = bytes
+    File.write!(path, <<before::binary, bxor(byte, 0x55), rest::binary>>)
+  end
+
+  describe "compile/2 with a cache directory" do
+    test "writes the code owner-only, then loads it instead of compiling, and the module runs", %{dir: dir} do
+      {wat, n} = guest()
+
+      assert {{:ok, compiled}, counts} = counted(fn -> compile(wat, dir) end)
+      assert counts == %{nothing() | misses: 1, written: 1, compilations: 1}
+
+      file = only_file(dir)
+      assert Path.basename(file) =~ ~r/\A[0-9a-f]{64}\.code\z/
+      assert mode(dir) == 0o700
+      assert mode(file) == 0o600
+      assert <<"MUNCODE", 0, 1::little-32, _::binary>> = File.read!(file)
+
+      assert {{:ok, loaded}, counts} = counted(fn -> compile(wat, dir) end)
+      assert counts == %{nothing() | hits: 1}
+      assert loaded.hash == compiled.hash
+      assert loaded.exports == compiled.exports
+      assert loaded.stats == compiled.stats
+      assert {:ok, ^n, _meta} = Munition.fire(loaded, "f", [])
+    end
+
+    test "with the application setting, a module the in-memory cache forgot comes from the disk", %{dir: dir} do
+      put_env(:compile_cache_dir, dir)
+      {wat, n} = guest()
+
+      assert {{:ok, ^n, _}, counts} = counted(fn -> Munition.fire(wat, "f", []) end)
+      assert counts == %{nothing() | misses: 1, written: 1, compilations: 1}
+
+      :ok = Munition.Native.module_cache_clear()
+
+      assert {{:ok, ^n, _}, counts} = counted(fn -> Munition.fire(wat, "f", []) end)
+      assert counts == %{nothing() | hits: 1}
+    end
+
+    test "is keyed by the wasm compiled: WAT text and its binary share one file", %{dir: dir} do
+      {wat, n} = guest()
+      # The same module in binary, as the WAT parser writes it: a type
+      # [] -> [i32], one function, its export "f", and `i32.const n; end`.
+      body = <<0, 0x41>> <> sleb(n) <> <<0x0B>>
+
+      wasm =
+        <<0, "asm", 1, 0, 0, 0>> <>
+          <<1, 5, 1, 0x60, 0, 1, 0x7F>> <>
+          <<3, 2, 1, 0>> <>
+          <<7, 5, 1, 1, "f", 0, 0>> <> <<10, byte_size(body) + 2, 1, byte_size(body)>> <> body
+
+      assert {:ok, _} = compile(wat, dir)
+      assert {{:ok, from_binary}, counts} = counted(fn -> compile(wasm, dir) end)
+      assert counts == %{nothing() | hits: 1}
+      assert {:ok, ^n, _} = Munition.fire(from_binary, "f", [])
+    end
+
+    test "a module from the disk is checked against the caller's limits as a compiled one", %{dir: dir} do
+      {wat, _} = guest()
+      assert {:ok, _} = compile(wat, dir)
+
+      assert {{:error, {:module_limit, message}}, counts} =
+               counted(fn ->
+                 Wasmtime.compile(wat, cache_size: 0, compile_cache_dir: dir, limits: [functions: 0])
+               end)
+
+      assert counts == nothing()
+
+      assert message =~ "functions"
+    end
+
+    test "compile_cache_dir: nil keeps nothing on disk", %{dir: dir} do
+      {wat, _} = guest()
+      assert {{:ok, _}, counts} = counted(fn -> compile(wat, nil) end)
+      assert counts == %{nothing() | compilations: 1}
+      refute File.exists?(dir)
+    end
+  end
+
+  describe "files that are not loaded" do
+    test "a flipped byte, in the header or the code: refused, compiled, written again", %{dir: dir} do
+      {wat, n} = guest()
+      {:ok, _} = compile(wat, dir)
+      file = only_file(dir)
+      size = File.stat!(file).size
+
+      # The key, the length, the digest, the first and the last byte of code.
+      for {at, why} <- [
+            {20, "another key"},
+            {46, "truncated or extended"},
+            {60, "SHA-256"},
+            {84, "SHA-256"},
+            {size - 1, "SHA-256"}
+          ] do
+        flip_byte(file, at)
+
+        assert {{:ok, module}, counts} = counted(fn -> compile(wat, dir) end)
+        assert counts == %{nothing() | rejected: 1, written: 1, compilations: 1}
+
+        assert disk().last_problem =~ why
+        assert disk().last_problem =~ file
+        assert {:ok, ^n, _} = Munition.fire(module, "f", [])
+        # Written again whole: the next compile loads it.
+        assert {{:ok, _}, counts} = counted(fn -> compile(wat, dir) end)
+        assert counts == %{nothing() | hits: 1}
+      end
+    end
+
+    test "a truncated file: refused, compiled, written again", %{dir: dir} do
+      {wat, _} = guest()
+      {:ok, _} = compile(wat, dir)
+      file = only_file(dir)
+      bytes = File.read!(file)
+
+      for keep <- [0, 10, 84, byte_size(bytes) - 1] do
+        File.write!(file, binary_part(bytes, 0, keep))
+
+        assert {{:ok, _}, counts} = counted(fn -> compile(wat, dir) end)
+        assert counts == %{nothing() | rejected: 1, written: 1, compilations: 1}
+
+        assert disk().last_problem =~ "truncated"
+        assert File.read!(file) |> byte_size() == byte_size(bytes)
+      end
+    end
+
+    test "another module's file under this module's name: refused", %{dir: dir} do
+      {wat, _} = guest()
+      {other, _} = guest()
+      {:ok, _} = compile(other, dir)
+      others = only_file(dir)
+      {:ok, _} = compile(wat, dir)
+      [mine] = File.ls!(dir) -- [Path.basename(others)]
+      File.cp!(others, Path.join(dir, mine))
+
+      assert {{:ok, _}, counts} = counted(fn -> compile(wat, dir) end)
+      assert counts == %{nothing() | rejected: 1, written: 1, compilations: 1}
+
+      assert disk().last_problem =~ "is for another key"
+    end
+
+    test "a file writable by group or others: refused, and replaced by a private one", %{dir: dir} do
+      {wat, _} = guest()
+      {:ok, _} = compile(wat, dir)
+      file = only_file(dir)
+
+      for writable <- [0o620, 0o602] do
+        File.chmod!(file, writable)
+
+        assert {{:ok, _}, counts} = counted(fn -> compile(wat, dir) end)
+        assert counts == %{nothing() | rejected: 1, written: 1, compilations: 1}
+
+        assert disk().last_problem =~ "the file is writable by group or others"
+        assert mode(file) == 0o600
+      end
+    end
+
+    test "a directory writable by group or others: nothing loaded from it or written to it", %{dir: dir} do
+      {wat, _} = guest()
+      {:ok, _} = compile(wat, dir)
+      File.chmod!(dir, 0o770)
+
+      assert {{:ok, _}, counts} = counted(fn -> compile(wat, dir) end)
+      assert counts == %{nothing() | rejected: 1, write_failed: 1, compilations: 1}
+
+      assert disk().last_problem =~ "the directory is writable by group or others (mode 0770)"
+
+      {other, _} = guest()
+
+      assert {{:ok, _}, counts} = counted(fn -> compile(other, dir) end)
+      assert counts == %{nothing() | write_failed: 1, compilations: 1, rejected: 1}
+
+      assert length(File.ls!(dir)) == 1
+    end
+
+    test "a symbolic link to a good file: refused", %{dir: dir} do
+      {wat, _} = guest()
+      {:ok, _} = compile(wat, dir)
+      file = only_file(dir)
+      elsewhere = Path.join(Path.dirname(dir), "elsewhere.code")
+      File.rename!(file, elsewhere)
+      File.ln_s!(elsewhere, file)
+
+      assert {{:ok, _}, counts} = counted(fn -> compile(wat, dir) end)
+      assert counts == %{nothing() | rejected: 1, written: 1, compilations: 1}
+
+      assert disk().last_problem =~ "not a regular file"
+    end
+
+    @tag :root
+    test "another user's file or directory: refused; the file is replaced by this user's", %{dir: dir} do
+      {wat, _} = guest()
+      {:ok, _} = compile(wat, dir)
+      file = only_file(dir)
+      File.chown!(file, 65534)
+
+      assert {{:ok, _}, counts} = counted(fn -> compile(wat, dir) end)
+      assert counts == %{nothing() | rejected: 1, written: 1, compilations: 1}
+
+      assert disk().last_problem =~ "the file is owned by uid 65534"
+      assert File.stat!(file).uid != 65534
+
+      File.chown!(dir, 65534)
+
+      assert {{:ok, _}, counts} = counted(fn -> compile(wat, dir) end)
+      assert counts == %{nothing() | rejected: 1, write_failed: 1, compilations: 1}
+
+      assert disk().last_problem =~ "the directory is owned by uid 65534"
+    end
+  end
+
+  describe "the setting" do
+    test "is off by default: compiling writes nothing and reads nothing" do
+      assert Munition.Runtime.Config.compile_cache_dir() == nil
+      {wat, n} = guest()
+
+      assert {{:ok, ^n, _}, counts} = counted(fn -> Munition.fire(wat, "f", []) end)
+      assert counts == %{nothing() | compilations: 1}
+    end
+
+    test "is expanded to an absolute path, and anything but a path or nil is refused" do
+      put_env(:compile_cache_dir, "relative/code")
+      assert Munition.Runtime.Config.compile_cache_dir() == Path.expand("relative/code")
+
+      for bad <- ["", ~c"/var/cache", :dir] do
+        put_env(:compile_cache_dir, bad)
+
+        assert_raise ArgumentError,
+                     ~r/compile_cache_dir: must be .* got: #{Regex.escape(inspect(bad))}/,
+                     fn ->
+                       Munition.Runtime.Config.compile_cache_dir()
+                     end
+      end
+
+      assert_raise ArgumentError, ~r/:compile_cache_dir must be/, fn ->
+        Wasmtime.compile("(module)", compile_cache_dir: 42)
+      end
+    end
+  end
+
+  test "cache_stats/0 reports the disk under :disk" do
+    assert %{disk: %{hits: _, misses: _, rejected: _, written: _, write_failed: _, last_problem: _} = disk} =
+             Wasmtime.cache_stats()
+
+    assert map_size(disk) == 6
+  end
+end
