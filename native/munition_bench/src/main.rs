@@ -34,8 +34,10 @@
 //! `--throughput-ms N` (wall time per throughput figure, default 500).
 //!
 //! `munition_bench compute ...` measures guest code instead (bench/compute.exs):
-//! see src/compute.rs.
+//! see src/compute.rs. `munition_bench components ...` measures a call of a
+//! component (bench/components.exs): see src/components.rs.
 
+mod components;
 mod compute;
 
 use std::future::Future;
@@ -317,8 +319,10 @@ fn option(args: &[String], name: &str, default: usize) -> usize {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some("compute") {
-        return compute::main(&args[1..]);
+    match args.first().map(String::as_str) {
+        Some("compute") => return compute::main(&args[1..]),
+        Some("components") => return components::main(&args[1..]),
+        _ => {}
     }
     let samples = option(&args, "--samples", 20_000).max(1);
     let duration = Duration::from_millis(option(&args, "--throughput-ms", 500) as u64);
