@@ -313,7 +313,7 @@ defmodule Munition.Host.Capabilities do
   # implement (a call traps).
   defp component_inert(links, granted) do
     for {:builtin, "wasi:" <> rest = interface, name} <- links,
-        {needs, reason} = component_inert_reason(rest, granted) do
+        {needs, reason} <- List.wrap(component_inert_reason(rest, granted)) do
       %{module: interface, name: name, needs: needs, reason: reason}
     end
   end

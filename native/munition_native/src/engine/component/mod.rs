@@ -7,6 +7,7 @@
 //! by Elixir host functions with typed values (`bridge`).
 
 pub mod bridge;
+pub mod clock;
 pub mod module;
 pub mod value;
 pub mod wit;
