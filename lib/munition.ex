@@ -29,7 +29,9 @@ defmodule Munition do
   floats and `:nan`, `:infinity`, `:neg_infinity`), and binaries (see
   [Binary data](getting-started.md#binary-data): each binary is copied into
   guest memory through the guest's allocator and passed as pointer and
-  length).
+  length). For a component, `args` are WIT values as terms (strings,
+  lists, maps for records, ...), checked against the export's WIT types:
+  see [Components](components.md).
 
   ## Options
 
@@ -165,7 +167,9 @@ defmodule Munition do
   defp prepare(other, _options), do: to_module(other, nil, [])
 
   @doc """
-  Runs a WASI command: the `_start` export of `wasm`, in a fresh instance,
+  Runs a WASI command: the `_start` export of `wasm` (for a component, the
+  `run` function of its exported `wasi:cli/run` interface, whose `err` is
+  exit code 1), in a fresh instance,
   with the `:wasi` option's arguments, environment and stdin (see
   `Munition.Host.WASI`), bounded and captured as `fire/4`.
 
