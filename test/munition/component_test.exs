@@ -266,4 +266,24 @@ defmodule Munition.ComponentTest do
     assert {:ok, real, _} = Munition.fire(@clock, "elapsed", [], capabilities: [:wasi])
     assert is_integer(real)
   end
+
+  @two_memories """
+  (component
+    (core module $a (memory 2) (func (export "grow") (param i32) (result i32) (memory.grow (local.get 0))))
+    (core module $b (memory 2) (func (export "f") (result i32) i32.const 7))
+    (core instance $ia (instantiate $a))
+    (core instance $ib (instantiate $b))
+    (func (export "f") (result u32) (canon lift (core func $ib "f")))
+    (func (export "grow") (param "n" u32) (result s32) (canon lift (core func $ia "grow")))
+  )
+  """
+
+  test ":max_memory bounds all the component's memories together" do
+    page = 65_536
+    assert {:ok, 7, _} = Munition.fire(@two_memories, "f", [], max_memory: 4 * page)
+    assert {:crash, :memory_limit, dump} = Munition.fire(@two_memories, "f", [], max_memory: 3 * page)
+    assert dump.message =~ "other memories"
+    assert {:crash, :memory_limit, _} = Munition.fire(@two_memories, "grow", [1], max_memory: 4 * page)
+    assert {:ok, 2, _} = Munition.fire(@two_memories, "grow", [1], max_memory: 5 * page)
+  end
 end

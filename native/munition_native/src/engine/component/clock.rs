@@ -38,7 +38,10 @@ pub fn shadow(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
             let (_, wall) = now(&mut store).map_err(error)?;
             results[0] = Val::Record(vec![
                 ("seconds".into(), Val::U64(wall / 1_000_000_000)),
-                ("nanoseconds".into(), Val::U32((wall % 1_000_000_000) as u32)),
+                (
+                    "nanoseconds".into(),
+                    Val::U32((wall % 1_000_000_000) as u32),
+                ),
             ]);
             Ok(())
         })?;
