@@ -292,7 +292,7 @@ defmodule Munition do
           | {:crash, crash_reason(), Munition.Forensics.Dump.t() | nil}
           | {:error, error_reason()}
   def execute(%State{} = state, dump_dir) do
-    if state.module.kind == :module, do: Options.core_args!(state.args)
+    :ok = Options.call_args!(state.module, state.args)
 
     state
     |> Manager.execute()
