@@ -219,6 +219,8 @@ fn munition_engine() -> Engine {
         .total_memories(MAX_INSTANCES * MEMORIES_PER_MODULE)
         .total_tables(MAX_INSTANCES * TABLES_PER_MODULE)
         .total_stacks(MAX_INSTANCES)
+        .total_component_instances(MAX_INSTANCES)
+        .max_core_instances_per_component(MAX_CORE_INSTANCES as u32)
         .max_memories_per_module(MEMORIES_PER_MODULE)
         .max_tables_per_module(TABLES_PER_MODULE)
         .table_elements(MAX_TABLE_ELEMENTS)
@@ -348,9 +350,9 @@ struct Setup {
 
 /// Links `component`: WASI 0.2, and every function of a non-WASI import a
 /// no-op (an async one that waits at `gate` for Munition's engine). Nothing
-/// else: `Linker::define_unknown_imports_as_traps` does not match versions
-/// as `instantiate_pre` does, and would shadow WASI 0.2.6's interfaces with
-/// traps for a guest importing 0.2.12's.
+/// else: the plugins import nothing else, and after
+/// `Linker::define_unknown_imports_as_traps` they no longer link (the
+/// `pollable` of `wasi:clocks/monotonic-clock`: mismatched resource types).
 fn link(
     engine: &Engine,
     component: &Component,
