@@ -4,6 +4,7 @@ defmodule Munition.PoolTest do
 
   alias Munition.Sync
 
+  alias Munition.Fixtures
   alias Munition.Forensics.Dump
   alias Munition.Native
   alias Munition.Pool
@@ -338,6 +339,109 @@ defmodule Munition.PoolTest do
       # Its heap, and the token with it, is freed about when its DOWN is sent.
       Sync.until(fn -> match?({:ok, %{running: 0}}, Pool.stats(name)) end)
       assert {:ok, 5, _} = Munition.fire_pooled(name, "add", [2, 3])
+    end
+  end
+
+  describe "components" do
+    setup do
+      %{wat: Fixtures.plugin_wat(:component, 1), twice: Fixtures.twice_function(:component, &(2 * &1))}
+    end
+
+    test "a pool of a component, from its bytes or compiled ahead, serves WIT values", %{
+      wat: wat,
+      twice: twice
+    } do
+      {:ok, compiled} = Munition.compile(wat)
+
+      for wasm <- [wat, compiled] do
+        name = start_pool!(wasm: wasm, host_functions: [twice], capabilities: [:twice])
+
+        # Compiled when the pool started, before any call.
+        assert %Pool{module: %Munition.Module{kind: :component, hash: hash}} = Pool.fetch(name)
+        assert hash == compiled.hash
+
+        assert {:ok, 41, meta} = Munition.fire_pooled(name, "run", [20])
+
+        assert {:ok, 41, fire_meta} =
+                 Munition.fire(compiled, "run", [20], host_functions: [twice], capabilities: [:twice])
+
+        assert Map.delete(meta, :execution_time_us) == Map.delete(fire_meta, :execution_time_us)
+        assert {:ok, "héllo", _} = Munition.fire_pooled(name, "greet", ["héllo"])
+        assert {:ok, %{completed: 2, failed: 0}} = Pool.stats(name)
+      end
+    end
+
+    test "its arguments are WIT values, checked by the component, and the binary ABI does not apply", %{
+      wat: wat,
+      twice: twice
+    } do
+      name = start_pool!(wasm: wat, host_functions: [twice], capabilities: [:twice])
+
+      # A core module's numbers-only check would raise on these: here they
+      # are values the component's types refuse.
+      assert {:error, {:bad_args, message}} = Munition.fire_pooled(name, "run", [nil])
+      assert message =~ "argument x"
+      assert {:error, {:bad_args, _}} = Munition.fire_pooled(name, "greet", [%{"a" => 1}])
+      assert {:error, {:bad_args, message}} = Munition.fire_pooled(name, "run", [-1])
+      assert message =~ "out of range for u32"
+
+      assert {:error, {:bad_result, message}} = Munition.fire_pooled(name, "greet", ["x"], result: :binary)
+      assert message =~ "WIT values"
+      assert {:ok, %{completed: 0, failed: 4}} = Pool.stats(name)
+    end
+
+    @tag :tmp_dir
+    test "fuel, the deadline, traps and dumps, with the pool's defaults and each call's", %{
+      wat: wat,
+      twice: twice,
+      tmp_dir: dir
+    } do
+      name =
+        start_pool!(wasm: wat, host_functions: [twice], capabilities: [:twice], fuel: 1_000, dump_dir: dir)
+
+      assert {:crash, :fuel_exhausted, %Dump{fuel_consumed: 1_000}} = Munition.fire_pooled(name, "spin", [])
+
+      assert {:crash, :fuel_exhausted, %Dump{fuel_consumed: 5_000}} =
+               Munition.fire_pooled(name, "spin", [], fuel: 5_000)
+
+      assert {:crash, :timeout, %Dump{trap: :interrupt}} =
+               Munition.fire_pooled(name, "spin", [], fuel: 1_000_000_000_000, timeout: 20)
+
+      assert {:crash, :trap, %Dump{trap: :unreachable, function: "boom", module_hash: hash} = dump} =
+               Munition.fire_pooled(name, "boom", [])
+
+      assert [%{size: 65_536}] = dump.memories
+      assert {:crash, :trap, nil} = Munition.fire_pooled(name, "boom", [], forensics: false)
+      assert {:ok, %{crashed: 5}} = Pool.stats(name)
+      assert hash == Pool.fetch(name).module.hash
+      # Every dump but the one not taken (forensics: false) was written.
+      assert length(File.ls!(dir)) == 4
+    end
+
+    test "its host functions and capabilities are the pool's", %{wat: wat, twice: twice} do
+      Process.flag(:trap_exit, true)
+
+      assert {:error, {:capability_denied, [%{module: "my:host/api", name: "twice", needs: :twice}]}} =
+               Pool.start_link(name: unique_name(), wasm: wat, host_functions: [twice])
+
+      core_typed = Fixtures.twice_function(:module, &(2 * &1))
+      core_typed = put_elem(core_typed, 0, "my:host/api")
+
+      assert {:error, {:instantiation_failed, message}} =
+               Pool.start_link(
+                 name: unique_name(),
+                 wasm: wat,
+                 host_functions: [core_typed],
+                 capabilities: [:twice]
+               )
+
+      assert message =~ ":wit"
+
+      name = start_pool!(wasm: wat, host_functions: [twice], capabilities: [:twice])
+
+      assert_raise ArgumentError, ~r/fixed when the pool starts/, fn ->
+        Munition.fire_pooled(name, "run", [1], host_functions: [])
+      end
     end
   end
 
