@@ -390,12 +390,15 @@ defmodule Munition.PoolTest do
       assert {:ok, %{completed: 0, failed: 4}} = Pool.stats(name)
     end
 
-    @tag :tmp_dir
     test "fuel, the deadline, traps and dumps, with the pool's defaults and each call's", %{
       wat: wat,
-      twice: twice,
-      tmp_dir: dir
+      twice: twice
     } do
+      dir =
+        Path.join(System.tmp_dir!(), "munition-pool-#{System.pid()}-#{System.unique_integer([:positive])}")
+
+      on_exit(fn -> File.rm_rf!(dir) end)
+
       name =
         start_pool!(wasm: wat, host_functions: [twice], capabilities: [:twice], fuel: 1_000, dump_dir: dir)
 
