@@ -44,6 +44,7 @@ defmodule Munition.MixProject do
       extras: [
         "guides/getting-started.md",
         "guides/capabilities-and-wasi.md",
+        "guides/components.md",
         "guides/forensics.md",
         "guides/fuel.md",
         "guides/pools-and-cluster.md",

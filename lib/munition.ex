@@ -29,7 +29,9 @@ defmodule Munition do
   floats and `:nan`, `:infinity`, `:neg_infinity`), and binaries (see
   [Binary data](getting-started.md#binary-data): each binary is copied into
   guest memory through the guest's allocator and passed as pointer and
-  length).
+  length). For a component, `args` are WIT values as terms (strings,
+  lists, maps for records, ...), checked against the export's WIT types:
+  see [Components](components.md).
 
   ## Options
 
@@ -165,7 +167,9 @@ defmodule Munition do
   defp prepare(other, _options), do: to_module(other, nil, [])
 
   @doc """
-  Runs a WASI command: the `_start` export of `wasm`, in a fresh instance,
+  Runs a WASI command: the `_start` export of `wasm` (for a component, the
+  `run` function of its exported `wasi:cli/run` interface, whose `err` is
+  exit code 1), in a fresh instance,
   with the `:wasi` option's arguments, environment and stdin (see
   `Munition.Host.WASI`), bounded and captured as `fire/4`.
 
@@ -215,15 +219,23 @@ defmodule Munition do
           | {:crash, crash_reason(), Munition.Forensics.Dump.t() | nil}
           | {:error, error_reason()}
   def run(wasm, opts \\ []) do
-    case fire(wasm, "_start", [], opts) do
-      {:ok, _result, meta} ->
-        code = Map.get(meta, :exit_code, 0)
+    command = if component?(wasm), do: "wasi:cli/run#run", else: "_start"
+
+    case fire(wasm, command, [], opts) do
+      {:ok, result, meta} ->
+        # A component's `run` returns `result`: its error is exit code 1,
+        # as Wasmtime's own command runner has it.
+        code = Map.get(meta, :exit_code, if(result == :error, do: 1, else: 0))
         {:ok, code, Map.put(meta, :exit_code, code)}
 
       other ->
         other
     end
   end
+
+  defp component?(%Munition.Module{kind: kind}), do: kind == :component
+  defp component?(bytes) when is_binary(bytes), do: Munition.Module.component_bytes?(bytes)
+  defp component?(_other), do: false
 
   @doc """
   Runs `function` of the module of the `Munition.Pool` named `name`, in a
@@ -280,8 +292,7 @@ defmodule Munition do
           | {:crash, crash_reason(), Munition.Forensics.Dump.t() | nil}
           | {:error, error_reason()}
   def execute(%State{} = state, dump_dir) do
-    # A component's arguments are WIT values, which its runtime checks.
-    _checked = if state.module.kind == :module, do: Options.core_args!(state.args)
+    :ok = Options.call_args!(state.module, state.args)
 
     state
     |> Manager.execute()

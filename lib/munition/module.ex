@@ -16,7 +16,7 @@ defmodule Munition.Module do
     * `:reactor` - whether it exports `_initialize() -> ()`, a WASI reactor's
       initializer, which every call runs first, in the same instance
     * `:kind` - `:module` (a core module) or `:component` (the component
-      model: WIT interfaces, WASI 0.2; see `Munition.Component`). A
+      model: WIT interfaces, WASI 0.2; see the [Components](components.md) guide). A
       component's `:imports` and `:exports` are its WIT world's functions:
       `%{module: interface, name: n, kind: :func, params: [{name, type}],
       results: [type], refused: nil | reason}` for imports (`module` is `""`

@@ -282,15 +282,14 @@ defmodule Munition.Options do
   def args!(other), do: raise(ArgumentError, "args must be a list, got: #{inspect(other)}")
 
   @doc false
-  # A core module's arguments, checked once its kind is known: numbers, the
-  # float atoms, or binaries (a component's are WIT values, which the runtime
-  # checks against its types).
-  @spec core_args!(list()) :: list()
-  def core_args!(args) do
-    # Checked on every call: one pass, no closure.
-    check_args!(args, args)
-    args
-  end
+  # A call's arguments, checked once the module's kind is known: a core
+  # module's are numbers, the float atoms, or binaries; a component's are WIT
+  # values, which the runtime checks against its types.
+  @spec call_args!(Munition.Module.t(), list()) :: :ok
+  def call_args!(%Munition.Module{kind: :component}, _args), do: :ok
+
+  # Checked on every call: one pass, no closure.
+  def call_args!(%Munition.Module{}, args), do: check_args!(args, args)
 
   defp check_args!([], _args), do: :ok
 

@@ -178,8 +178,9 @@ defmodule Munition.Runtime do
               {:ok, instance(), progress()} | failure()
 
   @doc """
-  Calls export `function` with `params` (numbers only: the binary ABI is
-  lowered before) and runs the first slice. Returns `{:ok, progress}`, or
+  Calls export `function` with `params` (for a core module numbers only: the
+  binary ABI is lowered before; for a component, WIT values as terms) and
+  runs the first slice. Returns `{:ok, progress}`, or
   `{:error, {:function_not_found, name}}`, `{:error, {:bad_args, message}}`.
   """
   @callback call(instance(), function :: String.t(), params :: [number() | atom()]) ::
@@ -250,7 +251,8 @@ defmodule Munition.Runtime do
               required(:entries) => non_neg_integer(),
               required(:capacity) => non_neg_integer(),
               required(:compilations) => non_neg_integer(),
-              optional(:disk) => disk_stats()
+              optional(:disk) => disk_stats(),
+              optional(:components) => %{entries: non_neg_integer(), compilations: non_neg_integer()}
             }
 
   @doc """

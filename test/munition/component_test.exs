@@ -150,4 +150,140 @@ defmodule Munition.ComponentTest do
     assert {:error, {:bad_result, message}} = Munition.fire(module, "u8", [1], result: :binary)
     assert message =~ "WIT values"
   end
+
+  # A command: `wasi:cli/run`'s `run`, returning `ok`, `err`, or calling
+  # `wasi:cli/exit` with an error (exit code 1).
+  defp command(body) do
+    """
+    (component
+      (import "wasi:cli/exit@0.2.0" (instance $e (export "exit" (func (param "status" (result))))))
+      (core func $exit (canon lower (func $e "exit")))
+      (core module $m
+        (import "e" "exit" (func $exit (param i32)))
+        (func (export "run") (result i32) #{body}))
+      (core instance $ei (export "exit" (func $exit)))
+      (core instance $i (instantiate $m (with "e" (instance $ei))))
+      (func $run (result (result)) (canon lift (core func $i "run")))
+      (instance $r (export "run" (func $run)))
+      (export "wasi:cli/run@0.2.0" (instance $r))
+    )
+    """
+  end
+
+  test "run/2 runs a component's wasi:cli/run, its result an exit code" do
+    assert {:ok, 0, %{exit_code: 0}} = Munition.run(command("(i32.const 0)"), capabilities: [:wasi])
+    assert {:ok, 1, %{exit_code: 1}} = Munition.run(command("(i32.const 1)"), capabilities: [:wasi])
+
+    assert {:ok, 1, %{exit_code: 1}} =
+             Munition.run(command("(call $exit (i32.const 1)) (i32.const 0)"), capabilities: [:wasi])
+
+    assert {:error, {:capability_denied, [%{module: "wasi:cli/exit@0.2.0", name: "exit", needs: :wasi_exit}]}} =
+             Munition.run(command("(i32.const 0)"), capabilities: [])
+  end
+
+  test "an interface's function is called by name, with or without its version" do
+    wat = command("(i32.const 0)")
+    assert {:ok, :ok, _} = Munition.fire(wat, "wasi:cli/run@0.2.0#run", [], capabilities: [:wasi])
+    assert {:ok, :ok, _} = Munition.fire(wat, "wasi:cli/run#run", [], capabilities: [:wasi])
+
+    assert {:error, {:function_not_found, _}} =
+             Munition.fire(wat, "wasi:cli/run@0.2.9#run", [], capabilities: [:wasi])
+  end
+
+  @host_import """
+  (component
+    (import "my:host/api" (instance $h (export "twice" (func (param "x" u32) (result u32)))))
+    (import "wasi:sockets/network@0.2.3" (instance $net (export "network" (type (sub resource)))))
+    (alias export $net "network" (type $network))
+    (import "wasi:sockets/instance-network@0.2.3" (instance $in
+      (alias outer 1 $network (type $n))
+      (export "network" (type (eq $n)))
+      (export "instance-network" (func (result (own $n))))))
+    (core func $twice (canon lower (func $h "twice")))
+    (core module $m
+      (import "host" "twice" (func $t (param i32) (result i32)))
+      (func (export "quad") (param i32) (result i32) (call $t (call $t (local.get 0)))))
+    (core instance $hi (export "twice" (func $twice)))
+    (core instance $i (instantiate $m (with "host" (instance $hi))))
+    (func (export "quad") (param "x" u32) (result u32) (canon lift (core func $i "quad")))
+  )
+  """
+
+  test "an Elixir host function serves an import with typed values; a wrong reply is a host_error" do
+    twice = {"my:host/api", "twice", :wit, :twice, fn _ctx, x -> x * 2 end}
+
+    assert {:ok, 20, meta} =
+             Munition.fire(@host_import, "quad", [5], host_functions: [twice], capabilities: [:twice])
+
+    # Sockets are linked and reach nothing: the audit trail says so.
+    assert [
+             %{
+               module: "wasi:sockets/instance-network@0.2.3",
+               name: "instance-network",
+               needs: nil,
+               reason: :no_network
+             }
+           ] = meta.inert_links
+
+    wrong = {"my:host/api", "twice", :wit, :twice, fn _ctx, _x -> "twenty" end}
+
+    assert {:crash, :host_error, dump} =
+             Munition.fire(@host_import, "quad", [5], host_functions: [wrong], capabilities: [:twice])
+
+    assert dump.message =~ "expected an integer (u32)"
+
+    core_typed = {"my:host/api", "twice", {[:i32], [:i32]}, :twice, fn _ctx, x -> x end}
+
+    assert {:error, {:instantiation_failed, message}} =
+             Munition.fire(@host_import, "quad", [5], host_functions: [core_typed], capabilities: [:twice])
+
+    assert message =~ ":wit"
+  end
+
+  @clock """
+  (component
+    (import "wasi:clocks/monotonic-clock@0.2.0" (instance $c (export "now" (func (result u64)))))
+    (core func $now (canon lower (func $c "now")))
+    (core module $m
+      (import "c" "now" (func $now (result i64)))
+      (func (export "elapsed") (result i64)
+        (local $i i32)
+        (loop $l (local.set $i (i32.add (local.get $i) (i32.const 1)))
+          (br_if $l (i32.lt_u (local.get $i) (i32.const 1000))))
+        (call $now)))
+    (core instance $ci (export "now" (func $now)))
+    (core instance $i (instantiate $m (with "c" (instance $ci))))
+    (func (export "elapsed") (result u64) (canon lift (core func $i "elapsed")))
+  )
+  """
+
+  test "WASI 0.2's clocks are Munition's: deterministic, they count the fuel consumed" do
+    opts = [capabilities: [:wasi], wasi: [clock: :deterministic]]
+    assert {:ok, elapsed, %{fuel_consumed: fuel}} = Munition.fire(@clock, "elapsed", [], opts)
+    assert {:ok, ^elapsed, %{fuel_consumed: ^fuel}} = Munition.fire(@clock, "elapsed", [], opts)
+    # One nanosecond per unit of fuel, read before the last few instructions.
+    assert elapsed > 0 and elapsed <= fuel
+    assert {:ok, real, _} = Munition.fire(@clock, "elapsed", [], capabilities: [:wasi])
+    assert is_integer(real)
+  end
+
+  @two_memories """
+  (component
+    (core module $a (memory 2) (func (export "grow") (param i32) (result i32) (memory.grow (local.get 0))))
+    (core module $b (memory 2) (func (export "f") (result i32) i32.const 7))
+    (core instance $ia (instantiate $a))
+    (core instance $ib (instantiate $b))
+    (func (export "f") (result u32) (canon lift (core func $ib "f")))
+    (func (export "grow") (param "n" u32) (result s32) (canon lift (core func $ia "grow")))
+  )
+  """
+
+  test ":max_memory bounds all the component's memories together" do
+    page = 65_536
+    assert {:ok, 7, _} = Munition.fire(@two_memories, "f", [], max_memory: 4 * page)
+    assert {:crash, :memory_limit, dump} = Munition.fire(@two_memories, "f", [], max_memory: 3 * page)
+    assert dump.message =~ "other memories"
+    assert {:crash, :memory_limit, _} = Munition.fire(@two_memories, "grow", [1], max_memory: 4 * page)
+    assert {:ok, 2, _} = Munition.fire(@two_memories, "grow", [1], max_memory: 5 * page)
+  end
 end

@@ -21,7 +21,7 @@ defmodule Munition.GuidesTest do
 
   @root Path.expand("../..", __DIR__)
 
-  @guides ~w(getting-started capabilities-and-wasi forensics fuel pools-and-cluster
+  @guides ~w(getting-started capabilities-and-wasi components forensics fuel pools-and-cluster
              engines performance limits)
 
   @files ["README.md" | Enum.map(@guides, &"guides/#{&1}.md")]

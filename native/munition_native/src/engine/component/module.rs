@@ -100,6 +100,7 @@ struct Unimplemented;
 static WASI_LINKER: Lazy<Result<Linker<StoreState>, String>> = Lazy::new(|| {
     let mut linker = Linker::new(&ENGINE);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| error_chain(&e))?;
+    super::clock::shadow(&mut linker).map_err(|e| error_chain(&e))?;
     Ok(linker)
 });
 

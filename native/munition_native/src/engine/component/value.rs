@@ -1,5 +1,5 @@
 //! WIT values as Elixir terms, both ways, by one table (documented in
-//! `Munition.Component`):
+//! `guides/components.md`):
 //!
 //! | WIT | Elixir |
 //! |---|---|

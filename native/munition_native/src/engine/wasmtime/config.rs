@@ -19,6 +19,7 @@ use wasmtime::{
 use crate::engine::settings::{
     settings, MAX_MEMORY_BYTES, MAX_TABLES_PER_MODULE, MAX_TABLE_ELEMENTS,
 };
+use crate::host::state::MAX_CORE_INSTANCES;
 
 /// How often the ticker advances the epoch while a guest runs. A guest past its
 /// deadline is stopped at the next tick, so this is the worst-case overshoot
@@ -63,6 +64,12 @@ fn pooling(settings: &Settings) -> PoolingAllocationConfig {
         .total_memories(instances * memories)
         .total_tables(instances * tables)
         .total_stacks(instances)
+        // A component's store is one component instance of up to
+        // `MAX_CORE_INSTANCES` core instances, each taking a core slot
+        // above: a component with 14 leaves room for `instances / 14` at
+        // once, and a call past that waits for slots as any call does.
+        .total_component_instances(instances)
+        .max_core_instances_per_component(MAX_CORE_INSTANCES as u32)
         .max_memories_per_module(memories)
         .max_tables_per_module(tables)
         .table_elements(MAX_TABLE_ELEMENTS)
