@@ -23,7 +23,8 @@ defmodule Munition.Cluster do
   compiled module for the next calls (at most `module_cache_size` modules,
   the least recently used going first). A `%Munition.Module{}` is compiled code of the
   node that compiled it and cannot travel: a call on another node takes the
-  module's bytes (or WAT text).
+  module's bytes (or WAT text). A component travels the same way, its
+  arguments and results (WIT values) as the terms they are.
 
   ## Pools on several nodes
 
@@ -79,7 +80,8 @@ defmodule Munition.Cluster do
       its own and sends the result back. `Munition.Host.Context` reads and
       writes the guest's memory through that node. Funs never travel. Each
       host call costs a round trip between the nodes; functions of at most 16
-      parameters.
+      parameters. A component's functions (`:wit`) too: their description
+      is the arity of their fun, which the node checks against the import.
     * `:node` - on the node that runs the guest: `host_functions:` then lists
       names registered there with `Munition.Host.Functions.register/2`; a
       function given inline raises `ArgumentError` (it would have to travel).

@@ -50,6 +50,53 @@ defmodule Munition.Pool do
   A name that is not an atom is the caller's mistake: `ArgumentError`, from
   `Munition.fire_pooled/4` and `stats/1` alike.
 
+  A pool of a component (`kind: :component`, see `Munition.Module`) is the
+  same: its calls take and return WIT values, its host functions are given
+  as `{interface, name, :wit, capability, fun}`, and `result: :binary` and
+  `:alloc`, which are the binary ABI of core modules, do not apply (a call
+  with `result: :binary` is `{:error, {:bad_result, _}}`).
+
+  ## Switching versions
+
+  `swap/3` switches a running pool to another version of its plugin without
+  a gap:
+
+      {:ok, %Munition.Module{}} = Munition.Pool.swap(:resizer, File.read!("resize-v2.wasm"))
+
+    * **Compiled ahead.** The new version is compiled (under the pool's
+      `:limits`, within the compile timeout, in the process that calls
+      `swap/3`), linked against the pool's capabilities and host functions,
+      and its fuel policy resolved, before anything changes. Whatever fails
+      there is returned, and the pool goes on serving the version it had.
+    * **Switched atomically.** The finished version is published in one
+      step, where every pooled call looks for its pool: a call gets the
+      old version or the new one, whole. Swaps take effect one at a time,
+      in the order their compiling ends.
+    * **Calls in flight finish on the old version.** A call keeps the
+      version it started on to its end (its module lives as long as a call
+      runs it). A call made after `swap/3` returns gets the new one; so
+      does a call made before that waited in line for a place and got it
+      after: a call runs the version serving when it gets its place, so
+      none that waited starts the old version once the switch is made.
+    * **No call waits for it or fails because of it.** Places, the line,
+      the counters and the pool's process are the pool's, not the
+      version's: nothing is drained, refused or restarted, and the pool's
+      process, which serves the line, takes only the finished version.
+
+  The new version keeps the pool's name, size, places, line and stats, its
+  capabilities, host functions, runtime, limits and per-call defaults. It
+  may be a core module where the old one was a component, or the reverse,
+  if the pool's host functions suit its imports. Its fuel is its own:
+  `:auto` is worked out from its code, and the meter's history (so
+  `:adaptive`) is kept by module hash, so a new version starts its own.
+
+  Switching is meant for deploying a version, not for every request: the
+  pool is published with `:persistent_term`, whose update makes the VM
+  scan every process for the old term. It is this node's pool that
+  switches: in a cluster, switch each member (for example
+  `:erpc.multicall(nodes, Munition.Pool, :swap, [name, bytes])`). A pool
+  restarted by its supervisor starts again from its child spec's `:wasm`.
+
   ## Stopping
 
   A pool that stops answers its waiting callers `{:error, {:pool_unavailable,
@@ -67,7 +114,11 @@ defmodule Munition.Pool do
   alias Munition.Native
   alias Munition.Options
 
-  @enforce_keys [:name, :pid, :module, :links, :options, :state, :size, :counters, :places]
+  # `module`, `links`, `options` and `state` are the version serving now
+  # (`swap/3` replaces them together); `defaults` are the options the pool
+  # was started with, its fuel spec unresolved, from which each version is
+  # prepared.
+  @enforce_keys [:name, :pid, :module, :links, :options, :defaults, :state, :size, :counters, :places]
   defstruct @enforce_keys
 
   @type t :: %__MODULE__{}
@@ -170,6 +221,99 @@ defmodule Munition.Pool do
     end
   end
 
+  @doc """
+  Switches the pool `name` to another version of its plugin, `wasm` (bytes,
+  WAT text or a `%Munition.Module{}`, a core module or a component), without
+  a gap: see "Switching versions" in the moduledoc. Returns
+  `{:ok, module}` once the switch is made, `module` being the
+  `%Munition.Module{}` now serving; or an error, and the pool goes on
+  serving the version it had:
+
+    * what compiling gives (`{:invalid_module, _}`, `{:module_limit, _}`
+      under the pool's `:limits`, `{:timeout, _}` past the compile timeout,
+      `{:unsupported, _}`);
+    * what the pool's capabilities and host functions make of the new
+      version's imports (`{:capability_denied, _}`,
+      `{:instantiation_failed, _}`), as `start_link/1` would say;
+    * `{:pool_unavailable, _}`: no pool `name` is running.
+
+  A name that is not an atom, `wasm` of another type, a module of another
+  engine than the pool's, or an unknown option raise `ArgumentError`.
+
+  ## Options
+
+    * `:compile_timeout` - milliseconds compiling the new version may take,
+      in the calling process. Defaults to the pool's `:compile_timeout`, or
+      `config :munition, :compile_timeout` (`30_000`).
+
+  ## Examples
+
+      iex> {:ok, _pid} = Munition.Pool.start_link(name: :doc_swap, wasm: ~s{(module (func (export "v") (result i32) i32.const 1))})
+      iex> {:ok, 1, _meta} = Munition.fire_pooled(:doc_swap, "v", [])
+      iex> {:ok, %Munition.Module{}} = Munition.Pool.swap(:doc_swap, ~s{(module (func (export "v") (result i32) i32.const 2))})
+      iex> {:ok, 2, _meta} = Munition.fire_pooled(:doc_swap, "v", [])
+      iex> {:error, {:invalid_module, _}} = Munition.Pool.swap(:doc_swap, "(module (func")
+      iex> {:ok, 2, _meta} = Munition.fire_pooled(:doc_swap, "v", [])
+      iex> GenServer.stop(:doc_swap)
+      :ok
+  """
+  @spec swap(atom(), Munition.wasm(), keyword()) ::
+          {:ok, Munition.Module.t()} | {:error, Munition.Reason.error()}
+  def swap(name, wasm, opts \\ []) do
+    # The caller's mistakes raise, whether or not the pool runs.
+    name = name!(name)
+    opts = Keyword.validate!(Options.keyword!(opts), compile_timeout: nil)
+    timeout = opts[:compile_timeout] && Options.timeout!(opts[:compile_timeout], :compile_timeout)
+    _checked = to_module(wasm, nil, :check)
+
+    case fetch(name) do
+      nil ->
+        unavailable(name)
+
+      pool ->
+        _checked =
+          if is_struct(wasm, Munition.Module), do: Munition.Module.runtime!(wasm, pool.defaults.runtime)
+
+        timeout = compile_timeout(pool.defaults, timeout)
+
+        # Compiled and linked in this process: the pool's process goes on
+        # serving its line meanwhile, and takes only the finished version.
+        with {:ok, module} <- to_module(wasm, pool.defaults, timeout),
+             {:ok, version} <- prepare(module, pool.defaults) do
+          publish(name, version)
+        end
+    end
+  end
+
+  defp publish(name, version) do
+    GenServer.call(name, {:swap, version}, :infinity)
+  catch
+    # Stopped since: nothing was switched.
+    :exit, _reason -> unavailable(name)
+  end
+
+  @doc """
+  The `%Munition.Module{}` the pool `name` serves now: `{:ok, module}`, or
+  `{:error, {:pool_unavailable, message}}` as `stats/1` answers. A name
+  that is not an atom raises `ArgumentError`.
+
+  ## Examples
+
+      iex> {:ok, _pid} = Munition.Pool.start_link(name: :doc_module, wasm: ~s{(module (func (export "f")))})
+      iex> {:ok, module} = Munition.Pool.module(:doc_module)
+      iex> Enum.map(module.exports, & &1.name)
+      ["f"]
+      iex> GenServer.stop(:doc_module)
+      :ok
+  """
+  @spec module(atom()) :: {:ok, Munition.Module.t()} | {:error, {:pool_unavailable, String.t()}}
+  def module(name) do
+    case fetch(name!(name)) do
+      nil -> unavailable(name)
+      pool -> {:ok, pool.module}
+    end
+  end
+
   @doc false
   # What a call of a pool that is not running gets, from stats/1 and
   # Munition.fire_pooled/4 alike.
@@ -199,22 +343,17 @@ defmodule Munition.Pool do
           {:ok, term(), map()} | {:crash, atom(), term()} | {:error, Munition.Reason.error()}
   def fire(%__MODULE__{} = pool, function, args, opts) do
     options = Options.override!(pool.options, opts)
-    fuel = Munition.Fuel.Policy.resolve!(options.fuel, pool.module, function)
-
-    state =
-      case opts do
-        # The pool's own options: its State was made once, when it started.
-        [] -> %{pool.state | function: function, args: args, fuel: fuel}
-        _ -> Options.state(options, pool.module, pool.links, function, args, fuel)
-      end
-
+    state = call_state(pool, options, function, args, opts)
     asked_at = System.monotonic_time(:millisecond)
     deadline = asked_at + options.timeout
 
     with {:ok, place, line} <- checkout(pool, deadline, :back) do
       result =
         try do
-          state |> started(line, asked_at, deadline) |> Munition.execute(options.dump_dir)
+          state
+          |> serving(pool, line, opts)
+          |> started(line, asked_at, deadline)
+          |> Munition.execute(options.dump_dir)
         after
           checkin(pool, place)
         end
@@ -225,6 +364,35 @@ defmodule Munition.Pool do
       error ->
         :atomics.add(pool.counters, @failed, 1)
         error
+    end
+  end
+
+  defp call_state(pool, options, function, args, opts) do
+    fuel = Munition.Fuel.Policy.resolve!(options.fuel, pool.module, function)
+
+    case opts do
+      # The pool's own options: its State was made once, with its version.
+      [] -> %{pool.state | function: function, args: args, fuel: fuel}
+      _ -> Options.state(options, pool.module, pool.links, function, args, fuel)
+    end
+  end
+
+  # A call runs the version the pool serves when it gets its place: one that
+  # took it at once, the version it found (it is never switched under it);
+  # one that waited in line, the version serving when its turn came, which
+  # a swap meanwhile has changed (swap/3 returns, and no call that gets a
+  # place after it starts the old version).
+  defp serving(state, _pool, :back, _opts), do: state
+
+  defp serving(state, pool, :front, opts) do
+    case :persistent_term.get({__MODULE__, pool.name}, nil) do
+      %__MODULE__{pid: pid, module: module} = now when pid == pool.pid and module != pool.module ->
+        call_state(now, Options.override!(now.options, opts), state.function, state.args, opts)
+
+      # The same version, or the pool gone (or restarted: this call's place
+      # is the old pool's) since the call asked.
+      _same ->
+        state
     end
   end
 
@@ -291,65 +459,95 @@ defmodule Munition.Pool do
     # Waiting callers are answered when the pool stops, however it stops.
     Process.flag(:trap_exit, true)
 
-    with {:ok, module} <- to_module(wasm, options),
-         {:ok, links} <-
-           Munition.Host.Capabilities.resolve(
-             module,
-             options.capabilities,
-             options.host_functions,
-             options.runtime
-           ) do
-      # Everything but :adaptive is the same for every function of the
-      # module; :adaptive has its settings read once.
-      fuel =
-        case options.fuel do
-          :adaptive -> Munition.Fuel.Policy.prepare_adaptive(module)
-          spec -> Munition.Fuel.Policy.resolve!(spec, module, "")
-        end
-
-      counters = :atomics.new(4, signed: true)
-      options = %{options | fuel: fuel}
-
-      pool = %__MODULE__{
-        name: name,
-        pid: self(),
-        module: module,
-        links: links,
-        options: options,
-        # Every call's State but for its function, arguments and fuel,
-        # which `fire/4` fills in.
-        state: Options.state(options, module, links, "", [], 1),
-        size: size,
-        counters: counters,
-        places: Native.pool_places_new(size)
-      }
+    with {:ok, module} <- to_module(wasm, options, compile_timeout(options, nil)),
+         {:ok, version} <- prepare(module, options) do
+      pool =
+        struct!(
+          __MODULE__,
+          Map.merge(version, %{
+            name: name,
+            pid: self(),
+            defaults: options,
+            size: size,
+            counters: :atomics.new(4, signed: true),
+            places: Native.pool_places_new(size)
+          })
+        )
 
       :persistent_term.put({__MODULE__, name}, pool)
       # Pools of the same name on several nodes form one group (Munition.Cluster).
       scope = Munition.Cluster.join_pool(name)
-      {:ok, %{pool: pool, line: Waiters.new(counters), timer: nil, scope: scope}}
+      {:ok, %{pool: pool, line: Waiters.new(pool.counters), timer: nil, scope: scope}}
     else
       {:error, reason} -> {:stop, reason}
     end
   end
 
-  # Bounded by the pool's limits and its :compile_timeout (the pool's
-  # :timeout is its calls', not its start's).
-  defp to_module(%Munition.Module{} = module, _options), do: {:ok, module}
+  # One version of the pool: its module, the links of its imports under the
+  # pool's capabilities and host functions, its fuel, and every call's
+  # State but for its function, arguments and fuel, which `fire/4` fills
+  # in. The same for the version a pool starts with and those it switches
+  # to.
+  defp prepare(module, defaults) do
+    with {:ok, links} <-
+           Munition.Host.Capabilities.resolve(
+             module,
+             defaults.capabilities,
+             defaults.host_functions,
+             defaults.runtime
+           ) do
+      # Everything but :adaptive is the same for every function of the
+      # module; :adaptive has its settings read once.
+      fuel =
+        case defaults.fuel do
+          :adaptive -> Munition.Fuel.Policy.prepare_adaptive(module)
+          spec -> Munition.Fuel.Policy.resolve!(spec, module, "")
+        end
 
-  defp to_module(bytes, options) when is_binary(bytes) do
-    options.runtime.compile(bytes,
-      limits: options.limits,
-      timeout: options.compile_timeout || Munition.Runtime.Config.compile_timeout()
-    )
+      options = %{defaults | fuel: fuel}
+
+      {:ok,
+       %{
+         module: module,
+         links: links,
+         options: options,
+         state: Options.state(options, module, links, "", [], 1)
+       }}
+    end
   end
 
-  defp to_module(other, _options),
+  # How long compiling a version may take: the swap's :compile_timeout
+  # (checked), else the pool's, else the configured one (the pool's
+  # :timeout is its calls').
+  defp compile_timeout(defaults, nil),
+    do: defaults.compile_timeout || Munition.Runtime.Config.compile_timeout()
+
+  defp compile_timeout(_defaults, timeout), do: timeout
+
+  # Bounded by the pool's limits and the compile timeout; with `:check`
+  # only the type of `wasm` is checked.
+  defp to_module(%Munition.Module{} = module, _options, _timeout), do: {:ok, module}
+  defp to_module(bytes, _options, :check) when is_binary(bytes), do: :ok
+
+  defp to_module(bytes, options, timeout) when is_binary(bytes),
+    do: options.runtime.compile(bytes, limits: options.limits, timeout: timeout)
+
+  defp to_module(other, _options, _timeout),
     do:
       raise(
         ArgumentError,
         "wasm must be wasm bytes, WAT text or a %Munition.Module{}, got: #{inspect(other)}"
       )
+
+  # A version prepared by swap/3 is published here, so that swaps take
+  # effect one at a time, in the order they arrive, and never after the
+  # pool has stopped (terminate/2 unpublishes it).
+  @impl true
+  def handle_call({:swap, version}, _from, state) do
+    pool = Map.merge(state.pool, version)
+    :persistent_term.put({__MODULE__, pool.name}, pool)
+    {:reply, {:ok, pool.module}, %{state | pool: pool}}
+  end
 
   @impl true
   def handle_info({:wait, pid, ref, place}, state) do

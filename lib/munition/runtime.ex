@@ -251,7 +251,8 @@ defmodule Munition.Runtime do
               required(:entries) => non_neg_integer(),
               required(:capacity) => non_neg_integer(),
               required(:compilations) => non_neg_integer(),
-              optional(:disk) => disk_stats()
+              optional(:disk) => disk_stats(),
+              optional(:components) => %{entries: non_neg_integer(), compilations: non_neg_integer()}
             }
 
   @doc """

@@ -4,6 +4,7 @@ defmodule Munition.PoolTest do
 
   alias Munition.Sync
 
+  alias Munition.Fixtures
   alias Munition.Forensics.Dump
   alias Munition.Native
   alias Munition.Pool
@@ -52,6 +53,53 @@ defmodule Munition.PoolTest do
 
     assert_receive {:holding, holder}, @long
     {caller, holder}
+  end
+
+  # The pool options of Fixtures.plugin_wat/3 whose `run(0)` holds: its
+  # `twice(0)` tells the test process and waits for :go.
+  defp held_plugin(kind, version) do
+    test = self()
+
+    twice =
+      Fixtures.twice_function(kind, fn
+        0 ->
+          send(test, {:holding, self()})
+
+          receive do
+            :go -> 0
+          end
+
+        x ->
+          2 * x
+      end)
+
+    [wasm: Fixtures.plugin_wat(kind, version), host_functions: [twice], capabilities: [:twice]]
+  end
+
+  defp start_held_run(name) do
+    test = self()
+
+    caller =
+      spawn(fn -> send(test, {:held_done, self(), Munition.fire_pooled(name, "run", [0], timeout: @long)}) end)
+
+    assert_receive {:holding, holder}, @long
+    {caller, holder}
+  end
+
+  # Calls the pool's `version` until told to stop (having said when its
+  # first call answered), then once more; sends the versions it saw, in
+  # order, and what the last call returned.
+  defp call_until_stopped(name, test, versions \\ []) do
+    {:ok, version, _} = Munition.fire_pooled(name, "version", [], timeout: @long)
+    if versions == [], do: send(test, {:calling, self()})
+
+    receive do
+      :stop ->
+        {:ok, last, _} = Munition.fire_pooled(name, "version", [], timeout: @long)
+        send(test, {:stopped, self(), Enum.reverse([version | versions]), {:ok, last}})
+    after
+      0 -> call_until_stopped(name, test, [version | versions])
+    end
   end
 
   # Burns `reductions`, then calls the pool's `sum` until killed; says when it
@@ -338,6 +386,262 @@ defmodule Munition.PoolTest do
       # Its heap, and the token with it, is freed about when its DOWN is sent.
       Sync.until(fn -> match?({:ok, %{running: 0}}, Pool.stats(name)) end)
       assert {:ok, 5, _} = Munition.fire_pooled(name, "add", [2, 3])
+    end
+  end
+
+  describe "components" do
+    setup do
+      %{wat: Fixtures.plugin_wat(:component, 1), twice: Fixtures.twice_function(:component, &(2 * &1))}
+    end
+
+    test "a pool of a component, from its bytes or compiled ahead, serves WIT values", %{
+      wat: wat,
+      twice: twice
+    } do
+      {:ok, compiled} = Munition.compile(wat)
+
+      for wasm <- [wat, compiled] do
+        name = start_pool!(wasm: wasm, host_functions: [twice], capabilities: [:twice])
+
+        # Compiled when the pool started, before any call.
+        assert {:ok, %Munition.Module{kind: :component, hash: hash}} = Pool.module(name)
+        assert hash == compiled.hash
+
+        assert {:ok, 41, meta} = Munition.fire_pooled(name, "run", [20])
+
+        assert {:ok, 41, fire_meta} =
+                 Munition.fire(compiled, "run", [20], host_functions: [twice], capabilities: [:twice])
+
+        assert Map.delete(meta, :execution_time_us) == Map.delete(fire_meta, :execution_time_us)
+        assert {:ok, "héllo", _} = Munition.fire_pooled(name, "greet", ["héllo"])
+        assert {:ok, %{completed: 2, failed: 0}} = Pool.stats(name)
+      end
+    end
+
+    test "its arguments are WIT values, checked by the component, and the binary ABI does not apply", %{
+      wat: wat,
+      twice: twice
+    } do
+      name = start_pool!(wasm: wat, host_functions: [twice], capabilities: [:twice])
+
+      # A core module's numbers-only check would raise on these: here they
+      # are values the component's types refuse.
+      assert {:error, {:bad_args, message}} = Munition.fire_pooled(name, "run", [nil])
+      assert message =~ "argument x"
+      assert {:error, {:bad_args, _}} = Munition.fire_pooled(name, "greet", [%{"a" => 1}])
+      assert {:error, {:bad_args, message}} = Munition.fire_pooled(name, "run", [-1])
+      assert message =~ "out of range for u32"
+
+      assert {:error, {:bad_result, message}} = Munition.fire_pooled(name, "greet", ["x"], result: :binary)
+      assert message =~ "WIT values"
+      assert {:ok, %{completed: 0, failed: 4}} = Pool.stats(name)
+    end
+
+    test "fuel, the deadline, traps and dumps, with the pool's defaults and each call's", %{
+      wat: wat,
+      twice: twice
+    } do
+      dir =
+        Path.join(System.tmp_dir!(), "munition-pool-#{System.pid()}-#{System.unique_integer([:positive])}")
+
+      on_exit(fn -> File.rm_rf!(dir) end)
+
+      name =
+        start_pool!(wasm: wat, host_functions: [twice], capabilities: [:twice], fuel: 1_000, dump_dir: dir)
+
+      assert {:crash, :fuel_exhausted, %Dump{fuel_consumed: 1_000}} = Munition.fire_pooled(name, "spin", [])
+
+      assert {:crash, :fuel_exhausted, %Dump{fuel_consumed: 5_000}} =
+               Munition.fire_pooled(name, "spin", [], fuel: 5_000)
+
+      assert {:crash, :timeout, %Dump{trap: :interrupt}} =
+               Munition.fire_pooled(name, "spin", [], fuel: 1_000_000_000_000, timeout: 20)
+
+      assert {:crash, :trap, %Dump{trap: :unreachable, function: "boom", module_hash: hash} = dump} =
+               Munition.fire_pooled(name, "boom", [])
+
+      assert [%{size: 65_536}] = dump.memories
+      assert {:crash, :trap, nil} = Munition.fire_pooled(name, "boom", [], forensics: false)
+      assert {:ok, %{crashed: 5}} = Pool.stats(name)
+      {:ok, module} = Pool.module(name)
+      assert hash == module.hash
+      # Every dump but the one not taken (forensics: false) was written.
+      assert length(File.ls!(dir)) == 4
+    end
+
+    test "its host functions and capabilities are the pool's", %{wat: wat, twice: twice} do
+      Process.flag(:trap_exit, true)
+
+      assert {:error, {:capability_denied, [%{module: "my:host/api", name: "twice", needs: :twice}]}} =
+               Pool.start_link(name: unique_name(), wasm: wat, host_functions: [twice])
+
+      core_typed = Fixtures.twice_function(:module, &(2 * &1))
+      core_typed = put_elem(core_typed, 0, "my:host/api")
+
+      assert {:error, {:instantiation_failed, message}} =
+               Pool.start_link(
+                 name: unique_name(),
+                 wasm: wat,
+                 host_functions: [core_typed],
+                 capabilities: [:twice]
+               )
+
+      assert message =~ ":wit"
+
+      name = start_pool!(wasm: wat, host_functions: [twice], capabilities: [:twice])
+
+      assert_raise ArgumentError, ~r/fixed when the pool starts/, fn ->
+        Munition.fire_pooled(name, "run", [1], host_functions: [])
+      end
+    end
+  end
+
+  for kind <- [:module, :component] do
+    describe "swap/3, #{kind}" do
+      @describetag kind: kind
+
+      test "a call in flight finishes on the old version; a call after the swap gets the new one", %{
+        kind: kind
+      } do
+        name = start_pool!(held_plugin(kind, 1) ++ [size: 2])
+        {:ok, old} = Pool.module(name)
+        {caller, holder} = start_held_run(name)
+
+        assert {:ok, %Munition.Module{kind: ^kind} = new} = Pool.swap(name, Fixtures.plugin_wat(kind, 2))
+        assert new.hash != old.hash
+        assert Pool.module(name) == {:ok, new}
+        assert {:ok, 2, %{module_hash: new_hash}} = Munition.fire_pooled(name, "version", [])
+        assert new_hash == new.hash
+        assert {:ok, 12, _} = Munition.fire_pooled(name, "run", [5])
+
+        send(holder, :go)
+        assert_receive {:held_done, ^caller, {:ok, 1, %{module_hash: old_hash}}}, @long
+        assert old_hash == old.hash
+        assert {:ok, %{completed: 3, running: 0, crashed: 0, failed: 0}} = Pool.stats(name)
+      end
+
+      test "a call waiting for a place when the pool switches runs the new version", %{kind: kind} do
+        name = start_pool!(held_plugin(kind, 1) ++ [size: 1])
+        {caller, holder} = start_held_run(name)
+        test = self()
+
+        waiter =
+          spawn(fn ->
+            send(test, {:waited, self(), Munition.fire_pooled(name, "version", [], timeout: @long)})
+          end)
+
+        Sync.until(fn -> match?({:ok, %{waiting: 1}}, Pool.stats(name)) end)
+
+        assert {:ok, _new} = Pool.swap(name, Fixtures.plugin_wat(kind, 2))
+        send(holder, :go)
+        assert_receive {:held_done, ^caller, {:ok, 1, _}}, @long
+        assert_receive {:waited, ^waiter, {:ok, 2, _}}, @long
+      end
+
+      test "a version that does not compile or link leaves the old one serving", %{kind: kind} do
+        name = start_pool!(held_plugin(kind, 1) ++ [limits: [functions: 50]])
+        {:ok, old} = Pool.module(name)
+
+        refused_import =
+          case kind do
+            :module -> ~s{(module (import "munition" "get_time_ms" (func (result i64))))}
+            :component -> Fixtures.plugin_wat(kind, 2) |> String.replace("my:host/api", "my:host/other")
+          end
+
+        too_many =
+          String.replace(
+            Fixtures.plugin_wat(kind, 2),
+            "(func (export \"boom\")",
+            String.duplicate("(func) ", 60) <> "(func (export \"boom\")",
+            global: false
+          )
+
+        assert {:error, {:invalid_module, _}} = Pool.swap(name, "(#{kind} (func")
+        assert {:error, {:capability_denied, [%{name: denied}]}} = Pool.swap(name, refused_import)
+        assert denied in ["get_time_ms", "twice"]
+        assert {:error, {:module_limit, _}} = Pool.swap(name, too_many)
+
+        assert Pool.module(name) == {:ok, old}
+        assert {:ok, 1, _} = Munition.fire_pooled(name, "version", [])
+      end
+
+      test "callers calling all through the swap all succeed, on the old version then the new", %{kind: kind} do
+        name = start_pool!(held_plugin(kind, 1) ++ [size: 2])
+        test = self()
+        callers = for _ <- 1..8, do: spawn_link(fn -> call_until_stopped(name, test) end)
+        for caller <- callers, do: assert_receive({:calling, ^caller}, @long)
+
+        assert {:ok, _new} = Pool.swap(name, Fixtures.plugin_wat(kind, 2))
+        for caller <- callers, do: send(caller, :stop)
+
+        for caller <- callers do
+          assert_receive {:stopped, ^caller, versions, last}, @long
+          # Every call answered; each caller saw the old version, then the new.
+          assert last == {:ok, 2}
+          assert [1 | _] = versions
+          assert versions == Enum.sort(versions)
+          assert Enum.all?(versions, &(&1 in [1, 2]))
+        end
+
+        assert {:ok, %{crashed: 0, failed: 0, running: 0, waiting: 0}} = Pool.stats(name)
+      end
+    end
+  end
+
+  describe "swap/3" do
+    test "a pool switches between a core module and a component" do
+      core = ~s{(module (func (export "version") (result i32) i32.const 1))}
+
+      component = ~s{(component
+        (core module $m (func (export "version") (result i32) (i32.const 2)))
+        (core instance $i (instantiate $m))
+        (func (export "version") (result u32) (canon lift (core func $i "version"))))}
+
+      name = start_pool!(wasm: core)
+      assert {:ok, %Munition.Module{kind: :component}} = Pool.swap(name, component)
+      assert {:ok, 2, _} = Munition.fire_pooled(name, "version", [])
+      assert {:ok, %Munition.Module{kind: :module}} = Pool.swap(name, core)
+      assert {:ok, 1, _} = Munition.fire_pooled(name, "version", [])
+    end
+
+    test "the new version's fuel is its own: :auto from its code" do
+      name = start_pool!(wasm: @add, fuel: :auto)
+      looping = ~s{(module (func (export "add") (param i32 i32) (result i32) (loop br 0) i32.const 0))}
+      {:ok, module} = Pool.swap(name, looping)
+      assert Pool.fetch(name).options.fuel == Munition.Fuel.Policy.for_module(module)
+
+      assert Pool.fetch(name).options.fuel !=
+               Munition.Fuel.Policy.for_module(Munition.compile(@add) |> elem(1))
+    end
+
+    test "a caller's mistake raises; a pool that is not running is :pool_unavailable" do
+      name = start_pool!(wasm: @add)
+
+      assert_raise ArgumentError, ~r/name must be an atom, got: "x"/, fn -> Pool.swap("x", @add) end
+      assert_raise ArgumentError, ~r/unknown keys \[:fuel\]/, fn -> Pool.swap(name, @add, fuel: 1) end
+
+      assert_raise ArgumentError, ~r/compile_timeout .* got: 0/, fn ->
+        Pool.swap(name, @add, compile_timeout: 0)
+      end
+
+      assert_raise ArgumentError, ~r/wasm must be wasm bytes, .* got: 42/, fn -> Pool.swap(name, 42) end
+
+      {:ok, wasmi} = Munition.compile(@add, runtime: Munition.Runtime.Wasmi)
+
+      assert_raise ArgumentError,
+                   ~r/compiled by Munition.Runtime.Wasmi and cannot run on Munition.Runtime.Wasmtime/,
+                   fn ->
+                     Pool.swap(name, wasmi)
+                   end
+
+      # Whether or not the pool runs.
+      assert_raise ArgumentError, ~r/got: 42/, fn -> Pool.swap(:no_such_pool, 42) end
+
+      assert Pool.swap(:no_such_pool, @add) ==
+               {:error, {:pool_unavailable, "no pool named :no_such_pool is running"}}
+
+      assert Pool.module(:no_such_pool) ==
+               {:error, {:pool_unavailable, "no pool named :no_such_pool is running"}}
     end
   end
 

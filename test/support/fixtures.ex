@@ -74,4 +74,69 @@ defmodule Munition.Fixtures do
         (local.get $sum)))
     """
   end
+
+  @doc """
+  A plugin in two shapes, the same exports either way, for what must hold
+  for core modules and components alike (pools, swaps, other nodes):
+
+    * `run(x)` returns `twice(x) + version`, `twice` being an import served
+      by an Elixir host function (`twice_function/2`);
+    * `version()` returns `version`, calling nothing;
+    * `boom()` traps (`unreachable`), `spin()` loops forever.
+
+  `kind` is `:module` (a core module; `twice` is `my.twice`, i32) or
+  `:component` (a component; `twice` is `my:host/api.twice`, u32, and
+  `greet(name)` returns the string it is given, through the component's
+  memory). `tag` makes the bytes (and so the module hash) distinct.
+  """
+  def plugin_wat(kind, version, tag \\ 0)
+
+  def plugin_wat(:module, version, tag) do
+    """
+    (module (; #{tag} ;)
+      (import "my" "twice" (func $twice (param i32) (result i32)))
+      (func (export "run") (param i32) (result i32) (i32.add (call $twice (local.get 0)) (i32.const #{version})))
+      (func (export "version") (result i32) (i32.const #{version}))
+      (func (export "boom") unreachable)
+      (func (export "spin") (loop br 0)))
+    """
+  end
+
+  def plugin_wat(:component, version, tag) do
+    """
+    (component (; #{tag} ;)
+      (import "my:host/api" (instance $h (export "twice" (func (param "x" u32) (result u32)))))
+      (core func $twice (canon lower (func $h "twice")))
+      (core module $m
+        (import "host" "twice" (func $twice (param i32) (result i32)))
+        (memory (export "memory") 1)
+        (global $bump (mut i32) (i32.const 1024))
+        (func (export "realloc") (param i32 i32 i32 i32) (result i32)
+          (global.set $bump (i32.add (global.get $bump) (local.get 3)))
+          (i32.sub (global.get $bump) (local.get 3)))
+        (func (export "run") (param i32) (result i32) (i32.add (call $twice (local.get 0)) (i32.const #{version})))
+        (func (export "version") (result i32) (i32.const #{version}))
+        (func (export "greet") (param i32 i32) (result i32)
+          (i32.store (i32.const 0) (local.get 0))
+          (i32.store (i32.const 4) (local.get 1))
+          (i32.const 0))
+        (func (export "boom") unreachable)
+        (func (export "spin") (loop br 0)))
+      (core instance $i (instantiate $m (with "host" (instance (export "twice" (func $twice))))))
+      (func (export "run") (param "x" u32) (result u32) (canon lift (core func $i "run")))
+      (func (export "version") (result u32) (canon lift (core func $i "version")))
+      (func (export "greet") (param "name" string) (result string)
+        (canon lift (core func $i "greet") (memory (core memory $i "memory")) (realloc (core func $i "realloc"))))
+      (func (export "boom") (canon lift (core func $i "boom")))
+      (func (export "spin") (canon lift (core func $i "spin")))
+    )
+    """
+  end
+
+  @doc """
+  The host function of `plugin_wat/3`'s `twice` import for `kind`, under the
+  capability `:twice`: `fun.(x)` gives its result.
+  """
+  def twice_function(:module, fun), do: {"my", "twice", {[:i32], [:i32]}, :twice, fn _ctx, x -> fun.(x) end}
+  def twice_function(:component, fun), do: {"my:host/api", "twice", :wit, :twice, fn _ctx, x -> fun.(x) end}
 end

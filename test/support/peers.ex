@@ -172,6 +172,18 @@ defmodule Munition.Peers do
      end}
   end
 
+  @doc """
+  The host function of `Munition.Fixtures.plugin_wat/3`'s `twice` import
+  for `kind` (`:module` or `:component`), capability `:twice`: sends
+  `{:twice, node, x}` to `test` and returns `2 * x`.
+  """
+  def twice(kind, test) do
+    Munition.Fixtures.twice_function(kind, fn x ->
+      send(test, {:twice, node(), x})
+      2 * x
+    end)
+  end
+
   @doc "A call's options that give it `block/1`, with its capability."
   def blocking(test), do: [host_functions: [block(test)], capabilities: [:block]]
 

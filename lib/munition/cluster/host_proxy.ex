@@ -29,17 +29,31 @@ defmodule Munition.Cluster.HostProxy do
 
   @doc false
   # What the node running the guest needs to build the proxies: no fun.
+  # A component's function (`:wit`) is typed by the component, which only
+  # the guest's node compiles: it travels as `{:wit, arity}`, the number of
+  # WIT arguments its fun takes, so the proxy has the fun's arity and the
+  # guest's node checks it against the import as it checks a local fun.
   @spec describe([Function.t()]) :: [tuple()]
   def describe(functions) do
     Enum.map(functions, fn %Function{} = function ->
-      if length(function.params) > @max_params do
+      {types, arity} =
+        case function.params do
+          :wit ->
+            {:arity, arity} = Elixir.Function.info(function.fun, :arity)
+            {{:wit, arity - 1}, arity - 1}
+
+          params ->
+            {{params, function.results}, length(params)}
+        end
+
+      if arity > @max_params do
         raise ArgumentError,
-              "host function #{function.module}.#{function.name} takes #{length(function.params)} " <>
+              "host function #{function.module}.#{function.name} takes #{arity} " <>
                 "arguments; one that runs on the caller's node for a call on another node takes at most " <>
                 "#{@max_params} (or register it on that node and pass host_functions_at: :node)"
       end
 
-      {function.module, function.name, {function.params, function.results}, function.capability}
+      {function.module, function.name, types, function.capability}
     end)
   end
 
@@ -50,8 +64,17 @@ defmodule Munition.Cluster.HostProxy do
   def functions(descriptions, reply) do
     descriptions
     |> Enum.with_index()
-    |> Enum.map(fn {{module, name, {params, _results} = types, capability}, index} ->
-      {module, name, types, capability, proxy(length(params), reply, index)}
+    |> Enum.map(fn
+      # A fun without even the context: refused by the guest's node as a
+      # local one is (its arity is not the import's).
+      {{module, name, {:wit, -1}, capability}, _index} ->
+        {module, name, :wit, capability, fn -> :never_called end}
+
+      {{module, name, {:wit, arity}, capability}, index} ->
+        {module, name, :wit, capability, proxy(arity, reply, index)}
+
+      {{module, name, {params, _results} = types, capability}, index} ->
+        {module, name, types, capability, proxy(length(params), reply, index)}
     end)
   end
 

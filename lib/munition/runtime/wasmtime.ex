@@ -223,7 +223,9 @@ defmodule Munition.Runtime.Wasmtime do
   # WASI's are linked by Munition (or trap, where it implements none): what
   # cannot cross typed to Elixir does not concern them.
   defp wit_function(function, :module) do
-    function = if String.starts_with?(function.interface, "wasi:"), do: %{function | refused: nil}, else: function
+    function =
+      if String.starts_with?(function.interface, "wasi:"), do: %{function | refused: nil}, else: function
+
     %{module: function.interface, name: function.name, kind: :func} |> Map.merge(wit_types(function))
   end
 
@@ -260,6 +262,9 @@ defmodule Munition.Runtime.Wasmtime do
       with the file's path, or `nil`.
 
   All zero, and `:last_problem` `nil`, while no directory is configured.
+
+  Compiled components are cached apart, under the same capacity:
+  `:components` has their `:entries` and `:compilations`.
   """
   @impl true
   def cache_stats do
@@ -267,9 +272,10 @@ defmodule Munition.Runtime.Wasmtime do
     {component_entries, _capacity, component_compilations} = Native.component_cache_stats()
 
     %{
-      entries: entries + component_entries,
+      entries: entries,
       capacity: capacity,
-      compilations: compilations + component_compilations,
+      compilations: compilations,
+      components: %{entries: component_entries, compilations: component_compilations},
       disk: Native.module_disk_cache_stats()
     }
   end

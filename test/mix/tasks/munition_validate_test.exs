@@ -134,4 +134,41 @@ defmodule Mix.Tasks.Munition.ValidateWASITest do
 
     assert out =~ "wasi_snapshot_preview1.path_unlink_file  needs: :wasi_fs_write"
   end
+
+  @component ~S"""
+  (component
+    (import "my:host/api" (instance $h (export "twice" (func (param "x" u32) (result u32)))))
+    (import "wasi:cli/exit@0.2.0" (instance $e (export "exit" (func (param "status" (result))))))
+    (core func $twice (canon lower (func $h "twice")))
+    (core module $m
+      (import "host" "twice" (func $t (param i32) (result i32)))
+      (func (export "quad") (param i32) (result i32) (call $t (call $t (local.get 0)))))
+    (core instance $hi (export "twice" (func $twice)))
+    (core instance $i (instantiate $m (with "host" (instance $hi))))
+    (func (export "quad") (param "x" u32) (result u32) (canon lift (core func $i "quad")))
+  )
+  """
+
+  test "a component's WIT world: its imports with what grants each, its exports typed, and what is refused" do
+    path =
+      Path.join(System.tmp_dir!(), "munition-validate-component-#{System.unique_integer([:positive])}.wat")
+
+    File.write!(path, @component)
+    on_exit(fn -> File.rm(path) end)
+
+    out =
+      capture_io(fn ->
+        assert_raise Mix.Error, ~r/1 import\(s\) would be refused/, fn ->
+          Mix.Task.reenable("munition.validate")
+          Mix.Task.run("munition.validate", [path, "--cap", "wasi"])
+        end
+      end)
+
+    assert out =~ "component "
+    assert out =~ "my:host/api.twice: func(x: u32) -> u32  needs: a host function of yours"
+    assert out =~ "wasi:cli/exit@0.2.0.exit: func(status: result)  needs: :wasi_exit"
+    assert out =~ "quad: func(x: u32) -> u32"
+    assert out =~ "refused with capabilities"
+    assert out =~ "  my:host/api.twice  needs: - (no capability grants it)"
+  end
 end

@@ -275,4 +275,50 @@ defmodule Munition.Cluster.FireTest do
       assert_receive {:DOWN, ^ref, :process, ^fun, :killed}
     end
   end
+
+  describe "components on another node" do
+    test "travel by hash, take and return WIT values, and call host functions on the caller's node",
+         %{peer: peer} do
+      wat = Munition.Fixtures.plugin_wat(:component, 1, System.unique_integer([:positive]))
+      test = self()
+
+      twice =
+        Munition.Fixtures.twice_function(:component, fn x ->
+          send(test, {:twice, node(), x})
+          2 * x
+        end)
+
+      opts = [node: peer, host_functions: [twice], capabilities: [:twice]]
+      before = stats(peer).modules
+
+      assert {:ok, 43, remote} = Munition.fire(wat, "run", [21], opts)
+      assert_receive {:twice, here, 21}
+      assert here == node()
+      assert stats(peer).modules.misses == before.misses + 1
+
+      # The module is kept there: the next call sends its hash only.
+      assert {:ok, "héllo", _} = Munition.fire(wat, "greet", ["héllo"], opts)
+      assert stats(peer).modules.hits == before.hits + 1
+      assert stats(peer).modules.misses == before.misses + 1
+
+      assert {:ok, 43, local} = Munition.fire(wat, "run", [21], Keyword.delete(opts, :node))
+      assert Map.delete(remote, :execution_time_us) == Map.delete(local, :execution_time_us)
+
+      # What the value table refuses, the node says, as locally.
+      assert {:error, {:bad_args, message}} = Munition.fire(wat, "run", [-1], opts)
+      assert message =~ "out of range for u32"
+
+      assert {:crash, :trap, dump} = Munition.fire(wat, "boom", [], opts)
+      assert dump.trap == :unreachable
+
+      # The capability gate and the arity check are the node's, as locally.
+      assert {:error, {:capability_denied, [%{name: "twice", needs: :twice}]}} =
+               Munition.fire(wat, "run", [1], Keyword.delete(opts, :capabilities))
+
+      wrong = {"my:host/api", "twice", :wit, :twice, fn _ctx, _x, _y -> 0 end}
+      local = Munition.fire(wat, "run", [1], host_functions: [wrong], capabilities: [:twice])
+      assert {:error, {:instantiation_failed, _}} = local
+      assert Munition.fire(wat, "run", [1], Keyword.put(opts, :host_functions, [wrong])) == local
+    end
+  end
 end

@@ -118,6 +118,33 @@ defmodule Munition.Cluster.PoolTest do
     assert %{running: 0, pools: %{^name => %{running: 0, completed: 1}}} = Munition.Cluster.stats()[peer]
   end
 
+  test "a pool of a component on a member: WIT values both ways, its host function on its node", %{
+    peer: peer,
+    name: name
+  } do
+    wat = Munition.Fixtures.plugin_wat(:component, 1, name)
+
+    opts = [
+      name: name,
+      wasm: wat,
+      size: 1,
+      host_functions: [Peers.twice(:component, self())],
+      capabilities: [:twice]
+    ]
+
+    Peers.start_pool!(peer, opts)
+
+    assert {:ok, 43, _} = Munition.fire_pooled(name, "run", [21], node: peer)
+    assert_receive {:twice, ^peer, 21}
+    assert {:ok, "héllo", _} = Munition.fire_pooled(name, "greet", ["héllo"], node: :any)
+    assert {:error, {:bad_args, _}} = Munition.fire_pooled(name, "run", ["x"], node: peer)
+
+    assert {:crash, :fuel_exhausted, %{fuel_consumed: 1_000}} =
+             Munition.fire_pooled(name, "spin", [], node: peer, fuel: 1_000)
+
+    assert completed(peer, name) == 2
+  end
+
   test "a pooled call without :timeout leaves each member's pool its own; one with it is cut to what is left" do
     deadline = System.monotonic_time(:millisecond) + 100
     assert Munition.Cluster.Call.time_left([fuel: 10], deadline) == [fuel: 10]

@@ -162,11 +162,18 @@ defmodule Munition.Runtime.WasmtimeTest do
       assert after_ - before == 1
     end
 
-    test "cache_stats/0 is a map of entries, capacity and compilations, as every stats, and the disk's" do
-      assert %{entries: entries, capacity: capacity, compilations: compilations, disk: %{}} =
-               stats = Wasmtime.cache_stats()
+    test "cache_stats/0 is a map of entries, capacity and compilations, as every stats, the components' and the disk's" do
+      assert %{
+               entries: entries,
+               capacity: capacity,
+               compilations: compilations,
+               disk: %{},
+               components: components
+             } = stats = Wasmtime.cache_stats()
 
-      assert map_size(stats) == 4
+      assert map_size(stats) == 5
+      assert %{entries: component_entries, compilations: _} = components
+      assert component_entries <= capacity
       assert is_integer(entries) and entries >= 0 and entries <= capacity
       assert is_integer(compilations) and compilations >= 0
     end

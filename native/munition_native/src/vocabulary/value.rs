@@ -39,7 +39,9 @@ impl Encoder for WasmValue {
     }
 }
 
-fn encode_float(value: f64, env: Env<'_>) -> Term<'_> {
+/// A float as a term: `:nan`, `:infinity`, `:neg_infinity` for those Erlang
+/// cannot represent.
+pub fn encode_float(value: f64, env: Env<'_>) -> Term<'_> {
     if value.is_nan() {
         atoms::nan().encode(env)
     } else if value == f64::INFINITY {

@@ -27,11 +27,10 @@ use crate::engine::link::Link;
 use crate::engine::module::Compiled;
 use crate::engine::types::EngineTypes;
 use crate::engine::wasmtime::capture::coredump_snapshot;
-use crate::engine::wasmtime::execution::{advance, start, OnWasmtime, Running, Step};
+use crate::engine::wasmtime::execution::{self, advance, start, OnWasmtime, Running, Step};
 use crate::engine::wasmtime::store::new_store;
 use crate::engine::FIRST_SLICE;
 use crate::host::state::{StoreConfig, StoreState, MAX_CORE_INSTANCES};
-use crate::host::wasi::error::error_chain;
 use crate::host::wasi::WasiRun;
 use crate::vocabulary::error::{MunitionError, MunitionResult};
 
@@ -60,9 +59,7 @@ impl EngineTypes for Component {
     }
 
     fn fuel_remaining(store: &Self::Store) -> MunitionResult<u64> {
-        store.get_fuel().map_err(|e| {
-            MunitionError::RuntimeFailure(format!("cannot read the fuel left: {}", error_chain(&e)))
-        })
+        execution::fuel_left(store)
     }
 
     fn running_memory_total(_running: &Self::Running) -> Option<usize> {
@@ -234,11 +231,7 @@ engine_impl! { Component {
     }
 
     fn call(env: Env, slot: &mut Slot<Self>, call: Self::Call) -> MunitionResult<Progress> {
-        let instance = slot.idle()?.instance.ok_or_else(|| {
-            MunitionError::InvalidState("instance did not finish instantiating".into())
-        })?;
-        start(slot, |live| run_call(live, instance, call))?;
-        advance(env, slot, FIRST_SLICE)
+        execution::call(env, slot, |live, instance| run_call(live, instance, call))
     }
 
     fn resume(env: Env, slot: &mut Slot<Self>, slice: Duration) -> MunitionResult<Progress> {

@@ -24,11 +24,12 @@
 
 use rustler::types::map::MapIterator;
 use rustler::types::tuple::{get_tuple, make_tuple};
-use rustler::{Atom, Binary, Encoder, Env, NewBinary, Term, TermType};
+use rustler::{Atom, Binary, Encoder, Env, Term, TermType};
 use wasmtime::component::{Type, Val};
 
 use crate::atoms;
-use crate::vocabulary::term::brief;
+use crate::vocabulary::term::{brief, bytes_term};
+use crate::vocabulary::value::{decode_float, encode_float};
 
 /// Where a value sits in the call, for the message of a `bad_args` error:
 /// `argument o.amount`, `result`, `[3]`.
@@ -71,26 +72,8 @@ fn integer<T: TryFrom<i128> + std::fmt::Display>(
 }
 
 fn float(term: Term, path: &str) -> Result<f64, String> {
-    if let Ok(f) = term.decode::<f64>() {
-        return Ok(f);
-    }
-    if let Ok(i) = term.decode::<i64>() {
-        return Ok(i as f64);
-    }
-    if let Ok(atom) = term.decode::<Atom>() {
-        if atom == atoms::nan() {
-            return Ok(f64::NAN);
-        } else if atom == atoms::infinity() {
-            return Ok(f64::INFINITY);
-        } else if atom == atoms::neg_infinity() {
-            return Ok(f64::NEG_INFINITY);
-        }
-    }
-    Err(expected(
-        path,
-        "a float, :nan, :infinity or :neg_infinity",
-        term,
-    ))
+    decode_float(term)
+        .ok_or_else(|| expected(path, "a float, :nan, :infinity or :neg_infinity", term))
 }
 
 fn list_items<'a>(term: Term<'a>, path: &str) -> Result<Vec<Term<'a>>, String> {
@@ -356,24 +339,6 @@ fn case<'a>(term: Term<'a>, path: &str) -> Result<(String, Option<Term<'a>>), St
     }
 }
 
-fn float_term(env: Env, value: f64) -> Term {
-    if value.is_nan() {
-        atoms::nan().encode(env)
-    } else if value == f64::INFINITY {
-        atoms::infinity().encode(env)
-    } else if value == f64::NEG_INFINITY {
-        atoms::neg_infinity().encode(env)
-    } else {
-        value.encode(env)
-    }
-}
-
-fn binary<'a>(env: Env<'a>, bytes: &[u8]) -> Term<'a> {
-    let mut binary = NewBinary::new(env, bytes.len());
-    binary.as_mut_slice().copy_from_slice(bytes);
-    Binary::from(binary).to_term(env)
-}
-
 /// `val` (of type `ty`) as a term.
 pub fn to_term<'a>(env: Env<'a>, val: &Val, ty: &Type) -> Term<'a> {
     match (val, ty) {
@@ -386,8 +351,8 @@ pub fn to_term<'a>(env: Env<'a>, val: &Val, ty: &Type) -> Term<'a> {
         (Val::U32(v), _) => v.encode(env),
         (Val::S64(v), _) => v.encode(env),
         (Val::U64(v), _) => v.encode(env),
-        (Val::Float32(v), _) => float_term(env, f64::from(*v)),
-        (Val::Float64(v), _) => float_term(env, *v),
+        (Val::Float32(v), _) => encode_float(f64::from(*v), env),
+        (Val::Float64(v), _) => encode_float(*v, env),
         (Val::Char(c), _) => c.to_string().encode(env),
         (Val::String(s), _) => s.encode(env),
         (Val::List(items), Type::List(l)) => {
@@ -397,7 +362,7 @@ pub fn to_term<'a>(env: Env<'a>, val: &Val, ty: &Type) -> Term<'a> {
                     .iter()
                     .map(|v| if let Val::U8(b) = v { *b } else { 0 })
                     .collect();
-                binary(env, &bytes)
+                bytes_term(env, &bytes)
             } else {
                 items
                     .iter()

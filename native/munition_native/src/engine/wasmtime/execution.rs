@@ -28,6 +28,7 @@ use super::config::GuestRunning;
 use super::trap::classify;
 use crate::engine::instance::{CallMeta, Live, Progress, Returned, Slot};
 use crate::engine::types::EngineTypes;
+use crate::engine::FIRST_SLICE;
 use crate::host::bridge::{BridgeEnv, HostBridge};
 use crate::host::state::StoreState;
 use crate::host::wakeup::Wakeup;
@@ -54,9 +55,7 @@ impl EngineTypes for Wasmtime {
     }
 
     fn fuel_remaining(store: &Self::Store) -> MunitionResult<u64> {
-        store.get_fuel().map_err(|e| {
-            MunitionError::RuntimeFailure(format!("cannot read the fuel left: {}", error_chain(&e)))
-        })
+        fuel_left(store)
     }
 
     /// Inside its future, where it cannot be read.
@@ -74,6 +73,27 @@ pub trait OnWasmtime:
 }
 
 impl OnWasmtime for Wasmtime {}
+
+/// The fuel left in a store of an engine on Wasmtime.
+pub fn fuel_left(store: &Store<StoreState>) -> MunitionResult<u64> {
+    store.get_fuel().map_err(|e| {
+        MunitionError::RuntimeFailure(format!("cannot read the fuel left: {}", error_chain(&e)))
+    })
+}
+
+/// Starts `run` (a call, given the instance) on the slot's idle instance,
+/// which must have finished instantiating, and runs its first slice.
+pub fn call<E: OnWasmtime, F, Fut>(env: Env, slot: &mut Slot<E>, run: F) -> MunitionResult<Progress>
+where
+    F: FnOnce(Live<E>, E::Instance) -> Fut,
+    Fut: Future<Output = Done<E>> + Send + 'static,
+{
+    let instance = slot.idle()?.instance.ok_or_else(|| {
+        MunitionError::InvalidState("instance did not finish instantiating".into())
+    })?;
+    start(slot, |live| run(live, instance))?;
+    advance(env, slot, FIRST_SLICE)
+}
 
 /// What a guest execution produced when it finished.
 pub enum Step<I> {

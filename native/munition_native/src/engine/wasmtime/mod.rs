@@ -31,7 +31,7 @@ use crate::engine::link::imports;
 use crate::engine::module::Compiled;
 use crate::engine::FIRST_SLICE;
 use crate::host::wasi::WasiRun;
-use crate::vocabulary::error::{MunitionError, MunitionResult};
+use crate::vocabulary::error::MunitionResult;
 use crate::vocabulary::guest_memory::EXPORT_NAME;
 
 /// Result slots for `results`, overwritten by the call: their initial values
@@ -117,11 +117,7 @@ engine_impl! { Wasmtime {
     }
 
     fn call(env: Env, slot: &mut Slot<Self>, call: Self::Call) -> MunitionResult<Progress> {
-        let instance = slot.idle()?.instance.ok_or_else(|| {
-            MunitionError::InvalidState("instance did not finish instantiating".into())
-        })?;
-        start(slot, |live| run_call(live, instance, call))?;
-        advance(env, slot, FIRST_SLICE)
+        execution::call(env, slot, |live, instance| run_call(live, instance, call))
     }
 
     fn resume(env: Env, slot: &mut Slot<Self>, slice: Duration) -> MunitionResult<Progress> {
