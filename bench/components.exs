@@ -17,7 +17,9 @@
 #     Wasmtime's defaults (the pooling allocator at its default limits: the
 #     baseline of issue 20), the same with a typed call, with Munition's
 #     instrumentation (its engine, store, fuel, epochs and fiber), and with
-#     Munition's WASI context on top;
+#     Munition's WASI context on top; and, on raw Wasmtime, a later call on
+#     the same instance (what the call costs once the guest initialised
+#     itself) and what making a store's WASI context costs;
 #   * calls per second with @callers callers at once (processes here,
 #     threads for raw Wasmtime), and the latency of those calls;
 #   * compile time: `Munition.compile/2` (one compile thread, as Munition
@@ -127,6 +129,17 @@ defmodule Bench.Components do
         "instantiate #{time(munition["instantiate_median_ns"])}, call #{time(munition["call_median_ns"])}, " <>
         "drop #{time(munition["drop_median_ns"])})"
     )
+
+    warm = raw[{"raw_component_warm", "default"}]
+    contexts = raw[{"raw_component_wasi_ctx", nil}]
+
+    if warm do
+      IO.puts(
+        "    (raw default, a later call on the same instance: #{time(warm["val_median_ns"])} with Vals, " <>
+          "#{time(warm["typed_median_ns"])} typed; a store's WASI context: preview 2 #{contexts["p2_ns"]} ns, " <>
+          "Munition's preview-1 one #{contexts["p1_ns"]} ns)"
+      )
+    end
 
     target(plugin, Timing.percentile(sorted, 0.5), default)
 
@@ -384,7 +397,8 @@ defmodule Bench.Components do
   defp ratio(ns, base), do: :erlang.float_to_binary(ns / base["median_ns"], decimals: 2) <> "x"
 
   defp time(ns) when ns >= 1_000_000, do: "#{:erlang.float_to_binary(ns / 1_000_000, decimals: 2)} ms"
-  defp time(ns), do: "#{round(ns / 1000)} µs"
+  defp time(ns) when ns >= 10_000, do: "#{round(ns / 1000)} µs"
+  defp time(ns), do: "#{:erlang.float_to_binary(ns / 1000, decimals: 1)} µs"
 
   defp seconds(ns), do: "#{:erlang.float_to_binary(ns / 1.0e9, decimals: 1)} s"
   defp kb(bytes), do: "#{round(bytes / 1024)} KiB"

@@ -31,7 +31,10 @@
 //!     granted `:wasi` (stdin and captured stdout and stderr as in-memory
 //!     pipes, `build_p1`): what that context costs.
 //!
-//! Also: the compile time on each engine (`Component::new`; Munition's
+//! Also: calls on one instance after its first (`Val`s and typed: what a
+//! call costs once the guest has initialised itself), what making a WASI
+//! context costs (preview 2's, and Munition's preview-1 one), the compile
+//! time on each engine (`Component::new`; Munition's
 //! compiles on one thread, Wasmtime's default on all cores), loading the
 //! compiled code back (`Component::deserialize_file` of the serialised
 //! component, then `instantiate_pre`, what a cached load needs before the
@@ -48,6 +51,8 @@
 //! raw_component_compile engine=munition ns=...
 //! raw_component_load engine=munition n=... median_ns=... p99_ns=... code_bytes=...
 //! raw_component instrument=munition n=... median_ns=... p99_ns=... mean_ns=... instantiate_median_ns=... call_median_ns=... drop_median_ns=...
+//! raw_component_warm instrument=default n=... val_median_ns=... typed_median_ns=...
+//! raw_component_wasi_ctx n=... p2_ns=... p1_ns=...
 //! raw_component_throughput instrument=munition threads=8 n=... median_ns=... p99_ns=... calls_per_s=...
 //! raw_component_memory instrument=munition k=... rss_per_call_bytes=... anon_per_call_bytes=... core_instances_per_call=... memories_per_call=... tables_per_call=... stacks_per_call=...
 //! ```
@@ -543,6 +548,71 @@ fn typed_check(export: &Export) -> bool {
     matches!(export.params[..], [Type::U32, Type::String]) && export.results == 1
 }
 
+/// What a store's WASI context costs to make (and drop): a preview-2
+/// `WasiCtx` with its `ResourceTable`, and the preview-1 context Munition
+/// builds (`p1_context`). Medians of `n` batches of 100.
+fn wasi_contexts(n: usize) {
+    let batch = |make: &dyn Fn()| -> u64 {
+        let mut times: Vec<u64> = (0..n)
+            .map(|_| {
+                let started = Instant::now();
+                for _ in 0..100 {
+                    make();
+                }
+                started.elapsed().as_nanos() as u64 / 100
+            })
+            .collect();
+        times.sort_unstable();
+        percentile(&times, 0.5)
+    };
+    let p2 = batch(&|| drop((WasiCtx::builder().build(), ResourceTable::new())));
+    let p1 = batch(&|| drop(p1_context()));
+    println!("raw_component_wasi_ctx n={n} p2_ns={p2} p1_ns={p1}");
+}
+
+/// Calls on one instance, after its first: what the call costs once the
+/// guest has initialised itself (a fresh instance pays its first call),
+/// with `Val`s and typed.
+fn warm_calls(setup: &Setup, export: &Export, params: &[Val], samples: usize) {
+    let mut store = setup.store();
+    let instance = setup.pre.instantiate(&mut store).expect("instantiates");
+    let func = instance
+        .get_func(&mut store, export.index)
+        .expect("the export is a function");
+    let typed = instance
+        .get_typed_func::<(u32, &str), (bool,)>(&mut store, export.index)
+        .expect("a function of (u32, string) -> bool");
+    let (Val::U32(n), Val::String(s)) = (&params[0], &params[1]) else {
+        unreachable!("checked by `typed_check`")
+    };
+    let mut results = vec![Val::Bool(false); export.results];
+    let mut time = |call: &mut dyn FnMut(&mut Store<State>)| -> u64 {
+        for _ in 0..WARMUP {
+            call(&mut store);
+        }
+        let mut times: Vec<u64> = (0..samples)
+            .map(|_| {
+                let started = Instant::now();
+                call(&mut store);
+                started.elapsed().as_nanos() as u64
+            })
+            .collect();
+        times.sort_unstable();
+        percentile(&times, 0.5)
+    };
+    let val = time(&mut |store| {
+        func.call(&mut *store, params, &mut results)
+            .expect("the call returns")
+    });
+    let typed = time(&mut |store| {
+        typed.call(&mut *store, (*n, s)).expect("the call returns");
+    });
+    println!(
+        "raw_component_warm instrument={} n={samples} val_median_ns={val} typed_median_ns={typed}",
+        setup.instrument.name()
+    );
+}
+
 fn latency(setup: &Setup, export: &Export, params: &[Val], samples: usize) {
     for _ in 0..WARMUP {
         setup.fire(export, params);
@@ -820,6 +890,10 @@ pub fn main(argv: &[String]) {
     for (setup, check) in &setups {
         latency(setup, check, &params, args.samples);
     }
+    if typed {
+        warm_calls(&setups[0].0, &setups[0].1, &params, args.samples);
+    }
+    wasi_contexts(args.samples);
     for (setup, check) in [&setups[0], &setups[munition]] {
         throughput(setup, check, &params, args.threads, args.throughput);
     }
