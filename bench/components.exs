@@ -12,7 +12,10 @@
 #     compiled module (capabilities [:wasi, :plugin_log], `log` an Elixir host
 #     function that is never called), median and p99 over @samples calls, and
 #     through `fire_pooled/4`; beside native/munition_bench's `components`
-#     mode (src/components.rs), the same call on raw Wasmtime 48: a fresh
+#     mode (src/components.rs, run as a port that makes calls when asked:
+#     Munition's calls and raw Wasmtime's take turns, @chunk at a time, as
+#     this machine has slow phases of seconds that must fall on both alike),
+#     the same call on raw Wasmtime 48: a fresh
 #     store + instance (InstancePre) + the call + dropping the store, with
 #     Wasmtime's defaults (the pooling allocator at its default limits: the
 #     baseline of issue 20), the same with a typed call, with Munition's
@@ -45,6 +48,7 @@ Code.require_file("support/timing.exs", __DIR__)
 Code.require_file("support/raw_wasmtime.exs", __DIR__)
 
 defmodule Bench.Components do
+  import Bitwise
   alias Munition.Bench.{RawWasmtime, Timing}
   alias Munition.Runtime.Wasmtime
 
@@ -58,6 +62,7 @@ defmodule Bench.Components do
     {"C (wit-bindgen)", "plugin_c", nil}
   ]
   @samples 300
+  @chunk 20
   @warmup 20
   @callers 8
   @throughput_ms 2_000
@@ -97,31 +102,35 @@ defmodule Bench.Components do
         "#{Float.round(byte_size(bytes) / 1_000_000, 1)} MB"
     )
 
-    # Compiled first, so that raw Wasmtime's calls and Munition's are
-    # measured seconds apart, under the same load.
     {module, compile} = compile(bytes)
-    raw = raw(bench, plugin.path)
 
-    sorted = Timing.sample(@samples, fn -> {:ok, true, _} = fire(module) end, @warmup)
-    pooled = pooled(module)
+    # Munition's calls and raw Wasmtime's, in turns of @chunk: this machine
+    # has slow phases of seconds, which must fall on both alike.
+    {port, raw_lines, instruments} = open_raw(bench, plugin.path)
+    {calls, raw_lines} = interleaved(port, module, instruments, raw_lines)
+    raw = parse(raw_lines)
+
     {rates, rate} = Timing.concurrent(@callers, @throughput_ms, fn -> {:ok, true, _} = fire(module) end)
     memory = in_flight(module)
 
-    default = raw[{"raw_component", "default"}]
-    munition = raw[{"raw_component", "munition"}]
+    default = calls["default"]
+    munition = calls["munition"]
     IO.puts(String.pad_trailing("  check(1200, \"DE\"), fresh instance", @label) <> header())
-    row("    Munition fire/4", figure(sorted), default, munition)
-    row("    Munition fire_pooled/4", figure(pooled), default, munition)
 
-    for {instrument, label} <- [
+    for {key, label} <- [
+          {"fire/4", "Munition fire/4"},
+          {"fire_pooled/4", "Munition fire_pooled/4"},
           {"default", "raw Wasmtime, default"},
           {"default+typed", "raw Wasmtime, default, typed call"},
           {"munition", "raw Wasmtime, Munition's instrumentation"},
           {"munition+p1ctx", "raw, Munition's + its WASI context"}
         ],
-        fields = raw[{"raw_component", instrument}] do
-      row("    " <> label, figure(fields), default, munition)
+        sorted = calls[key] do
+      row("    " <> label, figure(sorted), default, munition)
     end
+
+    default = raw[{"raw_component", "default"}]
+    munition = raw[{"raw_component", "munition"}]
 
     IO.puts(
       "    (raw default: instantiate #{time(default["instantiate_median_ns"])}, call " <>
@@ -141,7 +150,7 @@ defmodule Bench.Components do
       )
     end
 
-    target(plugin, Timing.percentile(sorted, 0.5), default)
+    target(plugin, Timing.percentile(calls["fire/4"], 0.5), Timing.percentile(calls["default"], 0.5))
 
     # Under load, a call's latency is mostly its wait for a core: no ratio.
     IO.puts("  #{@callers} callers at once, #{@throughput_ms} ms")
@@ -263,19 +272,36 @@ defmodule Bench.Components do
     end
   end
 
-  defp pooled(module) do
+  # `@samples` calls of each: fire/4 and fire_pooled/4 here, each of raw
+  # Wasmtime's instruments there, in rounds of @chunk each; sorted
+  # nanoseconds by name. Returns them and raw's lines so far.
+  defp interleaved(port, module, instruments, raw_lines) do
     name = :"bench_components_#{System.unique_integer([:positive])}"
-    {:ok, pid} = Munition.Pool.start_link(opts(name: name, wasm: module))
+    {:ok, pool} = Munition.Pool.start_link(opts(name: name, wasm: module))
 
     try do
-      Timing.sample(
-        @samples,
-        fn -> {:ok, true, _} = Munition.fire_pooled(name, "check", [1200, "DE"]) end,
-        @warmup
-      )
+      ours = [
+        {"fire/4", fn -> {:ok, true, _} = fire(module) end},
+        {"fire_pooled/4", fn -> {:ok, true, _} = Munition.fire_pooled(name, "check", [1200, "DE"]) end}
+      ]
+
+      turn = fn size ->
+        Enum.map(ours, fn {key, fun} -> {key, Timing.sample(size, fun)} end) ++
+          Enum.map(instruments, fn instrument -> {instrument, raw_fire(port, instrument, size)} end)
+      end
+
+      _warm = turn.(@warmup)
+
+      calls =
+        1..div(@samples, @chunk)
+        |> Enum.flat_map(fn _ -> turn.(@chunk) end)
+        |> Enum.group_by(&elem(&1, 0), &elem(&1, 1))
+        |> Map.new(fn {key, chunks} -> {key, chunks |> List.flatten() |> Enum.sort()} end)
+
+      {calls, raw_lines ++ close_raw(port)}
     after
-      Process.unlink(pid)
-      GenServer.stop(pid)
+      Process.unlink(pool)
+      GenServer.stop(pool)
     end
   end
 
@@ -327,40 +353,83 @@ defmodule Bench.Components do
     %{rss: field.("VmRSS"), anon: field.("RssAnon"), beam: :erlang.memory(:total)}
   end
 
-  # `name key=value ...` lines of munition_bench components, by
-  # {name, instrument or engine}; values are integers.
-  defp raw(bench, path) do
+  # munition_bench components --serve: its figures up to `ready` (compile
+  # and load times), and the instruments it can fire.
+  defp open_raw(bench, path) do
     args =
       ~w(components --wasm #{path} --call check --arg 1200 --arg DE --samples #{@samples}) ++
         ~w(--threads #{@callers} --throughput-ms #{@throughput_ms} --loads #{@loads}) ++
-        ["--hold", "tags", "--hold-arg", "a b", "--in-flight", "#{@in_flight}"]
+        ["--hold", "tags", "--hold-arg", "a b", "--in-flight", "#{@in_flight}", "--serve"]
 
-    case System.cmd(bench, args, cd: @root) do
-      {output, 0} ->
-        for line <- String.split(output, "\n", trim: true),
-            not String.starts_with?(line, "#"),
-            into: %{} do
-          [name | pairs] = String.split(line)
-          fields = Map.new(pairs, &List.to_tuple(String.split(&1, "=", parts: 2)))
+    port =
+      Port.open({:spawn_executable, bench}, [:binary, :exit_status, {:line, 1 <<< 20}, args: args, cd: @root])
 
-          {kind, fields} =
-            case Map.pop(fields, "instrument") do
-              {nil, fields} -> Map.pop(fields, "engine")
-              popped -> popped
-            end
+    {lines, ["ready" | instruments]} =
+      Enum.reduce_while(Stream.repeatedly(fn -> raw_line(port) end), [], fn
+        {:exit, status}, lines ->
+          raise "munition_bench components exited with #{status}:\n#{Enum.join(Enum.reverse(lines), "\n")}"
 
-          {{name, kind}, Map.new(fields, fn {key, value} -> {key, String.to_integer(value)} end)}
+        line, lines ->
+          case String.split(line) do
+            ["ready" | _] = ready -> {:halt, {Enum.reverse(lines), ready}}
+            _ -> {:cont, [line | lines]}
+          end
+      end)
+
+    {port, lines, instruments}
+  end
+
+  defp raw_fire(port, instrument, n) do
+    Port.command(port, "fire #{instrument} #{n}\n")
+    ["times" | times] = String.split(raw_line(port))
+    Enum.map(times, &String.to_integer/1)
+  end
+
+  # `done`, then the batch figures until it exits.
+  defp close_raw(port) do
+    Port.command(port, "done\n")
+    close_raw(port, [])
+  end
+
+  defp close_raw(port, lines) do
+    case raw_line(port) do
+      {:exit, 0} -> Enum.reverse(lines)
+      {:exit, status} -> raise "munition_bench components exited with #{status}:\n#{Enum.join(lines, "\n")}"
+      line -> close_raw(port, [line | lines])
+    end
+  end
+
+  defp raw_line(port, acc \\ "") do
+    receive do
+      {^port, {:data, {:eol, chunk}}} -> acc <> chunk
+      {^port, {:data, {:noeol, chunk}}} -> raw_line(port, acc <> chunk)
+      {^port, {:exit_status, status}} -> {:exit, status}
+    after
+      600_000 -> raise "munition_bench components said nothing for 10 minutes"
+    end
+  end
+
+  # `name key=value ...` lines of munition_bench components, by
+  # {name, instrument or engine}; values are integers.
+  defp parse(lines) do
+    for line <- lines, not String.starts_with?(line, "#"), into: %{} do
+      [name | pairs] = String.split(line)
+      fields = Map.new(pairs, &List.to_tuple(String.split(&1, "=", parts: 2)))
+
+      {kind, fields} =
+        case Map.pop(fields, "instrument") do
+          {nil, fields} -> Map.pop(fields, "engine")
+          popped -> popped
         end
 
-      {output, status} ->
-        raise "munition_bench components exited with #{status}:\n#{output}"
+      {{name, kind}, Map.new(fields, fn {key, value} -> {key, String.to_integer(value)} end)}
     end
   end
 
   defp target(%{target: nil}, _median, _default), do: :ok
 
   defp target(plugin, median, default) do
-    ratio = median / default["median_ns"]
+    ratio = median / default
 
     IO.puts(
       "  target (issue 20: within 1.2x of raw Wasmtime, #{time(plugin.target)} on its machine): " <>
@@ -394,7 +463,7 @@ defmodule Bench.Components do
   end
 
   defp ratio(_ns, nil), do: ""
-  defp ratio(ns, base), do: :erlang.float_to_binary(ns / base["median_ns"], decimals: 2) <> "x"
+  defp ratio(ns, base), do: :erlang.float_to_binary(ns / Timing.percentile(base, 0.5), decimals: 2) <> "x"
 
   defp time(ns) when ns >= 1_000_000, do: "#{:erlang.float_to_binary(ns / 1_000_000, decimals: 2)} ms"
   defp time(ns) when ns >= 10_000, do: "#{round(ns / 1000)} µs"

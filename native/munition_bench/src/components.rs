@@ -48,7 +48,10 @@
 //! ```text
 //! munition_bench components --wasm PATH --call NAME [--arg VALUE]... [--samples N]
 //!     [--threads N] [--throughput-ms N] [--loads N] [--hold NAME --hold-arg VALUE... --in-flight K]
+//!     [--serve]
 //! raw_component_compile engine=munition ns=...
+//! ready default default+typed munition munition+p1ctx
+//!                                 (--serve: then `fire INSTRUMENT N` -> `times T1 ... TN`, until `done`)
 //! raw_component_load engine=munition n=... median_ns=... p99_ns=... code_bytes=...
 //! raw_component instrument=munition n=... median_ns=... p99_ns=... mean_ns=... instantiate_median_ns=... call_median_ns=... drop_median_ns=...
 //! raw_component_warm instrument=default n=... val_median_ns=... typed_median_ns=...
@@ -112,6 +115,7 @@ struct Args {
     hold: Option<String>,
     hold_args: Vec<String>,
     in_flight: usize,
+    serve: bool,
 }
 
 fn parse(argv: &[String]) -> Args {
@@ -128,6 +132,7 @@ fn parse(argv: &[String]) -> Args {
         hold: None,
         hold_args: Vec::new(),
         in_flight: 0,
+        serve: false,
     };
     let mut it = argv.iter();
     while let Some(flag) = it.next() {
@@ -157,6 +162,7 @@ fn parse(argv: &[String]) -> Args {
             "--hold" => args.hold = Some(value()),
             "--hold-arg" => args.hold_args.push(value()),
             "--in-flight" => args.in_flight = count(value()),
+            "--serve" => args.serve = true,
             other => panic!("unknown option {other}"),
         }
     }
@@ -820,6 +826,47 @@ fn load(setup: &Setup, component: &Component, path: &str, loads: usize) {
     );
 }
 
+/// `--serve`: calls on demand, so that the caller can interleave them with
+/// its own and compare the two under the same conditions (this machine has
+/// slow phases of seconds, whatever runs). Says `ready` and the instruments
+/// it has, then answers each
+/// line `fire INSTRUMENT N` on stdin with `times T1 ... TN`, the
+/// nanoseconds of N isolated calls as `latency` times them, until `done`
+/// (or the end of stdin); the batch figures follow.
+fn serve(setups: &[(Setup, Export)], params: &[Val]) {
+    use std::io::{BufRead, Write};
+    let names: Vec<&str> = setups
+        .iter()
+        .map(|(setup, _)| setup.instrument.name())
+        .collect();
+    println!("ready {}", names.join(" "));
+    let _ = std::io::stdout().flush();
+    for line in std::io::stdin().lock().lines() {
+        let line = line.expect("stdin is readable");
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words[..] {
+            ["fire", name, n] => {
+                let (setup, export) = setups
+                    .iter()
+                    .find(|(setup, _)| setup.instrument.name() == name)
+                    .unwrap_or_else(|| panic!("no instrument {name}"));
+                let n: usize = n.parse().expect("fire INSTRUMENT N");
+                let times: Vec<String> = (0..n)
+                    .map(|_| {
+                        let started = Instant::now();
+                        setup.fire(export, params);
+                        started.elapsed().as_nanos().to_string()
+                    })
+                    .collect();
+                println!("times {}", times.join(" "));
+                let _ = std::io::stdout().flush();
+            }
+            ["done"] => break,
+            _ => panic!("unknown command: {line}"),
+        }
+    }
+}
+
 pub fn main(argv: &[String]) {
     let args = parse(argv);
     let gate = Arc::new(AtomicBool::new(false));
@@ -887,6 +934,9 @@ pub fn main(argv: &[String]) {
         })
     };
 
+    if args.serve {
+        serve(&setups, &params);
+    }
     for (setup, check) in &setups {
         latency(setup, check, &params, args.samples);
     }
