@@ -62,8 +62,8 @@ defmodule Bench.Components do
     {"C (wit-bindgen)", "plugin_c", nil}
   ]
   @samples 300
-  @chunk 20
-  @warmup 20
+  @chunk 50
+  @warmup 100
   @callers 8
   @throughput_ms 2_000
   @in_flight 32
