@@ -37,9 +37,10 @@
 #     suspended, the store and instance alive), after one such round to warm
 #     the pool's slots: the growth of the OS process's resident set (VmRSS,
 #     and its anonymous part, RssAnon, of /proc/self/status) divided by the
-#     calls, and the part of it the BEAM's allocators hold
-#     (`:erlang.memory(:total)`); raw Wasmtime the same with its `log`
-#     pending, and the pooling allocator's slots each call holds.
+#     calls, and how much the BEAM's allocators grew (`:erlang.memory(:total)`,
+#     partly in carriers already resident, so it may exceed the RSS growth);
+#     raw Wasmtime the same with its `log` pending, and the pooling
+#     allocator's slots each call holds.
 #
 # The load average is printed first and last: on a busy machine every
 # figure grows (this machine has 2 cores).
