@@ -94,12 +94,13 @@ defmodule Munition.Runtime.Wasmtime do
     end
   end
 
-  # Only a core module's code is kept on disk so far (`:compile_cache_dir`).
+  # Both kinds keep their code in the `:compile_cache_dir`, under keys of
+  # their own.
   defp compile_start(:module, bytes, hash, {cache_size, limits, disk_dir}, tag),
     do: Native.module_compile_start(bytes, hash, cache_size, limits, disk_dir, tag)
 
-  defp compile_start(:component, bytes, hash, {cache_size, limits, _disk_dir}, tag),
-    do: Native.component_compile_start(bytes, hash, cache_size, limits, tag)
+  defp compile_start(:component, bytes, hash, {cache_size, limits, disk_dir}, tag),
+    do: Native.component_compile_start(bytes, hash, cache_size, limits, disk_dir, tag)
 
   defp compile_cancel(:module, ticket), do: Native.module_compile_cancel(ticket)
   defp compile_cancel(:component, ticket), do: Native.component_compile_cancel(ticket)
