@@ -122,11 +122,12 @@ interpreters: | guest-toolchain-apt
 	@tools/build_interpreters.sh $(GUESTS_OUT)/interpreters
 
 # Plugins as WebAssembly components (WIT, WASI 0.2), one world in JavaScript
-# (componentize-js, npm) and Python (componentize-py, PyPI), toolchains and
-# builds cached in ~/.cache/munition by a key of their inputs: see
-# tools/build_components.sh.
+# (componentize-js, npm), Python (componentize-py, PyPI) and C (wit-bindgen
+# from crates.io, Debian's clang and wasi-libc, wasm-tools from PyPI),
+# toolchains and builds cached in ~/.cache/munition by a key of their inputs:
+# see tools/build_components.sh.
 .PHONY: components
-components:
+components: | guest-toolchain-apt
 	@if ! command -v npm >/dev/null 2>&1; then \
 	  echo "Installing Node.js and npm from Debian's packages"; \
 	  $(call quietly,$(SUDO) apt-get update -q && $(APT_INSTALL) nodejs npm); \

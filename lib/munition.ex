@@ -215,15 +215,23 @@ defmodule Munition do
           | {:crash, crash_reason(), Munition.Forensics.Dump.t() | nil}
           | {:error, error_reason()}
   def run(wasm, opts \\ []) do
-    case fire(wasm, "_start", [], opts) do
-      {:ok, _result, meta} ->
-        code = Map.get(meta, :exit_code, 0)
+    command = if component?(wasm), do: "wasi:cli/run#run", else: "_start"
+
+    case fire(wasm, command, [], opts) do
+      {:ok, result, meta} ->
+        # A component's `run` returns `result`: its error is exit code 1,
+        # as Wasmtime's own command runner has it.
+        code = Map.get(meta, :exit_code, if(result == :error, do: 1, else: 0))
         {:ok, code, Map.put(meta, :exit_code, code)}
 
       other ->
         other
     end
   end
+
+  defp component?(%Munition.Module{kind: kind}), do: kind == :component
+  defp component?(bytes) when is_binary(bytes), do: Munition.Module.component_bytes?(bytes)
+  defp component?(_other), do: false
 
   @doc """
   Runs `function` of the module of the `Munition.Pool` named `name`, in a

@@ -2,8 +2,9 @@ Code.require_file("guests.exs", __DIR__)
 
 defmodule Munition.Guests.ComponentsTest do
   # Plugins as WebAssembly components (examples/guests/components: one WIT
-  # world, plugin.wit, in JavaScript through componentize-js and in Python
-  # through componentize-py; tools/build_components.sh), run by Munition on
+  # world, plugin.wit, in JavaScript through componentize-js, in Python
+  # through componentize-py and in C through wit-bindgen and the WASI
+  # adapter; tools/build_components.sh), run by Munition on
   # Wasmtime: typed calls, errors as results, traps, fuel, deadline, stderr,
   # capabilities, an Elixir host function and dumps. Compiling one takes
   # seconds (tens on a loaded machine): each is compiled once, up front,
@@ -12,7 +13,7 @@ defmodule Munition.Guests.ComponentsTest do
 
   import Munition.Guests, only: [read!: 1]
 
-  @plugins ~w(components/plugin_js components/plugin_py)
+  @plugins ~w(components/plugin_js components/plugin_py components/plugin_c)
   @host "munition:plugin/host@0.1.0"
 
   setup_all do

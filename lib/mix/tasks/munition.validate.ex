@@ -79,6 +79,29 @@ defmodule Mix.Tasks.Munition.Validate do
   # The module's imports (with the capability each needs), exports and
   # memories, as text. Shared with `mix munition.fire`.
   @spec describe(Munition.Module.t()) :: String.t()
+  def describe(%Munition.Module{kind: :component} = module) do
+    imports =
+      Enum.map(module.imports, fn import ->
+        needs =
+          case import.module do
+            "wasi:" <> _ -> needs(Capabilities.wasi_capability(import.module))
+            _ -> "a host function of yours ({module, name, :wit, capability, fun})"
+          end
+
+        "  #{import.module}.#{import.name}#{wit_signature(import)}  needs: #{needs}#{refused(import)}"
+      end)
+
+    exports =
+      Enum.map(module.exports, fn export -> "  #{export.name}#{wit_signature(export)}#{refused(export)}" end)
+
+    [
+      "component #{module.hash}",
+      section("imports", imports),
+      section("exports", exports)
+    ]
+    |> Enum.join("\n")
+  end
+
   def describe(%Munition.Module{} = module) do
     builtins = Capabilities.builtins(module.runtime)
 
@@ -120,6 +143,15 @@ defmodule Mix.Tasks.Munition.Validate do
     do: " (#{Enum.join(params, ", ")}) -> (#{Enum.join(results, ", ")})"
 
   defp signature(_), do: ""
+
+  defp wit_signature(%{params: params, results: results}) do
+    params = Enum.map_join(params, ", ", fn {name, type} -> "#{name}: #{type}" end)
+    results = if results == [], do: "", else: " -> #{Enum.join(results, ", ")}"
+    ": func(#{params})#{results}"
+  end
+
+  defp refused(%{refused: nil}), do: ""
+  defp refused(%{refused: why}), do: "  REFUSED: #{why}"
 
   defp needs(nil), do: "- (no capability grants it)"
   defp needs(capability), do: inspect(capability)

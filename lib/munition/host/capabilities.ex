@@ -85,6 +85,15 @@ defmodule Munition.Host.Capabilities do
   @basic [:time, :log, :abort]
   @groups [:all, :basic, :wasi]
 
+  # The WASI 0.2 interfaces wasmtime-wasi implements, without `wasi:` and the
+  # version (the native side's `WASI_P2`, engine/component/module.rs).
+  @wasi_p2 ~w(io/error io/poll io/streams clocks/wall-clock clocks/monotonic-clock filesystem/types
+              filesystem/preopens random/random random/insecure random/insecure-seed cli/exit
+              cli/environment cli/stdin cli/stdout cli/stderr cli/terminal-input cli/terminal-output
+              cli/terminal-stdin cli/terminal-stdout cli/terminal-stderr sockets/tcp
+              sockets/tcp-create-socket sockets/udp sockets/udp-create-socket sockets/instance-network
+              sockets/network sockets/ip-name-lookup)
+
   @typedoc "A wasm value type a host function can take or return."
   @type val_type :: :i32 | :i64 | :f32 | :f64
 
@@ -98,7 +107,7 @@ defmodule Munition.Host.Capabilities do
           module: String.t(),
           name: String.t(),
           needs: atom(),
-          reason: :no_preopen | :no_writable_preopen
+          reason: :no_preopen | :no_writable_preopen | :no_network | :not_implemented
         }
 
   @typedoc """
@@ -274,18 +283,48 @@ defmodule Munition.Host.Capabilities do
   @spec inert_links([link()], [atom()], module()) :: [inert_link()]
   def inert_links(links, granted, runtime) do
     # Only a call granting :wasi_stdio and not both file capabilities can
-    # have any: the others (most calls) pay one check.
-    if :wasi_stdio in granted and not (:wasi_fs in granted and :wasi_fs_write in granted) do
-      by_import = table(runtime).by_import
+    # have any among a core module's: the others (most calls) pay one check.
+    # A component's WASI 0.2 links are named by interface (`wasi:...`).
+    cond do
+      Enum.any?(links, &match?({:builtin, "wasi:" <> _, _}, &1)) ->
+        component_inert(links, granted)
 
-      for {:builtin, module, name} <- links,
-          builtin = Map.fetch!(by_import, {module, name}),
-          reason = Munition.Host.WASI.inert(builtin, granted) do
-        %{module: module, name: name, needs: builtin.capability, reason: reason}
-      end
-    else
-      []
+      :wasi_stdio in granted and not (:wasi_fs in granted and :wasi_fs_write in granted) ->
+        core_inert(links, granted, runtime)
+
+      true ->
+        []
     end
+  end
+
+  defp core_inert(links, granted, runtime) do
+    by_import = table(runtime).by_import
+
+    for {:builtin, module, name} <- links,
+        builtin = Map.fetch!(by_import, {module, name}),
+        reason = Munition.Host.WASI.inert(builtin, granted) do
+      %{module: module, name: name, needs: builtin.capability, reason: reason}
+    end
+  end
+
+  # A component's WASI 0.2 links that reach nothing (see `link_component/3`):
+  # files without `:wasi_fs` (no preopen is given), sockets (the network is
+  # denied: no capability grants it yet) and interfaces Munition does not
+  # implement (a call traps).
+  defp component_inert(links, granted) do
+    for {:builtin, "wasi:" <> rest = interface, name} <- links,
+        {needs, reason} = component_inert_reason(rest, granted) do
+      %{module: interface, name: name, needs: needs, reason: reason}
+    end
+  end
+
+  defp component_inert_reason("filesystem/" <> _, granted),
+    do: if(:wasi_fs not in granted, do: {:wasi_fs, :no_preopen})
+
+  defp component_inert_reason("sockets/" <> _, _granted), do: {nil, :no_network}
+
+  defp component_inert_reason(interface, _granted) do
+    unless Munition.Host.Capabilities.wasi_p2?(interface), do: {nil, :not_implemented}
   end
 
   defp link_all(%Munition.Module{imports: imports}, granted, host_functions, runtime) do
@@ -388,9 +427,20 @@ defmodule Munition.Host.Capabilities do
     end
   end
 
+  @doc false
+  # Whether wasmtime-wasi implements the WASI 0.2 interface (`rest` after
+  # `wasi:`, with its version): as the native linker's table.
+  @spec wasi_p2?(String.t()) :: boolean()
+  def wasi_p2?(rest) do
+    (rest |> String.split("@") |> hd()) in @wasi_p2
+  end
+
+  @doc false
   # The capability that grants a WASI 0.2 interface (its name without the
   # version), or nil for those linked without one (see `link_component/3`).
-  defp wasi_capability(interface) do
+  # Also read by `mix munition.validate`.
+  @spec wasi_capability(String.t()) :: atom()
+  def wasi_capability(interface) do
     case interface |> String.split("@") |> hd() do
       "wasi:cli/environment" -> :wasi_env
       "wasi:cli/exit" -> :wasi_exit

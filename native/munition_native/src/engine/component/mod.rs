@@ -111,6 +111,27 @@ async fn run_call(
     (live, result.map(|()| Step::Returned(returned())))
 }
 
+/// The export a call names: `name`, `interface#name`, or an interface's
+/// function without the interface's version (`wasi:cli/run#run` for
+/// `wasi:cli/run@0.2.3#run`) when only one version is exported.
+fn find<'a>(module: &'a Compiled<Component>, function: &str) -> Option<&'a Arc<Function>> {
+    let functions = &module.native.functions;
+    if let Some(exported) = functions.get(function) {
+        return Some(exported);
+    }
+    let (interface, name) = function.split_once('#')?;
+    if interface.contains('@') {
+        return None;
+    }
+    let mut matches = functions.iter().filter(|(call, _)| {
+        call.split_once('#').is_some_and(|(i, n)| {
+            n == name && i.split_once('@').is_some_and(|(unversioned, _)| unversioned == interface)
+        })
+    });
+    let (_, exported) = matches.next()?;
+    matches.next().is_none().then_some(exported)
+}
+
 /// The Elixir host functions the capability gate linked, by import.
 fn component_links(links: &[Link]) -> Vec<(String, String, u32)> {
     links
@@ -134,10 +155,7 @@ engine_impl! { Component {
 
     fn convert(module: &Compiled<Self>, function: &str, params: &[Term])
         -> MunitionResult<Self::Call> {
-        let exported = module
-            .native
-            .functions
-            .get(function)
+        let exported = find(module, function)
             .ok_or_else(|| MunitionError::FunctionNotFound(function.to_string()))?;
         if let Some(why) = &exported.refused {
             return Err(MunitionError::Unsupported(format!("{function} cannot be called: {why}")));
