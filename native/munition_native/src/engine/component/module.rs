@@ -271,6 +271,12 @@ fn link(
         .map_err(|e| {
             MunitionError::Unsupported(format!("cannot link the component: {}", error_chain(&e)))
         })?;
+    // The images its memories start from (on Linux a memfd per core module,
+    // its data written in: 3-4 ms for the JavaScript plugin) are made here,
+    // on the compile thread, rather than by the first call on a scheduler.
+    // A failure is not the compile's: Wasmtime tries again, and reports it,
+    // at the first instantiation.
+    let _ = component.initialize_copy_on_write_image();
     let ty = component.component_type();
     let imports = wit::functions(
         ty.imports(&ENGINE).map(|(name, e)| (name, e.ty)),
