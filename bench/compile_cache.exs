@@ -21,7 +21,7 @@
 # `cache_size: 0`, as on a restarted node; the file is in the page cache,
 # as it is on a node restarted on the same machine). Each load includes
 # what a compile from the disk does besides reading: hashing, the pre-scan
-# and the limits, the scan, the file's checks (its SHA-256) and Wasmtime's
+# and the limits, the scan, the file's checks (its BLAKE3 digest) and Wasmtime's
 # deserialising. The compile limits are raised for the components' modules
 # (12,658 functions, 12 MB) in this script only.
 #

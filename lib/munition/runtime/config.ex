@@ -152,7 +152,7 @@ defmodule Munition.Runtime.Config do
       a regular file (not a link, opened relative to the directory checked);
     * its header has Munition's magic and format, the key asked for (a file
       copied under another name is refused), the length of the file, and the
-      SHA-256 of the code it carries;
+      BLAKE3 digest of the code it carries;
     * Wasmtime accepts it (its version and configuration, once more).
 
   Anything else (a flipped byte, a truncated file, another user's file, a
@@ -171,7 +171,7 @@ defmodule Munition.Runtime.Config do
   attach a debugger to the node. So give the directory to the node's user
   alone (not a shared `/tmp` path another user could create first: that
   directory is refused, as its owner is not the node's), and treat it like
-  the node's code. The SHA-256 catches corruption, not forgery.
+  the node's code. The digest catches corruption, not forgery.
 
   ## Engine capacity and address space
 

@@ -79,7 +79,7 @@ defmodule Munition.Runtime.WasmtimeDiskCacheTest do
       assert Path.basename(file) =~ ~r/\A[0-9a-f]{64}\.code\z/
       assert mode(dir) == 0o700
       assert mode(file) == 0o600
-      assert <<"MUNCODE", 0, 1::little-32, _::binary>> = File.read!(file)
+      assert <<"MUNCODE", 0, 2::little-32, _::binary>> = File.read!(file)
 
       assert {{:ok, loaded}, counts} = counted(fn -> compile(wat, dir) end)
       assert counts == %{nothing() | hits: 1}
@@ -153,9 +153,9 @@ defmodule Munition.Runtime.WasmtimeDiskCacheTest do
       for {at, why} <- [
             {20, "another key"},
             {46, "truncated or extended"},
-            {60, "SHA-256"},
-            {84, "SHA-256"},
-            {size - 1, "SHA-256"}
+            {60, "BLAKE3 digest"},
+            {84, "BLAKE3 digest"},
+            {size - 1, "BLAKE3 digest"}
           ] do
         flip_byte(file, at)
 
