@@ -125,7 +125,9 @@ fn find<'a>(module: &'a Compiled<Component>, function: &str) -> Option<&'a Arc<F
     }
     let mut matches = functions.iter().filter(|(call, _)| {
         call.split_once('#').is_some_and(|(i, n)| {
-            n == name && i.split_once('@').is_some_and(|(unversioned, _)| unversioned == interface)
+            n == name
+                && i.split_once('@')
+                    .is_some_and(|(unversioned, _)| unversioned == interface)
         })
     });
     let (_, exported) = matches.next()?;
