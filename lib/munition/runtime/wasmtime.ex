@@ -245,15 +245,16 @@ defmodule Munition.Runtime.Wasmtime do
   what the compiled code on disk gave since the VM started (see "Compiled
   code on disk" in `Munition.Runtime.Config`) under `:disk`:
 
-    * `:hits` - modules whose code was loaded from the disk instead of
-      compiled (not counted in `:compilations`);
-    * `:misses` - modules with no file for them: compiled, then written;
+    * `:hits` - modules and components whose code was loaded from the disk
+      instead of compiled (not counted in `:compilations`);
+    * `:misses` - modules and components with no file for them: compiled,
+      then written;
     * `:rejected` - files (or a directory) refused by a check, or code
       Wasmtime would not load: compiled instead, and written over the file
       when the directory passes its checks;
     * `:written` - files written;
     * `:write_failed` - files that could not be written (the directory
-      refused, the disk full...): the module compiled serves all the same;
+      refused, the disk full...): the code compiled serves all the same;
     * `:last_problem` - why the last rejection or failed write happened,
       with the file's path, or `nil`.
 
