@@ -241,9 +241,11 @@ defmodule Munition.Runtime.Wasmtime do
   def live_count, do: Native.instance_live_count() + Native.component_live_count()
 
   @doc """
-  The compiled-module cache (see `c:Munition.Runtime.cache_stats/0`), with
-  what the compiled code on disk gave since the VM started (see "Compiled
-  code on disk" in `Munition.Runtime.Config`) under `:disk`:
+  The compiled-module cache (see `c:Munition.Runtime.cache_stats/0`): two
+  caches, core modules' and components', each holding up to
+  `:module_cache_size`, so `:entries`, `:capacity` and `:compilations` add
+  both. With what the compiled code on disk gave since the VM started (see
+  "Compiled code on disk" in `Munition.Runtime.Config`) under `:disk`:
 
     * `:hits` - modules and components whose code was loaded from the disk
       instead of compiled (not counted in `:compilations`);
@@ -263,11 +265,11 @@ defmodule Munition.Runtime.Wasmtime do
   @impl true
   def cache_stats do
     {entries, capacity, compilations} = Native.module_cache_stats()
-    {component_entries, _capacity, component_compilations} = Native.component_cache_stats()
+    {component_entries, component_capacity, component_compilations} = Native.component_cache_stats()
 
     %{
       entries: entries + component_entries,
-      capacity: capacity,
+      capacity: capacity + component_capacity,
       compilations: compilations + component_compilations,
       disk: Native.module_disk_cache_stats()
     }
