@@ -88,7 +88,7 @@ defmodule Munition.Native do
   def component_lookup(_bytes, _cache_capacity, _limits), do: :erlang.nif_error(:nif_not_loaded)
   def component_lookup_dirty(_bytes, _cache_capacity, _limits), do: :erlang.nif_error(:nif_not_loaded)
 
-  def component_compile_start(_bytes, _hash, _cache_capacity, _limits, _tag),
+  def component_compile_start(_bytes, _hash, _cache_capacity, _limits, _disk_dir, _tag),
     do: :erlang.nif_error(:nif_not_loaded)
 
   def component_compile_cancel(_ticket), do: :erlang.nif_error(:nif_not_loaded)

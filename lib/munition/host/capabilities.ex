@@ -312,6 +312,7 @@ defmodule Munition.Host.Capabilities do
   # denied: no capability grants it yet) and interfaces Munition does not
   # implement (a call traps).
   defp component_inert(links, granted) do
+    # A generator, not a match: most interfaces have no reason (nil).
     for {:builtin, "wasi:" <> rest = interface, name} <- links,
         {needs, reason} <- List.wrap(component_inert_reason(rest, granted)) do
       %{module: interface, name: name, needs: needs, reason: reason}
