@@ -223,7 +223,9 @@ defmodule Munition.Runtime.Wasmtime do
   # WASI's are linked by Munition (or trap, where it implements none): what
   # cannot cross typed to Elixir does not concern them.
   defp wit_function(function, :module) do
-    function = if String.starts_with?(function.interface, "wasi:"), do: %{function | refused: nil}, else: function
+    function =
+      if String.starts_with?(function.interface, "wasi:"), do: %{function | refused: nil}, else: function
+
     %{module: function.interface, name: function.name, kind: :func} |> Map.merge(wit_types(function))
   end
 
