@@ -186,7 +186,8 @@ defmodule Munition.Guests.HttpTest do
 
     assert {:crash, :timeout, dump} =
              get(module, "http://127.0.0.1:#{port}/",
-               timeout: 500,
+               # Long enough for a loaded machine to send the request first.
+               timeout: 2_000,
                capabilities: [:wasi, :wasi_http],
                wasi: [http_allow: ["127.0.0.1:#{port}"]]
              )
