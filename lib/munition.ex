@@ -76,9 +76,10 @@ defmodule Munition do
     * `:runtime` - a `Munition.Runtime`. Defaults to `config :munition, :runtime`,
       or `Munition.Runtime.Wasmtime`.
     * `:wasi` - the WASI configuration of the call: `:args`, `:env`, `:stdin`,
-      `:preopens`, `:stdout_limit`, `:stderr_limit`, `:clock` (see
-      `Munition.Host.WASI`). WASI functions themselves are granted by
-      capabilities (`:wasi`, `:wasi_fs`, ...).
+      `:preopens`, `:stdout_limit`, `:stderr_limit`, `:clock`, and for a
+      component's outgoing HTTP `:http_allow` and `:http_response_limit`
+      (see `Munition.Host.WASI`). WASI functions themselves are granted by
+      capabilities (`:wasi`, `:wasi_fs`, `:wasi_http`, ...).
     * `:node` - run the call on that node of the cluster, over Erlang
       distribution (see `Munition.Cluster`): same results, the module sent
       by content hash. Defaults to this node.

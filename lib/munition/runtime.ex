@@ -72,8 +72,10 @@ defmodule Munition.Runtime do
     * `:host_pid` - the process that drives the guest and serves its Elixir
       host functions, `nil` when there are none
     * `:wasi` - the call's WASI configuration, `nil` when it has none:
-      `%{args, env, stdin, preopens, stdout_limit, stderr_limit, clock}`,
-      preopens as `{guest_path, host_path, writable}`
+      `%{args, env, stdin, preopens, stdout_limit, stderr_limit, clock,
+      http_allow, http_response_limit}`, preopens as `{guest_path,
+      host_path, writable}`, `http_allow` as `{scheme, host, port}` (`nil`
+      for a scheme or port left open)
     * `:call` - `nil`, or `{function, params, release}`: see
       `c:instantiate/2`
 

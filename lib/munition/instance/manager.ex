@@ -106,11 +106,13 @@ defmodule Munition.Instance.Manager do
   end
 
   # A call is driven by a process of its own when something must message
-  # its driver: Elixir host functions, or WASI file operations, which run on
-  # Wasmtime's threads and wake the driver when done (see
-  # `Munition.Host.WASI`). Sleeps need no message: the driver waits the time.
+  # its driver: Elixir host functions, or WASI file operations and outgoing
+  # HTTP requests, which run on Wasmtime's threads and wake the driver when
+  # done (see `Munition.Host.WASI`). Sleeps need no message: the driver
+  # waits the time.
   defp own_driver?(%State{host_functions: [_ | _]}), do: true
   defp own_driver?(%State{wasi: %{preopens: [_ | _]}}), do: true
+  defp own_driver?(%State{wasi: %{http_allow: [_ | _]}}), do: true
   defp own_driver?(%State{}), do: false
 
   # Everything that touches the store, in the process that drives the guest

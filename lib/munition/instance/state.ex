@@ -23,8 +23,9 @@ defmodule Munition.Instance.State do
   #   * `:log_limit` - bytes of guest log lines kept
   #   * `:wasi` - the call's WASI configuration, `nil` when it has none (see
   #     `Munition.Host.WASI.config/2`): `%{args, env, stdin, preopens,
-  #     stdout_limit, stderr_limit, clock}`, preopens as `{guest_path,
-  #     host_path, writable}`
+  #     stdout_limit, stderr_limit, clock, http_allow, http_response_limit}`,
+  #     preopens as `{guest_path, host_path, writable}`, `http_allow` as
+  #     `{scheme, host, port}`
   #   * `:host_pid` - the process that drives the guest and serves its Elixir
   #     host functions; set by that process, `nil` when there are none
   #   * `:started_at` - monotonic milliseconds when the execution started

@@ -1,8 +1,9 @@
 //! Compiling a component with Wasmtime, and linking it once: WASI 0.2
-//! (`wasmtime-wasi`'s preview-2 implementation, one linker for every
-//! component), the component's other imports as Elixir host functions
-//! through the bridge, and anything left (an interface Munition does not
-//! implement, such as `wasi:http`) as a function that traps if called. The
+//! (`wasmtime-wasi`'s preview-2 implementation and `wasmtime-wasi-http`'s
+//! outgoing HTTP, one linker for every component), the component's other
+//! imports as Elixir host functions through the bridge, and anything left
+//! (a WASI interface Munition does not implement, such as
+//! `wasi:http/incoming-handler`) as a function that traps if called. The
 //! pre-instantiated component (`InstancePre`) makes every call's fresh
 //! instance without resolving a name again. Which import a call may reach
 //! is the capability gate's decision (`Munition.Host.Capabilities`), made
@@ -55,8 +56,9 @@ pub struct ComponentInfo {
 }
 
 /// The WASI 0.2 interfaces `wasmtime-wasi` implements (its
-/// `p2::add_to_linker_async`), by name without the version: the linker
-/// matches an import of any 0.2 version to them.
+/// `p2::add_to_linker_async`), and `wasmtime-wasi-http` (`http::link`), by
+/// name without the version: the linker matches an import of any 0.2
+/// version to them.
 const WASI_P2: &[&str] = &[
     "wasi:io/error",
     "wasi:io/poll",
@@ -85,6 +87,8 @@ const WASI_P2: &[&str] = &[
     "wasi:sockets/instance-network",
     "wasi:sockets/network",
     "wasi:sockets/ip-name-lookup",
+    "wasi:http/types",
+    "wasi:http/outgoing-handler",
 ];
 
 /// Whether `wasmtime-wasi` implements the interface `name` (versioned).
@@ -103,6 +107,7 @@ static WASI_LINKER: Lazy<Result<Linker<StoreState>, String>> = Lazy::new(|| {
     let mut linker = Linker::new(&ENGINE);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| error_chain(&e))?;
     super::clock::shadow(&mut linker).map_err(|e| error_chain(&e))?;
+    super::http::link(&mut linker).map_err(|e| error_chain(&e))?;
     Ok(linker)
 });
 
@@ -131,10 +136,10 @@ fn linker_for(component: &Native) -> MunitionResult<Linker<StoreState>> {
         if implemented_by_wasi(name) {
             continue;
         }
-        // Other WASI interfaces (`wasi:http`) are linked as traps: a plugin
-        // that imports them and never calls them runs. The rest are served
-        // by Elixir, but for what cannot cross typed (the gate refuses a
-        // call's host function for those).
+        // Other WASI interfaces (`wasi:http/incoming-handler`) are linked
+        // as traps: a plugin that imports them and never calls them runs.
+        // The rest are served by Elixir, but for what cannot cross typed
+        // (the gate refuses a call's host function for those).
         let wasi = name.starts_with("wasi:");
         let define = |linker: &mut Linker<StoreState>,
                       interface: &str,
