@@ -48,6 +48,8 @@ defmodule Munition.Native do
   def instance_memory_read(_instance, _ptr, _len), do: :erlang.nif_error(:nif_not_loaded)
   def instance_memory_write(_instance, _ptr, _bytes), do: :erlang.nif_error(:nif_not_loaded)
   def instance_capture(_instance, _mode), do: :erlang.nif_error(:nif_not_loaded)
+  def snapshot_instrument(_bytes), do: :erlang.nif_error(:nif_not_loaded)
+  def instance_snapshot(_instance, _wasm, _provenance), do: :erlang.nif_error(:nif_not_loaded)
   def instance_cleanup(_instance), do: :erlang.nif_error(:nif_not_loaded)
   def instance_cleanup_dirty(_instance), do: :erlang.nif_error(:nif_not_loaded)
   def instance_live_count, do: :erlang.nif_error(:nif_not_loaded)

@@ -223,7 +223,9 @@ defmodule Munition.Runtime.Wasmtime do
   # WASI's are linked by Munition (or trap, where it implements none): what
   # cannot cross typed to Elixir does not concern them.
   defp wit_function(function, :module) do
-    function = if String.starts_with?(function.interface, "wasi:"), do: %{function | refused: nil}, else: function
+    function =
+      if String.starts_with?(function.interface, "wasi:"), do: %{function | refused: nil}, else: function
+
     %{module: function.interface, name: function.name, kind: :func} |> Map.merge(wit_types(function))
   end
 
@@ -360,4 +362,15 @@ defmodule Munition.Runtime.Wasmtime do
 
   @impl true
   def info, do: Native.engine_info()
+
+  ## Snapshots (core modules)
+
+  @impl true
+  def snapshot_instrument(bytes), do: Native.snapshot_instrument(bytes)
+
+  @impl true
+  def snapshot({:component, _instance}, _wasm, _provenance),
+    do: {:error, {:not_capturable, "a component: snapshots take core modules only"}}
+
+  def snapshot(instance, wasm, provenance), do: Native.instance_snapshot(instance, wasm, provenance)
 end
