@@ -73,6 +73,26 @@ defmodule Munition.SnapshotTest do
       assert {:ok, 12, _} = Munition.fire(second, "next", [])
     end
 
+    test "a memory of scattered bytes is snapshotted within the default compile limits" do
+      # 15,000 runs of one byte, too far apart for Wizer to merge: its
+      # segments are merged down to 1,000, under the data_segments limit.
+      wat =
+        ~s{(module (memory (export "memory") 2)
+        (func (export "init") (local $i i32)
+          (loop $l
+            (i32.store8 (i32.mul (local.get $i) (i32.const 8)) (i32.add (local.get $i) (i32.const 1)))
+            (local.set $i (i32.add (local.get $i) (i32.const 1)))
+            (br_if $l (i32.lt_u (local.get $i) (i32.const 15000)))))
+        (func (export "at") (param i32) (result i32) (i32.load8_u (i32.mul (local.get 0) (i32.const 8))))
+        (func (export "between") (param i32) (result i32) (i32.load8_u (i32.add (i32.mul (local.get 0) (i32.const 8)) (i32.const 3)))))}
+
+      assert {:ok, snapshot, _} = Munition.snapshot(wat, "init", [])
+      assert {:ok, 1, _} = Munition.fire(snapshot, "at", [0])
+      assert {:ok, 0x98, _} = Munition.fire(snapshot, "at", [14999])
+      assert {:ok, 0, _} = Munition.fire(snapshot, "between", [7000])
+      assert {:ok, 0, _} = Munition.fire(snapshot, "at", [15000])
+    end
+
     test "a reactor's _initialize runs once, before the snapshot, and never on calls of it" do
       reactor = ~s{(module (global $runs (mut i32) (i32.const 0))
         (func (export "_initialize") (global.set $runs (i32.add (global.get $runs) (i32.const 1))))

@@ -13,8 +13,9 @@
 //! slices and dumps are every call's), and each engine reads its idle store
 //! for Wizer (`engine::wasmtime::snapshot`). This file holds what is the
 //! same for every engine: instrumenting, driving Wizer's snapshot (its
-//! futures are ready at once over an idle store), and the provenance
-//! section written first in the snapshot.
+//! futures are ready at once over an idle store), and the byte surgery
+//! after it (`munition_core::snapshot`: the provenance section written
+//! first, the data segments merged to a count every compile limit takes).
 //!
 //! Not to be confused with `engine::capture::Snapshot`, what a dump reads
 //! of a failed store.
@@ -24,13 +25,11 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
+use munition_core::snapshot::{coalesce, with_provenance, MAX_SEGMENTS};
 use wasmtime_wizer::{InstanceState, Wizer};
 
 use crate::host::wasi::error::error_chain;
 use crate::vocabulary::error::{MunitionError, MunitionResult};
-
-/// The custom section a snapshot starts with (see `with_provenance`).
-pub const PROVENANCE_SECTION: &str = "munition.snapshot";
 
 /// Wizer as Munition uses it: every export kept, the initialisation
 /// function too (it is any export of the caller's choosing, such as an
@@ -77,7 +76,8 @@ pub fn instrument(bytes: &[u8]) -> MunitionResult<(Vec<u8>, Vec<u8>)> {
 }
 
 /// The snapshot of `state`, an idle instance of `instrument(wasm)`'s
-/// module, as a new module starting with the provenance section.
+/// module, as a new module starting with the provenance section, its data
+/// segments merged down to `MAX_SEGMENTS` (see `munition_core::snapshot`).
 pub fn snapshot(
     wasm: &[u8],
     state: &mut (impl InstanceState + Send),
@@ -95,38 +95,8 @@ pub fn snapshot(
             .map_err(|e| MunitionError::NotCapturable(error_chain(&e)))
     });
     let snapshot = catch_unwind(run).map_err(|_| panicked("snapshotting"))??;
+    let snapshot = coalesce(&snapshot, MAX_SEGMENTS).map_err(MunitionError::RuntimeFailure)?;
     Ok(with_provenance(&snapshot, provenance))
-}
-
-/// `module` with a custom section named `PROVENANCE_SECTION` holding
-/// `provenance` first, right after the header: where Munition finds it
-/// without reading the module (`Munition.Snapshot`), and where a custom
-/// section may stand.
-pub fn with_provenance(module: &[u8], provenance: &[u8]) -> Vec<u8> {
-    let mut payload = Vec::new();
-    leb128(&mut payload, PROVENANCE_SECTION.len() as u64);
-    payload.extend_from_slice(PROVENANCE_SECTION.as_bytes());
-    payload.extend_from_slice(provenance);
-    let (header, sections) = module.split_at(module.len().min(8));
-    let mut out = Vec::with_capacity(module.len() + payload.len() + 8);
-    out.extend_from_slice(header);
-    out.push(0);
-    leb128(&mut out, payload.len() as u64);
-    out.extend_from_slice(&payload);
-    out.extend_from_slice(sections);
-    out
-}
-
-fn leb128(out: &mut Vec<u8>, mut value: u64) {
-    loop {
-        let byte = (value & 0x7f) as u8;
-        value >>= 7;
-        if value == 0 {
-            out.push(byte);
-            return;
-        }
-        out.push(byte | 0x80);
-    }
 }
 
 /// The output of a future that must be ready at once: Wizer's snapshot is
