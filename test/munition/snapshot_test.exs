@@ -130,6 +130,9 @@ defmodule Munition.SnapshotTest do
       assert {:ok, read} = dump |> Dump.serialize() |> Dump.deserialize()
       assert read.snapshot == dump.snapshot
 
+      assert Munition.Forensics.Report.summary(dump, %{regions: %{}, strings: []}) =~
+               "snapshot of:  #{hash(@counter)}, after init"
+
       # Other calls' dumps name none.
       assert {:crash, :trap, %Dump{snapshot: nil}} = Munition.fire(@counter, "boom", [])
     end
