@@ -294,7 +294,7 @@ defmodule Munition do
           | {:crash, crash_reason(), Munition.Forensics.Dump.t() | nil}
           | {:error, error_reason()}
   def execute(%State{} = state, dump_dir) do
-    if state.module.kind == :module, do: Options.core_args!(state.args)
+    _checked = if state.module.kind == :module, do: Options.core_args!(state.args)
 
     state
     |> Manager.execute()
