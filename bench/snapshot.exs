@@ -21,11 +21,13 @@
 # ("munition": on a fiber, yielding every 100,000 units of fuel).
 #
 # Columns: median and p99 of one call, its fuel, and the median over raw
-# Wasmtime "fuel+epochs" on the same bytes ("x raw"). The memory line says
-# what a call on a snapshot starts with: the linear memory its module
-# declares (what each instance maps; the pooling allocator maps it
-# copy-on-write from the module's image, so a page costs memory only once
-# the call writes it) and the bytes of the snapshot.
+# Wasmtime "fuel+epochs" on the same bytes ("x raw"). The memory lines say
+# what a call in flight holds: the growth of the VM's memory with 16
+# rules-engine calls spinning at once, per call, from nothing (each built
+# its index) and on the snapshot (the pooling allocator maps its memory
+# copy-on-write from the module's image, so a page is the call's own only
+# once it writes it): its own pages (RssAnon) and all it maps (VmRSS); and what a call on a snapshot starts with: the linear
+# memory its module declares, and the bytes of the snapshot.
 
 Code.require_file("support/timing.exs", __DIR__)
 Code.require_file("support/raw_wasmtime.exs", __DIR__)
@@ -81,6 +83,17 @@ defmodule Bench.Snapshot do
       "  a call on the snapshot is #{:erlang.float_to_binary(fresh / snap, decimals: 0)}x faster than from nothing"
     )
 
+    # Calls in flight: each spins in QuickJS until its deadline, its
+    # instance alive, while the VM's resident memory is read.
+    spin = "for (;;) {}"
+    {fresh_own, fresh_mapped} = in_flight(module, @index <> spin, 16)
+    {snapshot_own, snapshot_mapped} = in_flight(rules, spin, 16)
+
+    IO.puts(
+      "  memory of a call in flight, each of 16 at once: from nothing #{fresh_own} KiB own " <>
+        "(#{fresh_mapped} KiB resident), on the snapshot #{snapshot_own} KiB own (#{snapshot_mapped} KiB resident)"
+    )
+
     for {name, snapshot} <- [{"hello", hello}, {"rules", rules}] do
       memory = snapshot.memories |> Enum.map(&(&1.min_pages * &1.page_size)) |> Enum.sum()
 
@@ -118,6 +131,31 @@ defmodule Bench.Snapshot do
     {:ok, _, %{fuel_consumed: fuel}} = Munition.fire(module, "eval", [source], @call)
     sorted = Timing.sample(samples, fn -> {:ok, _, _} = Munition.fire(module, "eval", [source], @call) end, 3)
     %{median: Timing.percentile(sorted, 0.5), p99: Timing.percentile(sorted, 0.99), fuel: fuel}
+  end
+
+  # The growth of the VM's memory with `n` calls in flight at once, per
+  # call, in KiB: `{own, resident}`, own being the private pages (RssAnon:
+  # its stack, the memory it wrote) and resident all it maps (VmRSS, which
+  # counts each mapping of a page of the module's image again, though the
+  # page is shared).
+  defp in_flight(module, source, n) do
+    before = rss_kib()
+    opts = Keyword.merge(@call, timeout: 4_000, forensics: false)
+    calls = for _ <- 1..n, do: Task.async(fn -> Munition.fire(module, "eval", [source], opts) end)
+    Process.sleep(2_500)
+    during = rss_kib()
+    Enum.each(calls, fn call -> {:crash, :timeout, nil} = Task.await(call, 60_000) end)
+    {div(elem(during, 0) - elem(before, 0), n), div(elem(during, 1) - elem(before, 1), n)}
+  end
+
+  defp rss_kib do
+    status = File.read!("/proc/self/status")
+
+    kib = fn field ->
+      String.to_integer(hd(Regex.run(~r/#{field}:\s+(\d+) kB/, status, capture: :all_but_first)))
+    end
+
+    {kib.("RssAnon"), kib.("VmRSS")}
   end
 
   defp raw(bench, wasm, source, samples) do
