@@ -70,8 +70,13 @@ defmodule Munition.Snapshot do
          {:ok, {plain, instrumented}} <- runtime.snapshot_instrument(bytes),
          {:ok, module, options} <- compile(instrumented, options) do
       # The instrumented module stands for the caller's: its dumps and the
-      # meter's figures name the module whose initialisation ran.
-      module = %{module | hash: of}
+      # meter's figures name the module whose initialisation ran, and list
+      # its exports without Wizer's.
+      module = %{
+        module
+        | hash: of,
+          exports: Enum.reject(module.exports, &String.starts_with?(&1.name, "__wizer_"))
+      }
 
       with {:ok, links} <- Capabilities.resolve(module, options.capabilities, options.host_functions, runtime) do
         ref = make_ref()

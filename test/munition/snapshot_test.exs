@@ -161,6 +161,7 @@ defmodule Munition.SnapshotTest do
       assert dump.trap == :out_of_fuel
       assert dump.module_hash == hash(wat)
       assert dump.function == "init"
+      assert Enum.map(dump.exports, & &1.name) == ["init"]
     end
 
     test "an initialisation past its deadline is stopped by the engine" do
