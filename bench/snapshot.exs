@@ -20,6 +20,9 @@
 # of Wasmtime ("fuel+epochs") and Munition's way of running guests
 # ("munition": on a fiber, yielding every 100,000 units of fuel).
 #
+# `fire_pooled/4` is the same call through a `Munition.Pool` of the
+# snapshot, which checks options and links imports once.
+#
 # Columns: median and p99 of one call, its fuel, and the median over raw
 # Wasmtime "fuel+epochs" on the same bytes ("x raw"). The memory lines say
 # what a call in flight holds: the growth of the VM's memory with 16
@@ -111,11 +114,13 @@ defmodule Bench.Snapshot do
     raw_snapshot = raw(bench, snapshot.snapshot.bytes, snap_source, samples * 2)
     fresh = munition(module, source, samples)
     snap = munition(snapshot, snap_source, samples * 2)
+    pooled = pooled(snapshot, snap_source, samples * 2)
 
     row("  Munition fire/4, from nothing", fresh, raw_fresh["fuel+epochs"])
     row("  raw wasmtime, fuel+epochs, from nothing", raw_fresh["fuel+epochs"], raw_fresh["fuel+epochs"])
     row("  raw wasmtime, munition, from nothing", raw_fresh["munition"], raw_fresh["fuel+epochs"])
     row("  Munition fire/4, on the snapshot", snap, raw_snapshot["fuel+epochs"])
+    row("  Munition fire_pooled/4, on the snapshot", pooled, raw_snapshot["fuel+epochs"])
 
     row(
       "  raw wasmtime, fuel+epochs, on the snapshot",
@@ -156,6 +161,25 @@ defmodule Bench.Snapshot do
     end
 
     {kib.("RssAnon"), kib.("VmRSS")}
+  end
+
+  # A pool of the snapshot: options, capabilities and links worked out once.
+  defp pooled(snapshot, source, samples) do
+    {:ok, pool} =
+      Munition.Pool.start_link(name: :bench_snapshot, wasm: snapshot, capabilities: [:wasi], fuel: @fuel)
+
+    opts = [result: :binary, timeout: 120_000]
+    {:ok, _, %{fuel_consumed: fuel}} = Munition.fire_pooled(:bench_snapshot, "eval", [source], opts)
+
+    sorted =
+      Timing.sample(
+        samples,
+        fn -> {:ok, _, _} = Munition.fire_pooled(:bench_snapshot, "eval", [source], opts) end,
+        3
+      )
+
+    GenServer.stop(pool)
+    %{median: Timing.percentile(sorted, 0.5), p99: Timing.percentile(sorted, 0.99), fuel: fuel}
   end
 
   defp raw(bench, wasm, source, samples) do
