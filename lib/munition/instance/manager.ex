@@ -157,8 +157,9 @@ defmodule Munition.Instance.Manager do
     do: {state.function, state.args, true}
 
   defp call_at_once(state) do
+    # A snapshot's initialisation keeps its instance: it is read after.
     if BinaryABI.numbers_only?(state.args) and not reactor?(state),
-      do: {state.function, state.args, state.result == :values}
+      do: {state.function, state.args, state.result == :values and state.snapshot == nil}
   end
 
   # Backpressure: every instance slot in use is not an answer while the
@@ -295,6 +296,15 @@ defmodule Munition.Instance.Manager do
     case Map.pop(meta, :output) do
       {nil, meta} -> Map.merge(meta, context)
       {output, meta} -> meta |> Map.merge(output) |> Map.merge(context)
+    end
+  end
+
+  # The initialisation of a snapshot returned: its instance, idle, is
+  # written into a new module before anything else reads or releases it.
+  defp returned(%State{snapshot: {wasm, provenance}} = state, instance, values, meta) do
+    case state.runtime.snapshot(instance, wasm, provenance) do
+      {:ok, bytes} -> returned(%{state | snapshot: nil}, instance, values, Map.put(meta, :snapshot, bytes))
+      {:error, _} = error -> error
     end
   end
 

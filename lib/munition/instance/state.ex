@@ -39,6 +39,10 @@ defmodule Munition.Instance.State do
   #     when the arguments need no copying in and no reactor needs
   #     initializing (`release` unless a binary result is read after), `nil`
   #     otherwise
+  #   * `:snapshot` - `{wasm, provenance}` for the initialisation of
+  #     `Munition.snapshot/4`: once the call returns, the runtime writes the
+  #     idle instance (of the module `wasm` instrumented) into a new module,
+  #     handed out in the metadata's `:snapshot`; `nil` for every other call
 
   @enforce_keys [:module, :function, :args, :runtime, :fuel, :timeout, :max_memory]
   defstruct [
@@ -53,6 +57,7 @@ defmodule Munition.Instance.State do
     :started_at,
     :wasi,
     :call,
+    :snapshot,
     capabilities: [],
     links: [],
     inert_links: [],
@@ -82,7 +87,8 @@ defmodule Munition.Instance.State do
           host_pid: pid() | nil,
           started_at: integer() | nil,
           wasi: map() | nil,
-          call: {String.t(), [number() | atom()], boolean()} | nil
+          call: {String.t(), [number() | atom()], boolean()} | nil,
+          snapshot: {binary(), binary()} | nil
         }
 
   @doc """

@@ -313,13 +313,27 @@ defmodule Munition.Runtime.Wasmtime do
 
   @impl true
   def read_memory({:component, _instance}, _ptr, _len), do: no_memory()
-  def read_memory(instance, ptr, len), do: Native.instance_memory_read(instance, ptr, len)
+  # Up to 64 KiB on this scheduler; more on a dirty one (see the NIF).
+  def read_memory(instance, ptr, len) do
+    case Native.instance_memory_read(instance, ptr, len) do
+      {:ok, :large} -> Native.instance_memory_read_dirty(instance, ptr, len)
+      other -> other
+    end
+  end
 
   @impl true
   def write_memory({:component, _instance}, _ptr, _bytes), do: no_memory()
 
   def write_memory(instance, ptr, bytes) do
     case Native.instance_memory_write(instance, ptr, bytes) do
+      {:ok, :ok} -> :ok
+      {:ok, :large} -> write_memory_dirty(instance, ptr, bytes)
+      {:error, _} = error -> error
+    end
+  end
+
+  defp write_memory_dirty(instance, ptr, bytes) do
+    case Native.instance_memory_write_dirty(instance, ptr, bytes) do
       {:ok, :ok} -> :ok
       {:error, _} = error -> error
     end
@@ -370,4 +384,15 @@ defmodule Munition.Runtime.Wasmtime do
 
   @impl true
   def info, do: Native.engine_info()
+
+  ## Snapshots (core modules)
+
+  @impl true
+  def snapshot_instrument(bytes), do: Native.snapshot_instrument(bytes)
+
+  @impl true
+  def snapshot({:component, _instance}, _wasm, _provenance),
+    do: {:error, {:not_capturable, "a component: snapshots take core modules only"}}
+
+  def snapshot(instance, wasm, provenance), do: Native.instance_snapshot(instance, wasm, provenance)
 end
