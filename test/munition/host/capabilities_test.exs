@@ -212,6 +212,7 @@ defmodule Munition.Host.CapabilitiesTest do
         {:builtin, "wasi:filesystem/preopens@0.2.3", "get-directories"},
         {:builtin, "wasi:sockets/tcp@0.2.3", "[method]tcp-socket.start-bind"},
         {:builtin, "wasi:http/types@0.2.3", "[method]fields.get"},
+        {:builtin, "wasi:http/incoming-handler@0.2.3", "handle"},
         {:elixir, "munition:plugin/host@0.1.0", "log", 0, :wit, :wit}
       ]
 
@@ -233,6 +234,12 @@ defmodule Munition.Host.CapabilitiesTest do
                %{
                  module: "wasi:http/types@0.2.3",
                  name: "[method]fields.get",
+                 needs: :wasi_http,
+                 reason: :no_http_grant
+               },
+               %{
+                 module: "wasi:http/incoming-handler@0.2.3",
+                 name: "handle",
                  needs: nil,
                  reason: :not_implemented
                }
