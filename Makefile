@@ -123,7 +123,9 @@ interpreters: | guest-toolchain-apt
 
 # Plugins as WebAssembly components (WIT, WASI 0.2), one world in JavaScript
 # (componentize-js, npm), Python (componentize-py, PyPI) and C (wit-bindgen
-# from crates.io, Debian's clang and wasi-libc, wasm-tools from PyPI),
+# from crates.io, Debian's clang and wasi-libc, wasm-tools from PyPI), and a
+# C plugin that makes outgoing HTTP requests (wasi:http), one that reads and
+# writes files (wasi:filesystem),
 # toolchains and builds cached in ~/.cache/munition by a key of their inputs:
 # see tools/build_components.sh.
 .PHONY: components

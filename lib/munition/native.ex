@@ -46,8 +46,12 @@ defmodule Munition.Native do
   def instance_call(_instance, _function, _params), do: :erlang.nif_error(:nif_not_loaded)
   def instance_resume(_instance), do: :erlang.nif_error(:nif_not_loaded)
   def instance_memory_read(_instance, _ptr, _len), do: :erlang.nif_error(:nif_not_loaded)
+  def instance_memory_read_dirty(_instance, _ptr, _len), do: :erlang.nif_error(:nif_not_loaded)
   def instance_memory_write(_instance, _ptr, _bytes), do: :erlang.nif_error(:nif_not_loaded)
+  def instance_memory_write_dirty(_instance, _ptr, _bytes), do: :erlang.nif_error(:nif_not_loaded)
   def instance_capture(_instance, _mode), do: :erlang.nif_error(:nif_not_loaded)
+  def snapshot_instrument(_bytes), do: :erlang.nif_error(:nif_not_loaded)
+  def instance_snapshot(_instance, _wasm, _provenance), do: :erlang.nif_error(:nif_not_loaded)
   def instance_cleanup(_instance), do: :erlang.nif_error(:nif_not_loaded)
   def instance_cleanup_dirty(_instance), do: :erlang.nif_error(:nif_not_loaded)
   def instance_live_count, do: :erlang.nif_error(:nif_not_loaded)
@@ -88,7 +92,7 @@ defmodule Munition.Native do
   def component_lookup(_bytes, _cache_capacity, _limits), do: :erlang.nif_error(:nif_not_loaded)
   def component_lookup_dirty(_bytes, _cache_capacity, _limits), do: :erlang.nif_error(:nif_not_loaded)
 
-  def component_compile_start(_bytes, _hash, _cache_capacity, _limits, _tag),
+  def component_compile_start(_bytes, _hash, _cache_capacity, _limits, _disk_dir, _tag),
     do: :erlang.nif_error(:nif_not_loaded)
 
   def component_compile_cancel(_ticket), do: :erlang.nif_error(:nif_not_loaded)
@@ -117,7 +121,9 @@ defmodule Munition.Native do
   def wasmi_instance_call(_instance, _function, _params), do: :erlang.nif_error(:nif_not_loaded)
   def wasmi_instance_resume(_instance), do: :erlang.nif_error(:nif_not_loaded)
   def wasmi_instance_memory_read(_instance, _ptr, _len), do: :erlang.nif_error(:nif_not_loaded)
+  def wasmi_instance_memory_read_dirty(_instance, _ptr, _len), do: :erlang.nif_error(:nif_not_loaded)
   def wasmi_instance_memory_write(_instance, _ptr, _bytes), do: :erlang.nif_error(:nif_not_loaded)
+  def wasmi_instance_memory_write_dirty(_instance, _ptr, _bytes), do: :erlang.nif_error(:nif_not_loaded)
   def wasmi_instance_capture(_instance, _mode), do: :erlang.nif_error(:nif_not_loaded)
   def wasmi_instance_cleanup(_instance), do: :erlang.nif_error(:nif_not_loaded)
   def wasmi_instance_cleanup_dirty(_instance), do: :erlang.nif_error(:nif_not_loaded)

@@ -45,6 +45,12 @@ defmodule Munition.Reason do
     * `{:overloaded, message}` - every instance slot (or every place of a
       `Munition.Pool`) stayed in use until the call's deadline
     * `{:pool_unavailable, message}` - no `Munition.Pool` of that name is running
+    * `{:not_capturable, message}` - `Munition.snapshot/4` cannot capture
+      the module's state, or would bake into it what the initialisation
+      may not read: the message names it (a component, an imported memory,
+      an instruction that changes a table, preopened directories, a read of
+      the clock, randomness, arguments or environment not allowed by
+      `:bake`, a `proc_exit`)
     * `{:runtime_failure, message}` - the runtime itself failed (a bug: please report it)
     * `{:nodedown, node}` - a call on another node (`node:`, see
       `Munition.Cluster`) could not start there: the node is down or
@@ -97,6 +103,7 @@ defmodule Munition.Reason do
     :instantiation_failed,
     :overloaded,
     :pool_unavailable,
+    :not_capturable,
     :runtime_failure,
     :nodedown,
     :node_down_during_call,
@@ -125,6 +132,7 @@ defmodule Munition.Reason do
           | {:instantiation_failed, String.t()}
           | {:overloaded, String.t()}
           | {:pool_unavailable, String.t()}
+          | {:not_capturable, String.t()}
           | {:runtime_failure, String.t()}
           | {:nodedown, node()}
           | {:node_down_during_call, node()}

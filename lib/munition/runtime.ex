@@ -72,8 +72,10 @@ defmodule Munition.Runtime do
     * `:host_pid` - the process that drives the guest and serves its Elixir
       host functions, `nil` when there are none
     * `:wasi` - the call's WASI configuration, `nil` when it has none:
-      `%{args, env, stdin, preopens, stdout_limit, stderr_limit, clock}`,
-      preopens as `{guest_path, host_path, writable}`
+      `%{args, env, stdin, preopens, stdout_limit, stderr_limit, clock,
+      http_allow, http_response_limit}`, preopens as `{guest_path,
+      host_path, writable}`, `http_allow` as `{scheme, host, port}` (`nil`
+      for a scheme or port left open)
     * `:call` - `nil`, or `{function, params, release}`: see
       `c:instantiate/2`
 
@@ -274,5 +276,25 @@ defmodule Munition.Runtime do
   @callback configure(settings :: %{atom() => pos_integer() | nil}) ::
               :ok | {:error, {:bad_config | :too_late, String.t()} | :nif_not_loaded}
 
-  @optional_callbacks cache_stats: 0, configure: 1
+  @doc """
+  The first half of a snapshot (`Munition.snapshot/4`): `bytes` (wasm or
+  WAT) as wasm, and the module to run the initialisation in, which exports
+  what the snapshot reads. Returns `{:ok, {wasm, instrumented}}`,
+  `{:error, {:invalid_module, message}}`, or `{:error, {:not_capturable,
+  message}}` for a module whose state cannot be captured. A runtime
+  without snapshots leaves out this callback and `c:snapshot/3`.
+  """
+  @callback snapshot_instrument(bytes :: binary()) ::
+              {:ok, {binary(), binary()}} | {:error, {:invalid_module | :not_capturable, String.t()}}
+
+  @doc """
+  The second half: the state of `instance`, an idle instance of the
+  module `c:snapshot_instrument/1` made of `wasm`, written into a new
+  module whose first section is a custom section `munition.snapshot`
+  holding `provenance`. Returns `{:ok, bytes}` or `{:error, {kind,
+  message}}` (`:not_capturable`, `:invalid_state`).
+  """
+  @callback snapshot(instance(), wasm :: binary(), provenance :: binary()) :: {:ok, binary()} | failure()
+
+  @optional_callbacks cache_stats: 0, configure: 1, snapshot_instrument: 1, snapshot: 3
 end

@@ -6,24 +6,35 @@ defmodule Munition.Guests.ComponentsTest do
   # through componentize-py and in C through wit-bindgen and the WASI
   # adapter; tools/build_components.sh), run by Munition on
   # Wasmtime: typed calls, errors as results, traps, fuel, deadline, stderr,
-  # capabilities, an Elixir host function and dumps. Compiling one takes
-  # seconds (tens on a loaded machine): each is compiled once, up front,
-  # and the tests run on the compiled module.
+  # capabilities, an Elixir host function and dumps, and their compiled
+  # code kept on disk. Compiling one takes seconds (tens on a loaded
+  # machine): each is compiled once, up front, and the tests run on the
+  # compiled module.
   use ExUnit.Case, async: false
 
   import Munition.Guests, only: [read!: 1]
+
+  alias Munition.Runtime.Wasmtime
 
   @plugins ~w(components/plugin_js components/plugin_py components/plugin_c)
   @host "munition:plugin/host@0.1.0"
 
   setup_all do
+    # Compiled into a directory of compiled code, and not into the module
+    # cache (so the code is compiled and written whatever ran before): a
+    # test loads it back as a restarted node would.
+    dir = Path.join(System.tmp_dir!(), "munition-components-test-#{System.unique_integer([:positive])}")
+    on_exit(fn -> File.rm_rf!(dir) end)
+
     modules =
       for plugin <- @plugins, into: %{} do
-        {:ok, module} = Munition.compile(read!(plugin), compile_timeout: 600_000)
+        {:ok, module} =
+          Wasmtime.compile(read!(plugin), cache_size: 0, compile_cache_dir: dir, timeout: 600_000)
+
         {plugin, module}
       end
 
-    %{modules: modules}
+    %{modules: modules, dir: dir}
   end
 
   # The plugin's `log` import, served by Elixir: each message goes to the test.
@@ -139,6 +150,23 @@ defmodule Munition.Guests.ComponentsTest do
     end
 
     assert Munition.Runtime.Wasmtime.live_count() == live
+  end
+
+  test "a restarted node loads a plugin's code from the disk and answers its first call", %{dir: dir} do
+    for plugin <- @plugins do
+      before = Wasmtime.cache_stats()
+
+      assert {:ok, module} = Wasmtime.compile(read!(plugin), cache_size: 0, compile_cache_dir: dir),
+             plugin
+
+      now = Wasmtime.cache_stats()
+
+      assert {now.disk.hits - before.disk.hits, now.components.compilations - before.components.compilations} ==
+               {1, 0},
+             plugin
+
+      assert {:ok, true, _} = Munition.fire(module, "check", [1200, "DE"], opts()), plugin
+    end
   end
 
   test "Wasmi refuses a component by name", %{modules: _} do

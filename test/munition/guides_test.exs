@@ -22,7 +22,7 @@ defmodule Munition.GuidesTest do
   @root Path.expand("../..", __DIR__)
 
   @guides ~w(getting-started capabilities-and-wasi components forensics fuel pools-and-cluster
-             engines performance limits)
+             snapshots engines performance limits)
 
   @files ["README.md" | Enum.map(@guides, &"guides/#{&1}.md")]
 

@@ -54,6 +54,7 @@ defmodule Munition.ReasonTest do
              :instantiation_failed,
              :overloaded,
              :pool_unavailable,
+             :not_capturable,
              :runtime_failure,
              :nodedown,
              :node_down_during_call,
@@ -169,6 +170,7 @@ defmodule Munition.ReasonTest do
       # A call waits for a slot until its deadline, then is :overloaded.
       overloaded(fn -> Munition.fire(module, "add", [1, 2], timeout: 10) end),
       Munition.fire_pooled(:no_such_pool, "add", [1, 2]),
+      Munition.snapshot(~s{(module (import "env" "memory" (memory 1)) (func (export "f")))}, "f", []),
       Munition.fire(module, "add", [1, 2], runtime: Raising)
     ]
 

@@ -19,13 +19,21 @@ defmodule Munition.RuntimeTest do
     live_count: 0,
     read_memory: 3,
     resume: 1,
+    snapshot: 3,
+    snapshot_instrument: 1,
     write_memory: 3
   ]
 
   test "the callbacks a runtime implements" do
     # A new callback needs a test in wasmtime_test.exs: add it here too.
     assert Enum.sort(Munition.Runtime.behaviour_info(:callbacks)) == @callbacks
-    assert Enum.sort(Munition.Runtime.behaviour_info(:optional_callbacks)) == [cache_stats: 0, configure: 1]
+
+    assert Enum.sort(Munition.Runtime.behaviour_info(:optional_callbacks)) == [
+             cache_stats: 0,
+             configure: 1,
+             snapshot: 3,
+             snapshot_instrument: 1
+           ]
   end
 
   test "every callback is documented" do

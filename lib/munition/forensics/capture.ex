@@ -57,6 +57,7 @@ defmodule Munition.Forensics.Capture do
   defp base(%State{module: module} = state) do
     %Dump{
       module_hash: module.hash,
+      snapshot: snapshot_of(module),
       imports: module.imports,
       exports: module.exports,
       function: state.function,
@@ -82,4 +83,11 @@ defmodule Munition.Forensics.Capture do
   rescue
     _ -> nil
   end
+
+  # A call on a snapshot names the snapshot (its hash is `module_hash`) and
+  # where it comes from; its bytes stay with the module.
+  defp snapshot_of(%Munition.Module{snapshot: %{of: of, function: function}}),
+    do: %{of: of, function: function}
+
+  defp snapshot_of(_module), do: nil
 end

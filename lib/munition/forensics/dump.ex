@@ -27,6 +27,11 @@ defmodule Munition.Forensics.Dump do
     * `:globals` - every global, exported or not:
       `[%{index, type, mutable, value, export}]`
     * `:module_hash`, `:imports`, `:exports` - of the module that ran
+    * `:snapshot` - for a call on a snapshot (`Munition.snapshot/4`), the
+      snapshot it started from: `%{of: hash, function: name}`, the module
+      whose initialisation made it (`module_hash` is the snapshot's own);
+      `nil` otherwise. For a failed initialisation itself, `module_hash` is
+      the module's whose initialisation ran
     * `:function`, `:args` - what was called
     * `:capabilities` - the granted, expanded capabilities (read from a file,
       a capability whose atom does not exist in the reading VM is a string)
@@ -101,7 +106,7 @@ defmodule Munition.Forensics.Dump do
   The header map's keys are bytes values naming the struct's fields:
   `"reason"`, `"trap"`, `"message"`, `"backtrace"`, `"fuel_given"`,
   `"fuel_consumed"`, `"fuel_remaining"`, `"execution_time_us"`, `"globals"`,
-  `"module_hash"`, `"imports"`, `"exports"`, `"function"`, `"args"`,
+  `"module_hash"`, `"snapshot"`, `"imports"`, `"exports"`, `"function"`, `"args"`,
   `"capabilities"`, `"inert_links"`, `"log"`, `"stdout"`, `"stderr"`, `"stdout_truncated"`,
   `"stderr_truncated"`, `"wasmtime_version"`, `"munition_version"` with the
   values described under the fields above (maps inside
@@ -169,6 +174,7 @@ defmodule Munition.Forensics.Dump do
             memories: [],
             globals: [],
             module_hash: nil,
+            snapshot: nil,
             imports: [],
             exports: [],
             function: nil,

@@ -55,6 +55,7 @@ defmodule Munition.Forensics.Report do
       line("message", dump.message),
       line("function", "#{dump.function}(#{Enum.map_join(dump.args, ", ", &inspect/1)})"),
       line("module", dump.module_hash),
+      snapshot_line(dump.snapshot),
       line("captured", dump.captured_at && DateTime.to_iso8601(dump.captured_at)),
       line("versions", "munition #{dump.munition_version}, #{engine(dump.wasmtime_version)}"),
       line(
@@ -73,6 +74,11 @@ defmodule Munition.Forensics.Report do
     ]
     |> IO.iodata_to_binary()
   end
+
+  # A call on a snapshot: the module it was made of, and the export that
+  # initialised it.
+  defp snapshot_line(nil), do: []
+  defp snapshot_line(%{of: of, function: function}), do: line("snapshot of", "#{of}, after #{function}")
 
   defp line(label, value), do: "  #{String.pad_trailing(label <> ":", 14)}#{value || "-"}\n"
 

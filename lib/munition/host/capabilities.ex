@@ -36,6 +36,10 @@ defmodule Munition.Host.Capabilities do
   `:wasi_exit`, `:wasi_poll`, `:wasi_fs`, `:wasi_fs_write`. The table of
   which function needs which, and what they do, is in `Munition.Host.WASI`.
 
+  A component's outgoing HTTP (WASI 0.2's `wasi:http`) is granted by
+  `:wasi_http`, and reaches only the hosts the call lists in its `:wasi`
+  option's `:http_allow` (see "Outgoing HTTP" in `Munition.Host.WASI`).
+
   ## Inert links
 
   A grant matches what the guest can reach, not what it imports. A guest
@@ -62,8 +66,12 @@ defmodule Munition.Host.Capabilities do
   `needs` is the capability that would grant it, `reason` why it reaches
   nothing: `:no_preopen` (a function of `:wasi_fs`: the guest has no
   directory) or `:no_writable_preopen` (one of `:wasi_fs_write`: none it has
-  is writable). `inert_links/3` computes the list, and
-  `mix munition.validate --cap ...` prints it.
+  is writable). A component's WASI 0.2 imports have reasons of their own:
+  `:no_preopen` for `wasi:filesystem`, `:no_network` for `wasi:sockets`,
+  `:no_http_grant` for `wasi:http/types` and `wasi:http/outgoing-handler`
+  without `:wasi_http` (every request is denied), and `:not_implemented`
+  for an interface Munition does not implement. `inert_links/3` computes
+  the list, and `mix munition.validate --cap ...` prints it.
 
   ## Groups
 
@@ -71,7 +79,8 @@ defmodule Munition.Host.Capabilities do
     * `:all` - every capability of the built-ins above (not WASI's: granting
       `:all` never grants WASI)
     * `:wasi` - every WASI capability but `:wasi_fs` and `:wasi_fs_write`
-      (whose file functions it links inert: see "Inert links")
+      (whose file functions it links inert: see "Inert links") and
+      `:wasi_http` (outgoing HTTP is granted by name only)
 
   Capabilities of Elixir host functions (`Munition.Host.Functions`) are the atoms
   those functions declare; granting one that no built-in and no host function of
@@ -92,7 +101,11 @@ defmodule Munition.Host.Capabilities do
               cli/environment cli/stdin cli/stdout cli/stderr cli/terminal-input cli/terminal-output
               cli/terminal-stdin cli/terminal-stdout cli/terminal-stderr sockets/tcp
               sockets/tcp-create-socket sockets/udp sockets/udp-create-socket sockets/instance-network
-              sockets/network sockets/ip-name-lookup)
+              sockets/network sockets/ip-name-lookup http/types http/outgoing-handler)
+
+  # Capabilities of no built-in: a component's outgoing HTTP (`wasi:http`),
+  # known to every runtime (a core module never needs it), in no group.
+  @component_capabilities [:wasi_http]
 
   @typedoc "A wasm value type a host function can take or return."
   @type val_type :: :i32 | :i64 | :f32 | :f64
@@ -101,13 +114,15 @@ defmodule Munition.Host.Capabilities do
   An import linked without the capability that would grant it, because it
   reaches nothing in the call (see "Inert links"): `needs` is that
   capability, `reason` why nothing is in reach, `:no_preopen` (the guest has
-  no directory) or `:no_writable_preopen` (it has no writable one).
+  no directory), `:no_writable_preopen` (it has no writable one), and for a
+  component's WASI 0.2 imports `:no_network`, `:no_http_grant` or
+  `:not_implemented`.
   """
   @type inert_link :: %{
           module: String.t(),
           name: String.t(),
           needs: atom(),
-          reason: :no_preopen | :no_writable_preopen | :no_network | :not_implemented
+          reason: :no_preopen | :no_writable_preopen | :no_network | :no_http_grant | :not_implemented
         }
 
   @typedoc """
@@ -145,7 +160,7 @@ defmodule Munition.Host.Capabilities do
         table = %{
           builtins: builtins,
           by_import: Map.new(builtins, &{{&1.module, &1.name}, &1}),
-          capabilities: capabilities,
+          capabilities: capabilities ++ @component_capabilities,
           all: capabilities -- wasi,
           wasi: Munition.Host.WASI.group(builtins)
         }
@@ -309,9 +324,11 @@ defmodule Munition.Host.Capabilities do
 
   # A component's WASI 0.2 links that reach nothing (see `link_component/3`):
   # files without `:wasi_fs` (no preopen is given), sockets (the network is
-  # denied: no capability grants it yet) and interfaces Munition does not
-  # implement (a call traps).
+  # denied: no capability grants it yet), outgoing HTTP without `:wasi_http`
+  # (no allowlist is given: every request is denied) and interfaces
+  # Munition does not implement (a call traps).
   defp component_inert(links, granted) do
+    # A generator, not a match: most interfaces have no reason (nil).
     for {:builtin, "wasi:" <> rest = interface, name} <- links,
         {needs, reason} <- List.wrap(component_inert_reason(rest, granted)) do
       %{module: interface, name: name, needs: needs, reason: reason}
@@ -322,6 +339,14 @@ defmodule Munition.Host.Capabilities do
     do: if(:wasi_fs not in granted, do: {:wasi_fs, :no_preopen})
 
   defp component_inert_reason("sockets/" <> _, _granted), do: {nil, :no_network}
+
+  defp component_inert_reason("http/" <> _ = interface, granted) do
+    cond do
+      not wasi_p2?(interface) -> {nil, :not_implemented}
+      :wasi_http not in granted -> {:wasi_http, :no_http_grant}
+      true -> nil
+    end
+  end
 
   defp component_inert_reason(interface, _granted) do
     unless Munition.Host.Capabilities.wasi_p2?(interface), do: {nil, :not_implemented}
@@ -379,9 +404,10 @@ defmodule Munition.Host.Capabilities do
   # A component's import. WASI 0.2 interfaces are granted as preview 1's
   # functions are (`wasi_capability/1`); those that reach nothing unless
   # something else is given (files without a preopen, sockets, which the
-  # context denies, and interfaces Munition does not implement, which trap
-  # if called) are linked without a capability: a plugin that imports them
-  # and never uses them runs. Any other interface is served by an Elixir
+  # context denies, outgoing HTTP without `:wasi_http` and an allowlist, and
+  # interfaces Munition does not implement, which trap if called) are
+  # linked without a capability: a plugin that imports them and never uses
+  # them runs. Any other interface is served by an Elixir
   # host function given as `{interface, name, :wit, capability, fun}`.
   defp link_component(%{module: "wasi:" <> _ = interface} = import, granted, _host_functions) do
     case wasi_capability(interface) do

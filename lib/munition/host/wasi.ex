@@ -165,8 +165,57 @@ defmodule Munition.Host.WASI do
       `65_536`. Past it the guest's writes still succeed, the rest is dropped
       and the result says `stdout_truncated: true`.
     * `:clock` - `:real` (default) or `:deterministic` (below).
+    * `:http_allow` - where a component's outgoing HTTP (`wasi:http`, see
+      "Outgoing HTTP" below) may go: a list of `"host"`, `"host:port"`,
+      `"http://host"`, `"https://host:port"`, ... Given to the guest only
+      when `:wasi_http` is granted. Defaults to `[]`: every request denied.
+    * `:http_response_limit` - bytes of one response body the guest may
+      read. A response announcing more (its `content-length`) fails with
+      WASI's `HTTP-response-body-size` before any is read; a body that
+      grows past it fails as it is read (a stream error whose text says
+      so: `wasmtime-wasi-http` 48 gives a body's error no error code).
+      Defaults to `16_777_216` (16 MiB).
 
   The guest's stdio never reaches the host's.
+
+  ## Outgoing HTTP
+
+  A component that imports `wasi:http/outgoing-handler` (WASI 0.2) is
+  linked to `wasmtime-wasi-http`'s implementation (48.0.8, the engine's
+  version) whatever the call grants, so a plugin that imports it and never
+  sends a request runs under `:wasi`. What a request reaches is decided
+  when it is sent: nothing, with WASI's own error code
+  `HTTP-request-denied` (an error the guest sees and can return, not a
+  trap), unless the call grants `:wasi_http` (not part of `:wasi`) *and*
+  the request matches an entry of `:http_allow`:
+
+    * the host is the entry's, compared without case and as written: a
+      name matches that name only (`"localhost"` is not `"127.0.0.1"`; no
+      name is resolved to match, and the address it resolves to when the
+      request is sent is not checked again), an IPv6 address is written in
+      brackets (`"[::1]:8080"`); no wildcards, no subdomains;
+    * the port is the entry's, or else the default port of the request's
+      scheme: `"api.example.com"` lets through `http://api.example.com`
+      (port 80) and `https://api.example.com` (443), not port 8080;
+    * the scheme, when the entry names one, is the request's:
+      `"https://api.example.com"` refuses `http://api.example.com`.
+
+  A request whose authority carries user information (`user@host`) is
+  denied. Redirects are not followed (a guest that follows one sends a new
+  request, checked again). Requests are sent by `wasmtime-wasi-http`'s own
+  client (HTTP/1.1 over Tokio, TLS by rustls with the webpki roots) on
+  `wasmtime-wasi`'s threads: the guest waits suspended, holding no
+  scheduler thread, and the process driving the call (its own, as for
+  Elixir host functions) is woken when the response comes. Nothing outlives
+  the call's deadline: a request still waiting for its response, or a body
+  still arriving, fails at the deadline, and the guest, resumed past it,
+  ends at once as `{:crash, :timeout, dump}`; the connection is closed when
+  the call's store goes, on every path. With `:wasi_http` granted and no
+  `:http_allow`, every request is denied.
+
+  A call that does not grant `:wasi_http` lists the `wasi:http` functions in
+  its `:inert_links` with `reason: :no_http_grant` (see "Inert links" in
+  `Munition.Host.Capabilities`).
 
   ## What comes back
 
@@ -229,8 +278,11 @@ defmodule Munition.Host.WASI do
   functions is: a file operation finishing
   on Wasmtime's thread wakes that process with a message, and the caller's
   mailbox is never written to (on Wasmi the operation is done within the
-  slice, so no message comes at all). Other WASI calls are driven by the caller and
-  never messaged (a sleep is waited for with a plain timeout).
+  slice, so no message comes at all). So is a call whose component may send
+  HTTP requests (`:wasi_http` granted and `:http_allow` given): a response
+  arriving on Wasmtime's threads wakes it the same way. Other WASI calls
+  are driven by the caller and never messaged (a sleep is waited for with
+  a plain timeout).
 
   """
 
@@ -247,7 +299,9 @@ defmodule Munition.Host.WASI do
     preopens: [],
     stdout_limit: 65_536,
     stderr_limit: 65_536,
-    clock: :real
+    clock: :real,
+    http_allow: [],
+    http_response_limit: 16_777_216
   }
 
   @doc "The import module of WASI preview 1."
@@ -333,6 +387,12 @@ defmodule Munition.Host.WASI do
       {:clock, other} ->
         bad!("wasi clock", ":real or :deterministic", other)
 
+      {:http_allow, hosts} ->
+        {:http_allow, http_allow!(hosts)}
+
+      {:http_response_limit, limit} ->
+        {:http_response_limit, limit!(:http_response_limit, limit)}
+
       {key, _} ->
         raise ArgumentError, "unknown wasi option #{inspect(key)} (known: #{inspect(Map.keys(@defaults))})"
     end)
@@ -344,7 +404,8 @@ defmodule Munition.Host.WASI do
   The WASI configuration the runtime gets for a call: `nil` when the call has
   none (no `:wasi` option given and no WASI capability granted), else every
   key with its default, preopens kept only when `:wasi_fs` is granted and
-  writable only when marked `:read_write` and `:wasi_fs_write` is granted.
+  writable only when marked `:read_write` and `:wasi_fs_write` is granted,
+  and the HTTP allowlist kept only when `:wasi_http` is granted.
   """
   @spec config(map() | nil, [atom()]) :: map() | nil
   def config(wasi, granted) do
@@ -361,7 +422,9 @@ defmodule Munition.Host.WASI do
           []
         end
 
-      %{config | preopens: preopens}
+      http_allow = if :wasi_http in granted, do: config.http_allow, else: []
+
+      %{config | preopens: preopens, http_allow: http_allow}
     end
   end
 
@@ -420,6 +483,47 @@ defmodule Munition.Host.WASI do
 
   defp preopen!(guest, host, _mode),
     do: bad!("wasi preopens", "string paths", {guest, host})
+
+  # `:http_allow`'s entries, each `{scheme, host, port}` for the runtime
+  # (`nil` for a scheme or port the entry leaves open), the host in lower
+  # case: `host`, `host:port`, `scheme://host` or `scheme://host:port`, the
+  # scheme `http` or `https`, the host a name, an IPv4 address or an IPv6
+  # one in brackets. Nothing else (no path, user, wildcard) is taken, so an
+  # entry cannot mean more than it looks.
+  @http_host ~r/\A(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)(?::([0-9]{1,5}))?\z/
+
+  defp http_allow!(hosts) when is_list(hosts), do: Enum.map(hosts, &http_host!/1)
+  defp http_allow!(other), do: bad!("wasi http_allow", "a list of hosts", other)
+
+  defp http_host!(entry) when is_binary(entry) do
+    {scheme, authority} =
+      case String.split(entry, "://", parts: 2) do
+        [scheme, authority] -> {String.downcase(scheme), authority}
+        [authority] -> {nil, authority}
+      end
+
+    with true <- scheme in [nil, "http", "https"],
+         [_, host | port] <- Regex.run(@http_host, authority),
+         {:ok, port} <- http_port(port) do
+      {scheme, String.downcase(host), port}
+    else
+      _ -> bad_http_host!(entry)
+    end
+  end
+
+  defp http_host!(other), do: bad_http_host!(other)
+
+  defp http_port([]), do: {:ok, nil}
+
+  defp http_port([port]) do
+    port = String.to_integer(port)
+    if port in 1..65_535, do: {:ok, port}, else: :error
+  end
+
+  @spec bad_http_host!(term()) :: no_return()
+  defp bad_http_host!(entry) do
+    bad!("wasi http_allow", ~s{a list of "host", "host:port" or "http(s)://host[:port]" strings}, entry)
+  end
 
   # A 32-bit guest cannot write more than 4 GiB at once anyway.
   @max_limit 4 * 1024 * 1024 * 1024

@@ -106,11 +106,13 @@ defmodule Munition.Instance.Manager do
   end
 
   # A call is driven by a process of its own when something must message
-  # its driver: Elixir host functions, or WASI file operations, which run on
-  # Wasmtime's threads and wake the driver when done (see
-  # `Munition.Host.WASI`). Sleeps need no message: the driver waits the time.
+  # its driver: Elixir host functions, or WASI file operations and outgoing
+  # HTTP requests, which run on Wasmtime's threads and wake the driver when
+  # done (see `Munition.Host.WASI`). Sleeps need no message: the driver
+  # waits the time.
   defp own_driver?(%State{host_functions: [_ | _]}), do: true
   defp own_driver?(%State{wasi: %{preopens: [_ | _]}}), do: true
+  defp own_driver?(%State{wasi: %{http_allow: [_ | _]}}), do: true
   defp own_driver?(%State{}), do: false
 
   # Everything that touches the store, in the process that drives the guest
@@ -155,8 +157,9 @@ defmodule Munition.Instance.Manager do
     do: {state.function, state.args, true}
 
   defp call_at_once(state) do
+    # A snapshot's initialisation keeps its instance: it is read after.
     if BinaryABI.numbers_only?(state.args) and not reactor?(state),
-      do: {state.function, state.args, state.result == :values}
+      do: {state.function, state.args, state.result == :values and state.snapshot == nil}
   end
 
   # Backpressure: every instance slot in use is not an answer while the
@@ -293,6 +296,15 @@ defmodule Munition.Instance.Manager do
     case Map.pop(meta, :output) do
       {nil, meta} -> Map.merge(meta, context)
       {output, meta} -> meta |> Map.merge(output) |> Map.merge(context)
+    end
+  end
+
+  # The initialisation of a snapshot returned: its instance, idle, is
+  # written into a new module before anything else reads or releases it.
+  defp returned(%State{snapshot: {wasm, provenance}} = state, instance, values, meta) do
+    case state.runtime.snapshot(instance, wasm, provenance) do
+      {:ok, bytes} -> returned(%{state | snapshot: nil}, instance, values, Map.put(meta, :snapshot, bytes))
+      {:error, _} = error -> error
     end
   end
 

@@ -23,8 +23,9 @@ defmodule Munition.Instance.State do
   #   * `:log_limit` - bytes of guest log lines kept
   #   * `:wasi` - the call's WASI configuration, `nil` when it has none (see
   #     `Munition.Host.WASI.config/2`): `%{args, env, stdin, preopens,
-  #     stdout_limit, stderr_limit, clock}`, preopens as `{guest_path,
-  #     host_path, writable}`
+  #     stdout_limit, stderr_limit, clock, http_allow, http_response_limit}`,
+  #     preopens as `{guest_path, host_path, writable}`, `http_allow` as
+  #     `{scheme, host, port}`
   #   * `:host_pid` - the process that drives the guest and serves its Elixir
   #     host functions; set by that process, `nil` when there are none
   #   * `:started_at` - monotonic milliseconds when the execution started
@@ -38,6 +39,10 @@ defmodule Munition.Instance.State do
   #     when the arguments need no copying in and no reactor needs
   #     initializing (`release` unless a binary result is read after), `nil`
   #     otherwise
+  #   * `:snapshot` - `{wasm, provenance}` for the initialisation of
+  #     `Munition.snapshot/4`: once the call returns, the runtime writes the
+  #     idle instance (of the module `wasm` instrumented) into a new module,
+  #     handed out in the metadata's `:snapshot`; `nil` for every other call
 
   @enforce_keys [:module, :function, :args, :runtime, :fuel, :timeout, :max_memory]
   defstruct [
@@ -52,6 +57,7 @@ defmodule Munition.Instance.State do
     :started_at,
     :wasi,
     :call,
+    :snapshot,
     capabilities: [],
     links: [],
     inert_links: [],
@@ -81,7 +87,8 @@ defmodule Munition.Instance.State do
           host_pid: pid() | nil,
           started_at: integer() | nil,
           wasi: map() | nil,
-          call: {String.t(), [number() | atom()], boolean()} | nil
+          call: {String.t(), [number() | atom()], boolean()} | nil,
+          snapshot: {binary(), binary()} | nil
         }
 
   @doc """

@@ -123,20 +123,25 @@ defmodule Munition.Runtime.Config do
   core module of a componentize-js plugin, on this project's loaded
   machine), and a node that restarts would compile every module again. With
   `config :munition, compile_cache_dir: "/var/cache/my_app/munition"`, the
-  compile thread that compiles a module with Wasmtime writes its compiled
-  code to that directory, and the next compile of the same wasm, on this
-  node after the module cache forgot it or on the node restarted, loads it
-  instead: 0.16-0.35 s for the same module, checks included (the figures,
-  and the command, are in the performance guide). Only the compile threads
-  read and write the files, never a scheduler. The setting is read at every
-  compile, as `:module_cache_size` is. The Wasmi runtime keeps nothing on
-  disk: it compiles in about the time it takes to validate.
+  compile thread that compiles a core module or a component with Wasmtime
+  writes its compiled code to that directory, and the next compile of the
+  same wasm, on this node after the module cache forgot it or on the node
+  restarted, loads it instead: 0.16-0.35 s for that core module, and
+  about 0.1 s for the whole JavaScript plugin as a component, its first call
+  included, checks included (the figures, and the command, are in the
+  performance guide). Only the compile threads read and write the files,
+  never a scheduler. The setting is read at every compile, as
+  `:module_cache_size` is. The Wasmi runtime keeps nothing on disk: it
+  compiles in about the time it takes to validate.
 
-  A module from the disk is the same as a compiled one: the input is
-  measured and checked against the caller's limits first, what Munition
-  supports is checked again, and `Munition.Runtime.Wasmtime.cache_stats/0`
-  counts it under `:disk` (`:hits`), not as a compilation. A file is named
-  by a key hashing the wasm's SHA-256 and everything its code depends on:
+  Code from the disk is the same as compiled code: the input is measured
+  and checked against the caller's limits first, what Munition supports is
+  checked again, a component is linked (WASI 0.2, the imports Elixir
+  serves) and its world listed as after a compile, and
+  `Munition.Runtime.Wasmtime.cache_stats/0` counts it under `:disk`
+  (`:hits`), not as a compilation. A file is named by a key hashing the
+  kind of code (a core module's or a component's: neither is ever loaded as
+  the other), the wasm's SHA-256 and everything its code depends on:
   Wasmtime's version and its `precompile_compatibility_hash` (the target,
   the compiler's settings and the CPU features it uses, the engine's
   tunables and wasm features). Code of another Wasmtime, configuration or
@@ -152,11 +157,11 @@ defmodule Munition.Runtime.Config do
       a regular file (not a link, opened relative to the directory checked);
     * its header has Munition's magic and format, the key asked for (a file
       copied under another name is refused), the length of the file, and the
-      SHA-256 of the code it carries;
+      BLAKE3 digest of the code it carries;
     * Wasmtime accepts it (its version and configuration, once more).
 
   Anything else (a flipped byte, a truncated file, another user's file, a
-  directory writable by a group) is not loaded: the module is compiled, the
+  directory writable by a group) is not loaded: the wasm is compiled, the
   file rewritten when the directory passes, and `:rejected` with
   `:last_problem` say why. Files are written `0600` to a temporary name and
   renamed, so no reader sees half a file, and nodes can share a directory
@@ -171,7 +176,7 @@ defmodule Munition.Runtime.Config do
   attach a debugger to the node. So give the directory to the node's user
   alone (not a shared `/tmp` path another user could create first: that
   directory is refused, as its owner is not the node's), and treat it like
-  the node's code. The SHA-256 catches corruption, not forgery.
+  the node's code. The digest catches corruption, not forgery.
 
   ## Engine capacity and address space
 

@@ -186,11 +186,25 @@ defmodule Munition.Runtime.Wasmi do
   def resume(instance), do: Native.wasmi_instance_resume(instance)
 
   @impl true
-  def read_memory(instance, ptr, len), do: Native.wasmi_instance_memory_read(instance, ptr, len)
+  # Up to 64 KiB on this scheduler; more on a dirty one (see the NIF).
+  def read_memory(instance, ptr, len) do
+    case Native.wasmi_instance_memory_read(instance, ptr, len) do
+      {:ok, :large} -> Native.wasmi_instance_memory_read_dirty(instance, ptr, len)
+      other -> other
+    end
+  end
 
   @impl true
   def write_memory(instance, ptr, bytes) do
     case Native.wasmi_instance_memory_write(instance, ptr, bytes) do
+      {:ok, :ok} -> :ok
+      {:ok, :large} -> write_memory_dirty(instance, ptr, bytes)
+      {:error, _} = error -> error
+    end
+  end
+
+  defp write_memory_dirty(instance, ptr, bytes) do
+    case Native.wasmi_instance_memory_write_dirty(instance, ptr, bytes) do
       {:ok, :ok} -> :ok
       {:error, _} = error -> error
     end

@@ -94,12 +94,13 @@ defmodule Munition.Runtime.Wasmtime do
     end
   end
 
-  # Only a core module's code is kept on disk so far (`:compile_cache_dir`).
+  # Both kinds keep their code in the `:compile_cache_dir`, under keys of
+  # their own.
   defp compile_start(:module, bytes, hash, {cache_size, limits, disk_dir}, tag),
     do: Native.module_compile_start(bytes, hash, cache_size, limits, disk_dir, tag)
 
-  defp compile_start(:component, bytes, hash, {cache_size, limits, _disk_dir}, tag),
-    do: Native.component_compile_start(bytes, hash, cache_size, limits, tag)
+  defp compile_start(:component, bytes, hash, {cache_size, limits, disk_dir}, tag),
+    do: Native.component_compile_start(bytes, hash, cache_size, limits, disk_dir, tag)
 
   defp compile_cancel(:module, ticket), do: Native.module_compile_cancel(ticket)
   defp compile_cancel(:component, ticket), do: Native.component_compile_cancel(ticket)
@@ -245,19 +246,22 @@ defmodule Munition.Runtime.Wasmtime do
   def live_count, do: Native.instance_live_count() + Native.component_live_count()
 
   @doc """
-  The compiled-module cache (see `c:Munition.Runtime.cache_stats/0`), with
-  what the compiled code on disk gave since the VM started (see "Compiled
-  code on disk" in `Munition.Runtime.Config`) under `:disk`:
+  The compiled-module cache (see `c:Munition.Runtime.cache_stats/0`): two
+  caches, core modules' and components', each holding up to
+  `:module_cache_size`, so `:entries`, `:capacity` and `:compilations` add
+  both. With what the compiled code on disk gave since the VM started (see
+  "Compiled code on disk" in `Munition.Runtime.Config`) under `:disk`:
 
-    * `:hits` - modules whose code was loaded from the disk instead of
-      compiled (not counted in `:compilations`);
-    * `:misses` - modules with no file for them: compiled, then written;
+    * `:hits` - modules and components whose code was loaded from the disk
+      instead of compiled (not counted in `:compilations`);
+    * `:misses` - modules and components with no file for them: compiled,
+      then written;
     * `:rejected` - files (or a directory) refused by a check, or code
       Wasmtime would not load: compiled instead, and written over the file
       when the directory passes its checks;
     * `:written` - files written;
     * `:write_failed` - files that could not be written (the directory
-      refused, the disk full...): the module compiled serves all the same;
+      refused, the disk full...): the code compiled serves all the same;
     * `:last_problem` - why the last rejection or failed write happened,
       with the file's path, or `nil`.
 
@@ -309,13 +313,27 @@ defmodule Munition.Runtime.Wasmtime do
 
   @impl true
   def read_memory({:component, _instance}, _ptr, _len), do: no_memory()
-  def read_memory(instance, ptr, len), do: Native.instance_memory_read(instance, ptr, len)
+  # Up to 64 KiB on this scheduler; more on a dirty one (see the NIF).
+  def read_memory(instance, ptr, len) do
+    case Native.instance_memory_read(instance, ptr, len) do
+      {:ok, :large} -> Native.instance_memory_read_dirty(instance, ptr, len)
+      other -> other
+    end
+  end
 
   @impl true
   def write_memory({:component, _instance}, _ptr, _bytes), do: no_memory()
 
   def write_memory(instance, ptr, bytes) do
     case Native.instance_memory_write(instance, ptr, bytes) do
+      {:ok, :ok} -> :ok
+      {:ok, :large} -> write_memory_dirty(instance, ptr, bytes)
+      {:error, _} = error -> error
+    end
+  end
+
+  defp write_memory_dirty(instance, ptr, bytes) do
+    case Native.instance_memory_write_dirty(instance, ptr, bytes) do
       {:ok, :ok} -> :ok
       {:error, _} = error -> error
     end
@@ -366,4 +384,15 @@ defmodule Munition.Runtime.Wasmtime do
 
   @impl true
   def info, do: Native.engine_info()
+
+  ## Snapshots (core modules)
+
+  @impl true
+  def snapshot_instrument(bytes), do: Native.snapshot_instrument(bytes)
+
+  @impl true
+  def snapshot({:component, _instance}, _wasm, _provenance),
+    do: {:error, {:not_capturable, "a component: snapshots take core modules only"}}
+
+  def snapshot(instance, wasm, provenance), do: Native.instance_snapshot(instance, wasm, provenance)
 end

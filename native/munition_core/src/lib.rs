@@ -19,4 +19,5 @@ pub mod memory;
 pub mod meter;
 pub mod place;
 pub mod scan;
+pub mod snapshot;
 pub mod value;

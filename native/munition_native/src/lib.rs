@@ -32,7 +32,7 @@ mod atoms {
         // error kinds
         invalid_module, function_not_found, bad_args,
         memory_limit, instantiation_failed, invalid_state, out_of_bounds, bad_data, overloaded, unsupported,
-        runtime_failure, module_limit, too_late, bad_config,
+        runtime_failure, module_limit, too_late, bad_config, not_capturable,
         // crash reasons
         fuel_exhausted, trap, timeout, host_error,
         // trap kinds

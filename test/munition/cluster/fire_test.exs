@@ -52,6 +52,24 @@ defmodule Munition.Cluster.FireTest do
       assert {:ok, [_match]} = Munition.Forensics.Analyser.search(remote, "remote secret")
     end
 
+    test "a snapshot travels with its bytes: it runs there from its state, and its dump names it", %{
+      peer: peer
+    } do
+      n = System.unique_integer([:positive]) &&& 0xFFFF
+
+      wat = ~s{(module (global $n (mut i32) (i32.const 0))
+        (func (export "init") (param i32) (global.set $n (local.get 0)))
+        (func (export "get") (result i32) (global.get $n))
+        (func (export "boom") unreachable))}
+
+      assert {:ok, snapshot, _} = Munition.snapshot(wat, "init", [n])
+      assert {:ok, ^n, %{module_hash: hash}} = Munition.fire(snapshot, "get", [], node: peer)
+      assert hash == snapshot.hash
+      assert {:crash, :trap, dump} = Munition.fire(snapshot, "boom", [], node: peer)
+      assert dump.module_hash == snapshot.hash
+      assert dump.snapshot == Map.take(snapshot.snapshot, [:of, :function])
+    end
+
     test "a module travels once: a repeat call sends its hash only", %{peer: peer} do
       wat = ~s{(module (func (export "k") (result i32) i32.const #{System.unique_integer([:positive])}))}
       before = stats(peer).modules

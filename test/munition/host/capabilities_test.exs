@@ -204,6 +204,49 @@ defmodule Munition.Host.CapabilitiesTest do
     end
   end
 
+  describe "inert_links/3" do
+    test "a component's WASI 0.2 links: only those that reach nothing, the others skipped" do
+      links = [
+        {:builtin, "wasi:io/poll@0.2.3", "[method]pollable.block"},
+        {:builtin, "wasi:cli/stdout@0.2.3", "get-stdout"},
+        {:builtin, "wasi:filesystem/preopens@0.2.3", "get-directories"},
+        {:builtin, "wasi:sockets/tcp@0.2.3", "[method]tcp-socket.start-bind"},
+        {:builtin, "wasi:http/types@0.2.3", "[method]fields.get"},
+        {:builtin, "wasi:http/incoming-handler@0.2.3", "handle"},
+        {:elixir, "munition:plugin/host@0.1.0", "log", 0, :wit, :wit}
+      ]
+
+      granted = Capabilities.expand!([:wasi])
+
+      assert Capabilities.inert_links(links, granted, Munition.Runtime.Wasmtime) == [
+               %{
+                 module: "wasi:filesystem/preopens@0.2.3",
+                 name: "get-directories",
+                 needs: :wasi_fs,
+                 reason: :no_preopen
+               },
+               %{
+                 module: "wasi:sockets/tcp@0.2.3",
+                 name: "[method]tcp-socket.start-bind",
+                 needs: nil,
+                 reason: :no_network
+               },
+               %{
+                 module: "wasi:http/types@0.2.3",
+                 name: "[method]fields.get",
+                 needs: :wasi_http,
+                 reason: :no_http_grant
+               },
+               %{
+                 module: "wasi:http/incoming-handler@0.2.3",
+                 name: "handle",
+                 needs: nil,
+                 reason: :not_implemented
+               }
+             ]
+    end
+  end
+
   test "an import of a built-in with the wrong signature cannot be linked" do
     wat = ~s{(module (import "munition" "get_time_ms" (func (result i32))))}
     assert {:error, {:instantiation_failed, message}} = Munition.fire(wat, "f", [], capabilities: [:time])

@@ -122,14 +122,18 @@ defmodule Munition.Instance.BinaryABITest do
   end
 
   describe "through fire/4" do
-    test "round-trips 0 bytes, 1 byte and 1 MiB" do
-      for input <- [
-            "",
-            "a",
-            :binary.copy("hello, world ", div(1_048_576, 13) + 1) |> binary_part(0, 1_048_576)
-          ] do
+    test "round-trips 0 bytes, 1 byte, 64 KiB and a byte more (copied on a dirty scheduler), and 1 MiB, on both engines" do
+      text = fn size -> :binary.copy("hello, world ", div(size, 13) + 1) |> binary_part(0, size) end
+
+      for runtime <- [Munition.Runtime.Wasmtime, Munition.Runtime.Wasmi],
+          input <- ["", "a", text.(65_536), text.(65_537), text.(1_048_576)] do
         assert {:ok, output, _} =
-                 Munition.fire(@upcase, "upcase", [input], result: :binary, fuel: 100_000_000, timeout: 60_000)
+                 Munition.fire(@upcase, "upcase", [input],
+                   result: :binary,
+                   fuel: 100_000_000,
+                   timeout: 60_000,
+                   runtime: runtime
+                 )
 
         assert output == String.upcase(input)
       end

@@ -1,7 +1,7 @@
 defmodule Munition.Runtime.WasmtimeDiskCacheTest do
-  # Compiled code on disk (`:compile_cache_dir`, see Munition.Runtime.Config):
-  # what is loaded, what is refused, and what the counters of
-  # Wasmtime.cache_stats/0 say. The counters and the in-memory module cache
+  # Compiled code on disk (`:compile_cache_dir`, see Munition.Runtime.Config),
+  # of core modules and components: what is loaded, what is refused, and
+  # what the counters of Wasmtime.cache_stats/0 say. The counters and the in-memory module cache
   # are node-wide, so this module runs alone. Every test compiles bytes no
   # other test compiles (a unique constant), into a directory of its own.
   use ExUnit.Case, async: false
@@ -26,7 +26,11 @@ defmodule Munition.Runtime.WasmtimeDiskCacheTest do
   end
 
   defp disk, do: Wasmtime.cache_stats().disk
-  defp compilations, do: Wasmtime.cache_stats().compilations
+  # Core modules' and components' compilations together.
+  defp compilations do
+    stats = Wasmtime.cache_stats()
+    stats.compilations + stats.components.compilations
+  end
 
   # What changed in the counters while `fun` ran.
   defp counted(fun) do
@@ -79,7 +83,7 @@ defmodule Munition.Runtime.WasmtimeDiskCacheTest do
       assert Path.basename(file) =~ ~r/\A[0-9a-f]{64}\.code\z/
       assert mode(dir) == 0o700
       assert mode(file) == 0o600
-      assert <<"MUNCODE", 0, 1::little-32, _::binary>> = File.read!(file)
+      assert <<"MUNCODE", 0, 2::little-32, _::binary>> = File.read!(file)
 
       assert {{:ok, loaded}, counts} = counted(fn -> compile(wat, dir) end)
       assert counts == %{nothing() | hits: 1}
@@ -153,9 +157,9 @@ defmodule Munition.Runtime.WasmtimeDiskCacheTest do
       for {at, why} <- [
             {20, "another key"},
             {46, "truncated or extended"},
-            {60, "SHA-256"},
-            {84, "SHA-256"},
-            {size - 1, "SHA-256"}
+            {60, "BLAKE3 digest"},
+            {84, "BLAKE3 digest"},
+            {size - 1, "BLAKE3 digest"}
           ] do
         flip_byte(file, at)
 
@@ -270,6 +274,122 @@ defmodule Munition.Runtime.WasmtimeDiskCacheTest do
       assert counts == %{nothing() | rejected: 1, write_failed: 1, compilations: 1}
 
       assert disk().last_problem =~ "the directory is owned by uid 65534"
+    end
+  end
+
+  # A component whose export `f` returns a constant no other test uses
+  # (`double`: twice it, through the host function `host_double/0`).
+  defp component do
+    n = System.unique_integer([:positive])
+
+    wat = """
+    (component
+      (import "test:disk/host" (instance $host
+        (export "double" (func (param "x" u32) (result u32)))))
+      (alias export $host "double" (func $double))
+      (core func $double_lowered (canon lower (func $double)))
+      (core instance $imports (export "double" (func $double_lowered)))
+      (core module $m
+        (import "host" "double" (func $double (param i32) (result i32)))
+        (func (export "f") (result i32) i32.const #{n})
+        (func (export "double") (result i32) (call $double (i32.const #{n}))))
+      (core instance $i (instantiate $m (with "host" (instance $imports))))
+      (func (export "f") (result u32) (canon lift (core func $i "f")))
+      (func (export "double") (result u32) (canon lift (core func $i "double"))))
+    """
+
+    {wat, n}
+  end
+
+  defp host_double, do: {"test:disk/host", "double", :wit, :double, fn _ctx, x -> 2 * x end}
+
+  defp fire_component(module, function) do
+    Munition.fire(module, function, [], capabilities: [:double], host_functions: [host_double()])
+  end
+
+  describe "components" do
+    test "written owner-only, then loaded instead of compiled, linked and listed as compiled; it runs",
+         %{dir: dir} do
+      {wat, n} = component()
+
+      assert {{:ok, compiled}, counts} = counted(fn -> Wasmtime.compile(wat, compile_cache_dir: dir) end)
+
+      assert counts == %{nothing() | misses: 1, written: 1, compilations: 1}
+      assert compiled.kind == :component
+      file = only_file(dir)
+      assert mode(file) == 0o600
+      assert <<"MUNCODE", 0, 2::little-32, _::binary>> = File.read!(file)
+
+      # As on a restarted node: the in-memory cache has forgotten it.
+      :ok = Munition.Native.module_cache_clear()
+
+      assert {{:ok, loaded}, counts} = counted(fn -> Wasmtime.compile(wat, compile_cache_dir: dir) end)
+
+      assert counts == %{nothing() | hits: 1}
+      assert loaded.kind == :component
+      assert loaded.hash == compiled.hash
+      assert loaded.imports == compiled.imports
+      assert loaded.exports == compiled.exports
+      assert loaded.stats == compiled.stats
+      assert {:ok, ^n, _} = fire_component(loaded, "f")
+      # Its import is linked on the loaded component, to an Elixir function.
+      doubled = 2 * n
+      assert {:ok, ^doubled, _} = fire_component(loaded, "double")
+    end
+
+    test "with the application setting, fire/4 writes a component's code and a restarted cache loads it",
+         %{dir: dir} do
+      put_env(:compile_cache_dir, dir)
+      {wat, n} = component()
+
+      assert {{:ok, ^n, _}, counts} = counted(fn -> fire_component(wat, "f") end)
+      assert counts == %{nothing() | misses: 1, written: 1, compilations: 1}
+
+      :ok = Munition.Native.module_cache_clear()
+
+      assert {{:ok, ^n, _}, counts} = counted(fn -> fire_component(wat, "f") end)
+      assert counts == %{nothing() | hits: 1}
+    end
+
+    test "a flipped byte in a component's file: refused, compiled, written again", %{dir: dir} do
+      {wat, n} = component()
+      {:ok, _} = compile(wat, dir)
+      file = only_file(dir)
+      size = File.stat!(file).size
+
+      for {at, why} <- [{20, "another key"}, {84, "BLAKE3 digest"}, {size - 1, "BLAKE3 digest"}] do
+        flip_byte(file, at)
+
+        assert {{:ok, module}, counts} = counted(fn -> compile(wat, dir) end)
+        assert counts == %{nothing() | rejected: 1, written: 1, compilations: 1}
+
+        assert disk().last_problem =~ why
+        assert disk().last_problem =~ file
+        assert {:ok, ^n, _} = fire_component(module, "f")
+
+        assert {{:ok, _}, counts} = counted(fn -> compile(wat, dir) end)
+        assert counts == %{nothing() | hits: 1}
+      end
+    end
+
+    test "a core module's file is never taken for a component's: each kind has keys of its own",
+         %{dir: dir} do
+      {module_wat, _} = guest()
+      {wat, n} = component()
+      {:ok, _} = compile(module_wat, dir)
+      module_file = only_file(dir)
+      {:ok, _} = compile(wat, dir)
+      [component_name] = File.ls!(dir) -- [Path.basename(module_file)]
+      File.cp!(module_file, Path.join(dir, component_name))
+
+      assert {{:ok, component}, counts} = counted(fn -> compile(wat, dir) end)
+      assert counts == %{nothing() | rejected: 1, written: 1, compilations: 1}
+
+      assert disk().last_problem =~ "is for another key"
+      assert {:ok, ^n, _} = fire_component(component, "f")
+      # And the module's file still serves the module.
+      assert {{:ok, _}, counts} = counted(fn -> compile(module_wat, dir) end)
+      assert counts == %{nothing() | hits: 1}
     end
   end
 

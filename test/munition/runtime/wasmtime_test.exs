@@ -593,4 +593,50 @@ defmodule Munition.Runtime.WasmtimeTest do
       assert out =~ "survived stack_overflow"
     end
   end
+
+  describe "snapshots" do
+    test "snapshot_instrument/1 gives the wasm and a module exporting its state under Wizer's names" do
+      wat = ~s{(module (memory 1) (global (mut i32) (i32.const 7)) (func (export "f")))}
+      assert {:ok, {wasm, instrumented}} = Wasmtime.snapshot_instrument(wat)
+      assert <<0, "asm", 1, 0, 0, 0, _::binary>> = wasm
+      assert {:ok, module} = Wasmtime.compile(instrumented)
+      names = Enum.map(module.exports, & &1.name)
+      assert "__wizer_memory_0" in names and "__wizer_global_0" in names
+
+      assert {:error, {:not_capturable, _}} = Wasmtime.snapshot_instrument("(component)")
+      assert {:error, {:invalid_module, _}} = Wasmtime.snapshot_instrument("(module")
+    end
+
+    test "snapshot/3 writes an idle instance of the instrumented module into a new module" do
+      wat =
+        ~s{(module (global $g (mut i32) (i32.const 0))
+        (func (export "set") (global.set $g (i32.const 5))) (func (export "get") (result i32) (global.get $g)))}
+
+      {:ok, {wasm, instrumented}} = Wasmtime.snapshot_instrument(wat)
+      {:ok, module} = Wasmtime.compile(instrumented)
+
+      state = %State{
+        module: module,
+        function: "set",
+        args: [],
+        runtime: Wasmtime,
+        fuel: 1_000,
+        timeout: 5_000,
+        max_memory: 65_536
+      }
+
+      {:ok, instance, :ready} = Wasmtime.instantiate(module, state)
+      assert {:ok, {:returned, [], _}} = Wasmtime.call(instance, "set", [])
+      assert {:ok, <<0, "asm", 1, 0, 0, 0, 0, _::binary>> = bytes} = Wasmtime.snapshot(instance, wasm, "1\n")
+      :ok = Wasmtime.cleanup(instance)
+      assert {:ok, 5, _} = Munition.fire(bytes, "get", [])
+
+      # Not an instance of the instrumented module: Wizer finds no state.
+      {:ok, plain} = Wasmtime.compile(wat)
+      {:ok, instance, :ready} = Wasmtime.instantiate(plain, %{state | module: plain})
+      assert {:error, {:invalid_state, message}} = Wasmtime.snapshot(instance, wasm, "1\n")
+      assert message =~ "__wizer_global_0"
+      :ok = Wasmtime.cleanup(instance)
+    end
+  end
 end

@@ -64,6 +64,7 @@ defmodule Munition.Forensics.Dump.Format do
     :execution_time_us,
     :globals,
     :module_hash,
+    :snapshot,
     :imports,
     :exports,
     :function,
@@ -409,6 +410,9 @@ defmodule Munition.Forensics.Dump.Format do
 
   defp valid?(field, v) when field in [:fuel_given, :fuel_consumed, :fuel_remaining, :execution_time_us],
     do: is_integer(v) and v >= 0
+
+  defp valid?(:snapshot, v),
+    do: is_nil(v) or match?(%{of: of, function: f} when is_binary(of) and is_binary(f), v)
 
   defp valid?(:backtrace, v), do: list_of?(v, &frame?/1)
   defp valid?(:globals, v), do: list_of?(v, &global?/1)

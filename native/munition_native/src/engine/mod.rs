@@ -29,6 +29,7 @@ pub mod link;
 pub mod module;
 pub mod reaper;
 pub mod settings;
+pub mod snapshot;
 pub mod types;
 pub mod wasmi;
 pub mod wasmtime;

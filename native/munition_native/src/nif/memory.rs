@@ -3,7 +3,7 @@
 //! guest memory before a call and reads results out after it. Ranges are
 //! checked by the one bounds check of `vocabulary::guest_memory`.
 
-use rustler::{Atom, Binary, Env, NewBinary, ResourceArc};
+use rustler::{Atom, Binary, Encoder, Env, NewBinary, ResourceArc, Term};
 
 use crate::atoms;
 use crate::engine::instance::InstanceRef;
@@ -37,11 +37,66 @@ fn write<E: Engine>(instance: &InstanceRef<E>, ptr: u64, bytes: Binary) -> Munit
     Ok(atoms::ok())
 }
 
+/// The most bytes copied in or out on the caller's normal scheduler: a few
+/// microseconds of copying, against the ten or more a trip to a dirty
+/// scheduler costs (a binary argument and a binary result made two of them
+/// on every call of the binary ABI). Larger copies answer `:large`, and the
+/// caller makes them with the dirty NIF.
+const INLINE_COPY: u64 = 64 * 1024;
+
+fn read_inline<'a, E: Engine>(
+    env: Env<'a>,
+    instance: &InstanceRef<E>,
+    ptr: u64,
+    len: u64,
+) -> MunitionResult<Term<'a>> {
+    if len > INLINE_COPY {
+        return Ok(atoms::large().encode(env));
+    }
+    read(env, instance, ptr, len).map(|binary| binary.encode(env))
+}
+
+fn write_inline<E: Engine>(
+    instance: &InstanceRef<E>,
+    ptr: u64,
+    bytes: Binary,
+) -> MunitionResult<Atom> {
+    if bytes.len() as u64 > INLINE_COPY {
+        return Ok(atoms::large());
+    }
+    write(instance, ptr, bytes)
+}
+
+// The reads are written out per engine: a NIF taking an `Env` does not go
+// through `per_engine!`.
+
 /// Reads guest memory for the binary ABI (`result: :binary`), straight
-/// into the binary it returns. Dirty: a guest decides how much there is
-/// to copy.
-#[rustler::nif(schedule = "DirtyCpu")]
+/// into the binary it returns, or `:large` for more than `INLINE_COPY`
+/// bytes: read those with the dirty NIF.
+#[rustler::nif]
 fn instance_memory_read<'a>(
+    env: Env<'a>,
+    instance: ResourceArc<InstanceRef<Wasmtime>>,
+    ptr: u64,
+    len: u64,
+) -> MunitionResult<Term<'a>> {
+    read_inline(env, &instance, ptr, len)
+}
+
+#[rustler::nif]
+fn wasmi_instance_memory_read<'a>(
+    env: Env<'a>,
+    instance: ResourceArc<InstanceRef<Wasmi>>,
+    ptr: u64,
+    len: u64,
+) -> MunitionResult<Term<'a>> {
+    read_inline(env, &instance, ptr, len)
+}
+
+/// The read of more than `INLINE_COPY` bytes. Dirty: a guest decides how
+/// much there is to copy.
+#[rustler::nif(schedule = "DirtyCpu")]
+fn instance_memory_read_dirty<'a>(
     env: Env<'a>,
     instance: ResourceArc<InstanceRef<Wasmtime>>,
     ptr: u64,
@@ -51,7 +106,7 @@ fn instance_memory_read<'a>(
 }
 
 #[rustler::nif(schedule = "DirtyCpu")]
-fn wasmi_instance_memory_read<'a>(
+fn wasmi_instance_memory_read_dirty<'a>(
     env: Env<'a>,
     instance: ResourceArc<InstanceRef<Wasmi>>,
     ptr: u64,
@@ -59,12 +114,26 @@ fn wasmi_instance_memory_read<'a>(
 ) -> MunitionResult<Binary<'a>> {
     read(env, &instance, ptr, len)
 }
+
 per_engine! {
     /// Writes a binary argument into guest memory (at a pointer the guest's
-    /// allocator returned). Dirty: the caller decides how much there is to
-    /// copy.
-    #[rustler::nif(schedule = "DirtyCpu")]
+    /// allocator returned): `:ok`, or `:large` for more than `INLINE_COPY`
+    /// bytes, written with the dirty NIF.
+    #[rustler::nif]
     fn [instance_memory_write, wasmi_instance_memory_write](
+        instance: ResourceArc<InstanceRef<E>>,
+        ptr: u64,
+        bytes: Binary,
+    ) -> MunitionResult<Atom> {
+        write_inline(&instance, ptr, bytes)
+    }
+}
+
+per_engine! {
+    /// The write of more than `INLINE_COPY` bytes. Dirty: the caller
+    /// decides how much there is to copy.
+    #[rustler::nif(schedule = "DirtyCpu")]
+    fn [instance_memory_write_dirty, wasmi_instance_memory_write_dirty](
         instance: ResourceArc<InstanceRef<E>>,
         ptr: u64,
         bytes: Binary,

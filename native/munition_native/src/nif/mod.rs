@@ -53,3 +53,4 @@ pub mod memory;
 pub mod meter;
 pub mod module;
 pub mod pool;
+pub mod snapshot;

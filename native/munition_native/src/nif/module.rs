@@ -72,10 +72,15 @@ fn module_compile_start<'a>(
         hash,
         cache_capacity,
         limits,
-        disk: disk_dir.map(|dir| PathBuf::from(OsStr::from_bytes(dir.as_slice()))),
+        disk: disk_path(disk_dir),
         tag,
     };
     scheduler::start(env, request)
+}
+
+/// A cache directory as Elixir gives it: the bytes of a path, or `nil`.
+fn disk_path(dir: Option<Binary>) -> Option<PathBuf> {
+    dir.map(|dir| PathBuf::from(OsStr::from_bytes(dir.as_slice())))
 }
 
 #[rustler::nif]
@@ -97,6 +102,9 @@ fn wasmi_module_compile_start<'a>(
     };
     scheduler::start(env, request)
 }
+
+/// `module_compile_start/6` for a component: its code is kept in the same
+/// cache directory, under keys of its own.
 #[rustler::nif]
 fn component_compile_start<'a>(
     env: Env<'a>,
@@ -104,6 +112,7 @@ fn component_compile_start<'a>(
     hash: String,
     cache_capacity: usize,
     limits: Limits,
+    disk_dir: Option<Binary<'a>>,
     tag: Term<'a>,
 ) -> Start<Component> {
     let request = Request {
@@ -111,7 +120,7 @@ fn component_compile_start<'a>(
         hash,
         cache_capacity,
         limits,
-        disk: None,
+        disk: disk_path(disk_dir),
         tag,
     };
     scheduler::start(env, request)

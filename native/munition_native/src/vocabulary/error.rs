@@ -43,6 +43,10 @@ pub enum MunitionError {
     /// Every instance slot is in use (see `engine::pooling`).
     #[error("{0}")]
     Overloaded(String),
+    /// State a snapshot cannot capture, or a module whose state it cannot
+    /// (see `engine::snapshot`).
+    #[error("{0}")]
+    NotCapturable(String),
     /// Bytes that do not decode: a corrupt or hostile compressed frame.
     #[error("{0}")]
     BadData(String),
@@ -69,6 +73,7 @@ impl Encoder for MunitionError {
             MunitionError::OutOfBounds(_) => atoms::out_of_bounds(),
             MunitionError::Overloaded(_) => atoms::overloaded(),
             MunitionError::BadData(_) => atoms::bad_data(),
+            MunitionError::NotCapturable(_) => atoms::not_capturable(),
             MunitionError::RuntimeFailure(_) => atoms::runtime_failure(),
         };
         (kind, bounded(self.to_string())).encode(env)

@@ -126,7 +126,7 @@ defmodule Munition.Forensics.Dump.FormatTest do
       <<_::binary-size(12), header_len::little-32, _::binary>> = body
       header_end = 16 + header_len
       fields = ~w(reason trap message backtrace fuel_given fuel_consumed fuel_remaining
-                  execution_time_us globals module_hash imports exports function args
+                  execution_time_us globals module_hash snapshot imports exports function args
                   capabilities inert_links log stdout stderr stdout_truncated stderr_truncated
                   wasmtime_version munition_version captured_at)a
       malformed = [:header, :value, :too_deep, :memory | fields]

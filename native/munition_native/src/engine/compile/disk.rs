@@ -4,10 +4,11 @@
 //! made before they are handed back); this adds where a compilation finds
 //! its directory, and the node's counts of what the disk gave.
 //!
-//! Wasmtime modules use it (`engine::wasmtime::module`): they take seconds
-//! to compile and milliseconds to load. Wasmi does not: it validates and
-//! translates lazily, a module in about the time it takes to validate it,
-//! which is what loading would cost too.
+//! Wasmtime's core modules (`engine::wasmtime::module`) and components
+//! (`engine::component::module`) use it, each kind under keys of its own:
+//! they take seconds to compile and milliseconds to load. Wasmi does not:
+//! it validates and translates lazily, a module in about the time it takes
+//! to validate it, which is what loading would cost too.
 //!
 //! Runs on the compile threads only, like compiling: reading a file of
 //! tens of megabytes, and checking its digest, never holds a scheduler.

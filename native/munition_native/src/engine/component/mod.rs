@@ -8,6 +8,7 @@
 
 pub mod bridge;
 pub mod clock;
+pub mod http;
 pub mod module;
 pub mod value;
 pub mod wit;

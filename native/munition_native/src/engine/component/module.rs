@@ -1,8 +1,9 @@
 //! Compiling a component with Wasmtime, and linking it once: WASI 0.2
-//! (`wasmtime-wasi`'s preview-2 implementation, one linker for every
-//! component), the component's other imports as Elixir host functions
-//! through the bridge, and anything left (an interface Munition does not
-//! implement, such as `wasi:http`) as a function that traps if called. The
+//! (`wasmtime-wasi`'s preview-2 implementation and `wasmtime-wasi-http`'s
+//! outgoing HTTP, one linker for every component), the component's other
+//! imports as Elixir host functions through the bridge, and anything left
+//! (a WASI interface Munition does not implement, such as
+//! `wasi:http/incoming-handler`) as a function that traps if called. The
 //! pre-instantiated component (`InstancePre`) makes every call's fresh
 //! instance without resolving a name again. Which import a call may reach
 //! is the capability gate's decision (`Munition.Host.Capabilities`), made
@@ -11,6 +12,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use munition_core::code_cache::{Key, KeyHasher};
 use munition_core::limits::Facts;
 use munition_core::scan::ModuleStats;
 use once_cell::sync::Lazy;
@@ -22,8 +24,9 @@ use wasmtime::component::{
 use super::bridge::elixir_function;
 use super::wit::{self, WitFunction};
 use super::{Component, ENGINE};
-use crate::engine::compile::disk::Disk;
+use crate::engine::compile::disk::{self, Disk};
 use crate::engine::module::{Compiled, ModuleInfo, Origin};
+use crate::engine::wasmtime::config::ENGINE_KEY;
 use crate::host::state::StoreState;
 use crate::host::wasi::error::error_chain;
 use crate::vocabulary::error::{MunitionError, MunitionResult};
@@ -53,8 +56,9 @@ pub struct ComponentInfo {
 }
 
 /// The WASI 0.2 interfaces `wasmtime-wasi` implements (its
-/// `p2::add_to_linker_async`), by name without the version: the linker
-/// matches an import of any 0.2 version to them.
+/// `p2::add_to_linker_async`), and `wasmtime-wasi-http` (`http::link`), by
+/// name without the version: the linker matches an import of any 0.2
+/// version to them.
 const WASI_P2: &[&str] = &[
     "wasi:io/error",
     "wasi:io/poll",
@@ -83,6 +87,8 @@ const WASI_P2: &[&str] = &[
     "wasi:sockets/instance-network",
     "wasi:sockets/network",
     "wasi:sockets/ip-name-lookup",
+    "wasi:http/types",
+    "wasi:http/outgoing-handler",
 ];
 
 /// Whether `wasmtime-wasi` implements the interface `name` (versioned).
@@ -101,6 +107,7 @@ static WASI_LINKER: Lazy<Result<Linker<StoreState>, String>> = Lazy::new(|| {
     let mut linker = Linker::new(&ENGINE);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| error_chain(&e))?;
     super::clock::shadow(&mut linker).map_err(|e| error_chain(&e))?;
+    super::http::link(&mut linker).map_err(|e| error_chain(&e))?;
     Ok(linker)
 });
 
@@ -129,10 +136,10 @@ fn linker_for(component: &Native) -> MunitionResult<Linker<StoreState>> {
         if implemented_by_wasi(name) {
             continue;
         }
-        // Other WASI interfaces (`wasi:http`) are linked as traps: a plugin
-        // that imports them and never calls them runs. The rest are served
-        // by Elixir, but for what cannot cross typed (the gate refuses a
-        // call's host function for those).
+        // Other WASI interfaces (`wasi:http/incoming-handler`) are linked
+        // as traps: a plugin that imports them and never calls them runs.
+        // The rest are served by Elixir, but for what cannot cross typed
+        // (the gate refuses a call's host function for those).
         let wasi = name.starts_with("wasi:");
         let define = |linker: &mut Linker<StoreState>,
                       interface: &str,
@@ -185,21 +192,97 @@ fn linker_for(component: &Native) -> MunitionResult<Linker<StoreState>> {
     Ok(linker)
 }
 
-/// Compiles `wasm`. Components are not kept on disk yet (`_disk`): only a
-/// core module's code is (see `engine::compile::disk`).
+/// Compiles `wasm`, or with a cache directory loads the code Cranelift
+/// compiled before for the same wasm (`engine::compile::disk`, as core
+/// modules do), then links it: a component from the disk is linked and
+/// listed exactly as a compiled one, since what the linker gives it is
+/// Munition's (this build's WASI and the call's Elixir functions), not the
+/// file's.
 pub fn compile(
     wasm: &[u8],
     facts: Facts,
     hash: String,
-    _disk: Option<&Disk>,
+    disk: Option<&Disk>,
 ) -> MunitionResult<Compiled<Component>> {
-    let component =
-        Native::new(&ENGINE, wasm).map_err(|e| MunitionError::InvalidModule(error_chain(&e)))?;
+    let Some(disk) = disk else {
+        return link(compile_new(wasm)?, facts, hash, Origin::Compiled);
+    };
+    let key = component_key(&disk.wasm_hash);
+    // Validation is not repeated for code from the disk: the same wasm was
+    // validated under the same engine configuration (both in the key)
+    // before its code was stored.
+    if let Some(component) = from_disk(disk, &key) {
+        return link(component, facts, hash, Origin::Disk);
+    }
+    let component = compile_new(wasm)?;
+    let compiled = link(component, facts, hash, Origin::Compiled)?;
+    // Stored once linked: a component Munition cannot link is refused again
+    // at every compile, and its code is not worth a file.
+    match compiled.native.pre.component().serialize() {
+        Ok(code) => disk::store(disk.dir, &key, &code),
+        Err(error) => disk::reject(disk.dir, &key, &error_chain(&error)),
+    }
+    Ok(compiled)
+}
+
+/// A component's key: the engine's, and the hash of the wasm compiled. Its
+/// own domain, so that a core module's code is never loaded as a
+/// component's (`Component::deserialize` would refuse it, but only after
+/// the unsafe call).
+fn component_key(wasm_hash: &str) -> Key {
+    KeyHasher::new("munition wasmtime component")
+        .part(ENGINE_KEY.bytes())
+        .part(wasm_hash)
+        .key()
+}
+
+/// The component whose code is stored under `key`, if a file passes every
+/// check of `code_cache::load` and Wasmtime's own (its version and the
+/// engine's configuration again, and that the artifact is a component's).
+fn from_disk(disk: &Disk, key: &Key) -> Option<Native> {
+    let payload = disk::load(disk.dir, key)?;
+    // SAFETY: `Component::deserialize` requires bytes that
+    // `Component::serialize` produced, unmodified. These are the payload of
+    // a file that `code_cache::load` read whole into memory, from a
+    // directory and a file owned by this process's effective uid and
+    // writable by nobody else, with the header of this key, the length and
+    // the digest it was stored with; and only `compile` above stores under
+    // a component key, what `serialize` returned. Only a process of the
+    // same uid could have written other bytes there, and it could do worse
+    // to this process directly: outside what this cache defends against
+    // (see `munition_core::code_cache`).
+    match unsafe { Native::deserialize(&ENGINE, payload.bytes()) } {
+        Ok(component) => Some(component),
+        Err(error) => {
+            disk::reject(disk.dir, key, &error_chain(&error));
+            None
+        }
+    }
+}
+
+fn compile_new(wasm: &[u8]) -> MunitionResult<Native> {
+    Native::new(&ENGINE, wasm).map_err(|e| MunitionError::InvalidModule(error_chain(&e)))
+}
+
+/// Links `component` once (`linker_for`), pre-instantiates it, and lists
+/// its world.
+fn link(
+    component: Native,
+    facts: Facts,
+    hash: String,
+    origin: Origin,
+) -> MunitionResult<Compiled<Component>> {
     let pre = linker_for(&component)?
         .instantiate_pre(&component)
         .map_err(|e| {
             MunitionError::Unsupported(format!("cannot link the component: {}", error_chain(&e)))
         })?;
+    // The images its memories start from (on Linux a memfd per core module,
+    // its data written in: 3-4 ms for the JavaScript plugin) are made here,
+    // on the compile thread, rather than by the first call on a scheduler.
+    // A failure is not the compile's: Wasmtime tries again, and reports it,
+    // at the first instantiation.
+    let _ = component.initialize_copy_on_write_image();
     let ty = component.component_type();
     let imports = wit::functions(
         ty.imports(&ENGINE).map(|(name, e)| (name, e.ty)),
@@ -247,6 +330,6 @@ pub fn compile(
         info,
         functions: HashMap::new(),
         facts,
-        origin: Origin::Compiled,
+        origin,
     })
 }

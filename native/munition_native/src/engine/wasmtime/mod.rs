@@ -10,6 +10,7 @@ pub mod capture;
 pub mod config;
 pub mod execution;
 pub mod module;
+pub mod snapshot;
 pub mod store;
 pub mod trap;
 pub mod value;

@@ -79,7 +79,7 @@ fn from_disk(disk: &Disk, key: &Key) -> Option<Module> {
     // produced, unmodified. These are the payload of a file that
     // `code_cache::load` read whole into memory, from a directory and a file
     // owned by this process's effective uid and writable by nobody else,
-    // with the header of this key, the length and the SHA-256 it was stored
+    // with the header of this key, the length and the digest it was stored
     // with; and only `compile` below stores under a module key, what
     // `serialize` returned. Only a process of the same uid could have
     // written other bytes there, and it could do worse to this process

@@ -33,6 +33,7 @@ pub mod caller;
 pub mod clock;
 pub mod error;
 pub mod files;
+pub mod http;
 pub mod io;
 pub mod iovec;
 pub mod own;

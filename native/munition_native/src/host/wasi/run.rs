@@ -8,6 +8,7 @@ use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 use super::clock::{self, GuestClock};
 use super::error::error_chain;
+use super::http::{Allowed, HttpRun};
 use super::pipe::CapturePipe;
 use super::plain::{Plain, Sleep};
 use crate::atoms;
@@ -38,6 +39,10 @@ pub struct WasiConfig {
     pub stderr_limit: u64,
     /// `:real` or `:deterministic`.
     pub clock: Atom,
+    /// Where outgoing HTTP may go (components): empty unless `:wasi_http`
+    /// is granted (see `host::wasi::http`).
+    pub http_allow: Vec<Allowed>,
+    pub http_response_limit: u64,
 }
 
 /// What a guest wrote to its stdout and stderr, as far as the bounds let it.
@@ -62,6 +67,8 @@ pub struct WasiRun {
     pub plain: Plain,
     /// A `poll_oneoff` of such an engine, sleeping (`plain`).
     pub sleeping: Option<Sleep>,
+    /// Outgoing HTTP (`wasi:http`, components only).
+    pub http: HttpRun,
 }
 
 impl WasiRun {
@@ -110,6 +117,7 @@ impl WasiRun {
             clock: GuestClock::new(deterministic, fuel),
             plain: Plain::new(&config.args, &config.env, &config.stdin.0),
             sleeping: None,
+            http: HttpRun::new(config.http_allow.clone(), config.http_response_limit),
         })
     }
 
@@ -122,6 +130,7 @@ impl WasiRun {
             clock: GuestClock::new(false, 0),
             plain: Plain::new(&[], &[], &[]),
             sleeping: None,
+            http: HttpRun::denied(),
         }
     }
 
