@@ -307,6 +307,47 @@ defmodule Munition.Runtime.WasmtimeTest do
       assert Wasmtime.cleanup(instance) == :ok
     end
 
+    test "a call released when told to that returns in a later slice is released there, whatever its memory" do
+      # Over 4 MiB of memory, and a start function longer than the first
+      # slice: the call returns on a dirty scheduler, which releases it.
+      slow_large = compile!(~s{(module (memory 65) (global $n (mut i32) (i32.const 5000000))
+          (func $init (loop (global.set $n (i32.sub (global.get $n) (i32.const 1)))
+                            (br_if 0 (global.get $n))))
+          (start $init)
+          (func (export "f") (result i32) (i32.add (global.get $n) (i32.const 7))))})
+
+      baseline = Wasmtime.live_count()
+
+      for {release, live} <- [{true, baseline}, {false, baseline + 1}] do
+        state = state(slow_large, call: {"f", [], release}, fuel: @plenty, max_memory: 8 <<< 20)
+        assert {:ok, instance, :yielded} = Wasmtime.instantiate(slow_large, state)
+        assert {:ok, {:returned, [7], _meta}} = drive({:ok, :yielded}, instance)
+        assert Wasmtime.live_count() == live
+        # Released: nothing is left for a dirty cleanup; kept: it is.
+        assert Munition.Native.instance_cleanup(instance) == if(release, do: :ok, else: :large)
+        assert Wasmtime.cleanup(instance) == :ok
+      end
+
+      assert Wasmtime.live_count() == baseline
+    end
+
+    test "a component's call that returns in its first slice is released there, whatever its memory" do
+      # A component is instantiated on a dirty scheduler, where over 4 MiB
+      # of memory is released without a second trip.
+      component =
+        compile!(~s{(component
+          (core module $m (memory 65) (func (export "f") (result i32) i32.const 7))
+          (core instance $i (instantiate $m))
+          (func (export "f") (result u32) (canon lift (core func $i "f"))))})
+
+      baseline = Wasmtime.live_count()
+
+      assert {:ok, :released, {:returned, [7], _meta}} =
+               Wasmtime.instantiate(component, state(component, call: {"f", [], true}, max_memory: 8 <<< 20))
+
+      assert Wasmtime.live_count() == baseline
+    end
+
     test "instantiate/2 leaves a call that cannot start to call/3, which says why" do
       module = compile!(@guest)
 

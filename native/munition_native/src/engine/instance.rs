@@ -242,6 +242,10 @@ impl Encoder for Progress {
 /// An instance as Elixir holds it. One resource type per engine.
 pub struct InstanceRef<E: EngineTypes> {
     slot: Mutex<Slot<E>>,
+    /// The call made with the instantiation asked for its store to go as
+    /// soon as it returns (see `InstanceConfig::call`): a later slice that
+    /// sees it return, on a dirty scheduler, releases the store there.
+    release_on_return: bool,
 }
 
 impl<E: EngineTypes> Resource for InstanceRef<E> {}
@@ -251,10 +255,15 @@ impl<E: EngineTypes> Resource for InstanceRef<E> {}
 impl<E: EngineTypes> std::panic::RefUnwindSafe for InstanceRef<E> {}
 
 impl<E: EngineTypes> InstanceRef<E> {
-    pub fn new(slot: Slot<E>) -> Self {
+    pub fn new(slot: Slot<E>, release_on_return: bool) -> Self {
         InstanceRef {
             slot: Mutex::new(slot),
+            release_on_return,
         }
+    }
+
+    pub fn releases_on_return(&self) -> bool {
+        self.release_on_return
     }
 
     pub fn lock(&self) -> MutexGuard<'_, Slot<E>> {

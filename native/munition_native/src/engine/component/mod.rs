@@ -30,7 +30,7 @@ use crate::engine::types::EngineTypes;
 use crate::engine::wasmtime::capture::coredump_snapshot;
 use crate::engine::wasmtime::execution::{self, advance, start, OnWasmtime, Running, Step};
 use crate::engine::wasmtime::store::new_store;
-use crate::engine::FIRST_SLICE;
+use crate::engine::SLICE;
 use crate::host::state::{StoreConfig, StoreState, MAX_CORE_INSTANCES};
 use crate::host::wasi::WasiRun;
 use crate::vocabulary::error::{MunitionError, MunitionResult};
@@ -227,12 +227,13 @@ engine_impl! { Component {
             live.instance = Some(instance);
             run_call(live, instance, call).await
         })?;
-        let progress = advance(env, &mut slot, FIRST_SLICE)?;
+        // Made on a dirty scheduler (see `nif::instance`): a whole slice.
+        let progress = advance(env, &mut slot, SLICE)?;
         Ok((slot, progress))
     }
 
     fn call(env: Env, slot: &mut Slot<Self>, call: Self::Call) -> MunitionResult<Progress> {
-        execution::call(env, slot, |live, instance| run_call(live, instance, call))
+        execution::call(env, slot, SLICE, |live, instance| run_call(live, instance, call))
     }
 
     fn resume(env: Env, slot: &mut Slot<Self>, slice: Duration) -> MunitionResult<Progress> {

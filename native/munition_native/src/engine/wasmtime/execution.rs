@@ -4,7 +4,8 @@
 //! Guest code runs on a Wasmtime fiber (a stack Munition owns, never the
 //! scheduler thread's own small stack) and in slices: the first one, short,
 //! on the caller's normal scheduler (`engine::FIRST_SLICE`), then about
-//! `engine::SLICE` each on dirty ones. After a slice the NIF returns
+//! `engine::SLICE` each on dirty ones (a component's first slice too: its
+//! NIFs are all dirty, see `nif::instance`). After a slice the NIF returns
 //! `:yielded` with the guest suspended, and the Elixir side calls
 //! `instance_resume/1` for the next slice. Between slices the dirty scheduler
 //! thread is free for other work, so runaway guests cannot starve the VM.
@@ -28,7 +29,6 @@ use super::config::GuestRunning;
 use super::trap::classify;
 use crate::engine::instance::{CallMeta, Live, Progress, Returned, Slot};
 use crate::engine::types::EngineTypes;
-use crate::engine::FIRST_SLICE;
 use crate::host::bridge::{BridgeEnv, HostBridge};
 use crate::host::state::StoreState;
 use crate::host::wakeup::Wakeup;
@@ -82,8 +82,14 @@ pub fn fuel_left(store: &Store<StoreState>) -> MunitionResult<u64> {
 }
 
 /// Starts `run` (a call, given the instance) on the slot's idle instance,
-/// which must have finished instantiating, and runs its first slice.
-pub fn call<E: OnWasmtime, F, Fut>(env: Env, slot: &mut Slot<E>, run: F) -> MunitionResult<Progress>
+/// which must have finished instantiating, and runs its first slice, of
+/// `slice` (`FIRST_SLICE` on a normal scheduler).
+pub fn call<E: OnWasmtime, F, Fut>(
+    env: Env,
+    slot: &mut Slot<E>,
+    slice: Duration,
+    run: F,
+) -> MunitionResult<Progress>
 where
     F: FnOnce(Live<E>, E::Instance) -> Fut,
     Fut: Future<Output = Done<E>> + Send + 'static,
@@ -92,7 +98,7 @@ where
         MunitionError::InvalidState("instance did not finish instantiating".into())
     })?;
     start(slot, |live| run(live, instance))?;
-    advance(env, slot, FIRST_SLICE)
+    advance(env, slot, slice)
 }
 
 /// What a guest execution produced when it finished.

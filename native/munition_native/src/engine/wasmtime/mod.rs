@@ -118,7 +118,7 @@ engine_impl! { Wasmtime {
     }
 
     fn call(env: Env, slot: &mut Slot<Self>, call: Self::Call) -> MunitionResult<Progress> {
-        execution::call(env, slot, |live, instance| run_call(live, instance, call))
+        execution::call(env, slot, FIRST_SLICE, |live, instance| run_call(live, instance, call))
     }
 
     fn resume(env: Env, slot: &mut Slot<Self>, slice: Duration) -> MunitionResult<Progress> {
