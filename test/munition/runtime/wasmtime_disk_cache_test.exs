@@ -54,6 +54,12 @@ defmodule Munition.Runtime.WasmtimeDiskCacheTest do
 
   defp mode(path), do: File.stat!(path).mode &&& 0o777
 
+  # A cache file ends with its 84-byte trailer (`munition_core::code_cache`).
+  defp trailer(path) do
+    bytes = File.read!(path)
+    binary_part(bytes, byte_size(bytes) - 84, 84)
+  end
+
   # Signed LEB128, as `i32.const` takes its operand.
   defp sleb(n) do
     byte = n &&& 0x7F
@@ -83,7 +89,7 @@ defmodule Munition.Runtime.WasmtimeDiskCacheTest do
       assert Path.basename(file) =~ ~r/\A[0-9a-f]{64}\.code\z/
       assert mode(dir) == 0o700
       assert mode(file) == 0o600
-      assert <<"MUNCODE", 0, 2::little-32, _::binary>> = File.read!(file)
+      assert <<"MUNCODE", 0, 3::little-32, _::binary>> = trailer(file)
 
       assert {{:ok, loaded}, counts} = counted(fn -> compile(wat, dir) end)
       assert counts == %{nothing() | hits: 1}
@@ -147,19 +153,19 @@ defmodule Munition.Runtime.WasmtimeDiskCacheTest do
   end
 
   describe "files that are not loaded" do
-    test "a flipped byte, in the header or the code: refused, compiled, written again", %{dir: dir} do
+    test "a flipped byte, in the code or its trailer: refused, compiled, written again", %{dir: dir} do
       {wat, n} = guest()
       {:ok, _} = compile(wat, dir)
       file = only_file(dir)
-      size = File.stat!(file).size
+      trailer = File.stat!(file).size - 84
 
-      # The key, the length, the digest, the first and the last byte of code.
+      # The first and the last byte of code; the trailer's key, length, digest.
       for {at, why} <- [
-            {20, "another key"},
-            {46, "truncated or extended"},
-            {60, "BLAKE3 digest"},
-            {84, "BLAKE3 digest"},
-            {size - 1, "BLAKE3 digest"}
+            {0, "BLAKE3 digest"},
+            {trailer - 1, "BLAKE3 digest"},
+            {trailer + 20, "another key"},
+            {trailer + 46, "truncated or extended"},
+            {trailer + 60, "BLAKE3 digest"}
           ] do
         flip_byte(file, at)
 
@@ -181,13 +187,19 @@ defmodule Munition.Runtime.WasmtimeDiskCacheTest do
       file = only_file(dir)
       bytes = File.read!(file)
 
-      for keep <- [0, 10, 84, byte_size(bytes) - 1] do
+      # Shorter than a trailer, or cut so that its end is not one.
+      for {keep, why} <- [
+            {0, "truncated"},
+            {10, "truncated"},
+            {84, "not the magic"},
+            {byte_size(bytes) - 1, "not the magic"}
+          ] do
         File.write!(file, binary_part(bytes, 0, keep))
 
         assert {{:ok, _}, counts} = counted(fn -> compile(wat, dir) end)
         assert counts == %{nothing() | rejected: 1, written: 1, compilations: 1}
 
-        assert disk().last_problem =~ "truncated"
+        assert disk().last_problem =~ why
         assert File.read!(file) |> byte_size() == byte_size(bytes)
       end
     end
@@ -318,7 +330,7 @@ defmodule Munition.Runtime.WasmtimeDiskCacheTest do
       assert compiled.kind == :component
       file = only_file(dir)
       assert mode(file) == 0o600
-      assert <<"MUNCODE", 0, 2::little-32, _::binary>> = File.read!(file)
+      assert <<"MUNCODE", 0, 3::little-32, _::binary>> = trailer(file)
 
       # As on a restarted node: the in-memory cache has forgotten it.
       :ok = Munition.Native.module_cache_clear()
@@ -357,7 +369,7 @@ defmodule Munition.Runtime.WasmtimeDiskCacheTest do
       file = only_file(dir)
       size = File.stat!(file).size
 
-      for {at, why} <- [{20, "another key"}, {84, "BLAKE3 digest"}, {size - 1, "BLAKE3 digest"}] do
+      for {at, why} <- [{0, "BLAKE3 digest"}, {size - 84 + 20, "another key"}, {size - 1, "BLAKE3 digest"}] do
         flip_byte(file, at)
 
         assert {{:ok, module}, counts} = counted(fn -> compile(wat, dir) end)

@@ -241,17 +241,19 @@ fn component_key(wasm_hash: &str) -> Key {
 /// engine's configuration again, and that the artifact is a component's).
 fn from_disk(disk: &Disk, key: &Key) -> Option<Native> {
     let payload = disk::load(disk.dir, key)?;
-    // SAFETY: `Component::deserialize` requires bytes that
-    // `Component::serialize` produced, unmodified. These are the payload of
-    // a file that `code_cache::load` read whole into memory, from a
-    // directory and a file owned by this process's effective uid and
-    // writable by nobody else, with the header of this key, the length and
-    // the digest it was stored with; and only `compile` above stores under
-    // a component key, what `serialize` returned. Only a process of the
-    // same uid could have written other bytes there, and it could do worse
-    // to this process directly: outside what this cache defends against
-    // (see `munition_core::code_cache`).
-    match unsafe { Native::deserialize(&ENGINE, payload.bytes()) } {
+    // SAFETY: `Component::deserialize_file` requires a file holding what
+    // `Component::serialize` produced (Wasmtime ignores what follows its
+    // object: the trailer), unmodified while the component lives. Its path
+    // is the descriptor through which `code_cache::load` checked the file
+    // (`Payload::path`, open until the call returns): in a directory and a
+    // file owned by this process's effective uid and writable by nobody
+    // else, with the trailer of this key, the length and the digest it was
+    // stored with; and only `compile` above stores under a component key,
+    // what `serialize` returned. Files are replaced by renaming, never
+    // written in place. Only a process of the same uid could write other
+    // bytes there, and it could do worse to this process directly: outside
+    // what this cache defends against (see `munition_core::code_cache`).
+    match unsafe { Native::deserialize_file(&ENGINE, payload.path()) } {
         Ok(component) => Some(component),
         Err(error) => {
             disk::reject(disk.dir, key, &error_chain(&error));

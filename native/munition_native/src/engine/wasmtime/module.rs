@@ -75,17 +75,19 @@ fn module_key(wasm_hash: &str) -> Key {
 /// allocator's slots).
 fn from_disk(disk: &Disk, key: &Key) -> Option<Module> {
     let payload = disk::load(disk.dir, key)?;
-    // SAFETY: `Module::deserialize` requires bytes that `Module::serialize`
-    // produced, unmodified. These are the payload of a file that
-    // `code_cache::load` read whole into memory, from a directory and a file
-    // owned by this process's effective uid and writable by nobody else,
-    // with the header of this key, the length and the digest it was stored
-    // with; and only `compile` below stores under a module key, what
-    // `serialize` returned. Only a process of the same uid could have
-    // written other bytes there, and it could do worse to this process
+    // SAFETY: `Module::deserialize_open_file` requires a file holding what
+    // `Module::serialize` produced (Wasmtime ignores what follows its
+    // object: the trailer), unmodified while the module lives. This is the
+    // file that `code_cache::load` checked through the same descriptor: in
+    // a directory and a file owned by this process's effective uid and
+    // writable by nobody else, with the trailer of this key, the length and
+    // the digest it was stored with; and only `compile` below stores under
+    // a module key, what `serialize` returned. Files are replaced by
+    // renaming, never written in place. Only a process of the same uid
+    // could write other bytes there, and it could do worse to this process
     // directly: outside what this cache defends against (see
     // `munition_core::code_cache`).
-    match unsafe { Module::deserialize(&ENGINE, payload.bytes()) } {
+    match unsafe { Module::deserialize_open_file(&ENGINE, payload.into_file()) } {
         Ok(module) => Some(module),
         Err(error) => {
             disk::reject(disk.dir, key, &error_chain(&error));
