@@ -1,7 +1,9 @@
 defmodule Munition.Host.Calls do
   @moduledoc false
   # Serves a suspended guest's calls to Elixir host functions, in the process
-  # that drives the guest (the caller of Munition.fire/4, see the manager).
+  # that drives the guest (the caller of Munition.fire/4, or a process of its
+  # own: see the manager). That may be the caller's own mailbox: only the
+  # messages of this call are received, and `stop/0` leaves none behind.
   #
   # The runtime sends that process `{:munition_host_call, call, index, args,
   # fuel}`; the function runs in a process of its own, so that a slow or
@@ -34,6 +36,13 @@ defmodule Munition.Host.Calls do
   end
 
   defp loop(state, wake_by) do
+    # Only the DOWN of the host function's process serving now is ours.
+    serving_monitor =
+      case Process.get(@serving) do
+        {_pid, monitor, _call} -> monitor
+        nil -> nil
+      end
+
     receive do
       :munition_wake ->
         :ok
@@ -47,20 +56,20 @@ defmodule Munition.Host.Calls do
         Process.put(@serving, {pid, Process.monitor(pid), call})
         loop(state, wake_by)
 
-      {:DOWN, monitor, :process, _pid, reason} ->
+      {:DOWN, ^serving_monitor, :process, _pid, reason} ->
         # A host function's process that ends without replying (killed, or
         # exiting by itself) is answered for: the guest gets a host error at
         # once instead of waiting for its deadline; the reply wakes this
         # process. If it did reply, the guest has taken that reply and closed
         # the channel (its wake came before this message), and this one goes
         # nowhere.
-        with {_pid, ^monitor, call} <- Process.get(@serving) do
-          state.runtime.host_reply(
-            call,
-            {:error, "the host function's process ended without replying: #{inspect(reason)}"},
-            []
-          )
-        end
+        {_pid, _monitor, call} = Process.delete(@serving)
+
+        state.runtime.host_reply(
+          call,
+          {:error, "the host function's process ended without replying: #{inspect(reason)}"},
+          []
+        )
 
         loop(state, wake_by)
     after
@@ -69,15 +78,40 @@ defmodule Munition.Host.Calls do
   end
 
   @doc false
-  # Kills the host function still running, if any: its guest call is over.
+  # The guest call is over: kills the host function still running, if any,
+  # and takes out of this process's mailbox what the call's host functions
+  # sent it. A wake is sent by the host function's own process (its reply,
+  # its memory requests), so once its DOWN is here (signals between two
+  # processes keep their order) none of its wakes can follow. A process
+  # that does not go within `@down_wait` ms (stuck in a NIF, where a kill
+  # waits) is only demonitored.
+  @down_wait 1_000
+
   @spec stop() :: :ok
   def stop do
-    with {pid, monitor, _call} <- Process.delete(@serving) do
-      Process.demonitor(monitor, [:flush])
-      Process.exit(pid, :kill)
-    end
+    case Process.delete(@serving) do
+      {pid, monitor, _call} ->
+        Process.exit(pid, :kill)
 
-    :ok
+        receive do
+          {:DOWN, ^monitor, :process, _pid, _reason} -> :ok
+        after
+          @down_wait -> Process.demonitor(monitor, [:flush])
+        end
+
+        flush_wakes()
+
+      nil ->
+        :ok
+    end
+  end
+
+  defp flush_wakes do
+    receive do
+      :munition_wake -> flush_wakes()
+    after
+      0 -> :ok
+    end
   end
 
   # Runs one guest call of a host function in a process of its own and sends

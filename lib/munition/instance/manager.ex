@@ -11,12 +11,14 @@ defmodule Munition.Instance.Manager do
   # time (`drive/3`, the one loop over the runtime's slices). There is no task
   # per call: a task cost more than the guest's whole native work (a spawn, a
   # monitor and two messages per call), and each of its jobs is done without
-  # one (below). The exception is a call with Elixir host functions: it is
-  # driven by a linked process of its own, which serves the guest's host calls
-  # (`Munition.Host.Calls`), so that their messages go to a mailbox holding
-  # nothing else (each host call is a selective receive, which in a busy
-  # caller's mailbox would scan every queued message: 10 µs a round trip
-  # became 200 µs in a caller with 20,000 queued messages).
+  # one (below). A call with Elixir host functions is served by the caller
+  # too (`Munition.Host.Calls`), unless the caller's mailbox already holds
+  # more than `@busy_mailbox` messages: each host call is a selective
+  # receive, which would scan every queued message (10 µs a round trip
+  # became 200 µs in a caller with 20,000 queued messages), so such a call
+  # is driven by a linked process of its own, whose mailbox holds nothing
+  # else. That process, when every call had one, was a sixth of a
+  # JavaScript plugin's fresh call (70-190 µs of 0.8-1 ms on 2 vCPUs).
   #
   #   * **The guest stops at its deadline.** The engine interrupts it (epoch
   #     interruption, see `Munition.Runtime`), and between slices this process
@@ -31,7 +33,9 @@ defmodule Munition.Instance.Manager do
   #     it, which cancels the guest mid-slice at its next suspension point.
   #   * **Nothing reaches the caller's mailbox.** Without host functions the
   #     runtime sends the caller no message, and a guest that waits (asleep)
-  #     is waited for with a plain timeout.
+  #     is waited for with a plain timeout. With them, what the call's host
+  #     calls sent it is taken out before it returns (`Calls.stop/0`), and
+  #     its own messages are left in place, in order.
   #
   # ## WASI: reactors and exits
   #
@@ -105,22 +109,32 @@ defmodule Munition.Instance.Manager do
     end
   end
 
-  # A call is driven by a process of its own when something must message
-  # its driver: Elixir host functions, or WASI file operations and outgoing
-  # HTTP requests, which run on Wasmtime's threads and wake the driver when
-  # done (see `Munition.Host.WASI`). Sleeps need no message: the driver
-  # waits the time.
-  defp own_driver?(%State{host_functions: [_ | _]}), do: true
+  # A call is driven by a process of its own when its wake-ups come from
+  # other threads: WASI file operations and outgoing HTTP requests run on
+  # Wasmtime's threads and wake the driver when done (see
+  # `Munition.Host.WASI`), at any time, even after the call is over; or when
+  # it has Elixir host functions and the caller's mailbox is busy (see the
+  # moduledoc). Sleeps need no message: the driver waits the time.
+  @busy_mailbox 100
+
   defp own_driver?(%State{wasi: %{preopens: [_ | _]}}), do: true
   defp own_driver?(%State{wasi: %{http_allow: [_ | _]}}), do: true
+
+  defp own_driver?(%State{host_functions: [_ | _]}),
+    do: Process.info(self(), :message_queue_len) > {:message_queue_len, @busy_mailbox}
+
   defp own_driver?(%State{}), do: false
 
+  # Whether the runtime messages the driver: host calls and their wake-ups,
+  # wake-ups from WASI's threads.
+  defp messaged?(%State{host_functions: [_ | _]}), do: true
+  defp messaged?(state), do: own_driver?(state)
+
   # Everything that touches the store, in the process that drives the guest
-  # (the caller, or its driver when there are host functions or files): the
-  # one the guest sends its calls to Elixir host functions and its wake-ups
-  # to.
+  # (the caller, or its driver): the one the guest sends its calls to Elixir
+  # host functions and its wake-ups to.
   defp run(state) do
-    state = if own_driver?(state), do: %{state | host_pid: self()}, else: state
+    state = if messaged?(state), do: %{state | host_pid: self()}, else: state
 
     case instantiate(state) do
       {:ok, instance, progress} ->

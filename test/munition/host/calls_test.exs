@@ -200,6 +200,27 @@ defmodule Munition.Host.CallsTest do
         end)
 
       assert_receive {:blocking, host}
+      # The caller drives the guest itself: no process of its own.
+      assert {:links, []} = Process.info(caller, :links)
+      host_ref = Process.monitor(host)
+      Process.exit(caller, :kill)
+      assert_receive {:DOWN, ^host_ref, :process, ^host, :killed}
+    end
+
+    test "a caller with a busy mailbox has a driver of its own, and its host function dies with it" do
+      test = self()
+
+      caller =
+        spawn(fn ->
+          for n <- 1..101, do: send(self(), {:queued, n})
+
+          fire(fn _ctx ->
+            send(test, {:blocking, self()})
+            receive do: (:never -> :ok)
+          end)
+        end)
+
+      assert_receive {:blocking, host}
       # The driver: the task fire/4 started, linked to the caller.
       assert {:links, [driver]} = Process.info(caller, :links)
       host_ref = Process.monitor(host)

@@ -76,13 +76,16 @@ defmodule Munition.Instance.ManagerTest do
     callers
   end
 
-  # Kills the callers, waits for their guests' drivers to go down, then for
-  # their stores to be released.
+  # Kills the callers, waits for their guests' drivers to go down (a process
+  # of its own, linked, or the caller itself), then for their stores to be
+  # released.
   defp stop_runaways(callers, baseline) do
     drivers =
       for caller <- callers do
-        {:links, [driver]} = Process.info(caller, :links)
-        driver
+        case Process.info(caller, :links) do
+          {:links, [driver]} -> driver
+          {:links, []} -> caller
+        end
       end
 
     Enum.each(callers, &Process.exit(&1, :kill))
@@ -166,9 +169,35 @@ defmodule Munition.Instance.ManagerTest do
       wat =
         ~s{(module (import "env" "twice" (func $t (param i32) (result i32))) (func (export "f") (result i32) (call $t (i32.const 21))))}
 
+      # The caller drives this call itself: a DOWN of its own is not taken
+      # for its host function's.
+      other = spawn(fn -> :ok end)
+      monitor = Process.monitor(other)
+      assert_receive {:DOWN, ^monitor, :process, _, _} = down
+      send(self(), down)
       send(self(), :mine)
 
       assert {:ok, 42, _} = Munition.fire(wat, "f", [], host_functions: [host], capabilities: [:math])
+      assert {:messages, [^down, :mine]} = Process.info(self(), :messages)
+    end
+
+    test "nor a host function still running at the deadline, that read the guest's memory first" do
+      wat =
+        ~s{(module (import "env" "peek" (func $p)) (memory (export "memory") 1) (func (export "f") (call $p)))}
+
+      peek =
+        {"env", "peek", {[], []}, :peek,
+         fn ctx ->
+           # Each read wakes the guest's driver, the caller.
+           for _ <- 1..20, do: {:ok, _} = Munition.Host.Context.read(ctx, 0, 4)
+           receive do: (:never -> :ok)
+         end}
+
+      send(self(), :mine)
+
+      assert {:crash, :timeout, _dump} =
+               Munition.fire(wat, "f", [], host_functions: [peek], capabilities: [:peek], timeout: 300)
+
       assert {:messages, [:mine]} = Process.info(self(), :messages)
     end
   end

@@ -334,8 +334,7 @@ defmodule Munition.Runtime.WasmtimeTest do
     test "a component's call that returns in its first slice is released there, whatever its memory" do
       # A component is instantiated on a dirty scheduler, where over 4 MiB
       # of memory is released without a second trip.
-      component =
-        compile!(~s{(component
+      component = compile!(~s{(component
           (core module $m (memory 65) (func (export "f") (result i32) i32.const 7))
           (core instance $i (instantiate $m))
           (func (export "f") (result u32) (canon lift (core func $i "f"))))})
