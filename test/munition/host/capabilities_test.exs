@@ -184,6 +184,36 @@ defmodule Munition.Host.CapabilitiesTest do
                {:ok, [{:builtin, "munition", "get_time_ms"}, {:elixir, "env", "double", 0, [:i32], [:i32]}]}
     end
 
+    test "a caller's last resolution is reused only for the same module, grants and host functions" do
+      {:ok, module} =
+        Munition.compile(
+          ~s{(module (import "munition" "get_time_ms" (func (result i64))) (import "env" "double" (func (param i32) (result i32))))}
+        )
+
+      {:ok, other} = Munition.compile(~s{(module (import "env" "double" (func (param i32) (result i32))))})
+
+      double =
+        Munition.Host.Functions.new!({"env", "double", {[:i32], [:i32]}, :math, fn _ctx, x -> x * 2 end})
+
+      halve =
+        Munition.Host.Functions.new!({"env", "halve", {[:i32], [:i32]}, :math, fn _ctx, x -> div(x, 2) end})
+
+      linked = {:ok, [{:builtin, "munition", "get_time_ms"}, {:elixir, "env", "double", 1, [:i32], [:i32]}]}
+
+      for _ <- 1..2 do
+        assert Capabilities.resolve(module, [:math, :time], [halve, double]) == linked
+
+        assert {:error, {:capability_denied, [%{needs: :time}]}} =
+                 Capabilities.resolve(module, [:math], [halve, double])
+
+        assert {:error, {:capability_denied, [%{name: "double"}]}} =
+                 Capabilities.resolve(module, [:math, :time], [halve])
+
+        assert Capabilities.resolve(other, [:math], [double]) ==
+                 {:ok, [{:elixir, "env", "double", 0, [:i32], [:i32]}]}
+      end
+    end
+
     test "the runtime refuses an import nothing links, whatever reaches it" do
       {:ok, module} = Munition.compile(~s{(module (import "munition" "get_time_ms" (func (result i64))))})
 
