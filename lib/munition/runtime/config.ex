@@ -155,10 +155,16 @@ defmodule Munition.Runtime.Config do
     * the directory and the file are owned by the node's effective uid and
       writable by nobody else (no group or other write bit), and the file is
       a regular file (not a link, opened relative to the directory checked);
-    * its header has Munition's magic and format, the key asked for (a file
-      copied under another name is refused), the length of the file, and the
-      BLAKE3 digest of the code it carries;
+    * its trailer (its last 84 bytes) has Munition's magic and format, the
+      key asked for (a file copied under another name is refused), the
+      length of the file, and the BLAKE3 digest of the code it carries;
     * Wasmtime accepts it (its version and configuration, once more).
+
+  The file checked is the file loaded: Wasmtime maps it through the
+  descriptor the checks read (the code is not copied into memory, which
+  took more than half of a 43 MB load), so a file replaced in the
+  directory meanwhile is not taken. Files are replaced by renaming, never
+  written in place.
 
   Anything else (a flipped byte, a truncated file, another user's file, a
   directory writable by a group) is not loaded: the wasm is compiled, the

@@ -255,7 +255,14 @@ impl Payload {
     /// `Component::deserialize_file`): whatever the directory holds by
     /// then, the file checked is the file loaded. Valid while `self` is.
     pub fn path(&self) -> std::path::PathBuf {
-        std::path::PathBuf::from(format!("/proc/self/fd/{}", self.file.as_raw_fd()))
+        // Linux's procfs reopens the descriptor's file; elsewhere (BSDs,
+        // macOS) `/dev/fd` does.
+        let fds = if cfg!(target_os = "linux") {
+            "/proc/self/fd"
+        } else {
+            "/dev/fd"
+        };
+        std::path::PathBuf::from(format!("{fds}/{}", self.file.as_raw_fd()))
     }
 
     /// The payload's bytes, read.
@@ -593,6 +600,22 @@ mod tests {
             .map(|entry| entry.expect("entry").file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from(key("a").file_name())]);
+    }
+
+    #[test]
+    fn the_path_of_a_payload_opens_the_file_checked_whatever_replaced_it() {
+        let scratch = Scratch::new("path");
+        store(&scratch.dir(), &key("a"), b"checked").expect("store");
+        let Load::Hit(payload) = load(&scratch.dir(), &key("a")) else {
+            panic!("expected a hit");
+        };
+        store(&scratch.dir(), &key("a"), b"replaced").expect("store");
+        let file = fs::read(payload.path()).expect("read through the path");
+        assert_eq!(&file[..7], b"checked");
+        assert_eq!(
+            fs::read(scratch.file(&key("a"))).expect("read")[..8],
+            *b"replaced"
+        );
     }
 
     #[test]
