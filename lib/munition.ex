@@ -150,12 +150,22 @@ defmodule Munition do
   defp prepare(%Munition.Module{} = module, options), do: {:ok, module, options}
 
   defp prepare(bytes, options) when is_binary(bytes) do
+    with {:ok, module, options} <- compile_for_call(bytes, options),
+         do: {:ok, Munition.Snapshot.mark(module, bytes), options}
+  end
+
+  defp prepare(other, _options), do: to_module(other, nil, [])
+
+  @doc false
+  # Compiles the bytes a call was given under its limits, within its
+  # timeout (and its `:compile_timeout`): the options come back with what is
+  # left of the timeout for the execution. Also `snapshot/4`'s.
+  @spec compile_for_call(binary(), map()) :: {:ok, Munition.Module.t(), map()} | {:error, error_reason()}
+  def compile_for_call(bytes, options) do
     started = System.monotonic_time(:millisecond)
 
     with {:ok, module} <-
            options.runtime.compile(bytes, limits: options.limits, timeout: Options.compile_bound(options)) do
-      module = Munition.Snapshot.mark(module, bytes)
-
       case options.timeout - (System.monotonic_time(:millisecond) - started) do
         left when left > 0 ->
           {:ok, module, %{options | timeout: left}}
@@ -166,8 +176,6 @@ defmodule Munition do
       end
     end
   end
-
-  defp prepare(other, _options), do: to_module(other, nil, [])
 
   @doc """
   Runs a WASI command: the `_start` export of `wasm` (for a component, the

@@ -68,7 +68,7 @@ defmodule Munition.Snapshot do
     with :ok <- snapshots?(runtime),
          :ok <- no_preopens(options.wasi),
          {:ok, {plain, instrumented}} <- runtime.snapshot_instrument(bytes),
-         {:ok, module, options} <- compile(instrumented, options) do
+         {:ok, module, options} <- Munition.compile_for_call(instrumented, options) do
       # The instrumented module stands for the caller's: its dumps and the
       # meter's figures name the module whose initialisation ran, and list
       # its exports without Wizer's.
@@ -149,24 +149,6 @@ defmodule Munition.Snapshot do
   end
 
   defp no_preopens(_wasi), do: :ok
-
-  # The instrumented module, compiled under the call's limits and within its
-  # timeout, as fire/4 compiles bytes; the initialisation gets what is left.
-  defp compile(bytes, options) do
-    started = System.monotonic_time(:millisecond)
-
-    with {:ok, module} <-
-           options.runtime.compile(bytes, limits: options.limits, timeout: Options.compile_bound(options)) do
-      case options.timeout - (System.monotonic_time(:millisecond) - started) do
-        left when left > 0 ->
-          {:ok, module, %{options | timeout: left}}
-
-        _none ->
-          {:error,
-           {:timeout, "compiling the module took the whole timeout of #{options.timeout} ms: nothing ran"}}
-      end
-    end
-  end
 
   # Each import among `links` that reads what a snapshot would bake in, and
   # that `bake` does not allow, is linked to a refusal instead: a host
