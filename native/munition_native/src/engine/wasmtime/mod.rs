@@ -1,5 +1,5 @@
 //! The Wasmtime engine (Wasmtime 48, Cranelift): one process-wide engine
-//! with fuel, epoch interruption and a pooling allocator (`config`);
+//! with fuel (its one instrument) and a pooling allocator (`config`);
 //! compiling (`module`); a fresh store per instance and the imports made in
 //! it (`store`); running a guest on a fiber in slices (`execution`); and
 //! what a failed store gives its dump (`trap`, `capture`). `value` converts
@@ -23,7 +23,7 @@ use std::time::Duration;
 use rustler::{Env, Term};
 use wasmtime::{Extern, Instance, Val};
 
-use self::execution::{advance, start, Step};
+use self::execution::{advance, start, until_deadline, Step};
 use self::value::{from_val, to_val};
 use crate::engine::call::{self, Call};
 use crate::engine::capture::Snapshot;
@@ -59,9 +59,9 @@ async fn run_call(
     };
     let params: Vec<Val> = call.params.iter().map(to_val).collect();
     let mut results = result_slots(&call);
-    let result = func
-        .call_async(&mut live.store, &params, &mut results)
-        .await;
+    let (deadline, wakeup) = (live.store.data().deadline, live.store.data().wakeup.clone());
+    let call = func.call_async(&mut live.store, &params, &mut results);
+    let result = until_deadline(call, deadline, &wakeup).await;
     let returned = || Returned::Values(results.iter().map(from_val).collect());
     (live, result.map(|()| Step::Returned(returned())))
 }
@@ -103,7 +103,9 @@ engine_impl! { Wasmtime {
         // execution: one future, one slice loop.
         start(&mut slot, |mut live| async move {
             let native = live.module.native.clone();
-            let instance = match Instance::new_async(&mut live.store, &native, &imports).await {
+            let (deadline, wakeup) = (live.store.data().deadline, live.store.data().wakeup.clone());
+            let instantiating = Instance::new_async(&mut live.store, &native, &imports);
+            let instance = match until_deadline(instantiating, deadline, &wakeup).await {
                 Ok(instance) => instance,
                 Err(error) => return (live, Err(error)),
             };

@@ -1,15 +1,18 @@
-//! A fresh Wasmtime store for every instance: fuel, the epoch deadline, the
+//! A fresh Wasmtime store for every instance: fuel and its suspension
+//! points (where the deadline is checked: `execution::until_deadline`), the
 //! memory limit of `munition_core::guest::GuestLimits` as Wasmtime's
 //! limiter, and the imports made in it, from the one table of built-ins and
 //! the bridge (`engine::link` says which import gets which).
 
 use std::sync::Arc;
+
 use std::time::Instant;
 
-use wasmtime::{Error, Extern, Func, FuncType, ResourceLimiter, Store, UpdateDeadline};
+use wasmtime::{CallHook, Error, Extern, Func, FuncType, ResourceLimiter, Store};
 
 use super::config::{ENGINE, FUEL_YIELD_INTERVAL};
 use super::execution::Wasmtime;
+use super::trap::DeadlinePassed;
 use super::value::{from_val, to_type, to_val};
 use crate::engine::link::Imports;
 use crate::engine::settings::{max_memories_per_module, MAX_TABLES_PER_MODULE};
@@ -63,23 +66,24 @@ pub fn new_store(config: StoreConfig, fuel: u64) -> MunitionResult<Store<StoreSt
     store
         .set_fuel(fuel)
         .map_err(|e| MunitionError::InvalidState(error_chain(&e)))?;
-    // Suspension points for slicing. They come from fuel rather than from
-    // epochs because an epoch-driven suspension or interrupt does not write the
-    // fuel counter back to the store (Wasmtime 48 keeps it in a register), and
-    // the dump of a timed-out guest must say how much fuel it burnt.
+    // Suspension points, where a slice ends and the deadline is checked.
+    // They write the fuel counter back to the store (compiled code keeps it
+    // in a register between them), so the dump of a timed-out guest says how
+    // much fuel it burnt.
     store
         .fuel_async_yield_interval(Some(FUEL_YIELD_INTERVAL))
         .map_err(|e| MunitionError::InvalidState(error_chain(&e)))?;
-    // The epoch ticker calls back at every tick; the guest is interrupted on
-    // the first tick past its wall-clock deadline.
-    store.set_epoch_deadline(1);
-    store.epoch_deadline_callback(|mut ctx| {
-        if Instant::now() >= ctx.data().deadline {
-            ctx.data_mut().timed_out = true;
-            Ok(UpdateDeadline::Interrupt)
-        } else {
-            Ok(UpdateDeadline::Continue(1))
+    // And the way back from a host function: a guest that waited past its
+    // deadline (for a host function, a WASI sleep, a response) runs no more
+    // of its code. Stopped here, inside wasm, the trap keeps Wasmtime's
+    // evidence (backtrace, coredump), as an epoch interruption did. A host
+    // function that failed the call itself (`StoreState::time_out`) keeps
+    // its own reason.
+    store.call_hook(|ctx, hook| match hook {
+        CallHook::ReturningFromHost if Instant::now() >= ctx.data().deadline => {
+            Err(Error::new(DeadlinePassed))
         }
+        _ => Ok(()),
     });
     Ok(store)
 }
