@@ -18,8 +18,8 @@ defmodule Munition.Instance.Manager do
   # caller's mailbox would scan every queued message: 10 µs a round trip
   # became 200 µs in a caller with 20,000 queued messages).
   #
-  #   * **The guest stops at its deadline.** The engine interrupts it (epoch
-  #     interruption, see `Munition.Runtime`), and between slices this process
+  #   * **The guest stops at its deadline.** The engine stops it (at a fuel
+  #     yield, see `Munition.Runtime`), and between slices this process
   #     checks the deadline too: a guest still running one second past it (the
   #     grace for capturing a large memory) is abandoned and released, and the
   #     call is `{:crash, :timeout, dump}`.
