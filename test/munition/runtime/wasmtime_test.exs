@@ -568,10 +568,11 @@ defmodule Munition.Runtime.WasmtimeTest do
   end
 
   describe "the deadline, with fuel as the engine's one instrument" do
-    # The engine has no epoch interruption: a guest is stopped at the first
-    # fuel yield past its deadline. That bounds its time only because every
-    # instruction's fuel bounds its time, bulk instructions included: these
-    # prove that they pay per byte, before they run.
+    # The engine has no epoch interruption: a guest is stopped when it comes
+    # back into wasm past its deadline, from a fuel yield or a host function.
+    # That bounds its time only because every instruction's fuel bounds its
+    # time, bulk instructions included: these prove that they pay per byte,
+    # before they run.
     @fill """
     (module
       (memory (export "memory") 256)
@@ -609,6 +610,8 @@ defmodule Munition.Runtime.WasmtimeTest do
       # Each memory.fill paid for its 16 MiB.
       assert dump.fuel_consumed >= 16_777_216
       assert dump.fuel_consumed + dump.fuel_remaining == @plenty
+      # Stopped inside wasm, so with Wasmtime's evidence: in fill_forever.
+      assert [%{func_index: 1} | _] = dump.backtrace
     end
 
     test "a guest with all the fuel a call may have ends at its deadline" do
@@ -617,8 +620,10 @@ defmodule Munition.Runtime.WasmtimeTest do
       assert {:crash, :timeout, %Munition.Forensics.Dump{trap: :interrupt} = dump} =
                Munition.fire(@guest, "spin", [], fuel: most, timeout: 50)
 
+      assert dump.message =~ "deadline"
       assert dump.fuel_consumed > 0
       assert dump.fuel_consumed + dump.fuel_remaining == most
+      assert [_ | _] = dump.backtrace
     end
   end
 

@@ -76,13 +76,6 @@ impl Wakeup {
         self.woken.swap(false, Ordering::SeqCst)
     }
 
-    /// Whether the guest was woken during the current poll: a `Pending`
-    /// poll that was is a guest that gave its thread back but can go on (a
-    /// fuel yield), not one waiting for something outside itself.
-    pub fn woken(&self) -> bool {
-        self.woken.load(Ordering::SeqCst)
-    }
-
     /// The poll loop is over.
     pub fn end_poll(&self) {
         self.polling.store(false, Ordering::SeqCst);

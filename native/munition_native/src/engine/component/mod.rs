@@ -28,9 +28,7 @@ use crate::engine::link::Link;
 use crate::engine::module::Compiled;
 use crate::engine::types::EngineTypes;
 use crate::engine::wasmtime::capture::coredump_snapshot;
-use crate::engine::wasmtime::execution::{
-    self, advance, start, until_deadline, OnWasmtime, Running, Step,
-};
+use crate::engine::wasmtime::execution::{self, advance, start, OnWasmtime, Running, Step};
 use crate::engine::wasmtime::store::new_store;
 use crate::engine::FIRST_SLICE;
 use crate::host::state::{StoreConfig, StoreState, MAX_CORE_INSTANCES};
@@ -100,9 +98,9 @@ async fn run_call(
     };
     let types = call.function.results.clone();
     let mut results: Vec<Val> = types.iter().map(|_| Val::Bool(false)).collect();
-    let (deadline, wakeup) = (live.store.data().deadline, live.store.data().wakeup.clone());
-    let calling = func.call_async(&mut live.store, &call.params, &mut results);
-    let result = until_deadline(calling, deadline, &wakeup).await;
+    let result = func
+        .call_async(&mut live.store, &call.params, &mut results)
+        .await;
     let returned = || {
         Returned::Terms(Box::new(WitValues {
             values: results,
@@ -219,9 +217,7 @@ engine_impl! { Component {
         let mut slot = Slot::Idle(Box::new(Live::new(store, module, config.fuel)));
         start(&mut slot, |mut live| async move {
             let pre = live.module.native.pre.clone();
-            let (deadline, wakeup) = (live.store.data().deadline, live.store.data().wakeup.clone());
-            let instantiating = pre.instantiate_async(&mut live.store);
-            let instance = match until_deadline(instantiating, deadline, &wakeup).await {
+            let instance = match pre.instantiate_async(&mut live.store).await {
                 Ok(instance) => instance,
                 Err(error) => return (live, Err(error)),
             };

@@ -15,8 +15,8 @@
 //! that calls WASI's `proc_exit` ends its execution with
 //! `{:exited, code, meta}`, a result rather than a failure.
 
-use std::future::{poll_fn, Future};
-use std::pin::{pin, Pin};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use rustler::Env;
 use wasmtime::{Error, Instance, ModuleExport, Store};
 
-use super::trap::{classify, DeadlinePassed};
+use super::trap::classify;
 use crate::engine::instance::{CallMeta, Live, Progress, Returned, Slot};
 use crate::engine::types::EngineTypes;
 use crate::engine::FIRST_SLICE;
@@ -150,8 +150,8 @@ enum SlicePoll<E: EngineTypes> {
 /// itself (see `host::wakeup`).
 ///
 /// The guest also suspends itself every `FUEL_YIELD_INTERVAL` units of
-/// fuel; within a slice it is resumed at once, unless its deadline has
-/// passed (`until_deadline`).
+/// fuel; within a slice it is resumed at once, and stops itself there if
+/// its deadline has passed (the store's call hook, see `store`).
 fn poll_slice<E: EngineTypes>(env: Env, running: &mut Running<E>, slice: Duration) -> SlicePoll<E> {
     let started = Instant::now();
     let Running {
@@ -196,33 +196,6 @@ fn poll_slice<E: EngineTypes>(env: Env, running: &mut Running<E>, slice: Duratio
     };
     *elapsed += started.elapsed();
     poll
-}
-
-/// Runs `guest` (an instantiation or a call, on the guest's fiber) to its end,
-/// or until the first poll that finds it suspended at a fuel yield with
-/// `deadline` passed: then drops it, which unwinds its wasm frames (Wasmtime
-/// resumes the fiber with an error), and fails the call as a timeout.
-///
-/// This is the deadline of guest code: the engine has no epoch interruption
-/// (see `config`). A guest waiting for a host function is not timed out
-/// here: nothing woke it, and its host function (`bridge::serve`) times it
-/// out naming itself. What is lost against an interruption inside wasm is
-/// Wasmtime's evidence of the trap (the wasm backtrace and the coredump's
-/// non-exported memories and globals); the exported ones, the fuel burnt and
-/// the output are captured as for any failure.
-pub async fn until_deadline<T>(
-    guest: impl Future<Output = wasmtime::Result<T>>,
-    deadline: Instant,
-    wakeup: &Wakeup,
-) -> wasmtime::Result<T> {
-    let mut guest = pin!(guest);
-    poll_fn(|cx| match guest.as_mut().poll(cx) {
-        Poll::Pending if wakeup.woken() && Instant::now() >= deadline => {
-            Poll::Ready(Err(Error::new(DeadlinePassed)))
-        }
-        poll => poll,
-    })
-    .await
 }
 
 /// Runs one slice of the slot's guest execution and reports where it stands.

@@ -23,7 +23,7 @@ use std::time::Duration;
 use rustler::{Env, Term};
 use wasmtime::{Extern, Instance, Val};
 
-use self::execution::{advance, start, until_deadline, Step};
+use self::execution::{advance, start, Step};
 use self::value::{from_val, to_val};
 use crate::engine::call::{self, Call};
 use crate::engine::capture::Snapshot;
@@ -59,9 +59,9 @@ async fn run_call(
     };
     let params: Vec<Val> = call.params.iter().map(to_val).collect();
     let mut results = result_slots(&call);
-    let (deadline, wakeup) = (live.store.data().deadline, live.store.data().wakeup.clone());
-    let call = func.call_async(&mut live.store, &params, &mut results);
-    let result = until_deadline(call, deadline, &wakeup).await;
+    let result = func
+        .call_async(&mut live.store, &params, &mut results)
+        .await;
     let returned = || Returned::Values(results.iter().map(from_val).collect());
     (live, result.map(|()| Step::Returned(returned())))
 }
@@ -103,9 +103,7 @@ engine_impl! { Wasmtime {
         // execution: one future, one slice loop.
         start(&mut slot, |mut live| async move {
             let native = live.module.native.clone();
-            let (deadline, wakeup) = (live.store.data().deadline, live.store.data().wakeup.clone());
-            let instantiating = Instance::new_async(&mut live.store, &native, &imports);
-            let instance = match until_deadline(instantiating, deadline, &wakeup).await {
+            let instance = match Instance::new_async(&mut live.store, &native, &imports).await {
                 Ok(instance) => instance,
                 Err(error) => return (live, Err(error)),
             };

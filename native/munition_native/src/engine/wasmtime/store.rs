@@ -1,5 +1,5 @@
-//! A fresh Wasmtime store for every instance: fuel and its suspension
-//! points (where the deadline is checked: `execution::until_deadline`), the
+//! A fresh Wasmtime store for every instance: fuel, its suspension points,
+//! the deadline checked on every return into wasm (a call hook), the
 //! memory limit of `munition_core::guest::GuestLimits` as Wasmtime's
 //! limiter, and the imports made in it, from the one table of built-ins and
 //! the bridge (`engine::link` says which import gets which).
@@ -73,12 +73,17 @@ pub fn new_store(config: StoreConfig, fuel: u64) -> MunitionResult<Store<StoreSt
     store
         .fuel_async_yield_interval(Some(FUEL_YIELD_INTERVAL))
         .map_err(|e| MunitionError::InvalidState(error_chain(&e)))?;
-    // And the way back from a host function: a guest that waited past its
-    // deadline (for a host function, a WASI sleep, a response) runs no more
-    // of its code. Stopped here, inside wasm, the trap keeps Wasmtime's
-    // evidence (backtrace, coredump), as an epoch interruption did. A host
-    // function that failed the call itself (`StoreState::time_out`) keeps
-    // its own reason.
+    // The deadline, checked on every way back into wasm from the host: from
+    // a libcall, which includes `out_of_gas` and so every fuel yield (with
+    // the `call-hook` feature Wasmtime wraps libcalls as it wraps host
+    // functions: `traphandlers::HostResult::maybe_catch_unwind`), and from a
+    // host function, which may have waited past the deadline (an Elixir
+    // host function, a WASI sleep, a response). The engine has no epoch
+    // interruption (see `config`); this is the guest's deadline. It stops
+    // the guest inside wasm, so the trap keeps Wasmtime's evidence
+    // (backtrace, coredump), as an epoch interruption did. A host function
+    // that failed the call itself (`StoreState::time_out`) keeps its own
+    // reason (`trap::classify`).
     store.call_hook(|ctx, hook| match hook {
         CallHook::ReturningFromHost if Instant::now() >= ctx.data().deadline => {
             Err(Error::new(DeadlinePassed))

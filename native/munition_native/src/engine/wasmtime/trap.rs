@@ -8,9 +8,10 @@ use crate::host::state::StoreState;
 use crate::host::wasi::error::error_chain;
 use crate::vocabulary::trap::{HostFailure, Reason, TrapKind};
 
-/// A guest found suspended at a fuel yield past its deadline, and stopped
-/// there (`execution::until_deadline`): the engine's own timeout, as an
-/// epoch interruption would have been (Wasmi's says the same).
+/// A guest coming back into wasm past its deadline, from a fuel yield or a
+/// host function, and stopped there by the store's call hook (`store`): the
+/// engine's own timeout, as an epoch interruption was (Wasmi's message says
+/// the same).
 #[derive(Debug)]
 pub struct DeadlinePassed;
 
