@@ -13,10 +13,10 @@
 //! least every `FUEL_YIELD_INTERVAL` units of fuel (tens of microseconds of
 //! most code; a bulk operation's byte costs less time than an instruction),
 //! and the store's call hook ends it there once its deadline has passed
-//! (`store`). An epoch ticker adds little to that bound (its interruptions fall
-//! on the same points, and a bulk operation under way finishes either way),
-//! and its checks cost from a fifth (an interpreter's start-up) to more than
-//! the guest's own work (a tight loop): see bench/compute.exs.
+//! (`store`). An epoch ticker adds little to that bound (its interruptions
+//! fall on the same points, and a bulk operation under way finishes either
+//! way), and its checks cost from a fifth (an interpreter's start-up) to
+//! more than the guest's own work (a tight loop): see bench/compute.exs.
 
 use std::num::NonZeroUsize;
 

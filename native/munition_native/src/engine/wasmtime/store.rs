@@ -5,7 +5,6 @@
 //! the bridge (`engine::link` says which import gets which).
 
 use std::sync::Arc;
-
 use std::time::Instant;
 
 use wasmtime::{CallHook, Error, Extern, Func, FuncType, ResourceLimiter, Store};
