@@ -14,13 +14,15 @@
 # The raw side is native/munition_bench's `compute` mode (src/compute.rs): the
 # same engines and versions, a fresh store and instance per call, with each
 # instrumentation the engine can be built with (Wasmtime: none, fuel, epochs,
-# fuel + epochs, the same on a fiber, and "munition" = fuel + epochs on a
-# fiber yielding every 100,000 units of fuel, Munition's configuration; Wasmi:
-# none, fuel).
+# fuel + epochs, fuel and fuel + epochs on a fiber, fuel + epochs on a fiber
+# yielding every 100,000 units of fuel (Munition's configuration before fuel
+# became its one instrument), and "munition" = fuel alone on a fiber yielding
+# every 100,000 units of fuel and reading the clock there, Munition's
+# configuration; Wasmi: none, fuel).
 #
 # Columns: median and p99 of one call, the fuel it consumed, and the median
-# over raw Wasmtime with the instrumentation Munition asks of it, fuel and
-# epochs ("x same"), and with none at all ("x none"); Wasmi's rows divide by
+# over raw Wasmtime with the instrumentation Munition asks of it, fuel
+# ("x same"), and with none at all ("x none"); Wasmi's rows divide by
 # raw Wasmi with fuel and without. Raw "munition" shows what Munition's way of
 # running guests (a fiber, yielding for its slices) costs by itself.
 
@@ -96,7 +98,7 @@ defmodule Bench.Compute do
       raw = raw(bench, guest)
 
       for {engine, runtime, same, none} <- [
-            {"wasmtime", Munition.Runtime.Wasmtime, "fuel+epochs", "none"},
+            {"wasmtime", Munition.Runtime.Wasmtime, "fuel", "none"},
             {"wasmi", Munition.Runtime.Wasmi, "fuel", "none"}
           ] do
         case munition(guest, runtime) do

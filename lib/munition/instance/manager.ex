@@ -20,8 +20,8 @@ defmodule Munition.Instance.Manager do
   # else. That process, when every call had one, was a sixth of a
   # JavaScript plugin's fresh call (70-190 µs of 0.8-1 ms on 2 vCPUs).
   #
-  #   * **The guest stops at its deadline.** The engine interrupts it (epoch
-  #     interruption, see `Munition.Runtime`), and between slices this process
+  #   * **The guest stops at its deadline.** The engine stops it (at a fuel
+  #     yield, see `Munition.Runtime`), and between slices this process
   #     checks the deadline too: a guest still running one second past it (the
   #     grace for capturing a large memory) is abandoned and released, and the
   #     call is `{:crash, :timeout, dump}`.

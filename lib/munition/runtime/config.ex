@@ -445,7 +445,7 @@ defmodule Munition.Runtime.Config do
   @doc """
   What the engine of `runtime` (the configured one by default) offers, as its
   `c:Munition.Runtime.info/0` says: for Wasmtime `%{engine: :wasmtime,
-  version: "48.0.8", features: [...]}` with features among `:fuel`, `:epochs`,
+  version: "48.0.8", features: [...]}` with features among `:fuel`,
   `:pooling`, `:coredump`, `:fibers`.
   """
   @spec features(module()) :: map()

@@ -7,7 +7,8 @@ defmodule Munition.Runtime.Wasmtime do
   Turns native results into Munition's vocabulary; holds no state of its own.
   Guests run on a fiber stack the NIF owns (so deep recursion is a
   `:stack_overflow` trap, not a crash of the VM), metered by fuel, stopped at
-  their deadline by epoch interruption, and in slices (see
+  their deadline when they come back into wasm from a fuel yield (every
+  100,000 units) or a host function, and in slices (see
   `Munition.Runtime`). The callbacks are documented there.
   """
 

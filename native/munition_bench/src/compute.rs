@@ -9,10 +9,14 @@
 //!
 //!   * Wasmtime: `none`, `fuel`, `epochs` (a ticker thread advancing the epoch
 //!     every millisecond, a deadline callback on every tick, as Munition's),
-//!     `fuel+epochs`, `fuel+epochs+fiber` (the guest on a fiber, `call_async`,
-//!     never yielding), and `munition` = fuel + epochs on a fiber yielding
-//!     every 100,000 units of fuel (`fuel_async_yield_interval`), Munition's
-//!     own configuration (munition_native's FUEL_YIELD_INTERVAL: keep in step);
+//!     `fuel+epochs`, `fuel+fiber` and `fuel+epochs+fiber` (the guest on a
+//!     fiber, `call_async`, never yielding), `fuel+epochs+yields` (on a fiber
+//!     yielding every 100,000 units of fuel, `fuel_async_yield_interval`:
+//!     Munition's configuration until fuel became its one instrument), and
+//!     `munition` = fuel alone on a fiber yielding every 100,000 units of
+//!     fuel and reading the clock at each yield, as Munition checks the
+//!     deadline there: its own configuration (munition_native's
+//!     FUEL_YIELD_INTERVAL: keep in step);
 //!   * Wasmi: `none` and `fuel`.
 //!
 //! WASI imports (a reactor built with wasi-libc imports a few) are stubs
@@ -119,12 +123,18 @@ fn wasi_stub(name: &str, args: &[i64], memory: &mut [u8]) -> i32 {
     }
 }
 
-fn block_on<F: Future>(future: F) -> F::Output {
+/// Polls `future` to its end, reading the clock after each `Pending` when
+/// `clock` is set, as Munition does at each fuel yield for the deadline.
+fn block_on<F: Future>(future: F, clock: bool) -> F::Output {
     let mut future = pin!(future);
     let mut cx = Context::from_waker(Waker::noop());
+    let deadline = Instant::now() + Duration::from_secs(3600);
     loop {
         if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
             return output;
+        }
+        if clock && Instant::now() >= deadline {
+            panic!("a benchmark call ran for an hour");
         }
     }
 }
@@ -167,17 +177,21 @@ mod wasmtime_raw {
         Fuel,
         Epochs,
         FuelEpochs,
+        FuelFiber,
         FuelEpochsFiber,
+        FuelEpochsYields,
         Munition,
     }
 
     impl Instrument {
-        pub const ALL: [Instrument; 6] = [
+        pub const ALL: [Instrument; 8] = [
             Instrument::None,
             Instrument::Fuel,
             Instrument::Epochs,
             Instrument::FuelEpochs,
+            Instrument::FuelFiber,
             Instrument::FuelEpochsFiber,
+            Instrument::FuelEpochsYields,
             Instrument::Munition,
         ];
         fn name(self) -> &'static str {
@@ -186,7 +200,9 @@ mod wasmtime_raw {
                 Instrument::Fuel => "fuel",
                 Instrument::Epochs => "epochs",
                 Instrument::FuelEpochs => "fuel+epochs",
+                Instrument::FuelFiber => "fuel+fiber",
                 Instrument::FuelEpochsFiber => "fuel+epochs+fiber",
+                Instrument::FuelEpochsYields => "fuel+epochs+yields",
                 Instrument::Munition => "munition",
             }
         }
@@ -194,7 +210,10 @@ mod wasmtime_raw {
             !matches!(self, Instrument::None | Instrument::Epochs)
         }
         fn epochs(self) -> bool {
-            !matches!(self, Instrument::None | Instrument::Fuel)
+            !matches!(
+                self,
+                Instrument::None | Instrument::Fuel | Instrument::FuelFiber | Instrument::Munition
+            )
         }
     }
 
@@ -248,9 +267,17 @@ mod wasmtime_raw {
 
         let fibers = matches!(
             instrument,
-            Instrument::FuelEpochsFiber | Instrument::Munition
+            Instrument::FuelFiber
+                | Instrument::FuelEpochsFiber
+                | Instrument::FuelEpochsYields
+                | Instrument::Munition
         );
-        let yields = instrument == Instrument::Munition;
+        let yields = matches!(
+            instrument,
+            Instrument::FuelEpochsYields | Instrument::Munition
+        );
+        // Munition reads the clock at each yield, for the deadline.
+        let clock = instrument == Instrument::Munition;
         report("wasmtime", instrument.name(), args.samples, || {
             let mut store = Store::new(&engine, ());
             if instrument.fuel() {
@@ -273,7 +300,7 @@ mod wasmtime_raw {
                 });
             }
             let instance = if fibers {
-                block_on(pre.instantiate_async(&mut store))
+                block_on(pre.instantiate_async(&mut store), clock)
             } else {
                 pre.instantiate(&mut store)
             }
@@ -281,7 +308,7 @@ mod wasmtime_raw {
             let call = |store: &mut Store<()>, func: Func, params: &[Val]| {
                 let mut results = vec![Val::I32(0); func.ty(&*store).results().len()];
                 if fibers {
-                    block_on(func.call_async(&mut *store, params, &mut results))
+                    block_on(func.call_async(&mut *store, params, &mut results), clock)
                 } else {
                     func.call(&mut *store, params, &mut results)
                 }

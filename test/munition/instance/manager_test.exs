@@ -19,7 +19,7 @@ defmodule Munition.Instance.ManagerTest do
   @ready_spin ~s{(module (import "env" "ready" (func $ready)) (func (export "spin") call $ready (loop br 0)))}
 
   # Fills 64 MiB with random bytes, forever: nearly all its time is spent in
-  # the built-in, where epoch interruption does not reach.
+  # the built-in, where the engine's own deadline check does not reach.
   @random_loop """
   (module (import "munition" "random_bytes" (func $fill (param i32 i32)))
     (memory (export "memory") 1024)

@@ -13,7 +13,7 @@ defmodule Munition.Runtime.ConfigTest do
 
   test "reports the engine's version and features" do
     assert %{engine: :wasmtime, version: "48.0.8", features: features} = Config.features()
-    assert Enum.sort(features) == [:coredump, :epochs, :fibers, :fuel, :pooling]
+    assert Enum.sort(features) == [:coredump, :fibers, :fuel, :pooling]
     for feature <- features, do: assert(Config.feature?(feature))
     refute Config.feature?(:threads)
   end

@@ -195,7 +195,7 @@ defmodule Munition.Runtime.WasmtimeTest do
 
     test "info/0 names the engine, its version and its features" do
       assert %{engine: :wasmtime, version: "48.0.8", features: features} = Wasmtime.info()
-      assert Enum.sort(features) == [:coredump, :epochs, :fibers, :fuel, :pooling]
+      assert Enum.sort(features) == [:coredump, :fibers, :fuel, :pooling]
     end
 
     test "live_count/0 counts stores until they are cleaned up" do
@@ -604,6 +604,66 @@ defmodule Munition.Runtime.WasmtimeTest do
                 trap: :memory_out_of_bounds,
                 message: "double: read of 10 bytes at 65530 is outside guest memory"
               }} = Wasmtime.capture(instance, :minimal)
+    end
+  end
+
+  describe "the deadline, with fuel as the engine's one instrument" do
+    # The engine has no epoch interruption: a guest is stopped when it comes
+    # back into wasm past its deadline, from a fuel yield or a host function.
+    # That bounds its time only because every instruction's fuel bounds its
+    # time, bulk instructions included: these prove that they pay per byte,
+    # before they run.
+    @fill """
+    (module
+      (memory (export "memory") 256)
+      (func (export "fill") (param $len i32)
+        (memory.fill (i32.const 0) (i32.const 7) (local.get $len)))
+      (func (export "fill_forever")
+        (loop $again
+          (memory.fill (i32.const 0) (i32.const 7) (i32.const 16777216))
+          (br $again))))
+    """
+
+    test "a bulk memory instruction pays a unit of fuel per byte" do
+      {:ok, module} = Munition.compile(@fill)
+
+      assert {:ok, nil, %{fuel_consumed: small}} = Munition.fire(module, "fill", [16], fuel: @plenty)
+      assert {:ok, nil, %{fuel_consumed: large}} = Munition.fire(module, "fill", [1_048_576], fuel: @plenty)
+      assert large - small == 1_048_576 - 16
+    end
+
+    test "a bulk memory instruction the fuel left cannot pay for does not run" do
+      {:ok, module} = Munition.compile(@fill)
+
+      assert {:crash, :fuel_exhausted, %Munition.Forensics.Dump{fuel_consumed: consumed} = dump} =
+               Munition.fire(module, "fill", [1_048_576], fuel: 1_000_000, forensics: :full)
+
+      assert consumed <= 1_000_000
+      assert {:ok, <<0, _::binary>>} = Munition.Forensics.Dump.memory(dump)
+    end
+
+    test "a runaway of bulk memory instructions ends at its deadline" do
+      assert {:crash, :timeout, %Munition.Forensics.Dump{trap: :interrupt} = dump} =
+               Munition.fire(@fill, "fill_forever", [], fuel: @plenty, timeout: 100, max_memory: 32 <<< 20)
+
+      assert dump.message =~ "deadline"
+      # Each memory.fill paid for its 16 MiB.
+      assert dump.fuel_consumed >= 16_777_216
+      assert dump.fuel_consumed + dump.fuel_remaining == @plenty
+      # Stopped inside wasm, so with Wasmtime's evidence: in fill_forever.
+      assert [%{func_index: 1} | _] = dump.backtrace
+    end
+
+    test "a guest with all the fuel a call may have ends at its deadline" do
+      most = 0x7FFF_FFFF_FFFF_FFFF
+
+      assert {:crash, :timeout, %Munition.Forensics.Dump{trap: :interrupt} = dump} =
+               Munition.fire(@guest, "spin", [], fuel: most, timeout: 50)
+
+      assert dump.message =~ "deadline"
+      assert dump.fuel_consumed > 0
+      assert dump.fuel_consumed + dump.fuel_remaining == most
+      assert [_ | _] = dump.backtrace
     end
   end
 

@@ -14,7 +14,7 @@ defmodule Munition.Runtime.WasmtimeVocabularyTest do
              trap_kinds: kinds
            } = Wasmtime.info()
 
-    assert Enum.sort(features) == [:coredump, :epochs, :fibers, :fuel, :pooling]
+    assert Enum.sort(features) == [:coredump, :fibers, :fuel, :pooling]
     assert reasons != [] and kinds != []
     assert Enum.uniq(reasons) == reasons
     assert Enum.uniq(kinds) == kinds

@@ -76,7 +76,6 @@ fn engine_info() -> EngineInfo {
         version: WASMTIME_VERSION.to_string(),
         features: vec![
             atoms::fuel(),
-            atoms::epochs(),
             atoms::pooling(),
             atoms::coredump(),
             atoms::fibers(),

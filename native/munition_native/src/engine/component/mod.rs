@@ -1,5 +1,5 @@
 //! Components (the component model: WIT interfaces, WASI 0.2), on the same
-//! Wasmtime engine as core modules: the same fuel, epoch deadline, pooling
+//! Wasmtime engine as core modules: the same fuel and deadline, pooling
 //! allocator, fibers and slices (`engine::wasmtime::execution`), each call
 //! in a fresh store with a fresh instance of the pre-instantiated component.
 //! What differs: compiling and linking once (`module`), WIT values both

@@ -1,13 +1,24 @@
 //! The process-wide Wasmtime engine, built from the settled capacity
-//! (`engine::settings`), and the epoch ticker that enforces deadlines.
+//! (`engine::settings`): fuel is its one instrument.
 //!
 //! One engine serves every call: compiled code is shared through it, and a
 //! module compiled once can be instantiated in any number of fresh stores.
+//!
+//! Why fuel alone bounds time as well as work: Cranelift checks fuel where it
+//! would check epochs (every loop header and function entry, and before every
+//! bulk operation whose length is not a small constant), and in Wasmtime 48
+//! the bulk operations (`memory.copy`, `memory.fill`, `memory.init`,
+//! `table.copy`, `table.fill`, `table.init`, `table.grow`) pay a unit of fuel
+//! per byte or element, before they run. So the guest suspends itself at
+//! least every `FUEL_YIELD_INTERVAL` units of fuel (tens of microseconds of
+//! most code; a bulk operation's byte costs less time than an instruction),
+//! and the store's call hook ends it there once its deadline has passed
+//! (`store`). An epoch ticker adds little to that bound (its interruptions
+//! fall on the same points, and a bulk operation under way finishes either
+//! way), and its checks cost from a fifth (an interpreter's start-up) to
+//! more than the guest's own work (a tight loop): see bench/compute.exs.
 
 use std::num::NonZeroUsize;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::thread::{self, Thread};
-use std::time::Duration;
 
 use munition_core::capacity::{self, Settings};
 use munition_core::code_cache::{Key, KeyHasher};
@@ -21,14 +32,10 @@ use crate::engine::settings::{
 };
 use crate::host::state::MAX_CORE_INSTANCES;
 
-/// How often the ticker advances the epoch while a guest runs. A guest past its
-/// deadline is stopped at the next tick, so this is the worst-case overshoot
-/// (plus scheduling noise).
-pub const EPOCH_TICK: Duration = Duration::from_millis(1);
-
-/// Fuel between the guest's suspension points (where the slice clock is read
-/// and the fuel counter is saved). A slice can only end at one, so it
-/// overshoots `SLICE` by at most this much fuel: 10 to 20 µs of guest code.
+/// Fuel between the guest's suspension points (where the slice clock and the
+/// deadline are read and the fuel counter is saved). A slice, or a call past
+/// its deadline, can only end at one, so it overshoots by at most this much
+/// fuel: 10 to 20 µs of most guest code.
 /// At 10,000 the suspensions themselves cost 8 to 19% of guest compute
 /// (bench/compute.exs: a tight loop, a QuickJS start-up, a C hash); at
 /// 100,000 they cost 1 to 2%, and runaways still end at their deadline and
@@ -85,8 +92,8 @@ pub static ENGINE: Lazy<Engine> = Lazy::new(|| {
     let mut config = Config::new();
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling(&settings)));
     config
+        // No `epoch_interruption`: see the module's documentation.
         .consume_fuel(true)
-        .epoch_interruption(true)
         .max_wasm_stack(MAX_WASM_STACK)
         .async_stack_size(FIBER_STACK_SIZE)
         // The reservation and guard `munition_core::capacity` counts on
@@ -105,76 +112,6 @@ pub static ENGINE: Lazy<Engine> = Lazy::new(|| {
     Engine::new(&config).expect("the Wasmtime configuration built from settled capacity is valid")
 });
 
-/// Calls currently inside wasm; the ticker sleeps while this stays zero so an
-/// idle VM pays nothing for deadlines.
-static ACTIVE_GUESTS: AtomicUsize = AtomicUsize::new(0);
-
-/// Set by the ticker just before it parks, cleared by whoever unparks it: a
-/// guest starting while the ticker is awake pays one atomic load, not a
-/// wake-up (a futex call, and a thread competing for a core: on two cores,
-/// waking it at every call halved the throughput of two callers).
-static TICKER_PARKED: AtomicBool = AtomicBool::new(false);
-
-/// Ticks without any guest running before the ticker parks. Calls that come
-/// in a stream keep it awake (about 1,000 cheap wake-ups a second) instead
-/// of waking it once per call.
-const TICKER_LINGER_TICKS: u32 = 100;
-
-static TICKER: Lazy<Thread> = Lazy::new(|| {
-    thread::Builder::new()
-        .name("munition-epoch".into())
-        .spawn(|| {
-            let mut idle_ticks = 0;
-            loop {
-                if ACTIVE_GUESTS.load(Ordering::SeqCst) > 0 {
-                    idle_ticks = 0;
-                } else if idle_ticks < TICKER_LINGER_TICKS {
-                    idle_ticks += 1;
-                } else {
-                    // Announce the park, then look again: a guest that
-                    // started in between either is seen here or sees the
-                    // flag and unparks (a token the park below consumes).
-                    TICKER_PARKED.store(true, Ordering::SeqCst);
-                    if ACTIVE_GUESTS.load(Ordering::SeqCst) == 0 {
-                        // Spurious wake-ups are fine: the loop re-checks.
-                        thread::park();
-                    }
-                    TICKER_PARKED.store(false, Ordering::SeqCst);
-                    idle_ticks = 0;
-                    continue;
-                }
-                thread::sleep(EPOCH_TICK);
-                ENGINE.increment_epoch();
-            }
-        })
-        .expect("spawning the epoch ticker thread")
-        .thread()
-        .clone()
-});
-
-/// Marks a guest as running for as long as it lives, so the ticker advances
-/// the epoch and deadlines are enforced.
-pub struct GuestRunning(());
-
-impl GuestRunning {
-    pub fn start() -> Self {
-        ACTIVE_GUESTS.fetch_add(1, Ordering::SeqCst);
-        // Also true the first time, before the ticker thread exists: forcing
-        // `TICKER` starts it.
-        if TICKER_PARKED.load(Ordering::SeqCst) || Lazy::get(&TICKER).is_none() {
-            TICKER_PARKED.store(false, Ordering::SeqCst);
-            TICKER.unpark();
-        }
-        GuestRunning(())
-    }
-}
-
-impl Drop for GuestRunning {
-    fn drop(&mut self) {
-        ACTIVE_GUESTS.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
 /// The Wasmtime version this NIF was built against (kept in step with Cargo.toml).
 pub const WASMTIME_VERSION: &str = "48.0.8";
 
@@ -188,6 +125,8 @@ pub const WASMTIME_VERSION: &str = "48.0.8";
 pub static ENGINE_KEY: Lazy<Key> = Lazy::new(|| {
     KeyHasher::new("munition wasmtime engine")
         .part(WASMTIME_VERSION)
+        // Also in Wasmtime's hash (its tunables); named for who reads the key.
+        .part("fuel, no epochs")
         .hashed(&ENGINE.precompile_compatibility_hash())
         .key()
 });

@@ -25,7 +25,6 @@ use std::time::{Duration, Instant};
 use rustler::Env;
 use wasmtime::{Error, Instance, ModuleExport, Store};
 
-use super::config::GuestRunning;
 use super::trap::classify;
 use crate::engine::instance::{CallMeta, Live, Progress, Returned, Slot};
 use crate::engine::types::EngineTypes;
@@ -157,7 +156,8 @@ enum SlicePoll<E: EngineTypes> {
 /// itself (see `host::wakeup`).
 ///
 /// The guest also suspends itself every `FUEL_YIELD_INTERVAL` units of
-/// fuel; within a slice it is resumed at once.
+/// fuel; within a slice it is resumed at once, and stops itself there if
+/// its deadline has passed (the store's call hook, see `store`).
 fn poll_slice<E: EngineTypes>(env: Env, running: &mut Running<E>, slice: Duration) -> SlicePoll<E> {
     let started = Instant::now();
     let Running {
@@ -169,7 +169,6 @@ fn poll_slice<E: EngineTypes>(env: Env, running: &mut Running<E>, slice: Duratio
         ..
     } = running;
     let poll = {
-        let _running = GuestRunning::start();
         let _bridge = BridgeEnv::enter(env, bridge.clone());
         let waker = Waker::from(wakeup.clone());
         let mut cx = Context::from_waker(&waker);

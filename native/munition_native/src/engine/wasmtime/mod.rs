@@ -1,5 +1,5 @@
 //! The Wasmtime engine (Wasmtime 48, Cranelift): one process-wide engine
-//! with fuel, epoch interruption and a pooling allocator (`config`);
+//! with fuel (its one instrument) and a pooling allocator (`config`);
 //! compiling (`module`); a fresh store per instance and the imports made in
 //! it (`store`); running a guest on a fiber in slices (`execution`); and
 //! what a failed store gives its dump (`trap`, `capture`). `value` converts

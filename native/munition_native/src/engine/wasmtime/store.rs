@@ -1,4 +1,5 @@
-//! A fresh Wasmtime store for every instance: fuel, the epoch deadline, the
+//! A fresh Wasmtime store for every instance: fuel, its suspension points,
+//! the deadline checked on every return into wasm (a call hook), the
 //! memory limit of `munition_core::guest::GuestLimits` as Wasmtime's
 //! limiter, and the imports made in it, from the one table of built-ins and
 //! the bridge (`engine::link` says which import gets which).
@@ -6,10 +7,11 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use wasmtime::{Error, Extern, Func, FuncType, ResourceLimiter, Store, UpdateDeadline};
+use wasmtime::{CallHook, Error, Extern, Func, FuncType, ResourceLimiter, Store};
 
 use super::config::{ENGINE, FUEL_YIELD_INTERVAL};
 use super::execution::Wasmtime;
+use super::trap::DeadlinePassed;
 use super::value::{from_val, to_type, to_val};
 use crate::engine::link::Imports;
 use crate::engine::settings::{max_memories_per_module, MAX_TABLES_PER_MODULE};
@@ -63,23 +65,29 @@ pub fn new_store(config: StoreConfig, fuel: u64) -> MunitionResult<Store<StoreSt
     store
         .set_fuel(fuel)
         .map_err(|e| MunitionError::InvalidState(error_chain(&e)))?;
-    // Suspension points for slicing. They come from fuel rather than from
-    // epochs because an epoch-driven suspension or interrupt does not write the
-    // fuel counter back to the store (Wasmtime 48 keeps it in a register), and
-    // the dump of a timed-out guest must say how much fuel it burnt.
+    // Suspension points, where a slice ends and the deadline is checked.
+    // They write the fuel counter back to the store (compiled code keeps it
+    // in a register between them), so the dump of a timed-out guest says how
+    // much fuel it burnt.
     store
         .fuel_async_yield_interval(Some(FUEL_YIELD_INTERVAL))
         .map_err(|e| MunitionError::InvalidState(error_chain(&e)))?;
-    // The epoch ticker calls back at every tick; the guest is interrupted on
-    // the first tick past its wall-clock deadline.
-    store.set_epoch_deadline(1);
-    store.epoch_deadline_callback(|mut ctx| {
-        if Instant::now() >= ctx.data().deadline {
-            ctx.data_mut().timed_out = true;
-            Ok(UpdateDeadline::Interrupt)
-        } else {
-            Ok(UpdateDeadline::Continue(1))
+    // The deadline, checked on every way back into wasm from the host: from
+    // a libcall, which includes `out_of_gas` and so every fuel yield (with
+    // the `call-hook` feature Wasmtime wraps libcalls as it wraps host
+    // functions: `traphandlers::HostResult::maybe_catch_unwind`), and from a
+    // host function, which may have waited past the deadline (an Elixir
+    // host function, a WASI sleep, a response). The engine has no epoch
+    // interruption (see `config`); this is the guest's deadline. It stops
+    // the guest inside wasm, so the trap keeps Wasmtime's evidence
+    // (backtrace, coredump), as an epoch interruption did. A host function
+    // that failed the call itself (`StoreState::time_out`) keeps its own
+    // reason (`trap::classify`).
+    store.call_hook(|ctx, hook| match hook {
+        CallHook::ReturningFromHost if Instant::now() >= ctx.data().deadline => {
+            Err(Error::new(DeadlinePassed))
         }
+        _ => Ok(()),
     });
     Ok(store)
 }

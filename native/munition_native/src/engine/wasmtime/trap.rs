@@ -1,10 +1,27 @@
 //! A failed Wasmtime execution classified in Munition's vocabulary.
 
+use std::fmt;
+
 use wasmtime::{Error, Trap};
 
 use crate::host::state::StoreState;
 use crate::host::wasi::error::error_chain;
 use crate::vocabulary::trap::{HostFailure, Reason, TrapKind};
+
+/// A guest coming back into wasm past its deadline, from a fuel yield or a
+/// host function, and stopped there by the store's call hook (`store`): the
+/// engine's own timeout, as an epoch interruption was (Wasmi's message says
+/// the same).
+#[derive(Debug)]
+pub struct DeadlinePassed;
+
+impl fmt::Display for DeadlinePassed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("interrupt: the guest was still running at its deadline")
+    }
+}
+
+impl std::error::Error for DeadlinePassed {}
 
 /// The kind of one of Wasmtime's traps.
 fn kind(trap: &Trap) -> TrapKind {
@@ -36,6 +53,8 @@ pub fn classify(error: &Error, state: &StoreState) -> HostFailure {
         (host.reason, host.trap, host.message.clone())
     } else if state.limits.memory_limit_hit {
         (Reason::MemoryLimit, TrapKind::MemoryLimit, message)
+    } else if error.downcast_ref::<DeadlinePassed>().is_some() {
+        (Reason::Timeout, TrapKind::Interrupt, message)
     } else if let Some(guest_error) = error.downcast_ref::<wiggle::GuestError>() {
         // Wasmtime's WASI functions trap on a pointer outside guest memory
         // (as WASI says they shall) with the pointer's error.
