@@ -17,8 +17,9 @@
 //!
 //! WASI imports (a reactor built with wasi-libc imports a few) are stubs
 //! (`wasi_stub`): `clock_time_get` reads a monotonic clock, `fd_write`
-//! discards what it is given and says it wrote it all, anything else answers
-//! ENOSYS. The benchmarks give the guest nothing to read.
+//! discards what it is given and says it wrote it all, the environment and
+//! the arguments are empty, anything else answers ENOSYS. The benchmarks
+//! give the guest nothing to read.
 //!
 //! ```text
 //! munition_bench compute --wasm PATH --call NAME [--binary-len N | --binary-file PATH] [--i32 N]... [--samples N]
@@ -115,6 +116,14 @@ fn wasi_stub(name: &str, args: &[i64], memory: &mut [u8]) -> i32 {
             write(memory, args[3], &total.to_le_bytes());
             0
         }
+        // An empty environment and no arguments: wasi-libc exits (71) when
+        // these fail, and the Lua reactor reads its environment.
+        "environ_sizes_get" | "args_sizes_get" => {
+            write(memory, args[0], &0u32.to_le_bytes());
+            write(memory, args[1], &0u32.to_le_bytes());
+            0
+        }
+        "environ_get" | "args_get" => 0,
         _ => ENOSYS,
     }
 }
