@@ -319,6 +319,27 @@ defmodule Munition.SnapshotTest do
       assert same.hash == snapshot.hash
     end
 
+    test "a component whose initialisation keeps a WASI 0.2 resource open is refused" do
+      # `init` takes stdout's stream and keeps its handle in a global: the
+      # stream is in the store's table, which a fresh instance lacks.
+      keeps_stdout = ~s{(component $C
+        (import "wasi:io/streams@0.2.0" (instance $streams (export "output-stream" (type (sub resource)))))
+        (alias export $streams "output-stream" (type $os))
+        (import "wasi:cli/stdout@0.2.0" (instance $stdout
+          (alias outer $C $os (type $os2))
+          (export "output-stream" (type $os3 (eq $os2)))
+          (export "get-stdout" (func (result (own $os3))))))
+        (core func $get (canon lower (func $stdout "get-stdout")))
+        (core module $m (import "" "get" (func $get (result i32)))
+          (global $h (mut i32) (i32.const 0))
+          (func (export "init") (global.set $h (call $get))))
+        (core instance $i (instantiate $m (with "" (instance (export "get" (func $get))))))
+        (func (export "init") (canon lift (core func $i "init"))))}
+
+      assert {:error, {:not_capturable, "the initialisation left 1 WASI 0.2 resource(s) open" <> _}} =
+               Munition.snapshot(keeps_stdout, "init", [], capabilities: [:wasi])
+    end
+
     test "a component's initialisation ends bounded, with its dump" do
       assert {:crash, :fuel_exhausted, %Dump{function: "spin"}} =
                Munition.snapshot(@component, "spin", [], fuel: 100_000)
