@@ -18,7 +18,8 @@
 //! WASI imports (a reactor built with wasi-libc imports a few) are stubs
 //! (`wasi_stub`): `clock_time_get` reads a monotonic clock, `fd_write`
 //! discards what it is given and says it wrote it all, the environment and
-//! the arguments are empty, anything else answers ENOSYS. The benchmarks
+//! the arguments are empty, there is no preopened directory (EBADF),
+//! anything else answers ENOSYS. The benchmarks
 //! give the guest nothing to read.
 //!
 //! ```text
@@ -37,6 +38,7 @@ const FUEL: u64 = u64::MAX / 2;
 const FUEL_YIELD_INTERVAL: u64 = 100_000;
 const EPOCH_TICK: Duration = Duration::from_millis(1);
 const ENOSYS: i32 = 52;
+const EBADF: i32 = 8;
 
 struct Args {
     wasm: Vec<u8>,
@@ -124,6 +126,9 @@ fn wasi_stub(name: &str, args: &[i64], memory: &mut [u8]) -> i32 {
             0
         }
         "environ_get" | "args_get" => 0,
+        // No preopened directories: EBADF ends wasi-libc's scan for them,
+        // any other error exits (a guest that opens files, such as Lua).
+        "fd_prestat_get" => EBADF,
         _ => ENOSYS,
     }
 }
