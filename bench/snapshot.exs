@@ -3,6 +3,7 @@
 # with raw Wasmtime doing the same beside them.
 #
 #     MIX_ENV=test mix run bench/snapshot.exs     (`make bench` runs it too)
+#     PARTS=component MIX_ENV=test mix run bench/snapshot.exs   (or PARTS=interpreters)
 #
 # Guests: the QuickJS-ng reactor (_build/guests/interpreters/quickjs_reactor.wasm,
 # `make interpreters`), every call a fresh instance:
@@ -75,9 +76,15 @@ defmodule Bench.Snapshot do
 
   def run do
     bench = Munition.Bench.RawWasmtime.build!()
+    parts = String.split(System.get_env("PARTS", "interpreters,component"), ",")
+    IO.puts(String.pad_trailing("", @label) <> Enum.map_join(["median", "p99", "fuel", "x raw"], &pad/1))
+    if "interpreters" in parts, do: interpreters(bench)
+    if "component" in parts, do: component(bench)
+  end
+
+  defp interpreters(bench) do
     reactor = guest!("interpreters/quickjs_reactor")
     {:ok, module} = Munition.compile(reactor, timeout: 300_000)
-    IO.puts(String.pad_trailing("", @label) <> Enum.map_join(["median", "p99", "fuel", "x raw"], &pad/1))
 
     {hello, taken} = timed(fn -> Munition.snapshot(reactor, "init", [""], @init) end)
     {:ok, hello, _} = hello
@@ -112,8 +119,6 @@ defmodule Bench.Snapshot do
       "  memory of a call in flight, each of 16 at once: from nothing #{fresh_own} KiB own " <>
         "(#{fresh_mapped} KiB resident), on the snapshot #{snapshot_own} KiB own (#{snapshot_mapped} KiB resident)"
     )
-
-    component(bench)
 
     for {name, snapshot} <- [{"hello", hello}, {"rules", rules}] do
       memory = snapshot.memories |> Enum.map(&(&1.min_pages * &1.page_size)) |> Enum.sum()
@@ -235,7 +240,7 @@ defmodule Bench.Snapshot do
         "--arg",
         "DE"
       ] ++
-        ["--samples", "#{samples}", "--loads", "1", "--threads", "1", "--throughput-ms", "100"]
+        ["--samples", "#{samples}", "--loads", "1", "--threads", "1", "--throughput-ms", "1000"]
 
     case System.cmd(bench, args, cd: @root) do
       {output, 0} ->
