@@ -11,7 +11,10 @@
 //! can implement. So the initialisation is an ordinary Munition call of the
 //! instrumented module (fuel, deadline, capabilities, WASI, host functions,
 //! slices and dumps are every call's), and each engine reads its idle store
-//! for Wizer (`engine::wasmtime::snapshot`). This file holds what is the
+//! for Wizer (`engine::wasmtime::snapshot`). Components the same, with
+//! Wizer's component half: its instrumentation adds accessor functions
+//! that read every core instance's state, which Munition calls in the idle
+//! store (`engine::component::snapshot`). This file holds what is the
 //! same for every engine: instrumenting, driving Wizer's snapshot (its
 //! futures are ready at once over an idle store), and the byte surgery
 //! after it (`munition_core::snapshot`: the provenance section written
