@@ -3,13 +3,16 @@
 # with raw Wasmtime doing the same beside them.
 #
 #     MIX_ENV=test mix run bench/snapshot.exs     (`make bench` runs it too)
+#     PARTS=component MIX_ENV=test mix run bench/snapshot.exs   (or PARTS=interpreters)
 #
-# Guest: the QuickJS-ng reactor (_build/guests/interpreters/quickjs_reactor.wasm,
+# Guests: the QuickJS-ng reactor (_build/guests/interpreters/quickjs_reactor.wasm,
 # `make interpreters`), every call a fresh instance:
 #
 #   * "hello": `print('hello')`, from QuickJS's start-up (the reactor, as
 #     fire/4 runs it: `_initialize`, then `eval`, which starts QuickJS) and
 #     from a snapshot taken after start-up (`init` of an empty script);
+#   * Lua "hello": the same with the Lua 5.4 reactor
+#     (_build/guests/interpreters/lua_reactor.wasm);
 #   * a rules engine: a script building a 5,000-row index, then one lookup;
 #     from nothing (index and lookup in one `eval`, every call) and from a
 #     snapshot taken after the index was built (the lookup alone).
@@ -19,6 +22,13 @@
 # wasm (`snapshot.snapshot.bytes`), with the instrumentation Munition asks
 # of Wasmtime ("fuel+epochs") and Munition's way of running guests
 # ("munition": on a fiber, yielding every 100,000 units of fuel).
+#
+# and the JavaScript component plugin (_build/guests/components/plugin_js.wasm,
+# `make components`): `check(1200, "DE")` on a fresh instance (its first call
+# pays for StarlingMonkey's lazy start-up) and on its snapshot taken after
+# that call; raw Wasmtime is munition_bench's `components` mode on the
+# plugin's bytes and on the snapshot's ("default": Wasmtime's defaults;
+# "munition": Munition's instrumentation, on a fiber).
 #
 # `fire_pooled/4` is the same call through a `Munition.Pool` of the
 # snapshot, which checks options and links imports once.
@@ -66,14 +76,27 @@ defmodule Bench.Snapshot do
 
   def run do
     bench = Munition.Bench.RawWasmtime.build!()
+    parts = String.split(System.get_env("PARTS", "interpreters,component"), ",")
+    IO.puts(String.pad_trailing("", @label) <> Enum.map_join(["median", "p99", "fuel", "x raw"], &pad/1))
+    if "interpreters" in parts, do: interpreters(bench)
+    if "component" in parts, do: component(bench)
+  end
+
+  defp interpreters(bench) do
     reactor = guest!("interpreters/quickjs_reactor")
     {:ok, module} = Munition.compile(reactor, timeout: 300_000)
-    IO.puts(String.pad_trailing("", @label) <> Enum.map_join(["median", "p99", "fuel", "x raw"], &pad/1))
 
     {hello, taken} = timed(fn -> Munition.snapshot(reactor, "init", [""], @init) end)
     {:ok, hello, _} = hello
     IO.puts("\nQuickJS \"hello\" (snapshot taken in #{ms(taken)}, compiling included)")
     compare(bench, "print('hello')", {reactor, module}, {hello, "print('hello')"}, 50)
+
+    lua = guest!("interpreters/lua_reactor")
+    {:ok, lua_module} = Munition.compile(lua, timeout: 300_000)
+    {lua_hello, taken} = timed(fn -> Munition.snapshot(lua, "init", [""], @init) end)
+    {:ok, lua_hello, _} = lua_hello
+    IO.puts("\nLua \"hello\" (snapshot taken in #{ms(taken)}, compiling included)")
+    compare(bench, "print('hello')", {lua, lua_module}, {lua_hello, "print('hello')"}, 50)
 
     {rules, taken} = timed(fn -> Munition.snapshot(reactor, "init", [@index], @init) end)
     {:ok, rules, _} = rules
@@ -130,6 +153,112 @@ defmodule Bench.Snapshot do
 
     row("  raw wasmtime, munition, on the snapshot", raw_snapshot["munition"], raw_snapshot["fuel+epochs"])
     %{fresh: fresh, snapshot: snap}
+  end
+
+  @host "munition:plugin/host@0.1.0"
+  @component_call [
+    capabilities: [:wasi, :plugin_log],
+    host_functions: [{@host, "log", :wit, :plugin_log, &__MODULE__.log/2}],
+    fuel: @fuel,
+    timeout: 120_000,
+    compile_timeout: 300_000
+  ]
+
+  @doc false
+  def log(_ctx, _message), do: :ok
+
+  # The JavaScript component plugin (componentize-js): `check(1200, "DE")`
+  # on a fresh instance of the plugin, which pays for StarlingMonkey's lazy
+  # start-up, and on a fresh instance of its snapshot taken after that same
+  # call; raw Wasmtime the same on both (native/munition_bench's
+  # `components` mode: `default` is Wasmtime's defaults, `munition` its
+  # instrumentation and fiber).
+  defp component(bench) do
+    path = Path.join(@root, "_build/guests/components/plugin_js.wasm")
+
+    if File.exists?(path) do
+      plugin = File.read!(path)
+      {:ok, module} = Munition.compile(plugin, compile_timeout: 300_000)
+      bake = [bake: [:clock, :random, :env, :args]]
+
+      {snapshot, taken} =
+        timed(fn -> Munition.snapshot(plugin, "check", [1200, "DE"], @component_call ++ bake) end)
+
+      {:ok, snapshot, _} = snapshot
+
+      IO.puts(
+        "\nJavaScript component, check(1200, \"DE\") (snapshot taken in #{ms(taken)}, compiling included)"
+      )
+
+      raw_fresh = raw_component(bench, plugin, 100)
+      raw_snapshot = raw_component(bench, snapshot.snapshot.bytes, 200)
+      fresh = component_call(fn -> Munition.fire(module, "check", [1200, "DE"], @component_call) end, 100)
+      snap = component_call(fn -> Munition.fire(snapshot, "check", [1200, "DE"], @component_call) end, 200)
+
+      {:ok, pool} =
+        Munition.Pool.start_link(
+          [name: :bench_component_snapshot, wasm: snapshot] ++
+            Keyword.delete(@component_call, :compile_timeout)
+        )
+
+      pooled =
+        component_call(
+          fn -> Munition.fire_pooled(:bench_component_snapshot, "check", [1200, "DE"], timeout: 120_000) end,
+          200
+        )
+
+      GenServer.stop(pool)
+
+      row("  Munition fire/4, fresh instance", fresh, raw_fresh["munition"])
+      row("  raw wasmtime, default, fresh instance", raw_fresh["default"], raw_fresh["munition"])
+      row("  raw wasmtime, munition, fresh instance", raw_fresh["munition"], raw_fresh["munition"])
+      row("  Munition fire/4, on the snapshot", snap, raw_snapshot["munition"])
+      row("  Munition fire_pooled/4, on the snapshot", pooled, raw_snapshot["munition"])
+      row("  raw wasmtime, default, on the snapshot", raw_snapshot["default"], raw_snapshot["munition"])
+      row("  raw wasmtime, munition, on the snapshot", raw_snapshot["munition"], raw_snapshot["munition"])
+    else
+      IO.puts("\nJavaScript component: #{path} is not built (`make components`), skipped")
+    end
+  end
+
+  defp component_call(fun, samples) do
+    {:ok, _, %{fuel_consumed: fuel}} = fun.()
+    sorted = Timing.sample(samples, fn -> {:ok, _, _} = fun.() end, 3)
+    %{median: Timing.percentile(sorted, 0.5), p99: Timing.percentile(sorted, 0.99), fuel: fuel}
+  end
+
+  defp raw_component(bench, wasm, samples) do
+    args =
+      [
+        "components",
+        "--wasm",
+        write_tmp!("component.wasm", wasm),
+        "--call",
+        "check",
+        "--arg",
+        "1200",
+        "--arg",
+        "DE"
+      ] ++
+        ["--samples", "#{samples}", "--loads", "1", "--threads", "1", "--throughput-ms", "1000"]
+
+    case System.cmd(bench, args, cd: @root) do
+      {output, 0} ->
+        for line <- String.split(output, "\n", trim: true),
+            ["raw_component" | pairs] <- [String.split(line)],
+            fields = Map.new(pairs, &List.to_tuple(String.split(&1, "=", parts: 2))),
+            into: %{} do
+          {fields["instrument"],
+           %{
+             median: String.to_integer(fields["median_ns"]),
+             p99: String.to_integer(fields["p99_ns"]),
+             fuel: 0
+           }}
+        end
+
+      {output, status} ->
+        raise "munition_bench components exited with #{status}:\n#{output}"
+    end
   end
 
   defp munition(module, source, samples) do

@@ -369,7 +369,10 @@ defmodule Munition do
   `wasi: [env: ...]` would go unseen) fails the snapshot, with
   `{:error, {:not_capturable, message}}` naming it, unless `:bake` allows
   it. Only reads that happen count: a module that imports `random_get`
-  and does not call it during the initialisation is snapshotted.
+  and does not call it during the initialisation is snapshotted. A
+  component (any export, WIT arguments) is checked by what it imports
+  instead: its WASI 0.2 reads are served inside the engine, unseen (see
+  "Components" in the Snapshots guide).
 
   ## Options
 
@@ -394,11 +397,13 @@ defmodule Munition do
     * `{:crash, reason, dump}` - the initialisation failed, as a `fire/4`
       would: nothing was captured.
     * `{:error, reason}` - as `fire/4`, and `{:not_capturable, message}`
-      for what a snapshot cannot hold: a component, a module importing a
+      for what a snapshot cannot hold: a module importing a
       memory, a table or a global, or changing a table
       (`table.set`, `table.grow`...), preopened directories (their
       descriptors live outside the instance), an initialisation that
-      called `proc_exit`, or read what `:bake` does not allow. A runtime
+      called `proc_exit`, or read what `:bake` does not allow; a
+      component importing WASI 0.2 reads `:bake` does not name, or whose
+      initialisation left WASI 0.2 resources open. A runtime
       without snapshots is `{:error, {:unsupported, message}}`.
 
   ## Examples

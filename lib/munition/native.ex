@@ -52,6 +52,7 @@ defmodule Munition.Native do
   def instance_capture(_instance, _mode), do: :erlang.nif_error(:nif_not_loaded)
   def snapshot_instrument(_bytes), do: :erlang.nif_error(:nif_not_loaded)
   def instance_snapshot(_instance, _wasm, _provenance), do: :erlang.nif_error(:nif_not_loaded)
+  def component_instance_snapshot(_instance, _wasm, _provenance), do: :erlang.nif_error(:nif_not_loaded)
   def instance_cleanup(_instance), do: :erlang.nif_error(:nif_not_loaded)
   def instance_cleanup_dirty(_instance), do: :erlang.nif_error(:nif_not_loaded)
   def instance_live_count, do: :erlang.nif_error(:nif_not_loaded)

@@ -47,7 +47,8 @@ defmodule Munition.Reason do
     * `{:pool_unavailable, message}` - no `Munition.Pool` of that name is running
     * `{:not_capturable, message}` - `Munition.snapshot/4` cannot capture
       the module's state, or would bake into it what the initialisation
-      may not read: the message names it (a component, an imported memory,
+      may not read: the message names it (a component Wizer cannot take
+      apart or one left with WASI 0.2 resources open, an imported memory,
       an instruction that changes a table, preopened directories, a read of
       the clock, randomness, arguments or environment not allowed by
       `:bake`, a `proc_exit`)

@@ -47,6 +47,21 @@ defmodule Munition.Snapshot do
     {"munition", "random_bytes"} => :random
   }
 
+  # A component's WASI 0.2 imports that read the same, by interface
+  # (without its version) and function; `nil` for every function of it.
+  # `wasmtime-wasi` serves them in the engine, where no Elixir link can
+  # stand in for them: a component is checked by what it imports, before
+  # anything runs.
+  @component_reads [
+    {"wasi:clocks/wall-clock", "now", :clock},
+    {"wasi:clocks/monotonic-clock", "now", :clock},
+    {"wasi:random/random", nil, :random},
+    {"wasi:random/insecure", nil, :random},
+    {"wasi:random/insecure-seed", nil, :random},
+    {"wasi:cli/environment", "get-environment", :env},
+    {"wasi:cli/environment", "get-arguments", :args}
+  ]
+
   @doc false
   @spec run(Munition.wasm(), String.t(), list(), keyword()) ::
           {:ok, Munition.Module.t(), map()}
@@ -68,15 +83,12 @@ defmodule Munition.Snapshot do
     with :ok <- snapshots?(runtime),
          :ok <- no_preopens(options.wasi),
          {:ok, {plain, instrumented}} <- runtime.snapshot_instrument(bytes),
-         {:ok, module, options} <- Munition.compile_for_call(instrumented, options) do
+         {:ok, module, options} <- Munition.compile_for_call(instrumented, options),
+         :ok <- component_reads(module, bake) do
       # The instrumented module stands for the caller's: its dumps and the
       # meter's figures name the module whose initialisation ran, and list
       # its exports without Wizer's.
-      module = %{
-        module
-        | hash: of,
-          exports: Enum.reject(module.exports, &String.starts_with?(&1.name, "__wizer_"))
-      }
+      module = %{module | hash: of, exports: Enum.reject(module.exports, &wizer_export?/1)}
 
       with {:ok, links} <- Capabilities.resolve(module, options.capabilities, options.host_functions, runtime) do
         ref = make_ref()
@@ -102,6 +114,41 @@ defmodule Munition.Snapshot do
       end
     end
   end
+
+  # Wizer's exports: a module's `__wizer_*` memories and globals, a
+  # component's `wasmtime:wizer/access` instance of accessors.
+  defp wizer_export?(%{name: "__wizer_" <> _}), do: true
+  defp wizer_export?(%{name: "wasmtime:wizer/access#" <> _}), do: true
+  defp wizer_export?(_export), do: false
+
+  # The first WASI 0.2 import of a component that reads what `bake` does
+  # not allow, refused: whether the initialisation calls it is not seen.
+  defp component_reads(%Munition.Module{kind: :component, imports: imports}, bake) do
+    refused =
+      Enum.find_value(imports, fn %{module: interface, name: name} ->
+        unversioned = Capabilities.unversioned(interface)
+
+        Enum.find_value(@component_reads, fn {reads_interface, reads_name, read} ->
+          if unversioned == reads_interface and reads_name in [nil, name] and read not in bake,
+            do: {read, "#{interface}##{name}"}
+        end)
+      end)
+
+    case refused do
+      nil ->
+        :ok
+
+      {read, import} ->
+        {:error,
+         {:not_capturable,
+          "the component imports #{import}, which reads #{describe(read)}, and every call on the snapshot " <>
+            "would share what the initialisation read: give bake: [#{inspect(read)}] to snapshot it all the same " <>
+            "(a component's WASI 0.2 reads are served inside the engine, so Munition refuses what it imports, " <>
+            "not only what it calls)"}}
+    end
+  end
+
+  defp component_reads(_module, _bake), do: :ok
 
   defp bake!(bake) when is_list(bake) do
     Enum.each(bake, fn read ->
@@ -250,9 +297,12 @@ defmodule Munition.Snapshot do
   @doc false
   # `module`, compiled from `bytes`, with where it comes from when `bytes`
   # are a snapshot's: their first section says so. A match on the first
-  # bytes, nothing read further: cheap enough for every compile.
+  # bytes, nothing read further: cheap enough for every compile. A
+  # module's header or a component's (version 0x0d, layer 1), the section
+  # first in both.
   @spec mark(Munition.Module.t(), binary()) :: Munition.Module.t()
-  def mark(module, <<0, "asm", 1, 0, 0, 0, 0, rest::binary>> = bytes) do
+  def mark(module, <<0, "asm", version, 0, layer, 0, 0, rest::binary>> = bytes)
+      when {version, layer} in [{1, 0}, {0x0D, 1}] do
     with {size, rest} <- leb128(rest, 0, 0),
          name_size = byte_size(@section),
          <<^name_size, @section, "1\n", of::binary-size(64), "\n", rest::binary>> <- rest,

@@ -21,6 +21,25 @@ defmodule Munition.SnapshotTest do
     (func (export "far") (result i32) (i32.load (i32.const 70000)))
     (func (export "boom") unreachable))}
 
+  # The counter as a component: one core instance, its functions lifted.
+  @component ~s{(component
+    (core module $m (global $n (mut i32) (i32.const 0))
+      (memory (export "memory") 1)
+      (func (export "init") (param i32)
+        (global.set $n (local.get 0))
+        (i32.store (i32.const 64) (i32.mul (local.get 0) (i32.const 2))))
+      (func (export "next") (result i32)
+        (global.set $n (i32.add (global.get $n) (i32.const 1))) (global.get $n))
+      (func (export "stored") (result i32) (i32.load (i32.const 64)))
+      (func (export "spin") (result i32) (loop (br 0)) (i32.const 0))
+      (func (export "boom") unreachable))
+    (core instance $i (instantiate $m))
+    (func (export "init") (param "n" s32) (canon lift (core func $i "init")))
+    (func (export "next") (result s32) (canon lift (core func $i "next")))
+    (func (export "stored") (result s32) (canon lift (core func $i "stored")))
+    (func (export "spin") (result s32) (canon lift (core func $i "spin")))
+    (func (export "boom") (canon lift (core func $i "boom"))))}
+
   defp hash(bytes), do: :sha256 |> :crypto.hash(bytes) |> Base.encode16(case: :lower)
 
   describe "snapshot/4" do
@@ -264,8 +283,66 @@ defmodule Munition.SnapshotTest do
       assert {:error, {:not_capturable, message}} = Munition.snapshot(table_grow, "init", [])
       assert message =~ "table.grow"
 
-      assert {:error, {:not_capturable, "a component" <> _}} = Munition.snapshot("(component)", "init", [])
+      # A component Wizer cannot take apart: a module instantiated twice.
+      twice =
+        ~s{(component (core module $m) (core instance (instantiate $m)) (core instance (instantiate $m)))}
+
+      assert {:error,
+              {:not_capturable,
+               "wasmtime-wizer cannot snapshot it: modules may be instantiated at most once" <> _}} =
+               Munition.snapshot(twice, "init", [])
+
       assert {:error, {:invalid_module, _}} = Munition.snapshot(<<0, "asm", 9>>, "init", [])
+    end
+
+    test "a component: every call starts from the snapshot's core instance, never from an earlier call's" do
+      assert {:ok, snapshot, meta} = Munition.snapshot(@component, "init", [41])
+      assert meta.module_hash == hash(@component)
+      assert snapshot.kind == :component
+      assert %{of: of, function: "init"} = snapshot.snapshot
+      assert of == hash(@component)
+      assert Enum.map(snapshot.exports, & &1.name) == ~w(init next stored spin boom)
+
+      assert {:ok, 42, _} = Munition.fire(snapshot, "next", [])
+      assert {:ok, 42, _} = Munition.fire(snapshot, "next", [])
+      assert {:ok, 82, _} = Munition.fire(snapshot, "stored", [])
+      assert {:ok, 1, _} = Munition.fire(@component, "next", [])
+
+      # Its bytes compile to the same snapshot; a dump names what it was made of.
+      assert {:ok, again} = Munition.compile(snapshot.snapshot.bytes)
+      assert again.hash == snapshot.hash and again.snapshot == snapshot.snapshot
+      assert {:crash, :trap, dump} = Munition.fire(again, "boom", [])
+      assert %{of: ^of, function: "init"} = dump.snapshot
+
+      # Deterministic: the same snapshot, byte for byte.
+      assert {:ok, same, _} = Munition.snapshot(@component, "init", [41])
+      assert same.hash == snapshot.hash
+    end
+
+    test "a component whose initialisation keeps a WASI 0.2 resource open is refused" do
+      # `init` takes stdout's stream and keeps its handle in a global: the
+      # stream is in the store's table, which a fresh instance lacks.
+      keeps_stdout = ~s{(component $C
+        (import "wasi:io/streams@0.2.0" (instance $streams (export "output-stream" (type (sub resource)))))
+        (alias export $streams "output-stream" (type $os))
+        (import "wasi:cli/stdout@0.2.0" (instance $stdout
+          (alias outer $C $os (type $os2))
+          (export "output-stream" (type $os3 (eq $os2)))
+          (export "get-stdout" (func (result (own $os3))))))
+        (core func $get (canon lower (func $stdout "get-stdout")))
+        (core module $m (import "" "get" (func $get (result i32)))
+          (global $h (mut i32) (i32.const 0))
+          (func (export "init") (global.set $h (call $get))))
+        (core instance $i (instantiate $m (with "" (instance (export "get" (func $get))))))
+        (func (export "init") (canon lift (core func $i "init"))))}
+
+      assert {:error, {:not_capturable, "the initialisation left 1 WASI 0.2 resource(s) open" <> _}} =
+               Munition.snapshot(keeps_stdout, "init", [], capabilities: [:wasi])
+    end
+
+    test "a component's initialisation ends bounded, with its dump" do
+      assert {:crash, :fuel_exhausted, %Dump{function: "spin"}} =
+               Munition.snapshot(@component, "spin", [], fuel: 100_000)
     end
 
     test "Wasmi takes no snapshots" do

@@ -483,9 +483,11 @@ defmodule Munition.Host.Capabilities do
     unversioned(rest) in @wasi_p2
   end
 
+  @doc false
   # An interface's name without its version: every import of every call
   # goes through here, so no list is built.
-  defp unversioned(interface) do
+  @spec unversioned(String.t()) :: String.t()
+  def unversioned(interface) do
     case :binary.match(interface, "@") do
       {at, _} -> binary_part(interface, 0, at)
       :nomatch -> interface

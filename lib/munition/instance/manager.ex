@@ -167,8 +167,9 @@ defmodule Munition.Instance.Manager do
   # initialize), which is most calls, and saves a trip to the engine. The
   # instance may go as soon as it returns unless a binary result is read
   # from its memory after.
+  # A snapshot's initialisation keeps its instance: it is read after.
   defp call_at_once(%State{module: %{kind: :component}} = state),
-    do: {state.function, state.args, true}
+    do: {state.function, state.args, state.snapshot == nil}
 
   defp call_at_once(state) do
     # A snapshot's initialisation keeps its instance: it is read after.

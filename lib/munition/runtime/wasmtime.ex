@@ -386,14 +386,14 @@ defmodule Munition.Runtime.Wasmtime do
   @impl true
   def info, do: Native.engine_info()
 
-  ## Snapshots (core modules)
+  ## Snapshots (core modules and components)
 
   @impl true
   def snapshot_instrument(bytes), do: Native.snapshot_instrument(bytes)
 
   @impl true
-  def snapshot({:component, _instance}, _wasm, _provenance),
-    do: {:error, {:not_capturable, "a component: snapshots take core modules only"}}
+  def snapshot({:component, instance}, wasm, provenance),
+    do: Native.component_instance_snapshot(instance, wasm, provenance)
 
   def snapshot(instance, wasm, provenance), do: Native.instance_snapshot(instance, wasm, provenance)
 end

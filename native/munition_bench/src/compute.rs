@@ -21,8 +21,10 @@
 //!
 //! WASI imports (a reactor built with wasi-libc imports a few) are stubs
 //! (`wasi_stub`): `clock_time_get` reads a monotonic clock, `fd_write`
-//! discards what it is given and says it wrote it all, anything else answers
-//! ENOSYS. The benchmarks give the guest nothing to read.
+//! discards what it is given and says it wrote it all, the environment and
+//! the arguments are empty, there is no preopened directory (EBADF),
+//! anything else answers ENOSYS. The benchmarks
+//! give the guest nothing to read.
 //!
 //! ```text
 //! munition_bench compute --wasm PATH --call NAME [--binary-len N | --binary-file PATH] [--i32 N]... [--samples N]
@@ -40,6 +42,7 @@ const FUEL: u64 = u64::MAX / 2;
 const FUEL_YIELD_INTERVAL: u64 = 100_000;
 const EPOCH_TICK: Duration = Duration::from_millis(1);
 const ENOSYS: i32 = 52;
+const EBADF: i32 = 8;
 
 struct Args {
     wasm: Vec<u8>,
@@ -119,6 +122,17 @@ fn wasi_stub(name: &str, args: &[i64], memory: &mut [u8]) -> i32 {
             write(memory, args[3], &total.to_le_bytes());
             0
         }
+        // An empty environment and no arguments: wasi-libc exits (71) when
+        // these fail, and the Lua reactor reads its environment.
+        "environ_sizes_get" | "args_sizes_get" => {
+            write(memory, args[0], &0u32.to_le_bytes());
+            write(memory, args[1], &0u32.to_le_bytes());
+            0
+        }
+        "environ_get" | "args_get" => 0,
+        // No preopened directories: EBADF ends wasi-libc's scan for them,
+        // any other error exits (a guest that opens files, such as Lua).
+        "fd_prestat_get" => EBADF,
         _ => ENOSYS,
     }
 }

@@ -1,7 +1,7 @@
 //! The byte surgery a snapshot (`Munition.snapshot/4`) gets after
 //! `wasmtime-wizer` wrote it: its provenance section put first, and its
 //! data segments merged down to a count any engine and Munition's compile
-//! limits take.
+//! limits take (in each core module of a component too).
 //!
 //! Wizer writes one active segment per run of non-zero bytes of memory,
 //! merging only runs a few bytes apart, up to 10,000 segments: an
@@ -56,15 +56,34 @@ impl Active<'_> {
 }
 
 /// `module` with at most `max` active data segments, the nearest merged
-/// first; unchanged when it has no more, or when its data section is not
+/// first, and without its empty passive segments when no code names a
+/// segment; unchanged when there is nothing to do, or when its data section is not
 /// as Wizer writes it (passive segments first, then active ones at
 /// constant, ordered, disjoint offsets). `Err` for bytes that do not parse.
 pub fn coalesce(module: &[u8], max: usize) -> Result<Vec<u8>, String> {
     let mut passive: Vec<&[u8]> = Vec::new();
     let mut active: Vec<Active> = Vec::new();
+    // Whether any code names a segment by its index (`memory.init`,
+    // `data.drop`): if none does, the empty passive segments Wizer left in
+    // place of the module's own active ones (applied, then dropped, at
+    // instantiation) can go, as nothing can tell them from absent ones.
+    let mut indexed = false;
     for payload in Parser::new(0).parse_all(module) {
-        let Payload::DataSection(reader) = payload.map_err(|e| e.to_string())? else {
-            continue;
+        let reader = match payload.map_err(|e| e.to_string())? {
+            Payload::DataSection(reader) => reader,
+            Payload::CodeSectionEntry(body) if !indexed => {
+                let mut ops = body.get_operators_reader().map_err(|e| e.to_string())?;
+                while !ops.eof() {
+                    if let Operator::MemoryInit { .. } | Operator::DataDrop { .. } =
+                        ops.read().map_err(|e| e.to_string())?
+                    {
+                        indexed = true;
+                        break;
+                    }
+                }
+                continue;
+            }
+            _ => continue,
         };
         for data in reader {
             let data = data.map_err(|e| e.to_string())?;
@@ -98,8 +117,12 @@ pub fn coalesce(module: &[u8], max: usize) -> Result<Vec<u8>, String> {
             }
         }
     }
-    if active.len() <= max {
+    let prune = !indexed && passive.iter().any(|bytes| bytes.is_empty());
+    if active.len() <= max && !prune {
         return Ok(module.to_vec());
+    }
+    if prune {
+        passive.retain(|bytes| !bytes.is_empty());
     }
 
     // Merge across the smallest gaps between neighbours of one memory.
@@ -111,7 +134,7 @@ pub fn coalesce(module: &[u8], max: usize) -> Result<Vec<u8>, String> {
         .collect();
     gaps.sort_unstable();
     let mut merge_next = vec![false; active.len()];
-    for (_, i) in gaps.iter().take(active.len() - max) {
+    for (_, i) in gaps.iter().take(active.len().saturating_sub(max)) {
         merge_next[*i] = true;
     }
     let widest = gaps.iter().map(|(gap, _)| *gap).max().unwrap_or(0);
@@ -172,6 +195,48 @@ pub fn coalesce(module: &[u8], max: usize) -> Result<Vec<u8>, String> {
         }
     }
     Ok(out)
+}
+
+/// The section of a component that holds a core module.
+const COMPONENT_CORE_MODULE_SECTION: u8 = 1;
+
+/// `component` with each core module at its top level `coalesce`d to `max`
+/// active segments: Wizer writes a component's modules as it writes a
+/// module, up to 10,000 segments each (20,000 for the JavaScript plugin's
+/// two, over the `data_segments` limit). Modules nested in components are
+/// left as they are (Wizer snapshots none: it refuses nested components
+/// with modules).
+pub fn coalesce_component(component: &[u8], max: usize) -> Result<Vec<u8>, String> {
+    if component.len() < 8 {
+        return Err("not a component: no header".into());
+    }
+    let mut out = Vec::with_capacity(component.len());
+    out.extend_from_slice(&component[..8]);
+    let mut rest = &component[8..];
+    while let Some((&id, after)) = rest.split_first() {
+        let (size, after) = read_u32(after).ok_or("a section's size is not a LEB128 u32")?;
+        let payload = after
+            .get(..size as usize)
+            .ok_or("a section runs past the end of the component")?;
+        if id == COMPONENT_CORE_MODULE_SECTION {
+            push_section(&mut out, id, &coalesce(payload, max)?);
+        } else {
+            push_section(&mut out, id, payload);
+        }
+        rest = &after[size as usize..];
+    }
+    Ok(out)
+}
+
+fn read_u32(bytes: &[u8]) -> Option<(u32, &[u8])> {
+    let mut value: u64 = 0;
+    for (i, byte) in bytes.iter().enumerate().take(5) {
+        value |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return u32::try_from(value).ok().map(|v| (v, &bytes[i + 1..]));
+        }
+    }
+    None
 }
 
 fn push_section(out: &mut Vec<u8>, id: u8, payload: &[u8]) {
@@ -309,6 +374,58 @@ mod tests {
         let (passive, after) = segments(&out);
         assert_eq!((passive, after.len()), (2, 1));
         assert_eq!(after[0], (0, 1, b"a\0b\0c".to_vec()));
+    }
+
+    #[test]
+    fn drops_empty_passive_segments_only_when_no_code_names_a_segment() {
+        let segments_of = |code: &str| {
+            let wasm = wat::parse_str(format!(
+                r#"(module (memory 1) (data "") (data "") (data "kept")
+                     (data (i32.const 1) "a") (func (export "f") {code}))"#
+            ))
+            .unwrap();
+            let out = coalesce(&wasm, 10).unwrap();
+            validate(&out);
+            segments(&out)
+        };
+        assert_eq!(segments_of("").0, 1);
+        assert_eq!(segments_of("(data.drop 2)").0, 3);
+        assert_eq!(segments_of("").1, vec![(0, 1, b"a".to_vec())]);
+    }
+
+    #[test]
+    fn merges_each_core_module_of_a_component() {
+        let component = wat::parse_str(
+            r#"(component
+                 (core module $a (memory 1)
+                   (data (i32.const 1) "a") (data (i32.const 3) "b") (data (i32.const 5) "c"))
+                 (core module $b (memory 1) (data (i32.const 9) "x") (data (i32.const 11) "y"))
+                 (core instance (instantiate $a))
+                 (core instance (instantiate $b)))"#,
+        )
+        .unwrap();
+        let out = coalesce_component(&component, 1).unwrap();
+        // The core modules, by the component's sections (wasmparser is
+        // built here without the component model).
+        let mut modules = Vec::new();
+        let mut rest = &out[8..];
+        while let Some((&id, after)) = rest.split_first() {
+            let (size, after) = read_u32(after).unwrap();
+            let payload = &after[..size as usize];
+            if id == COMPONENT_CORE_MODULE_SECTION {
+                validate(payload);
+                modules.push(segments(payload).1);
+            }
+            rest = &after[size as usize..];
+        }
+        assert_eq!(
+            modules,
+            vec![
+                vec![(0, 1, b"a\0b\0c".to_vec())],
+                vec![(0, 9, b"x\0y".to_vec())]
+            ]
+        );
+        assert!(coalesce_component(&component[..20], 1).is_err());
     }
 
     #[test]

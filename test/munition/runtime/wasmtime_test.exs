@@ -703,7 +703,13 @@ defmodule Munition.Runtime.WasmtimeTest do
       names = Enum.map(module.exports, & &1.name)
       assert "__wizer_memory_0" in names and "__wizer_global_0" in names
 
-      assert {:error, {:not_capturable, _}} = Wasmtime.snapshot_instrument("(component)")
+      # A component: Wizer's component half adds its accessors' instance.
+      assert {:ok, {<<0, "asm", 0x0D, 0, 1, 0>>, instrumented}} = Wasmtime.snapshot_instrument("(component)")
+      assert {:ok, %{kind: :component} = component} = Wasmtime.compile(instrumented)
+      assert component.exports == []
+
+      twice = "(component (core module $m) (core instance (instantiate $m)) (core instance (instantiate $m)))"
+      assert {:error, {:not_capturable, _}} = Wasmtime.snapshot_instrument(twice)
       assert {:error, {:invalid_module, _}} = Wasmtime.snapshot_instrument("(module")
     end
 

@@ -11,7 +11,10 @@
 //! can implement. So the initialisation is an ordinary Munition call of the
 //! instrumented module (fuel, deadline, capabilities, WASI, host functions,
 //! slices and dumps are every call's), and each engine reads its idle store
-//! for Wizer (`engine::wasmtime::snapshot`). This file holds what is the
+//! for Wizer (`engine::wasmtime::snapshot`). Components the same, with
+//! Wizer's component half: its instrumentation adds accessor functions
+//! that read every core instance's state, which Munition calls in the idle
+//! store (`engine::component::snapshot`). This file holds what is the
 //! same for every engine: instrumenting, driving Wizer's snapshot (its
 //! futures are ready at once over an idle store), and the byte surgery
 //! after it (`munition_core::snapshot`: the provenance section written
@@ -25,8 +28,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
-use munition_core::snapshot::{coalesce, with_provenance, MAX_SEGMENTS};
-use wasmtime_wizer::{InstanceState, Wizer};
+use munition_core::snapshot::{coalesce, coalesce_component, with_provenance, MAX_SEGMENTS};
+use wasmtime_wizer::{ComponentInstanceState, InstanceState, Wizer};
 
 use crate::host::wasi::error::error_chain;
 use crate::vocabulary::error::{MunitionError, MunitionResult};
@@ -42,24 +45,32 @@ fn wizer() -> Wizer {
     wizer
 }
 
+/// Whether `wasm` is a component: its header says version 0x0d, layer 1.
+pub fn is_component(wasm: &[u8]) -> bool {
+    wasm.get(4..8) == Some(&[0x0du8, 0, 1, 0][..])
+}
+
 /// The wasm of `bytes` (wasm, or WAT text made wasm) and the instrumented
-/// module to run the initialisation in. A component, or a module whose
+/// module, or component, to run the initialisation in. A module whose
 /// state Wizer cannot capture (imported memories, tables or globals,
 /// instructions that change tables or drop segments, mutable globals of
-/// reference types), is `:not_capturable`; invalid wasm is
-/// `:invalid_module`.
+/// reference types), or a component it cannot take apart (nested
+/// components with modules, a module instantiated twice, aliases of
+/// modules or components, a start function), is `:not_capturable`;
+/// invalid wasm is `:invalid_module`.
 pub fn instrument(bytes: &[u8]) -> MunitionResult<(Vec<u8>, Vec<u8>)> {
     let wasm = wat::parse_bytes(bytes)
         .map_err(|e| MunitionError::InvalidModule(e.to_string()))?
         .into_owned();
-    // A component's header: version 0x0d, layer 1.
-    if wasm.get(4..8) == Some(&[0x0du8, 0, 1, 0][..]) {
-        return Err(MunitionError::NotCapturable(
-            "a component: snapshots take core modules only".into(),
-        ));
-    }
-    let instrumented = match catch_unwind(|| wizer().instrument(&wasm)) {
-        Ok(Ok((_context, instrumented))) => instrumented,
+    let instrumented = catch_unwind(|| {
+        if is_component(&wasm) {
+            wizer().instrument_component(&wasm).map(|(_, bytes)| bytes)
+        } else {
+            wizer().instrument(&wasm).map(|(_, bytes)| bytes)
+        }
+    });
+    let instrumented = match instrumented {
+        Ok(Ok(instrumented)) => instrumented,
         Ok(Err(error)) => {
             let message = error_chain(&error);
             return Err(if message.starts_with("wasm validation failed") {
@@ -99,6 +110,30 @@ pub fn snapshot(
     Ok(with_provenance(&snapshot, provenance))
 }
 
+/// The snapshot of `state`, an idle instance of `instrument(wasm)`'s
+/// component, as a new component starting with the provenance section.
+/// Wizer reads a component's state by calling the accessor functions its
+/// instrumentation added (`engine::component::snapshot`); each core
+/// module's data segments are merged as a module's are.
+pub fn snapshot_component(
+    wasm: &[u8],
+    state: &mut impl ComponentInstanceState,
+    provenance: &[u8],
+) -> MunitionResult<Vec<u8>> {
+    let wizer = wizer();
+    let run = AssertUnwindSafe(|| -> MunitionResult<Vec<u8>> {
+        let (context, _instrumented) = wizer
+            .instrument_component(wasm)
+            .map_err(|e| MunitionError::NotCapturable(error_chain(&e)))?;
+        drive(wizer.snapshot_component(&context, state))?
+            .map_err(|e| MunitionError::NotCapturable(error_chain(&e)))
+    });
+    let snapshot = catch_unwind(run).map_err(|_| panicked("snapshotting"))??;
+    let snapshot =
+        coalesce_component(&snapshot, MAX_SEGMENTS).map_err(MunitionError::RuntimeFailure)?;
+    Ok(with_provenance(&snapshot, provenance))
+}
+
 /// The output of a future that must be ready at once: Wizer's snapshot is
 /// async for stores that need it, and an idle store never makes it wait.
 fn ready<F: Future>(future: F) -> MunitionResult<F::Output> {
@@ -112,6 +147,27 @@ fn ready<F: Future>(future: F) -> MunitionResult<F::Output> {
             "wasmtime-wizer's snapshot waited on an idle store".into(),
         )),
     }
+}
+
+/// The most polls `drive` makes: a component's accessors run wasm, on a
+/// fiber, which yields every `FUEL_YIELD_INTERVAL` of fuel; Wizer's
+/// accessors burn a few instructions each, whatever the memory's size.
+const MAX_POLLS: usize = 1 << 20;
+
+/// The output of a future that runs wasm on Wasmtime's fibers and waits on
+/// nothing else: it is polled again at each yield (fuel or epoch), which
+/// wakes it at once.
+fn drive<F: Future>(future: F) -> MunitionResult<F::Output> {
+    let mut future = pin!(future);
+    let mut context = Context::from_waker(Waker::noop());
+    for _ in 0..MAX_POLLS {
+        if let Poll::Ready(output) = future.as_mut().poll(&mut context) {
+            return Ok(output);
+        }
+    }
+    Err(MunitionError::RuntimeFailure(
+        "wasmtime-wizer's snapshot of a component did not finish".into(),
+    ))
 }
 
 fn panicked(what: &str) -> MunitionError {

@@ -1,9 +1,10 @@
 //! The NIFs of snapshots (`Munition.snapshot/4`, see `engine::snapshot`):
 //! instrumenting a module, and writing an idle instance of it into a new
-//! module. Wasmtime's only so far.
+//! module or component. Wasmtime's only (core modules and components).
 
 use rustler::{Binary, ResourceArc};
 
+use crate::engine::component::{self, Component};
 use crate::engine::instance::InstanceRef;
 use crate::engine::snapshot;
 use crate::engine::wasmtime::{self, Wasmtime};
@@ -31,4 +32,18 @@ fn instance_snapshot(
     let mut slot = instance.lock();
     let live = slot.idle()?;
     wasmtime::snapshot::snapshot(live, wasm.as_slice(), provenance.as_slice()).map(OwnedBytes)
+}
+
+/// The snapshot of an idle instance of `snapshot_instrument(wasm)`'s
+/// component, `provenance` in its first section. It runs Wizer's
+/// accessors and copies every memory: on a dirty scheduler.
+#[rustler::nif(schedule = "DirtyCpu")]
+fn component_instance_snapshot(
+    instance: ResourceArc<InstanceRef<Component>>,
+    wasm: Binary,
+    provenance: Binary,
+) -> MunitionResult<OwnedBytes> {
+    let mut slot = instance.lock();
+    let live = slot.idle()?;
+    component::snapshot::snapshot(live, wasm.as_slice(), provenance.as_slice()).map(OwnedBytes)
 }

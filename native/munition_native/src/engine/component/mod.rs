@@ -10,6 +10,7 @@ pub mod bridge;
 pub mod clock;
 pub mod http;
 pub mod module;
+pub mod snapshot;
 pub mod value;
 pub mod wit;
 
