@@ -19,7 +19,7 @@
 #     store + instance (InstancePre) + the call + dropping the store, with
 #     Wasmtime's defaults (the pooling allocator at its default limits: the
 #     baseline of issue 20), the same with a typed call, with Munition's
-#     instrumentation (its engine, store, fuel, epochs and fiber), and with
+#     instrumentation (its engine, store, fuel and fiber), and with
 #     Munition's WASI context on top; and, on raw Wasmtime, a later call on
 #     the same instance (what the call costs once the guest initialised
 #     itself) and what making a store's WASI context costs;

@@ -20,7 +20,7 @@
 # The raw side is native/munition_bench's `compute` mode (see
 # bench/compute.exs) on the same bytes: the reactor, and the snapshot's own
 # wasm (`snapshot.snapshot.bytes`), with the instrumentation Munition asks
-# of Wasmtime ("fuel+epochs") and Munition's way of running guests
+# of Wasmtime ("fuel": its one instrument) and Munition's way of running guests
 # ("munition": on a fiber, yielding every 100,000 units of fuel).
 #
 # and the JavaScript component plugin (_build/guests/components/plugin_js.wasm,
@@ -34,7 +34,7 @@
 # snapshot, which checks options and links imports once.
 #
 # Columns: median and p99 of one call, its fuel, and the median over raw
-# Wasmtime "fuel+epochs" on the same bytes ("x raw"). The memory lines say
+# Wasmtime "fuel" on the same bytes ("x raw"). The memory lines say
 # what a call in flight holds: the growth of the VM's memory with 16
 # rules-engine calls spinning at once, per call, from nothing (each built
 # its index) and on the snapshot (the pooling allocator maps its memory
@@ -139,19 +139,19 @@ defmodule Bench.Snapshot do
     snap = munition(snapshot, snap_source, samples * 2)
     pooled = pooled(snapshot, snap_source, samples * 2)
 
-    row("  Munition fire/4, from nothing", fresh, raw_fresh["fuel+epochs"])
-    row("  raw wasmtime, fuel+epochs, from nothing", raw_fresh["fuel+epochs"], raw_fresh["fuel+epochs"])
-    row("  raw wasmtime, munition, from nothing", raw_fresh["munition"], raw_fresh["fuel+epochs"])
-    row("  Munition fire/4, on the snapshot", snap, raw_snapshot["fuel+epochs"])
-    row("  Munition fire_pooled/4, on the snapshot", pooled, raw_snapshot["fuel+epochs"])
+    row("  Munition fire/4, from nothing", fresh, raw_fresh["fuel"])
+    row("  raw wasmtime, fuel, from nothing", raw_fresh["fuel"], raw_fresh["fuel"])
+    row("  raw wasmtime, munition, from nothing", raw_fresh["munition"], raw_fresh["fuel"])
+    row("  Munition fire/4, on the snapshot", snap, raw_snapshot["fuel"])
+    row("  Munition fire_pooled/4, on the snapshot", pooled, raw_snapshot["fuel"])
 
     row(
-      "  raw wasmtime, fuel+epochs, on the snapshot",
-      raw_snapshot["fuel+epochs"],
-      raw_snapshot["fuel+epochs"]
+      "  raw wasmtime, fuel, on the snapshot",
+      raw_snapshot["fuel"],
+      raw_snapshot["fuel"]
     )
 
-    row("  raw wasmtime, munition, on the snapshot", raw_snapshot["munition"], raw_snapshot["fuel+epochs"])
+    row("  raw wasmtime, munition, on the snapshot", raw_snapshot["munition"], raw_snapshot["fuel"])
     %{fresh: fresh, snapshot: snap}
   end
 
