@@ -89,6 +89,14 @@ pub struct Live<E: EngineTypes> {
 }
 
 impl<E: EngineTypes> Live<E> {
+    /// The instance, once instantiating finished; a call or a snapshot
+    /// before that is the caller's misuse of the handle.
+    pub fn instantiated(&self) -> MunitionResult<&E::Instance> {
+        self.instance.as_ref().ok_or_else(|| {
+            MunitionError::InvalidState("instance did not finish instantiating".into())
+        })
+    }
+
     pub fn new(store: E::Store, module: Arc<Compiled<E>>, fuel_given: u64) -> Self {
         Live {
             store,

@@ -109,11 +109,7 @@ fn call<E: Engine>(
 ) -> MunitionResult<Progress> {
     let mut slot = instance.lock();
     let live = slot.idle()?;
-    if live.instance.is_none() {
-        return Err(MunitionError::InvalidState(
-            "instance did not finish instantiating".into(),
-        ));
-    }
+    live.instantiated()?;
     let call = E::convert(&live.module, function, params)?;
     E::call(env, &mut slot, call)
 }

@@ -133,9 +133,7 @@ pub fn snapshot(
     wasm: &[u8],
     provenance: &[u8],
 ) -> MunitionResult<Vec<u8>> {
-    let instance = live.instance.ok_or_else(|| {
-        MunitionError::InvalidState("instance did not finish instantiating".into())
-    })?;
+    let instance = *live.instantiated()?;
     let open = live.store.data_mut().ctx().table.iter_mut().count();
     if open > 0 {
         return Err(MunitionError::NotCapturable(format!(

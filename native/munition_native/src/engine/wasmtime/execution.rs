@@ -93,9 +93,7 @@ where
     F: FnOnce(Live<E>, E::Instance) -> Fut,
     Fut: Future<Output = Done<E>> + Send + 'static,
 {
-    let instance = slot.idle()?.instance.ok_or_else(|| {
-        MunitionError::InvalidState("instance did not finish instantiating".into())
-    })?;
+    let instance = *slot.idle()?.instantiated()?;
     start(slot, |live| run(live, instance))?;
     advance(env, slot, slice)
 }

@@ -65,9 +65,7 @@ pub fn snapshot(
     wasm: &[u8],
     provenance: &[u8],
 ) -> MunitionResult<Vec<u8>> {
-    let instance = live.instance.ok_or_else(|| {
-        MunitionError::InvalidState("instance did not finish instantiating".into())
-    })?;
+    let instance = *live.instantiated()?;
     let mut reader = Reader {
         store: &mut live.store,
         instance,
