@@ -244,29 +244,7 @@ defmodule Munition.Host.Capabilities do
           {:ok, [link()]} | {:error, {:capability_denied, [map()]} | {:instantiation_failed, String.t()}}
   def resolve(module, granted, host_functions, runtime \\ nil)
 
-  # A caller usually calls the same module with the same grants again: its
-  # last resolution is kept in its process dictionary and reused when
-  # everything it depends on is equal (a module's imports are its content
-  # hash's). For a plugin of 30 imports, resolving was a twentieth of a
-  # fresh call.
-  def resolve(%Munition.Module{hash: nil} = module, granted, host_functions, runtime),
-    do: resolve_now(module, granted, host_functions, runtime)
-
-  def resolve(%Munition.Module{} = module, granted, host_functions, runtime) do
-    key = {module.hash, module.kind, granted, host_functions, runtime}
-
-    case Process.get(:munition_last_resolved) do
-      {^key, resolved} ->
-        resolved
-
-      _other ->
-        resolved = resolve_now(module, granted, host_functions, runtime)
-        Process.put(:munition_last_resolved, {key, resolved})
-        resolved
-    end
-  end
-
-  defp resolve_now(%Munition.Module{kind: :component} = module, granted, host_functions, _runtime) do
+  def resolve(%Munition.Module{kind: :component} = module, granted, host_functions, _runtime) do
     indexed = Enum.with_index(host_functions)
 
     {links, denied} =
@@ -285,7 +263,7 @@ defmodule Munition.Host.Capabilities do
     {:error, _} = error -> error
   end
 
-  defp resolve_now(%Munition.Module{} = module, granted, host_functions, runtime) do
+  def resolve(%Munition.Module{} = module, granted, host_functions, runtime) do
     with {:ok, resolved} <- link_all(module, granted, host_functions, runtime || module.runtime) do
       case Enum.find(resolved, fn {import, _link, signature} ->
              {import.params, import.results} != signature

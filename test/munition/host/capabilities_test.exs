@@ -184,7 +184,7 @@ defmodule Munition.Host.CapabilitiesTest do
                {:ok, [{:builtin, "munition", "get_time_ms"}, {:elixir, "env", "double", 0, [:i32], [:i32]}]}
     end
 
-    test "a caller's last resolution is reused only for the same module, grants and host functions" do
+    test "each resolution answers for its own module, grants and host functions" do
       {:ok, module} =
         Munition.compile(
           ~s{(module (import "munition" "get_time_ms" (func (result i64))) (import "env" "double" (func (param i32) (result i32))))}
