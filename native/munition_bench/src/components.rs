@@ -18,11 +18,10 @@
 //!     of `Val`s (only for a function of `(u32, string) -> bool`, such as the
 //!     plugins' `check`): what the dynamic call costs by itself;
 //!   * `munition`: munition_native's engine (`engine::wasmtime::config`: the
-//!     pooling allocator at Munition's limits, fuel, epoch interruption with
-//!     a ticker thread advancing the epoch every millisecond and a deadline
-//!     callback, the same stack sizes and backtrace settings) and store
+//!     pooling allocator at Munition's limits, fuel as its one instrument,
+//!     the same stack sizes and backtrace settings) and store
 //!     (`engine::wasmtime::store::new_store`: the limiter, fuel yielding every
-//!     100,000 units), WASI linked asynchronously, instantiation and the call
+//!     100,000 units, the deadline checked by a call hook), WASI linked asynchronously, instantiation and the call
 //!     in one future on a fiber (`instantiate_async`, `call_async`), polled
 //!     inside wasmtime-wasi's Tokio context as Munition's slices are; the
 //!     store's WASI context a preview-2 `WasiCtx` with no stdio;
@@ -71,8 +70,8 @@ use std::time::{Duration, Instant};
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, ComponentExportIndex, InstancePre, Linker, Type, Val};
 use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store,
-    UpdateDeadline, WasmBacktraceDetails,
+    CallHook, Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter,
+    Store, WasmBacktraceDetails,
 };
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
@@ -93,7 +92,6 @@ const FIBER_STACK_SIZE: usize = 2 * 1024 * 1024;
 const MAX_BACKTRACE_FRAMES: usize = 256;
 const FUEL_YIELD_INTERVAL: u64 = 100_000;
 const MAX_CORE_INSTANCES: usize = 64;
-const EPOCH_TICK: Duration = Duration::from_millis(1);
 // Munition's defaults for a call (`Munition.Options`), but the fuel, which
 // bench/components.exs gives both sides.
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -243,7 +241,6 @@ fn munition_engine() -> Engine {
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     config
         .consume_fuel(true)
-        .epoch_interruption(true)
         .max_wasm_stack(MAX_WASM_STACK)
         .async_stack_size(FIBER_STACK_SIZE)
         .memory_reservation(MAX_MEMORY_BYTES)
@@ -432,13 +429,13 @@ impl Setup {
             store
                 .fuel_async_yield_interval(Some(FUEL_YIELD_INTERVAL))
                 .expect("fuel is on");
-            store.set_epoch_deadline(1);
-            store.epoch_deadline_callback(|ctx| {
-                Ok(if Instant::now() >= ctx.data().deadline {
-                    UpdateDeadline::Interrupt
-                } else {
-                    UpdateDeadline::Continue(1)
-                })
+            // Munition's deadline: checked as the guest comes back from a
+            // host call or a fuel yield (`engine::wasmtime::store`).
+            store.call_hook(|ctx, hook| match hook {
+                CallHook::ReturningFromHost if Instant::now() >= ctx.data().deadline => {
+                    Err(wasmtime::Error::msg("deadline passed"))
+                }
+                _ => Ok(()),
             });
         }
         store
@@ -922,19 +919,6 @@ pub fn main(argv: &[String]) {
     let munition = setups.len() - 2;
     load(&setups[munition].0, &component, &args.path, args.loads);
 
-    // Munition's ticker: the epoch advances every millisecond while guests
-    // run (always, here), each tick calling the store's deadline callback.
-    let stop = Arc::new(AtomicBool::new(false));
-    let ticker = {
-        let (engine, stop) = (engine.clone(), stop.clone());
-        std::thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(EPOCH_TICK);
-                engine.increment_epoch();
-            }
-        })
-    };
-
     if args.serve {
         serve(&setups, &params);
     }
@@ -953,7 +937,4 @@ pub fn main(argv: &[String]) {
         let held_params = values(&held, &args.hold_args);
         memory(&setups[munition].0, &held, &held_params, args.in_flight);
     }
-
-    stop.store(true, Ordering::Relaxed);
-    ticker.join().expect("the ticker stops");
 }

@@ -5,8 +5,8 @@
 //! `Store`, an instance of the tiny `add` module, one call of `add(2, 3)`,
 //! and dropping the store. Same Wasmtime version and features as
 //! munition_native, an engine configured as `munition_native::engine::ENGINE`
-//! (pooling allocator with 1000 instances, fuel, epoch interruption), and a
-//! store set up as Munition sets up its own (limiter, fuel, epoch deadline and
+//! (pooling allocator with 1000 instances, fuel), and a
+//! store set up as Munition sets up its own (limiter, fuel, deadline call hook and
 //! callback).
 //!
 //! Four ways to do it:
@@ -48,8 +48,8 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use wasmtime::{
-    Config, Engine, Instance, InstanceAllocationStrategy, InstancePre, Linker, Module,
-    PoolingAllocationConfig, ResourceLimiter, Store, UpdateDeadline, Val, WasmBacktraceDetails,
+    CallHook, Config, Engine, Instance, InstanceAllocationStrategy, InstancePre, Linker, Module,
+    PoolingAllocationConfig, ResourceLimiter, Store, Val, WasmBacktraceDetails,
 };
 
 const ADD: &str = r#"(module (func (export "add") (param i32 i32) (result i32) local.get 0 local.get 1 i32.add))"#;
@@ -88,7 +88,6 @@ fn engine() -> Engine {
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     config
         .consume_fuel(true)
-        .epoch_interruption(true)
         .max_wasm_stack(MAX_WASM_STACK)
         .async_stack_size(FIBER_STACK_SIZE)
         .wasm_backtrace_max_frames(NonZeroUsize::new(MAX_BACKTRACE_FRAMES))
@@ -146,13 +145,13 @@ fn new_store(engine: &Engine, fibers: bool) -> Store<State> {
             .fuel_async_yield_interval(Some(FUEL_YIELD_INTERVAL))
             .expect("fuel is enabled");
     }
-    store.set_epoch_deadline(1);
-    store.epoch_deadline_callback(|ctx| {
-        Ok(if Instant::now() >= ctx.data().deadline {
-            UpdateDeadline::Interrupt
-        } else {
-            UpdateDeadline::Continue(1)
-        })
+    // Munition's deadline: checked as the guest comes back from a host
+    // call or a fuel yield (`engine::wasmtime::store`).
+    store.call_hook(|ctx, hook| match hook {
+        CallHook::ReturningFromHost if Instant::now() >= ctx.data().deadline => {
+            Err(wasmtime::Error::msg("deadline passed"))
+        }
+        _ => Ok(()),
     });
     store
 }
