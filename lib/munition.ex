@@ -469,6 +469,48 @@ defmodule Munition do
   end
 
   @doc """
+  Runs the call of a crash `dump` again on module `wasm` (bytes, WAT or the
+  `Munition.Module`), answering its host calls from the log the call
+  recorded: nothing outside the guest runs again. See `Munition.Replay` for
+  what is recorded and what a replay checks.
+
+  Returns `{:crash, reason, dump}`, the replayed crash, with the same
+  reason, trap, fuel, globals, memory and output as `dump`;
+  `{:error, {:replay_diverged, %{at: at, why: why}}}` when the replay did not
+  follow the log (another module, another host call or fuel count, another
+  end); `{:error, {:replay_unavailable, why}}` when the dump has no log; or
+  the `{:error, reason}` of compiling `wasm`.
+
+  ## Options
+
+    * `:until` - stop once the guest has consumed this much fuel, at the
+      first point the engine stops at (it may be short of the count: a wasm
+      block is paid for before it runs), and answer `{:stopped, dump}`, the
+      state there (`dump.fuel_consumed` is the actual count), to look at
+      memory before the crash. A count past the crash's replays to the crash.
+    * `:timeout` - milliseconds the replay may run (default 60 000): a replay
+      is bounded by the recorded call's fuel, this bounds its time.
+
+  ## Examples
+
+      iex> wat = ~s{(module (import "munition" "get_random" (func $r (result i64)))
+      ...>   (global $g (export "g") (mut i64) (i64.const 0))
+      ...>   (func (export "f") (global.set $g (call $r)) unreachable))}
+      iex> {:crash, :trap, dump} = Munition.fire(wat, "f", [], capabilities: [:random])
+      iex> {:crash, :trap, replayed} = Munition.replay(dump, wat)
+      iex> replayed.globals == dump.globals
+      true
+  """
+  @spec replay(Munition.Forensics.Dump.t(), wasm(), keyword()) ::
+          {:crash, crash_reason(), Munition.Forensics.Dump.t()}
+          | {:stopped, Munition.Forensics.Dump.t()}
+          | {:error,
+             error_reason()
+             | {:replay_unavailable, String.t()}
+             | {:replay_diverged, Munition.Replay.divergence()}}
+  def replay(dump, wasm, opts \\ []), do: Munition.Replay.replay(dump, wasm, opts)
+
+  @doc """
   Compiles `wasm` (bytes or WAT text) without running it; a
   `%Munition.Module{}` is taken too, as `fire/4` takes one, and returned as
   it is (its limits are not checked again).

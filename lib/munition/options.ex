@@ -260,7 +260,8 @@ defmodule Munition.Options do
       result: options.result,
       alloc: options.alloc,
       log_limit: options.log_limit,
-      wasi: WASI.config(options.wasi, options.capabilities)
+      wasi: WASI.config(options.wasi, options.capabilities),
+      journal: {:record, Config.replay_log_limit()}
     }
   end
 

@@ -36,7 +36,8 @@ defmodule Munition.Forensics.Capture do
             execution_time_us: native.execution_time_us,
             memories: native.memories,
             globals: native.globals,
-            log: native.log
+            log: native.log,
+            replay: replay(state, native)
         }
         |> Map.merge(native[:output] || %{})
 
@@ -69,6 +70,39 @@ defmodule Munition.Forensics.Capture do
       munition_version: @munition_version,
       captured_at: DateTime.utc_now()
     }
+  end
+
+  # What a replay needs besides the module, the function and the arguments
+  # (see `Munition.Replay`): the log of the call's host calls and the bounds
+  # it ran under, or why it cannot be replayed.
+  defp replay(%State{journal: {:record, _}} = state, native) do
+    case native.journal do
+      {:log, log} ->
+        %{
+          log: log,
+          unavailable: nil,
+          engine: engine(state.runtime),
+          max_memory: state.max_memory,
+          log_limit: state.log_limit,
+          result: state.result,
+          alloc: state.alloc,
+          stdout_limit: state.wasi && state.wasi.stdout_limit,
+          stderr_limit: state.wasi && state.wasi.stderr_limit
+        }
+
+      {:unavailable, why} ->
+        %{log: nil, unavailable: why}
+    end
+  end
+
+  # A replay's own dump says how far it followed its log, for
+  # `Munition.Replay`, which gives it the recorded call's `replay` back.
+  defp replay(%State{journal: {:replay, _, _}}, native), do: native.journal
+
+  defp engine(runtime) do
+    runtime.info().engine
+  rescue
+    _ -> nil
   end
 
   # The version of the engine that ran the guest. A dump must come back even

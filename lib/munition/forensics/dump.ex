@@ -10,7 +10,7 @@ defmodule Munition.Forensics.Dump do
 
   Fields:
 
-    * `:version` - dump format version (`1`)
+    * `:version` - dump format version (`2`; files of version `1` still read)
     * `:reason` - why the guest failed, one of
       #{Enum.map_join(Munition.Reason.crash_reasons(), ", ", &"`#{inspect(&1)}`")}
     * `:trap` - the trap kind, one of
@@ -45,6 +45,15 @@ defmodule Munition.Forensics.Dump do
       four `nil` for a call without a WASI configuration (see
       `Munition.Host.WASI`)
     * `:wasmtime_version`, `:munition_version`, `:captured_at` (UTC `DateTime`)
+    * `:replay` - what `Munition.replay/3` needs to run the call again:
+      `%{log: bytes, unavailable: nil, engine, max_memory, log_limit, result,
+      alloc, stdout_limit, stderr_limit}`, `log` being every host call the
+      call made, in order, with what it returned and wrote (the format is
+      `munition_core::journal`'s); or `%{log: nil, unavailable: why}` when
+      the call could not be recorded (`why` says what: a log past
+      `:replay_log_limit`, a component, what Wasmi does not record); `nil`
+      for a dump of version 1, a replay's own dump, or a failure that left
+      no store
 
   To look inside a dump, see `Munition.Forensics.Analyser` and
   `mix munition.inspect`; to hand it to standard wasm tools, `to_coredump/1`.
@@ -59,7 +68,7 @@ defmodule Munition.Forensics.Dump do
   mode `0700`, whatever the umask, because a dump holds the guest's whole
   memory.
 
-  ## The file format, version 1
+  ## The file format, version 2
 
   A dump file is self-contained and needs nothing from Erlang to read. All
   integers are unsigned little-endian unless stated.
@@ -67,7 +76,7 @@ defmodule Munition.Forensics.Dump do
   | Bytes        | Content                                                         |
   | ------------ | --------------------------------------------------------------- |
   | 8            | magic `89 4D 55 4E 44 55 4D 50` (`\\x89MUNDUMP`)                 |
-  | 2            | format version, `1`                                             |
+  | 2            | format version, `2` (readers read `1` too)                      |
   | 2            | flags, `0` (readers refuse anything else)                       |
   | 4            | `H`, the length of the header                                   |
   | `H`          | header: one *value* (below), a map from field name to value     |
@@ -117,7 +126,9 @@ defmodule Munition.Forensics.Dump do
   `stdout_truncated` and `stderr_truncated` true, false or nil) came after
   the first files of version 1 were written, which read as nil, and so did
   `inert_links` (a list of maps whose `module` and `name` are bytes and
-  `needs` and `reason` symbols), which reads as `[]`.
+  `needs` and `reason` symbols), which reads as `[]`. Version 2 adds the
+  key `"replay"` (nil, or a map with symbol keys as the field above says),
+  which a file of version 1 lacks: it reads as nil.
 
   `reason` is nil or one of the symbols
   #{Enum.map_join(Munition.Reason.crash_reasons(), ", ", &"`#{&1}`")}
@@ -188,7 +199,8 @@ defmodule Munition.Forensics.Dump do
             stderr_truncated: nil,
             wasmtime_version: nil,
             munition_version: nil,
-            captured_at: nil
+            captured_at: nil,
+            replay: nil
 
   @type t :: %__MODULE__{}
 
@@ -215,7 +227,7 @@ defmodule Munition.Forensics.Dump do
   end
 
   @doc """
-  Encodes `dump` in the file format (see "The file format, version 1" in the
+  Encodes `dump` in the file format (see "The file format, version 2" in the
   moduledoc).
 
   Raises `ArgumentError` if a field holds something the format cannot carry

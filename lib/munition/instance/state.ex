@@ -39,6 +39,10 @@ defmodule Munition.Instance.State do
   #     when the arguments need no copying in and no reactor needs
   #     initializing (`release` unless a binary result is read after), `nil`
   #     otherwise
+  #   * `:journal` - what the store does with its host calls:
+  #     `{:record, limit}` keeps a replay log of at most `limit` bytes (see
+  #     `Munition.replay/3`), `{:replay, log, stop_at}` answers them from
+  #     `log`, stopping the guest at `stop_at` fuel left when not `nil`
   #   * `:snapshot` - `{wasm, provenance}` for the initialisation of
   #     `Munition.snapshot/4`: once the call returns, the runtime writes the
   #     idle instance (of the module `wasm` instrumented) into a new module,
@@ -65,7 +69,9 @@ defmodule Munition.Instance.State do
     forensics: :full,
     result: :values,
     alloc: "alloc",
-    log_limit: 65_536
+    log_limit: 65_536,
+    # Set by `Munition.Options.state/6` from `:replay_log_limit`.
+    journal: {:record, 0}
   ]
 
   @type t :: %__MODULE__{
@@ -88,18 +94,19 @@ defmodule Munition.Instance.State do
           started_at: integer() | nil,
           wasi: map() | nil,
           call: {String.t(), [number() | atom()], boolean()} | nil,
-          snapshot: {binary(), binary()} | nil
+          snapshot: {binary(), binary()} | nil,
+          journal: {:record, non_neg_integer()} | {:replay, binary(), non_neg_integer() | nil}
         }
 
   @doc """
   What a native runtime reads of the State to make the store, as the tuple
   its NIF decodes (`InstanceConfig` in `native/munition_native/src/instance.rs`,
   fields in the same order): `{fuel, timeout, max_memory, links, log_limit,
-  host_pid, wasi, call}`. A tuple is read by position; the State map was
+  host_pid, wasi, call, journal}`. A tuple is read by position; the State map was
   read key by key, a tenth of a pooled call's native time.
   """
   @spec to_native(t()) :: tuple()
-  # One match reads the eight fields in one pass over the map's keys.
+  # One match reads the nine fields in one pass over the map's keys.
   def to_native(%__MODULE__{
         fuel: fuel,
         timeout: timeout,
@@ -108,8 +115,9 @@ defmodule Munition.Instance.State do
         log_limit: log_limit,
         host_pid: host_pid,
         wasi: wasi,
-        call: call
+        call: call,
+        journal: journal
       }) do
-    {fuel, timeout, max_memory, links, log_limit, host_pid, wasi, call}
+    {fuel, timeout, max_memory, links, log_limit, host_pid, wasi, call, journal}
   end
 end

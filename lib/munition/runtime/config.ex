@@ -402,6 +402,14 @@ defmodule Munition.Runtime.Config do
   @spec log_limit() :: non_neg_integer()
   def log_limit, do: Application.get_env(:munition, :log_limit, 65_536)
 
+  @doc """
+  Bytes of replay log kept per call (`config :munition, :replay_log_limit`,
+  by default 1 MiB): past it, the call's dump says it cannot be replayed
+  (see `Munition.replay/3`).
+  """
+  @spec replay_log_limit() :: non_neg_integer()
+  def replay_log_limit, do: Application.get_env(:munition, :replay_log_limit, 1_048_576)
+
   @doc "Whether guest log lines are forwarded to `Logger`."
   @spec forward_guest_logs?() :: boolean()
   def forward_guest_logs?, do: Application.get_env(:munition, :forward_guest_logs, false) == true

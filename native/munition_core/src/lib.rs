@@ -2,7 +2,7 @@
 //! module's binary (and checking it against the compile limits), the engine's
 //! capacity arithmetic, the compile queue and its de-duplication, wasm values
 //! and the rules a store keeps for its guest (memory bounds and limits, log,
-//! fuel), exporting a module's internals under reserved names (its start
+//! fuel), the replay log of a call, exporting a module's internals under reserved names (its start
 //! function, memories and globals), scanning or compressing
 //! guest memory, the fuel meter's counters, a pool's places, and the files of
 //! the persistent cache of compiled code. The NIF crate
@@ -14,6 +14,7 @@ pub mod code_cache;
 pub mod compile_queue;
 pub mod guest;
 pub mod internals;
+pub mod journal;
 pub mod limits;
 pub mod memory;
 pub mod meter;

@@ -51,6 +51,8 @@ mod atoms {
         deterministic,
         // links
         builtin, elixir,
+        // replay
+        record, replay, unavailable, replayed,
         // engine
         wasmtime, fuel, epochs, pooling, coredump, fibers, wasmi, interpreter, lazy_translation,
         // metadata keys

@@ -17,7 +17,9 @@ defmodule Munition.Forensics.Dump.Format do
 
   alias Munition.Forensics.Memory
 
-  @version 1
+  @version 2
+  # Version 1 lacks `replay`, which reads as nil.
+  @readable [1, 2]
 
   @typedoc "Why bytes are not a dump (see Errors in the moduledoc)."
   @type error ::
@@ -77,10 +79,11 @@ defmodule Munition.Forensics.Dump.Format do
     :stdout_truncated,
     :stderr_truncated,
     :wasmtime_version,
-    :munition_version
+    :munition_version,
+    :replay
   ]
 
-  @doc "The format version this module writes, and the only one it reads."
+  @doc "The format version this module writes (it reads #{inspect(@readable)})."
   @spec version() :: pos_integer()
   def version, do: @version
 
@@ -194,14 +197,14 @@ defmodule Munition.Forensics.Dump.Format do
 
   defp check_preamble(bytes) do
     case bytes do
-      <<@magic, version::little-16, _::binary>> when version != @version ->
+      <<@magic, version::little-16, _::binary>> when version not in @readable ->
         {:error, {:unsupported_version, version}}
 
       <<@magic, _version::little-16, flags::little-16, _::binary>> when flags != 0 ->
         {:error, {:malformed, :flags}}
 
-      <<@magic, _::binary>> ->
-        {:ok, @version}
+      <<@magic, version::little-16, _::binary>> ->
+        {:ok, version}
 
       short when byte_size(short) < byte_size(@magic) ->
         if short != "" and :binary.longest_common_prefix([short, @magic]) == byte_size(short),
@@ -413,6 +416,26 @@ defmodule Munition.Forensics.Dump.Format do
 
   defp valid?(:snapshot, v),
     do: is_nil(v) or match?(%{of: of, function: f} when is_binary(of) and is_binary(f), v)
+
+  defp valid?(:replay, nil), do: true
+
+  defp valid?(:replay, %{log: log, unavailable: why} = replay) do
+    case {log, why} do
+      {nil, why} when is_binary(why) ->
+        true
+
+      {log, nil} when is_binary(log) ->
+        Enum.all?([:max_memory, :log_limit], &(is_integer(replay[&1]) and replay[&1] >= 0)) and
+          replay[:engine] in [:wasmtime, :wasmi] and replay[:result] in [:values, :binary] and
+          is_binary(replay[:alloc]) and
+          Enum.all?([:stdout_limit, :stderr_limit], &(is_nil(replay[&1]) or is_integer(replay[&1])))
+
+      _ ->
+        false
+    end
+  end
+
+  defp valid?(:replay, _), do: false
 
   defp valid?(:backtrace, v), do: list_of?(v, &frame?/1)
   defp valid?(:globals, v), do: list_of?(v, &global?/1)

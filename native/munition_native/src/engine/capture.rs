@@ -6,6 +6,7 @@
 
 use rustler::Atom;
 
+use crate::host::journal::Report;
 use crate::host::wasi::WasiOutput;
 use crate::vocabulary::error::{MunitionError, MunitionResult};
 use crate::vocabulary::term::OwnedBytes;
@@ -84,6 +85,9 @@ pub struct Capture {
     /// What the guest wrote to its WASI stdout and stderr so far, when the
     /// call has a WASI configuration.
     pub output: Option<WasiOutput>,
+    /// The call's replay log, or why there is none; in a replay, how far it
+    /// followed its log (see `host::journal`).
+    pub journal: Report,
 }
 
 /// What an engine reads of a store for its dump.

@@ -18,6 +18,7 @@ use crate::engine::reaper;
 use crate::engine::settings::MAX_TABLE_ELEMENTS;
 use crate::engine::types::EngineTypes;
 use crate::host::bridge::HostBridge;
+use crate::host::journal::Journal;
 use crate::host::state::StoreConfig;
 use crate::host::wakeup::Wakeup;
 use crate::host::wasi::{WasiConfig, WasiOutput, WasiRun};
@@ -53,6 +54,44 @@ pub struct InstanceConfig<'a> {
     /// first slice has its store released at once (unless its memory is
     /// large): nothing of it is needed after.
     pub call: OrNil<(&'a str, Vec<Term<'a>>, bool)>,
+    /// What the store does with its host calls: `{:record, limit}` keeps a
+    /// replay log of at most `limit` bytes, `{:replay, log, stop_at}`
+    /// answers them from `log`, stopping the guest as at its deadline once
+    /// it has consumed `stop_at` fuel (`nil`: never) (see `host::journal`).
+    pub journal: JournalConfig,
+}
+
+/// The `journal` of an `InstanceConfig`.
+pub enum JournalConfig {
+    Record(usize),
+    Replay(Vec<u8>, Option<u64>),
+}
+
+impl<'a> rustler::Decoder<'a> for JournalConfig {
+    fn decode(term: Term<'a>) -> rustler::NifResult<Self> {
+        let elements = rustler::types::tuple::get_tuple(term)?;
+        let tag: rustler::Atom = elements.first().ok_or(rustler::Error::BadArg)?.decode()?;
+        match elements[..] {
+            [_, limit] if tag == atoms::record() => Ok(JournalConfig::Record(
+                usize::try_from(limit.decode::<u64>()?).unwrap_or(usize::MAX),
+            )),
+            [_, log, stop_at] if tag == atoms::replay() => {
+                let log: rustler::Binary = log.decode()?;
+                let stop_at: OrNil<u64> = stop_at.decode()?;
+                Ok(JournalConfig::Replay(log.as_slice().to_vec(), stop_at.0))
+            }
+            _ => Err(rustler::Error::BadArg),
+        }
+    }
+}
+
+impl JournalConfig {
+    fn journal(&self, fuel: u64) -> Journal {
+        match self {
+            JournalConfig::Record(limit) => Journal::recording(*limit, fuel),
+            JournalConfig::Replay(log, stop_at) => Journal::replaying(log.clone(), *stop_at, fuel),
+        }
+    }
 }
 
 impl InstanceConfig<'_> {
@@ -70,6 +109,7 @@ impl InstanceConfig<'_> {
             wakeup: Wakeup::new(host_pid),
             wasi,
             instances: 1,
+            journal: self.journal.journal(self.fuel),
         }
     }
 }

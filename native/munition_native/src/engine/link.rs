@@ -140,27 +140,46 @@ pub trait Imports: EngineTypes {
     /// An import made in a store.
     type Import;
 
-    /// The built-in of `row`, made in `store` (or why this engine has none).
-    fn builtin(store: &mut Self::Store, row: &'static Builtin) -> MunitionResult<Self::Import>;
+    /// The built-in of `row`, made in `store` as import `import` (or why
+    /// this engine has none).
+    fn builtin(
+        store: &mut Self::Store,
+        row: &'static Builtin,
+        import: u32,
+    ) -> MunitionResult<Self::Import>;
 
     /// The Elixir host function at `index` of the call's list, imported as
-    /// `name` with this signature, made in `store`.
+    /// `name` (import `import`) with this signature, made in `store`.
     fn elixir(
         store: &mut Self::Store,
         name: &str,
         index: u32,
         params: &[ValueType],
         results: &[ValueType],
+        import: u32,
+    ) -> Self::Import;
+
+    /// Import `import` of this signature, answered from the store's replay
+    /// log (`host::journal::answer`): nothing is called.
+    fn replayed(
+        store: &mut Self::Store,
+        import: u32,
+        params: &[ValueType],
+        results: &[ValueType],
     ) -> Self::Import;
 }
 
 /// The imports of `module` from `links`, in import order, made in `store`
-/// by the engine.
+/// by the engine; in a replay, every import answered from the store's log
+/// instead, whatever it was linked to when the call was recorded.
 pub fn imports<E: Imports>(
     store: &mut E::Store,
     module: &Compiled<E>,
     links: &[Link],
 ) -> MunitionResult<Vec<E::Import>> {
+    if E::state(store).journal.is_replaying() {
+        return replayed::<E>(store, module);
+    }
     let names = module
         .info
         .imports
@@ -168,14 +187,50 @@ pub fn imports<E: Imports>(
         .map(|import| (import.module.as_str(), import.name.as_str()));
     resolve(names, links)?
         .into_iter()
-        .map(|resolved| match resolved {
-            Resolved::Builtin(row) => E::builtin(store, row),
+        .zip(0u32..)
+        .map(|(resolved, import)| match resolved {
+            Resolved::Builtin(row) => E::builtin(store, row, import),
             Resolved::Elixir {
                 name,
                 index,
                 params,
                 results,
-            } => Ok(E::elixir(store, name, index, params, results)),
+            } => Ok(E::elixir(store, name, index, params, results, import)),
+        })
+        .collect()
+}
+
+/// Every import of `module` answered from the replay log.
+fn replayed<E: Imports>(
+    store: &mut E::Store,
+    module: &Compiled<E>,
+) -> MunitionResult<Vec<E::Import>> {
+    let types = |atoms: &[Atom]| -> MunitionResult<Vec<ValueType>> {
+        atoms
+            .iter()
+            .map(|atom| {
+                atom_type(*atom).ok_or_else(|| {
+                    MunitionError::Instantiation(
+                        "an import of a type a replay cannot answer".into(),
+                    )
+                })
+            })
+            .collect()
+    };
+    module
+        .info
+        .imports
+        .iter()
+        .zip(0u32..)
+        .map(|(import, index)| {
+            if import.kind != atoms::func() {
+                return Err(MunitionError::Instantiation(format!(
+                    "{}.{}: only imported functions can be replayed",
+                    import.module, import.name
+                )));
+            }
+            let (params, results) = (types(&import.params)?, types(&import.results)?);
+            Ok(E::replayed(store, index, &params, &results))
         })
         .collect()
 }

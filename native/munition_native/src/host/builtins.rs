@@ -17,10 +17,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use munition_core::guest::assemblyscript_string;
 use rustler::Atom;
 
-use wasmtime::{Func, FuncType, Store};
+use std::future::Future;
+use std::pin::Pin;
+
+use wasmtime::{Caller, Val};
 
 use crate::atoms;
 use crate::host::context::{charge_bytes, check_deadline, fail, guest_range, HostCtx, Stop};
+use crate::host::journal::Out;
 use crate::host::state::StoreState;
 use crate::vocabulary::trap::{Reason, TrapKind};
 use crate::vocabulary::value::{Value, ValueType};
@@ -32,18 +36,20 @@ pub type HostFn = fn(&mut dyn HostCtx, &[Value], &mut [Value]) -> Result<(), Sto
 pub enum Make {
     /// From Munition's own function, on every engine.
     Own(HostFn),
-    /// A WASI function: made by the Wasmtime engine, whose `wasmtime-wasi`
-    /// it is (see `wasi`).
-    Wasi(WasiMake),
+    /// A WASI function over a Wasmtime caller, made by the Wasmtime engine,
+    /// whose `wasmtime-wasi` serves it (see `wasi`); an engine without it
+    /// takes the row's function from `wasi::plain`.
+    Wasi(WasiFn),
 }
 
-/// How a WASI function is made in a Wasmtime store.
-pub enum WasiMake {
-    /// By Munition, where it must bound the function itself.
-    Own(fn(&mut Store<StoreState>, FuncType) -> Func),
-    /// Taken from Wasmtime's implementation, by the row's name.
-    Linked,
-}
+/// A WASI function over a Wasmtime caller: its parameters, slots for its
+/// results.
+pub type WasiFn =
+    for<'a, 'c> fn(&'a mut Caller<'c, StoreState>, &'a [Val], &'a mut [Val]) -> WasiFuture<'a>;
+
+/// What a `WasiFn` returns: Wasmtime's functions are async (a file
+/// operation, a sleep suspends the guest).
+pub type WasiFuture<'a> = Pin<Box<dyn Future<Output = wasmtime::Result<()>> + Send + 'a>>;
 
 /// One built-in host function.
 pub struct Builtin {
@@ -53,6 +59,9 @@ pub struct Builtin {
     pub name: &'static str,
     pub params: &'static [ValueType],
     pub results: &'static [ValueType],
+    /// The guest memory it may write, read back after it for the replay
+    /// log (see `host::journal`).
+    pub writes: &'static [Out],
     pub make: Make,
 }
 
@@ -67,6 +76,7 @@ pub static BUILTINS: [Builtin; 6] = {
             name: "get_time_ms",
             params: &[],
             results: &[I64],
+            writes: &[],
             make: Make::Own(get_time_ms),
         },
         Builtin {
@@ -75,6 +85,7 @@ pub static BUILTINS: [Builtin; 6] = {
             name: "get_monotonic_ns",
             params: &[],
             results: &[I64],
+            writes: &[],
             make: Make::Own(get_monotonic_ns),
         },
         Builtin {
@@ -83,6 +94,7 @@ pub static BUILTINS: [Builtin; 6] = {
             name: "get_random",
             params: &[],
             results: &[I64],
+            writes: &[],
             make: Make::Own(get_random),
         },
         Builtin {
@@ -91,6 +103,11 @@ pub static BUILTINS: [Builtin; 6] = {
             name: "random_bytes",
             params: &[I32, I32],
             results: &[],
+            writes: &[Out::Sized {
+                at: 0,
+                len: 1,
+                unit: 1,
+            }],
             make: Make::Own(random_bytes),
         },
         Builtin {
@@ -99,6 +116,7 @@ pub static BUILTINS: [Builtin; 6] = {
             name: "log",
             params: &[I32, I32, I32],
             results: &[],
+            writes: &[],
             make: Make::Own(log),
         },
         Builtin {
@@ -107,6 +125,7 @@ pub static BUILTINS: [Builtin; 6] = {
             name: "abort",
             params: &[I32, I32, I32, I32],
             results: &[],
+            writes: &[],
             make: Make::Own(abort),
         },
     ]

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use munition_core::guest::{GuestLimits, GuestLog};
 
 use crate::host::bridge::channel::{HostBridge, Pending};
+use crate::host::journal::Journal;
 use crate::host::wakeup::Wakeup;
 use crate::host::wasi::run::{WasiOutput, WasiRun};
 use crate::vocabulary::term::OwnedBytes;
@@ -74,6 +75,8 @@ pub struct StoreConfig {
     pub wasi: Option<WasiRun>,
     /// Core instances the store may hold (see `Limiter`).
     pub instances: usize,
+    /// Records the store's host calls, or answers them in a replay.
+    pub journal: Journal,
 }
 
 /// Everything a store carries besides the guest.
@@ -106,6 +109,9 @@ pub struct StoreState {
     /// For a component: `{interface, function, index}` of each import an
     /// Elixir host function serves, as the capability gate linked it.
     pub component_links: Vec<(String, String, u32)>,
+    /// The record of every host call, or the log a replay answers them
+    /// from (see `host::journal`).
+    pub journal: Journal,
     live: &'static LiveStores,
 }
 
@@ -131,6 +137,7 @@ impl StoreState {
             wasi: config.wasi.map(Box::new),
             exit_code: None,
             component_links: Vec::new(),
+            journal: config.journal,
             live,
         }
     }

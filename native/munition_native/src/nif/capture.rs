@@ -33,6 +33,7 @@ fn capture<E: Engine>(live: &mut Live<E>, full: bool) -> MunitionResult<Capture>
         log: state.log_terms(),
         log_dropped: state.log.dropped,
         output: state.output(),
+        journal: state.journal.report(),
     })
 }
 

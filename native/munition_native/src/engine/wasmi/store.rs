@@ -18,7 +18,8 @@ use crate::engine::settings::{max_memories_per_module, MAX_TABLES_PER_MODULE};
 use crate::engine::Engine;
 use crate::host::bridge;
 use crate::host::builtins::{Builtin, Make};
-use crate::host::context::Stop;
+use crate::host::context::{HostCtx, Stop};
+use crate::host::journal;
 use crate::host::state::{Limiter, StoreConfig, StoreState};
 use crate::host::wasi;
 use crate::vocabulary::error::{MunitionError, MunitionResult};
@@ -87,7 +88,11 @@ fn func_type(params: &[ValueType], results: &[ValueType]) -> FuncType {
 impl Imports for Wasmi {
     type Import = Extern;
 
-    fn builtin(store: &mut Store<StoreState>, row: &'static Builtin) -> MunitionResult<Extern> {
+    fn builtin(
+        store: &mut Store<StoreState>,
+        row: &'static Builtin,
+        import: u32,
+    ) -> MunitionResult<Extern> {
         // Munition's own rows (the built-ins, WASI's clocks, random, exit)
         // are written for every engine; WASI's descriptor functions, which
         // Wasmtime takes from `wasmtime-wasi`, are `wasi::plain`'s here.
@@ -112,7 +117,34 @@ impl Imports for Wasmi {
                     .iter()
                     .map(|ty| Value::default_for(*ty))
                     .collect();
-                own(&mut Ctx::of_caller(&mut caller), &values, &mut returned).map_err(error)?;
+                let ctx = &mut Ctx::of_caller(&mut caller);
+                let mark = journal::begin(ctx);
+                let outcome = own(ctx, &values, &mut returned);
+                if ctx
+                    .state()
+                    .wasi
+                    .as_ref()
+                    .is_some_and(|wasi| wasi.sleeping.is_some())
+                {
+                    // The sleep ends in a later slice (`execution`), where
+                    // its results are given: not recorded yet.
+                    ctx.state().journal.unavailable(|| {
+                        format!(
+                            "{}: a sleep of Munition.Runtime.Wasmi is not recorded",
+                            row.name
+                        )
+                    });
+                }
+                journal::end(
+                    ctx,
+                    mark,
+                    import,
+                    row.writes,
+                    &values,
+                    &returned,
+                    journal::ending(&outcome),
+                );
+                outcome.map_err(error)?;
                 for (slot, value) in results.iter_mut().zip(&returned) {
                     *slot = to_val(value);
                 }
@@ -131,12 +163,20 @@ impl Imports for Wasmi {
         index: u32,
         params: &[ValueType],
         results: &[ValueType],
+        _import: u32,
     ) -> Extern {
         let ty = func_type(params, results);
         let name: Arc<str> = name.into();
         let results: Arc<[ValueType]> = results.into();
         Extern::Func(Func::new(store, ty, move |mut caller, params, _| {
             let values: Vec<Value> = params.iter().map(from_val).collect();
+            // Its results come when the execution is resumed, in a later
+            // slice (`execution`): not recorded yet.
+            caller.data_mut().journal.unavailable(|| {
+                format!(
+                    "{name}: Munition.Runtime.Wasmi does not record calls to Elixir host functions"
+                )
+            });
             let pending = bridge::call(
                 &mut Ctx::of_caller(&mut caller),
                 &name,
@@ -150,6 +190,26 @@ impl Imports for Wasmi {
             Err(Error::new(format!(
                 "{name}: waiting for the Elixir host function"
             )))
+        }))
+    }
+
+    /// Import `import` of this signature answered from the replay log.
+    fn replayed(
+        store: &mut Store<StoreState>,
+        import: u32,
+        params: &[ValueType],
+        results: &[ValueType],
+    ) -> Extern {
+        let ty = func_type(params, results);
+        let types: Arc<[ValueType]> = results.into();
+        Extern::Func(Func::new(store, ty, move |mut caller, _, results| {
+            let mut returned: Vec<Value> = types.iter().map(|ty| Value::default_for(*ty)).collect();
+            journal::answer(&mut Ctx::of_caller(&mut caller), import, &mut returned)
+                .map_err(error)?;
+            for (slot, value) in results.iter_mut().zip(&returned) {
+                *slot = to_val(value);
+            }
+            Ok(())
         }))
     }
 }

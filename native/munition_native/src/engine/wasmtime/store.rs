@@ -7,7 +7,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use wasmtime::{CallHook, Error, Extern, Func, FuncType, ResourceLimiter, Store};
+use munition_core::journal::Ending;
+use wasmtime::{CallHook, Error, Extern, Func, FuncType, ResourceLimiter, Store, Trap};
 
 use super::config::{ENGINE, FUEL_YIELD_INTERVAL};
 use super::execution::Wasmtime;
@@ -18,11 +19,11 @@ use crate::engine::settings::{max_memories_per_module, MAX_TABLES_PER_MODULE};
 use crate::engine::Engine;
 use crate::host::bridge::{self, Served};
 use crate::host::builtins::{Builtin, Make};
+use crate::host::journal;
 use crate::host::state::{Limiter, StoreConfig, StoreState};
 use crate::host::wakeup::SuspendOnce;
 use crate::host::wasi::caller::error;
 use crate::host::wasi::error::error_chain;
-use crate::host::wasi::make as make_wasi;
 use crate::vocabulary::error::{MunitionError, MunitionResult};
 use crate::vocabulary::value::{Value, ValueType, WasmValue};
 
@@ -83,8 +84,18 @@ pub fn new_store(config: StoreConfig, fuel: u64) -> MunitionResult<Store<StoreSt
     // (backtrace, coredump), as an epoch interruption did. A host function
     // that failed the call itself (`StoreState::time_out`) keeps its own
     // reason (`trap::classify`).
-    store.call_hook(|ctx, hook| match hook {
+    //
+    // A replay of a call stopped at its deadline in wasm code stops where
+    // it was stopped, by fuel (`Journal::stops_at`), whatever the time.
+    store.call_hook(|mut ctx, hook| match hook {
         CallHook::ReturningFromHost if Instant::now() >= ctx.data().deadline => {
+            Err(Error::new(DeadlinePassed))
+        }
+        CallHook::ReturningFromHost
+            if ctx.data().journal.is_replaying()
+                && ctx.data().journal.stops_at(|| ctx.get_fuel().unwrap_or(0)) =>
+        {
+            ctx.data_mut().timed_out = true;
             Err(Error::new(DeadlinePassed))
         }
         _ => Ok(()),
@@ -106,13 +117,51 @@ const MAX_BUILTIN_VALUES: usize = 8;
 impl Imports for Wasmtime {
     type Import = Extern;
 
-    /// The built-in of `row`, made in `store`: Munition's own function over the
-    /// caller, or a WASI function.
-    fn builtin(store: &mut Store<StoreState>, row: &'static Builtin) -> MunitionResult<Extern> {
+    /// The built-in of `row`, made in `store` as import `import`:
+    /// Munition's own function over the caller, or a WASI function, each
+    /// host call recorded for a replay (`journal`).
+    fn builtin(
+        store: &mut Store<StoreState>,
+        row: &'static Builtin,
+        import: u32,
+    ) -> MunitionResult<Extern> {
         let ty = func_type(row.params, row.results);
         let own = match &row.make {
             Make::Own(own) => *own,
-            Make::Wasi(wasi) => return make_wasi(wasi, store, row.name, ty).map(Extern::Func),
+            Make::Wasi(wasi) => {
+                let wasi = *wasi;
+                return Ok(Extern::Func(Func::new_async(
+                    store,
+                    ty,
+                    move |mut caller, params, results| {
+                        Box::new(async move {
+                            let mark = journal::begin(&mut caller);
+                            let outcome = wasi(&mut caller, params, results).await;
+                            if mark.is_some() {
+                                let ending = match &outcome {
+                                    Ok(()) => Ending::Returned,
+                                    Err(e) if e.downcast_ref() == Some(&Trap::OutOfFuel) => {
+                                        Ending::OutOfFuel
+                                    }
+                                    Err(e) => Ending::Failed(error_chain(e)),
+                                };
+                                let params: Vec<Value> = params.iter().map(from_val).collect();
+                                let results: Vec<Value> = results.iter().map(from_val).collect();
+                                journal::end(
+                                    &mut caller,
+                                    mark,
+                                    import,
+                                    row.writes,
+                                    &params,
+                                    &results,
+                                    ending,
+                                );
+                            }
+                            outcome
+                        })
+                    },
+                )));
+            }
         };
         Ok(Extern::Func(Func::new(
             store,
@@ -128,13 +177,44 @@ impl Imports for Wasmtime {
                 for (slot, ty) in returned.iter_mut().zip(row.results) {
                     *slot = Value::default_for(*ty);
                 }
-                own(&mut caller, &values[..count], &mut returned[..outputs]).map_err(error)?;
+                let mark = journal::begin(&mut caller);
+                let outcome = own(&mut caller, &values[..count], &mut returned[..outputs]);
+                let ending = journal::ending(&outcome);
+                journal::end(
+                    &mut caller,
+                    mark,
+                    import,
+                    row.writes,
+                    &values[..count],
+                    &returned[..outputs],
+                    ending,
+                );
+                outcome.map_err(error)?;
                 for (slot, value) in results.iter_mut().zip(returned.iter()) {
                     *slot = to_val(value);
                 }
                 Ok(())
             },
         )))
+    }
+
+    /// Import `import` of this signature answered from the replay log.
+    fn replayed(
+        store: &mut Store<StoreState>,
+        import: u32,
+        params: &[ValueType],
+        results: &[ValueType],
+    ) -> Extern {
+        let ty = func_type(params, results);
+        let types: Arc<[ValueType]> = results.into();
+        Extern::Func(Func::new(store, ty, move |mut caller, _, results| {
+            let mut returned: Vec<Value> = types.iter().map(|ty| Value::default_for(*ty)).collect();
+            journal::answer(&mut caller, import, &mut returned).map_err(error)?;
+            for (slot, value) in results.iter_mut().zip(&returned) {
+                *slot = to_val(value);
+            }
+            Ok(())
+        }))
     }
 
     /// The Elixir host function at `index` of the call's list, imported as
@@ -147,6 +227,7 @@ impl Imports for Wasmtime {
         index: u32,
         params: &[ValueType],
         results: &[ValueType],
+        import: u32,
     ) -> Extern {
         let ty = func_type(params, results);
         let name: Arc<str> = name.into();
@@ -158,28 +239,45 @@ impl Imports for Wasmtime {
                 let (name, result_types) = (name.clone(), result_types.clone());
                 Box::new(async move {
                     let params: Vec<Value> = params.iter().map(from_val).collect();
-                    let pending = bridge::call(
-                        &mut caller,
-                        &name,
-                        Some(&result_types),
-                        index,
-                        WasmValue::list(&params),
-                    )
-                    .map_err(error)?;
-                    loop {
-                        match bridge::serve(&mut caller, &pending) {
-                            Served::Reply(values) => {
-                                for (slot, value) in results.iter_mut().zip(&values) {
-                                    *slot = to_val(value);
-                                }
-                                return Ok(());
+                    let mark = journal::begin(&mut caller);
+                    let outcome = async {
+                        let pending = bridge::call(
+                            &mut caller,
+                            &name,
+                            Some(&result_types),
+                            index,
+                            WasmValue::list(&params),
+                        )?;
+                        loop {
+                            match bridge::serve(&mut caller, &pending) {
+                                Served::Reply(values) => return Ok(values),
+                                // `serve` fails a core call answered untyped.
+                                Served::Saved(_) => unreachable!("a core call's reply is decoded"),
+                                Served::Waiting => SuspendOnce(false).await,
+                                Served::Stopped(stop) => return Err(stop),
                             }
-                            // `serve` fails a core call answered untyped.
-                            Served::Saved(_) => unreachable!("a core call's reply is decoded"),
-                            Served::Waiting => SuspendOnce(false).await,
-                            Served::Stopped(stop) => return Err(error(stop)),
                         }
                     }
+                    .await;
+                    let (returned, ending) = match outcome {
+                        Ok(values) => (values, Ok(())),
+                        Err(stop) => (Vec::new(), Err(stop)),
+                    };
+                    let ending_of = journal::ending(&ending);
+                    journal::end(
+                        &mut caller,
+                        mark,
+                        import,
+                        &[],
+                        &params,
+                        &returned,
+                        ending_of,
+                    );
+                    ending.map_err(error)?;
+                    for (slot, value) in results.iter_mut().zip(&returned) {
+                        *slot = to_val(value);
+                    }
+                    Ok(())
                 })
             },
         ))

@@ -210,6 +210,7 @@ pub fn serve(ctx: &mut dyn HostCtx, pending: &Pending) -> Served {
                 match memory.zip(range) {
                     Some((data, range)) => {
                         data[range].copy_from_slice(&bytes);
+                        state.journal.wrote(ptr, &bytes);
                         answer(env, &reply_to, tag, Ok(None));
                     }
                     None => {

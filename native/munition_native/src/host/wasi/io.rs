@@ -9,11 +9,12 @@
 //! non-empty one: it moves one buffer per call). Then Wasmtime's own
 //! function does the work, through the same entry point its linker uses.
 
-use wasmtime::{AsContextMut, Caller, Error, Func, FuncType, Store, Val};
+use wasmtime::{AsContextMut, Caller, Error, Val};
 use wasmtime_wasi::p1::wasi_snapshot_preview1::{self as p1, WasiSnapshotPreview1};
 use wiggle::GuestMemory;
 
 use super::caller::{self, check_range, error, read_guest};
+use crate::host::builtins::WasiFuture;
 use crate::host::context::charge_bytes;
 use crate::host::state::StoreState;
 use crate::vocabulary::guest_memory::bounds;
@@ -52,25 +53,27 @@ fn charge_iovecs(
 macro_rules! metered {
     ($(#[$doc:meta])* $name:ident ($($arg:ident: $ty:ident),*) iovs at $iovs:ident, $count:ident) => {
         $(#[$doc])*
-        pub fn $name(store: &mut Store<StoreState>, ty: FuncType) -> Func {
-            Func::new_async(store, ty, |mut caller, params, results| {
-                Box::new(async move {
-                    let mut args = params.iter();
-                    $(let $arg = metered!(@take args $ty);)*
-                    charge_iovecs(&mut caller, stringify!($name), $iovs, $count)?;
-                    // There is one: the iovecs were read from it.
-                    let Some(memory) = caller::memory(&mut caller) else {
-                        return Err(Error::msg(concat!(stringify!($name), ": the guest has no memory")));
-                    };
-                    let hostcall_fuel = caller.as_context_mut().hostcall_fuel();
-                    let (data, state) = memory.data_and_store_mut(&mut caller);
-                    let ctx = &mut state.wasi().ctx;
-                    ctx.set_hostcall_fuel(hostcall_fuel);
-                    let mut memory = GuestMemory::Unshared(data);
-                    let errno = p1::$name(ctx, &mut memory, $($arg),*).await?;
-                    results[0] = Val::I32(errno);
-                    Ok(())
-                })
+        pub fn $name<'a>(
+            caller: &'a mut Caller<'_, StoreState>,
+            params: &'a [Val],
+            results: &'a mut [Val],
+        ) -> WasiFuture<'a> {
+            Box::pin(async move {
+                let mut args = params.iter();
+                $(let $arg = metered!(@take args $ty);)*
+                charge_iovecs(caller, stringify!($name), $iovs, $count)?;
+                // There is one: the iovecs were read from it.
+                let Some(memory) = caller::memory(caller) else {
+                    return Err(Error::msg(concat!(stringify!($name), ": the guest has no memory")));
+                };
+                let hostcall_fuel = caller.as_context_mut().hostcall_fuel();
+                let (data, state) = memory.data_and_store_mut(&mut *caller);
+                let ctx = &mut state.wasi().ctx;
+                ctx.set_hostcall_fuel(hostcall_fuel);
+                let mut memory = GuestMemory::Unshared(data);
+                let errno = p1::$name(ctx, &mut memory, $($arg),*).await?;
+                results[0] = Val::I32(errno);
+                Ok(())
             })
         }
     };

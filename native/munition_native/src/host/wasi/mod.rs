@@ -3,10 +3,11 @@
 //! built-in table), the per-store WASI state (`WasiRun`) made from the call's
 //! configuration, and where each function comes from.
 //!
-//! Most functions are Wasmtime's own (`wasmtime-wasi`, `p1`), taken one by
-//! one from a linker built once (`linked`): Munition links imports one by
-//! one from its own table, so an import that is not granted never reaches
-//! them. Munition implements the ones it must bound itself: the clocks and
+//! Most functions are Wasmtime's own (`wasmtime-wasi`, `p1`), called
+//! through its generated entry points (`linked`): Munition links imports
+//! one by one from its own table, so an import that is not granted never
+//! reaches them, and makes every one of them itself, so each host call is
+//! recorded for a replay (`host::journal`). Munition implements the ones it must bound itself: the clocks and
 //! `poll_oneoff`/`sched_yield` (`wasi_time`: time is Munition's, sleeps
 //! suspend the guest without holding a thread and end at the deadline),
 //! `random_get` and the metered `fd_read`/`fd_write`/`fd_pread`/`fd_pwrite`
@@ -36,6 +37,7 @@ pub mod files;
 pub mod http;
 pub mod io;
 pub mod iovec;
+pub mod linked;
 pub mod own;
 pub mod p2;
 pub mod pipe;
@@ -44,23 +46,18 @@ pub mod poll;
 pub mod run;
 pub mod time;
 
-use once_cell::sync::OnceCell;
-use wasmtime::{Func, FuncType, Linker, Store};
-
 pub use self::run::{WasiConfig, WasiOutput, WasiRun};
 
-use self::error::error_chain;
 use crate::atoms;
-use crate::host::builtins::{Builtin, Make, WasiMake};
-use crate::host::state::StoreState;
-use crate::vocabulary::error::{MunitionError, MunitionResult};
+use crate::host::builtins::{Builtin, Make};
+use crate::host::journal::Out;
 use crate::vocabulary::value::ValueType;
 
 /// The import module of WASI preview 1.
 pub const MODULE: &str = "wasi_snapshot_preview1";
 
 macro_rules! wasi_table {
-    ($($capability:ident $name:ident ($($param:ident),*) -> ($($result:ident),*) $make:expr;)*) => {
+    ($($capability:ident $name:ident ($($param:ident),*) -> ($($result:ident),*) [$($out:expr),*] $make:expr;)*) => {
         /// Every WASI function Munition can grant, with the capability that
         /// grants it (documented in `Munition.Host.WASI`). Sockets and
         /// `proc_raise` are not here: they are refused, needing nothing that
@@ -68,12 +65,15 @@ macro_rules! wasi_table {
         pub static FUNCTIONS: [Builtin; [$(stringify!($name)),*].len()] = {
             #[allow(unused_imports)]
             use ValueType::{I32, I64};
+            use Out::{Fixed, Iovecs, Sized, Strings, Used};
+            use crate::host::journal::Strings::{Args, Env};
             [$(Builtin {
                 capability: atoms::$capability,
                 module: MODULE,
                 name: stringify!($name),
                 params: &[$($param),*],
                 results: &[$($result),*],
+                writes: &[$($out),*],
                 make: $make,
             },)*]
         };
@@ -81,90 +81,45 @@ macro_rules! wasi_table {
 }
 
 wasi_table! {
-    wasi_stdio fd_write (I32, I32, I32, I32) -> (I32) Make::Wasi(WasiMake::Own(io::fd_write));
-    wasi_stdio fd_read (I32, I32, I32, I32) -> (I32) Make::Wasi(WasiMake::Own(io::fd_read));
-    wasi_stdio fd_close (I32) -> (I32) Make::Wasi(WasiMake::Linked);
-    wasi_stdio fd_seek (I32, I64, I32, I32) -> (I32) Make::Wasi(WasiMake::Linked);
-    wasi_stdio fd_tell (I32, I32) -> (I32) Make::Wasi(WasiMake::Linked);
-    wasi_stdio fd_fdstat_get (I32, I32) -> (I32) Make::Wasi(WasiMake::Linked);
-    wasi_stdio fd_prestat_get (I32, I32) -> (I32) Make::Wasi(WasiMake::Linked);
-    wasi_stdio fd_prestat_dir_name (I32, I32, I32) -> (I32) Make::Wasi(WasiMake::Linked);
-    wasi_args args_get (I32, I32) -> (I32) Make::Wasi(WasiMake::Linked);
-    wasi_args args_sizes_get (I32, I32) -> (I32) Make::Wasi(WasiMake::Linked);
-    wasi_env environ_get (I32, I32) -> (I32) Make::Wasi(WasiMake::Linked);
-    wasi_env environ_sizes_get (I32, I32) -> (I32) Make::Wasi(WasiMake::Linked);
-    wasi_clock clock_res_get (I32, I32) -> (I32) Make::Own(own::clock_res_get);
-    wasi_clock clock_time_get (I32, I64, I32) -> (I32) Make::Own(own::clock_time_get);
-    wasi_random random_get (I32, I32) -> (I32) Make::Own(own::random_get);
-    wasi_exit proc_exit (I32) -> () Make::Own(own::proc_exit);
-    wasi_poll poll_oneoff (I32, I32, I32, I32) -> (I32) Make::Wasi(WasiMake::Own(time::poll_oneoff));
-    wasi_poll sched_yield () -> (I32) Make::Own(own::sched_yield);
-    wasi_fs path_open (I32, I32, I32, I32, I32, I64, I64, I32, I32) -> (I32) Make::Wasi(WasiMake::Linked);
-    wasi_fs path_filestat_get (I32, I32, I32, I32, I32) -> (I32) Make::Wasi(WasiMake::Linked);
-    wasi_fs path_readlink (I32, I32, I32, I32, I32, I32) -> (I32) Make::Wasi(WasiMake::Linked);
-    wasi_fs fd_pread (I32, I32, I32, I64, I32) -> (I32) Make::Wasi(WasiMake::Own(io::fd_pread));
-    wasi_fs fd_readdir (I32, I32, I32, I64, I32) -> (I32) Make::Wasi(WasiMake::Linked);
-    wasi_fs fd_filestat_get (I32, I32) -> (I32) Make::Wasi(WasiMake::Linked);
-    wasi_fs fd_advise (I32, I64, I64, I32) -> (I32) Make::Wasi(WasiMake::Linked);
-    wasi_fs fd_fdstat_set_flags (I32, I32) -> (I32) Make::Wasi(WasiMake::Linked);
-    wasi_fs fd_fdstat_set_rights (I32, I64, I64) -> (I32) Make::Wasi(WasiMake::Linked);
-    wasi_fs fd_renumber (I32, I32) -> (I32) Make::Wasi(WasiMake::Linked);
-    wasi_fs fd_sync (I32) -> (I32) Make::Wasi(WasiMake::Linked);
-    wasi_fs fd_datasync (I32) -> (I32) Make::Wasi(WasiMake::Linked);
-    wasi_fs_write fd_pwrite (I32, I32, I32, I64, I32) -> (I32) Make::Wasi(WasiMake::Own(io::fd_pwrite));
-    wasi_fs_write fd_allocate (I32, I64, I64) -> (I32) Make::Wasi(WasiMake::Linked);
-    wasi_fs_write fd_filestat_set_size (I32, I64) -> (I32) Make::Wasi(WasiMake::Linked);
-    wasi_fs_write fd_filestat_set_times (I32, I64, I64, I32) -> (I32) Make::Wasi(WasiMake::Linked);
-    wasi_fs_write path_create_directory (I32, I32, I32) -> (I32) Make::Wasi(WasiMake::Linked);
-    wasi_fs_write path_filestat_set_times (I32, I32, I32, I32, I64, I64, I32) -> (I32) Make::Wasi(WasiMake::Linked);
-    wasi_fs_write path_link (I32, I32, I32, I32, I32, I32, I32) -> (I32) Make::Wasi(WasiMake::Linked);
-    wasi_fs_write path_remove_directory (I32, I32, I32) -> (I32) Make::Wasi(WasiMake::Linked);
-    wasi_fs_write path_rename (I32, I32, I32, I32, I32, I32) -> (I32) Make::Wasi(WasiMake::Linked);
-    wasi_fs_write path_symlink (I32, I32, I32, I32, I32) -> (I32) Make::Wasi(WasiMake::Linked);
-    wasi_fs_write path_unlink_file (I32, I32, I32) -> (I32) Make::Wasi(WasiMake::Linked);
-}
-
-/// The WASI function `name` of type `ty`, made in `store` as `make` says.
-pub fn make(
-    make: &WasiMake,
-    store: &mut Store<StoreState>,
-    name: &str,
-    ty: FuncType,
-) -> MunitionResult<Func> {
-    match make {
-        WasiMake::Own(make) => Ok(make(store, ty)),
-        WasiMake::Linked => linked(store, name),
-    }
-}
-
-/// Wasmtime's WASI preview 1, every function defined once for every store of
-/// the one engine (the first store's, which is every store's). Its functions
-/// reach the store's `WasiP1Ctx` through `StoreState::wasi`.
-static LINKER: OnceCell<Result<Linker<StoreState>, String>> = OnceCell::new();
-
-/// Wasmtime's WASI function `name`, made in `store`.
-fn linked(store: &mut Store<StoreState>, name: &str) -> MunitionResult<Func> {
-    let linker = LINKER
-        .get_or_init(|| {
-            let mut linker = Linker::new(store.engine());
-            wasmtime_wasi::p1::add_to_linker_async(&mut linker, |state: &mut StoreState| {
-                &mut state.wasi().ctx
-            })
-            .map_err(|e| error_chain(&e))?;
-            Ok(linker)
-        })
-        .as_ref()
-        .map_err(|message| {
-            MunitionError::RuntimeFailure(format!("cannot set up Wasmtime's WASI: {message}"))
-        })?;
-    let missing = |why: String| {
-        MunitionError::Instantiation(format!(
-            "Wasmtime's WASI implementation has no function {MODULE}.{name}: {why}"
-        ))
-    };
-    linker
-        .get(&mut *store, MODULE, name)
-        .map_err(|e| missing(error_chain(&e)))?
-        .into_func()
-        .ok_or_else(|| missing("not a function".into()))
+    wasi_stdio fd_write (I32, I32, I32, I32) -> (I32) [Fixed { at: 3, len: 4 }] Make::Wasi(io::fd_write);
+    wasi_stdio fd_read (I32, I32, I32, I32) -> (I32) [Iovecs { iovs: 1, count: 2, done: 3 }, Fixed { at: 3, len: 4 }] Make::Wasi(io::fd_read);
+    wasi_stdio fd_close (I32) -> (I32) [] Make::Wasi(linked::fd_close);
+    wasi_stdio fd_seek (I32, I64, I32, I32) -> (I32) [Fixed { at: 3, len: 8 }] Make::Wasi(linked::fd_seek);
+    wasi_stdio fd_tell (I32, I32) -> (I32) [Fixed { at: 1, len: 8 }] Make::Wasi(linked::fd_tell);
+    wasi_stdio fd_fdstat_get (I32, I32) -> (I32) [Fixed { at: 1, len: 24 }] Make::Wasi(linked::fd_fdstat_get);
+    wasi_stdio fd_prestat_get (I32, I32) -> (I32) [Fixed { at: 1, len: 8 }] Make::Wasi(linked::fd_prestat_get);
+    wasi_stdio fd_prestat_dir_name (I32, I32, I32) -> (I32) [Sized { at: 1, len: 2, unit: 1 }] Make::Wasi(linked::fd_prestat_dir_name);
+    wasi_args args_get (I32, I32) -> (I32) [Strings(Args)] Make::Wasi(linked::args_get);
+    wasi_args args_sizes_get (I32, I32) -> (I32) [Fixed { at: 0, len: 4 }, Fixed { at: 1, len: 4 }] Make::Wasi(linked::args_sizes_get);
+    wasi_env environ_get (I32, I32) -> (I32) [Strings(Env)] Make::Wasi(linked::environ_get);
+    wasi_env environ_sizes_get (I32, I32) -> (I32) [Fixed { at: 0, len: 4 }, Fixed { at: 1, len: 4 }] Make::Wasi(linked::environ_sizes_get);
+    wasi_clock clock_res_get (I32, I32) -> (I32) [Fixed { at: 1, len: 8 }] Make::Own(own::clock_res_get);
+    wasi_clock clock_time_get (I32, I64, I32) -> (I32) [Fixed { at: 2, len: 8 }] Make::Own(own::clock_time_get);
+    wasi_random random_get (I32, I32) -> (I32) [Sized { at: 0, len: 1, unit: 1 }] Make::Own(own::random_get);
+    wasi_exit proc_exit (I32) -> () [] Make::Own(own::proc_exit);
+    wasi_poll poll_oneoff (I32, I32, I32, I32) -> (I32) [Sized { at: 1, len: 2, unit: 32 }, Fixed { at: 3, len: 4 }] Make::Wasi(time::poll_oneoff);
+    wasi_poll sched_yield () -> (I32) [] Make::Own(own::sched_yield);
+    wasi_fs path_open (I32, I32, I32, I32, I32, I64, I64, I32, I32) -> (I32) [Fixed { at: 8, len: 4 }] Make::Wasi(linked::path_open);
+    wasi_fs path_filestat_get (I32, I32, I32, I32, I32) -> (I32) [Fixed { at: 4, len: 64 }] Make::Wasi(linked::path_filestat_get);
+    wasi_fs path_readlink (I32, I32, I32, I32, I32, I32) -> (I32) [Used { at: 3, cap: 4, used: 5 }, Fixed { at: 5, len: 4 }] Make::Wasi(linked::path_readlink);
+    wasi_fs fd_pread (I32, I32, I32, I64, I32) -> (I32) [Iovecs { iovs: 1, count: 2, done: 4 }, Fixed { at: 4, len: 4 }] Make::Wasi(io::fd_pread);
+    wasi_fs fd_readdir (I32, I32, I32, I64, I32) -> (I32) [Used { at: 1, cap: 2, used: 4 }, Fixed { at: 4, len: 4 }] Make::Wasi(linked::fd_readdir);
+    wasi_fs fd_filestat_get (I32, I32) -> (I32) [Fixed { at: 1, len: 64 }] Make::Wasi(linked::fd_filestat_get);
+    wasi_fs fd_advise (I32, I64, I64, I32) -> (I32) [] Make::Wasi(linked::fd_advise);
+    wasi_fs fd_fdstat_set_flags (I32, I32) -> (I32) [] Make::Wasi(linked::fd_fdstat_set_flags);
+    wasi_fs fd_fdstat_set_rights (I32, I64, I64) -> (I32) [] Make::Wasi(linked::fd_fdstat_set_rights);
+    wasi_fs fd_renumber (I32, I32) -> (I32) [] Make::Wasi(linked::fd_renumber);
+    wasi_fs fd_sync (I32) -> (I32) [] Make::Wasi(linked::fd_sync);
+    wasi_fs fd_datasync (I32) -> (I32) [] Make::Wasi(linked::fd_datasync);
+    wasi_fs_write fd_pwrite (I32, I32, I32, I64, I32) -> (I32) [Fixed { at: 4, len: 4 }] Make::Wasi(io::fd_pwrite);
+    wasi_fs_write fd_allocate (I32, I64, I64) -> (I32) [] Make::Wasi(linked::fd_allocate);
+    wasi_fs_write fd_filestat_set_size (I32, I64) -> (I32) [] Make::Wasi(linked::fd_filestat_set_size);
+    wasi_fs_write fd_filestat_set_times (I32, I64, I64, I32) -> (I32) [] Make::Wasi(linked::fd_filestat_set_times);
+    wasi_fs_write path_create_directory (I32, I32, I32) -> (I32) [] Make::Wasi(linked::path_create_directory);
+    wasi_fs_write path_filestat_set_times (I32, I32, I32, I32, I64, I64, I32) -> (I32) [] Make::Wasi(linked::path_filestat_set_times);
+    wasi_fs_write path_link (I32, I32, I32, I32, I32, I32, I32) -> (I32) [] Make::Wasi(linked::path_link);
+    wasi_fs_write path_remove_directory (I32, I32, I32) -> (I32) [] Make::Wasi(linked::path_remove_directory);
+    wasi_fs_write path_rename (I32, I32, I32, I32, I32, I32) -> (I32) [] Make::Wasi(linked::path_rename);
+    wasi_fs_write path_symlink (I32, I32, I32, I32, I32) -> (I32) [] Make::Wasi(linked::path_symlink);
+    wasi_fs_write path_unlink_file (I32, I32, I32) -> (I32) [] Make::Wasi(linked::path_unlink_file);
 }

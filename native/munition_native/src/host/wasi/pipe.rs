@@ -50,6 +50,29 @@ impl CapturePipe {
         captured.bytes.extend_from_slice(&bytes[..kept]);
     }
 
+    /// How many bytes are kept.
+    pub fn kept_len(&self) -> usize {
+        self.lock().bytes.len()
+    }
+
+    /// The bytes kept after the first `from` (for the replay log).
+    pub fn since(&self, from: usize) -> Vec<u8> {
+        let captured = self.lock();
+        captured.bytes.get(from..).unwrap_or_default().to_vec()
+    }
+
+    /// Whether some bytes were dropped.
+    pub fn truncated(&self) -> bool {
+        self.lock().truncated
+    }
+
+    /// Appends bytes a replay log says were kept, and its truncation.
+    pub fn replay(&self, bytes: &[u8], truncated: bool) {
+        let mut captured = self.lock();
+        captured.bytes.extend_from_slice(bytes);
+        captured.truncated |= truncated;
+    }
+
     /// The bytes kept, and whether some were dropped.
     pub fn contents(&self) -> (Vec<u8>, bool) {
         let captured = self.lock();

@@ -21,13 +21,14 @@
 
 use std::time::{Duration, Instant};
 
-use wasmtime::{Caller, Error, Func, FuncType, Store, Val};
+use wasmtime::{Caller, Error, Val};
 use wasmtime_wasi::p1::wasi_snapshot_preview1 as p1;
 use wiggle::GuestMemory;
 
 use super::caller::error;
 use super::own::errno;
 use super::poll::{event, sleep_deterministic, Poll, EVENT_FD_READ};
+use crate::host::builtins::WasiFuture;
 use crate::host::state::StoreState;
 use crate::host::wakeup::SuspendOnce;
 
@@ -41,16 +42,18 @@ const FILETYPE_DIRECTORY: u8 = 3;
 /// with its error (`EBADF`). With no descriptor ready, the guest sleeps until
 /// its earliest clock subscription (see the moduledoc), then gets the clock
 /// events that are due.
-pub fn poll_oneoff(store: &mut Store<StoreState>, ty: FuncType) -> Func {
-    Func::new_async(store, ty, |mut caller, params, results| {
-        Box::new(async move {
-            let input = params[0].unwrap_i32() as u32 as u64;
-            let output = params[1].unwrap_i32() as u32 as u64;
-            let count = params[2].unwrap_i32() as u32 as u64;
-            let nevents = params[3].unwrap_i32() as u32 as u64;
-            results[0] = Val::I32(poll(&mut caller, input, output, count, nevents).await?);
-            Ok(())
-        })
+pub fn poll_oneoff<'a>(
+    caller: &'a mut Caller<'_, StoreState>,
+    params: &'a [Val],
+    results: &'a mut [Val],
+) -> WasiFuture<'a> {
+    Box::pin(async move {
+        let input = params[0].unwrap_i32() as u32 as u64;
+        let output = params[1].unwrap_i32() as u32 as u64;
+        let count = params[2].unwrap_i32() as u32 as u64;
+        let nevents = params[3].unwrap_i32() as u32 as u64;
+        results[0] = Val::I32(poll(caller, input, output, count, nevents).await?);
+        Ok(())
     })
 }
 
