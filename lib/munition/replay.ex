@@ -26,13 +26,11 @@ defmodule Munition.Replay do
     * a component: WASI 0.2's host calls are `wasmtime-wasi`'s own, whose
       resources (streams, descriptors) live in its tables, outside the guest;
       nothing records them yet;
-    * on `Munition.Runtime.Wasmi`: a call to an Elixir host function or a
-      WASI sleep (Wasmi resumes the guest with their results in a later
-      slice, where nothing records them yet), and a call stopped at its
-      deadline (Wasmi stops a guest between slices of fuel, a point a replay
-      does not reach again yet). Wasmi's fuel also pays for translating a
-      function on its first call; a replay on Wasmi translates the same
-      functions in the same order, so its counts match.
+    * on `Munition.Runtime.Wasmi`, a call stopped at its deadline: Wasmi
+      stops a guest between slices of fuel, a point a replay does not reach
+      again yet. Wasmi's fuel also pays for translating a function on its
+      first call; a replay on Wasmi translates the same functions in the
+      same order, so its counts match.
 
   ## Replaying
 

@@ -68,6 +68,7 @@ defmodule Munition.DocsTest do
              "Munition.Module",
              "Munition.Pool",
              "Munition.Reason",
+             "Munition.Replay",
              "Munition.Runtime",
              "Munition.Runtime.Config",
              "Munition.Runtime.Wasmi",

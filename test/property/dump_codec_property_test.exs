@@ -113,7 +113,7 @@ defmodule Munition.Property.DumpCodecPropertyTest do
           "894D554E44554D5001000000130000000A0100000006030000006C6F670801000000000000000045D01FB8"
         )
 
-      assert bytes == DumpBytes.file(DumpBytes.value(%{"log" => [nil]}), [])
+      assert bytes == DumpBytes.file(DumpBytes.value(%{"log" => [nil]}), [], version: 1)
 
       case Dump.deserialize(bytes) do
         {:error, {:malformed, :log}} -> :ok
@@ -185,7 +185,8 @@ defmodule Munition.Property.DumpCodecPropertyTest do
     memories = Dump.memories_bytes(dump)
     coredump = Dump.to_coredump(dump)
 
-    Dump.deserialize(Dump.serialize(dump)) == {:ok, dump} and
+    # A dump read from a file of an older version is written in this one.
+    Dump.deserialize(Dump.serialize(dump)) == {:ok, %{dump | version: Dump.version()}} and
       match?({tag, _} when tag in [:ok, :error], memories) and
       match?({tag, _} when tag in [:ok, :error], coredump)
   end
@@ -196,7 +197,7 @@ defmodule Munition.Property.DumpCodecPropertyTest do
   @malformed_parts [:flags, :header, :value, :too_deep, :memory, :captured_at] ++
                      [:reason, :trap, :message, :backtrace, :fuel_given, :fuel_consumed, :fuel_remaining] ++
                      [:execution_time_us, :globals, :module_hash, :imports, :exports, :function, :args] ++
-                     [:capabilities, :inert_links, :log, :wasmtime_version, :munition_version]
+                     [:capabilities, :inert_links, :log, :wasmtime_version, :munition_version, :replay]
 
   defp documented_error?(reason) when reason in [:bad_magic, :truncated, :checksum_mismatch, :trailing_bytes],
     do: true

@@ -70,6 +70,18 @@ pub struct Recorder {
     unavailable: Option<String>,
     /// What an Elixir host function wrote during the host call in progress.
     writes: Vec<(u32, Vec<u8>)>,
+    /// A host call whose results come in a later slice (see `suspend`).
+    suspended: Option<Suspended>,
+}
+
+/// A host call begun in one slice and ended in another: Wasmi's calls to
+/// Elixir host functions and its sleeps, which suspend the whole execution
+/// and give the results when it is resumed.
+struct Suspended {
+    mark: Mark,
+    import: u32,
+    writes: &'static [Out],
+    params: Vec<Value>,
 }
 
 pub struct Player {
@@ -116,6 +128,7 @@ impl Journal {
             limit,
             unavailable: None,
             writes: Vec::new(),
+            suspended: None,
         })
     }
 
@@ -243,8 +256,15 @@ fn output_lengths(state: &StoreState) -> (usize, usize) {
 pub fn ending(outcome: &Result<(), Stop>) -> Ending {
     match outcome {
         Ok(()) => Ending::Returned,
-        Err(Stop::Failed(message)) => Ending::Failed(message.clone()),
-        Err(Stop::OutOfFuel) => Ending::OutOfFuel,
+        Err(stop) => ending_of(stop),
+    }
+}
+
+/// How a host call that stopped the guest ends its entry.
+pub fn ending_of(stop: &Stop) -> Ending {
+    match stop {
+        Stop::Failed(message) => Ending::Failed(message.clone()),
+        Stop::OutOfFuel => Ending::OutOfFuel,
     }
 }
 
@@ -297,6 +317,45 @@ pub fn end(
         state.journal.unavailable(|| {
             format!("the replay log passed its bound of {limit} bytes at host call {entries}")
         });
+    }
+}
+
+/// Keeps the host call begun at `mark` until its results come, in a later
+/// slice (`resume`).
+pub fn suspend(
+    ctx: &mut dyn HostCtx,
+    mark: Option<Mark>,
+    import: u32,
+    writes: &'static [Out],
+    params: &[Value],
+) {
+    let Some(mark) = mark else { return };
+    if let Journal::Recording(recorder) = &mut ctx.state().journal {
+        recorder.suspended = Some(Suspended {
+            mark,
+            import,
+            writes,
+            params: params.to_vec(),
+        });
+    }
+}
+
+/// Records the suspended host call, which ended as `ending` with `results`.
+pub fn resume(ctx: &mut dyn HostCtx, results: &[Value], ending: Ending) {
+    let suspended = match &mut ctx.state().journal {
+        Journal::Recording(recorder) => recorder.suspended.take(),
+        Journal::Replaying(_) => None,
+    };
+    if let Some(call) = suspended {
+        end(
+            ctx,
+            Some(call.mark),
+            call.import,
+            call.writes,
+            &call.params,
+            results,
+            ending,
+        );
     }
 }
 

@@ -14,6 +14,7 @@
 
 use std::time::{Duration, Instant};
 
+use munition_core::journal::Ending;
 use rustler::Env;
 use std::sync::Arc;
 use wasmi::errors::{ErrorKind, InstantiationError, MemoryError};
@@ -31,9 +32,11 @@ use crate::engine::instance::{CallMeta, Live, Progress, Returned, Slot};
 use crate::engine::types::EngineTypes;
 use crate::host::bridge::{self, BridgeEnv, Served};
 use crate::host::context::Stop;
+use crate::host::journal;
 use crate::host::state::StoreState;
 use crate::vocabulary::error::{MunitionError, MunitionResult};
 use crate::vocabulary::trap::{HostFailure, Reason, TrapKind};
+use crate::vocabulary::value::Value;
 
 /// The Wasmi engine, as a type for the seam (its `Engine` methods are in
 /// `engine::wasmi`).
@@ -347,21 +350,37 @@ fn run(live: &mut Live<Wasmi>, execution: &mut Execution, slice: Duration) -> Ou
                 Ok(false) => return Outcome::Failed(fuel_exhausted()),
                 Err(message) => return Outcome::Failed(fuel_unreadable(message)),
             },
+            // The host call the guest is suspended in ends here: recorded
+            // here for a replay (`journal::resume`).
             Next::HostCall(call) if sleeping(store.data()) => match wake(store, live.instance) {
-                Err(failure) => return Outcome::Failed(failure),
+                Err(failure) => {
+                    let ending = Ending::Failed(failure.message.clone());
+                    journal::resume(&mut Ctx::of_store(store, live.instance), &[], ending);
+                    return Outcome::Failed(failure);
+                }
                 Ok(Err(left)) => {
                     execution.next = Some(Next::HostCall(call));
                     return Outcome::Waiting(left);
                 }
-                Ok(Ok(errno)) => call.resume(&mut *store, &[Val::I32(errno)], results),
+                Ok(Ok(errno)) => {
+                    let ctx = &mut Ctx::of_store(store, live.instance);
+                    journal::resume(ctx, &[Value::I32(errno)], Ending::Returned);
+                    call.resume(&mut *store, &[Val::I32(errno)], results)
+                }
             },
             Next::HostCall(call) => match serve(store, live.instance) {
                 Err(failure) => return Outcome::Failed(failure),
                 Ok(Served::Reply(values)) => {
+                    let ctx = &mut Ctx::of_store(store, live.instance);
+                    journal::resume(ctx, &values, Ending::Returned);
                     let values: Vec<Val> = values.iter().map(to_val).collect();
                     call.resume(&mut *store, &values, results)
                 }
-                Ok(Served::Stopped(stop)) => return Outcome::Failed(recorded(store.data(), stop)),
+                Ok(Served::Stopped(stop)) => {
+                    let ctx = &mut Ctx::of_store(store, live.instance);
+                    journal::resume(ctx, &[], journal::ending_of(&stop));
+                    return Outcome::Failed(recorded(store.data(), stop));
+                }
                 // `serve` fails a core call answered untyped.
                 Ok(Served::Saved(_)) => unreachable!("a core call's reply is decoded"),
                 Ok(Served::Waiting) => {

@@ -126,24 +126,12 @@ impl Imports for Wasmi {
                     .as_ref()
                     .is_some_and(|wasi| wasi.sleeping.is_some())
                 {
-                    // The sleep ends in a later slice (`execution`), where
-                    // its results are given: not recorded yet.
-                    ctx.state().journal.unavailable(|| {
-                        format!(
-                            "{}: a sleep of Munition.Runtime.Wasmi is not recorded",
-                            row.name
-                        )
-                    });
+                    // A sleep: it ends in a later slice (`execution`).
+                    journal::suspend(ctx, mark, import, row.writes, &values);
+                } else {
+                    let ending = journal::ending(&outcome);
+                    journal::end(ctx, mark, import, row.writes, &values, &returned, ending);
                 }
-                journal::end(
-                    ctx,
-                    mark,
-                    import,
-                    row.writes,
-                    &values,
-                    &returned,
-                    journal::ending(&outcome),
-                );
                 outcome.map_err(error)?;
                 for (slot, value) in results.iter_mut().zip(&returned) {
                     *slot = to_val(value);
@@ -163,28 +151,33 @@ impl Imports for Wasmi {
         index: u32,
         params: &[ValueType],
         results: &[ValueType],
-        _import: u32,
+        import: u32,
     ) -> Extern {
         let ty = func_type(params, results);
         let name: Arc<str> = name.into();
         let results: Arc<[ValueType]> = results.into();
         Extern::Func(Func::new(store, ty, move |mut caller, params, _| {
             let values: Vec<Value> = params.iter().map(from_val).collect();
-            // Its results come when the execution is resumed, in a later
-            // slice (`execution`): not recorded yet.
-            caller.data_mut().journal.unavailable(|| {
-                format!(
-                    "{name}: Munition.Runtime.Wasmi does not record calls to Elixir host functions"
-                )
-            });
-            let pending = bridge::call(
-                &mut Ctx::of_caller(&mut caller),
-                &name,
-                Some(&results),
-                index,
-                WasmValue::list(&values),
-            )
-            .map_err(error)?;
+            let ctx = &mut Ctx::of_caller(&mut caller);
+            let mark = journal::begin(ctx);
+            let call = bridge::call(ctx, &name, Some(&results), index, WasmValue::list(&values));
+            let pending = match call {
+                Ok(pending) => pending,
+                Err(stop) => {
+                    journal::end(
+                        ctx,
+                        mark,
+                        import,
+                        &[],
+                        &values,
+                        &[],
+                        journal::ending_of(&stop),
+                    );
+                    return Err(error(stop));
+                }
+            };
+            // Its results come when the execution is resumed (`execution`).
+            journal::suspend(ctx, mark, import, &[], &values);
             caller.data_mut().pending = Some(pending);
             // Not a failure: Wasmi suspends the execution on it.
             Err(Error::new(format!(
