@@ -63,6 +63,7 @@ defmodule Munition.Forensics.Report do
         "#{dump.fuel_consumed} consumed of #{dump.fuel_given} (#{dump.fuel_remaining} left), #{dump.execution_time_us} µs"
       ),
       line("capabilities", inspect(dump.capabilities)),
+      replay_line(dump.replay),
       inert_section(dump.inert_links),
       backtrace_section(dump.backtrace, opts[:frames]),
       globals_section(dump.globals),
@@ -79,6 +80,13 @@ defmodule Munition.Forensics.Report do
   # initialised it.
   defp snapshot_line(nil), do: []
   defp snapshot_line(%{of: of, function: function}), do: line("snapshot of", "#{of}, after #{function}")
+
+  # Whether `mix munition.replay` can run the crash again.
+  defp replay_line(nil), do: []
+  defp replay_line(%{log: nil, unavailable: why}), do: line("replay", "unavailable: #{why}")
+
+  defp replay_line(%{log: log}),
+    do: line("replay", "a log of #{size(byte_size(log))} (mix munition.replay)")
 
   defp line(label, value), do: "  #{String.pad_trailing(label <> ":", 14)}#{value || "-"}\n"
 
