@@ -364,10 +364,8 @@ fn effects(state: &StoreState, mark: &Mark, entry: &mut Entry) {
     entry.log = state.log.lines[mark.log_lines.min(state.log.lines.len())..].to_vec();
     entry.log_dropped = state.log.dropped - mark.log_dropped.min(state.log.dropped);
     if let Some(wasi) = &state.wasi {
-        entry.stdout = wasi.stdout.since(mark.stdout);
-        entry.stderr = wasi.stderr.since(mark.stderr);
-        entry.stdout_truncated = wasi.stdout.truncated();
-        entry.stderr_truncated = wasi.stderr.truncated();
+        (entry.stdout, entry.stdout_truncated) = wasi.stdout.since(mark.stdout);
+        (entry.stderr, entry.stderr_truncated) = wasi.stderr.since(mark.stderr);
     }
     if !mark.exited {
         entry.exit_code = state.exit_code;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use munition_core::journal::Ending;
-use wasmtime::{CallHook, Error, Extern, Func, FuncType, ResourceLimiter, Store, Trap};
+use wasmtime::{CallHook, Error, Extern, Func, FuncType, ResourceLimiter, Store, Trap, Val};
 
 use super::config::{ENGINE, FUEL_YIELD_INTERVAL};
 use super::execution::Wasmtime;
@@ -111,8 +111,18 @@ fn func_type(params: &[ValueType], results: &[ValueType]) -> FuncType {
     )
 }
 
-/// The most parameters or results a built-in has (`log`, `abort`).
-const MAX_BUILTIN_VALUES: usize = 8;
+/// The most parameters or results a built-in has (`path_open`).
+const MAX_BUILTIN_VALUES: usize = 9;
+
+/// Wasmtime's values as Munition's, on the stack: a built-in call allocates
+/// nothing for its values. At most `MAX_BUILTIN_VALUES` of them.
+fn on_stack(values: &[Val]) -> ([Value; MAX_BUILTIN_VALUES], usize) {
+    let mut converted = [Value::Ref; MAX_BUILTIN_VALUES];
+    for (slot, value) in converted.iter_mut().zip(values) {
+        *slot = from_val(value);
+    }
+    (converted, values.len().min(MAX_BUILTIN_VALUES))
+}
 
 impl Imports for Wasmtime {
     type Import = Extern;
@@ -145,15 +155,15 @@ impl Imports for Wasmtime {
                                     }
                                     Err(e) => Ending::Failed(error_chain(e)),
                                 };
-                                let params: Vec<Value> = params.iter().map(from_val).collect();
-                                let results: Vec<Value> = results.iter().map(from_val).collect();
+                                let (params, count) = on_stack(params);
+                                let (results, outputs) = on_stack(results);
                                 journal::end(
                                     &mut caller,
                                     mark,
                                     import,
                                     row.writes,
-                                    &params,
-                                    &results,
+                                    &params[..count],
+                                    &results[..outputs],
                                     ending,
                                 );
                             }
@@ -167,12 +177,8 @@ impl Imports for Wasmtime {
             store,
             ty,
             move |mut caller, params, results| {
-                // On the stack: a built-in call allocates nothing for its values.
-                let (count, outputs) = (params.len(), results.len());
-                let mut values = [Value::Ref; MAX_BUILTIN_VALUES];
-                for (slot, param) in values.iter_mut().zip(params.iter()) {
-                    *slot = from_val(param);
-                }
+                let (values, count) = on_stack(params);
+                let outputs = results.len();
                 let mut returned = [Value::Ref; MAX_BUILTIN_VALUES];
                 for (slot, ty) in returned.iter_mut().zip(row.results) {
                     *slot = Value::default_for(*ty);

@@ -55,15 +55,12 @@ impl CapturePipe {
         self.lock().bytes.len()
     }
 
-    /// The bytes kept after the first `from` (for the replay log).
-    pub fn since(&self, from: usize) -> Vec<u8> {
+    /// The bytes kept after the first `from`, and whether some were
+    /// dropped (for the replay log).
+    pub fn since(&self, from: usize) -> (Vec<u8>, bool) {
         let captured = self.lock();
-        captured.bytes.get(from..).unwrap_or_default().to_vec()
-    }
-
-    /// Whether some bytes were dropped.
-    pub fn truncated(&self) -> bool {
-        self.lock().truncated
+        let kept = captured.bytes.get(from..).unwrap_or_default().to_vec();
+        (kept, captured.truncated)
     }
 
     /// Appends bytes a replay log says were kept, and its truncation.
