@@ -22,7 +22,7 @@ use crate::host::context::{fail, HostCtx, Stop};
 use crate::host::state::StoreState;
 use crate::vocabulary::term::OwnedBytes;
 use crate::vocabulary::trap::{HostFailure, Reason, TrapKind};
-use crate::vocabulary::value::Value;
+use crate::vocabulary::value::{Value, ValueType};
 
 /// A region of guest memory a built-in may write, in terms of its
 /// parameters: what `end` reads back after it, for the log.
@@ -517,6 +517,18 @@ pub fn answer(ctx: &mut dyn HostCtx, import: u32, results: &mut [Value]) -> Resu
         Ending::Failed(message) => Err(Stop::Failed(message)),
         Ending::OutOfFuel => Err(Stop::OutOfFuel),
     }
+}
+
+/// `answer` for an import whose results are of `types`: the values it
+/// returns, or how it stops the guest.
+pub fn answered(
+    ctx: &mut dyn HostCtx,
+    import: u32,
+    types: &[ValueType],
+) -> Result<Vec<Value>, Stop> {
+    let mut results: Vec<Value> = types.iter().map(|ty| Value::default_for(*ty)).collect();
+    answer(ctx, import, &mut results)?;
+    Ok(results)
 }
 
 /// The log's next entry, if it is the host call the guest makes now.

@@ -214,8 +214,7 @@ impl Imports for Wasmtime {
         let ty = func_type(params, results);
         let types: Arc<[ValueType]> = results.into();
         Extern::Func(Func::new(store, ty, move |mut caller, _, results| {
-            let mut returned: Vec<Value> = types.iter().map(|ty| Value::default_for(*ty)).collect();
-            journal::answer(&mut caller, import, &mut returned).map_err(error)?;
+            let returned = journal::answered(&mut caller, import, &types).map_err(error)?;
             for (slot, value) in results.iter_mut().zip(&returned) {
                 *slot = to_val(value);
             }

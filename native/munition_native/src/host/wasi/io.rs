@@ -7,13 +7,12 @@
 //! one unit per entry of its iovec array (8 bytes each) and one per 8 bytes
 //! of the buffer that Wasmtime's implementation will move (the first
 //! non-empty one: it moves one buffer per call). Then Wasmtime's own
-//! function does the work, through the same entry point its linker uses.
+//! function does the work (`linked`).
 
-use wasmtime::{AsContextMut, Caller, Error, Val};
-use wasmtime_wasi::p1::wasi_snapshot_preview1::{self as p1, WasiSnapshotPreview1};
-use wiggle::GuestMemory;
+use wasmtime::{Caller, Error, Val};
 
 use super::caller::{self, check_range, error, read_guest};
+use super::linked;
 use crate::host::builtins::WasiFuture;
 use crate::host::context::charge_bytes;
 use crate::host::state::StoreState;
@@ -49,9 +48,11 @@ fn charge_iovecs(
     Ok(())
 }
 
-/// One of Wasmtime's `fd_*` byte movers, paid for first (see the moduledoc).
+/// One of Wasmtime's `fd_*` byte movers (`linked`), paid for first (see
+/// the moduledoc): its iovec array and its count are parameters `iovs` and
+/// `iovs + 1`.
 macro_rules! metered {
-    ($(#[$doc:meta])* $name:ident ($($arg:ident: $ty:ident),*) iovs at $iovs:ident, $count:ident) => {
+    ($(#[$doc:meta])* $name:ident, iovs at $iovs:literal) => {
         $(#[$doc])*
         pub fn $name<'a>(
             caller: &'a mut Caller<'_, StoreState>,
@@ -59,44 +60,30 @@ macro_rules! metered {
             results: &'a mut [Val],
         ) -> WasiFuture<'a> {
             Box::pin(async move {
-                let mut args = params.iter();
-                $(let $arg = metered!(@take args $ty);)*
-                charge_iovecs(caller, stringify!($name), $iovs, $count)?;
-                // There is one: the iovecs were read from it.
-                let Some(memory) = caller::memory(caller) else {
-                    return Err(Error::msg(concat!(stringify!($name), ": the guest has no memory")));
-                };
-                let hostcall_fuel = caller.as_context_mut().hostcall_fuel();
-                let (data, state) = memory.data_and_store_mut(&mut *caller);
-                let ctx = &mut state.wasi().ctx;
-                ctx.set_hostcall_fuel(hostcall_fuel);
-                let mut memory = GuestMemory::Unshared(data);
-                let errno = p1::$name(ctx, &mut memory, $($arg),*).await?;
-                results[0] = Val::I32(errno);
-                Ok(())
+                let param = |i: usize| params.get(i).and_then(Val::i32).unwrap_or_default();
+                charge_iovecs(caller, stringify!($name), param($iovs), param($iovs + 1))?;
+                linked::$name(caller, params, results).await
             })
         }
     };
-    (@take $args:ident I32) => { $args.next().and_then(Val::i32).unwrap_or_default() };
-    (@take $args:ident I64) => { $args.next().and_then(Val::i64).unwrap_or_default() };
 }
 
 metered! {
     /// `fd_write(fd, iovs, iovs_len, nwritten)`.
-    fd_write (fd: I32, iovs: I32, count: I32, nwritten: I32) iovs at iovs, count
+    fd_write, iovs at 1
 }
 
 metered! {
     /// `fd_read(fd, iovs, iovs_len, nread)`.
-    fd_read (fd: I32, iovs: I32, count: I32, nread: I32) iovs at iovs, count
+    fd_read, iovs at 1
 }
 
 metered! {
     /// `fd_pwrite(fd, iovs, iovs_len, offset, nwritten)`.
-    fd_pwrite (fd: I32, iovs: I32, count: I32, offset: I64, nwritten: I32) iovs at iovs, count
+    fd_pwrite, iovs at 1
 }
 
 metered! {
     /// `fd_pread(fd, iovs, iovs_len, offset, nread)`.
-    fd_pread (fd: I32, iovs: I32, count: I32, offset: I64, nread: I32) iovs at iovs, count
+    fd_pread, iovs at 1
 }

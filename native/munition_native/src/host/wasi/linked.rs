@@ -51,6 +51,12 @@ macro_rules! linked {
 }
 
 linked! {
+    // Paid for first by `io`, which the table links instead.
+    async fd_write(fd: I32, iovs: I32, count: I32, nwritten: I32);
+    async fd_read(fd: I32, iovs: I32, count: I32, nread: I32);
+    async fd_pwrite(fd: I32, iovs: I32, count: I32, offset: I64, nwritten: I32);
+    async fd_pread(fd: I32, iovs: I32, count: I32, offset: I64, nread: I32);
+
     async fd_close(fd: I32);
     async fd_seek(fd: I32, offset: I64, whence: I32, newoffset: I32);
     sync fd_tell(fd: I32, offset: I32);
