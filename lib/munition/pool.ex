@@ -23,7 +23,10 @@ defmodule Munition.Pool do
   ## Options
 
     * `:name` - the pool's name, an atom (required). `fire_pooled/4` finds it by it.
-    * `:wasm` - bytes, WAT text or a `%Munition.Module{}` (required).
+    * `:wasm` - bytes, WAT text or a `%Munition.Module{}` (required). A
+      snapshot's stored bytes (`Munition.snapshot/4`) are known as one, as
+      `Munition.fire/4` knows them: dumps of the pool's calls name the
+      snapshot, as with the snapshot's `%Munition.Module{}`.
     * `:size` - how many of the pool's calls run at once; more wait in line,
       in order, until their deadline. Defaults to `100`.
     * `:capabilities`, `:host_functions`, `:runtime`, `:limits`,
@@ -525,12 +528,16 @@ defmodule Munition.Pool do
   defp compile_timeout(_defaults, timeout), do: timeout
 
   # Bounded by the pool's limits and the compile timeout; with `:check`
-  # only the type of `wasm` is checked.
+  # only the type of `wasm` is checked. A snapshot's bytes say what they
+  # are a snapshot of (their first section), as for fire/4 given them: its
+  # dumps name the snapshot, whether the pool got the module or its bytes.
   defp to_module(%Munition.Module{} = module, _options, _timeout), do: {:ok, module}
   defp to_module(bytes, _options, :check) when is_binary(bytes), do: :ok
 
-  defp to_module(bytes, options, timeout) when is_binary(bytes),
-    do: options.runtime.compile(bytes, limits: options.limits, timeout: timeout)
+  defp to_module(bytes, options, timeout) when is_binary(bytes) do
+    with {:ok, module} <- options.runtime.compile(bytes, limits: options.limits, timeout: timeout),
+         do: {:ok, Munition.Snapshot.mark(module, bytes)}
+  end
 
   defp to_module(other, _options, _timeout),
     do:
