@@ -180,6 +180,57 @@ defmodule Munition.PoolTest do
       assert_raise ArgumentError, ~r/timeout/, fn -> Munition.fire_pooled(name, "spin", [], timeout: -1) end
     end
 
+    # A caller's last overrides are checked and made into a State once, and
+    # reused only for the same version of the same pool and equal options.
+    test "a call's overrides are reused for the same pool and options only; every change is seen" do
+      spin = ~s{(module (func (export "spin") (loop br 0)))}
+      name = start_pool!(wasm: spin, fuel: 1_000, forensics: false)
+      other = start_pool!(wasm: spin, fuel: 2_000, forensics: :minimal)
+
+      for _ <- 1..2 do
+        assert {:crash, :fuel_exhausted, %Dump{fuel_given: 5_000}} =
+                 Munition.fire_pooled(name, "spin", [], fuel: 5_000, forensics: :full)
+
+        assert {:crash, :fuel_exhausted, %Dump{fuel_given: 5_000}} =
+                 Munition.fire_pooled(name, "spin", [], fuel: 5_000, forensics: :full)
+
+        # The same options on another pool: its own defaults for the rest.
+        assert {:crash, :fuel_exhausted, nil} = Munition.fire_pooled(name, "spin", [], fuel: 5_000)
+
+        assert {:crash, :fuel_exhausted, %Dump{fuel_given: 5_000}} =
+                 Munition.fire_pooled(other, "spin", [], fuel: 5_000)
+
+        assert {:crash, :fuel_exhausted, nil} = Munition.fire_pooled(name, "spin", [], fuel: 5_000)
+
+        assert {:crash, :fuel_exhausted, %Dump{fuel_given: 7_000}} =
+                 Munition.fire_pooled(name, "spin", [], fuel: 7_000, forensics: :full)
+
+        # No overrides: the pool's own.
+        assert {:crash, :fuel_exhausted, nil} = Munition.fire_pooled(name, "spin", [])
+        assert {:crash, :fuel_exhausted, %Dump{fuel_given: 2_000}} = Munition.fire_pooled(other, "spin", [])
+
+        # Options that fail their check fail it however often given, after
+        # good ones or not.
+        assert_raise ArgumentError, ~r/fuel/, fn -> Munition.fire_pooled(name, "spin", [], fuel: 0) end
+        assert_raise ArgumentError, ~r/fuel/, fn -> Munition.fire_pooled(name, "spin", [], fuel: 0) end
+        assert_raise ArgumentError, ~r/timeout/, fn -> Munition.fire_pooled(name, "spin", [], timeout: -1) end
+      end
+    end
+
+    test "a call's preopened directories are checked on every call" do
+      name = start_pool!(wasm: @add, capabilities: [:wasi])
+      dir = Path.join(System.tmp_dir!(), "munition-pool-#{System.unique_integer([:positive])}")
+      File.mkdir_p!(dir)
+      opts = [wasi: [preopens: [{"/data", dir}]]]
+      assert {:ok, 5, _} = Munition.fire_pooled(name, "add", [2, 3], opts)
+      assert {:ok, 5, _} = Munition.fire_pooled(name, "add", [2, 3], opts)
+      File.rm_rf!(dir)
+
+      assert_raise ArgumentError, ~r/existing directories/, fn ->
+        Munition.fire_pooled(name, "add", [2, 3], opts)
+      end
+    end
+
     test "fuel :auto is resolved once at start, :adaptive per call" do
       name = start_pool!(wasm: @add, fuel: :auto)
       assert is_integer(Pool.fetch(name).options.fuel)

@@ -165,6 +165,35 @@ defmodule Munition.SnapshotTest do
       GenServer.stop(pid)
     end
 
+    # A pool started (or switched) with a snapshot's stored bytes knows what
+    # it is, as fire/4 given those bytes does: the provenance is in them.
+    test "a pool of a snapshot's bytes names the snapshot in its dumps, as fire/4 of them does" do
+      assert {:ok, snapshot, _} = Munition.snapshot(@counter, "init", [41])
+      provenance = %{of: hash(@counter), function: "init"}
+      bytes = snapshot.snapshot.bytes
+
+      assert {:crash, :trap, %Dump{snapshot: ^provenance}} = Munition.fire(bytes, "boom", [])
+
+      name = :snapshot_test_pool_of_bytes
+      assert {:ok, pid} = Munition.Pool.start_link(name: name, wasm: bytes)
+      assert {:ok, %Munition.Module{snapshot: %{of: of, function: "init"}}} = Munition.Pool.module(name)
+      assert of == hash(@counter)
+      assert {:ok, 42, _} = Munition.fire_pooled(name, "next", [])
+      assert {:crash, :trap, dump} = Munition.fire_pooled(name, "boom", [])
+      assert dump.module_hash == snapshot.hash
+      assert dump.snapshot == provenance
+
+      # Switched to a snapshot's bytes: the same. And back to plain bytes: none.
+      assert {:ok, other, _} = Munition.snapshot(@counter, "init", [9])
+      assert {:ok, %Munition.Module{snapshot: %{}}} = Munition.Pool.swap(name, other.snapshot.bytes)
+      assert {:ok, 10, _} = Munition.fire_pooled(name, "next", [])
+      assert {:crash, :trap, %Dump{snapshot: ^provenance}} = Munition.fire_pooled(name, "boom", [])
+
+      assert {:ok, %Munition.Module{snapshot: nil}} = Munition.Pool.swap(name, @counter)
+      assert {:crash, :trap, %Dump{snapshot: nil}} = Munition.fire_pooled(name, "boom", [])
+      GenServer.stop(pid)
+    end
+
     test "leaves no store behind" do
       before = Munition.Runtime.Wasmtime.live_count()
       for _ <- 1..5, do: {:ok, _, _} = Munition.snapshot(@counter, "init", [1])
