@@ -71,7 +71,7 @@ defmodule Munition.Test.DumpBytes do
 
   @doc """
   A whole file: `header` (already encoded), then `memories` (encoded records).
-  Options: `:version` (1), `:flags` (0), `:count` (the number of memories
+  Options: `:version` (the version this Munition writes), `:flags` (0), `:count` (the number of memories
   declared), `:checksum` (`:good` or `:bad`), `:trailing` (bytes after the
   checksum).
   """
@@ -80,8 +80,8 @@ defmodule Munition.Test.DumpBytes do
     body =
       IO.iodata_to_binary([
         @magic,
-        <<Keyword.get(opts, :version, 1)::little-16, Keyword.get(opts, :flags, 0)::little-16,
-          byte_size(header)::little-32>>,
+        <<Keyword.get(opts, :version, Munition.Forensics.Dump.version())::little-16,
+          Keyword.get(opts, :flags, 0)::little-16, byte_size(header)::little-32>>,
         header,
         <<Keyword.get(opts, :count, length(memories))::little-32>>,
         memories

@@ -44,7 +44,7 @@ defmodule Munition.Forensics.DumpTest do
       assert dump.memories != [] and dump.globals != [] and dump.backtrace != []
 
       bytes = Dump.serialize(dump)
-      assert <<0x89, "MUNDUMP", 1::little-16, 0::little-16, _::binary>> = bytes
+      assert <<0x89, "MUNDUMP", 2::little-16, 0::little-16, _::binary>> = bytes
       assert {:ok, ^dump} = Dump.deserialize(bytes)
     end
 

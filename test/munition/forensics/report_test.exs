@@ -32,7 +32,7 @@ defmodule Munition.Forensics.ReportTest do
 
       assert Report.summary(dump, @no_scan) ==
                """
-               Munition crash dump (format 1)
+               Munition crash dump (format 2)
                  reason:       :fuel_exhausted (trap: :out_of_fuel)
                  message:      all fuel consumed
                  function:     run(1, "two")

@@ -54,8 +54,8 @@ defmodule Munition.Forensics.Dump.FormatTest do
 
   describe "encode/1 and decode/2" do
     test "a dump starts with the magic and the version Dump.version/0 reports" do
-      assert <<0x89, "MUNDUMP", 1::little-16, _::binary>> = Format.encode(%Dump{})
-      assert Format.version() == 1 and Dump.version() == Format.version()
+      assert <<0x89, "MUNDUMP", 2::little-16, _::binary>> = Format.encode(%Dump{})
+      assert Format.version() == 2 and Dump.version() == Format.version()
     end
 
     test "round-trip values at the edges of the format" do
@@ -95,7 +95,8 @@ defmodule Munition.Forensics.Dump.FormatTest do
       assert decode("") == {:error, :bad_magic}
       assert decode("PK\x03\x04 a zip file") == {:error, :bad_magic}
       assert decode(<<0x89, "MUN">>) == {:error, :truncated}
-      assert decode(<<0x89, "MUNDUMP", 2::little-16, 0::32>>) == {:error, {:unsupported_version, 2}}
+      assert decode(<<0x89, "MUNDUMP", 3::little-16, 0::32>>) == {:error, {:unsupported_version, 3}}
+      assert decode(<<0x89, "MUNDUMP", 0::little-16, 0::32>>) == {:error, {:unsupported_version, 0}}
 
       assert decode(<<0x89, "MUNDUMP", 1::little-16, 1::little-16>>) ==
                {:error, {:malformed, :flags}}
@@ -128,7 +129,7 @@ defmodule Munition.Forensics.Dump.FormatTest do
       fields = ~w(reason trap message backtrace fuel_given fuel_consumed fuel_remaining
                   execution_time_us globals module_hash snapshot imports exports function args
                   capabilities inert_links log stdout stderr stdout_truncated stderr_truncated
-                  wasmtime_version munition_version captured_at)a
+                  wasmtime_version munition_version captured_at replay)a
       malformed = [:header, :value, :too_deep, :memory | fields]
 
       results =
