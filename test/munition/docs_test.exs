@@ -52,6 +52,7 @@ defmodule Munition.DocsTest do
     assert Enum.sort(public) == [
              "Mix.Tasks.Munition.Fire",
              "Mix.Tasks.Munition.Inspect",
+             "Mix.Tasks.Munition.Replay",
              "Mix.Tasks.Munition.Validate",
              "Munition",
              "Munition.Cluster",
@@ -68,6 +69,7 @@ defmodule Munition.DocsTest do
              "Munition.Module",
              "Munition.Pool",
              "Munition.Reason",
+             "Munition.Replay",
              "Munition.Runtime",
              "Munition.Runtime.Config",
              "Munition.Runtime.Wasmi",
