@@ -158,9 +158,12 @@ defmodule Munition.Replay do
       function: dump.function,
       args: dump.args,
       runtime: runtime,
-      # `until` is a smaller budget: the log counts fuel consumed, which it
-      # does not change.
-      fuel: if(until, do: min(until, dump.fuel_given), else: dump.fuel_given),
+      # `until` short of the crash is a smaller budget: the log counts fuel
+      # consumed, which it does not change. At or past the crash it is no
+      # budget at all: a guest given exactly the fuel the crash consumed can
+      # run out before it traps (Wasmtime pays for a block as it enters it,
+      # and a trap inside it may be counted short of that).
+      fuel: if(until != nil and until < dump.fuel_consumed, do: until, else: dump.fuel_given),
       timeout: timeout,
       max_memory: replay.max_memory,
       capabilities: dump.capabilities,
@@ -200,6 +203,21 @@ defmodule Munition.Replay do
 
       until != nil and until < dump.fuel_consumed and reason == :fuel_exhausted ->
         {:stopped, replayed}
+
+      # Short of the crash, but the engine had no point to stop at before it:
+      # Wasmtime checks fuel on entering a function or a loop, so a guest runs
+      # on past its budget in straight-line code, its fuel left reading 0.
+      # It crashed as the call did, every host call answered: the crash, with
+      # the fuel the call consumed.
+      until != nil and until < dump.fuel_consumed and whole and
+          {reason, replayed.trap} == {dump.reason, dump.trap} ->
+        {:crash, reason,
+         %{
+           replayed
+           | fuel_given: dump.fuel_given,
+             fuel_consumed: dump.fuel_consumed,
+             fuel_remaining: dump.fuel_remaining
+         }}
 
       not whole ->
         diverged(:end, "the guest ended after #{answered} host calls; the log has more")

@@ -413,6 +413,28 @@ defmodule Munition.ReplayTest do
       assert [%{value: 0}] = stopped.globals
     end
 
+    test "short of a host call in straight-line code, stops at that host call" do
+      assert {:crash, :trap, dump} = Munition.fire(@builtins, "run", [], capabilities: @builtin_caps)
+      # The third host call (get_random): the first two are clock reads of
+      # one entry size each.
+      first = first_entry_size(dump.replay.log)
+      <<_::binary-size(2 * first), _import::32, before::little-64, _::binary>> = dump.replay.log
+      # Wasmtime checks fuel entering a function or a loop: the guest runs on
+      # past its budget to the host call, where its fuel left reads 0.
+      assert {:stopped, stopped} = Munition.replay(dump, @builtins, until: before - 1)
+      assert stopped.fuel_consumed <= before - 1
+      assert [%{export: "t", value: t}, %{export: "m"}, %{export: "r", value: 0}] = stopped.globals
+      assert [%{value: ^t} | _] = dump.globals
+    end
+
+    test "a crash with no fuel consumed replays to the crash with until: 0" do
+      wat = ~s{(module (func (export "run") (drop (i64.div_s (i64.const 1) (i64.const 0)))))}
+      assert {:crash, :trap, dump} = Munition.fire(wat, "run", [])
+      assert dump.fuel_consumed == 0
+      assert {:crash, :trap, replayed} = Munition.replay(dump, wat, until: 0)
+      assert_same_crash(replayed, dump)
+    end
+
     test "at or past the crash's fuel replays to the crash" do
       assert {:crash, :trap, dump} = Munition.fire(@writer, "run", [], capabilities: [:random])
 

@@ -30,8 +30,9 @@
 use crate::value::Value;
 
 /// How a host call ended.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum Ending {
+    #[default]
     Returned,
     /// It failed the call; the message the guest was unwound with.
     Failed(String),
@@ -66,12 +67,6 @@ pub struct Entry {
     pub exit_code: Option<u32>,
     pub failure: Option<Failure>,
     pub timed_out: bool,
-}
-
-impl Default for Ending {
-    fn default() -> Self {
-        Ending::Returned
-    }
 }
 
 const LOG: u8 = 1;
