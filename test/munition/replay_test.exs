@@ -240,6 +240,52 @@ defmodule Munition.ReplayTest do
       assert_same_crash(replayed, dump)
       assert :counters.get(counter, 1) == 3
     end
+
+    test "that returns floats replays their bits" do
+      wat = """
+      (module
+        (import "env" "f" (func $f (param f64) (result f32 f64)))
+        (global $a (export "a") (mut f32) (f32.const 0))
+        (global $b (export "b") (mut f64) (f64.const 0))
+        (func (export "run") (call $f (f64.const 1.5)) (global.set $b) (global.set $a) unreachable))
+      """
+
+      float =
+        {"env", "f", {[:f64], [:f32, :f64]}, :floats,
+         fn _ctx, x -> [x * :rand.uniform(), :rand.uniform()] end}
+
+      assert {:crash, :trap, dump} =
+               Munition.fire(wat, "run", [], host_functions: [float], capabilities: [:floats])
+
+      assert {:crash, :trap, replayed} = Munition.replay(dump, wat)
+      assert_same_crash(replayed, dump)
+    end
+
+    test "still running at the deadline replays to the same :timeout, without being called" do
+      wat = """
+      (module
+        (import "munition" "random_bytes" (func $bytes (param i32 i32)))
+        (import "env" "wait" (func $wait (result i32)))
+        (memory (export "memory") 1)
+        (global $g (export "g") (mut i32) (i32.const 0))
+        (func (export "run") (call $bytes (i32.const 0) (i32.const 16)) (global.set $g (call $wait)) unreachable))
+      """
+
+      parent = self()
+      # Never answers: the call's deadline ends it.
+      wait =
+        {"env", "wait", {[], [:i32]}, :wait,
+         fn _ctx -> send(parent, :called) && receive(do: (:never -> 1)) end}
+
+      {:ok, module} = Munition.compile(wat)
+      opts = [host_functions: [wait], capabilities: [:random, :wait], timeout: 200]
+      assert {:crash, :timeout, dump} = Munition.fire(module, "run", [], opts)
+      assert_receive :called
+      assert dump.message =~ "did not return before the deadline"
+      assert {:crash, :timeout, replayed} = Munition.replay(dump, wat)
+      assert_same_crash(replayed, dump)
+      refute_received :called
+    end
   end
 
   describe "built-ins" do
@@ -252,6 +298,47 @@ defmodule Munition.ReplayTest do
       # Another fire reads other random bytes: the replay gave the log's.
       assert {:crash, :trap, other} = Munition.fire(@builtins, "run", [], capabilities: @builtin_caps)
       assert Dump.memories_bytes(other) != Dump.memories_bytes(dump)
+    end
+
+    test "running out of fuel inside a built-in replays" do
+      wat = """
+      (module
+        (import "munition" "random_bytes" (func $bytes (param i32 i32)))
+        (memory (export "memory") 2)
+        (func (export "run") (call $bytes (i32.const 0) (i32.const 100000)) unreachable))
+      """
+
+      assert {:crash, :fuel_exhausted, dump} =
+               Munition.fire(wat, "run", [], capabilities: [:random], fuel: 5_000)
+
+      assert {:crash, :fuel_exhausted, replayed} = Munition.replay(dump, wat)
+      assert_same_crash(replayed, dump)
+    end
+
+    test "a pooled call replays" do
+      name = :"replay_test_pool_#{System.unique_integer([:positive])}"
+      start_supervised!({Munition.Pool, name: name, wasm: @builtins, capabilities: @builtin_caps})
+      assert {:crash, :trap, dump} = Munition.fire_pooled(name, "run", [])
+      assert {:crash, :trap, replayed} = Munition.replay(dump, @builtins)
+      assert_same_crash(replayed, dump)
+    end
+
+    test "a call on a snapshot replays on the snapshot" do
+      wat = """
+      (module
+        (import "munition" "get_random" (func $random (result i64)))
+        (memory (export "memory") 1)
+        (global $s (export "s") (mut i64) (i64.const 0))
+        (func (export "init") (global.set $s (i64.const 42)))
+        (func (export "run") (i64.store (i32.const 8) (call $random)) unreachable))
+      """
+
+      assert {:ok, snapshot, _} = Munition.snapshot(wat, "init", [], capabilities: [:random])
+      assert {:crash, :trap, dump} = Munition.fire(snapshot, "run", [], capabilities: [:random])
+      assert [%{value: 42}] = dump.globals
+      assert {:crash, :trap, replayed} = Munition.replay(dump, snapshot)
+      assert_same_crash(replayed, dump)
+      assert {:error, {:replay_diverged, %{at: :module}}} = Munition.replay(dump, wat)
     end
 
     test "a dump written to a file and read back replays the same" do
@@ -292,6 +379,45 @@ defmodule Munition.ReplayTest do
 
       assert {:crash, :trap, other} = Munition.fire(@wasi, "run", [], @wasi_opts)
       assert other.stdout != dump.stdout
+    end
+
+    test "output past its limit replays truncated the same" do
+      opts = Keyword.update!(@wasi_opts, :wasi, &Keyword.put(&1, :stdout_limit, 20))
+      assert {:crash, :trap, dump} = Munition.fire(@wasi, "run", [], opts)
+      assert dump.stdout_truncated and byte_size(dump.stdout) == 20
+      assert {:crash, :trap, replayed} = Munition.replay(dump, @wasi)
+      assert_same_crash(replayed, dump)
+    end
+
+    test "a sleep (poll_oneoff) replays at once with its recorded result" do
+      wat = """
+      (module
+        (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+        (import "wasi_snapshot_preview1" "clock_time_get" (func $clock (param i32 i64 i32) (result i32)))
+        (memory (export "memory") 1)
+        (global $errno (export "errno") (mut i32) (i32.const -1))
+        (func (export "run")
+          (i64.store (i32.const 256) (i64.const 7))
+          (i32.store8 (i32.const 264) (i32.const 0))
+          (i32.store (i32.const 272) (i32.const 1))
+          (i64.store (i32.const 280) (i64.const 1000000))
+          (i64.store (i32.const 288) (i64.const 0))
+          (i32.store16 (i32.const 296) (i32.const 0))
+          (global.set $errno (call $poll (i32.const 256) (i32.const 512) (i32.const 1) (i32.const 20)))
+          (drop (call $clock (i32.const 1) (i64.const 0) (i32.const 16)))
+          unreachable))
+      """
+
+      assert {:crash, :trap, dump} = Munition.fire(wat, "run", [], capabilities: [:wasi])
+      assert [%{value: 0}] = dump.globals
+      assert {:crash, :trap, replayed} = Munition.replay(dump, wat)
+      assert_same_crash(replayed, dump)
+
+      # Wasmi resumes a sleeping guest in a later slice, which nothing records.
+      assert {:crash, :trap, dump} = Munition.fire(wat, "run", [], capabilities: [:wasi], runtime: @wasmi)
+
+      assert %{log: nil, unavailable: "poll_oneoff: a sleep of Munition.Runtime.Wasmi is not recorded"} =
+               dump.replay
     end
 
     test "a file read from a preopen replays the same after the file changed, and after it is gone" do
