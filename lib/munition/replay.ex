@@ -53,7 +53,8 @@ defmodule Munition.Replay do
   divergence: `:module` (another module), `{:host_call, n}` (the `n`th host
   call is another import, at another fuel count, or past the log's end, or
   the log is cut short there), or `:end` (the replay ended otherwise: another
-  reason, trap or fuel count, or with host calls of the log left).
+  reason, trap or fuel count, or with host calls of the log left). A replay
+  still running at its own `:timeout` answers `{:error, {:timeout, why}}`.
 
   A replay runs on any node of the same architecture with the module (bytes,
   or its `Munition.Module`) and the dump (a struct, or read back with
@@ -200,6 +201,14 @@ defmodule Munition.Replay do
     cond do
       diverged != nil ->
         diverged({:host_call, answered + 1}, diverged)
+
+      # The replay's own deadline (`:timeout`), short of where the call
+      # ended: not a divergence, the replay did not finish.
+      reason == :timeout and replayed.fuel_consumed < dump.fuel_consumed ->
+        {:error,
+         {:timeout,
+          "the replay did not finish within its timeout: it had replayed #{answered} host calls " <>
+            "and #{replayed.fuel_consumed} of the call's #{dump.fuel_consumed} fuel"}}
 
       until != nil and until < dump.fuel_consumed and reason == :fuel_exhausted ->
         {:stopped, replayed}

@@ -590,6 +590,15 @@ defmodule Munition.ReplayTest do
       assert_same_crash(replayed, dump)
     end
 
+    test "a replay that runs out of its own time is a :timeout error, not a divergence" do
+      {:ok, spinner} = Munition.compile(@spinner)
+      opts = [capabilities: [:time, :random], fuel: 500_000_000, timeout: 60_000]
+      assert {:crash, :fuel_exhausted, dump} = Munition.fire(spinner, "spin", [], opts)
+      # Half a billion units of fuel in a millisecond: no engine does that.
+      assert {:error, {:timeout, why}} = Munition.replay(dump, spinner, timeout: 1)
+      assert why =~ "the replay did not finish within its timeout: it had replayed 1 host calls"
+    end
+
     test "fuel exhaustion replays" do
       opts = [capabilities: [:time, :random], fuel: 1_000_000]
       assert {:crash, :fuel_exhausted, dump} = Munition.fire(@spinner, "count", [], opts)

@@ -92,6 +92,9 @@ defmodule Mix.Tasks.Munition.Replay do
       {:error, {:replay_unavailable, why}} ->
         Mix.raise("This dump cannot be replayed: #{why}")
 
+      {:error, {:timeout, why}} ->
+        Mix.raise("The replay timed out (--timeout): #{why}")
+
       {:error, reason} ->
         Mix.raise("Nothing replayed: #{inspect(reason)}")
     end

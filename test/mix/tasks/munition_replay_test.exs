@@ -145,6 +145,18 @@ defmodule Mix.Tasks.Munition.ReplayTest do
     end
   end
 
+  test "a replay past --timeout says so", %{dir: dir} do
+    wat = ~s{(module (func (export "spin") (loop br 0)))}
+    {:crash, :fuel_exhausted, dump} = Munition.fire(wat, "spin", [], fuel: 500_000_000)
+    path = Path.join(dir, "spin.munition-dump")
+    :ok = Dump.write(dump, path)
+    File.write!(Path.join(dir, "spin.wat"), wat)
+
+    assert_raise Mix.Error, ~r/^The replay timed out \(--timeout\): the replay did not finish/, fn ->
+      replay([path, Path.join(dir, "spin.wat"), "--timeout", "1"])
+    end
+  end
+
   test "wrong use is an error naming it", %{path: path, wat: wat} do
     assert_raise Mix.Error, ~r/^Expected a dump file and a wasm module/, fn -> replay([path]) end
 
