@@ -606,6 +606,36 @@ defmodule Munition.ReplayTest do
       assert_same_crash(replayed, dump)
     end
 
+    test "host calls of a start function and of a reactor's _initialize replay, on both engines" do
+      start = """
+      (module
+        (import "munition" "get_random" (func $random (result i64)))
+        (memory (export "memory") 1)
+        (global $g (export "g") (mut i64) (i64.const 0))
+        (func $start (global.set $g (call $random)) (i64.store (i32.const 0) (global.get $g)) unreachable)
+        (start $start)
+        (func (export "run")))
+      """
+
+      reactor = """
+      (module
+        (import "munition" "get_random" (func $random (result i64)))
+        (memory (export "memory") 1)
+        (global $g (export "g") (mut i64) (i64.const 0))
+        (global $h (export "h") (mut i64) (i64.const 0))
+        (func (export "_initialize") (global.set $g (call $random)))
+        (func (export "run") (global.set $h (call $random)) unreachable))
+      """
+
+      for wat <- [start, reactor], runtime <- [Munition.Runtime.Wasmtime, @wasmi] do
+        assert {:crash, :trap, dump} =
+                 Munition.fire(wat, "run", [], capabilities: [:random], runtime: runtime)
+
+        assert {:crash, :trap, replayed} = Munition.replay(dump, wat)
+        assert_same_crash(replayed, dump)
+      end
+    end
+
     test "a call with binary arguments and results replays its allocation" do
       wat = """
       (module
