@@ -48,7 +48,7 @@ defmodule Munition.Replay do
 
   The replayed crash has the same reason, trap, fuel, globals, memory, log and
   output as the dump; its `replay` field is the dump's, so it can be replayed
-  again. A replay that does not follow its log answers
+  again. The state part-way (`until:`) cannot be: its `replay` says so. A replay that does not follow its log answers
   `{:error, {:replay_diverged, %{at: at, why: why}}}`, `at` naming the first
   divergence: `:module` (another module), `{:host_call, n}` (the `n`th host
   call is another import, at another fuel count, or past the log's end, or
@@ -210,8 +210,20 @@ defmodule Munition.Replay do
           "the replay did not finish within its timeout: it had replayed #{answered} host calls " <>
             "and #{replayed.fuel_consumed} of the call's #{dump.fuel_consumed} fuel"}}
 
+      # The state part-way says it is no crash to replay: run again, it
+      # would stop where it stopped (its fuel is `until`) with host calls of
+      # the log left, which reads as a divergence.
       until != nil and until < dump.fuel_consumed and reason == :fuel_exhausted ->
-        {:stopped, replayed}
+        {:stopped,
+         %{
+           replayed
+           | replay: %{
+               log: nil,
+               unavailable:
+                 "the state of a replay stopped at fuel #{replayed.fuel_consumed} (until: #{until}), " <>
+                   "not a crash: replay the call's own dump"
+             }
+         }}
 
       # Short of the crash, but the engine had no point to stop at before it:
       # Wasmtime checks fuel on entering a function or a loop, so a guest runs

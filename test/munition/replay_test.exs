@@ -528,8 +528,11 @@ defmodule Munition.ReplayTest do
       assert binary_part(memory, 4 * 15_999, 4) == <<0::32>>
       assert binary_part(crashed, 4 * 15_999, 4) == <<16_000::little-32>>
 
-      # The stopped dump still carries the recorded call's log.
-      assert stopped.replay == dump.replay
+      # The state part-way is no crash to replay: it says so.
+      assert %{log: nil, unavailable: why} = stopped.replay
+      assert why =~ "stopped at fuel #{stopped.fuel_consumed} (until: #{until})"
+      assert {:error, {:replay_unavailable, ^why}} = Munition.replay(stopped, @writer)
+      assert {:ok, ^stopped} = stopped |> Dump.serialize() |> Dump.deserialize()
     end
 
     test "stopped before the first host call, none is answered" do
