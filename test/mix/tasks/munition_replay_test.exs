@@ -115,6 +115,17 @@ defmodule Mix.Tasks.Munition.ReplayTest do
                  end
   end
 
+  test "--until past the crash replays to the crash and writes nothing", %{
+    path: path,
+    wat: wat,
+    dump: dump,
+    dir: dir
+  } do
+    out = replay([path, wat, "--until", "#{dump.fuel_consumed + 1}"])
+    assert out =~ "Replayed to the recorded end."
+    assert File.ls!(dir) |> Enum.sort() == ["crash.munition-dump", "guest.wat"]
+  end
+
   test "--out names the file", %{path: path, wat: wat, dir: dir} do
     out_path = Path.join(dir, "early.munition-dump")
     out = replay([path, wat, "--until", "100", "--out", out_path])
