@@ -46,12 +46,13 @@ defmodule Munition.Replay do
 
   The replayed crash has the same reason, trap, fuel, globals, memory, log and
   output as the dump; its `replay` field is the dump's, so it can be replayed
-  again. A replay that does not follow its log answers
+  again. The state part-way (`until:`) cannot be: its `replay` says so. A replay that does not follow its log answers
   `{:error, {:replay_diverged, %{at: at, why: why}}}`, `at` naming the first
   divergence: `:module` (another module), `{:host_call, n}` (the `n`th host
   call is another import, at another fuel count, or past the log's end, or
   the log is cut short there), or `:end` (the replay ended otherwise: another
-  reason, trap or fuel count, or with host calls of the log left).
+  reason, trap or fuel count, or with host calls of the log left). A replay
+  still running at its own `:timeout` answers `{:error, {:timeout, why}}`.
 
   A replay runs on any node of the same architecture with the module (bytes,
   or its `Munition.Module`) and the dump (a struct, or read back with
@@ -156,9 +157,12 @@ defmodule Munition.Replay do
       function: dump.function,
       args: dump.args,
       runtime: runtime,
-      # `until` is a smaller budget: the log counts fuel consumed, which it
-      # does not change.
-      fuel: if(until, do: min(until, dump.fuel_given), else: dump.fuel_given),
+      # `until` short of the crash is a smaller budget: the log counts fuel
+      # consumed, which it does not change. At or past the crash it is no
+      # budget at all: a guest given exactly the fuel the crash consumed can
+      # run out before it traps (Wasmtime pays for a block as it enters it,
+      # and a trap inside it may be counted short of that).
+      fuel: if(until != nil and until < dump.fuel_consumed, do: until, else: dump.fuel_given),
       timeout: timeout,
       max_memory: replay.max_memory,
       capabilities: dump.capabilities,
@@ -196,8 +200,43 @@ defmodule Munition.Replay do
       diverged != nil ->
         diverged({:host_call, answered + 1}, diverged)
 
+      # The replay's own deadline (`:timeout`), short of where the call
+      # ended: not a divergence, the replay did not finish.
+      reason == :timeout and replayed.fuel_consumed < dump.fuel_consumed ->
+        {:error,
+         {:timeout,
+          "the replay did not finish within its timeout: it had replayed #{answered} host calls " <>
+            "and #{replayed.fuel_consumed} of the call's #{dump.fuel_consumed} fuel"}}
+
+      # The state part-way says it is no crash to replay: run again, it
+      # would stop where it stopped (its fuel is `until`) with host calls of
+      # the log left, which reads as a divergence.
       until != nil and until < dump.fuel_consumed and reason == :fuel_exhausted ->
-        {:stopped, replayed}
+        {:stopped,
+         %{
+           replayed
+           | replay: %{
+               log: nil,
+               unavailable:
+                 "the state of a replay stopped at fuel #{replayed.fuel_consumed} (until: #{until}), " <>
+                   "not a crash: replay the call's own dump"
+             }
+         }}
+
+      # Short of the crash, but the engine had no point to stop at before it:
+      # Wasmtime checks fuel on entering a function or a loop, so a guest runs
+      # on past its budget in straight-line code, its fuel left reading 0.
+      # It crashed as the call did, every host call answered: the crash, with
+      # the fuel the call consumed.
+      until != nil and until < dump.fuel_consumed and whole and
+          {reason, replayed.trap} == {dump.reason, dump.trap} ->
+        {:crash, reason,
+         %{
+           replayed
+           | fuel_given: dump.fuel_given,
+             fuel_consumed: dump.fuel_consumed,
+             fuel_remaining: dump.fuel_remaining
+         }}
 
       not whole ->
         diverged(:end, "the guest ended after #{answered} host calls; the log has more")

@@ -52,6 +52,7 @@ defmodule Munition.DocsTest do
     assert Enum.sort(public) == [
              "Mix.Tasks.Munition.Fire",
              "Mix.Tasks.Munition.Inspect",
+             "Mix.Tasks.Munition.Replay",
              "Mix.Tasks.Munition.Validate",
              "Munition",
              "Munition.Cluster",

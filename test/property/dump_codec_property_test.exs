@@ -185,7 +185,8 @@ defmodule Munition.Property.DumpCodecPropertyTest do
     memories = Dump.memories_bytes(dump)
     coredump = Dump.to_coredump(dump)
 
-    # A dump read from a file of an older version is written in this one.
+    # A file of an older version reads as a dump of its version; written
+    # again, it is of the version this Munition writes.
     Dump.deserialize(Dump.serialize(dump)) == {:ok, %{dump | version: Dump.version()}} and
       match?({tag, _} when tag in [:ok, :error], memories) and
       match?({tag, _} when tag in [:ok, :error], coredump)
@@ -307,7 +308,7 @@ defmodule Munition.Property.DumpCodecPropertyTest do
 
   @header_fields ~w(reason trap message backtrace fuel_given fuel_consumed fuel_remaining execution_time_us
                     globals module_hash imports exports function args capabilities inert_links log
-                    wasmtime_version munition_version captured_at)
+                    wasmtime_version munition_version captured_at replay)
 
   # `log`: `:any` log values, or `:well_shaped_log` for only [{level, line}].
   defp header(log) do
@@ -384,6 +385,7 @@ defmodule Munition.Property.DumpCodecPropertyTest do
   end
 
   defp shaped("log"), do: T.list(T.oneof([T.tuple([T.integer(0, 3), T.binary()]), value(1)]))
+  defp shaped("replay"), do: T.oneof([T.exactly(nil), replay(), value(2)])
   defp shaped(_other), do: value(2)
 
   defp integer do
@@ -663,11 +665,12 @@ defmodule Munition.Property.DumpCodecPropertyTest do
           maybe(T.binary()),
           maybe(T.integer(-62_135_596_800_000_000, 253_402_300_799_999_999))
         ]),
-        up_to(3, memory())
+        up_to(3, memory()),
+        T.oneof([T.exactly(nil), replay()])
       ]),
       fn {{reason, trap, message, backtrace}, {given, consumed, remaining, time},
           {globals, hash, imports, exports}, {function, args, capabilities},
-          {log, wasmtime, munition, captured_us}, memories} ->
+          {log, wasmtime, munition, captured_us}, memories, replay} ->
         %Dump{
           reason: reason,
           trap: trap,
@@ -688,11 +691,44 @@ defmodule Munition.Property.DumpCodecPropertyTest do
           log: log,
           wasmtime_version: wasmtime,
           munition_version: munition,
-          captured_at: captured_us && DateTime.from_unix!(captured_us, :microsecond)
+          captured_at: captured_us && DateTime.from_unix!(captured_us, :microsecond),
+          replay: replay
         }
       end,
       false
     )
+  end
+
+  # A dump's `replay` (format version 2): a log and the bounds of its call,
+  # or why there is none.
+  defp replay do
+    T.oneof([
+      T.bind(T.binary(), &%{log: nil, unavailable: &1}, false),
+      T.bind(
+        T.tuple([
+          T.binary(),
+          T.elements([:wasmtime, :wasmi]),
+          T.tuple([T.integer(0, :inf), T.integer(0, :inf)]),
+          T.elements([:values, :binary]),
+          T.binary(),
+          T.tuple([maybe(T.integer(0, :inf)), maybe(T.integer(0, :inf))])
+        ]),
+        fn {log, engine, {max_memory, log_limit}, result, alloc, {stdout, stderr}} ->
+          %{
+            log: log,
+            unavailable: nil,
+            engine: engine,
+            max_memory: max_memory,
+            log_limit: log_limit,
+            result: result,
+            alloc: alloc,
+            stdout_limit: stdout,
+            stderr_limit: stderr
+          }
+        end,
+        false
+      )
+    ])
   end
 
   defp dump_memory(%{flag: flag, data: data} = memory),

@@ -71,7 +71,7 @@ defmodule Munition.Test.DumpBytes do
 
   @doc """
   A whole file: `header` (already encoded), then `memories` (encoded records).
-  Options: `:version` (`Munition.Forensics.Dump.version/0`), `:flags` (0), `:count` (the number of memories
+  Options: `:version` (the version this Munition writes), `:flags` (0), `:count` (the number of memories
   declared), `:checksum` (`:good` or `:bad`), `:trailing` (bytes after the
   checksum).
   """

@@ -51,9 +51,10 @@ defmodule Munition.Forensics.Dump do
       call made, in order, with what it returned and wrote (the format is
       `munition_core::journal`'s); or `%{log: nil, unavailable: why}` when
       the call could not be recorded (`why` says what: a log past
-      `:replay_log_limit`, a component, what Wasmi does not record); `nil`
-      for a dump of version 1, a replay's own dump, or a failure that left
-      no store
+      `:replay_log_limit`, a component, what Wasmi does not record, the
+      state of a replay stopped part-way); `nil` for a dump of version 1 or
+      a failure that left no store. A replayed crash carries the `replay`
+      of the dump it replayed
 
   To look inside a dump, see `Munition.Forensics.Analyser` and
   `mix munition.inspect`; to hand it to standard wasm tools, `to_coredump/1`.

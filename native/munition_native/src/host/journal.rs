@@ -461,8 +461,11 @@ pub fn answer(ctx: &mut dyn HostCtx, import: u32, results: &mut [Value]) -> Resu
     let left = ctx.fuel().unwrap_or(0);
     let given = ctx.state().journal.given();
     let fuel = given.saturating_sub(left);
-    let entry = match next(ctx.state(), import, fuel) {
-        Ok(entry) => entry,
+    let entry = match next(ctx.state(), import, fuel, left == 0) {
+        Ok(Some(entry)) => entry,
+        // A replay stopped short (`until`): its budget ran out before this
+        // host call, which is where it stops.
+        Ok(None) => return Err(Stop::OutOfFuel),
         Err(why) => {
             if let Journal::Replaying(player) = &mut ctx.state().journal {
                 player.diverged.get_or_insert(why.clone());
@@ -531,8 +534,17 @@ pub fn answered(
     Ok(results)
 }
 
-/// The log's next entry, if it is the host call the guest makes now.
-fn next(state: &mut StoreState, import: u32, fuel: u64) -> Result<Entry, String> {
+/// The log's next entry, if it is the host call the guest makes now;
+/// `None` if the guest has no fuel left (`exhausted`) and the log's host
+/// call began past the fuel it was given: a guest runs a little past its
+/// budget between the engine's checks of it, but its fuel left reads 0
+/// there, so the count cannot be compared, and the replay stops there.
+fn next(
+    state: &mut StoreState,
+    import: u32,
+    fuel: u64,
+    exhausted: bool,
+) -> Result<Option<Entry>, String> {
     let Journal::Replaying(player) = &mut state.journal else {
         return Err("replay: the store has no log to answer from".into());
     };
@@ -556,6 +568,9 @@ fn next(state: &mut StoreState, import: u32, fuel: u64) -> Result<Entry, String>
             entry.import
         ));
     }
+    if exhausted && entry.import == import && entry.fuel_before > fuel {
+        return Ok(None);
+    }
     if entry.fuel_before != fuel {
         return Err(format!(
             "host call {call} (import {import}): the guest had consumed {fuel} fuel, the log has {}",
@@ -564,5 +579,5 @@ fn next(state: &mut StoreState, import: u32, fuel: u64) -> Result<Entry, String>
     }
     player.at += used;
     player.answered = call;
-    Ok(entry)
+    Ok(Some(entry))
 }

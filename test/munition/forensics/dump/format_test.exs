@@ -96,6 +96,7 @@ defmodule Munition.Forensics.Dump.FormatTest do
       assert decode("PK\x03\x04 a zip file") == {:error, :bad_magic}
       assert decode(<<0x89, "MUN">>) == {:error, :truncated}
       assert decode(<<0x89, "MUNDUMP", 3::little-16, 0::32>>) == {:error, {:unsupported_version, 3}}
+      assert decode(<<0x89, "MUNDUMP", 0::little-16, 0::32>>) == {:error, {:unsupported_version, 0}}
 
       assert decode(<<0x89, "MUNDUMP", 1::little-16, 1::little-16>>) ==
                {:error, {:malformed, :flags}}
