@@ -19,8 +19,7 @@ defmodule Munition.Property.ReplayPropertyTest do
   # then replayed: same reason, trap, message, fuel, globals, memory and log,
   # and no host function is called again. Stopped half-way (`until:`), the
   # replay stops, saying it consumed no more than asked, or replays to the
-  # crash when there is no point to stop at before it. On Wasmi (whose calls to Elixir host
-  # functions are not recorded), the steps call only built-ins.
+  # crash when there is no point to stop at before it. On both engines.
 
   @seed Fuzz.seed(22_022)
   @numtests Fuzz.count(400, 5_000)
@@ -134,7 +133,6 @@ defmodule Munition.Property.ReplayPropertyTest do
       fn {runtime, keys, steps, ending, fuel} ->
         imports = Enum.map(@hosts, &{:host, &1}) ++ Enum.map(@builtins, &{:builtin, &1})
         order = imports |> Enum.zip(keys) |> Enum.sort_by(&elem(&1, 1)) |> Enum.map(&elem(&1, 0))
-        steps = if runtime == @wasmi, do: Enum.reject(steps, &match?({:host, _, _}, &1)), else: steps
         {runtime, order, steps, ending, fuel}
       end,
       false
