@@ -45,7 +45,8 @@ defmodule Bench.Replay do
   end
 
   def row(label, {on, off}, calls) do
-    per_call = if calls > 0, do: "#{:erlang.float_to_binary((on - off) / calls, decimals: 1)} ns a host call", else: ""
+    per_call =
+      if calls > 0, do: "#{:erlang.float_to_binary((on - off) / calls, decimals: 1)} ns a host call", else: ""
 
     IO.puts(
       String.pad_trailing(label, 36) <>
@@ -90,7 +91,11 @@ builtin_opts = [capabilities: [:random]]
 wasi_opts = [capabilities: [:wasi_clock], wasi: []]
 
 IO.puts("load average: #{File.read!("/proc/loadavg") |> String.trim()}\n")
-IO.puts(String.pad_trailing("median of a call", 36) <> String.pad_leading("recorded", 12) <> String.pad_leading("not", 12))
+
+IO.puts(
+  String.pad_trailing("median of a call", 36) <>
+    String.pad_leading("recorded", 12) <> String.pad_leading("not", 12)
+)
 
 Bench.Replay.row(
   "fire/4 add, no host call",
@@ -100,13 +105,17 @@ Bench.Replay.row(
 
 Bench.Replay.row(
   "fire/4, #{host_calls} get_random",
-  Bench.Replay.interleaved(10, 20, fn -> {:ok, nil, _} = Munition.fire(builtin, "run", [host_calls], builtin_opts) end),
+  Bench.Replay.interleaved(10, 20, fn ->
+    {:ok, nil, _} = Munition.fire(builtin, "run", [host_calls], builtin_opts)
+  end),
   host_calls
 )
 
 Bench.Replay.row(
   "fire/4, #{host_calls} clock_time_get",
-  Bench.Replay.interleaved(10, 20, fn -> {:ok, nil, _} = Munition.fire(wasi, "run", [host_calls], wasi_opts) end),
+  Bench.Replay.interleaved(10, 20, fn ->
+    {:ok, nil, _} = Munition.fire(wasi, "run", [host_calls], wasi_opts)
+  end),
   host_calls
 )
 
@@ -114,7 +123,10 @@ IO.puts("")
 
 for {label, module, opts} <- [{"get_random", builtin, builtin_opts}, {"clock_time_get", wasi, wasi_opts}] do
   {:crash, :trap, dump} = Munition.fire(module, "crash", [host_calls], opts)
-  fire = Timing.sample(20, fn -> {:crash, :trap, _} = Munition.fire(module, "crash", [host_calls], opts) end, 3)
+
+  fire =
+    Timing.sample(20, fn -> {:crash, :trap, _} = Munition.fire(module, "crash", [host_calls], opts) end, 3)
+
   replay = Timing.sample(20, fn -> {:crash, :trap, _} = Munition.replay(dump, module) end, 3)
 
   IO.puts(

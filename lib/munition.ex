@@ -478,16 +478,22 @@ defmodule Munition do
   reason, trap, fuel, globals, memory and output as `dump`;
   `{:error, {:replay_diverged, %{at: at, why: why}}}` when the replay did not
   follow the log (another module, another host call or fuel count, another
-  end); `{:error, {:replay_unavailable, why}}` when the dump has no log; or
-  the `{:error, reason}` of compiling `wasm`.
+  end); `{:error, {:replay_unavailable, why}}` when the dump has no log;
+  `{:error, {:timeout, why}}` when the replay did not finish within its own
+  `:timeout`; or the `{:error, reason}` of compiling `wasm`.
 
   ## Options
 
-    * `:until` - stop once the guest has consumed this much fuel, at the
-      first point the engine stops at (it may be short of the count: a wasm
-      block is paid for before it runs), and answer `{:stopped, dump}`, the
-      state there (`dump.fuel_consumed` is the actual count), to look at
-      memory before the crash. A count past the crash's replays to the crash.
+    * `:until` - stop once the guest has consumed this much fuel, and
+      answer `{:stopped, dump}`, the state there, to look at memory before
+      the crash (and bisect to the step that went wrong). The replay is
+      given that much fuel: the engine stops the guest at its first check of
+      its fuel past it (Wasmtime checks on entering a function and at a
+      loop's head; straight-line code between two checks runs on, and the
+      dump then says the count it was given, `dump.fuel_consumed`). A count
+      at or past the crash's, or one with no check before the crash,
+      replays to the crash. The stopped state is no crash to replay again:
+      its `replay` says so.
     * `:timeout` - milliseconds the replay may run (default 60 000): a replay
       is bounded by the recorded call's fuel, this bounds its time.
 
@@ -507,7 +513,8 @@ defmodule Munition do
           | {:error,
              error_reason()
              | {:replay_unavailable, String.t()}
-             | {:replay_diverged, Munition.Replay.divergence()}}
+             | {:replay_diverged, Munition.Replay.divergence()}
+             | {:timeout, String.t()}}
   def replay(dump, wasm, opts \\ []), do: Munition.Replay.replay(dump, wasm, opts)
 
   @doc """

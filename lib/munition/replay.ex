@@ -28,9 +28,13 @@ defmodule Munition.Replay do
       nothing records them yet;
     * on `Munition.Runtime.Wasmi`, a call stopped at its deadline: Wasmi
       stops a guest between slices of fuel, a point a replay does not reach
-      again yet. Wasmi's fuel also pays for translating a function on its
-      first call; a replay on Wasmi translates the same functions in the
-      same order, so its counts match.
+      again yet.
+
+  Wasmi can charge fuel for translating a function the first time a call
+  reaches it, which would make a count depend on what earlier calls on the
+  same module translated; Munition sets that cost to nothing (see
+  `Munition.Runtime.Wasmi`), so a replay's fuel counts match the call's on
+  both engines.
 
   ## Replaying
 
@@ -46,7 +50,8 @@ defmodule Munition.Replay do
 
   The replayed crash has the same reason, trap, fuel, globals, memory, log and
   output as the dump; its `replay` field is the dump's, so it can be replayed
-  again. The state part-way (`until:`) cannot be: its `replay` says so. A replay that does not follow its log answers
+  again. The state part-way (`until:`) cannot be: its `replay` says so. A
+  replay that does not follow its log answers
   `{:error, {:replay_diverged, %{at: at, why: why}}}`, `at` naming the first
   divergence: `:module` (another module), `{:host_call, n}` (the `n`th host
   call is another import, at another fuel count, or past the log's end, or

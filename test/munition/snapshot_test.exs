@@ -193,7 +193,6 @@ defmodule Munition.SnapshotTest do
       assert {:crash, :trap, %Dump{snapshot: nil}} = Munition.fire_pooled(name, "boom", [])
       GenServer.stop(pid)
     end
-
   end
 
   describe "snapshot/4: bounded as fire/4" do
