@@ -31,9 +31,7 @@
 # "munition": Munition's instrumentation, on a fiber).
 #
 # `fire_pooled/4` is the same call through a `Munition.Pool` of the
-# snapshot, which checks options and links imports once; its calls and
-# `fire/4`'s on the snapshot are taken in turn, one of each, so that both
-# see the same load of a shared machine.
+# snapshot, which checks options and links imports once.
 #
 # Columns: median and p99 of one call, its fuel, and the median over raw
 # Wasmtime "fuel" on the same bytes ("x raw"). The memory lines say
@@ -138,7 +136,8 @@ defmodule Bench.Snapshot do
     raw_fresh = raw(bench, reactor, source, samples)
     raw_snapshot = raw(bench, snapshot.snapshot.bytes, snap_source, samples * 2)
     fresh = munition(module, source, samples)
-    {snap, pooled} = on_snapshot(snapshot, snap_source, samples * 2)
+    snap = munition(snapshot, snap_source, samples * 2)
+    pooled = pooled(snapshot, snap_source, samples * 2)
 
     row("  Munition fire/4, from nothing", fresh, raw_fresh["fuel"])
     row("  raw wasmtime, fuel, from nothing", raw_fresh["fuel"], raw_fresh["fuel"])
@@ -293,43 +292,23 @@ defmodule Bench.Snapshot do
     {kib.("RssAnon"), kib.("VmRSS")}
   end
 
-  # `fire/4` on the snapshot and `fire_pooled/4` through a pool of it
-  # (options, capabilities and links worked out once; each call overrides
-  # two options), their calls taken in turn, so that both see the same load
-  # of a shared machine.
-  defp on_snapshot(snapshot, source, samples) do
+  # A pool of the snapshot: options, capabilities and links worked out once.
+  defp pooled(snapshot, source, samples) do
     {:ok, pool} =
       Munition.Pool.start_link(name: :bench_snapshot, wasm: snapshot, capabilities: [:wasi], fuel: @fuel)
 
     opts = [result: :binary, timeout: 120_000]
-    fire = fn -> {:ok, _, _} = Munition.fire(snapshot, "eval", [source], @call) end
-    pooled = fn -> {:ok, _, _} = Munition.fire_pooled(:bench_snapshot, "eval", [source], opts) end
-    {:ok, _, %{fuel_consumed: fuel}} = Munition.fire(snapshot, "eval", [source], @call)
-    {:ok, _, %{fuel_consumed: ^fuel}} = Munition.fire_pooled(:bench_snapshot, "eval", [source], opts)
+    {:ok, _, %{fuel_consumed: fuel}} = Munition.fire_pooled(:bench_snapshot, "eval", [source], opts)
 
-    Enum.each(1..3, fn _ ->
-      fire.()
-      pooled.()
-    end)
-
-    {fired, pooled} =
-      1..samples
-      |> Enum.map(fn _ -> {time_ns(fire), time_ns(pooled)} end)
-      |> Enum.unzip()
+    sorted =
+      Timing.sample(
+        samples,
+        fn -> {:ok, _, _} = Munition.fire_pooled(:bench_snapshot, "eval", [source], opts) end,
+        3
+      )
 
     GenServer.stop(pool)
-
-    for sample <- [fired, pooled] do
-      sorted = Enum.sort(sample)
-      %{median: Timing.percentile(sorted, 0.5), p99: Timing.percentile(sorted, 0.99), fuel: fuel}
-    end
-    |> List.to_tuple()
-  end
-
-  defp time_ns(fun) do
-    t0 = :erlang.monotonic_time(:nanosecond)
-    fun.()
-    :erlang.monotonic_time(:nanosecond) - t0
+    %{median: Timing.percentile(sorted, 0.5), p99: Timing.percentile(sorted, 0.99), fuel: fuel}
   end
 
   defp raw(bench, wasm, source, samples) do
