@@ -445,6 +445,39 @@ defmodule Munition.ReplayTest do
     end
   end
 
+  # Lists the preopen (descriptor 3) into memory with fd_readdir, then traps.
+  @lister """
+  (module
+    (import "wasi_snapshot_preview1" "fd_readdir"
+      (func $readdir (param i32 i32 i32 i64 i32) (result i32)))
+    (memory (export "memory") 1)
+    (global $errno (export "errno") (mut i32) (i32.const -1))
+    (func (export "run")
+      (global.set $errno (call $readdir (i32.const 3) (i32.const 1024) (i32.const 2048) (i64.const 0) (i32.const 16)))
+      unreachable))
+  """
+
+  test "a directory listing replays the same after the directory changed, on both engines" do
+    for runtime <- [Munition.Runtime.Wasmtime, @wasmi] do
+      dir = tmp_dir("listing")
+      for name <- ~w(alpha.txt beta.txt), do: File.write!(Path.join(dir, name), name)
+      opts = [capabilities: [:wasi, :wasi_fs], wasi: [preopens: [{"/data", dir}]], runtime: runtime]
+      assert {:crash, :trap, dump} = Munition.fire(@lister, "run", [], opts)
+      assert [%{value: 0}] = dump.globals
+      {:ok, memory} = Munition.Forensics.Dump.memory(dump)
+      assert :binary.match(memory, "alpha.txt") != :nomatch
+
+      File.rm!(Path.join(dir, "alpha.txt"))
+      File.write!(Path.join(dir, "gamma.txt"), "gamma")
+      assert {:crash, :trap, replayed} = Munition.replay(dump, @lister)
+      assert_same_crash(replayed, dump)
+      # Fired again, the guest lists what is there now.
+      assert {:crash, :trap, again} = Munition.fire(@lister, "run", [], opts)
+      {:ok, now} = Munition.Forensics.Dump.memory(again)
+      assert :binary.match(now, "gamma.txt") != :nomatch
+    end
+  end
+
   describe "divergence" do
     setup do
       {:crash, :trap, dump} = Munition.fire(@builtins, "run", [], capabilities: @builtin_caps)
