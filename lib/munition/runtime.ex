@@ -28,9 +28,10 @@ defmodule Munition.Runtime do
   and say where it stands (`t:progress/0`):
 
     * `:ready` - instantiated (start function done); call exports now.
-    * `{:returned, values, meta}` - the call returned `values`; `meta` has
-      `:fuel_consumed`, `:fuel_remaining`, `:execution_time_us`, `:log` and
-      `:output` (below).
+    * `{:returned, values, meta}` - the call returned `values` (or
+      `{:binary, bytes}`, a binary result read with the call, see
+      `c:instantiate/2`); `meta` has `:fuel_consumed`, `:fuel_remaining`,
+      `:execution_time_us`, `:log` and `:output` (below).
     * `{:crashed, reason}` - the guest failed (`t:Munition.Reason.crash/0`);
       `c:capture/2` reads why and what the store held.
     * `{:exited, code, meta}` - the guest called WASI's `proc_exit(code)`
@@ -76,8 +77,8 @@ defmodule Munition.Runtime do
       http_allow, http_response_limit}`, preopens as `{guest_path,
       host_path, writable}`, `http_allow` as `{scheme, host, port}` (`nil`
       for a scheme or port left open)
-    * `:call` - `nil`, or `{function, params, release}`: see
-      `c:instantiate/2`
+    * `:call` - `nil`, or `{function, args, release, alloc, binary_result}`:
+      see `c:instantiate/2`
 
   The other fields (capabilities, host functions, forensics, result, alloc)
   are Munition's own.
@@ -93,7 +94,7 @@ defmodule Munition.Runtime do
   @typedoc "Where a guest execution stands after a slice (see the moduledoc)."
   @type progress ::
           :ready
-          | {:returned, [term()], map()}
+          | {:returned, [term()] | {:binary, binary()}, map()}
           | {:crashed, Munition.Reason.crash()}
           | {:exited, non_neg_integer(), map()}
           | :yielded
@@ -163,18 +164,23 @@ defmodule Munition.Runtime do
   `{:error, reason}` when no store was left behind: `{:memory_limit, _}`,
   `{:instantiation_failed, _}`, `{:overloaded, _}`.
 
-  When `state.call` is `{function, params, release}`, a runtime may go on
-  to that call once the instance is ready, in the same execution, and report
-  the call's progress (as `c:call/3` would) where it would report `:ready`:
-  from this function, or from a later `c:resume/1` when instantiating took
-  more than a slice. One trip to the engine instead of two. It must return
-  `:ready` without calling when the
-  call cannot start (no such export, arguments of the wrong types), so that
-  the caller's own `c:call/3` reports why; a runtime may also ignore the
-  field. With `release` true, nothing of the instance is needed once the
-  call returns: the runtime may release it at once and hand out `:released`
-  instead of an instance (`c:cleanup/1` of it is `:ok`, and nothing else is
-  called with it).
+  When `state.call` is `{function, args, release, alloc, binary_result}`,
+  a runtime may go on to that call once the instance is ready, in the same
+  execution, and report the call's progress (as `c:call/3` would) where it
+  would report `:ready`: from this function, or from a later `c:resume/1`
+  when instantiating took more than a slice. One trip to the engine instead
+  of two. `args` are as given: binaries among them are the binary ABI's,
+  which a runtime may lower itself (calling `alloc`, copying the bytes in,
+  passing `ptr, len`) or refuse. With `binary_result`, a runtime may read
+  the result's bytes itself and report `{:returned, {:binary, bytes}, meta}`.
+  It must return `:ready` without calling when the call cannot start (no
+  such export, arguments of the wrong types, binaries it does not lower),
+  so that the caller's own `c:call/3` reports why, or the call is made the
+  long way; a runtime may also ignore the field. With `release` true,
+  nothing of the instance is needed once the call returns (a binary result
+  aside, until it is read): the runtime may release it at once and hand out
+  `:released` instead of an instance (`c:cleanup/1` of it is `:ok`, and
+  nothing else is called with it).
   """
   @callback instantiate(Munition.Module.t(), state()) ::
               {:ok, instance(), progress()} | failure()

@@ -162,19 +162,21 @@ defmodule Munition.Instance.Manager do
     exception -> {:error, {:runtime_failure, Exception.message(exception)}}
   end
 
-  # The call the runtime may make in the same step as instantiating: when
-  # nothing has to happen in between (no binary to copy in, no reactor to
-  # initialize), which is most calls, and saves a trip to the engine. The
-  # instance may go as soon as it returns unless a binary result is read
-  # from its memory after.
-  # A snapshot's initialisation keeps its instance: it is read after.
+  # The call the runtime may make in the same step as instantiating:
+  # `{function, args, release, alloc, binary_result}`, whenever no reactor
+  # has to be initialized first, which is most calls, and saves trips to the
+  # engine. A runtime that can copies binary arguments in and reads a binary
+  # result itself, in the same step (Wasmtime, up to 64 KiB each way);
+  # otherwise the instance comes back ready and the call is made the long
+  # way (`call/2`), or the result read after. The instance may go as soon as
+  # the call returns, unless a binary result is still to be read; a
+  # snapshot's initialisation keeps its instance: it is read after.
   defp call_at_once(%State{module: %{kind: :component}} = state),
-    do: {state.function, state.args, state.snapshot == nil}
+    do: {state.function, state.args, state.snapshot == nil, state.alloc, false}
 
   defp call_at_once(state) do
-    # A snapshot's initialisation keeps its instance: it is read after.
-    if BinaryABI.numbers_only?(state.args) and not reactor?(state),
-      do: {state.function, state.args, state.result == :values and state.snapshot == nil}
+    unless reactor?(state),
+      do: {state.function, state.args, state.snapshot == nil, state.alloc, state.result == :binary}
   end
 
   # Backpressure: every instance slot in use is not an answer while the
@@ -327,11 +329,15 @@ defmodule Munition.Instance.Manager do
     Meter.record(state.module.hash, state.function, :ok, meta.fuel_consumed, meta.execution_time_us)
     meta = metadata(meta, state)
 
-    case state.result do
-      :values ->
+    case {state.result, values} do
+      {:values, values} ->
         {:ok, unwrap(values), meta}
 
-      :binary ->
+      # Read by the runtime with the call.
+      {:binary, {:binary, bytes}} ->
+        {:ok, bytes, meta}
+
+      {:binary, values} ->
         {ptr, len} = BinaryABI.result_range(values)
 
         case state.runtime.read_memory(instance, ptr, len) do

@@ -32,13 +32,12 @@ defmodule Munition.Instance.State do
   #     (set by the manager; by `Munition.Pool` to when the call asked for its
   #     place, or after a wait for one to when it got it, `:timeout` then
   #     being what was left)
-  #   * `:call` - `{function, params, release}`: the call the runtime may
-  #     make as soon as the instance is ready, in the same step as
-  #     instantiating, and whether it may release the instance once that call
-  #     returns (see `c:Munition.Runtime.instantiate/2`); set by the manager
-  #     when the arguments need no copying in and no reactor needs
-  #     initializing (`release` unless a binary result is read after), `nil`
-  #     otherwise
+  #   * `:call` - `{function, args, release, alloc, binary_result}`: the
+  #     call the runtime may make as soon as the instance is ready, in the
+  #     same step as instantiating, whether it may release the instance once
+  #     that call returns, and the binary ABI's allocator and result (see
+  #     `c:Munition.Runtime.instantiate/2`); set by the manager when no
+  #     reactor needs initializing, `nil` otherwise
   #   * `:journal` - what the store does with its host calls:
   #     `{:record, limit}` keeps a replay log of at most `limit` bytes (see
   #     `Munition.replay/3`), `{:replay, log, stop_at}` answers them from
@@ -93,7 +92,7 @@ defmodule Munition.Instance.State do
           host_pid: pid() | nil,
           started_at: integer() | nil,
           wasi: map() | nil,
-          call: {String.t(), [number() | atom()], boolean()} | nil,
+          call: {String.t(), list(), boolean(), String.t(), boolean()} | nil,
           snapshot: {binary(), binary()} | nil,
           journal: {:record, non_neg_integer()} | {:replay, binary(), non_neg_integer() | nil}
         }

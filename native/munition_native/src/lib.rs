@@ -53,6 +53,8 @@ mod atoms {
         builtin, elixir,
         // replay
         record, replay, unavailable, replayed,
+        // a binary result
+        binary,
         // engine
         wasmtime, fuel, epochs, pooling, coredump, fibers, wasmi, interpreter, lazy_translation,
         // metadata keys

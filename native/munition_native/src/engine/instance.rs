@@ -12,6 +12,7 @@ use munition_core::guest::releases_inline;
 use rustler::{Encoder, Env, LocalPid, Resource, ResourceArc, Term};
 
 use crate::atoms;
+use crate::engine::call::AtOnce;
 use crate::engine::link::Link;
 use crate::engine::module::Compiled;
 use crate::engine::reaper;
@@ -48,12 +49,13 @@ pub struct InstanceConfig<'a> {
     /// The call's WASI configuration (`nil`: the call has none, and no WASI
     /// state is made).
     pub wasi: OrNil<WasiConfig>,
-    /// `{function, params, release}` to call as soon as the instance is
-    /// ready, in the same guest execution (one trip instead of two for most
-    /// calls), or `nil`. With `release`, a call that returns within the
-    /// first slice has its store released at once (unless its memory is
-    /// large): nothing of it is needed after.
-    pub call: OrNil<(&'a str, Vec<Term<'a>>, bool)>,
+    /// `{function, args, release, alloc, binary_result}` to call as soon
+    /// as the instance is ready, in the same guest execution (one trip
+    /// instead of two for most calls), or `nil` (see `call::AtOnce`). With
+    /// `release`, a call that returns within the first slice has its store
+    /// released at once (unless its memory is large): nothing of it is
+    /// needed after.
+    pub call: OrNil<AtOnce<'a>>,
     /// What the store does with its host calls: `{:record, limit}` keeps a
     /// replay log of at most `limit` bytes, `{:replay, log, stop_at}`
     /// answers them from `log`, stopping the guest as at its deadline once
@@ -237,6 +239,8 @@ impl CallMeta {
 /// make terms of (a component's WIT values, see `engine::component`).
 pub enum Returned {
     Values(Vec<Value>),
+    /// The bytes a binary result named, read by the engine (`call::BinaryAbi`).
+    Binary(Vec<u8>),
     Terms(Box<dyn ToTerms>),
 }
 
@@ -275,6 +279,10 @@ impl Encoder for Progress {
             Progress::Returned(Returned::Values(values), meta) => {
                 let values: Vec<WasmValue> = values.iter().copied().map(WasmValue).collect();
                 (atoms::returned(), values, meta).encode(env)
+            }
+            Progress::Returned(Returned::Binary(bytes), meta) => {
+                let bytes = OwnedBytes(bytes.clone());
+                (atoms::returned(), (atoms::binary(), bytes), meta).encode(env)
             }
             Progress::Returned(Returned::Terms(values), meta) => {
                 (atoms::returned(), values.to_terms(env), meta).encode(env)

@@ -40,6 +40,7 @@ use std::time::Duration;
 use munition_core::limits::Facts;
 use rustler::Env;
 
+use self::call::AtOnce;
 use self::capture::Snapshot;
 use self::compile::cache::Registry;
 use self::compile::disk::Disk;
@@ -100,6 +101,16 @@ pub trait Engine: EngineTypes {
         function: &str,
         params: &[Term],
     ) -> MunitionResult<Self::Call>;
+
+    /// `convert` for the call made with an instantiation. An engine that
+    /// copies binary arguments in and reads a binary result itself, in the
+    /// same guest execution (`call::BinaryAbi`, Wasmtime's), converts them;
+    /// the others refuse a binary argument here (it is no number) and the
+    /// call is made the long way, and leave a binary result to be read
+    /// after.
+    fn convert_at_once(module: &Compiled<Self>, at_once: &AtOnce) -> MunitionResult<Self::Call> {
+        Self::convert(module, at_once.function, &at_once.params)
+    }
 
     /// The bytes of the guest's exported memory, once it is instantiated.
     fn memory(live: &mut Live<Self>) -> Option<&mut [u8]>;

@@ -7,7 +7,7 @@ use rustler::{Atom, Env, ResourceArc, Term};
 
 use crate::atoms;
 use crate::engine::component::Component;
-use crate::engine::instance::{Handle, InstanceConfig, InstanceRef, Progress, Slot};
+use crate::engine::instance::{Handle, InstanceConfig, InstanceRef, Progress, Returned, Slot};
 use crate::engine::module::ModuleRef;
 use crate::engine::reaper;
 use crate::engine::wasmi::Wasmi;
@@ -29,23 +29,31 @@ fn new<'a, E: Engine>(
     // module's exports now, so that instantiating and calling are one step.
     // One that cannot start (no such export, bad arguments) is left out: the
     // instance comes back `:ready` and the caller's own call says why.
-    let (call, release) = match &config.call.0 {
-        Some((function, params, release)) => match E::convert(&compiled, function, params) {
-            Ok(call) => (Some(call), *release),
-            Err(_) => (None, false),
+    let (call, release, binary_result) = match &config.call.0 {
+        Some(at_once) => match E::convert_at_once(&compiled, at_once) {
+            Ok(call) => (Some(call), at_once.release, at_once.binary_result),
+            Err(_) => (None, false, false),
         },
-        None => (None, false),
+        None => (None, false, false),
     };
     let (slot, progress) = E::instantiate(env, compiled, &config, call)?;
-    if release
-        && matches!(progress, Progress::Returned(..))
-        && (dirty || !slot.holds_large_memory())
-    {
+    // A binary result the engine did not read itself (a large one, or an
+    // engine that does not, see `Engine::convert_at_once`) is read after:
+    // its store stays.
+    let returned = match &progress {
+        Progress::Returned(Returned::Binary(_), _) => true,
+        Progress::Returned(_, _) => !binary_result,
+        _ => false,
+    };
+    if release && returned && (dirty || !slot.holds_large_memory()) {
         drop(slot);
         return Ok((Handle::Released, progress));
     }
     Ok((
-        Handle::Instance(ResourceArc::new(InstanceRef::new(slot, release))),
+        Handle::Instance(ResourceArc::new(InstanceRef::new(
+            slot,
+            release && !binary_result,
+        ))),
         progress,
     ))
 }

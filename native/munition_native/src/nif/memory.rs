@@ -11,7 +11,7 @@ use crate::engine::wasmi::Wasmi;
 use crate::engine::wasmtime::Wasmtime;
 use crate::engine::Engine;
 use crate::vocabulary::error::MunitionResult;
-use crate::vocabulary::guest_memory::{bounds, no_memory, out_of_bounds};
+use crate::vocabulary::guest_memory::{bounds, no_memory, out_of_bounds, INLINE_COPY};
 
 fn read<'a, E: Engine>(
     env: Env<'a>,
@@ -36,13 +36,6 @@ fn write<E: Engine>(instance: &InstanceRef<E>, ptr: u64, bytes: Binary) -> Munit
     data[range].copy_from_slice(bytes.as_slice());
     Ok(atoms::ok())
 }
-
-/// The most bytes copied in or out on the caller's normal scheduler: a few
-/// microseconds of copying, against the ten or more a trip to a dirty
-/// scheduler costs (a binary argument and a binary result made two of them
-/// on every call of the binary ABI). Larger copies answer `:large`, and the
-/// caller makes them with the dirty NIF.
-const INLINE_COPY: u64 = 64 * 1024;
 
 fn read_inline<'a, E: Engine>(
     env: Env<'a>,

@@ -12,6 +12,15 @@ pub use munition_core::guest::bounds;
 /// The export through which a guest shares its memory with the host.
 pub const EXPORT_NAME: &str = "memory";
 
+/// The most bytes copied in or out on the caller's normal scheduler: a few
+/// microseconds of copying, against the ten or more a trip to a dirty
+/// scheduler costs (a binary argument and a binary result made two of them
+/// on every call of the binary ABI). Larger copies answer `:large`, and the
+/// caller makes them with the dirty NIF. A call made with its
+/// instantiation copies its binary arguments in and its binary result out
+/// itself up to this much too (`engine::call`).
+pub const INLINE_COPY: u64 = 64 * 1024;
+
 /// Why Elixir's read or write of `[ptr, ptr + len)` was refused, for a
 /// memory of `size` bytes.
 pub fn out_of_bounds(ptr: u64, len: u64, size: usize) -> MunitionError {

@@ -25,7 +25,7 @@ use wasmtime::{Extern, Instance, Val};
 
 use self::execution::{advance, start, Step};
 use self::value::{from_val, to_val};
-use crate::engine::call::{self, Call};
+use crate::engine::call::{self, AtOnce, BinaryAbi, Call};
 use crate::engine::capture::Snapshot;
 use crate::engine::instance::{InstanceConfig, Live, Progress, Returned, Slot};
 use crate::engine::link::imports;
@@ -33,7 +33,9 @@ use crate::engine::module::Compiled;
 use crate::engine::FIRST_SLICE;
 use crate::host::wasi::WasiRun;
 use crate::vocabulary::error::MunitionResult;
-use crate::vocabulary::guest_memory::EXPORT_NAME;
+use crate::vocabulary::guest_memory::{bounds, no_memory, out_of_bounds, EXPORT_NAME, INLINE_COPY};
+use crate::vocabulary::trap::{Reason, TrapKind};
+use crate::vocabulary::value::Value;
 
 /// Result slots for `results`, overwritten by the call: their initial values
 /// never reach anyone, so a type without a default gets any placeholder.
@@ -44,12 +46,29 @@ fn result_slots(call: &Call<Wasmtime>) -> Vec<Val> {
         .collect()
 }
 
-/// Calls `call` in `instance`, on the guest's fiber.
+/// Calls `call` in `instance`, on the guest's fiber: with the binary ABI
+/// (`call::BinaryAbi`), its binary arguments copied in first, each where
+/// the guest's allocator says, and its binary result read after, in the
+/// same guest execution.
 async fn run_call(
     mut live: Live<Wasmtime>,
     instance: Instance,
-    call: Call<Wasmtime>,
+    mut call: Call<Wasmtime>,
 ) -> (Live<Wasmtime>, wasmtime::Result<Step<Instance>>) {
+    let binary = call.binary.take();
+    if let Some(BinaryAbi {
+        alloc: Some((alloc, name)),
+        inputs,
+        ..
+    }) = &binary
+    {
+        for (index, bytes) in inputs {
+            match copy_in(&mut live, instance, alloc, name, bytes).await {
+                Ok(ptr) => call.params[*index] = Value::I32(ptr as i32),
+                Err(error) => return (live, Err(error)),
+            }
+        }
+    }
     let func = instance
         .get_module_export(&mut live.store, &call.export)
         .and_then(Extern::into_func);
@@ -59,11 +78,103 @@ async fn run_call(
     };
     let params: Vec<Val> = call.params.iter().map(to_val).collect();
     let mut results = result_slots(&call);
-    let result = func
+    if let Err(error) = func
         .call_async(&mut live.store, &params, &mut results)
-        .await;
-    let returned = || Returned::Values(results.iter().map(from_val).collect());
-    (live, result.map(|()| Step::Returned(returned())))
+        .await
+    {
+        return (live, Err(error));
+    }
+    let values: Vec<Value> = results.iter().map(from_val).collect();
+    if !binary.is_some_and(|binary| binary.result) {
+        return (live, Ok(Step::Returned(Returned::Values(values))));
+    }
+    let (ptr, len) = result_range(&values);
+    if len > INLINE_COPY {
+        // Read the long way, on a dirty scheduler.
+        return (live, Ok(Step::Returned(Returned::Values(values))));
+    }
+    match guest_range(&mut live, instance, ptr, len) {
+        Ok(range) => {
+            let bytes =
+                memory_of(&mut live, instance).map_or_else(Vec::new, |data| data[range].to_vec());
+            (live, Ok(Step::Returned(Returned::Binary(bytes))))
+        }
+        Err(message) => {
+            let error = fail_out_of_bounds(&mut live, format!("result {message}"));
+            (live, Err(error))
+        }
+    }
+}
+
+/// Calls the allocator `alloc` for `bytes` and copies them there: the
+/// pointer, or the error that ends the call (the allocator's own, or a
+/// pointer whose range is outside memory).
+async fn copy_in(
+    live: &mut Live<Wasmtime>,
+    instance: Instance,
+    alloc: &wasmtime::ModuleExport,
+    name: &str,
+    bytes: &[u8],
+) -> wasmtime::Result<u64> {
+    let func = instance
+        .get_module_export(&mut live.store, alloc)
+        .and_then(Extern::into_func)
+        .ok_or_else(|| wasmtime::Error::msg("the allocator is not in this instance"))?;
+    let mut ptr = [Val::I32(0)];
+    func.call_async(&mut live.store, &[Val::I32(bytes.len() as i32)], &mut ptr)
+        .await?;
+    let ptr = ptr[0].i32().unwrap_or_default() as u32 as u64;
+    match guest_range(live, instance, ptr, bytes.len() as u64) {
+        Ok(range) => {
+            if let Some(data) = memory_of(live, instance) {
+                data[range].copy_from_slice(bytes);
+            }
+            Ok(ptr)
+        }
+        Err(message) => Err(fail_out_of_bounds(
+            live,
+            format!("{name} returned {ptr}: {message}"),
+        )),
+    }
+}
+
+/// The guest's exported memory.
+fn memory_of(live: &mut Live<Wasmtime>, instance: Instance) -> Option<&mut [u8]> {
+    let memory = instance.get_memory(&mut live.store, EXPORT_NAME)?;
+    Some(memory.data_mut(&mut live.store))
+}
+
+/// `[ptr, ptr + len)` of the exported memory, or why it is not there, as
+/// the memory NIFs say it (`nif::memory`).
+fn guest_range(
+    live: &mut Live<Wasmtime>,
+    instance: Instance,
+    ptr: u64,
+    len: u64,
+) -> Result<std::ops::Range<usize>, String> {
+    let Some(data) = memory_of(live, instance) else {
+        return Err(no_memory().to_string());
+    };
+    let size = data.len();
+    bounds(size, ptr, len).ok_or_else(|| out_of_bounds(ptr, len, size).to_string())
+}
+
+/// Ends the call as the binary ABI's range outside memory: a
+/// `:memory_out_of_bounds` trap with `message`, as `Munition.Instance.Manager`
+/// reports one found the long way.
+fn fail_out_of_bounds(live: &mut Live<Wasmtime>, message: String) -> wasmtime::Error {
+    let state = live.store.data_mut();
+    wasmtime::Error::msg(state.fail(Reason::Trap, TrapKind::MemoryOutOfBounds, message))
+}
+
+/// The `(ptr, len)` a binary result names: two i32s, or one i64
+/// (`ptr << 32 | len`), as `Munition.Instance.BinaryABI.result_range/1`.
+fn result_range(values: &[Value]) -> (u64, u64) {
+    match values {
+        [Value::I32(ptr), Value::I32(len)] => (*ptr as u32 as u64, *len as u32 as u64),
+        [Value::I64(packed)] => ((*packed as u64) >> 32, *packed as u64 & 0xFFFF_FFFF),
+        _ => (0, 0),
+    }
 }
 
 engine_impl! { Wasmtime {
@@ -74,6 +185,14 @@ engine_impl! { Wasmtime {
     fn convert(module: &Compiled<Self>, function: &str, params: &[Term])
         -> MunitionResult<Self::Call> {
         call::convert(module, function, params)
+    }
+
+    fn convert_at_once(module: &Compiled<Self>, at_once: &AtOnce) -> MunitionResult<Self::Call> {
+        if at_once.binary_result || at_once.has_binary() {
+            call::convert_binary(module, at_once)
+        } else {
+            call::convert(module, at_once.function, &at_once.params)
+        }
     }
 
     fn memory(live: &mut Live<Self>) -> Option<&mut [u8]> {
