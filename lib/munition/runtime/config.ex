@@ -164,7 +164,14 @@ defmodule Munition.Runtime.Config do
   descriptor the checks read (the code is not copied into memory, which
   took more than half of a 43 MB load), so a file replaced in the
   directory meanwhile is not taken. Files are replaced by renaming, never
-  written in place.
+  written in place. The mapping stays while the module is loaded, so a file
+  must never be changed in place either, by anyone: truncated or rewritten
+  through the same file (`>`, `truncate`, an editor that saves in place)
+  under a node that has its module loaded, it takes the node down (a
+  SIGBUS; Wasmtime reads the code's unwind information when the module is
+  dropped, too) or runs what it now holds. Deleting a file, or replacing it
+  by renaming another over it, is safe. The directory is the node's own
+  (owner-only, checked), which keeps everyone else out.
 
   Anything else (a flipped byte, a truncated file, another user's file, a
   directory writable by a group) is not loaded: the wasm is compiled, the

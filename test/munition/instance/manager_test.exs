@@ -213,25 +213,25 @@ defmodule Munition.Instance.ManagerTest do
     test "is offered when nothing comes between, and a runtime may decline it" do
       {:ok, module} = Munition.compile(@add)
       assert {:ok, 5, _} = Munition.fire(module, "add", [2, 3], runtime: IgnoresCall)
-      assert_received {:offered, {"add", [2, 3], true}}
+      assert_received {:offered, {"add", [2, 3], true, "alloc", false}}
       assert {:ok, 5, _} = Munition.fire(module, "add", [2, 3])
     end
 
-    test "keeps the instance when a binary result is read from it after" do
+    test "asks for a binary result, read from the instance after by a runtime that declines" do
       {:ok, module} =
         Munition.compile(
           ~s{(module (memory (export "memory") 1) (data (i32.const 64) "hello") (func (export "hello") (result i32 i32) i32.const 64 i32.const 5))}
         )
 
       assert {:ok, "hello", _} = Munition.fire(module, "hello", [], result: :binary, runtime: IgnoresCall)
-      assert_received {:offered, {"hello", [], false}}
+      assert_received {:offered, {"hello", [], true, "alloc", true}}
       assert {:ok, "hello", _} = Munition.fire(module, "hello", [], result: :binary)
     end
 
-    test "is not offered when a binary is copied in or a reactor initialized first" do
+    test "offers binary arguments as they are, and is not offered when a reactor is initialized first" do
       {:ok, copy_in} = Munition.compile(@copy_in)
       assert {:ok, 3, _} = Munition.fire(copy_in, "len", ["abc"], runtime: IgnoresCall)
-      assert_received {:offered, nil}
+      assert_received {:offered, {"len", ["abc"], true, "alloc", false}}
       assert {:ok, 3, _} = Munition.fire(copy_in, "len", ["abc"])
 
       {:ok, reactor} = Munition.compile(@reactor)

@@ -75,7 +75,7 @@ defmodule Munition.Runtime.WasmiTest do
       fuel: 1_000_000,
       timeout: 10_000,
       max_memory: 16 <<< 20,
-      call: {"f", [], true}
+      call: {"f", [], true, "alloc", false}
     }
 
     # A call that returned is not released at once either: the store stays
@@ -147,23 +147,28 @@ defmodule Munition.Runtime.WasmiTest do
     baseline = Wasmi.live_count()
 
     assert {:ok, :released, {:returned, [5], %{fuel_consumed: used}}} =
-             instantiate(@guest, call: {"add", [2, 3], true})
+             instantiate(@guest, call: {"add", [2, 3], true, "alloc", false})
 
     assert used > 0
     assert Wasmi.live_count() == baseline
     assert Wasmi.cleanup(:released) == :ok
 
     # Kept when a binary result is still to be read, and after a crash.
-    assert {:ok, instance, {:returned, [5], _}} = instantiate(@guest, call: {"add", [2, 3], false})
+    assert {:ok, instance, {:returned, [5], _}} =
+             instantiate(@guest, call: {"add", [2, 3], false, "alloc", false})
+
     assert {:ok, "hello guest"} = Wasmi.read_memory(instance, 64, 11)
     assert Wasmi.cleanup(instance) == :ok
 
-    assert {:ok, instance, {:crashed, :trap}} = instantiate(@guest, call: {"boom", [], true})
+    assert {:ok, instance, {:crashed, :trap}} = instantiate(@guest, call: {"boom", [], true, "alloc", false})
     assert {:ok, %{trap: :unreachable}} = Wasmi.capture(instance, :minimal)
     assert Wasmi.cleanup(instance) == :ok
 
     # A call that cannot start is left to call/3, which says why.
-    for {function, params, _} = call <- [{"nope", [], true}, {"add", [1], true}] do
+    for {function, params, _, _, _} = call <- [
+          {"nope", [], true, "alloc", false},
+          {"add", [1], true, "alloc", false}
+        ] do
       assert {:ok, instance, :ready} = instantiate(@guest, call: call)
       assert {:error, _} = Wasmi.call(instance, function, params)
       assert Wasmi.cleanup(instance) == :ok

@@ -70,12 +70,25 @@ defmodule Munition.Runtime.WasmtimeDiskCacheTest do
       else: <<byte ||| 0x80>> <> sleb(rest)
   end
 
-  # Writes a file's first bytes through the existing file (its owner and
-  # mode stay).
+  # Flips a byte of the file at `path` (see `replace!/2`).
   defp flip_byte(path, at) do
     bytes = File.read!(path)
     <<before::binary-size(at), byte, rest::binary>> = bytes
-    File.write!(path, <<before::binary, bxor(byte, 0x55), rest::binary>>)
+    replace!(path, <<before::binary, bxor(byte, 0x55), rest::binary>>)
+  end
+
+  # Puts `bytes` at `path` as another file, owner-only as Munition writes
+  # them, renamed over it. Never through the file that is there: a module
+  # loaded from it has its code mapped from that file, and Wasmtime reads
+  # it until the module is dropped (its unwind information too, at the
+  # drop): a file truncated or rewritten under a loaded module is a SIGBUS
+  # or worse, which a test once caused (see "Compiled code on disk" in
+  # Munition.Runtime.Config).
+  defp replace!(path, bytes) do
+    temporary = path <> ".test-#{System.unique_integer([:positive])}"
+    File.write!(temporary, bytes)
+    File.chmod!(temporary, 0o600)
+    File.rename!(temporary, path)
   end
 
   describe "compile/2 with a cache directory" do
@@ -194,7 +207,7 @@ defmodule Munition.Runtime.WasmtimeDiskCacheTest do
             {84, "not the magic"},
             {byte_size(bytes) - 1, "not the magic"}
           ] do
-        File.write!(file, binary_part(bytes, 0, keep))
+        replace!(file, binary_part(bytes, 0, keep))
 
         assert {{:ok, _}, counts} = counted(fn -> compile(wat, dir) end)
         assert counts == %{nothing() | rejected: 1, written: 1, compilations: 1}
@@ -211,7 +224,7 @@ defmodule Munition.Runtime.WasmtimeDiskCacheTest do
       others = only_file(dir)
       {:ok, _} = compile(wat, dir)
       [mine] = File.ls!(dir) -- [Path.basename(others)]
-      File.cp!(others, Path.join(dir, mine))
+      replace!(Path.join(dir, mine), File.read!(others))
 
       assert {{:ok, _}, counts} = counted(fn -> compile(wat, dir) end)
       assert counts == %{nothing() | rejected: 1, written: 1, compilations: 1}
