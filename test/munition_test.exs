@@ -10,6 +10,11 @@ defmodule MunitionTest do
   describe "fire/4 caller mistakes" do
     test "a caller's mistake raises ArgumentError naming the value" do
       assert_raise ArgumentError, ~r/function must be .* got: :add/, fn -> Munition.fire(@add, :add, []) end
+      # Not UTF-8: no wasm name is; the native side took it for a runtime failure.
+      assert_raise ArgumentError, ~r/function must be .*UTF-8.* got: <<128>>/, fn ->
+        Munition.fire(@add, <<128>>, [])
+      end
+
       assert_raise ArgumentError, ~r/got: :x/, fn -> Munition.fire(@add, "add", [:x]) end
 
       assert_raise ArgumentError, ~r/fuel must be .*got: -1/, fn ->

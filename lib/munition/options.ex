@@ -267,7 +267,16 @@ defmodule Munition.Options do
 
   @doc false
   @spec function!(term()) :: String.t()
-  def function!(function) when is_binary(function), do: function
+  # Wasm names are UTF-8: other bytes can name no export.
+  def function!(function) when is_binary(function) do
+    if String.valid?(function),
+      do: function,
+      else:
+        raise(
+          ArgumentError,
+          "function must be the export's name, UTF-8 as every wasm name, got: #{inspect(function)}"
+        )
+  end
 
   def function!(other) do
     raise ArgumentError, "function must be the export's name as a string, got: #{inspect(other)}"

@@ -85,9 +85,10 @@ pub fn convert_binary<E: EngineTypes>(
         .functions
         .get(function)
         .ok_or_else(|| MunitionError::FunctionNotFound(function.to_string()))?;
-    let alloc = module
-        .functions
-        .get(at_once.alloc)
+    // A name that is not UTF-8 names no export.
+    let alloc_name = std::str::from_utf8(at_once.alloc.as_slice()).ok();
+    let alloc = alloc_name
+        .and_then(|name| module.functions.get(name))
         .filter(|alloc| alloc.params == [ValueType::I32] && alloc.results == [ValueType::I32]);
     let mismatch = || MunitionError::BadArgs(format!("{function}: not a call of the binary ABI"));
     let mut params = Vec::new();
@@ -128,7 +129,10 @@ pub fn convert_binary<E: EngineTypes>(
     }
     let alloc = match (alloc, inputs.is_empty()) {
         (_, true) => None,
-        (Some(alloc), false) => Some((alloc.export.clone(), at_once.alloc.to_string())),
+        (Some(alloc), false) => Some((
+            alloc.export.clone(),
+            alloc_name.unwrap_or_default().to_string(),
+        )),
         (None, false) => return Err(mismatch()),
     };
     Ok(Call {
@@ -154,7 +158,9 @@ pub struct AtOnce<'a> {
     /// Release the store as soon as the call returns (nothing is read
     /// after; a binary result is read by an engine that reads it itself).
     pub release: bool,
-    pub alloc: &'a str,
+    /// The allocator's name, as given (any binary: `:alloc` is not checked
+    /// to be UTF-8).
+    pub alloc: Binary<'a>,
     pub binary_result: bool,
 }
 
