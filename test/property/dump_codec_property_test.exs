@@ -708,14 +708,15 @@ defmodule Munition.Property.DumpCodecPropertyTest do
         T.tuple([
           T.binary(),
           T.elements([:wasmtime, :wasmi]),
-          T.tuple([T.integer(0, :inf), T.integer(0, :inf)]),
+          T.tuple([T.integer(0, :inf), T.integer(0, :inf), T.integer(0, :inf)]),
           T.elements([:values, :binary]),
           T.binary(),
           T.tuple([maybe(T.integer(0, :inf)), maybe(T.integer(0, :inf))])
         ]),
-        fn {log, engine, {max_memory, log_limit}, result, alloc, {stdout, stderr}} ->
+        fn {log, engine, {max_memory, log_limit, host_calls}, result, alloc, {stdout, stderr}} ->
           %{
             log: log,
+            host_calls: host_calls,
             unavailable: nil,
             engine: engine,
             max_memory: max_memory,

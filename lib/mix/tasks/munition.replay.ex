@@ -112,7 +112,7 @@ defmodule Mix.Tasks.Munition.Replay do
       "message:    #{dump.message}\n",
       "function:   #{dump.function}(#{Enum.map_join(dump.args, ", ", &inspect/1)})\n",
       "fuel:       #{dump.fuel_consumed} consumed of #{dump.fuel_given}\n",
-      "host calls: #{host_calls(dump.replay.log)} answered from the log\n",
+      "host calls: #{dump.replay.host_calls} answered from the log\n",
       output(dump)
     ]
   end
@@ -134,56 +134,5 @@ defmodule Mix.Tasks.Munition.Replay do
         else: {"", text}
 
     ["--- #{name}#{note}#{if truncated, do: " (truncated by its limit)"} ---\n", text, "\n"]
-  end
-
-  # The entries of a replay log (format: munition_core::journal's moduledoc),
-  # counted by skipping each; a replay that reached its recorded end answered
-  # all of them.
-  @doc false
-  @spec host_calls(binary()) :: non_neg_integer()
-  def host_calls(log), do: count(log, 0)
-
-  defp count(<<>>, n), do: n
-
-  defp count(<<_import::32, _before::64, _after::64, rest::binary>>, n) do
-    rest = skip_ending(rest)
-    <<results, rest::binary>> = rest
-    <<_::binary-size(results * 9), writes::little-32, rest::binary>> = rest
-    rest = skip(rest, writes, fn <<_address::32, rest::binary>> -> bytes(rest) end)
-    <<effects, rest::binary>> = rest
-    count(effects(effects, rest), n + 1)
-  end
-
-  defp skip_ending(<<0, rest::binary>>), do: rest
-  defp skip_ending(<<1, rest::binary>>), do: bytes(rest)
-  defp skip_ending(<<2, rest::binary>>), do: rest
-
-  defp bytes(<<len::little-32, _::binary-size(len), rest::binary>>), do: rest
-
-  defp skip(rest, 0, _one), do: rest
-  defp skip(rest, n, one), do: skip(one.(rest), n - 1, one)
-
-  defp effects(effects, rest) do
-    import Bitwise
-
-    rest =
-      if (effects &&& 1) != 0 do
-        <<lines::little-32, rest::binary>> = rest
-        <<_dropped::64, rest::binary>> = skip(rest, lines, fn <<_level::32, rest::binary>> -> bytes(rest) end)
-        rest
-      else
-        rest
-      end
-
-    rest = if (effects &&& 2) != 0, do: bytes(rest), else: rest
-    rest = if (effects &&& 4) != 0, do: bytes(rest), else: rest
-    rest = if (effects &&& 8) != 0, do: binary_part(rest, 4, byte_size(rest) - 4), else: rest
-
-    if (effects &&& 16) != 0 do
-      <<_reason, _trap, rest::binary>> = rest
-      bytes(rest)
-    else
-      rest
-    end
   end
 end

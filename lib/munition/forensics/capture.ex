@@ -77,9 +77,10 @@ defmodule Munition.Forensics.Capture do
   # it ran under, or why it cannot be replayed.
   defp replay(%State{journal: {:record, _}} = state, native) do
     case native.journal do
-      {:log, log} ->
+      {:log, log, host_calls} ->
         %{
           log: log,
+          host_calls: host_calls,
           unavailable: nil,
           engine: engine(state.runtime),
           max_memory: state.max_memory,

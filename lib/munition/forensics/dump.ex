@@ -46,10 +46,10 @@ defmodule Munition.Forensics.Dump do
       `Munition.Host.WASI`)
     * `:wasmtime_version`, `:munition_version`, `:captured_at` (UTC `DateTime`)
     * `:replay` - what `Munition.replay/3` needs to run the call again:
-      `%{log: bytes, unavailable: nil, engine, max_memory, log_limit, result,
-      alloc, stdout_limit, stderr_limit}`, `log` being every host call the
-      call made, in order, with what it returned and wrote (the format is
-      `munition_core::journal`'s); or `%{log: nil, unavailable: why}` when
+      `%{log: bytes, host_calls, unavailable: nil, engine, max_memory,
+      log_limit, result, alloc, stdout_limit, stderr_limit}`, `log` being
+      every host call the call made (`host_calls` of them), in order, with
+      what it returned and wrote (the format is `munition_core::journal`'s); or `%{log: nil, unavailable: why}` when
       the call could not be recorded (`why` says what: a log past
       `:replay_log_limit`, a component, what Wasmi does not record, the
       state of a replay stopped part-way); `nil` for a dump of version 1 or

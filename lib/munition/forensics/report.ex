@@ -85,8 +85,8 @@ defmodule Munition.Forensics.Report do
   defp replay_line(nil), do: []
   defp replay_line(%{log: nil, unavailable: why}), do: line("replay", "unavailable: #{why}")
 
-  defp replay_line(%{log: log}),
-    do: line("replay", "a log of #{size(byte_size(log))} (mix munition.replay)")
+  defp replay_line(%{log: log, host_calls: host_calls}),
+    do: line("replay", "#{host_calls} host calls in a log of #{size(byte_size(log))} (mix munition.replay)")
 
   defp line(label, value), do: "  #{String.pad_trailing(label <> ":", 14)}#{value || "-"}\n"
 

@@ -425,7 +425,7 @@ defmodule Munition.Forensics.Dump.Format do
         true
 
       {log, nil} when is_binary(log) ->
-        Enum.all?([:max_memory, :log_limit], &(is_integer(replay[&1]) and replay[&1] >= 0)) and
+        Enum.all?([:max_memory, :log_limit, :host_calls], &(is_integer(replay[&1]) and replay[&1] >= 0)) and
           replay[:engine] in [:wasmtime, :wasmi] and replay[:result] in [:values, :binary] and
           is_binary(replay[:alloc]) and
           Enum.all?([:stdout_limit, :stderr_limit], &(is_nil(replay[&1]) or is_integer(replay[&1])))

@@ -100,7 +100,8 @@ pub struct Player {
 /// What a store says of its log, for the capture (`{:log, bytes}`,
 /// `{:unavailable, why}`, `{:replayed, answered, diverged}`).
 pub enum Report {
-    Log(Vec<u8>),
+    /// The log and how many host calls it holds.
+    Log(Vec<u8>, u32),
     Unavailable(String),
     /// Host calls answered, the divergence, whether every entry was.
     Replayed(u32, Option<String>, bool),
@@ -109,7 +110,9 @@ pub enum Report {
 impl rustler::Encoder for Report {
     fn encode<'a>(&self, env: rustler::Env<'a>) -> rustler::Term<'a> {
         match self {
-            Report::Log(log) => (atoms::log(), OwnedBytes(log.clone())).encode(env),
+            Report::Log(log, entries) => {
+                (atoms::log(), OwnedBytes(log.clone()), *entries).encode(env)
+            }
             Report::Unavailable(why) => (atoms::unavailable(), why).encode(env),
             Report::Replayed(answered, diverged, whole) => {
                 (atoms::replayed(), *answered, diverged, *whole).encode(env)
@@ -192,7 +195,7 @@ impl Journal {
         match self {
             Journal::Recording(recorder) => match &recorder.unavailable {
                 Some(why) => Report::Unavailable(why.clone()),
-                None => Report::Log(recorder.log.clone()),
+                None => Report::Log(recorder.log.clone(), recorder.entries),
             },
             Journal::Replaying(player) => Report::Replayed(
                 player.answered,
