@@ -23,6 +23,7 @@ pub trait EngineTypes: Sized + Send + Sync + 'static {
     type Call: Send + 'static;
 
     fn state(store: &Self::Store) -> &StoreState;
+    fn state_mut(store: &mut Self::Store) -> &mut StoreState;
     /// Fuel left to the guest; an error when the engine cannot say.
     fn fuel_remaining(store: &Self::Store) -> MunitionResult<u64>;
     /// The memory total of a store mid-execution, if it can be read there.

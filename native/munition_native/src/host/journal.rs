@@ -20,7 +20,7 @@ use munition_core::journal::{Ending, Entry, Failure, Reader};
 use crate::atoms;
 use crate::host::context::{fail, HostCtx, Stop};
 use crate::host::state::StoreState;
-use crate::vocabulary::term::OwnedBytes;
+use crate::vocabulary::term::bytes_term;
 use crate::vocabulary::trap::{HostFailure, Reason, TrapKind};
 use crate::vocabulary::value::{Value, ValueType};
 
@@ -110,9 +110,7 @@ pub enum Report {
 impl rustler::Encoder for Report {
     fn encode<'a>(&self, env: rustler::Env<'a>) -> rustler::Term<'a> {
         match self {
-            Report::Log(log, entries) => {
-                (atoms::log(), OwnedBytes(log.clone()), *entries).encode(env)
-            }
+            Report::Log(log, entries) => (atoms::log(), bytes_term(env, log), *entries).encode(env),
             Report::Unavailable(why) => (atoms::unavailable(), why).encode(env),
             Report::Replayed(answered, diverged, whole) => {
                 (atoms::replayed(), *answered, diverged, *whole).encode(env)
@@ -191,11 +189,20 @@ impl Journal {
         }
     }
 
-    pub fn report(&self) -> Report {
+    /// What the capture says of the log. The log itself is handed out, not
+    /// copied (a copy of a large one cost most of a crash's capture): the
+    /// capture is the last thing that reads a failed store, and the log is
+    /// complete by then (nothing runs in a failed store).
+    pub fn report(&mut self) -> Report {
         match self {
             Journal::Recording(recorder) => match &recorder.unavailable {
                 Some(why) => Report::Unavailable(why.clone()),
-                None => Report::Log(recorder.log.clone(), recorder.entries),
+                None => {
+                    let log = std::mem::take(&mut recorder.log);
+                    // A second capture cannot say it has the log.
+                    recorder.unavailable = Some("the log went to an earlier capture".into());
+                    Report::Log(log, recorder.entries)
+                }
             },
             Journal::Replaying(player) => Report::Replayed(
                 player.answered,

@@ -17,6 +17,7 @@ fn capture<E: Engine>(live: &mut Live<E>, full: bool) -> MunitionResult<Capture>
         backtrace,
     } = E::snapshot(live, full)?;
     let fuel_remaining = E::fuel_remaining(&live.store)?;
+    let journal = E::state_mut(&mut live.store).journal.report();
     let failure = live.failure.as_ref();
     let state = E::state(&live.store);
     Ok(Capture {
@@ -33,7 +34,7 @@ fn capture<E: Engine>(live: &mut Live<E>, full: bool) -> MunitionResult<Capture>
         log: state.log_terms(),
         log_dropped: state.log.dropped,
         output: state.output(),
-        journal: state.journal.report(),
+        journal,
     })
 }
 

@@ -60,6 +60,10 @@ impl EngineTypes for Component {
         store.data()
     }
 
+    fn state_mut(store: &mut Self::Store) -> &mut StoreState {
+        store.data_mut()
+    }
+
     fn fuel_remaining(store: &Self::Store) -> MunitionResult<u64> {
         execution::fuel_left(store)
     }

@@ -57,6 +57,10 @@ impl EngineTypes for Wasmi {
         store.data()
     }
 
+    fn state_mut(store: &mut Self::Store) -> &mut StoreState {
+        store.data_mut()
+    }
+
     /// The store's and the reserve's.
     fn fuel_remaining(store: &Self::Store) -> MunitionResult<u64> {
         let in_store = store.get_fuel().map_err(|e| {

@@ -53,6 +53,10 @@ impl EngineTypes for Wasmtime {
         store.data()
     }
 
+    fn state_mut(store: &mut Self::Store) -> &mut StoreState {
+        store.data_mut()
+    }
+
     fn fuel_remaining(store: &Self::Store) -> MunitionResult<u64> {
         fuel_left(store)
     }
