@@ -11,6 +11,8 @@
 #     the compiled-module cache);
 #   * fire/4 %Munition.Module{}: a compiled module (no hashing);
 #   * fire_pooled/4: a Munition.Pool (compiled, linked, options checked once);
+#   * fire/4 of the binary ABI: `upcase` of test/fixtures/upcase.wat, a
+#     5-byte binary in and a binary result out;
 #   * raw Wasmtime: native/munition_bench, built and run from here: a fresh
 #     store + instance + one call + drop, with Munition's engine configuration,
 #     async on a fiber as Munition runs guests (InstancePre: linked once;
@@ -98,6 +100,11 @@ cached = fn -> {:ok, 5, _} = Munition.fire(add, "add", [2, 3]) end
 of_module = fn -> {:ok, 5, _} = Munition.fire(module, "add", [2, 3]) end
 pooled = fn -> {:ok, 5, _} = Munition.fire_pooled(:bench_adder, "add", [2, 3]) end
 
+# The binary ABI: a 5-byte binary in, a binary result out (one trip to the
+# engine on Wasmtime, as `add`'s call is).
+{:ok, upcase} = Munition.compile(File.read!(Path.expand("../test/fixtures/upcase.wat", __DIR__)))
+binary = fn -> {:ok, "HELLO", _} = Munition.fire(upcase, "upcase", ["hello"], result: :binary) end
+
 trap = fn ->
   {:crash, :trap, %{}} =
     Munition.fire(~s{(module (memory (export "memory") 1) (func (export "f") unreachable))}, "f", [])
@@ -114,6 +121,7 @@ Table.row("fire/4 compiling each time", Timing.sample(300, fresh, 30))
 Table.row("fire/4 cached bytes", sample.(cached))
 Table.row("fire/4 %Munition.Module{}", sample.(of_module))
 Table.row("fire_pooled/4", sample.(pooled))
+Table.row("fire/4 %Munition.Module{}, binary in and out", sample.(binary))
 Table.row("raw Wasmtime (InstancePre)", raw_row.("raw_instancepre_async"))
 Table.row("raw Wasmtime (Instance::new)", raw_row.("raw_instance_new_async"))
 Table.row("raw Wasmtime sync, no fiber (InstancePre)", raw_row.("raw_instancepre_sync"))
