@@ -7,9 +7,17 @@ pub const WASMI_VERSION: &str = "2.0.0";
 
 /// Fuel put in the store at a time. When it is used up the call suspends
 /// (Wasmi's out-of-fuel resumption) and the slice checks its time and the
-/// deadline: at Wasmi's speed here (a few hundred million units a second)
-/// this is well under a millisecond of guest code between checks.
-pub const FUEL_SLICE: u64 = 100_000;
+/// deadline. A million units is 0.3 ms of a tight loop here (Wasmi runs
+/// about 3 G units a second of plain instructions) and 64 MB of a bulk
+/// operation (charged a unit per 64 bytes): a runaway on Wasmi stops about
+/// 0.5 ms later than at 100,000. Fewer resumptions matter more: Wasmi
+/// charges a block's whole body when the block is entered, so an
+/// interpreter's dispatch loop (QuickJS's: every case of its switch, each
+/// turn) pays hundreds of thousands of units for a few instructions. At
+/// 100,000 QuickJS suspended about once every 0.6 µs, and each resumption
+/// costs 0.1-0.2 µs: `eval` of a 100,000-turn JavaScript loop took 125 ms
+/// against 63 ms at a million (58 ms at ten million).
+pub const FUEL_SLICE: u64 = 1_000_000;
 
 /// Nested wasm calls a guest may make before `:stack_overflow`. Wasmi keeps
 /// them on its own heap stack, never on the thread's: this bounds that
