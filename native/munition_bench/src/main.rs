@@ -81,7 +81,7 @@ fn engine() -> Engine {
         .max_tables_per_module(4)
         .table_elements(MAX_TABLE_ELEMENTS)
         .max_memory_size(MAX_MEMORY_BYTES as usize)
-        .linear_memory_keep_resident(1024 * 1024)
+        .linear_memory_keep_resident(2 * 1024 * 1024)
         .table_keep_resident(64 * 1024)
         .pagemap_scan(wasmtime::Enabled::Auto);
     let mut config = Config::new();

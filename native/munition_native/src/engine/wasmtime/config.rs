@@ -50,6 +50,10 @@ pub const FUEL_YIELD_INTERVAL: u64 = 100_000;
 pub const MAX_WASM_STACK: usize = 512 * 1024;
 pub const FIBER_STACK_SIZE: usize = capacity::FIBER_STACK_SIZE as usize;
 
+/// Bytes of each memory slot the pool keeps resident between instances
+/// (see `pooling`).
+pub const KEEP_RESIDENT_BYTES: usize = 2 * 1024 * 1024;
+
 /// Frames kept in a backtrace (Wasmtime's default is 20).
 pub const MAX_BACKTRACE_FRAMES: usize = 256;
 
@@ -82,18 +86,21 @@ fn pooling(settings: &Settings) -> PoolingAllocationConfig {
         .max_tables_per_module(tables)
         .table_elements(MAX_TABLE_ELEMENTS)
         .max_memory_size(MAX_MEMORY_BYTES as usize)
-        // Memories are reset by writing their first MiB back (zeros, or the
-        // module's image) rather than by madvise, and tables' first 64 KiB:
-        // a slot's pages stay resident and its own, so the next instance
-        // of the same module (the allocator prefers the slot it had) takes
-        // no copy-on-write faults. A snapshot starts with its heap in that
-        // image: on raw Wasmtime with this pool, `eval("String(1+1)")` on
-        // QuickJS's snapshot (384 KiB of memory) took 28 faults and 94 µs
-        // (instantiate, call, drop) at 64 KiB, none and 20 µs at 1 MiB
-        // (load 3.1). Each slot used keeps up to 1 MiB.
+        // Memories are reset by writing their first 2 MiB back (zeros, or
+        // the module's image) rather than by madvise, and tables' first
+        // 64 KiB: a slot's pages stay resident and its own, so the next
+        // instance of the same module (the allocator prefers the slot it
+        // had) takes no copy-on-write faults. A snapshot starts with its
+        // heap in that image: on raw Wasmtime with this pool,
+        // `eval("String(1+1)")` on QuickJS's snapshot (384 KiB of memory)
+        // took 28 faults and 94 µs (instantiate, call, drop) at 64 KiB,
+        // none and 20 µs at 1 MiB (load 3.1); a lookup on the rules
+        // engine's snapshot (1,088 KiB) took 93.6 µs through `fire/4` at
+        // 1 MiB and 42.7 µs at 4 MiB (bench/snapshot.exs). Each slot used
+        // keeps what its guests wrote of their first 2 MiB resident.
         // `pagemap_scan` (Linux 6.7+) finds the pages written and resets
-        // only those.
-        .linear_memory_keep_resident(1024 * 1024)
+        // only those; without it, Wasmtime rewrites all of them.
+        .linear_memory_keep_resident(KEEP_RESIDENT_BYTES)
         .table_keep_resident(64 * 1024)
         .pagemap_scan(Enabled::Auto);
     pool
