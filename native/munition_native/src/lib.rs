@@ -26,6 +26,16 @@ mod host;
 mod nif;
 mod vocabulary;
 
+/// The NIF's own allocations come from mimalloc, not the C library's
+/// malloc. The BEAM tunes glibc's malloc for itself (`mallopt`), which
+/// fixes its mmap threshold at 128 KiB: every larger allocation (an
+/// instance's context, a component's tables) was a fresh `mmap`, its page
+/// faults and a `munmap` with its TLB shootdown, or with a higher threshold
+/// an arena trimmed by `madvise` on every free. mimalloc keeps freed pages
+/// for reuse and returns them later, in batches.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod atoms {
     rustler::atoms! {
         ok, error, ready, crashed, returned, exited, yielded, full, minimal,
