@@ -27,12 +27,16 @@ mod nif;
 mod vocabulary;
 
 /// The NIF's own allocations come from mimalloc, not the C library's
-/// malloc. The BEAM tunes glibc's malloc for itself (`mallopt`), which
-/// fixes its mmap threshold at 128 KiB: every larger allocation (an
-/// instance's context, a component's tables) was a fresh `mmap`, its page
-/// faults and a `munmap` with its TLB shootdown, or with a higher threshold
-/// an arena trimmed by `madvise` on every free. mimalloc keeps freed pages
-/// for reuse and returns them later, in batches.
+/// malloc. The BEAM sets glibc's malloc parameters for itself (its `+MYtt`
+/// and `+MYtp` flags), and glibc then stops raising its mmap threshold
+/// with use: inside the VM it stays at 128 KiB. Every larger allocation of
+/// a call (a core instance's context, with a reference for each function
+/// it exports: thousands in a JavaScript component) was a fresh `mmap`, a
+/// fault per page and a `munmap` with its TLB shootdown (`perf` showed
+/// them under `Instance::new` and the store's drop); with the threshold
+/// raised (`GLIBC_TUNABLES`), an arena trimmed by `madvise` on every free
+/// instead. mimalloc keeps freed pages for reuse and returns them to the
+/// system later, in batches.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
