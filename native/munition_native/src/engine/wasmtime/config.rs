@@ -96,7 +96,7 @@ fn pooling(settings: &Settings) -> PoolingAllocationConfig {
         // took 28 faults and 94 µs (instantiate, call, drop) at 64 KiB,
         // none and 20 µs at 1 MiB (load 3.1); a lookup on the rules
         // engine's snapshot (1,088 KiB) took 93.6 µs through `fire/4` at
-        // 1 MiB and 42.7 µs at 4 MiB (bench/snapshot.exs). Each slot used
+        // 1 MiB and 43.2 µs at 2 MiB (bench/snapshot.exs). Each slot used
         // keeps what its guests wrote of their first 2 MiB resident.
         // `pagemap_scan` (Linux 6.7+) finds the pages written and resets
         // only those; without it, Wasmtime rewrites all of them.
