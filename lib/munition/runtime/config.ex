@@ -224,7 +224,9 @@ defmodule Munition.Runtime.Config do
   would otherwise take a copy-on-write fault for each page it writes. A
   call on a snapshot whose heap fits in 2 MiB takes none. So the resident
   memory a node keeps between calls is at most 2 MiB per memory of the
-  slots that have been in use at once.
+  slots that have been in use at once. On Linux before 6.7, which cannot
+  tell Wasmtime which pages were written (`PAGEMAP_SCAN`), every reset
+  rewrites the whole resident part, so there it is 1 MiB.
 
   With the defaults that is 4 x 4.03 GiB + 3.1 MiB + 2 MiB = 16.13 GiB per
   instance and 15.8 TiB for 1,000 instances: about an eighth of x86-64's

@@ -51,8 +51,17 @@ pub const MAX_WASM_STACK: usize = 512 * 1024;
 pub const FIBER_STACK_SIZE: usize = capacity::FIBER_STACK_SIZE as usize;
 
 /// Bytes of each memory slot the pool keeps resident between instances
-/// (see `pooling`).
-pub const KEEP_RESIDENT_BYTES: usize = 2 * 1024 * 1024;
+/// (see `pooling`): 2 MiB where the kernel lets Wasmtime find the pages
+/// written (`pagemap_scan`, Linux 6.7+), 1 MiB where it does not. Without
+/// it Wasmtime rewrites the whole resident part of a memory at every reset
+/// (up to this many bytes, as much as the memory has), written or not.
+fn keep_resident_bytes() -> usize {
+    if PoolingAllocationConfig::is_pagemap_scan_available() {
+        2 * 1024 * 1024
+    } else {
+        1024 * 1024
+    }
+}
 
 /// Frames kept in a backtrace (Wasmtime's default is 20).
 pub const MAX_BACKTRACE_FRAMES: usize = 256;
@@ -86,7 +95,7 @@ fn pooling(settings: &Settings) -> PoolingAllocationConfig {
         .max_tables_per_module(tables)
         .table_elements(MAX_TABLE_ELEMENTS)
         .max_memory_size(MAX_MEMORY_BYTES as usize)
-        // Memories are reset by writing their first 2 MiB back (zeros, or
+        // Memories are reset by writing their first MiBs back (zeros, or
         // the module's image) rather than by madvise, and tables' first
         // 64 KiB: a slot's pages stay resident and its own, so the next
         // instance of the same module (the allocator prefers the slot it
@@ -97,10 +106,8 @@ fn pooling(settings: &Settings) -> PoolingAllocationConfig {
         // none and 20 µs at 1 MiB (load 3.1); a lookup on the rules
         // engine's snapshot (1,088 KiB) took 93.6 µs through `fire/4` at
         // 1 MiB and 43.2 µs at 2 MiB (bench/snapshot.exs). Each slot used
-        // keeps what its guests wrote of their first 2 MiB resident.
-        // `pagemap_scan` (Linux 6.7+) finds the pages written and resets
-        // only those; without it, Wasmtime rewrites all of them.
-        .linear_memory_keep_resident(KEEP_RESIDENT_BYTES)
+        // keeps what its guests wrote of their first MiBs resident.
+        .linear_memory_keep_resident(keep_resident_bytes())
         .table_keep_resident(64 * 1024)
         .pagemap_scan(Enabled::Auto);
     pool
