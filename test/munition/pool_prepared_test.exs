@@ -9,21 +9,14 @@ defmodule Munition.PoolPreparedTest do
   test "an override of nil takes the configured value as it is at each call" do
     name = :pool_prepared_test
     start_supervised!({Munition.Pool, name: name, wasm: @grow, max_memory: 65_536})
-    previous = Application.fetch_env(:munition, :default_max_memory)
 
     # nil is the configured default (64 MiB), over the pool's.
     assert {:crash, :memory_limit, _} = Munition.fire_pooled(name, "f", [])
     assert {:ok, 1, _} = Munition.fire_pooled(name, "f", [], max_memory: nil)
 
-    try do
-      Application.put_env(:munition, :default_max_memory, 65_536)
+    Munition.AppEnv.with_env(:default_max_memory, 65_536, fn ->
       assert {:crash, :memory_limit, _} = Munition.fire_pooled(name, "f", [], max_memory: nil)
-    after
-      case previous do
-        {:ok, value} -> Application.put_env(:munition, :default_max_memory, value)
-        :error -> Application.delete_env(:munition, :default_max_memory)
-      end
-    end
+    end)
 
     assert {:ok, 1, _} = Munition.fire_pooled(name, "f", [], max_memory: nil)
   end

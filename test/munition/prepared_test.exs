@@ -24,18 +24,11 @@ defmodule Munition.PreparedTest do
 
   test "a change of the application environment is seen by the next call" do
     {:ok, grow} = Munition.compile(@grow)
-    previous = Application.fetch_env(:munition, :default_max_memory)
     assert {:ok, 1, _} = Munition.fire(grow, "f", [])
 
-    try do
-      Application.put_env(:munition, :default_max_memory, 65_536)
+    Munition.AppEnv.with_env(:default_max_memory, 65_536, fn ->
       assert {:crash, :memory_limit, _} = Munition.fire(grow, "f", [])
-    after
-      case previous do
-        {:ok, value} -> Application.put_env(:munition, :default_max_memory, value)
-        :error -> Application.delete_env(:munition, :default_max_memory)
-      end
-    end
+    end)
 
     assert {:ok, 1, _} = Munition.fire(grow, "f", [])
   end
