@@ -93,10 +93,10 @@ async fn run_call(
         // Read the long way, on a dirty scheduler.
         return (live, Ok(Step::Returned(Returned::Values(values))));
     }
-    match guest_range(&mut live, instance, ptr, len) {
+    match guest_range(&mut live, ptr, len) {
         Ok(range) => {
             let bytes =
-                memory_of(&mut live, instance).map_or_else(Vec::new, |data| data[range].to_vec());
+                exported_memory(&mut live).map_or_else(Vec::new, |data| data[range].to_vec());
             (live, Ok(Step::Returned(Returned::Binary(bytes))))
         }
         Err(message) => {
@@ -124,9 +124,9 @@ async fn copy_in(
     func.call_async(&mut live.store, &[Val::I32(bytes.len() as i32)], &mut ptr)
         .await?;
     let ptr = ptr[0].i32().unwrap_or_default() as u32 as u64;
-    match guest_range(live, instance, ptr, bytes.len() as u64) {
+    match guest_range(live, ptr, bytes.len() as u64) {
         Ok(range) => {
-            if let Some(data) = memory_of(live, instance) {
+            if let Some(data) = exported_memory(live) {
                 data[range].copy_from_slice(bytes);
             }
             Ok(ptr)
@@ -138,9 +138,10 @@ async fn copy_in(
     }
 }
 
-/// The guest's exported memory.
-fn memory_of(live: &mut Live<Wasmtime>, instance: Instance) -> Option<&mut [u8]> {
-    let memory = instance.get_memory(&mut live.store, EXPORT_NAME)?;
+/// The instance's exported memory (`Engine::memory`; a call's instance is
+/// the live one).
+fn exported_memory(live: &mut Live<Wasmtime>) -> Option<&mut [u8]> {
+    let memory = live.instance?.get_memory(&mut live.store, EXPORT_NAME)?;
     Some(memory.data_mut(&mut live.store))
 }
 
@@ -148,11 +149,10 @@ fn memory_of(live: &mut Live<Wasmtime>, instance: Instance) -> Option<&mut [u8]>
 /// the memory NIFs say it (`nif::memory`).
 fn guest_range(
     live: &mut Live<Wasmtime>,
-    instance: Instance,
     ptr: u64,
     len: u64,
 ) -> Result<std::ops::Range<usize>, String> {
-    let Some(data) = memory_of(live, instance) else {
+    let Some(data) = exported_memory(live) else {
         return Err(no_memory().to_string());
     };
     let size = data.len();
@@ -196,8 +196,7 @@ engine_impl! { Wasmtime {
     }
 
     fn memory(live: &mut Live<Self>) -> Option<&mut [u8]> {
-        let memory = live.instance?.get_memory(&mut live.store, EXPORT_NAME)?;
-        Some(memory.data_mut(&mut live.store))
+        exported_memory(live)
     }
 
     fn instantiate(
