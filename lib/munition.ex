@@ -169,10 +169,9 @@ defmodule Munition do
 
   defp reusable?(%Munition.Module{hash: hash}, opts) when is_binary(hash) and is_list(opts) do
     host_functions = Keyword.get(opts, :host_functions, [])
-    wasi = Keyword.get(opts, :wasi)
 
     is_list(host_functions) and not Enum.any?(host_functions, &is_atom/1) and
-      not (is_list(wasi) and Keyword.has_key?(wasi, :preopens))
+      not Options.checked_every_call?(opts)
   end
 
   defp reusable?(_wasm, _opts), do: false

@@ -115,6 +115,17 @@ defmodule Munition.Options do
     Map.merge(base, checked)
   end
 
+  @doc false
+  # Whether checking `opts` reads more than the options themselves: preopened
+  # directories are checked to exist, so a call that names some is checked
+  # again every time instead of reusing an earlier check (`Munition.fire/4`
+  # and `Munition.Pool` each keep a caller's last preparation).
+  @spec checked_every_call?(keyword()) :: boolean()
+  def checked_every_call?(opts) do
+    wasi = Keyword.get(opts, :wasi)
+    is_list(wasi) and Keyword.has_key?(wasi, :preopens)
+  end
+
   defp pooled_keys!(opts) do
     case Keyword.split(opts, Keyword.keys(@call_defaults)) do
       {given, []} ->

@@ -422,13 +422,11 @@ defmodule Munition.Pool do
     end
   end
 
-  defp reusable?([]), do: true
-  defp reusable?([{key, nil} | _rest]) when key in [:timeout, :max_memory, :dump_dir], do: false
-
-  defp reusable?([{:wasi, wasi} | rest]),
-    do: not (is_list(wasi) and Keyword.has_key?(wasi, :preopens)) and reusable?(rest)
-
-  defp reusable?([_option | rest]), do: reusable?(rest)
+  # A `nil` override takes the configured value, read at each check.
+  defp reusable?(opts) do
+    not Options.checked_every_call?(opts) and
+      not Enum.any?(opts, fn {key, value} -> key in [:timeout, :max_memory, :dump_dir] and value == nil end)
+  end
 
   # A call runs the version the pool serves when it gets its place: one that
   # took it at once, the version it found (it is never switched under it);

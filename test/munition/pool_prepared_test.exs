@@ -1,7 +1,7 @@
 defmodule Munition.PoolPreparedTest do
   # A pooled call's overrides are checked once and reused (Munition.Pool's
-  # prepared/2), except those whose check reads the application
-  # environment. The environment changes here, so nothing else may run.
+  # prepared/2), except those whose check reads more than the options: the
+  # application environment, or the file system. The environment changes here, so nothing else may run.
   use ExUnit.Case, async: false
 
   @grow ~s{(module (memory 1) (func (export "f") (result i32) (memory.grow (i32.const 1))))}
@@ -19,5 +19,16 @@ defmodule Munition.PoolPreparedTest do
     end)
 
     assert {:ok, 1, _} = Munition.fire_pooled(name, "f", [], max_memory: nil)
+  end
+
+  test "a preopened directory given to a pooled call is checked on every call" do
+    name = :pool_prepared_preopens_test
+    start_supervised!({Munition.Pool, name: name, wasm: @grow, capabilities: [:wasi]})
+    dir = Path.join(System.tmp_dir!(), "munition-pool-prepared-#{System.unique_integer([:positive])}")
+    File.mkdir_p!(dir)
+    opts = [wasi: [preopens: [{"/data", dir}]]]
+    assert {:ok, 1, _} = Munition.fire_pooled(name, "f", [], opts)
+    File.rm_rf!(dir)
+    assert_raise ArgumentError, ~r/existing directories/, fn -> Munition.fire_pooled(name, "f", [], opts) end
   end
 end
