@@ -145,15 +145,17 @@ defmodule Munition do
   # function, arguments and fuel. A caller usually fires the same compiled
   # module with the same options again: its last preparation is kept in its
   # process dictionary and reused when the module (its content hash, kind
-  # and runtime), the options and the application's environment are all
-  # equal. Not kept: calls given bytes (compiling them bounds the call's
-  # timeout), host functions registered by name (registering again changes
-  # them) and preopened directories (checked to exist on every call).
+  # and runtime), the options and the configuration a preparation reads
+  # (`Munition.Runtime.Config.preparation_env/0`) are all equal. Not kept:
+  # calls given bytes (compiling them bounds the call's timeout), host
+  # functions registered by name (registering again changes them) and
+  # preopened directories (checked to exist on every call).
   # Checking options, linking imports and building the State was 8-15 µs
   # of a 55 µs call on a QuickJS snapshot.
   defp prepared(wasm, opts) do
     key =
-      reusable?(wasm, opts) && {wasm.hash, wasm.kind, wasm.runtime, opts, Application.get_all_env(:munition)}
+      reusable?(wasm, opts) &&
+        {wasm.hash, wasm.kind, wasm.runtime, opts, Munition.Runtime.Config.preparation_env()}
 
     case key && Process.get(:munition_last_prepared) do
       {^key, options, state} ->

@@ -67,4 +67,81 @@ defmodule Munition.PreparedTest do
       Munition.Host.Functions.unregister(:prepared_test_g)
     end
   end
+
+  test "a preparation reads no configuration but Config.preparation_keys/0, which a reuse compares" do
+    # A key read more often by a caller's first call than by its second was
+    # read by the preparation the second reused: it must be among the keys
+    # whose values decide the reuse, or a change to it would go unseen.
+    {:ok, clock} = Munition.compile(@clock)
+    {:ok, double} = Munition.compile(@double)
+    {:ok, on_wasmi} = Munition.compile(@clock, runtime: Munition.Runtime.Wasmi)
+    g = {"env", "g", {[:i32], [:i32]}, :math, fn _, x -> 2 * x end}
+
+    calls = [
+      {clock, [capabilities: [:time]]},
+      {clock,
+       [
+         capabilities: [:time, :wasi],
+         fuel: :strict,
+         timeout: 1_000,
+         max_memory: 65_536,
+         forensics: :full,
+         wasi: [args: ["a"]]
+       ]},
+      {double,
+       [capabilities: [:math], host_functions: [g], limits: [functions: 10], dump_dir: System.tmp_dir!()]},
+      {on_wasmi, [capabilities: [:time], runtime: Munition.Runtime.Wasmi]}
+    ]
+
+    for {module, opts} <- calls do
+      [first, second] =
+        Task.await(
+          Task.async(fn -> for _ <- 1..2, do: config_reads(fn -> Munition.fire(module, "f", [], opts) end) end)
+        )
+
+      prepared_once = for {key, count} <- first, count > Map.get(second, key, 0), do: key
+
+      assert :log_limit in prepared_once,
+             "the second call of #{inspect(opts)} did not reuse the first's preparation"
+
+      unnamed = prepared_once -- Munition.Runtime.Config.preparation_keys()
+
+      assert unnamed == [],
+             "a preparation reads #{inspect(unnamed)}: Config.preparation_keys/0 must name them"
+    end
+  end
+
+  # How many times `fun` reads each key of the :munition configuration.
+  defp config_reads(fun) do
+    collector = Task.async(fn -> collect([]) end)
+    readers = [{Application, :get_env, 3}, {Application, :fetch_env, 2}, {Application, :get_all_env, 1}]
+    for mfa <- readers, do: :erlang.trace_pattern(mfa, true, [:local])
+    :erlang.trace(self(), true, [:call, {:tracer, collector.pid}])
+
+    try do
+      fun.()
+    after
+      :erlang.trace(self(), false, [:call])
+      for mfa <- readers, do: :erlang.trace_pattern(mfa, false, [:local])
+    end
+
+    ref = :erlang.trace_delivered(self())
+    assert_receive {:trace_delivered, _, ^ref}
+    send(collector.pid, :done)
+
+    Task.await(collector)
+    |> Enum.flat_map(fn
+      {:trace, _, :call, {Application, :get_all_env, [:munition]}} -> [:all]
+      {:trace, _, :call, {Application, _, [:munition, key | _]}} -> [key]
+      _other -> []
+    end)
+    |> Enum.frequencies()
+  end
+
+  defp collect(messages) do
+    receive do
+      :done -> messages
+      message -> collect([message | messages])
+    end
+  end
 end
