@@ -116,10 +116,10 @@ defmodule Munition.Options do
   end
 
   @doc false
-  # Whether checking `opts` reads more than the options themselves: preopened
-  # directories are checked to exist, so a call that names some is checked
-  # again every time instead of reusing an earlier check (`Munition.fire/4`
-  # and `Munition.Pool` each keep a caller's last preparation).
+  # Whether checking `opts` looks at the file system: preopened directories
+  # are checked to exist, so a call that names some is checked again every
+  # time instead of reusing an earlier check (`Munition.fire/4` and
+  # `Munition.Pool` each keep a caller's last preparation).
   @spec checked_every_call?(keyword()) :: boolean()
   def checked_every_call?(opts) do
     wasi = Keyword.get(opts, :wasi)

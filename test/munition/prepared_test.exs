@@ -33,6 +33,15 @@ defmodule Munition.PreparedTest do
     assert {:ok, 1, _} = Munition.fire(grow, "f", [])
   end
 
+  test "a key set to nil is not taken for a key left unset" do
+    {:ok, grow} = Munition.compile(@grow)
+    assert {:ok, 1, _} = Munition.fire(grow, "f", [])
+
+    Munition.AppEnv.with_env(:default_timeout, nil, fn ->
+      assert_raise ArgumentError, ~r/timeout/, fn -> Munition.fire(grow, "f", []) end
+    end)
+  end
+
   test "a preopened directory is checked on every call" do
     {:ok, grow} = Munition.compile(@grow)
     dir = Path.join(System.tmp_dir!(), "munition-prepared-#{System.unique_integer([:positive])}")
@@ -71,7 +80,9 @@ defmodule Munition.PreparedTest do
   test "a preparation reads no configuration but Config.preparation_keys/0, which a reuse compares" do
     # A key read more often by a caller's first call than by its second was
     # read by the preparation the second reused: it must be among the keys
-    # whose values decide the reuse, or a change to it would go unseen.
+    # whose values decide the reuse, or a change to it would go unseen. Each
+    # call is made once before, in another process, for what only a
+    # module's first call in the VM reads (the meter's first record of it).
     {:ok, clock} = Munition.compile(@clock)
     {:ok, double} = Munition.compile(@double)
     {:ok, on_wasmi} = Munition.compile(@clock, runtime: Munition.Runtime.Wasmi)
@@ -90,10 +101,14 @@ defmodule Munition.PreparedTest do
        ]},
       {double,
        [capabilities: [:math], host_functions: [g], limits: [functions: 10], dump_dir: System.tmp_dir!()]},
-      {on_wasmi, [capabilities: [:time], runtime: Munition.Runtime.Wasmi]}
+      {on_wasmi, [capabilities: [:time], runtime: Munition.Runtime.Wasmi]},
+      {clock, [capabilities: [:time], fuel: :auto]},
+      {clock, [capabilities: [:time], fuel: :adaptive, result: :binary, alloc: "alloc"]}
     ]
 
     for {module, opts} <- calls do
+      Task.await(Task.async(fn -> Munition.fire(module, "f", [], opts) end))
+
       [first, second] =
         Task.await(
           Task.async(fn -> for _ <- 1..2, do: config_reads(fn -> Munition.fire(module, "f", [], opts) end) end)

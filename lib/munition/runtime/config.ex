@@ -245,8 +245,10 @@ defmodule Munition.Runtime.Config do
   # while their values are unchanged: reading these one by one costs the
   # same whatever else the node configures, where the whole environment of
   # `:munition` is a scan of every application's (10.6 µs a call with 444
-  # keys configured, 1.7 µs with 44). A test traces the reads of a call to
-  # keep this list true (test/munition/prepared_test.exs).
+  # keys configured, 1.7 µs with 44). `:compile_timeout` is not among them:
+  # a call given bytes, the only one that compiles, is never reused. A test
+  # traces the reads of calls to keep this list true
+  # (test/munition/prepared_test.exs).
   @preparation_keys [
     :runtime,
     :default_timeout,
@@ -256,8 +258,7 @@ defmodule Munition.Runtime.Config do
     :log_limit,
     :replay_log_limit,
     :default_fuel,
-    :fuel_profiles,
-    :compile_timeout
+    :fuel_profiles
   ]
 
   @doc false
@@ -265,10 +266,11 @@ defmodule Munition.Runtime.Config do
   def preparation_keys, do: @preparation_keys
 
   @doc false
-  # The values of `preparation_keys/0`, in order: equal values, an equal
-  # preparation.
-  @spec preparation_env() :: [term()]
-  def preparation_env, do: Enum.map(@preparation_keys, &Application.get_env(:munition, &1))
+  # What `preparation_keys/0` are set to, in order: equal, an equal
+  # preparation. `{:ok, nil}` and `:undefined` differ: a key set to `nil`
+  # is not left unset (which takes its default).
+  @spec preparation_env() :: [{:ok, term()} | :undefined]
+  def preparation_env, do: Enum.map(@preparation_keys, &:application.get_env(:munition, &1))
 
   @doc """
   The `Munition.Runtime` used when a call names none (`config :munition, :runtime`).
