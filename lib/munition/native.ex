@@ -57,6 +57,7 @@ defmodule Munition.Native do
   def instance_cleanup_dirty(_instance), do: :erlang.nif_error(:nif_not_loaded)
   def instance_live_count, do: :erlang.nif_error(:nif_not_loaded)
   def instance_reaped, do: :erlang.nif_error(:nif_not_loaded)
+  def instance_slice_pauses, do: :erlang.nif_error(:nif_not_loaded)
   def host_reply(_call, _reply, _result_types), do: :erlang.nif_error(:nif_not_loaded)
   def host_read(_call, _ptr, _len), do: :erlang.nif_error(:nif_not_loaded)
   def host_write(_call, _ptr, _bytes), do: :erlang.nif_error(:nif_not_loaded)

@@ -47,4 +47,39 @@ defmodule Munition.NativeTest do
       end
     end
   end
+
+  # A dirty scheduler thread gives its core away for 100 µs after a slice
+  # that left its guest running, when more threads are runnable than the
+  # machine has CPUs (native engine/give_way.rs). Here every CPU is taken
+  # by a busy shell loop, so the machine is oversubscribed whenever a
+  # guest runs too; the pauses are counted node-wide, and this module runs
+  # alone.
+  if File.exists?("/proc/loadavg") do
+    describe "instance_slice_pauses/0" do
+      setup do
+        # Their OS pids are read now: once the test process exits, its
+        # ports are closed, and a shell loop that never reads goes on.
+        busy =
+          for _ <- 1..:erlang.system_info(:logical_processors_online) do
+            port = Port.open({:spawn_executable, "/bin/sh"}, args: ["-c", "while :; do :; done"])
+            {:os_pid, pid} = Port.info(port, :os_pid)
+            Integer.to_string(pid)
+          end
+
+        on_exit(fn -> System.cmd("kill", ["-9" | busy]) end)
+
+        {:ok, forever} = Munition.compile(~s{(module (func (export "f") (loop $l (br $l))))})
+        %{forever: forever}
+      end
+
+      test "a guest still running after its slice gives way on an oversubscribed machine", ctx do
+        before = Munition.Native.instance_slice_pauses()
+
+        assert {:crash, :timeout, _} =
+                 Munition.fire(ctx.forever, "f", [], timeout: 50, fuel: 1_000_000_000_000_000)
+
+        assert Munition.Native.instance_slice_pauses() > before
+      end
+    end
+  end
 end

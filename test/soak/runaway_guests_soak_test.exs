@@ -82,9 +82,11 @@ defmodule Munition.Soak.RunawayGuestsTest do
 
   # Starts `runaways` runaway guests, and once they all hold their stores the
   # heartbeat and what `during` starts (a process, or nil); when every runaway
-  # has returned, stops both: `{[{us, result}], beats}`.
+  # has returned, stops both: `{[{us, result}], beats}`, the beats with the
+  # pauses dirty schedulers made to give the VM's threads their cores.
   defp with_runaways(spin, runaways, baseline, during) do
     test = self()
+    pauses = Munition.Native.instance_slice_pauses()
 
     for i <- 1..runaways do
       spawn_link(fn ->
@@ -101,14 +103,16 @@ defmodule Munition.Soak.RunawayGuestsTest do
     pid = during.()
     outcomes = for i <- 1..runaways, do: receive(do: ({:runaway, ^i, us, result} -> {us, result}))
     if pid, do: send(pid, :stop)
-    {outcomes, stop_heartbeat(heartbeat)}
+    beats = stop_heartbeat(heartbeat)
+    {outcomes, Map.put(beats, :pauses, Munition.Native.instance_slice_pauses() - pauses)}
   end
 
   defp report(phase, beats, calls) do
     Soak.say(
       "runaway",
       "#{phase}: heartbeat #{beats.beats} beats, worst gap #{Soak.ms(beats.worst)} ms, " <>
-        "p99 gap #{Soak.ms(Soak.quantile(beats.gaps, 0.99))} ms"
+        "p99 gap #{Soak.ms(Soak.quantile(beats.gaps, 0.99))} ms" <>
+        if(beats[:pauses], do: ", #{beats.pauses} slice pauses", else: "")
     )
 
     for {name, latencies} <- if(calls, do: [add: calls.add, counter: calls.counter], else: []) do

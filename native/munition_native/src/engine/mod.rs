@@ -24,6 +24,7 @@ pub mod call;
 pub mod capture;
 pub mod compile;
 pub mod component;
+pub mod give_way;
 pub mod instance;
 pub mod link;
 pub mod module;

@@ -9,9 +9,9 @@ use crate::atoms;
 use crate::engine::component::Component;
 use crate::engine::instance::{Handle, InstanceConfig, InstanceRef, Progress, Returned, Slot};
 use crate::engine::module::ModuleRef;
-use crate::engine::reaper;
 use crate::engine::wasmi::Wasmi;
 use crate::engine::wasmtime::Wasmtime;
+use crate::engine::{give_way, reaper};
 use crate::engine::{Engine, SLICE};
 use crate::vocabulary::error::{MunitionError, MunitionResult};
 
@@ -98,7 +98,9 @@ fn component_instance_new<'a>(
     module: ResourceArc<ModuleRef<Component>>,
     config: InstanceConfig<'a>,
 ) -> MunitionResult<(Handle<Component>, Progress)> {
-    new(env, &module, config, true)
+    let made = new(env, &module, config, true)?;
+    give_way::after_slice(&made.1);
+    Ok(made)
 }
 
 #[rustler::nif]
@@ -142,7 +144,9 @@ fn component_instance_call<'a>(
     function: String,
     params: Vec<Term<'a>>,
 ) -> MunitionResult<Progress> {
-    call(env, &instance, &function, &params)
+    let progress = call(env, &instance, &function, &params)?;
+    give_way::after_slice(&progress);
+    Ok(progress)
 }
 
 #[rustler::nif]
@@ -157,13 +161,19 @@ fn wasmi_instance_call<'a>(
 /// Runs the next slice of a guest execution that yielded or waited, on a
 /// dirty scheduler. A call made with its instantiation that returns in
 /// it has its store released here when it asked to be (whatever its
-/// memory: this is a dirty scheduler), so its cleanup costs no trip.
+/// memory: this is a dirty scheduler), so its cleanup costs no trip. A
+/// guest still running lets the VM's other threads have the core first
+/// when the machine is oversubscribed (`engine::give_way`).
 fn resume<E: Engine>(env: Env, instance: &InstanceRef<E>) -> MunitionResult<Progress> {
-    let mut slot = instance.lock();
-    let progress = E::resume(env, &mut slot, SLICE)?;
-    if instance.releases_on_return() && matches!(progress, Progress::Returned(..)) {
-        drop(std::mem::replace(&mut *slot, Slot::Gone));
-    }
+    let progress = {
+        let mut slot = instance.lock();
+        let progress = E::resume(env, &mut slot, SLICE)?;
+        if instance.releases_on_return() && matches!(progress, Progress::Returned(..)) {
+            drop(std::mem::replace(&mut *slot, Slot::Gone));
+        }
+        progress
+    };
+    give_way::after_slice(&progress);
     Ok(progress)
 }
 
@@ -240,4 +250,12 @@ per_engine! {
 #[rustler::nif]
 fn instance_reaped() -> (u64, u64) {
     reaper::stats()
+}
+
+/// The pauses dirty scheduler threads made after a guest's slice, to give
+/// an oversubscribed machine's cores to the VM's other threads
+/// (`engine::give_way`), since the VM started (every engine).
+#[rustler::nif]
+fn instance_slice_pauses() -> u64 {
+    give_way::pauses()
 }
