@@ -49,11 +49,11 @@ defmodule Munition.NativeTest do
   end
 
   # A dirty scheduler thread gives its core away for 100 µs after a slice
-  # that left its guest running, when more threads are runnable than the
-  # machine has CPUs (native engine/give_way.rs). Here every CPU is taken
-  # by a busy shell loop, so the machine is oversubscribed whenever a
-  # guest runs too; the pauses are counted node-wide, and this module runs
-  # alone.
+  # that left its guest running, when the VM's normal schedulers busy-wait
+  # and more threads are runnable than the machine has CPUs (native
+  # engine/give_way.rs). Here every CPU is taken by a busy shell loop, so
+  # the machine is oversubscribed whenever a guest runs too; the pauses are
+  # counted node-wide, and this module runs alone.
   if File.exists?("/proc/loadavg") do
     describe "instance_slice_pauses/0" do
       setup do
@@ -67,18 +67,38 @@ defmodule Munition.NativeTest do
           end
 
         on_exit(fn -> System.cmd("kill", ["-9" | busy]) end)
-
-        {:ok, forever} = Munition.compile(~s{(module (func (export "f") (loop $l (br $l))))})
-        %{forever: forever}
+        :ok
       end
 
-      test "a guest still running after its slice gives way on an oversubscribed machine", ctx do
+      @forever ~s{(module (func (export "f") (loop $l (br $l))))}
+      @plenty 1_000_000_000_000_000
+
+      # The test VM's own flags decide what this VM does.
+      @busy_wait not Enum.any?(
+                   Enum.chunk_every(:erlang.system_info(:emu_args), 2, 1),
+                   &(&1 == [~c"-sbwt", ~c"none"])
+                 )
+
+      @tag skip: if(@busy_wait, do: false, else: "this VM was started with +sbwt none")
+      test "a guest still running after its slice gives way on an oversubscribed machine" do
         before = Munition.Native.instance_slice_pauses()
-
-        assert {:crash, :timeout, _} =
-                 Munition.fire(ctx.forever, "f", [], timeout: 50, fuel: 1_000_000_000_000_000)
-
+        assert {:crash, :timeout, _} = Munition.fire(@forever, "f", [], timeout: 50, fuel: @plenty)
         assert Munition.Native.instance_slice_pauses() > before
+      end
+
+      test "a VM started with +sbwt none, whose schedulers do not busy-wait, never pauses" do
+        {peer, node} = Munition.Peers.start!("no_busy_wait", ["+sbwt", "none"])
+
+        try do
+          before = :erpc.call(node, Munition.Native, :instance_slice_pauses, [])
+
+          assert {:crash, :timeout, _} =
+                   :erpc.call(node, Munition, :fire, [@forever, "f", [], [timeout: 50, fuel: @plenty]])
+
+          assert :erpc.call(node, Munition.Native, :instance_slice_pauses, []) == before
+        after
+          Munition.Peers.stop(peer)
+        end
       end
     end
   end

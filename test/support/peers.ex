@@ -28,10 +28,11 @@ defmodule Munition.Peers do
 
   @doc """
   Starts a peer node named after `name` and this VM's OS pid, with this
-  project's code paths and Munition's application started. Returns
-  `{peer, node}`. Not linked: a test may halt the node.
+  project's code paths, `vm_flags` (emulator flags such as `["+sbwt",
+  "none"]`) and Munition's application started. Returns `{peer, node}`.
+  Not linked: a test may halt the node.
   """
-  def start!(name) do
+  def start!(name, vm_flags \\ []) do
     distribute!()
     otp = List.to_string(:code.lib_dir())
 
@@ -48,7 +49,7 @@ defmodule Munition.Peers do
         ~c"-setcookie",
         Atom.to_charlist(Node.get_cookie())
       ] ++
-        paths
+        Enum.map(vm_flags, &String.to_charlist/1) ++ paths
 
     {:ok, peer, node} =
       :peer.start(%{name: :"#{name}_#{System.pid()}", host: ~c"localhost", args: args, wait_boot: 60_000})
@@ -57,7 +58,7 @@ defmodule Munition.Peers do
     {peer, node}
   end
 
-  @doc "Stops a peer started by `start!/1`, if it still runs."
+  @doc "Stops a peer started by `start!/2`, if it still runs."
   def stop(peer) do
     :peer.stop(peer)
   catch

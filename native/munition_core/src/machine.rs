@@ -1,6 +1,7 @@
 //! Whether the machine has more runnable threads than online CPUs, read
-//! from `/proc/loadavg` (see `munition_native`'s `engine::give_way` for
-//! why a dirty scheduler thread asks).
+//! from `/proc/loadavg`, and whether the VM's normal schedulers busy-wait,
+//! read from its command line (see `munition_native`'s `engine::give_way`
+//! for why a dirty scheduler thread asks).
 
 use std::cell::RefCell;
 use std::fs::File;
@@ -34,6 +35,31 @@ fn runnable_now() -> Option<usize> {
     })
 }
 
+/// Whether the VM's normal schedulers busy-wait before they sleep: unless
+/// it was started with `+sbwt none` (which `erlexec` hands the emulator as
+/// `-sbwt none`, from `erl` flags, `ERL_FLAGS` or a release's `vm.args`
+/// alike). Read once, from `/proc/self/cmdline`; `true` when it cannot be
+/// read (the BEAM's default).
+pub fn schedulers_busy_wait() -> bool {
+    static BUSY_WAIT: OnceLock<bool> = OnceLock::new();
+    *BUSY_WAIT.get_or_init(|| {
+        std::fs::read("/proc/self/cmdline").map_or(true, |cmdline| busy_waits(&cmdline))
+    })
+}
+
+/// Whether a NUL-separated command line leaves the normal schedulers'
+/// busy wait on: the last `-sbwt` wins, as it does in the emulator.
+fn busy_waits(cmdline: &[u8]) -> bool {
+    let mut args = cmdline.split(|&byte| byte == 0);
+    let mut busy = true;
+    while let Some(arg) = args.next() {
+        if arg == b"-sbwt" {
+            busy = args.next() != Some(b"none".as_slice());
+        }
+    }
+    busy
+}
+
 /// The number of runnable threads in `/proc/loadavg`'s text: its fourth
 /// field, `runnable/total`.
 fn runnable(loadavg: &[u8]) -> Option<usize> {
@@ -53,7 +79,7 @@ fn online_cpus() -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::{oversubscribed, runnable, runnable_now};
+    use super::{busy_waits, oversubscribed, runnable, runnable_now};
 
     #[test]
     fn reads_the_runnable_threads_of_loadavg() {
@@ -66,6 +92,17 @@ mod tests {
         assert_eq!(runnable(b""), None);
         assert_eq!(runnable(b"1.48 1.39 1.48"), None);
         assert_eq!(runnable(b"1.48 1.39 1.48 x/109 7087"), None);
+    }
+
+    #[test]
+    fn the_schedulers_busy_wait_unless_told_none() {
+        assert!(busy_waits(b"beam.smp\0--\0-root\0/usr/lib/erlang\0"));
+        assert!(!busy_waits(b"beam.smp\0-sbwt\0none\0--\0-root\0/usr\0"));
+        assert!(busy_waits(b"beam.smp\0-sbwt\0short\0--\0"));
+        // The last flag wins; a `none` that is not the flag's value is not it.
+        assert!(busy_waits(b"beam.smp\0-sbwt\0none\0-sbwt\0long\0"));
+        assert!(!busy_waits(b"beam.smp\0-sbwt\0long\0-sbwt\0none\0"));
+        assert!(busy_waits(b"beam.smp\0-sbwtdcpu\0none\0none\0"));
     }
 
     #[test]

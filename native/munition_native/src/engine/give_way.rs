@@ -18,20 +18,25 @@
 //! waits for it.
 //!
 //! So after a slice that ended with the guest still running, the dirty
-//! scheduler thread sleeps `PAUSE` if more threads are runnable on the
-//! machine than it has online CPUs (`munition_core::machine`: the fourth
-//! field of `/proc/loadavg`, read with one `pread`, about 1 µs). A guest
-//! alone on an otherwise idle machine never pauses; runaways on a machine
-//! whose every core is taken pay `PAUSE` per `SLICE` (5% of their speed),
-//! and the VM's own threads get their turn. The count is the whole
-//! machine's, not a container's: in a container on a busy host, long
+//! scheduler thread sleeps `PAUSE` if the VM's normal schedulers busy-wait
+//! (it was not started with `+sbwt none`) and more threads are runnable on
+//! the machine than it has online CPUs (`munition_core::machine`: the
+//! fourth field of `/proc/loadavg`, read with one `pread`, about 1 µs). A
+//! guest alone on an otherwise idle machine never pauses. Runaways on a
+//! machine whose every core is taken pause after most slices, and the
+//! BEAM's threads get their turn: its busy waiting gets the CPU it asks
+//! for, which costs the guests more than the pauses themselves (40 guests
+//! of 200 M turns on 2 cores took 15% longer, medians of eight runs each).
+//! With `+sbwt none` the schedulers sleep instead of spinning, nothing
+//! starves them, and nothing pauses. The count of runnable threads is the
+//! whole machine's, not a container's: in a container on a busy host, long
 //! guests pause whenever the host is oversubscribed. Without
 //! `/proc/loadavg` (not Linux), nothing pauses.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use munition_core::machine::oversubscribed;
+use munition_core::machine::{oversubscribed, schedulers_busy_wait};
 
 use super::instance::Progress;
 
@@ -44,10 +49,10 @@ pub const PAUSE: Duration = Duration::from_micros(100);
 static PAUSES: AtomicU64 = AtomicU64::new(0);
 
 /// Called on a dirty scheduler after a guest's slice: pauses when the
-/// guest is still running and the machine is oversubscribed. Never call it
-/// on a normal scheduler.
+/// guest is still running, the VM's schedulers busy-wait and the machine
+/// is oversubscribed. Never call it on a normal scheduler.
 pub fn after_slice(progress: &Progress) {
-    if matches!(progress, Progress::Yielded) && oversubscribed() {
+    if matches!(progress, Progress::Yielded) && schedulers_busy_wait() && oversubscribed() {
         std::thread::sleep(PAUSE);
         PAUSES.fetch_add(1, Ordering::Relaxed);
     }
