@@ -42,8 +42,9 @@ use super::instance::Progress;
 
 /// How long a dirty scheduler thread sleeps after a slice when the machine
 /// is oversubscribed: long enough for a starved scheduler to finish its
-/// busy wait (1 µs asked for, some 55 µs slept with the kernel's timer
-/// slack, still left pauses of 14-24 ms; 100 µs left none over 12 ms).
+/// busy wait (with 1 µs, longer with the kernel's timer slack, a 1 ms
+/// heartbeat still paused 14-24 ms; with 100 µs, never over 12 ms). The
+/// kernel's timer slack and wake-up make it some 180 µs.
 pub const PAUSE: Duration = Duration::from_micros(100);
 
 static PAUSES: AtomicU64 = AtomicU64::new(0);
