@@ -12,7 +12,7 @@
 //! late: with 40 runaways on 2 cores, a heartbeat of 1 ms paused up to
 //! 147 ms (`perf` with probes on `erts_bump_timers`: the scheduler that
 //! held the heartbeat's timer stayed runnable and serviced no timer for
-//! 36-47 ms at a time). A `sched_yield` of our own does not help: it
+//! 24-47 ms at a time). A `sched_yield` of our own does not help: it
 //! pushes our deadline back one slice, the spinner's went back a hundred.
 //! Sleeping does: with this thread off the core, the core runs whatever
 //! waits for it.

@@ -11,8 +11,7 @@ use crate::engine::instance::{Handle, InstanceConfig, InstanceRef, Progress, Ret
 use crate::engine::module::ModuleRef;
 use crate::engine::wasmi::Wasmi;
 use crate::engine::wasmtime::Wasmtime;
-use crate::engine::{give_way, reaper};
-use crate::engine::{Engine, SLICE};
+use crate::engine::{give_way, reaper, Engine, SLICE};
 use crate::vocabulary::error::{MunitionError, MunitionResult};
 
 /// Makes the instance and runs its first slice. `dirty`: this runs on a
