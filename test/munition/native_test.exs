@@ -56,7 +56,14 @@ defmodule Munition.NativeTest do
   # counted node-wide, and this module runs alone.
   if File.exists?("/proc/loadavg") do
     describe "instance_slice_pauses/0" do
+      @forever ~s{(module (func (export "f") (loop $l (br $l))))}
+      @plenty 1_000_000_000_000_000
+
       setup do
+        # Compiled first, in this VM's module cache: with every CPU taken,
+        # compiling inside the call could outlast its 50 ms deadline.
+        {:ok, _} = Munition.compile(@forever)
+
         # Their OS pids are read now: once the test process exits, its
         # ports are closed, and a shell loop that never reads goes on.
         busy =
@@ -69,9 +76,6 @@ defmodule Munition.NativeTest do
         on_exit(fn -> System.cmd("kill", ["-9" | busy]) end)
         :ok
       end
-
-      @forever ~s{(module (func (export "f") (loop $l (br $l))))}
-      @plenty 1_000_000_000_000_000
 
       # The test VM's own flags decide what this VM does.
       @busy_wait not Enum.any?(
@@ -90,6 +94,8 @@ defmodule Munition.NativeTest do
         {peer, node} = Munition.Peers.start!("no_busy_wait", ["+sbwt", "none"])
 
         try do
+          # Compiled in the peer's module cache first (see the setup).
+          {:ok, _} = :erpc.call(node, Munition, :compile, [@forever])
           before = :erpc.call(node, Munition.Native, :instance_slice_pauses, [])
 
           assert {:crash, :timeout, _} =
