@@ -18,7 +18,12 @@ defmodule Munition.Guests.ComponentsFilesTest do
   end
 
   setup %{module: module} do
-    dir = Path.join(System.tmp_dir!(), "munition-files-test-#{System.unique_integer([:positive])}")
+    dir =
+      Path.join(
+        System.tmp_dir!(),
+        "munition-files-test-#{System.pid()}-#{System.unique_integer([:positive])}"
+      )
+
     File.mkdir_p!(dir)
     on_exit(fn -> File.rm_rf!(dir) end)
     File.write!(Path.join(dir, "hello.txt"), "hello from the host\n")

@@ -10,7 +10,12 @@ defmodule Munition.PrecompiledTest do
   @version "0.1.0"
 
   setup do
-    tmp = Path.join(System.tmp_dir!(), "munition-precompiled-#{System.unique_integer([:positive])}")
+    tmp =
+      Path.join(
+        System.tmp_dir!(),
+        "munition-precompiled-#{System.pid()}-#{System.unique_integer([:positive])}"
+      )
+
     File.mkdir_p!(tmp)
 
     on_exit(fn ->

@@ -24,7 +24,13 @@ defmodule Munition.PoolPreparedTest do
   test "a preopened directory given to a pooled call is checked on every call" do
     name = :pool_prepared_preopens_test
     start_supervised!({Munition.Pool, name: name, wasm: @grow, capabilities: [:wasi]})
-    dir = Path.join(System.tmp_dir!(), "munition-pool-prepared-#{System.unique_integer([:positive])}")
+
+    dir =
+      Path.join(
+        System.tmp_dir!(),
+        "munition-pool-prepared-#{System.pid()}-#{System.unique_integer([:positive])}"
+      )
+
     File.mkdir_p!(dir)
     opts = [wasi: [preopens: [{"/data", dir}]]]
     assert {:ok, 1, _} = Munition.fire_pooled(name, "f", [], opts)

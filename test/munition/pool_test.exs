@@ -219,7 +219,10 @@ defmodule Munition.PoolTest do
 
     test "a call's preopened directories are checked on every call" do
       name = start_pool!(wasm: @add, capabilities: [:wasi])
-      dir = Path.join(System.tmp_dir!(), "munition-pool-#{System.unique_integer([:positive])}")
+
+      dir =
+        Path.join(System.tmp_dir!(), "munition-pool-#{System.pid()}-#{System.unique_integer([:positive])}")
+
       File.mkdir_p!(dir)
       opts = [wasi: [preopens: [{"/data", dir}]]]
       assert {:ok, 5, _} = Munition.fire_pooled(name, "add", [2, 3], opts)

@@ -44,7 +44,10 @@ defmodule Munition.PreparedTest do
 
   test "a preopened directory is checked on every call" do
     {:ok, grow} = Munition.compile(@grow)
-    dir = Path.join(System.tmp_dir!(), "munition-prepared-#{System.unique_integer([:positive])}")
+
+    dir =
+      Path.join(System.tmp_dir!(), "munition-prepared-#{System.pid()}-#{System.unique_integer([:positive])}")
+
     File.mkdir_p!(dir)
     opts = [capabilities: [:wasi], wasi: [preopens: [{"/data", dir}]]]
     assert {:ok, 1, _} = Munition.fire(grow, "f", [], opts)

@@ -151,7 +151,10 @@ defmodule Mix.Tasks.Munition.ValidateWASITest do
 
   test "a component's WIT world: its imports with what grants each, its exports typed, and what is refused" do
     path =
-      Path.join(System.tmp_dir!(), "munition-validate-component-#{System.unique_integer([:positive])}.wat")
+      Path.join(
+        System.tmp_dir!(),
+        "munition-validate-component-#{System.pid()}-#{System.unique_integer([:positive])}.wat"
+      )
 
     File.write!(path, @component)
     on_exit(fn -> File.rm(path) end)
