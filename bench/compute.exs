@@ -30,7 +30,7 @@ Code.require_file("support/timing.exs", __DIR__)
 Code.require_file("support/raw_wasmtime.exs", __DIR__)
 
 defmodule Bench.Compute do
-  alias Munition.Bench.Timing
+  alias Munition.Bench.{RawWasmtime, Timing}
 
   @root Path.expand("..", __DIR__)
   @fuel 1_000_000_000_000
@@ -73,7 +73,7 @@ defmodule Bench.Compute do
         wasm: guest!("interpreters/quickjs_reactor"),
         function: "eval",
         args: [index],
-        raw: ["--binary-file", write_tmp!("index.js", index)],
+        raw: ["--binary-file", RawWasmtime.input_file!("index.js", index)],
         opts: [result: :binary, capabilities: [:wasi]],
         samples: 10
       },
@@ -90,7 +90,7 @@ defmodule Bench.Compute do
   end
 
   def run do
-    bench = Munition.Bench.RawWasmtime.build!()
+    bench = RawWasmtime.build!()
     IO.puts(String.pad_trailing("", @label) <> Enum.map_join(~w(median p99 fuel x\ same x\ none), &pad/1))
 
     for guest <- guests() do
@@ -133,7 +133,7 @@ defmodule Bench.Compute do
   end
 
   defp raw(bench, guest) do
-    path = write_tmp!("guest.wasm", guest.wasm)
+    path = RawWasmtime.input_file!("guest.wasm", guest.wasm)
     args = ["compute", "--wasm", path, "--call", guest.function, "--samples", "#{guest.samples}"] ++ guest.raw
 
     case System.cmd(bench, args, cd: @root) do
@@ -180,12 +180,6 @@ defmodule Bench.Compute do
     path = Path.join([@root, "_build/guests", name <> ".wasm"])
     File.exists?(path) || raise "#{path} is not built: run `make examples`"
     File.read!(path)
-  end
-
-  defp write_tmp!(name, bytes) do
-    path = Path.join(System.tmp_dir!(), "munition-compute-#{System.unique_integer([:positive])}-#{name}")
-    File.write!(path, bytes)
-    path
   end
 end
 

@@ -46,7 +46,7 @@ Code.require_file("support/timing.exs", __DIR__)
 Code.require_file("support/raw_wasmtime.exs", __DIR__)
 
 defmodule Bench.Snapshot do
-  alias Munition.Bench.Timing
+  alias Munition.Bench.{RawWasmtime, Timing}
 
   @root Path.expand("..", __DIR__)
   @fuel 1_000_000_000_000
@@ -75,7 +75,7 @@ defmodule Bench.Snapshot do
   @lookup ~s{String(index.get("DE:0").length)}
 
   def run do
-    bench = Munition.Bench.RawWasmtime.build!()
+    bench = RawWasmtime.build!()
     parts = String.split(System.get_env("PARTS", "interpreters,component"), ",")
     IO.puts(String.pad_trailing("", @label) <> Enum.map_join(["median", "p99", "fuel", "x raw"], &pad/1))
     if "interpreters" in parts, do: interpreters(bench)
@@ -232,7 +232,7 @@ defmodule Bench.Snapshot do
       [
         "components",
         "--wasm",
-        write_tmp!("component.wasm", wasm),
+        RawWasmtime.input_file!("component.wasm", wasm),
         "--call",
         "check",
         "--arg",
@@ -313,8 +313,16 @@ defmodule Bench.Snapshot do
 
   defp raw(bench, wasm, source, samples) do
     args =
-      ["compute", "--wasm", write_tmp!("guest.wasm", wasm), "--call", "eval", "--samples", "#{samples}"] ++
-        ["--binary-file", write_tmp!("source.js", source)]
+      [
+        "compute",
+        "--wasm",
+        RawWasmtime.input_file!("guest.wasm", wasm),
+        "--call",
+        "eval",
+        "--samples",
+        "#{samples}"
+      ] ++
+        ["--binary-file", RawWasmtime.input_file!("source.js", source)]
 
     case System.cmd(bench, args, cd: @root) do
       {output, 0} ->
@@ -366,12 +374,6 @@ defmodule Bench.Snapshot do
     path = Path.join([@root, "_build/guests", name <> ".wasm"])
     File.exists?(path) || raise "#{path} is not built: run `make examples`"
     File.read!(path)
-  end
-
-  defp write_tmp!(name, bytes) do
-    path = Path.join(System.tmp_dir!(), "munition-snapshot-#{System.unique_integer([:positive])}-#{name}")
-    File.write!(path, bytes)
-    path
   end
 end
 

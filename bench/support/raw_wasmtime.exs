@@ -33,6 +33,24 @@ defmodule Munition.Bench.RawWasmtime do
     end
   end
 
+  @doc """
+  Writes `bytes` to a file for the baseline to read (its `--wasm` and
+  `--binary-file` arguments) and returns the path: in a directory of this
+  VM's own, removed when the script ends.
+  """
+  def input_file!(name, bytes) do
+    dir = Path.join(System.tmp_dir!(), "munition-bench-#{System.pid()}")
+
+    unless File.dir?(dir) do
+      File.mkdir_p!(dir)
+      System.at_exit(fn _status -> File.rm_rf(dir) end)
+    end
+
+    path = Path.join(dir, "#{System.unique_integer([:positive])}-#{name}")
+    File.write!(path, bytes)
+    path
+  end
+
   defp target_dir do
     case System.get_env("CARGO_TARGET_DIR") do
       nil -> Path.join(@root, "target")
