@@ -18,11 +18,7 @@ defmodule Munition.Guests.ComponentsFilesTest do
   end
 
   setup %{module: module} do
-    dir =
-      Path.join(
-        System.tmp_dir!(),
-        "munition-files-test-#{System.pid()}-#{System.unique_integer([:positive])}"
-      )
+    dir = Munition.Tmp.path("files-test")
 
     File.mkdir_p!(dir)
     on_exit(fn -> File.rm_rf!(dir) end)

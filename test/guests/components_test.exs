@@ -23,11 +23,7 @@ defmodule Munition.Guests.ComponentsTest do
     # Compiled into a directory of compiled code, and not into the module
     # cache (so the code is compiled and written whatever ran before): a
     # test loads it back as a restarted node would.
-    dir =
-      Path.join(
-        System.tmp_dir!(),
-        "munition-components-test-#{System.pid()}-#{System.unique_integer([:positive])}"
-      )
+    dir = Munition.Tmp.path("components-test")
 
     on_exit(fn -> File.rm_rf!(dir) end)
 

@@ -125,8 +125,7 @@ defmodule Munition.Guests.InterpretersTest do
       @runtime runtime
 
       setup %{qjs: qjs} do
-        dir =
-          Path.join(System.tmp_dir!(), "munition-qjs-#{System.pid()}-#{System.unique_integer([:positive])}")
+        dir = Munition.Tmp.path("qjs")
 
         File.rm_rf!(dir)
         File.mkdir_p!(dir)

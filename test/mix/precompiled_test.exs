@@ -10,11 +10,7 @@ defmodule Munition.PrecompiledTest do
   @version "0.1.0"
 
   setup do
-    tmp =
-      Path.join(
-        System.tmp_dir!(),
-        "munition-precompiled-#{System.pid()}-#{System.unique_integer([:positive])}"
-      )
+    tmp = Munition.Tmp.path("precompiled")
 
     File.mkdir_p!(tmp)
 

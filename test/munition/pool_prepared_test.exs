@@ -25,11 +25,7 @@ defmodule Munition.PoolPreparedTest do
     name = :pool_prepared_preopens_test
     start_supervised!({Munition.Pool, name: name, wasm: @grow, capabilities: [:wasi]})
 
-    dir =
-      Path.join(
-        System.tmp_dir!(),
-        "munition-pool-prepared-#{System.pid()}-#{System.unique_integer([:positive])}"
-      )
+    dir = Munition.Tmp.path("pool-prepared")
 
     File.mkdir_p!(dir)
     opts = [wasi: [preopens: [{"/data", dir}]]]

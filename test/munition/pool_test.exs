@@ -220,8 +220,7 @@ defmodule Munition.PoolTest do
     test "a call's preopened directories are checked on every call" do
       name = start_pool!(wasm: @add, capabilities: [:wasi])
 
-      dir =
-        Path.join(System.tmp_dir!(), "munition-pool-#{System.pid()}-#{System.unique_integer([:positive])}")
+      dir = Munition.Tmp.path("pool")
 
       File.mkdir_p!(dir)
       opts = [wasi: [preopens: [{"/data", dir}]]]
@@ -495,8 +494,7 @@ defmodule Munition.PoolTest do
       wat: wat,
       twice: twice
     } do
-      dir =
-        Path.join(System.tmp_dir!(), "munition-pool-#{System.pid()}-#{System.unique_integer([:positive])}")
+      dir = Munition.Tmp.path("pool")
 
       on_exit(fn -> File.rm_rf!(dir) end)
 

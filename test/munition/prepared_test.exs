@@ -45,8 +45,7 @@ defmodule Munition.PreparedTest do
   test "a preopened directory is checked on every call" do
     {:ok, grow} = Munition.compile(@grow)
 
-    dir =
-      Path.join(System.tmp_dir!(), "munition-prepared-#{System.pid()}-#{System.unique_integer([:positive])}")
+    dir = Munition.Tmp.path("prepared")
 
     File.mkdir_p!(dir)
     opts = [capabilities: [:wasi], wasi: [preopens: [{"/data", dir}]]]

@@ -25,11 +25,7 @@ defmodule Munition.ReplayTest do
   end
 
   defp tmp_dir(tag) do
-    dir =
-      Path.join(
-        System.tmp_dir!(),
-        "munition-replay-#{tag}-#{System.pid()}-#{System.unique_integer([:positive])}"
-      )
+    dir = Munition.Tmp.path("replay-#{tag}")
 
     File.rm_rf!(dir)
     File.mkdir_p!(dir)

@@ -50,8 +50,7 @@ defmodule Munition.RunTest do
         assert {:crash, :fuel_exhausted, nil} =
                  Munition.run(@spin, runtime: @runtime, capabilities: [:wasi], fuel: 100_000, forensics: false)
 
-        dir =
-          Path.join(System.tmp_dir!(), "munition-run-#{System.pid()}-#{System.unique_integer([:positive])}")
+        dir = Munition.Tmp.path("run")
 
         on_exit(fn -> File.rm_rf!(dir) end)
 

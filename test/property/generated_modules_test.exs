@@ -51,8 +51,7 @@ defmodule Munition.Property.GeneratedModulesTest do
   defp run(label, count, check) do
     smith = Smith.build!()
 
-    tmp_dir =
-      Path.join(System.tmp_dir!(), "munition-generated-#{System.pid()}-#{System.unique_integer([:positive])}")
+    tmp_dir = Munition.Tmp.path("generated")
 
     on_exit(fn -> File.rm_rf!(tmp_dir) end)
 

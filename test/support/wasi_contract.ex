@@ -122,13 +122,7 @@ defmodule Munition.Host.WASIContract do
       """
 
       defp tmp_dir(tag) do
-        # The OS pid too: unique integers restart with every VM, and a run killed
-        # before its on_exit leaves its directory behind.
-        dir =
-          Path.join(
-            System.tmp_dir!(),
-            "munition-wasi-#{tag}-#{System.pid()}-#{System.pid()}-#{System.unique_integer([:positive])}"
-          )
+        dir = Munition.Tmp.path("wasi-#{tag}")
 
         File.rm_rf!(dir)
         File.mkdir_p!(dir)

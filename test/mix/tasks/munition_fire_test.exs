@@ -19,11 +19,7 @@ defmodule Mix.Tasks.Munition.FireTest do
   """
 
   setup do
-    path =
-      Path.join(
-        System.tmp_dir!(),
-        "munition-fire-test-#{System.pid()}-#{System.unique_integer([:positive])}.wat"
-      )
+    path = Munition.Tmp.path("fire-test", ".wat")
 
     File.write!(path, @guest)
     on_exit(fn -> File.rm(path) end)
@@ -103,11 +99,7 @@ defmodule Mix.Tasks.Munition.FireCommandTest do
   """
 
   setup do
-    dir =
-      Path.join(
-        System.tmp_dir!(),
-        "munition-fire-command-#{System.pid()}-#{System.unique_integer([:positive])}"
-      )
+    dir = Munition.Tmp.path("fire-command")
 
     File.mkdir_p!(dir)
     on_exit(fn -> File.rm_rf!(dir) end)

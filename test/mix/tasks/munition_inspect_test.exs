@@ -18,11 +18,7 @@ defmodule Mix.Tasks.Munition.InspectTest do
   """
 
   setup do
-    dir =
-      Path.join(
-        System.tmp_dir!(),
-        "munition-inspect-test-#{System.pid()}-#{System.unique_integer([:positive])}"
-      )
+    dir = Munition.Tmp.path("inspect-test")
 
     File.mkdir_p!(dir)
     on_exit(fn -> File.rm_rf!(dir) end)

@@ -34,11 +34,7 @@ defmodule Mix.Tasks.Munition.ReplayTest do
   """
 
   setup do
-    dir =
-      Path.join(
-        System.tmp_dir!(),
-        "munition-replay-test-#{System.pid()}-#{System.unique_integer([:positive])}"
-      )
+    dir = Munition.Tmp.path("replay-test")
 
     File.mkdir_p!(dir)
     on_exit(fn -> File.rm_rf!(dir) end)

@@ -13,11 +13,7 @@ defmodule Mix.Tasks.Munition.ValidateTest do
   """
 
   setup do
-    path =
-      Path.join(
-        System.tmp_dir!(),
-        "munition-validate-test-#{System.pid()}-#{System.unique_integer([:positive])}.wat"
-      )
+    path = Munition.Tmp.path("validate-test", ".wat")
 
     File.write!(path, @guest)
     on_exit(fn -> File.rm(path) end)
@@ -64,11 +60,7 @@ defmodule Mix.Tasks.Munition.ValidateTest do
   end
 
   test "exits zero when nothing would be refused" do
-    path =
-      Path.join(
-        System.tmp_dir!(),
-        "munition-validate-ok-#{System.pid()}-#{System.unique_integer([:positive])}.wat"
-      )
+    path = Munition.Tmp.path("validate-ok", ".wat")
 
     File.write!(path, ~s{(module (import "munition" "log" (func (param i32 i32 i32))) (func (export "f")))})
     on_exit(fn -> File.rm(path) end)
@@ -76,11 +68,7 @@ defmodule Mix.Tasks.Munition.ValidateTest do
   end
 
   test "an invalid module exits non-zero" do
-    path =
-      Path.join(
-        System.tmp_dir!(),
-        "munition-validate-bad-#{System.pid()}-#{System.unique_integer([:positive])}.wasm"
-      )
+    path = Munition.Tmp.path("validate-bad", ".wasm")
 
     File.write!(path, <<0, 97, 115, 109, 1, 0, 0, 0, 99>>)
     on_exit(fn -> File.rm(path) end)
@@ -94,11 +82,7 @@ defmodule Mix.Tasks.Munition.ValidateWASITest do
   import ExUnit.CaptureIO
 
   test "WASI imports name the capability that grants each; --cap wasi links the file functions inert" do
-    path =
-      Path.join(
-        System.tmp_dir!(),
-        "munition-validate-wasi-#{System.pid()}-#{System.unique_integer([:positive])}.wat"
-      )
+    path = Munition.Tmp.path("validate-wasi", ".wat")
 
     File.write!(path, ~S"""
     (module (import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))
@@ -150,11 +134,7 @@ defmodule Mix.Tasks.Munition.ValidateWASITest do
   """
 
   test "a component's WIT world: its imports with what grants each, its exports typed, and what is refused" do
-    path =
-      Path.join(
-        System.tmp_dir!(),
-        "munition-validate-component-#{System.pid()}-#{System.unique_integer([:positive])}.wat"
-      )
+    path = Munition.Tmp.path("validate-component", ".wat")
 
     File.write!(path, @component)
     on_exit(fn -> File.rm(path) end)

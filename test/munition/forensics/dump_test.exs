@@ -27,11 +27,7 @@ defmodule Munition.Forensics.DumpTest do
   end
 
   defp tmp_dir(name) do
-    dir =
-      Path.join(
-        System.tmp_dir!(),
-        "munition-dump-test-#{name}-#{System.pid()}-#{System.unique_integer([:positive])}"
-      )
+    dir = Munition.Tmp.path("dump-test-#{name}")
 
     File.rm_rf!(dir)
     on_exit(fn -> File.rm_rf!(dir) end)
@@ -182,11 +178,7 @@ defmodule Munition.Forensics.DumpDirConfigTest do
   alias Munition.Forensics.Dump
 
   test "config :munition, :dump_dir makes fire/4 keep every crash's dump" do
-    dir =
-      Path.join(
-        System.tmp_dir!(),
-        "munition-dump-config-#{System.pid()}-#{System.unique_integer([:positive])}"
-      )
+    dir = Munition.Tmp.path("dump-config")
 
     Application.put_env(:munition, :dump_dir, dir)
 

@@ -14,14 +14,7 @@ defmodule Munition.Runtime.WasmtimeDiskCacheTest do
     # A compilation an earlier test left running in the background (one
     # whose caller timed out) would land in the counts: wait for none.
     Munition.Sync.until(fn -> match?(%{running: 0, queued: 0}, Wasmtime.compile_stats()) end)
-    # Named after this VM's OS pid too: unique integers repeat from one VM
-    # to the next, and a VM that died in a test (a crash) left its
-    # directory, with whatever the test had made of its file.
-    root =
-      Path.join(
-        System.tmp_dir!(),
-        "munition-disk-cache-#{System.pid()}-#{System.unique_integer([:positive])}"
-      )
+    root = Munition.Tmp.path("disk-cache")
 
     on_exit(fn -> File.rm_rf!(root) end)
     # A directory that does not exist yet: the first write creates it.

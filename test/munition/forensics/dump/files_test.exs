@@ -5,11 +5,7 @@ defmodule Munition.Forensics.Dump.FilesTest do
   alias Munition.Forensics.Dump.Files
 
   defp tmp_dir(name) do
-    dir =
-      Path.join(
-        System.tmp_dir!(),
-        "munition-files-test-#{name}-#{System.pid()}-#{System.unique_integer([:positive])}"
-      )
+    dir = Munition.Tmp.path("files-test-#{name}")
 
     File.rm_rf!(dir)
     on_exit(fn -> File.rm_rf!(dir) end)
