@@ -20,11 +20,20 @@
 # every 100,000 units of fuel and reading the clock there, Munition's
 # configuration; Wasmi: none, fuel).
 #
-# Columns: median and p99 of one call, the fuel it consumed, and the median
-# over raw Wasmtime with the instrumentation Munition asks of it, fuel
-# ("x same"), and with none at all ("x none"); Wasmi's rows divide by
+# Each guest is measured in ROUNDS rounds (3 unless the environment says),
+# each round the raw side then Munition's, so that a slow stretch of a noisy
+# machine falls on both: a ratio is taken within each round, where the two
+# sides ran minutes apart at most, never across rounds.
+#
+# Columns: the median of the rounds' medians of one call, the lowest and
+# highest of those medians (how much the machine moved), the median of the
+# rounds' p99s, the fuel it consumed, and the median over the rounds of the
+# call's ratio to raw Wasmtime with the instrumentation Munition asks of it,
+# fuel ("x same"), and with none at all ("x none"); Wasmi's rows divide by
 # raw Wasmi with fuel and without. Raw "munition" shows what Munition's way of
 # running guests (a fiber, yielding for its slices) costs by itself.
+#
+#     ROUNDS=8 MIX_ENV=test mix run bench/compute.exs
 
 Code.require_file("support/timing.exs", __DIR__)
 Code.require_file("support/raw_wasmtime.exs", __DIR__)
@@ -91,32 +100,55 @@ defmodule Bench.Compute do
 
   def run do
     bench = RawWasmtime.build!()
-    IO.puts(String.pad_trailing("", @label) <> Enum.map_join(~w(median p99 fuel x\ same x\ none), &pad/1))
+    rounds = String.to_integer(System.get_env("ROUNDS", "3"))
+    IO.puts("#{rounds} rounds a guest; the median of the rounds' figures, the range of their medians\n")
+
+    IO.puts(
+      String.pad_trailing("", @label) <>
+        Enum.map_join(["median", "rounds", "p99", "fuel", "x same", "x none"], &pad/1)
+    )
 
     for guest <- guests() do
       IO.puts("\n" <> guest.label)
-      raw = raw(bench, guest)
+      # One map of row => figure a round; a row is {engine, instrument}, or
+      # {engine, :munition} for fire/4 (an error when Munition cannot run it).
+      measured =
+        for _ <- 1..rounds do
+          raw = raw(bench, guest)
 
-      for {engine, runtime, same, none} <- [
-            {"wasmtime", Munition.Runtime.Wasmtime, "fuel", "none"},
-            {"wasmi", Munition.Runtime.Wasmi, "fuel", "none"}
-          ] do
-        case munition(guest, runtime) do
-          {:ok, figure} ->
-            row("  Munition fire/4, #{engine}", figure, raw[{engine, same}], raw[{engine, none}])
-
-          {:error, reason} ->
-            IO.puts("  Munition fire/4, #{engine}: #{inspect(reason)}")
+          for {engine, runtime} <- [
+                {"wasmtime", Munition.Runtime.Wasmtime},
+                {"wasmi", Munition.Runtime.Wasmi}
+              ],
+              into: raw,
+              do: {{engine, :munition}, munition(guest, runtime)}
         end
 
-        for {{^engine, instrument}, figure} <- Enum.sort(raw) do
-          row("  raw #{engine}, #{instrument}", figure, raw[{engine, same}], raw[{engine, none}])
+      for engine <- ["wasmtime", "wasmi"] do
+        # fire/4's row first: an atom sorts before the raw rows' strings.
+        for {^engine, instrument} = row <- Enum.sort(Map.keys(hd(measured))) do
+          label =
+            if instrument == :munition, do: "Munition fire/4, #{engine}", else: "raw #{engine}, #{instrument}"
+
+          case Enum.map(measured, & &1[row]) do
+            [{:error, reason} | _] ->
+              IO.puts("  #{label}: #{inspect(reason)}")
+
+            figures ->
+              row(
+                label,
+                figures,
+                Enum.map(measured, & &1[{engine, "fuel"}]),
+                Enum.map(measured, & &1[{engine, "none"}])
+              )
+          end
         end
       end
     end
   end
 
-  # {:ok, figure}, or {:error, reason} when Munition cannot run it there.
+  # A round's figure of fire/4, or {:error, reason} when Munition cannot run
+  # the guest on that engine.
   defp munition(guest, runtime) do
     {:ok, module} = Munition.compile(guest.wasm, runtime: runtime)
     opts = [fuel: @fuel, timeout: 120_000, runtime: runtime] ++ guest.opts
@@ -126,9 +158,13 @@ defmodule Bench.Compute do
       meta.fuel_consumed
     end
 
-    with {:ok, _, %{fuel_consumed: fuel}} <- Munition.fire(module, guest.function, guest.args, opts) do
-      sorted = Timing.sample(guest.samples, fire)
-      {:ok, %{median: Timing.percentile(sorted, 0.5), p99: Timing.percentile(sorted, 0.99), fuel: fuel}}
+    case Munition.fire(module, guest.function, guest.args, opts) do
+      {:ok, _, %{fuel_consumed: fuel}} ->
+        sorted = Timing.sample(guest.samples, fire)
+        %{median: Timing.percentile(sorted, 0.5), p99: Timing.percentile(sorted, 0.99), fuel: fuel}
+
+      {:error, reason} ->
+        {:error, reason}
     end
   end
 
@@ -155,26 +191,40 @@ defmodule Bench.Compute do
     end
   end
 
-  defp row(label, figure, same, none) do
+  # `figures`, `same` and `none`: one figure a round, in the same order.
+  defp row(label, figures, same, none) do
+    medians = Enum.map(figures, & &1.median)
+
     IO.puts(
-      String.pad_trailing(label, @label) <>
+      String.pad_trailing("  " <> label, @label) <>
         Enum.map_join(
           [
-            ms(figure.median),
-            ms(figure.p99),
-            if(figure.fuel > 0, do: Integer.to_string(figure.fuel), else: "-"),
-            ratio(figure.median, same),
-            ratio(figure.median, none)
+            ms(median(medians)),
+            ms(Enum.min(medians), false) <> "-" <> ms(Enum.max(medians), false),
+            ms(median(Enum.map(figures, & &1.p99))),
+            if(hd(figures).fuel > 0, do: Integer.to_string(hd(figures).fuel), else: "-"),
+            ratio(figures, same),
+            ratio(figures, none)
           ],
           &pad/1
         )
     )
   end
 
-  defp ms(ns), do: :erlang.float_to_binary(ns / 1_000_000, decimals: 2) <> " ms"
-  defp ratio(_, nil), do: "-"
-  defp ratio(ns, base), do: :erlang.float_to_binary(ns / base.median, decimals: 2) <> "x"
-  defp pad(text), do: String.pad_leading(text, 13)
+  defp median(values), do: values |> Enum.sort() |> Timing.percentile(0.5)
+
+  defp ms(ns, unit \\ true),
+    do: :erlang.float_to_binary(ns / 1_000_000, decimals: 2) <> if(unit, do: " ms", else: "")
+
+  # The median of the rounds' ratios: each round's figure over its own base.
+  defp ratio(_, [nil | _]), do: "-"
+
+  defp ratio(figures, bases) do
+    ratios = Enum.zip_with(figures, bases, fn figure, base -> figure.median / base.median end)
+    :erlang.float_to_binary(median(ratios), decimals: 2) <> "x"
+  end
+
+  defp pad(text), do: String.pad_leading(text, 14)
 
   defp guest!(name) do
     path = Path.join([@root, "_build/guests", name <> ".wasm"])
