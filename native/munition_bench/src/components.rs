@@ -60,8 +60,7 @@
 //! ```
 
 use std::future::Future;
-use std::num::NonZeroUsize;
-use std::pin::{pin, Pin};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
@@ -69,33 +68,15 @@ use std::time::{Duration, Instant};
 
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, ComponentExportIndex, InstancePre, Linker, Type, Val};
-use wasmtime::{
-    CallHook, Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter,
-    Store, WasmBacktraceDetails,
-};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
 use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-// munition_native's constants (engine::wasmtime::config, engine::settings,
-// host::state, munition_core::capacity at its defaults on a 64-bit host
-// without RLIMIT_AS), copied: that crate is a NIF and cannot be linked into
-// a binary. Keep them in step.
-const MAX_INSTANCES: u32 = 1000;
-const MEMORIES_PER_MODULE: u32 = 4;
-const TABLES_PER_MODULE: u32 = 4;
-const MAX_TABLE_ELEMENTS: usize = 100_000;
-const MAX_MEMORY_BYTES: u64 = 4 << 30;
-const MEMORY_GUARD_BYTES: u64 = 32 << 20;
-const MAX_WASM_STACK: usize = 512 * 1024;
-const FIBER_STACK_SIZE: usize = 2 * 1024 * 1024;
-const MAX_BACKTRACE_FRAMES: usize = 256;
-const FUEL_YIELD_INTERVAL: u64 = 100_000;
-const MAX_CORE_INSTANCES: usize = 64;
-// Munition's defaults for a call (`Munition.Options`), but the fuel, which
-// bench/components.exs gives both sides.
-const TIMEOUT: Duration = Duration::from_secs(5);
-const MAX_MEMORY: usize = 64 * 1024 * 1024;
+use crate::munition::{self, block_on, Bounded, Limits, MAX_CORE_INSTANCES, MAX_MEMORY, TIMEOUT};
+use crate::timing::{self, percentile};
+
+// Munition's bound on a call's captured stdout and stderr.
 const STDOUT_LIMIT: usize = 64 * 1024;
 
 const WARMUP: usize = 20;
@@ -171,23 +152,6 @@ fn parse(argv: &[String]) -> Args {
     args
 }
 
-/// Polls a future to completion on this thread, as Munition's slices do
-/// (a pending poll is a fuel yield point: there is nothing to wait for).
-fn block_on<F: Future>(future: F) -> F::Output {
-    let mut future = pin!(future);
-    let mut cx = Context::from_waker(Waker::noop());
-    loop {
-        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
-            return output;
-        }
-    }
-}
-
-fn percentile(sorted: &[u64], q: f64) -> u64 {
-    let rank = (q * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
 /// How the engine and the store are set up (see the module's doc).
 #[derive(Clone, Copy, PartialEq)]
 enum Instrument {
@@ -221,38 +185,6 @@ fn default_engine() -> Engine {
     Engine::new(&config).expect("Wasmtime's defaults are valid")
 }
 
-/// munition_native's `ENGINE` (engine::wasmtime::config).
-fn munition_engine() -> Engine {
-    let mut pool = PoolingAllocationConfig::new();
-    pool.total_core_instances(MAX_INSTANCES)
-        .total_memories(MAX_INSTANCES * MEMORIES_PER_MODULE)
-        .total_tables(MAX_INSTANCES * TABLES_PER_MODULE)
-        .total_stacks(MAX_INSTANCES)
-        .total_component_instances(MAX_INSTANCES)
-        .max_core_instances_per_component(MAX_CORE_INSTANCES as u32)
-        .max_memories_per_module(MEMORIES_PER_MODULE)
-        .max_tables_per_module(TABLES_PER_MODULE)
-        .table_elements(MAX_TABLE_ELEMENTS)
-        .max_memory_size(MAX_MEMORY_BYTES as usize)
-        .linear_memory_keep_resident(2 * 1024 * 1024)
-        .table_keep_resident(64 * 1024)
-        .pagemap_scan(wasmtime::Enabled::Auto);
-    let mut config = Config::new();
-    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-    config
-        .consume_fuel(true)
-        .max_wasm_stack(MAX_WASM_STACK)
-        .async_stack_size(FIBER_STACK_SIZE)
-        .memory_reservation(MAX_MEMORY_BYTES)
-        .memory_guard_size(MEMORY_GUARD_BYTES)
-        .wasm_multi_memory(true)
-        .parallel_compilation(false)
-        .wasm_backtrace_max_frames(NonZeroUsize::new(MAX_BACKTRACE_FRAMES))
-        .wasm_backtrace_details(WasmBacktraceDetails::Enable)
-        .coredump_on_trap(true);
-    Engine::new(&config).expect("Munition's engine configuration is valid")
-}
-
 /// A store's WASI context: preview 2's own, or a preview-1 context (which
 /// holds a preview-2 one), as Munition's stores have.
 enum Wasi {
@@ -275,38 +207,12 @@ impl WasiView for State {
     }
 }
 
-/// munition_native's limiter for a component's store (host::state::Limiter).
-struct Limits {
-    max_memory: usize,
-}
-
-impl ResourceLimiter for Limits {
-    fn memory_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        Ok(desired <= self.max_memory)
+impl Bounded for State {
+    fn limits(&mut self) -> &mut Limits {
+        &mut self.limits
     }
-
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        Ok(desired <= MAX_TABLE_ELEMENTS)
-    }
-
-    fn instances(&self) -> usize {
-        MAX_CORE_INSTANCES
-    }
-    fn memories(&self) -> usize {
-        MEMORIES_PER_MODULE as usize * MAX_CORE_INSTANCES
-    }
-    fn tables(&self) -> usize {
-        TABLES_PER_MODULE as usize * MAX_CORE_INSTANCES
+    fn deadline(&self) -> Instant {
+        self.deadline
     }
 }
 
@@ -419,24 +325,13 @@ impl Setup {
             wasi,
             limits: Limits {
                 max_memory: MAX_MEMORY,
+                instances: MAX_CORE_INSTANCES,
             },
             deadline: Instant::now() + TIMEOUT,
         };
         let mut store = Store::new(&self.engine, state);
         if self.instrument.munition() {
-            store.limiter(|state| &mut state.limits);
-            store.set_fuel(self.fuel).expect("fuel is on");
-            store
-                .fuel_async_yield_interval(Some(FUEL_YIELD_INTERVAL))
-                .expect("fuel is on");
-            // Munition's deadline: checked as the guest comes back from a
-            // host call or a fuel yield (`engine::wasmtime::store`).
-            store.call_hook(|ctx, hook| match hook {
-                CallHook::ReturningFromHost if Instant::now() >= ctx.data().deadline => {
-                    Err(wasmtime::Error::msg("deadline passed"))
-                }
-                _ => Ok(()),
-            });
+            munition::set_up(&mut store, self.fuel, true);
         }
         store
     }
@@ -471,21 +366,24 @@ impl Setup {
             }
             Instrument::Munition | Instrument::MunitionP1Ctx => {
                 wasmtime_wasi::runtime::with_ambient_tokio_runtime(|| {
-                    block_on(async {
-                        let instance = self
-                            .pre
-                            .instantiate_async(&mut store)
-                            .await
-                            .expect("instantiates");
-                        let instantiated = Instant::now();
-                        let func = instance
-                            .get_func(&mut store, export.index)
-                            .expect("the export is a function");
-                        func.call_async(&mut store, params, &mut results)
-                            .await
-                            .expect("the call returns");
-                        (instantiated, Instant::now())
-                    })
+                    block_on(
+                        async {
+                            let instance = self
+                                .pre
+                                .instantiate_async(&mut store)
+                                .await
+                                .expect("instantiates");
+                            let instantiated = Instant::now();
+                            let func = instance
+                                .get_func(&mut store, export.index)
+                                .expect("the export is a function");
+                            func.call_async(&mut store, params, &mut results)
+                                .await
+                                .expect("the call returns");
+                            (instantiated, Instant::now())
+                        },
+                        false,
+                    )
                 })
             }
         };
@@ -650,39 +548,12 @@ fn latency(setup: &Setup, export: &Export, params: &[Val], samples: usize) {
 
 /// Isolated calls per second with `threads` threads calling at once.
 fn throughput(setup: &Setup, export: &Export, params: &[Val], threads: usize, duration: Duration) {
-    let stop = AtomicBool::new(false);
-    let started = Instant::now();
-    let mut times: Vec<u64> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut times = Vec::new();
-                    while !stop.load(Ordering::Relaxed) {
-                        let started = Instant::now();
-                        setup.fire(export, params);
-                        times.push(started.elapsed().as_nanos() as u64);
-                    }
-                    times
-                })
-            })
-            .collect();
-        std::thread::sleep(duration);
-        stop.store(true, Ordering::Relaxed);
-        workers
-            .into_iter()
-            .flat_map(|worker| worker.join().expect("a caller thread panicked"))
-            .collect()
+    let figures = timing::throughput(threads, duration, || {
+        setup.fire(export, params);
     });
-    let elapsed = started.elapsed();
-    times.sort_unstable();
     println!(
-        "raw_component_throughput instrument={} threads={threads} n={} median_ns={} p99_ns={} elapsed_ns={} calls_per_s={}",
-        setup.instrument.name(),
-        times.len(),
-        percentile(&times, 0.5),
-        percentile(&times, 0.99),
-        elapsed.as_nanos(),
-        (times.len() as f64 / elapsed.as_secs_f64()).round() as u64
+        "raw_component_throughput instrument={} threads={threads} {figures}",
+        setup.instrument.name()
     );
 }
 
@@ -748,7 +619,7 @@ fn release(setup: &Setup, held: Vec<Held>) {
     setup.gate.store(false, Ordering::Relaxed);
     wasmtime_wasi::runtime::with_ambient_tokio_runtime(|| {
         for call in held {
-            block_on(call);
+            block_on(call, false);
         }
     });
 }
@@ -901,7 +772,7 @@ pub fn main(argv: &[String]) {
     }
 
     // An export's index is its component's: the one compiled by this engine.
-    let engine = munition_engine();
+    let engine = munition::engine();
     let component = compile(&engine, "munition", &args.wasm);
     let pre = link(&engine, &component, true, &gate);
     for instrument in [Instrument::Munition, Instrument::MunitionP1Ctx] {

@@ -15,8 +15,7 @@
 //!     Munition's configuration until fuel became its one instrument), and
 //!     `munition` = fuel alone on a fiber yielding every 100,000 units of
 //!     fuel and reading the clock at each yield, as Munition checks the
-//!     deadline there: its own configuration (munition_native's
-//!     FUEL_YIELD_INTERVAL: keep in step);
+//!     deadline there: its own configuration (`munition::FUEL_YIELD_INTERVAL`);
 //!   * Wasmi: `none` and `fuel`.
 //!
 //! WASI imports (a reactor built with wasi-libc imports a few) are stubs
@@ -31,15 +30,14 @@
 //! raw_compute engine=wasmtime instrument=fuel median_ns=... p99_ns=... fuel=...
 //! ```
 
-use std::future::Future;
-use std::pin::pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
+use crate::munition::{block_on, FUEL_YIELD_INTERVAL};
+use crate::timing::percentile;
+
 const FUEL: u64 = u64::MAX / 2;
-const FUEL_YIELD_INTERVAL: u64 = 100_000;
 const EPOCH_TICK: Duration = Duration::from_millis(1);
 const ENOSYS: i32 = 52;
 const EBADF: i32 = 8;
@@ -135,27 +133,6 @@ fn wasi_stub(name: &str, args: &[i64], memory: &mut [u8]) -> i32 {
         "fd_prestat_get" => EBADF,
         _ => ENOSYS,
     }
-}
-
-/// Polls `future` to its end, reading the clock after each `Pending` when
-/// `clock` is set, as Munition does at each fuel yield for the deadline.
-fn block_on<F: Future>(future: F, clock: bool) -> F::Output {
-    let mut future = pin!(future);
-    let mut cx = Context::from_waker(Waker::noop());
-    let deadline = Instant::now() + Duration::from_secs(3600);
-    loop {
-        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
-            return output;
-        }
-        if clock && Instant::now() >= deadline {
-            panic!("a benchmark call ran for an hour");
-        }
-    }
-}
-
-fn percentile(sorted: &[u64], q: f64) -> u64 {
-    let rank = (q * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
 /// Times `samples` runs of `run` (after two unmeasured ones), which returns

@@ -5,9 +5,8 @@
 //! `Store`, an instance of the tiny `add` module, one call of `add(2, 3)`,
 //! and dropping the store. Same Wasmtime version and features as
 //! munition_native, an engine configured as `munition_native::engine::ENGINE`
-//! (pooling allocator with 1000 instances, fuel), and a
-//! store set up as Munition sets up its own (limiter, fuel, deadline call hook and
-//! callback).
+//! and a store set up as Munition sets up its own (limiter, fuel, the
+//! deadline's call hook): `munition::engine` and `munition::set_up`.
 //!
 //! Four ways to do it:
 //!
@@ -39,62 +38,22 @@
 
 mod components;
 mod compute;
+mod munition;
+mod timing;
 
-use std::future::Future;
-use std::num::NonZeroUsize;
-use std::pin::pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use wasmtime::{
-    CallHook, Config, Engine, Instance, InstanceAllocationStrategy, InstancePre, Linker, Module,
-    PoolingAllocationConfig, ResourceLimiter, Store, Val, WasmBacktraceDetails,
-};
+use wasmtime::{Engine, Instance, InstancePre, Linker, Module, Store, Val};
+
+use munition::{block_on, Bounded, Limits, MAX_MEMORY, TIMEOUT};
+use timing::percentile;
 
 const ADD: &str = r#"(module (func (export "add") (param i32 i32) (result i32) local.get 0 local.get 1 i32.add))"#;
 
-// munition_native::engine's constants, copied (that crate is a NIF and cannot
-// be linked into a binary). Keep them in step.
-const MAX_CONCURRENT_INSTANCES: u32 = 1000;
-const MAX_TABLE_ELEMENTS: usize = 100_000;
-const MAX_MEMORY_BYTES: u64 = 4 << 30;
-const MAX_WASM_STACK: usize = 512 * 1024;
-const FIBER_STACK_SIZE: usize = 2 * 1024 * 1024;
-const MAX_BACKTRACE_FRAMES: usize = 256;
-const FUEL_YIELD_INTERVAL: u64 = 100_000;
-// Munition's defaults for a call.
+// Munition's default fuel for a call (`Munition.Options`).
 const FUEL: u64 = 10_000_000;
-const TIMEOUT: Duration = Duration::from_secs(5);
-const MAX_MEMORY: usize = 64 * 1024 * 1024;
 
 const WARMUP: usize = 2_000;
-
-/// munition_native::engine::ENGINE's configuration.
-fn engine() -> Engine {
-    let mut pool = PoolingAllocationConfig::new();
-    pool.total_core_instances(MAX_CONCURRENT_INSTANCES)
-        .total_memories(MAX_CONCURRENT_INSTANCES)
-        .total_tables(MAX_CONCURRENT_INSTANCES)
-        .total_stacks(MAX_CONCURRENT_INSTANCES)
-        .max_memories_per_module(1)
-        .max_tables_per_module(4)
-        .table_elements(MAX_TABLE_ELEMENTS)
-        .max_memory_size(MAX_MEMORY_BYTES as usize)
-        .linear_memory_keep_resident(2 * 1024 * 1024)
-        .table_keep_resident(64 * 1024)
-        .pagemap_scan(wasmtime::Enabled::Auto);
-    let mut config = Config::new();
-    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-    config
-        .consume_fuel(true)
-        .max_wasm_stack(MAX_WASM_STACK)
-        .async_stack_size(FIBER_STACK_SIZE)
-        .wasm_backtrace_max_frames(NonZeroUsize::new(MAX_BACKTRACE_FRAMES))
-        .wasm_backtrace_details(WasmBacktraceDetails::Enable)
-        .coredump_on_trap(true);
-    Engine::new(&config).expect("Munition's engine configuration is valid")
-}
 
 /// What Munition keeps in a store that the engine looks at during a call: the
 /// memory limiter and the deadline.
@@ -103,27 +62,12 @@ struct State {
     deadline: Instant,
 }
 
-struct Limits {
-    max_memory: usize,
-}
-
-impl ResourceLimiter for Limits {
-    fn memory_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        Ok(desired <= self.max_memory)
+impl Bounded for State {
+    fn limits(&mut self) -> &mut Limits {
+        &mut self.limits
     }
-
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        Ok(desired <= MAX_TABLE_ELEMENTS)
+    fn deadline(&self) -> Instant {
+        self.deadline
     }
 }
 
@@ -134,38 +78,13 @@ fn new_store(engine: &Engine, fibers: bool) -> Store<State> {
     let state = State {
         limits: Limits {
             max_memory: MAX_MEMORY,
+            instances: 1,
         },
         deadline: Instant::now() + TIMEOUT,
     };
     let mut store = Store::new(engine, state);
-    store.limiter(|state| &mut state.limits);
-    store.set_fuel(FUEL).expect("fuel is enabled");
-    if fibers {
-        store
-            .fuel_async_yield_interval(Some(FUEL_YIELD_INTERVAL))
-            .expect("fuel is enabled");
-    }
-    // Munition's deadline: checked as the guest comes back from a host
-    // call or a fuel yield (`engine::wasmtime::store`).
-    store.call_hook(|ctx, hook| match hook {
-        CallHook::ReturningFromHost if Instant::now() >= ctx.data().deadline => {
-            Err(wasmtime::Error::msg("deadline passed"))
-        }
-        _ => Ok(()),
-    });
+    munition::set_up(&mut store, FUEL, fibers);
     store
-}
-
-/// Polls a future to completion on this thread, as Munition's slices do
-/// (there is nothing to wait for: a pending poll is a fuel yield point).
-fn block_on<F: Future>(future: F) -> F::Output {
-    let mut future = pin!(future);
-    let mut cx = Context::from_waker(Waker::noop());
-    loop {
-        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
-            return output;
-        }
-    }
 }
 
 /// How the call is made: through the `InstancePre` (`Pre*`) or
@@ -203,7 +122,7 @@ struct Guest {
 
 impl Guest {
     fn new() -> Self {
-        let engine = engine();
+        let engine = munition::engine();
         let module = Module::new(&engine, ADD).expect("the add module compiles");
         let pre = Linker::new(&engine)
             .instantiate_pre(&module)
@@ -220,8 +139,8 @@ impl Guest {
     fn fire(&self, path: Path) {
         let mut store = new_store(&self.engine, path.fibers());
         let instance = match path {
-            Path::PreAsync => block_on(self.pre.instantiate_async(&mut store)),
-            Path::NewAsync => block_on(Instance::new_async(&mut store, &self.module, &[])),
+            Path::PreAsync => block_on(self.pre.instantiate_async(&mut store), false),
+            Path::NewAsync => block_on(Instance::new_async(&mut store, &self.module, &[]), false),
             Path::PreSync => self.pre.instantiate(&mut store),
             Path::NewSync => Instance::new(&mut store, &self.module, &[]),
         }
@@ -232,19 +151,13 @@ impl Guest {
         let params = [Val::I32(2), Val::I32(3)];
         let mut results = [Val::I32(0)];
         if path.fibers() {
-            block_on(add.call_async(&mut store, &params, &mut results))
+            block_on(add.call_async(&mut store, &params, &mut results), false)
         } else {
             add.call(&mut store, &params, &mut results)
         }
         .expect("add returns");
         assert_eq!(results[0].i32(), Some(5));
     }
-}
-
-/// Nearest-rank percentile of a sorted sample (as bench/support/timing.exs).
-fn percentile(sorted: &[u64], q: f64) -> u64 {
-    let rank = (q * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
 fn latency(guest: &Guest, path: Path, samples: usize) {
@@ -271,40 +184,8 @@ fn latency(guest: &Guest, path: Path, samples: usize) {
 /// Isolated calls per second with `threads` threads calling at once, and the
 /// latency of those calls.
 fn throughput(guest: &Guest, path: Path, threads: usize, duration: Duration) {
-    let stop = AtomicBool::new(false);
-    let started = Instant::now();
-    let mut times: Vec<u64> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut times = Vec::new();
-                    while !stop.load(Ordering::Relaxed) {
-                        let started = Instant::now();
-                        guest.fire(path);
-                        times.push(started.elapsed().as_nanos() as u64);
-                    }
-                    times
-                })
-            })
-            .collect();
-        std::thread::sleep(duration);
-        stop.store(true, Ordering::Relaxed);
-        workers
-            .into_iter()
-            .flat_map(|worker| worker.join().expect("a caller thread panicked"))
-            .collect()
-    });
-    let elapsed = started.elapsed();
-    times.sort_unstable();
-    println!(
-        "{}_throughput threads={threads} n={} median_ns={} p99_ns={} elapsed_ns={} calls_per_s={}",
-        path.name(),
-        times.len(),
-        percentile(&times, 0.5),
-        percentile(&times, 0.99),
-        elapsed.as_nanos(),
-        (times.len() as f64 / elapsed.as_secs_f64()).round() as u64
-    );
+    let figures = timing::throughput(threads, duration, || guest.fire(path));
+    println!("{}_throughput threads={threads} {figures}", path.name());
 }
 
 fn option(args: &[String], name: &str, default: usize) -> usize {

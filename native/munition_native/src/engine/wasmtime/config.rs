@@ -41,6 +41,7 @@ use crate::host::state::MAX_CORE_INSTANCES;
 /// (bench/compute.exs: a tight loop, a QuickJS start-up, a C hash); at
 /// 100,000 they cost 1 to 2%, and runaways still end at their deadline and
 /// leave the schedulers' heartbeat alone (test/soak/runaway_guests_soak_test.exs).
+/// (munition_bench's `munition::FUEL_YIELD_INTERVAL` is a copy.)
 pub const FUEL_YIELD_INTERVAL: u64 = 100_000;
 
 /// Wasm stack a guest may use. Guests run on a fiber stack of
@@ -113,6 +114,8 @@ fn pooling(settings: &Settings) -> PoolingAllocationConfig {
     pool
 }
 
+/// native/munition_bench/src/munition.rs builds the same engine on raw
+/// Wasmtime for the benchmarks' baselines: keep it in step.
 pub static ENGINE: Lazy<Engine> = Lazy::new(|| {
     let settings = settings();
     let mut config = Config::new();
