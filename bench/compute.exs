@@ -23,7 +23,7 @@
 # Each guest is measured in ROUNDS rounds (3 unless the environment says),
 # each round the raw side then Munition's, so that a slow stretch of a noisy
 # machine falls on both: a ratio is taken within each round, where the two
-# sides ran minutes apart at most, never across rounds.
+# sides ran seconds apart, never across rounds.
 #
 # Columns: the median of the rounds' medians of one call, the lowest and
 # highest of those medians (how much the machine moved), the median of the
