@@ -21,9 +21,10 @@
 # configuration; Wasmi: none, fuel).
 #
 # Each guest is measured in ROUNDS rounds (3 unless the environment says),
-# each round the raw side then Munition's, so that a slow stretch of a noisy
-# machine falls on both: a ratio is taken within each round, where the two
-# sides ran seconds apart, never across rounds.
+# each round the raw side then Munition's, seconds apart. A ratio is taken
+# within each round, never across rounds, and the median over the rounds
+# leaves out a round that a slow stretch of a noisy machine disturbed, where
+# one run of each side let it fall on one side of the whole comparison.
 #
 # Columns: the median of the rounds' medians of one call, the lowest and
 # highest of those medians (how much the machine moved), the median of the
@@ -100,7 +101,7 @@ defmodule Bench.Compute do
 
   def run do
     bench = RawWasmtime.build!()
-    rounds = String.to_integer(System.get_env("ROUNDS", "3"))
+    rounds = rounds()
     IO.puts("#{rounds} rounds a guest; the median of the rounds' figures, the range of their medians\n")
 
     IO.puts(
@@ -130,11 +131,13 @@ defmodule Bench.Compute do
           label =
             if instrument == :munition, do: "Munition fire/4, #{engine}", else: "raw #{engine}, #{instrument}"
 
-          case Enum.map(measured, & &1[row]) do
-            [{:error, reason} | _] ->
+          figures = Enum.map(measured, & &1[row])
+
+          case Enum.find(figures, &match?({:error, _}, &1)) do
+            {:error, reason} ->
               IO.puts("  #{label}: #{inspect(reason)}")
 
-            figures ->
+            nil ->
               row(
                 label,
                 figures,
@@ -211,7 +214,22 @@ defmodule Bench.Compute do
     )
   end
 
-  defp median(values), do: values |> Enum.sort() |> Timing.percentile(0.5)
+  defp rounds do
+    case Integer.parse(System.get_env("ROUNDS", "3")) do
+      {rounds, ""} when rounds > 0 -> rounds
+      _ -> raise ArgumentError, "ROUNDS must be a positive integer, got: #{inspect(System.get_env("ROUNDS"))}"
+    end
+  end
+
+  # The middle value, or the mean of the two middle ones.
+  defp median(values) do
+    sorted = Enum.sort(values)
+    n = length(sorted)
+
+    if rem(n, 2) == 1,
+      do: Enum.at(sorted, div(n, 2)),
+      else: (Enum.at(sorted, div(n, 2) - 1) + Enum.at(sorted, div(n, 2))) / 2
+  end
 
   defp ms(ns, unit \\ true),
     do: :erlang.float_to_binary(ns / 1_000_000, decimals: 2) <> if(unit, do: " ms", else: "")

@@ -1,6 +1,7 @@
 //! Munition's engine and store, built on raw Wasmtime: the baselines that
 //! run a guest "Munition's way" with nothing else of Munition around it
-//! (`munition_bench` and its `components` mode).
+//! (the call baseline of `main.rs` and the `components` mode; `compute`
+//! takes the fuel yield interval and `block_on`).
 //!
 //! The values are munition_native's (engine::wasmtime::config,
 //! engine::settings, host::state, munition_core::capacity at its defaults
@@ -49,7 +50,7 @@ pub fn engine() -> Engine {
         .max_tables_per_module(TABLES_PER_MODULE)
         .table_elements(MAX_TABLE_ELEMENTS)
         .max_memory_size(MAX_MEMORY_BYTES as usize)
-        .linear_memory_keep_resident(2 * 1024 * 1024)
+        .linear_memory_keep_resident(keep_resident_bytes())
         .table_keep_resident(64 * 1024)
         .pagemap_scan(wasmtime::Enabled::Auto);
     let mut config = Config::new();
@@ -66,6 +67,16 @@ pub fn engine() -> Engine {
         .wasm_backtrace_details(WasmBacktraceDetails::Enable)
         .coredump_on_trap(true);
     Engine::new(&config).expect("Munition's engine configuration is valid")
+}
+
+/// munition_native's `keep_resident_bytes`: 2 MiB where the kernel lets
+/// Wasmtime find the pages written (`pagemap_scan`), 1 MiB where not.
+fn keep_resident_bytes() -> usize {
+    if PoolingAllocationConfig::is_pagemap_scan_available() {
+        2 * 1024 * 1024
+    } else {
+        1024 * 1024
+    }
 }
 
 /// munition_native's limiter (host::state::Limiter): a call's memory bound,

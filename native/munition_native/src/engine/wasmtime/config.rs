@@ -39,7 +39,8 @@ use crate::host::state::MAX_CORE_INSTANCES;
 /// fuel: 10 to 20 µs of most guest code.
 /// At 10,000 the suspensions themselves cost 8 to 19% of guest compute
 /// (bench/compute.exs: a tight loop, a QuickJS start-up, a C hash); at
-/// 100,000 they cost 1 to 2%, and runaways still end at their deadline and
+/// 100,000 they cost 1 to 4% (a tight loop's 4,000 suspensions a call took
+/// 4% more than 400 at 1,000,000), and runaways still end at their deadline and
 /// leave the schedulers' heartbeat alone (test/soak/runaway_guests_soak_test.exs).
 /// (munition_bench's `munition::FUEL_YIELD_INTERVAL` is a copy.)
 pub const FUEL_YIELD_INTERVAL: u64 = 100_000;
