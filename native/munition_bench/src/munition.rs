@@ -3,10 +3,11 @@
 //! (the call baseline of `main.rs` and the `components` mode; `compute`
 //! takes the fuel yield interval and `block_on`).
 //!
-//! The values are munition_native's (engine::wasmtime::config,
-//! engine::settings, host::state, munition_core::capacity at its defaults
-//! on a 64-bit host without RLIMIT_AS), copied once here: that crate is a
-//! NIF and cannot be linked into a binary. Keep them in step.
+//! The capacity constants come from munition_core::capacity itself, at its
+//! defaults on a 64-bit host without RLIMIT_AS. The rest are
+//! munition_native's (engine::wasmtime::config, host::state), copied once
+//! here: that crate is a NIF and cannot be linked into a binary. Keep them
+//! in step.
 
 use std::future::Future;
 use std::num::NonZeroUsize;
@@ -19,14 +20,15 @@ use wasmtime::{
     Store, WasmBacktraceDetails,
 };
 
-pub const MAX_INSTANCES: u32 = 1000;
-pub const MEMORIES_PER_MODULE: u32 = 4;
-pub const TABLES_PER_MODULE: u32 = 4;
-pub const MAX_TABLE_ELEMENTS: usize = 100_000;
-pub const MAX_MEMORY_BYTES: u64 = 4 << 30;
-pub const MEMORY_GUARD_BYTES: u64 = 32 << 20;
+use munition_core::capacity::{
+    DEFAULT_MAX_INSTANCES, DEFAULT_MEMORIES_PER_MODULE, FIBER_STACK_SIZE, MAX_MEMORY_BYTES,
+    MAX_TABLES_PER_MODULE, MAX_TABLE_ELEMENTS, MEMORY_GUARD_BYTES,
+};
+
+const MAX_INSTANCES: u32 = DEFAULT_MAX_INSTANCES as u32;
+const MEMORIES_PER_MODULE: u32 = DEFAULT_MEMORIES_PER_MODULE as u32;
+const TABLES_PER_MODULE: u32 = MAX_TABLES_PER_MODULE as u32;
 pub const MAX_WASM_STACK: usize = 512 * 1024;
-pub const FIBER_STACK_SIZE: usize = 2 * 1024 * 1024;
 pub const MAX_BACKTRACE_FRAMES: usize = 256;
 /// Fuel between a guest's suspension points (engine::wasmtime::config).
 pub const FUEL_YIELD_INTERVAL: u64 = 100_000;
@@ -48,7 +50,7 @@ pub fn engine() -> Engine {
         .max_core_instances_per_component(MAX_CORE_INSTANCES as u32)
         .max_memories_per_module(MEMORIES_PER_MODULE)
         .max_tables_per_module(TABLES_PER_MODULE)
-        .table_elements(MAX_TABLE_ELEMENTS)
+        .table_elements(MAX_TABLE_ELEMENTS as usize)
         .max_memory_size(MAX_MEMORY_BYTES as usize)
         .linear_memory_keep_resident(keep_resident_bytes())
         .table_keep_resident(64 * 1024)
@@ -58,7 +60,7 @@ pub fn engine() -> Engine {
     config
         .consume_fuel(true)
         .max_wasm_stack(MAX_WASM_STACK)
-        .async_stack_size(FIBER_STACK_SIZE)
+        .async_stack_size(FIBER_STACK_SIZE as usize)
         .memory_reservation(MAX_MEMORY_BYTES)
         .memory_guard_size(MEMORY_GUARD_BYTES)
         .wasm_multi_memory(true)
@@ -103,7 +105,7 @@ impl ResourceLimiter for Limits {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= MAX_TABLE_ELEMENTS)
+        Ok(desired as u64 <= MAX_TABLE_ELEMENTS)
     }
 
     fn instances(&self) -> usize {
